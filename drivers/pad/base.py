@@ -1,0 +1,71 @@
+"""The book-pad interface every reader driver implements, and its health counters.
+
+Drivers are blocking (pyserial) and run in a thread; the station never calls them from the UI
+loop. UIDs are 8 bytes, most significant byte first (E0 ... for ISO 15693).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class PadError(Exception):
+    """The pad did not do what was asked (no answer, RF error, tag gone)."""
+
+
+@dataclass
+class PadCounters:
+    """Health counters reported in telemetry."""
+
+    inventories: int = 0
+    reads: int = 0
+    read_errors: int = 0
+    afi_writes: int = 0
+    afi_write_failures: int = 0
+    frame_errors: int = 0
+    reconnects: int = 0
+
+
+@dataclass(frozen=True)
+class TagReading:
+    """One tag on the pad: its UID, user memory and AFI as read."""
+
+    uid: bytes
+    data: bytes
+    afi: int | None = None
+
+    @property
+    def uid_hex(self) -> str:
+        return self.uid.hex().upper()
+
+
+class BookPad(Protocol):
+    counters: PadCounters
+
+    def inventory(self) -> list[bytes]:
+        """UIDs of the tags in the field now."""
+        ...
+
+    def read_blocks(self, uid: bytes, first: int, count: int) -> bytes:
+        """`count` blocks of user memory from block `first`, concatenated."""
+        ...
+
+    def write_blocks(self, uid: bytes, first: int, data: bytes) -> None: ...
+
+    def read_afi(self, uid: bytes) -> int: ...
+
+    def write_afi(self, uid: bytes, afi: int) -> None:
+        """Write the AFI; drivers read it back to verify and never send Lock AFI."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class AfiPolicy:
+    """Per-site AFI values (ISO 28560-1 defaults)."""
+
+    in_library: int = 0x07
+    on_loan: int = 0xC2
+    extra: dict[str, int] = field(default_factory=dict)

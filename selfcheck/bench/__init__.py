@@ -1,0 +1,1 @@
+"""Benchmarks printed as one JSON object per line: name, value, unit[, baseline, ratio]."""
