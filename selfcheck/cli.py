@@ -17,6 +17,8 @@ COMMANDS = [
     "selfcheck.simulate",
     "selfcheck.bench.cmd",
     "selfcheck.schema_cmd",
+    "drivers.tags.cli",
+    "drivers.pad.cli",
 ]
 
 

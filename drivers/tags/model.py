@@ -15,7 +15,12 @@ class TagDecodeError(ValueError):
 
 
 class TagInfo(BaseModel):
-    """The library data on a tag. `model` says which data model it came from."""
+    """The library data on a tag. `model` says which data model it came from.
+
+    `type_of_usage` is the main class in every model (1 circulating, 2 not for loan,
+    8 patron card, ...); ISO 28560-2 also carries a sub-qualifier in `usage_subtype`.
+    `variant` names a known deviation from the standard layout (None: as the standard says).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -29,3 +34,5 @@ class TagInfo(BaseModel):
     title: str | None = None
     shelf_location: str | None = None
     variant: str | None = None
+    usage_subtype: int | None = None
+    uid: str | None = None

@@ -13,6 +13,8 @@ from typing import Any
 SUITES = {
     "mqtt": "selfcheck.bench.transactions",
     "memory": "selfcheck.bench.memory",
+    "tags": "selfcheck.bench.tags",
+    "pad": "selfcheck.bench.pad",
 }
 
 Figure = dict[str, Any]

@@ -1,0 +1,143 @@
+"""The central bridge: takes station transactions and requests from a shared subscription,
+applies them to the store in batches, and answers after the commit.
+
+Messages are acknowledged to the broker (manual PUBACK) only after their batch committed, so a
+bridge killed mid-batch leaves them to the broker to deliver again; the dedupe rows make that
+harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+
+from central.store import CirculationStore, Tx
+from mqtt import messages, topics
+from mqtt.connection import BrokerAddress, connect_properties, make_client, publish_properties
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BridgeCounters:
+    applied: int = 0
+    repeats: int = 0
+    requests: int = 0
+    rejected: int = 0
+    batches: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class Bridge:
+    def __init__(self, store: CirculationStore, broker: BrokerAddress, *,
+                 client_id: str = "central-bridge-1", batch_max: int = 500) -> None:
+        self.store = store
+        self.broker = broker
+        self.counters = BridgeCounters()
+        self.connected = threading.Event()
+        self._batch_max = batch_max
+        self._inbox: queue.Queue[paho.MQTTMessage | None] = queue.Queue()
+        # Manual acks: PUBACK only after the batch committed (see module doc).
+        self._client = make_client(client_id, manual_ack=True)
+        self._client.on_connect = self._connected
+        self._client.on_disconnect = lambda *a: self.connected.clear()
+        self._client.on_message = lambda c, u, m: self._inbox.put(m)
+        self._worker = threading.Thread(target=self._run, name="bridge-worker", daemon=True)
+
+    def start(self) -> None:
+        self._worker.start()
+        props = connect_properties()
+        props.ReceiveMaximum = 2 * self._batch_max
+        self._client.connect_async(self.broker.host, self.broker.port, keepalive=15,
+                                   clean_start=False, properties=props)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._inbox.put(None)
+        self._worker.join(10)
+
+    def _connected(self, client: paho.Client, userdata: Any, flags: Any, rc: Any,
+                   props: Any = None) -> None:
+        if rc.is_failure:
+            log.warning("broker refused the bridge: %s", rc)
+            return
+        client.subscribe([(topics.BRIDGE_TX, 1), (topics.BRIDGE_REQ, 1)])
+        self.connected.set()
+
+    # -- the worker: one batch at a time, commit, then answer and PUBACK
+    def _run(self) -> None:
+        while True:
+            first = self._inbox.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._batch_max:
+                try:
+                    more = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._inbox.put(None)
+                    break
+                batch.append(more)
+            try:
+                self._handle(batch)
+            except Exception:  # never let one bad batch stop the bridge
+                log.exception("batch of %d failed; left unacknowledged for redelivery",
+                              len(batch))
+
+    def _handle(self, batch: list[paho.MQTTMessage]) -> None:
+        txs: list[tuple[paho.MQTTMessage, Tx]] = []
+        for m in batch:
+            try:
+                where = topics.parse(m.topic)
+                if where.channel == "tx":
+                    tx = messages.decode_tx(m.payload)
+                    if (tx.site, tx.station) != (where.site, where.station):
+                        raise messages.MessageError("station", "does not match the topic")
+                    txs.append((m, tx))
+                    continue
+                if where.channel == "req":
+                    self._answer(m, where)
+                else:
+                    raise messages.MessageError("topic", f"channel {where.channel!r} unknown")
+            except (messages.MessageError, topics.TopicError) as exc:
+                self.counters.rejected += 1
+                log.warning("rejected %s: %s", m.topic, exc)
+            self._client.ack(m.mid, m.qos)
+        if not txs:
+            return
+        acks = self.store.apply([tx for _, tx in txs])
+        self.counters.batches += 1
+        for (m, tx), ack in zip(txs, acks, strict=True):
+            if ack.repeat:
+                self.counters.repeats += 1
+            else:
+                self.counters.applied += 1
+            if not ack.ok and ack.reason:
+                self.counters.reasons[ack.reason] = self.counters.reasons.get(ack.reason, 0) + 1
+            self._client.publish(topics.ack_tx(tx.site, tx.station), messages.encode(ack), qos=1)
+            self._client.ack(m.mid, m.qos)
+
+    def _answer(self, m: paho.MQTTMessage, where: topics.Parsed) -> None:
+        props: Properties | None = getattr(m, "properties", None)
+        reply_to = getattr(props, "ResponseTopic", None)
+        # Answer only on the asking station's own res/ topic, whatever the request says.
+        if reply_to != topics.res(where.site, where.station, where.name):
+            raise messages.MessageError("ResponseTopic", f"{reply_to!r} is not the station's")
+        if where.name != "patron":
+            raise messages.MessageError("topic", f"no request named {where.name!r}")
+        req = messages.decode(m.payload, messages.PatronCheckReq)
+        assert isinstance(req, messages.PatronCheckReq)
+        res = self.store.check_patron(req.card_id)
+        self.counters.requests += 1
+        out = publish_properties(CorrelationData=getattr(props, "CorrelationData", b""))
+        self._client.publish(reply_to, messages.encode(res), qos=1, properties=out)

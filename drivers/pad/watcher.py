@@ -1,0 +1,116 @@
+"""Polls a book pad in one thread: reports the set of tags present whenever it changes, and
+performs security writes between polls so that only this thread ever talks to the pad."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from drivers.pad.base import AfiPolicy, BookPad
+from drivers.tags import TagDecodeError, TagInfo, decode_tag
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SeenTag:
+    uid: str  # 16 upper-case hex digits, MSB first
+    item: TagInfo | None
+    error: str | None = None
+
+
+OnTags = Callable[[tuple[SeenTag, ...]], None]
+OnHealth = Callable[[bool], None]
+
+
+class PadWatcher:
+    def __init__(self, pad: BookPad, on_tags: OnTags, *, afi: AfiPolicy | None = None,
+                 on_health: OnHealth = lambda ok: None, poll_s: float = 0.1,
+                 blocks: int = 9) -> None:
+        self.pad = pad
+        self.afi = afi or AfiPolicy()
+        self._on_tags = on_tags
+        self._on_health = on_health
+        self._poll_s = poll_s
+        self._blocks = blocks
+        self._known: dict[bytes, SeenTag] = {}
+        self._reported: tuple[SeenTag, ...] | None = None
+        self._writes: queue.Queue[tuple[bytes, int, Future[None]]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pad-watcher", daemon=True)
+        self._healthy: bool | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def write_security(self, uid: bytes, state: str) -> Future[None]:
+        """Queue an AFI write ('on_loan' or 'in_library'); the future says how it went."""
+        afi = self.afi.on_loan if state == "on_loan" else self.afi.in_library
+        future: Future[None] = Future()
+        self._writes.put((uid, afi, future))
+        return future
+
+    def _health(self, ok: bool) -> None:
+        if ok != self._healthy:
+            self._healthy = ok
+            self._on_health(ok)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._do_writes()
+            try:
+                self._poll()
+                self._health(True)
+            except Exception as exc:  # a reader fault must not end the station
+                log.warning("pad inventory failed: %s", exc)
+                self._health(False)
+                self._stop.wait(1.0)
+                continue
+            self._stop.wait(self._poll_s)
+
+    def _do_writes(self) -> None:
+        while True:
+            try:
+                uid, afi, future = self._writes.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self.pad.write_afi(uid, afi)
+                future.set_result(None)
+            except Exception as exc:
+                future.set_exception(exc)
+
+    def _poll(self) -> None:
+        uids = self.pad.inventory()
+        present: dict[bytes, SeenTag] = {}
+        for uid in uids:
+            seen = self._known.get(uid)
+            if seen is None:
+                seen = self._read(uid)
+                if seen is None:
+                    continue  # read failed (tag moving): try again next poll
+            present[uid] = seen
+        self._known = present
+        snapshot = tuple(sorted(present.values(), key=lambda s: s.uid))
+        if snapshot != self._reported:
+            self._reported = snapshot
+            self._on_tags(snapshot)
+
+    def _read(self, uid: bytes) -> SeenTag | None:
+        try:
+            data = self.pad.read_blocks(uid, 0, self._blocks)
+        except Exception as exc:
+            log.info("read of %s failed: %s", uid.hex().upper(), exc)
+            return None
+        try:
+            return SeenTag(uid.hex().upper(), decode_tag(data, uid=uid))
+        except TagDecodeError as exc:
+            return SeenTag(uid.hex().upper(), None, str(exc))

@@ -1,0 +1,177 @@
+"""The station runtime: wires the self-check core to the pad, the card reader, the journal
+and the MQTT link on one asyncio loop. Blocking work (SQLite fsync, pad I/O) runs in threads.
+The Kivy UI and the headless simulator both drive a StationRuntime."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from drivers.card.base import CardReader
+from drivers.pad.base import AfiPolicy, BookPad
+from drivers.pad.watcher import PadWatcher, SeenTag
+from kiosk import core
+from kiosk.journal import Journal
+from kiosk.settings import StationSettings
+from mqtt import messages, topics
+from mqtt.ids import uuid7
+from mqtt.outbox import Outbox
+from mqtt.station_link import StationLink
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+TICK_S = 0.25
+
+
+def core_config(settings: StationSettings) -> core.CoreConfig:
+    return core.CoreConfig(default_lang=settings.lang, ack_timeout_s=settings.ack_timeout_s,
+                           inactivity_s=settings.inactivity_s, summary_s=settings.summary_s,
+                           offline_returns=settings.offline_returns)
+
+
+class StationRuntime:
+    def __init__(self, settings: StationSettings, pad: BookPad, card: CardReader) -> None:
+        self.settings = settings
+        self.core = core.SelfCheck(core_config(settings), uuid7)
+        self.journal = Journal(settings.journal)
+        self.link = StationLink(settings.site, settings.station, settings.broker_address,
+                                version=VERSION, next_session=self.journal.next_session,
+                                on_ack=self._on_ack, on_connected=self._on_connected,
+                                mode=lambda: "selfcheck")
+        self.outbox = Outbox(self.journal, self.link.send,
+                             resend_after_s=settings.resend_after_s)
+        self.watcher = PadWatcher(pad, self._on_tags,
+                                  afi=AfiPolicy(settings.afi_in_library, settings.afi_on_loan),
+                                  on_health=self._on_pad_health)
+        self.card = card
+        self.pad_ok = True
+        self._listeners: list[Callable[[core.View], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- wiring
+    def add_listener(self, listener: Callable[[core.View], None]) -> None:
+        self._listeners.append(listener)
+
+    def view(self) -> core.View:
+        return self.core.view(time.monotonic())
+
+    def feed(self, event: core.Event) -> None:
+        """Give the core an event (UI loop only) and carry out what it asks for."""
+        for action in self.core.handle(event, time.monotonic()):
+            self._spawn(self._perform(action))
+        view = self.view()
+        for listener in self._listeners:
+            listener(view)
+
+    def feed_threadsafe(self, event: core.Event) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.feed, event)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- lifecycle
+    async def run(self) -> None:
+        """Run until `stop()`; the caller's loop becomes the station's loop."""
+        self._loop = asyncio.get_running_loop()
+        self.link.start()
+        self.watcher.start()
+        threading.Thread(target=self.card.run, args=(self._on_card, self._stop),
+                         name="card-reader", daemon=True).start()
+        last_resend = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self.feed(core.Tick())
+                if time.monotonic() - last_resend >= 1.0:
+                    last_resend = time.monotonic()
+                    await asyncio.to_thread(self.outbox.resend_due)
+                await asyncio.sleep(TICK_S)
+        finally:
+            await self._shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.watcher.stop()
+        await asyncio.to_thread(self.link.stop)
+        self.journal.close()
+
+    # -- actions
+    async def _perform(self, action: core.Action) -> None:
+        if isinstance(action, core.CheckPatron):
+            await self._check_patron(action.card_id)
+        elif isinstance(action, core.RecordTx):
+            await self._record(action)
+        elif isinstance(action, core.WriteSecurity):
+            future = self.watcher.write_security(bytes.fromhex(action.uid), action.state)
+            try:
+                await asyncio.wrap_future(future)
+                ok = True
+            except Exception as exc:
+                log.info("security write on %s failed: %s", action.uid, exc)
+                ok = False
+            self.feed(core.SecurityWritten(action.uid, ok))
+
+    async def _check_patron(self, card_id: str) -> None:
+        timeout = self.settings.ack_timeout_s
+        future = self.link.request("patron", messages.PatronCheckReq(card_id=card_id), timeout)
+        result: messages.PatronCheckRes | None = None
+        try:
+            answer = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            if isinstance(answer, messages.PatronCheckRes):
+                result = answer
+        except (TimeoutError, ConnectionError, messages.MessageError) as exc:
+            log.info("patron check got no answer: %s", exc)
+        self.feed(core.PatronChecked(result))
+
+    async def _record(self, action: core.RecordTx) -> None:
+        s = self.settings
+        now = dt.datetime.now(dt.UTC)
+        topic = topics.tx(s.site, s.station, action.kind)
+
+        def build(seq: int) -> messages.TxLoan | messages.TxReturn:
+            common: dict[str, Any] = dict(msg_id=action.msg_id, seq=seq, site=s.site,
+                                          station=s.station, at=now, item_id=action.item_id)
+            if action.kind == "loan":
+                assert action.patron_ref is not None
+                deadline = now + dt.timedelta(seconds=s.ack_timeout_s)
+                return messages.TxLoan(patron_ref=action.patron_ref, deadline=deadline,
+                                       **common)
+            return messages.TxReturn(**common)
+
+        # Journal first (fsync), and only then may the screen move on from "recording".
+        msg = await asyncio.to_thread(self.journal.add, action.kind, topic, build)
+        self.feed(core.Recorded(action.msg_id))
+        await asyncio.to_thread(self.outbox.submit, action.msg_id, topic, messages.encode(msg))
+
+    # -- callbacks from other threads
+    def _on_ack(self, ack: messages.AckTx) -> None:
+        self.outbox.on_ack(ack.msg_id)
+        self.feed_threadsafe(core.AckReceived(ack))
+
+    def _on_connected(self, up: bool) -> None:
+        if up:
+            self.outbox.on_connected()
+        self.feed_threadsafe(core.Connectivity(up))
+
+    def _on_tags(self, tags: tuple[SeenTag, ...]) -> None:
+        self.feed_threadsafe(core.TagsPresent(tags))
+
+    def _on_card(self, card_id: str) -> None:
+        self.feed_threadsafe(core.CardRead(card_id))
+
+    def _on_pad_health(self, ok: bool) -> None:
+        self.pad_ok = ok

@@ -1,0 +1,84 @@
+"""Station settings: defaults, then a TOML file, then SELFCHECK_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from mqtt import topics
+from mqtt.connection import BrokerAddress
+
+
+class StationSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SELFCHECK_", extra="forbid")
+
+    site: str = "demo-lib"
+    station: str = "station-1"
+    broker: str = "127.0.0.1:1883"
+    journal: Path = Path("var/station.db")
+    lang: Literal["vi", "en"] = "vi"
+    pad: str = Field("sim", description="book pad kind: sim, 3m810, feig, ascii")
+    pad_url: str = ""
+    card_reader: str = Field("sim", description="card reader kind: sim, nfc, barcode-serial, ...")
+    card_url: str = ""
+    afi_in_library: int = Field(0x07, ge=0, le=255)
+    afi_on_loan: int = Field(0xC2, ge=0, le=255)
+    ack_timeout_s: float = Field(5.0, gt=0)
+    inactivity_s: float = Field(45.0, gt=0)
+    summary_s: float = Field(12.0, gt=0)
+    offline_returns: bool = True
+    resend_after_s: float = Field(10.0, gt=0)
+    fullscreen: bool = False
+
+    @field_validator("site", "station")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return topics.check_id(value, "id")
+
+    @field_validator("broker")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        BrokerAddress.parse(value)
+        return value
+
+    @field_validator("afi_in_library", "afi_on_loan")
+    @classmethod
+    def _not_lock(cls, value: int) -> int:
+        if value == 0x28:
+            raise ValueError("0x28 is Lock AFI, which is permanent: never use it")
+        return value
+
+    @property
+    def broker_address(self) -> BrokerAddress:
+        return BrokerAddress.parse(self.broker)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = getattr(cls, "_toml_path", None)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+def load_settings(toml: Path | None = None, **overrides: object) -> StationSettings:
+    """Settings from `toml` (if given), the environment, then `overrides`."""
+    if toml is not None and not toml.exists():
+        raise FileNotFoundError(f"config file {toml} does not exist")
+    StationSettings._toml_path = toml  # type: ignore[attr-defined]
+    try:
+        return StationSettings(**overrides)  # type: ignore[arg-type]
+    finally:
+        StationSettings._toml_path = None  # type: ignore[attr-defined]

@@ -1,0 +1,78 @@
+"""The Kivy station app: one asyncio loop for the UI, the runtime and an optional script."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kivy.app import App
+from kivy.uix.boxlayout import BoxLayout
+
+from kiosk import core
+from kiosk.runtime import StationRuntime
+from kiosk.ui.demo_panel import DemoPanel
+from kiosk.ui.screens import StationRoot
+
+Script = Callable[["StationApp"], Awaitable[int]]
+
+
+class StationApp(App):
+    title = "Selfcheck"
+
+    def __init__(self, runtime: StationRuntime,
+                 demo: Callable[[], DemoPanel] | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.runtime = runtime
+        self._make_demo = demo
+        self.station: StationRoot | None = None
+        self.demo: DemoPanel | None = None
+
+    def build(self) -> BoxLayout:
+        root = BoxLayout(orientation="horizontal")
+        self.station = StationRoot(on_button=self._button)
+        root.add_widget(self.station)
+        if self._make_demo is not None:
+            self.demo = self._make_demo()
+            root.add_widget(self.demo)
+        self.runtime.add_listener(self._render)
+        self._render(self.runtime.view())
+        return root
+
+    def _render(self, view: core.View) -> None:
+        if self.station is not None:
+            self.station.render(view)
+        if self.demo is not None:
+            self.demo.relabel()
+
+    def _button(self, name: str) -> None:
+        self.runtime.feed(core.Touch(name))  # type: ignore[arg-type]
+
+
+async def run_app(app: StationApp, script: Script | None = None) -> int:
+    """Run the UI and the runtime together; with a script, its result is the exit code."""
+    runtime_task = asyncio.ensure_future(app.runtime.run())
+    result = 0
+
+    async def scripted() -> None:
+        nonlocal result
+        try:
+            assert script is not None
+            result = await script(app)
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            result = 1
+        finally:
+            app.stop()
+
+    script_task = asyncio.ensure_future(scripted()) if script else None
+    try:
+        await app.async_run(async_lib="asyncio")
+    finally:
+        app.runtime.stop()
+        await runtime_task
+        if script_task is not None:
+            await script_task
+    return result

@@ -1,0 +1,78 @@
+"""The demo's side panel: place and lift simulated books, tap simulated cards (or keys 1-9
+for books, c for the first card), so the station can be tried with no hardware."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kivy.core.window import Window
+from kivy.metrics import dp
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.button import Button
+from kivy.uix.label import Label
+from kivy.uix.togglebutton import ToggleButton
+
+from drivers.card.base import SimulatedCardReader
+from drivers.pad.simulated import SimulatedPad
+from kiosk.demo_kit import DemoBook, DemoCard
+from kiosk.i18n import t
+
+
+class DemoPanel(BoxLayout):
+    def __init__(self, pad: SimulatedPad, cards: SimulatedCardReader, books: list[DemoBook],
+                 people: list[DemoCard], lang: Callable[[], str], **kw: Any) -> None:
+        super().__init__(orientation="vertical", size_hint_x=None, width=dp(300),
+                         padding=dp(8), spacing=dp(6), **kw)
+        self.pad, self.cards, self._lang = pad, cards, lang
+        self.header = Label(font_size="16sp", size_hint_y=None, height=dp(40), bold=True)
+        self.add_widget(self.header)
+        self.card_buttons: dict[str, Button] = {}
+        for person in people:
+            btn = Button(font_size="15sp", size_hint_y=None, height=dp(44))
+            btn.bind(on_release=lambda _b, c=person.card_id: self.cards.present(c))
+            self.card_buttons[person.card_id] = btn
+            self.add_widget(btn)
+        self._people = people
+        self.book_buttons: dict[str, ToggleButton] = {}
+        for book in books:
+            tb = ToggleButton(text=book.title, font_size="15sp", size_hint_y=None,
+                              height=dp(44), shorten=True)
+            tb.bind(state=lambda w, state, b=book: self._toggle(b, state))
+            self.book_buttons[book.item_id] = tb
+            self.add_widget(tb)
+        self.lift_all = Button(font_size="15sp", size_hint_y=None, height=dp(44))
+        self.lift_all.bind(on_release=lambda _b: self._lift_all())
+        self.add_widget(self.lift_all)
+        self.add_widget(Label())
+        self._books = books
+        Window.bind(on_key_down=self._key)
+        self.relabel()
+
+    def relabel(self) -> None:
+        lang = self._lang()
+        self.header.text = t("demo.title", lang)
+        for person in self._people:
+            self.card_buttons[person.card_id].text = t("demo.card", lang, name=person.name)
+        self.lift_all.text = t("demo.lift_all", lang)
+
+    def _toggle(self, book: DemoBook, state: str) -> None:
+        if state == "down":
+            self.pad.place(book.uid, book.memory)
+        else:
+            self.pad.lift(book.uid)
+
+    def _lift_all(self) -> None:
+        for tb in self.book_buttons.values():
+            tb.state = "normal"
+
+    def _key(self, _window: Any, _key: int, _scancode: int, text: str | None,
+             _mods: Any) -> bool:
+        if text and text.isdigit() and 0 < int(text) <= len(self._books):
+            tb = self.book_buttons[self._books[int(text) - 1].item_id]
+            tb.state = "normal" if tb.state == "down" else "down"
+            return True
+        if text == "c" and self._people:
+            self.cards.present(self._people[0].card_id)
+            return True
+        return False

@@ -1,0 +1,156 @@
+"""`selfcheck simulate`: N headless stations (the real core, journal and MQTT client) borrow
+and return simulated books against a running central; prints counts and latency percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drivers.card.base import SimulatedCardReader
+from drivers.pad.simulated import SimulatedPad
+from drivers.tags import iso28560_3
+from kiosk import core
+from kiosk.runtime import StationRuntime
+from kiosk.settings import StationSettings
+from mqtt.connection import BrokerAddress
+
+BOOKS_PER_VISIT = 3
+
+
+@dataclass
+class Tally:
+    ok: int = 0
+    refused: int = 0
+    failed: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="drive N headless stations against a central")
+    p.add_argument("--stations", type=int, default=5)
+    p.add_argument("--transactions", type=int, default=12,
+                   help="loans plus returns per station")
+    p.add_argument("--broker", type=BrokerAddress.parse,
+                   help="HOST:PORT of a broker with a central bridge on the sample library "
+                   "(with --sample-items and --sample-patrons at least the station count x 3); "
+                   "default: start a private broker and central")
+    p.add_argument("--site", default="sim-lib")
+    p.add_argument("--workdir", type=Path, help="where station journals go (default: temp)")
+    p.set_defaults(func=run)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+async def until(check: object, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def one_station(n: int, settings: StationSettings, transactions: int,
+                      tally: Tally) -> None:
+    pad, card = SimulatedPad(), SimulatedCardReader()
+    rt = StationRuntime(settings, pad, card)
+    runner = asyncio.ensure_future(rt.run())
+    books = [(bytes.fromhex(f"E0FF{n:04X}{b:08X}"), f"49{n * BOOKS_PER_VISIT + b + 1:06d}")
+             for b in range(BOOKS_PER_VISIT)]
+    card_id = f"TN{n + 1:05d}"
+    view = rt.view
+    timeout = settings.ack_timeout_s + 5
+    try:
+        await until(lambda: view().online, 30)
+        done = 0
+        while done < transactions:
+            for kind in ("loan", "return"):
+                if kind == "loan":
+                    card.present(card_id)
+                    if not await until(lambda: view().mode is core.Mode.BORROW, timeout):
+                        tally.failed += 1
+                        rt.feed(core.Touch("cancel"))
+                        continue
+                else:
+                    rt.feed(core.Touch("return"))
+                for uid, item in books:
+                    if done >= transactions:
+                        break
+                    start = time.monotonic()
+                    pad.place(uid, iso28560_3.encode(item))
+                    final = (core.Status.DONE, core.Status.REFUSED, core.Status.UNCONFIRMED,
+                             core.Status.OFFLINE)
+                    finished = await until(lambda uid=uid: any(
+                        ln.uid == uid.hex().upper() and ln.status in final
+                        for ln in view().lines), timeout)
+                    line = next((ln for ln in view().lines if ln.uid == uid.hex().upper()), None)
+                    if finished and line is not None and line.status is core.Status.DONE:
+                        tally.ok += 1
+                        tally.latencies_ms.append((time.monotonic() - start) * 1000)
+                    elif finished:
+                        tally.refused += 1
+                    else:
+                        tally.failed += 1
+                    pad.lift(uid)
+                    done += 1
+                rt.feed(core.Touch("cancel"))
+    finally:
+        rt.stop()
+        await runner
+
+
+async def simulate(broker: BrokerAddress, stations: int, transactions: int, site: str,
+                   workdir: Path) -> Tally:
+    tally = Tally()
+    runs = []
+    for n in range(stations):
+        settings = StationSettings(site=site, station=f"sim-{n + 1}", broker=str(broker),
+                                   journal=workdir / f"sim-{n + 1}.db", inactivity_s=120)
+        runs.append(one_station(n, settings, transactions, tally))
+    await asyncio.gather(*runs)
+    return tally
+
+
+def run(args: argparse.Namespace) -> int:
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="selfcheck-sim-"))
+    if args.broker is None:
+        from selfcheck.broker import Broker
+        from selfcheck.stack import CentralProcess
+
+        with Broker(workdir / "broker") as broker, CentralProcess(
+                broker.address, f"sqlite:///{workdir / 'central.db'}",
+                sample_items=args.stations * BOOKS_PER_VISIT + 10,
+                sample_patrons=args.stations + 1):
+            tally, seconds = _timed(broker.address, args, workdir)
+    else:
+        tally, seconds = _timed(args.broker, args, workdir)
+    lat = tally.latencies_ms
+    print(json.dumps({
+        "stations": args.stations, "transactions": tally.ok + tally.refused + tally.failed,
+        "ok": tally.ok, "refused": tally.refused, "failed": tally.failed,
+        "seconds": round(seconds, 2),
+        "latency_ms": {"p50": round(percentile(lat, 50), 1), "p90": round(percentile(lat, 90), 1),
+                       "p99": round(percentile(lat, 99), 1),
+                       "mean": round(statistics.fmean(lat), 1) if lat else None},
+        "note": "latency: book placed on the pad to the central's answer on screen "
+                "(includes the pad's 100 ms polling)",
+    }))
+    return 0 if tally.failed == 0 else 1
+
+
+def _timed(broker: BrokerAddress, args: argparse.Namespace, workdir: Path) -> tuple[Tally, float]:
+    start = time.monotonic()
+    tally = asyncio.run(simulate(broker, args.stations, args.transactions, args.site, workdir))
+    return tally, time.monotonic() - start
