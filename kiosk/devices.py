@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from drivers.card import open_card_reader
 from drivers.card.base import CardReader, SimulatedCardReader
+from drivers.pad import open_pad
 from drivers.pad.base import BookPad
-from drivers.pad.simulated import SimulatedPad
 from kiosk.settings import StationSettings
 
 
 def open_devices(settings: StationSettings) -> tuple[BookPad, CardReader]:
-    pad: BookPad
+    """Both devices, or a ValueError naming the setting that is wrong."""
+    if settings.pad != "sim" and not settings.pad_url:
+        raise ValueError(f"pad_url: a {settings.pad} pad needs a serial URL "
+                         "(/dev/ttyUSB0, socket://host:port)")
+    try:
+        pad = open_pad(settings.pad, settings.pad_url, **settings.pad_options)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"pad / pad_options: {exc}") from None
     card: CardReader
-    if settings.pad == "sim":
-        pad = SimulatedPad()
-    else:
-        raise ValueError(f"pad: kind {settings.pad!r} is not supported (use 'sim')")
     if settings.card_reader == "sim":
         card = SimulatedCardReader()
     else:
-        raise ValueError(f"card_reader: kind {settings.card_reader!r} is not supported")
+        if not settings.card_url:
+            raise ValueError(f"card_url: a {settings.card_reader} card reader needs a device "
+                             "(tty:AMA0:pn532, usb, /dev/ttyACM0, /dev/input/...)")
+        card = open_card_reader(settings.card_reader, settings.card_url,
+                                **settings.card_options)
     return pad, card

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -25,10 +25,14 @@ class StationSettings(BaseSettings):
     broker: str = "127.0.0.1:1883"
     journal: Path = Path("var/station.db")
     lang: Literal["vi", "en"] = "vi"
-    pad: str = Field("sim", description="book pad kind: sim, 3m810, feig, ascii")
-    pad_url: str = ""
-    card_reader: str = Field("sim", description="card reader kind: sim, nfc, barcode-serial, ...")
-    card_url: str = ""
+    pad: Literal["sim", "3m810", "feig", "ascii"] = "sim"
+    pad_url: str = Field("", description="pyserial URL of the pad: /dev/ttyUSB0, socket://...")
+    pad_options: dict[str, Any] = Field(default_factory=dict,
+                                        description="driver options, e.g. block_order")
+    card_reader: Literal["sim", "nfc", "barcode-serial", "barcode-wedge"] = "sim"
+    card_url: str = Field("", description="tty:AMA0:pn532, usb, a serial URL or /dev/input/...")
+    card_options: dict[str, Any] = Field(default_factory=dict,
+                                         description="e.g. format = 'decimal-reversed'")
     afi_in_library: int = Field(0x07, ge=0, le=255)
     afi_on_loan: int = Field(0xC2, ge=0, le=255)
     ack_timeout_s: float = Field(5.0, gt=0)

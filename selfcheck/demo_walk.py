@@ -54,6 +54,10 @@ class Shooter:
         self.files.append(target)
 
 
+def confirmed(view: Callable[[], core.View], count: int) -> Callable[[], bool]:
+    return lambda: sum(ln.status is core.Status.DONE for ln in view().lines) == count
+
+
 async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     rt, demo, station = app.runtime, app.demo, app.station
     assert demo is not None and station is not None
@@ -71,8 +75,7 @@ async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     await shoot.shot("patron")
     for n, item in enumerate(WALK_ITEMS, start=1):
         await press(demo.book_buttons[item])
-        await until(lambda n=n: sum(ln.status is core.Status.DONE for ln in view().lines) == n,
-                    f"loan {n} to be confirmed")
+        await until(confirmed(view, n), f"loan {n} to be confirmed")
         await shoot.shot(f"borrowed-{n}")
     await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
     await press(demo.lift_all)
@@ -89,8 +92,7 @@ async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     await shoot.shot("return")
     for n, item in enumerate(WALK_ITEMS, start=1):
         await press(demo.book_buttons[item])
-        await until(lambda n=n: sum(ln.status is core.Status.DONE for ln in view().lines) == n,
-                    f"return {n} to be confirmed")
+        await until(confirmed(view, n), f"return {n} to be confirmed")
         await shoot.shot(f"returned-{n}")
     await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
     await press(station.ids.finish_button)

@@ -22,6 +22,7 @@ from kiosk.settings import StationSettings
 from mqtt.connection import BrokerAddress
 
 BOOKS_PER_VISIT = 3
+FINAL = (core.Status.DONE, core.Status.REFUSED, core.Status.UNCONFIRMED, core.Status.OFFLINE)
 
 
 @dataclass
@@ -50,7 +51,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def until(check: object, timeout_s: float) -> bool:
@@ -90,10 +91,8 @@ async def one_station(n: int, settings: StationSettings, transactions: int,
                         break
                     start = time.monotonic()
                     pad.place(uid, iso28560_3.encode(item))
-                    final = (core.Status.DONE, core.Status.REFUSED, core.Status.UNCONFIRMED,
-                             core.Status.OFFLINE)
                     finished = await until(lambda uid=uid: any(
-                        ln.uid == uid.hex().upper() and ln.status in final
+                        ln.uid == uid.hex().upper() and ln.status in FINAL
                         for ln in view().lines), timeout)
                     line = next((ln for ln in view().lines if ln.uid == uid.hex().upper()), None)
                     if finished and line is not None and line.status is core.Status.DONE:

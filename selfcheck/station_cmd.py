@@ -52,7 +52,11 @@ async def run_station(settings: StationSettings, *, headless: bool = False) -> i
     from kiosk.ui.demo_panel import DemoPanel
     from selfcheck.demo_library import demo_books, demo_cards
 
-    pad, card = open_devices(settings)
+    try:
+        pad, card = open_devices(settings)
+    except ValueError as exc:
+        print(f"station config is not valid: {exc}")
+        return 2
     runtime = StationRuntime(settings, pad, card)
     demo = None
     if isinstance(pad, SimulatedPad) and isinstance(card, SimulatedCardReader):

@@ -1,0 +1,72 @@
+"""Barcode scanner on a serial port (or any pyserial URL: `socket://`, `loop://`, ...)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import serial
+from pydantic import Field
+
+from drivers.card.barcode import BarcodeOptions, BarcodeSink, LineSplitter
+from drivers.card.base import OnCard
+from drivers.card.stats import CardReaderStats
+
+log = logging.getLogger(__name__)
+
+
+class SerialBarcodeOptions(BarcodeOptions):
+    baudrate: int = Field(default=9600, gt=0)
+    reopen_delay_s: float = Field(default=0.5, gt=0)
+    reopen_max_s: float = Field(default=10.0, gt=0)
+
+
+PortOpener = Callable[..., Any]
+
+
+class SerialBarcodeReader:
+    def __init__(
+        self,
+        url: str,
+        opts: SerialBarcodeOptions | None = None,
+        *,
+        opener: PortOpener = serial.serial_for_url,
+    ) -> None:
+        self.url = url
+        self.opts = opts or SerialBarcodeOptions()
+        self.stats = CardReaderStats()
+        self._open = opener
+
+    def run(self, on_card: OnCard, stop: threading.Event) -> None:
+        sink = BarcodeSink(self.opts, self.stats, on_card)
+        splitter = LineSplitter(self.opts.max_len)
+        delay = self.opts.reopen_delay_s
+        lost = False
+        while not stop.is_set():
+            try:
+                # A short read timeout is what lets the loop notice `stop`.
+                port = self._open(self.url, baudrate=self.opts.baudrate, timeout=0.2)
+            except (serial.SerialException, OSError) as exc:
+                log.warning("barcode scanner %s not available (%s); retry in %.1fs",
+                            self.url, exc, delay)
+                lost = True
+                stop.wait(delay)
+                delay = min(delay * 2, self.opts.reopen_max_s)
+                continue
+            if lost:
+                self.stats.count_reconnect()
+            delay = self.opts.reopen_delay_s
+            splitter.reset()  # a line cut by an unplug is not a card number
+            try:
+                while not stop.is_set():
+                    data = port.read(port.in_waiting or 1)
+                    for item in splitter.feed(data):
+                        sink.handle(item)
+            except (serial.SerialException, OSError) as exc:
+                log.warning("barcode scanner %s lost (%s); reopening", self.url, exc)
+                lost = True
+                stop.wait(delay)
+            finally:
+                port.close()
