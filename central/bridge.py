@@ -17,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
-from central.store import CirculationStore, Tx
+from central.backend import Backend, Tx
 from mqtt import messages, topics
 from mqtt.connection import BrokerAddress, connect_properties, make_client, publish_properties
 
@@ -35,9 +35,9 @@ class BridgeCounters:
 
 
 class Bridge:
-    def __init__(self, store: CirculationStore, broker: BrokerAddress, *,
+    def __init__(self, backend: Backend, broker: BrokerAddress, *,
                  client_id: str = "central-bridge-1", batch_max: int = 500) -> None:
-        self.store = store
+        self.backend = backend
         self.broker = broker
         self.counters = BridgeCounters()
         self.connected = threading.Event()
@@ -115,7 +115,7 @@ class Bridge:
             self._client.ack(m.mid, m.qos)
         if not txs:
             return
-        acks = self.store.apply([tx for _, tx in txs])
+        acks = self.backend.apply([tx for _, tx in txs])
         self.counters.batches += 1
         for (m, tx), ack in zip(txs, acks, strict=True):
             if ack.repeat:
@@ -137,7 +137,7 @@ class Bridge:
             raise messages.MessageError("topic", f"no request named {where.name!r}")
         req = messages.decode(m.payload, messages.PatronCheckReq)
         assert isinstance(req, messages.PatronCheckReq)
-        res = self.store.check_patron(req.card_id)
+        res = self.backend.check_patron(req.card_id)
         self.counters.requests += 1
         out = publish_properties(CorrelationData=getattr(props, "CorrelationData", b""))
         self._client.publish(reply_to, messages.encode(res), qos=1, properties=out)

@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from central.backend import Tx
 from central.schema import circulation, items, loans, metadata, patrons, processed, rules
 from mqtt import messages
 from mqtt.messages import AckTx, PatronCheckRes, TxLoan, TxRenew, TxReturn
 
 log = logging.getLogger(__name__)
 
-Tx = TxLoan | TxReturn | TxRenew
 KIND = {TxLoan: "loan", TxReturn: "return", TxRenew: "renew"}
 
 
