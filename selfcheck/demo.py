@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="play the scripted walk offscreen and check the central store")
     p.add_argument("--screenshots", type=Path, help="write a PNG of every screen here")
     p.add_argument("--lang", choices=["vi", "en"], default="vi")
+    p.add_argument("--scenario", choices=["walk", "refusals"], default="walk",
+                   help="with --headless: which scripted scenario to play")
     p.add_argument("--workdir", type=Path,
                    help="keep broker, store and journal here (default: a fresh temp folder)")
     p.set_defaults(func=run)
@@ -44,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
                                journal=workdir / "station.db", lang=args.lang,
                                summary_s=4.0 if args.headless else 12.0)
     try:
-        code = asyncio.run(play(settings, args.headless, args.screenshots, args.lang))
+        code = asyncio.run(play(settings, args.headless, args.screenshots, args.lang,
+                                args.scenario))
     finally:
         central.stop()
         broker.stop()
     if args.headless and code == 0:
-        code = check_store(db_url)
+        code = check_store(db_url, args.scenario)
     if args.workdir is None and code == 0:
         shutil.rmtree(workdir, ignore_errors=True)
     elif code != 0:
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def play(settings: StationSettings, headless: bool, shots: Path | None,
-               lang: str) -> int:
+               lang: str, scenario: str = "walk") -> int:
     if not headless:
         from selfcheck.station_cmd import run_station
 
@@ -72,22 +75,26 @@ async def play(settings: StationSettings, headless: bool, shots: Path | None,
     from kiosk.ui.app import StationApp, run_app
     from kiosk.ui.demo_panel import DemoPanel
     from selfcheck.demo_library import demo_books, demo_cards
-    from selfcheck.demo_walk import walk
+    from selfcheck.demo_walk import SCENARIOS
 
     pad, card = SimulatedPad(), SimulatedCardReader()
     runtime = StationRuntime(settings, pad, card)
     app = StationApp(runtime, lambda: DemoPanel(pad, card, demo_books(), demo_cards(),
                                                 lambda: runtime.core.lang))
-    return await run_app(app, lambda a: walk(a, shots, lang))
+    return await run_app(app, lambda a: SCENARIOS[scenario](a, shots, lang))
 
 
-def check_store(db_url: str) -> int:
-    """Exit 0 only if the store holds the walk's three loans and three returns."""
+def check_store(db_url: str, scenario: str = "walk") -> int:
+    """Exit 0 only if the store holds what the scenario should have left there: the walk's
+    three loans and three returns, or (refusals) no circulation at all."""
     from selfcheck.demo_walk import WALK_ITEMS
 
     store = CirculationStore(db_url)
-    rows = store.history(WALK_ITEMS)
+    rows = store.history(None if scenario == "refusals" else WALK_ITEMS)
     store.close()
+    if scenario == "refusals":
+        print(f"central store: {len(rows)} circulation rows (expected none)")
+        return 0 if not rows else 1
     loans = sorted(r["item_id"] for r in rows if r["kind"] == "loan")
     returns = sorted(r["item_id"] for r in rows if r["kind"] == "return")
     ok = loans == sorted(WALK_ITEMS) and returns == sorted(WALK_ITEMS)

@@ -104,3 +104,35 @@ async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
                 timeout_s=rt.settings.summary_s + 5)
     await shoot.shot("idle-again")
     return 0
+
+
+async def refusals(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """A blocked card, then a reference-only book: both refused with their reasons."""
+    rt, demo, station = app.runtime, app.demo, app.station
+    assert demo is not None and station is not None
+    shoot = Shooter(shots)
+    view = rt.view
+    await until(lambda: view().online, "the station to connect")
+    if view().lang != lang:
+        await press(station.ids.lang)
+    await press(demo.card_buttons["DG0004"])
+    await until(lambda: view().message == "patron_refused", "the refusal")
+    await shoot.shot("blocked-card")
+    await press(demo.card_buttons[WALK_CARD])
+    await until(lambda: view().mode is core.Mode.BORROW, "the patron screen")
+    if view().lang != lang:
+        await press(station.ids.lang)
+    await press(demo.book_buttons["39000007"])
+    await until(lambda: any(ln.status is core.Status.REFUSED for ln in view().lines),
+                "the refusal of a reference book")
+    await shoot.shot("not-for-loan")
+    await press(demo.lift_all)
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    await shoot.shot("refusal-summary")
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    return 0
+
+
+SCENARIOS = {"walk": walk, "refusals": refusals}

@@ -1,0 +1,47 @@
+"""Every word a reader sees exists in Vietnamese and English."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import typing
+from pathlib import Path
+
+from kiosk.i18n import LANGS, catalog, date, t
+from mqtt import messages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_both_catalogs_have_the_same_keys_and_no_empty_text() -> None:
+    vi, en = catalog("vi"), catalog("en")
+    assert set(vi) == set(en)
+    assert all(vi.values()) and all(en.values())
+    for key in vi:  # placeholders match, so a format never fails in one language only
+        assert set(re.findall(r"{(\w+)}", vi[key])) == set(re.findall(r"{(\w+)}", en[key])), key
+
+
+def test_vietnamese_has_diacritics_and_differs_from_english() -> None:
+    vi, en = catalog("vi"), catalog("en")
+    assert t("idle.place_card", "vi") == "Đặt thẻ bạn đọc lên đầu đọc để mượn sách"
+    same = [k for k in vi if vi[k] == en[k]]
+    assert same == [], same
+    assert sum(bool(re.search("[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]",
+                              text)) for text in vi.values()) > len(vi) * 0.8
+
+
+def test_every_key_used_in_the_ui_exists() -> None:
+    used: set[str] = set()
+    for path in [*ROOT.glob("kiosk/**/*.py")]:
+        used |= set(re.findall(r"""\bt\(\s*f?["']([a-z_.]+)["']""", path.read_text()))
+    missing = {k for k in used if not k.endswith(".") and k not in catalog("vi")}
+    assert missing == set()
+    # every refusal the central can send, and the station's own two
+    reasons = {*typing.get_args(messages.Reason), "offline", "no_answer"}
+    for lang in LANGS:
+        assert {f"reason.{r}" for r in reasons} <= set(catalog(lang))
+
+
+def test_dates_per_language() -> None:
+    d = dt.date(2026, 12, 6)
+    assert (date(d, "vi"), date(d, "en")) == ("06/12/2026", "6 Dec 2026")
