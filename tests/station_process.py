@@ -11,12 +11,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from drivers.card.base import SimulatedCardReader  # noqa: E402
-from drivers.pad.simulated import SimulatedPad  # noqa: E402
-from drivers.tags import iso28560_3  # noqa: E402
-from kiosk import core  # noqa: E402
-from kiosk.runtime import StationRuntime  # noqa: E402
-from kiosk.settings import StationSettings  # noqa: E402
+from drivers.card.base import SimulatedCardReader
+from drivers.pad.simulated import SimulatedPad
+from drivers.tags import iso28560_3
+from kiosk import core
+from kiosk.runtime import StationRuntime
+from kiosk.settings import StationSettings
 
 
 async def main(args: argparse.Namespace) -> int:

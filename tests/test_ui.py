@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import struct
 import subprocess
@@ -43,7 +44,7 @@ def test_walk_vietnamese_borrows_and_returns_three_books(tmp_path: Path) -> None
     assert {png_size(p) for p in shots} == {(1280, 800)}
     # every screen the walk passes looks different from the one before it
     digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in shots]
-    assert all(a != b for a, b in zip(digests, digests[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(digests))
 
 
 def test_refusals_in_english_leave_the_store_untouched(tmp_path: Path) -> None:
