@@ -12,11 +12,13 @@ import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, event, func, insert, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from central.backend import Tx
-from central.schema import circulation, items, loans, metadata, patrons, processed, rules
+from central.batch import Batch
+from central.schema import circulation, items, loans, metadata, patrons, rules
 from mqtt import messages
 from mqtt.messages import AckTx, PatronCheckRes, TxLoan, TxRenew, TxReturn
 
@@ -83,98 +85,24 @@ class CirculationStore:
 
     # -- transactions
     def apply(self, batch: Sequence[Tx], now: dt.datetime | None = None) -> list[AckTx]:
-        """Apply a batch in one database transaction; one ack per transaction, in order."""
+        """Apply a batch in one database transaction; one ack per transaction, in order.
+
+        Another bridge committing the same msg_id or item first makes the commit fail on a
+        key; the batch is then read and applied again, and sees what the other one did.
+        """
         now = now or dt.datetime.now(dt.UTC)
-        with self.engine.begin() as conn:
-            return [self._apply_one(conn, tx, now) for tx in batch]
-
-    def _apply_one(self, conn: Connection, tx: Tx, now: dt.datetime) -> AckTx:
-        stored = conn.execute(select(processed.c.result)
-                              .where(processed.c.msg_id == tx.msg_id)).scalar_one_or_none()
-        if stored is not None:
-            ack = AckTx.model_validate_json(stored)
-            return ack.model_copy(update={"repeat": True})
-        kind = KIND[type(tx)]
-        if isinstance(tx, TxLoan):
-            ack = self._loan(conn, tx, now)
-        elif isinstance(tx, TxReturn):
-            ack = self._return(conn, tx)
-        else:
-            ack = self._renew(conn, tx, now)
-        if ack.ok:
-            conn.execute(insert(circulation).values(
-                msg_id=tx.msg_id, kind=kind, item_id=tx.item_id,
-                patron_ref=getattr(tx, "patron_ref", None), site=tx.site, station=tx.station,
-                at=tx.at))
-        conn.execute(insert(processed).values(
-            msg_id=tx.msg_id, site=tx.site, station=tx.station, seq=tx.seq, kind=kind,
-            result=ack.model_dump_json(by_alias=True), applied_at=now))
-        return ack
-
-    def _item(self, conn: Connection, item_id: str) -> Any:
-        return conn.execute(select(items).where(items.c.item_id == item_id)).mappings().first()
-
-    def _patron(self, conn: Connection, ref: str) -> Any:
-        return conn.execute(select(patrons, rules.c.loan_days, rules.c.max_loans).join(rules)
-                            .where(patrons.c.ref == ref)).mappings().first()
-
-    def _loan(self, conn: Connection, tx: TxLoan, now: dt.datetime) -> AckTx:
-        item = self._item(conn, tx.item_id)
-
-        def refuse(reason: messages.Reason) -> AckTx:
-            return AckTx(msg_id=tx.msg_id, ok=False, reason=reason, item_id=tx.item_id,
-                         title=item["title"] if item else None)
-
-        if now > tx.deadline:
-            return refuse("late")
-        patron = self._patron(conn, tx.patron_ref)
-        if patron is None:
-            return refuse("unknown_patron")
-        if patron["blocked"]:
-            return refuse("patron_blocked")
-        if patron["expires"] is not None and patron["expires"] < now.date():
-            return refuse("card_expired")
-        if item is None:
-            return refuse("unknown_item")
-        if item["not_for_loan"]:
-            return refuse("not_for_loan")
-        current = conn.execute(select(loans).where(loans.c.item_id == tx.item_id)
-                               ).mappings().first()
-        if current is not None:
-            if current["patron_ref"] != tx.patron_ref:
-                return refuse("on_loan_to_other")
-            return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=item["title"],
-                         due=current["due"])
-        count = conn.execute(select(func.count()).select_from(loans)
-                             .where(loans.c.patron_ref == tx.patron_ref)).scalar_one()
-        if count >= patron["max_loans"]:
-            return refuse("too_many_loans")
-        due = now.date() + dt.timedelta(days=patron["loan_days"])
-        conn.execute(insert(loans).values(item_id=tx.item_id, patron_ref=tx.patron_ref,
-                                          loaned_at=now, due=due))
-        return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=item["title"], due=due)
-
-    def _return(self, conn: Connection, tx: TxReturn) -> AckTx:
-        item = self._item(conn, tx.item_id)
-        if item is None:
-            return AckTx(msg_id=tx.msg_id, ok=False, reason="unknown_item", item_id=tx.item_id)
-        conn.execute(loans.delete().where(loans.c.item_id == tx.item_id))
-        # A book that was not on loan is still accepted back: it is in the library now.
-        return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=item["title"],
-                     sort_bin=item["sort_bin"])
-
-    def _renew(self, conn: Connection, tx: TxRenew, now: dt.datetime) -> AckTx:
-        item = self._item(conn, tx.item_id)
-        patron = self._patron(conn, tx.patron_ref)
-        current = conn.execute(select(loans).where(loans.c.item_id == tx.item_id)
-                               ).mappings().first()
-        title = item["title"] if item else None
-        if patron is None or current is None or current["patron_ref"] != tx.patron_ref:
-            return AckTx(msg_id=tx.msg_id, ok=False, reason="not_on_loan", item_id=tx.item_id,
-                         title=title)
-        due = now.date() + dt.timedelta(days=patron["loan_days"])
-        conn.execute(update(loans).where(loans.c.item_id == tx.item_id).values(due=due))
-        return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=title, due=due)
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    work = Batch(conn, batch)
+                    acks = [work.apply(tx, now) for tx in batch]
+                    work.write(conn)
+                return acks
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("batch collided with another bridge; applying it again")
+        raise AssertionError("unreachable")
 
     # -- catalogue
     def add_rules(self, rows: Iterable[dict[str, Any]]) -> None:

@@ -135,3 +135,16 @@ def test_expired_card_is_refused(any_store: CirculationStore) -> None:
                             "expires": dt.date(2026, 1, 1)}])
     res = any_store.check_patron("OLD1", NOW.date())
     assert (res.ok, res.reason) == (False, "card_expired")
+
+
+def test_one_batch_applies_in_order(any_store: CirculationStore) -> None:
+    s = any_store
+    first = loan(s, "DG0001", "49000001")
+    other = loan(s, "DG0002", "49000001")
+    back = ret("49000001")
+    again = loan(s, "DG0002", "49000001")
+    acks = s.apply([first, other, back, again], NOW)
+    assert [(a.ok, a.reason) for a in acks] == [(True, None), (False, "on_loan_to_other"),
+                                                (True, None), (True, None)]
+    assert s.on_loan() == {"49000001": ref(s, "DG0002")}
+    assert s.check_patron("DG0001").loans == 0 and s.check_patron("DG0002").loans == 1
