@@ -14,7 +14,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from central.store import CirculationStore
 from kiosk.settings import StationSettings
 from selfcheck.broker import Broker
 from selfcheck.stack import CentralProcess
@@ -87,6 +86,7 @@ async def play(settings: StationSettings, headless: bool, shots: Path | None,
 def check_store(db_url: str, scenario: str = "walk") -> int:
     """Exit 0 only if the store holds what the scenario should have left there: the walk's
     three loans and three returns, or (refusals) no circulation at all."""
+    from central.store import CirculationStore
     from selfcheck.demo_walk import WALK_ITEMS
 
     store = CirculationStore(db_url)

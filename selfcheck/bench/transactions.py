@@ -13,8 +13,10 @@ import datetime as dt
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 
@@ -42,8 +44,11 @@ def _return(n: int, station: str, seq: int) -> messages.TxReturn:
                              at=dt.datetime.now(dt.UTC), item_id=f"49{n % ITEMS + 1:06d}")
 
 
+OnMessage = Callable[[paho.Client, Any, paho.MQTTMessage], object]
+
+
 def _connected(client_id: str, broker: BrokerAddress, subs: list[str],
-               on_message: object) -> paho.Client:
+               on_message: OnMessage) -> paho.Client:
     ready = threading.Event()
     client = make_client(client_id, max_inflight=1000)
     client.on_connect = lambda c, u, f, rc, p=None: c.subscribe([(s, 1) for s in subs])
@@ -97,7 +102,7 @@ def station_round_trips(broker: BrokerAddress, workdir: Path, count: int) -> lis
     for n in range(count):
         acked.clear()
         start = time.perf_counter()
-        msg = journal.add("return", topic, lambda seq, n=n: _return(n, "rt-1", seq))
+        msg = journal.add("return", topic, partial(_return, n, "rt-1"))
         outbox.submit(msg.msg_id, topic, messages.encode(msg))
         if not acked.wait(5):
             raise TimeoutError("no ack within 5 s")
