@@ -53,7 +53,11 @@ def _connected(client_id: str, broker: BrokerAddress, subs: list[str],
     client = make_client(client_id, max_inflight=1000)
     client.on_connect = lambda c, u, f, rc, p=None: c.subscribe([(s, 1) for s in subs])
     client.on_subscribe = lambda *a: ready.set()
-    client.on_message = lambda c, u, m: on_message(c, u, m)
+
+    def handle(c: paho.Client, u: Any, m: paho.MQTTMessage) -> None:
+        on_message(c, u, m)
+
+    client.on_message = handle
     client.connect(broker.host, broker.port)
     client.loop_start()
     if not ready.wait(10):
