@@ -182,3 +182,50 @@ def test_fuzz_mutated_tags(base: bytes, edits: list[tuple[int, int]], cut: int) 
             data[pos % len(data)] = value
     _no_crash(bytes(data))
     _no_crash(bytes(data[:cut]))
+
+
+# The CRC's extent (DESIGN.md says "bytes 0-18 and 21-31 followed by two zero bytes"; the
+# public implementations, libdanrfid CRC.DDCRC and THWildau ISO28560_3BasicBlock.TagCRC, take
+# 0-18 and 21-33, zero-filling a 32-byte block): the two agree whenever bytes 32-33 are zero.
+def test_crc_reference_string_and_extent() -> None:
+    from binascii import crc_hqx
+
+    # libdanrfid CRC.java: "RFID tag data model" -> 1AEE, the Danish model's check value
+    assert crc_hqx(b"RFID tag data model", 0xFFFF) == 0x1AEE
+    block32 = iso28560_3.encode("39000001", owner_isil="VN-HN0001", block_len=32)
+    design = crc_hqx(block32[21:32] + b"\x00\x00", crc_hqx(block32[:19], 0xFFFF))
+    assert iso28560_3.crc(block32) == design == block32[19] | block32[20] << 8
+    # a 34-byte block with an 11-character ISIL rest: bytes 32-33 are in the CRC
+    long = iso28560_3.encode("39000001", owner_isil="VN-HN000000123")
+    assert long[19] | long[20] << 8 == crc_hqx(long[21:34], crc_hqx(long[:19], 0xFFFF))
+    assert iso28560_3.decode(long).variant is None
+
+
+def test_34_byte_block_with_short_crc_is_accepted_as_variant() -> None:
+    from binascii import crc_hqx
+
+    tag = bytearray(iso28560_3.encode("39000001", owner_isil="VN-HN000000123"))
+    short = crc_hqx(bytes(tag[21:32]) + b"\x00\x00", crc_hqx(bytes(tag[:19]), 0xFFFF))
+    tag[19], tag[20] = short & 0xFF, short >> 8
+    info = iso28560_3.decode(bytes(tag) + b"\x00\x00")
+    assert info.owner_isil == "VN-HN000000123"
+    assert info.variant == "short-crc"
+    # a 32-byte block followed by an optional block is not mistaken for one
+    with_title = iso28560_3.encode("39000001", owner_isil="VN-HN000012", title="Truyện Kiều",
+                                   block_len=32)
+    info = iso28560_3.decode(with_title)
+    assert info.title == "Truyện Kiều" and info.variant is None
+
+
+def test_truncated_reads_are_recognised() -> None:
+    from drivers.tags import truncated
+
+    plain = iso28560_3.encode("39000001", owner_isil="VN-HN0001")
+    assert not truncated(plain + b"\x00\x00")
+    titled = iso28560_3.encode("39000001", title="Dế Mèn phiêu lưu ký" * 2)
+    assert truncated(titled[:36]) and not truncated(titled)
+    two = iso28560_2.encode("39000001", owner_isil="VN-HN0001",
+                            title="Cho tôi xin một vé đi tuổi thơ")
+    assert len(two) > 36
+    assert truncated(two[:36]) and not truncated(two)
+    assert not truncated(bytes(36)) and not truncated(b"")

@@ -6,7 +6,7 @@ reader protocol, and simulators that speak the same frames.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_type_hints
 
 from drivers.pad.base import BookPad, PadCounters, PadError, TagReading
 
@@ -22,16 +22,38 @@ def open_pad(kind: str, url: str = "", **opts: Any) -> BookPad:
     opens on first use, so a pad that is not plugged in yet is not an error here.
     """
     # Imported here: the drivers import drivers.pad.base, which runs this module first.
+    driver: type
     if kind == "3m810":
-        from drivers.pad.m810 import M810Pad
-        return M810Pad(url, **opts)
-    if kind == "feig":
-        from drivers.pad.feig import FeigPad
-        return FeigPad(url, **opts)
-    if kind == "ascii":
-        from drivers.pad.ascii import AsciiPad
-        return AsciiPad(url, **opts)
-    if kind == "sim":
+        from drivers.pad.m810 import M810Pad as driver
+    elif kind == "feig":
+        from drivers.pad.feig import FeigPad as driver
+    elif kind == "ascii":
+        from drivers.pad.ascii import AsciiPad as driver
+    elif kind == "sim":
         from drivers.pad.simulated import SimulatedPad
+        if opts:
+            raise ValueError(f"the sim pad takes no options (got {', '.join(opts)})")
         return SimulatedPad()
-    raise ValueError(f"unknown pad kind {kind!r}: one of {', '.join(KINDS)}")
+    else:
+        raise ValueError(f"unknown pad kind {kind!r}: one of {', '.join(KINDS)}")
+    pad: BookPad = driver(url, **_checked_options(driver, opts))
+    return pad
+
+
+def _checked_options(driver: type, opts: dict[str, Any]) -> dict[str, Any]:
+    """Options checked against the driver's signature, so that a site config saying
+    `timeout = "fast"` is refused when the station starts, not on every poll."""
+    from pydantic import TypeAdapter, ValidationError
+
+    hints = {k: v for k, v in get_type_hints(vars(driver)["__init__"]).items()
+             if k not in ("url", "return")}
+    out = {}
+    for name, value in opts.items():
+        if name not in hints:
+            raise ValueError(f"{name}: not an option of the {driver.__name__} driver "
+                             f"(options: {', '.join(hints)})")
+        try:
+            out[name] = TypeAdapter(hints[name]).validate_python(value)
+        except ValidationError as exc:
+            raise ValueError(f"{name}: {exc.errors()[0]['msg']} (got {value!r})") from None
+    return out

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import threading
@@ -50,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     scan = rsub.add_parser("scan", help="print the tags on the pad, one line each")
     _pad_args(scan)
     scan.add_argument("--once", action="store_true", help="one inventory, then exit")
-    scan.add_argument("--blocks", type=int, default=BLOCKS, help="blocks of memory to read")
+    scan.add_argument("--blocks", type=int, default=BLOCKS,
+                      help="blocks of memory to read first (more are read if the data runs on)")
     scan.set_defaults(func=scan_cmd)
 
     sim = rsub.add_parser("simulate", help="run a pad simulator on a TCP port or a pty")
@@ -68,8 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def describe(pad: BookPad, uid: bytes, blocks: int = BLOCKS) -> str:
     """One scan line: UID and the decoded item, or the reason it does not decode."""
-    try:
-        data = pad.read_blocks(uid, 0, blocks)
+    from drivers.pad.watcher import read_tag_data
+
+    try:  # more blocks when the data runs on (28560-2 titles, 28560-3 optional blocks)
+        data = read_tag_data(pad, uid, blocks, max(blocks, 64))
     except PadError as exc:
         return f"{uid.hex().upper()}  (not read: {exc})"
     try:
@@ -81,6 +85,8 @@ def describe(pad: BookPad, uid: bytes, blocks: int = BLOCKS) -> str:
         fields.append(f"owner={info.owner_isil}")
     if info.type_of_usage is not None:
         fields.append(f"usage={info.type_of_usage}")
+    if info.title:
+        fields.append(f"title={json.dumps(info.title, ensure_ascii=False)}")
     return f"{uid.hex().upper()}  " + " ".join(fields)
 
 

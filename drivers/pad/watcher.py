@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from drivers.pad.base import AfiPolicy, BookPad
-from drivers.tags import TagDecodeError, TagInfo, decode_tag
+from drivers.tags import TagDecodeError, TagInfo, decode_tag, truncated
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,14 @@ OnHealth = Callable[[bool], None]
 class PadWatcher:
     def __init__(self, pad: BookPad, on_tags: OnTags, *, afi: AfiPolicy | None = None,
                  on_health: OnHealth = lambda ok: None, poll_s: float = 0.1,
-                 blocks: int = 9) -> None:
+                 blocks: int = 9, max_blocks: int = 64) -> None:
         self.pad = pad
         self.afi = afi or AfiPolicy()
         self._on_tags = on_tags
         self._on_health = on_health
         self._poll_s = poll_s
-        self._blocks = blocks
+        self._blocks = blocks  # first read: a 28560-3 basic block with room for its end byte
+        self._max_blocks = max(blocks, max_blocks)  # longer data (28560-2 titles) up to this
         self._known: dict[bytes, SeenTag] = {}
         self._reported: tuple[SeenTag, ...] | None = None
         self._writes: queue.Queue[tuple[bytes, int, Future[None]]] = queue.Queue()
@@ -105,12 +106,48 @@ class PadWatcher:
             self._on_tags(snapshot)
 
     def _read(self, uid: bytes) -> SeenTag | None:
-        try:
-            data = self.pad.read_blocks(uid, 0, self._blocks)
-        except Exception as exc:
-            log.info("read of %s failed: %s", uid.hex().upper(), exc)
+        data = self._read_data(uid)
+        if data is None:
             return None
         try:
             return SeenTag(uid.hex().upper(), decode_tag(data, uid=uid))
         except TagDecodeError as exc:
             return SeenTag(uid.hex().upper(), None, str(exc))
+
+    def _read_data(self, uid: bytes) -> bytes | None:
+        try:
+            return read_tag_data(self.pad, uid, self._blocks, self._max_blocks)
+        except Exception as exc:
+            log.info("read of %s failed: %s", uid.hex().upper(), exc)
+            return None
+
+
+def read_tag_data(pad: BookPad, uid: bytes, blocks: int = 9, max_blocks: int = 64) -> bytes:
+    """A tag's library data: `blocks` blocks first, then more while the data decodes as cut
+    short (28560-2 elements or 28560-3 optional blocks running past the end), up to
+    `max_blocks`. Reading past the end of a tag's memory fails, so the step halves until the
+    end is found, and what was read by then is returned. A tag smaller than the first read
+    (ICODE SLIX-L: 8 blocks of 4 bytes) is read as 8 blocks. Raises what the first read
+    raised if the tag cannot be read at all."""
+    first = blocks
+    try:
+        data = pad.read_blocks(uid, 0, first)
+    except Exception:
+        if first <= 8:
+            raise
+        first = 8
+        data = pad.read_blocks(uid, 0, first)
+    if not data:
+        return data
+    size = max(1, len(data) // first)
+    have = step = first
+    while have < max_blocks and step and truncated(data):
+        n = min(step, max_blocks - have)
+        try:
+            more = pad.read_blocks(uid, have, n)
+        except Exception:
+            step //= 2  # past the end of memory (or a moving tag): try a shorter read
+            continue
+        data += more
+        have += max(1, len(more) // size)
+    return data

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from drivers.tags import fallback, iso28560_2, iso28560_3
 from drivers.tags.model import TagDecodeError, TagInfo
 
-__all__ = ["DECODERS", "MODELS", "TagDecodeError", "TagInfo", "decode_tag"]
+__all__ = ["DECODERS", "MODELS", "TagDecodeError", "TagInfo", "decode_tag", "truncated"]
 
 DECODERS: dict[str, Callable[[bytes], TagInfo]] = {
     iso28560_3.MODEL: iso28560_3.decode,
@@ -49,3 +49,12 @@ def decode_tag(data: bytes, *, model: str = "auto", uid: bytes | None = None) ->
     name, best = max(errors, key=lambda e: e[1].offset)
     others = "; ".join(f"{n}: {e}" for n, e in errors if e is not best)
     raise TagDecodeError(best.offset, f"fits no tag model ({name}: {best.reason}; {others})")
+
+
+def truncated(data: bytes) -> bool:
+    """True if `data` looks like library data cut short by reading too few blocks: a 28560-3
+    basic block or 28560-2 elements that run to the end without their end byte. A reader
+    then reads more blocks before decoding."""
+    if iso28560_3.has_basic_block(data):
+        return iso28560_3.truncated(data)
+    return iso28560_2.truncated(data)

@@ -123,6 +123,38 @@ def decode(data: bytes) -> TagInfo:
     return TagInfo.model_validate(fields)
 
 
+def truncated(data: bytes) -> bool:
+    """True if `data` looks like the start of 28560-2 data cut off before its end byte (a
+    read of too few blocks): the elements run to or past the end with no 00 precursor."""
+    pos, end = 0, len(data)
+    if not end or data[0] & 0x0F != OID_ITEM:
+        return False  # not this model (the primary item id comes first)
+    while pos < end:
+        pre = data[pos]
+        if not pre:
+            return False
+        pos += 1 + (pre & 0x0F == 15)
+        pad = 0
+        if pre & 0x80:
+            if pos >= end:
+                return True
+            pad = data[pos]
+            pos += 1
+        length = 0
+        for _ in range(3):
+            if pos >= end:
+                return True
+            b = data[pos]
+            pos += 1
+            length = length << 7 | (b & 0x7F)
+            if not b & 0x80:
+                break
+        else:
+            return False  # not a valid length: corrupt, not short
+        pos += length + pad
+    return True
+
+
 def _element(oid: int, comp: int, raw: bytes, *, align: int = 0, at: int = 0) -> bytes:
     """One element; with align > 0 the element ends on a block boundary (for locking)."""
     ext = b""

@@ -6,7 +6,13 @@ Basic block (DESIGN.md, domain facts): byte 0 version/type of usage, 1 parts in 
 
 The CRC is CRC-16/CCITT-FALSE over the 32 bytes that remain when the CRC field is cut out
 (0-18, 21-33); a 32-byte block counts bytes 32-33 as zero. A 34-byte block whose last two
-bytes are zero therefore has the same CRC as its 32-byte form.
+bytes are zero therefore has the same CRC as its 32-byte form. This is what the public
+implementations do (GallusMax/libdanrfid CRC.DDCRC: every byte but 19-20, zero-filled to 34;
+BibliothekTHWildau/ISO28560 TagCRC: 0-18 and 21-33, zero-filled to 32 bytes) and what
+DESIGN.md's "0-18 and 21-31 followed by two zero bytes" says for a 32-byte block. A 34-byte
+block whose ISIL runs into bytes 32-33 but whose CRC was taken over its 32-byte form (that
+sentence read literally) is accepted too and reported as variant "short-crc"; encode() always
+writes the CRC over 0-18 and 21-33.
 
 Optional blocks follow the basic block: length (whole block), block id (2 bytes, low first),
 checksum (XOR of the whole block is zero), payload; a length byte 0 ends the chain. Block 1
@@ -17,7 +23,8 @@ Variants seen in the wild, reported in TagInfo.variant:
 - "nibble-swapped": version in the low nibble of byte 0 and type of usage in the high one
   (Bibliotheca; libdanrfid reads 0x21 as 'not for loan' on their tags);
 - "swapped-set-info": part number in byte 1 and parts in item in byte 2;
-- "block-reversed": each 4-byte block read back to front (a reader's byte order setting).
+- "block-reversed": each 4-byte block read back to front (a reader's byte order setting);
+- "short-crc": a 34-byte block with the CRC of its first 32 bytes (see above).
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ _ID_LEN = 16
 BLOCK_LIBRARY = 1
 BLOCK_TITLE = 4
 _ZERO2 = b"\x00\x00"
-_VARIANTS = ("nibble-swapped", "swapped-set-info", "block-reversed")
+_VARIANTS = ("nibble-swapped", "swapped-set-info", "block-reversed", "short-crc")
+_ENCODE_VARIANTS = _VARIANTS[:3]
 
 
 def crc(block: bytes) -> int:
@@ -51,6 +59,17 @@ def _basic_len(data: bytes) -> int:
     if crc_hqx(_ZERO2, head) == stored:
         return SHORT_BLOCK_LEN
     return 0
+
+
+def _isil_runs_on(data: bytes) -> bool:
+    """A block whose CRC matched in its 32-byte form but whose ISIL goes on into bytes 32-33
+    (9 ISIL bytes with no NUL, then ISIL characters): a 34-byte block with a "short-crc".
+    An optional block there instead has the low byte of its block id (1, 4, ...: not an ISIL
+    character) in byte 33."""
+    if len(data) < BLOCK_LEN or b"\x00" in data[23:32]:
+        return False
+    b32, b33 = data[32], data[33]
+    return 0x20 < b32 < 0x7F and (b33 == 0 or 0x20 < b33 < 0x7F)
 
 
 def _reverse_blocks(data: bytes) -> bytes:
@@ -87,6 +106,9 @@ def decode(data: bytes) -> TagInfo:
                                  f"computed {crc(data[:SHORT_BLOCK_LEN]):04X})")
         data = flipped
         variants.add("block-reversed")
+    if blen == SHORT_BLOCK_LEN and _isil_runs_on(data):
+        blen = BLOCK_LEN
+        variants.add("short-crc")
     b0 = data[0]
     if b0 >> 4 == 1:
         usage = b0 & 0x0F
@@ -155,6 +177,36 @@ def _optional_blocks(data: bytes, pos: int) -> tuple[str | None, str | None]:
     return long_id, title
 
 
+def has_basic_block(data: bytes) -> bool:
+    """True if `data` starts with a basic block whose CRC checks (in either block order)."""
+    data = bytes(data)
+    return len(data) >= SHORT_BLOCK_LEN and bool(_basic_len(data)
+                                                  or _basic_len(_reverse_blocks(data)))
+
+
+def truncated(data: bytes) -> bool:
+    """True if `data` holds a valid basic block whose optional blocks run to or past the end
+    of the data with no end byte: a read of too few blocks."""
+    data = bytes(data)
+    if not has_basic_block(data):
+        return False
+    blen = _basic_len(data)
+    if not blen:
+        data = _reverse_blocks(data)
+        blen = _basic_len(data)
+    if blen == SHORT_BLOCK_LEN and _isil_runs_on(data):
+        blen = BLOCK_LEN
+    pos = blen
+    while pos < len(data):
+        size = data[pos]
+        if not size:
+            return False
+        if size < 4:
+            return False  # corrupt, more data will not help
+        pos += size
+    return True  # the chain reached the end of the data without an end byte
+
+
 def _block(block_id: int, payload: bytes) -> bytes:
     size = len(payload) + 4
     if size > 0xFF:
@@ -193,8 +245,8 @@ def encode(
     if not (0 <= part_number <= parts_in_item <= 255):
         raise ValueError("set info: 0 <= part_number <= parts_in_item <= 255")
     flags = set((variant or "").split("+")) - {""}
-    if flags - set(_VARIANTS):
-        raise ValueError(f"variant: '+'-joined names from {_VARIANTS}")
+    if flags - set(_ENCODE_VARIANTS):
+        raise ValueError(f"variant: '+'-joined names from {_ENCODE_VARIANTS}")
     country, rest = b"", b""
     if owner_isil:
         head, _, tail = owner_isil.partition("-")
