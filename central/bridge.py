@@ -17,9 +17,10 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
-from central.backend import Backend, Tx
+from central.backend import Backend, BackendUnavailable, Tx
 from mqtt import messages, topics
 from mqtt.connection import BrokerAddress, connect_properties, make_client, publish_properties
+from mqtt.security import ClientSecurity, apply
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 class BridgeCounters:
     applied: int = 0
     repeats: int = 0
+    unanswered: int = 0  # the backend could not answer now; the station sends them again
     requests: int = 0
     rejected: int = 0
     batches: int = 0
@@ -36,7 +38,8 @@ class BridgeCounters:
 
 class Bridge:
     def __init__(self, backend: Backend, broker: BrokerAddress, *,
-                 client_id: str = "central-bridge-1", batch_max: int = 500) -> None:
+                 client_id: str = "central-bridge-1", batch_max: int = 500,
+                 security: ClientSecurity | None = None) -> None:
         self.backend = backend
         self.broker = broker
         self.counters = BridgeCounters()
@@ -45,6 +48,7 @@ class Bridge:
         self._inbox: queue.Queue[paho.MQTTMessage | None] = queue.Queue()
         # Manual acks: PUBACK only after the batch committed (see module doc).
         self._client = make_client(client_id, manual_ack=True)
+        apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
         self._client.on_connect = self._connected
         self._client.on_disconnect = lambda *a: self.connected.clear()
         self._client.on_message = lambda c, u, m: self._inbox.put(m)
@@ -52,10 +56,15 @@ class Bridge:
 
     def start(self) -> None:
         self._worker.start()
-        props = connect_properties()
+        # No session kept for a bridge: Mosquitto goes on queueing a shared subscription's
+        # share for a member whose session outlives it, so a dead bridge would swallow a part
+        # of the traffic until it came back (measured: a third of it, in the SIGKILL test).
+        # Without a session its in-flight messages are dropped at once and the others go to
+        # the live bridges; the station outbox sends the dropped ones again.
+        props = connect_properties(session_expiry_s=0)
         props.ReceiveMaximum = 2 * self._batch_max
         self._client.connect_async(self.broker.host, self.broker.port, keepalive=15,
-                                   clean_start=False, properties=props)
+                                   clean_start=True, properties=props)
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -106,7 +115,11 @@ class Bridge:
                     txs.append((m, tx))
                     continue
                 if where.channel == "req":
-                    self._answer(m, where)
+                    try:
+                        self._answer(m, where)
+                    except BackendUnavailable as exc:  # no answer: the station goes offline
+                        self.counters.unanswered += 1
+                        log.warning("request %s unanswered: %s", m.topic, exc)
                 else:
                     raise messages.MessageError("topic", f"channel {where.channel!r} unknown")
             except (messages.MessageError, topics.TopicError) as exc:
@@ -118,6 +131,12 @@ class Bridge:
         acks = self.backend.apply([tx for _, tx in txs])
         self.counters.batches += 1
         for (m, tx), ack in zip(txs, acks, strict=True):
+            if ack is None:
+                # Not applied and not answered: PUBACK anyway, so that the broker does not
+                # hold it in flight; the station's outbox sends it again (same msg_id).
+                self.counters.unanswered += 1
+                self._client.ack(m.mid, m.qos)
+                continue
             if ack.repeat:
                 self.counters.repeats += 1
             else:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from central.backend import Tx
 from central.batch import Batch
-from central.schema import circulation, items, loans, metadata, patrons, rules
+from central.schema import circulation, items, loans, patrons, rules
 from mqtt import messages
 from mqtt.messages import AckTx, PatronCheckRes, TxLoan, TxRenew, TxReturn
 
@@ -58,7 +58,10 @@ class CirculationStore:
         self.engine = open_engine(url)
 
     def create(self) -> None:
-        metadata.create_all(self.engine)
+        """Bring the database to the newest schema revision (central/migrations)."""
+        from central import migrations  # Alembic only where the store is set up
+
+        migrations.upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -116,7 +119,8 @@ class CirculationStore:
             conn.execute(insert(patrons), rows)
 
     def add_items(self, rows: Iterable[dict[str, Any]]) -> None:
-        rows = [{"author": None, "not_for_loan": False, "sort_bin": None, **r} for r in rows]
+        rows = [{"author": None, "call_number": None, "not_for_loan": False, "sort_bin": None,
+                 **r} for r in rows]
         with self.engine.begin() as conn:
             conn.execute(insert(items), rows)
 

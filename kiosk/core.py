@@ -24,6 +24,7 @@ class Mode(StrEnum):
     BORROW = "borrow"
     RETURN = "return"
     SUMMARY = "summary"
+    OUT_OF_SERVICE = "out_of_service"  # an operator closed the station; shows their message
 
 
 class Status(StrEnum):
@@ -87,8 +88,17 @@ class Connectivity:
     online: bool
 
 
+@dataclass(frozen=True)
+class SetService:
+    """An operator's out of service (with a message per language) or back in service."""
+
+    in_service: bool
+    message_vi: str | None = None
+    message_en: str | None = None
+
+
 Event = (CardRead | PatronChecked | TagsPresent | Recorded | AckReceived | SecurityWritten
-         | Touch | Tick | Connectivity)
+         | Touch | Tick | Connectivity | SetService)
 
 
 # -- actions
@@ -140,6 +150,7 @@ class View:
     countdown: int | None  # whole seconds left before the station goes back to idle
     message: str | None  # a message key for the idle screen (a refusal, being offline)
     message_arg: str | None = None
+    service_message: str | None = None  # the operator's words while out of service
 
 
 @dataclass
@@ -173,6 +184,9 @@ class SelfCheck:
         self._present: dict[str, SeenTag] = {}
         self._last_activity = 0.0
         self._message: tuple[str, str | None, float] | None = None  # key, arg, until
+        # Out of service asked for while a reader is busy: applied when their session ends.
+        self._closing: SetService | None = None
+        self._closed: SetService | None = None
 
     # -- reading
     def view(self, now: float) -> View:
@@ -184,7 +198,23 @@ class SelfCheck:
         if self._message and self._message[2] > now:
             message, arg = self._message[0], self._message[1]
         return View(self.mode, self.lang, self.online, self._session.patron_name,
-                    tuple(self._session.lines), countdown, message, arg)
+                    tuple(self._session.lines), countdown, message, arg,
+                    self._service_message())
+
+    @property
+    def busy(self) -> bool:
+        """A reader is in the middle of something (a session or its summary)."""
+        return self.mode in (Mode.CHECKING, Mode.BORROW, Mode.RETURN, Mode.SUMMARY)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing is not None
+
+    def _service_message(self) -> str | None:
+        if self.mode is not Mode.OUT_OF_SERVICE or self._closed is None:
+            return None
+        own = self._closed.message_vi if self.lang == "vi" else self._closed.message_en
+        return own or self._closed.message_en or self._closed.message_vi
 
     def line(self, msg_id: str) -> Line | None:
         return next((ln for ln in self._session.lines if ln.msg_id == msg_id), None)
@@ -223,7 +253,28 @@ class SelfCheck:
             case Connectivity(online):
                 self.online = online
                 return []
+            case SetService():
+                self._set_service(event)
+                return []
         return []
+
+    def _set_service(self, event: SetService) -> None:
+        if event.in_service:
+            self._closing = None
+            if self.mode is Mode.OUT_OF_SERVICE:
+                self._closed = None
+                self._to_idle()
+        elif self.busy:
+            self._closing = event  # never cut a reader off mid-session
+        else:
+            self._close(event)
+
+    def _close(self, event: SetService) -> None:
+        self._closing = None
+        self._closed = event
+        self._session = _Session()
+        self.lang = self.config.default_lang
+        self.mode = Mode.OUT_OF_SERVICE
 
     def _card(self, card_id: str, now: float) -> list[Action]:
         if self.mode in (Mode.IDLE, Mode.RETURN, Mode.SUMMARY):
@@ -311,7 +362,7 @@ class SelfCheck:
             return self._scan(now)
         elif button == "finish" and self.mode in (Mode.BORROW, Mode.RETURN):
             self._set_mode(Mode.SUMMARY)
-        elif button in ("done", "cancel"):
+        elif button in ("done", "cancel") and self.mode is not Mode.OUT_OF_SERVICE:
             self._to_idle()
         return []
 
@@ -339,6 +390,8 @@ class SelfCheck:
         self.mode = Mode.IDLE
         self.lang = self.config.default_lang
         self._session = _Session()
+        if self._closing is not None:
+            self._close(self._closing)
 
     def _show(self, key: str, arg: str | None, now: float) -> None:
         self._message = (key, arg, now + self.config.message_s)

@@ -10,10 +10,8 @@ from kiosk.settings import StationSettings
 
 
 def open_devices(settings: StationSettings) -> tuple[BookPad, CardReader]:
-    """Both devices, or a ValueError naming the setting that is wrong."""
-    if settings.pad != "sim" and not settings.pad_url:
-        raise ValueError(f"pad_url: a {settings.pad} pad needs a serial URL "
-                         "(/dev/ttyUSB0, socket://host:port)")
+    """Both devices, or a ValueError naming the setting that is wrong. (The settings have
+    already checked that a real device comes with its URL.)"""
     try:
         pad = open_pad(settings.pad, settings.pad_url, **settings.pad_options)
     except (TypeError, ValueError) as exc:
@@ -22,9 +20,6 @@ def open_devices(settings: StationSettings) -> tuple[BookPad, CardReader]:
     if settings.card_reader == "sim":
         card = SimulatedCardReader()
     else:
-        if not settings.card_url:
-            raise ValueError(f"card_url: a {settings.card_reader} card reader needs a device "
-                             "(tty:AMA0:pn532, usb, /dev/ttyACM0, /dev/input/...)")
         card = open_card_reader(settings.card_reader, settings.card_url,
                                 **settings.card_options)
     return pad, card

@@ -15,8 +15,11 @@ _DATE_FORMAT = {"vi": "dd/MM/yyyy", "en": "d MMM yyyy"}
 
 
 @cache
-def catalog(lang: str) -> dict[str, str]:
-    with open(LOCALE_DIR / lang / "LC_MESSAGES" / "kiosk.po", "rb") as f:
+def catalog(lang: str, domain: str = "kiosk") -> dict[str, str]:
+    """One gettext catalog: `kiosk` for the screens, `receipt` for printed receipts."""
+    if lang not in LANGS:
+        raise ValueError(f"language {lang!r}: one of {', '.join(LANGS)}")
+    with open(LOCALE_DIR / lang / "LC_MESSAGES" / f"{domain}.po", "rb") as f:
         cat = read_po(f, locale=lang)
     return {str(m.id): str(m.string) for m in cat if m.id and m.string}
 

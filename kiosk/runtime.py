@@ -16,6 +16,7 @@ from drivers.card.base import CardReader
 from drivers.pad.base import AfiPolicy, BookPad
 from drivers.pad.watcher import PadWatcher, SeenTag
 from kiosk import core
+from kiosk.agent import FleetAgent
 from kiosk.journal import Journal
 from kiosk.settings import StationSettings
 from mqtt import messages, topics
@@ -43,7 +44,9 @@ class StationRuntime:
         self.link = StationLink(settings.site, settings.station, settings.broker_address,
                                 version=VERSION, next_session=self.journal.next_session,
                                 on_ack=self._on_ack, on_connected=self._on_connected,
-                                mode=lambda: "selfcheck")
+                                mode=lambda: "selfcheck", security=settings.security(),
+                                channels=("cmd/req/+", "config/desired"),
+                                on_channel=lambda c, p: self.agent.on_channel(c, p))
         self.outbox = Outbox(self.journal, self.link.send,
                              resend_after_s=settings.resend_after_s)
         self.watcher = PadWatcher(pad, self._on_tags,
@@ -51,10 +54,15 @@ class StationRuntime:
                                   on_health=self._on_pad_health)
         self.card = card
         self.pad_ok = True
+        self.version = VERSION
+        self.exit_code = 0  # set by a `restart` command
+        self.reload: Callable[[], StationSettings] | None = None  # re-reads the config file
         self._listeners: list[Callable[[core.View], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.agent = FleetAgent(self)  # telemetry, operator commands, remote config
+        self.add_listener(self.agent.on_view)
 
     # -- wiring
     def add_listener(self, listener: Callable[[core.View], None]) -> None:
@@ -95,6 +103,7 @@ class StationRuntime:
                 if time.monotonic() - last_resend >= 1.0:
                     last_resend = time.monotonic()
                     await asyncio.to_thread(self.outbox.resend_due)
+                    self._spawn(self.agent.tick())
                 await asyncio.sleep(TICK_S)
         finally:
             await self._shutdown()
@@ -107,6 +116,7 @@ class StationRuntime:
             task.cancel()
         self.watcher.stop()
         await asyncio.to_thread(self.link.stop)
+        self.agent.close()
         self.journal.close()
 
     # -- actions
@@ -123,6 +133,7 @@ class StationRuntime:
             except Exception as exc:
                 log.info("security write on %s failed: %s", action.uid, exc)
                 ok = False
+                self.agent.security_failed(action.uid)
             self.feed(core.SecurityWritten(action.uid, ok))
 
     async def _check_patron(self, card_id: str) -> None:
@@ -154,17 +165,20 @@ class StationRuntime:
 
         # Journal first (fsync), and only then may the screen move on from "recording".
         msg = await asyncio.to_thread(self.journal.add, action.kind, topic, build)
+        self.agent.telemetry.recorded(action.msg_id, action.kind)
         self.feed(core.Recorded(action.msg_id))
         await asyncio.to_thread(self.outbox.submit, action.msg_id, topic, messages.encode(msg))
 
     # -- callbacks from other threads
     def _on_ack(self, ack: messages.AckTx) -> None:
         self.outbox.on_ack(ack.msg_id)
+        self.agent.telemetry.acked(ack)
         self.feed_threadsafe(core.AckReceived(ack))
 
     def _on_connected(self, up: bool) -> None:
         if up:
             self.outbox.on_connected()
+        self.agent.connected(up)
         self.feed_threadsafe(core.Connectivity(up))
 
     def _on_tags(self, tags: tuple[SeenTag, ...]) -> None:
@@ -175,3 +189,4 @@ class StationRuntime:
 
     def _on_pad_health(self, ok: bool) -> None:
         self.pad_ok = ok
+        self.agent.pad_health(ok)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,6 +15,7 @@ from pydantic_settings import (
 
 from mqtt import topics
 from mqtt.connection import BrokerAddress
+from mqtt.security import ClientSecurity, check_transport, read_password
 
 
 class StationSettings(BaseSettings):
@@ -41,6 +42,16 @@ class StationSettings(BaseSettings):
     offline_returns: bool = True
     resend_after_s: float = Field(10.0, gt=0)
     fullscreen: bool = False
+    telemetry_s: float = Field(60.0, ge=1, description="tele/health period (issue 6)")
+    # Broker credentials: the MQTT username is the station id (DESIGN.md). Keep the password in
+    # `password_file` (mode 0600) so the TOML itself holds no secret.
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: bool = False
+    ca_file: Path | None = Field(None, description="CA that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="client certificate, if the broker asks")
+    key_file: Path | None = None
+    allow_insecure: bool = Field(False, description="clear text to a non-loopback broker")
 
     @field_validator("site", "station")
     @classmethod
@@ -60,9 +71,39 @@ class StationSettings(BaseSettings):
             raise ValueError("0x28 is Lock AFI, which is permanent: never use it")
         return value
 
+    @model_validator(mode="after")
+    def _secure_transport(self) -> StationSettings:
+        check_transport(self.broker_address, self.security(with_password=False))
+        for key in ("ca_file", "cert_file", "key_file", "password_file"):
+            path = getattr(self, key)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{key}: {path} does not exist")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file: set cert_file too")
+        return self
+
+    @model_validator(mode="after")
+    def _device_urls(self) -> StationSettings:
+        if self.pad != "sim" and not self.pad_url:
+            raise ValueError(f"pad_url: a {self.pad} pad needs a serial URL "
+                             "(/dev/ttyUSB0, socket://host:port)")
+        if self.card_reader != "sim" and not self.card_url:
+            raise ValueError(f"card_url: a {self.card_reader} card reader needs a device "
+                             "(tty:AMA0:pn532, usb, /dev/ttyACM0, /dev/input/...)")
+        return self
+
     @property
     def broker_address(self) -> BrokerAddress:
         return BrokerAddress.parse(self.broker)
+
+    def security(self, *, with_password: bool = True) -> ClientSecurity:
+        password = self.password.get_secret_value() if self.password else None
+        if with_password and password is None:
+            password = read_password(self.password_file)
+        has_login = self.password is not None or self.password_file is not None
+        return ClientSecurity(username=self.station if has_login else None, password=password,
+                              tls=self.tls, ca_file=self.ca_file, cert_file=self.cert_file,
+                              key_file=self.key_file, allow_insecure=self.allow_insecure)
 
     @classmethod
     def settings_customise_sources(

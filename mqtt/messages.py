@@ -54,6 +54,7 @@ Transaction = Annotated[TxLoan | TxReturn | TxRenew, Field(discriminator="schema
 Reason = Literal[
     "unknown_patron", "patron_blocked", "card_expired", "too_many_loans", "unknown_item",
     "not_for_loan", "on_loan_to_other", "not_on_loan", "late", "invalid",
+    "refused",  # the library system said no without a reason we can name: see screen_message
 ]
 
 
@@ -68,6 +69,15 @@ class AckTx(Message):
     sort_bin: str | None = None
     hold: bool = False
     repeat: bool = Field(False, description="answered from the dedupe row, not applied again")
+    # From a library system over SIP2 (absent with the embedded store):
+    screen_message: list[str] | None = Field(None, description="SIP2 AF: show to the reader")
+    print_lines: list[str] | None = Field(None, description="SIP2 AG: print on the receipt")
+    alert_type: str | None = Field(None, description="SIP2 CV on a return: 01 local hold, "
+                                   "02 remote hold, 03 ILL transit, 04 transfer, 99 other")
+    desensitize: bool | None = Field(None, description="SIP2 12/30: the tag may be set to "
+                                     "'on loan'; None when the library system did not say")
+    resensitize: bool | None = Field(None, description="SIP2 10: the tag goes back to "
+                                     "'in library'; None when the library system did not say")
 
 
 class Status(Message):
@@ -91,6 +101,7 @@ class PatronCheckRes(Message):
     display_name: str | None = None
     loans: int = 0
     max_loans: int = 0
+    screen_message: list[str] | None = Field(None, description="SIP2 AF: show to the reader")
 
 
 class MessageError(ValueError):
@@ -144,3 +155,9 @@ def decode_tx(payload: bytes | bytearray) -> TxLoan | TxReturn | TxRenew:
 def json_schemas() -> dict[str, dict[str, object]]:
     """JSON Schema of every message, by schema name: exported into mqtt/schema/."""
     return {name: model.model_json_schema(by_alias=True) for name, model in MODELS.items()}
+
+
+# Telemetry and command models live in their own modules and register into MODELS on import;
+# importing them here makes decode() and the schema export see them whatever is imported first.
+import mqtt.commands  # noqa: E402
+import mqtt.telemetry  # noqa: E402, F401

@@ -15,6 +15,7 @@ import paho.mqtt.client as paho
 
 from mqtt import messages, topics
 from mqtt.connection import BrokerAddress, connect_properties, make_client, publish_properties
+from mqtt.security import ClientSecurity, apply
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class StationLink:
         on_connected: Callable[[bool], None] = lambda up: None,
         mode: Callable[[], str] = lambda: "selfcheck",
         keepalive_s: int = 15,
+        security: ClientSecurity | None = None,
+        channels: tuple[str, ...] = (),
+        on_channel: Callable[[str, bytes], None] = lambda channel, payload: None,
     ) -> None:
         self.site, self.station, self.broker = site, station, broker
         self._root = topics.root(site, station)
@@ -43,12 +47,16 @@ class StationLink:
         self._on_connected = on_connected
         self._mode = mode
         self._keepalive = keepalive_s
+        # Extra channels under the root (commands, desired config) go to `on_channel`.
+        self._channels = channels
+        self._on_channel = on_channel
         self.session = 0
         self.connected = threading.Event()
         self.rejected = 0  # malformed messages received
         self._pending: dict[bytes, tuple[Future[messages.Message], float]] = {}
         self._pending_lock = threading.Lock()
         self._client = make_client(station)
+        apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
@@ -84,7 +92,9 @@ class StationLink:
         if rc.is_failure:
             log.warning("broker %s refused the connection: %s", self.broker, rc)
             return
-        client.subscribe([(f"{self._root}/ack/tx", 1), (f"{self._root}/res/+", 1)])
+        client.subscribe([(f"{self._root}/ack/tx", 1), (f"{self._root}/res/+", 1),
+                          (f"{self._root}/status", 1),
+                          *((f"{self._root}/{c}", 1) for c in self._channels)])
         client.publish(f"{self._root}/status", self._status(True), qos=1, retain=True)
         self.connected.set()
         self._on_connected(True)
@@ -96,6 +106,14 @@ class StationLink:
         self._on_connected(False)
 
     # -- publishing
+    def publish(self, channel: str, payload: bytes, *, qos: int = 1,
+                retain: bool = False) -> bool:
+        """Publish under the station root if connected; False (nothing queued) if not."""
+        if not self.connected.is_set():
+            return False
+        info = self._client.publish(f"{self._root}/{channel}", payload, qos=qos, retain=retain)
+        return info.rc == paho.MQTT_ERR_SUCCESS
+
     def send(self, topic: str, payload: bytes) -> bool:
         """QoS 1 publish if connected; False (nothing queued) if not."""
         if not self.connected.is_set():
@@ -126,6 +144,14 @@ class StationLink:
         return future
 
     # -- receiving (paho's network thread)
+    def _check_status(self, payload: bytes) -> None:
+        # An old connection's will can land after our birth (session takeover) and, being
+        # retained, would leave the broker saying "offline": say "online" again.
+        status = messages.decode(payload, messages.Status)
+        assert isinstance(status, messages.Status)
+        if not status.online and status.session < self.session and self.connected.is_set():
+            self._client.publish(f"{self._root}/status", self._status(True), qos=1, retain=True)
+
     def _message(self, client: paho.Client, userdata: Any, m: paho.MQTTMessage) -> None:
         try:
             channel = m.topic[len(self._root) + 1:]
@@ -144,6 +170,10 @@ class StationLink:
                 except messages.MessageError as exc:
                     entry[0].set_exception(exc)
                     raise
+            elif channel == "status":
+                self._check_status(bytes(m.payload))
+            else:
+                self._on_channel(channel, bytes(m.payload))
         except messages.MessageError as exc:
             self.rejected += 1
             log.warning("rejected message on %s: %s", m.topic, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 from mqtt.connection import BrokerAddress
 
 CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "selfcheck.conf"
+# The production profile (TLS, passwords, ACL); `Broker(secure=CREDS)` runs it with test paths.
+SECURE_CONFIG = CONFIG.with_name("secure.conf")
 
 
 def free_port() -> int:
@@ -30,17 +33,39 @@ def mosquitto_binary() -> str:
 class Broker:
     """A Mosquitto process. `restart()` keeps the port and the persistence folder."""
 
-    def __init__(self, datadir: Path, port: int | None = None) -> None:
+    def __init__(self, datadir: Path, port: int | None = None, *,
+                 secure: Path | None = None) -> None:
+        """`secure`: a folder made by deploy/mosquitto/make-credentials; then `port` is the
+        TLS listener and `plain_address` the loopback one, as in secure.conf."""
         self.datadir = Path(datadir)
         self.port = port or free_port()
         self.address = BrokerAddress("127.0.0.1", self.port)
+        self.secure = Path(secure).resolve() if secure else None
+        self.plain_address = BrokerAddress("127.0.0.1", free_port()) if secure else self.address
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _write_config(self) -> Path:
         self.datadir.mkdir(parents=True, exist_ok=True)
         conf = self.datadir / "mosquitto.conf"
-        conf.write_text(CONFIG.read_text() + f"\nlistener {self.port} 127.0.0.1\n"
-                        f"persistence_location {self.datadir}/\n")
+        if self.secure is None:
+            conf.write_text(CONFIG.read_text() + f"\nlistener {self.port} 127.0.0.1\n"
+                            f"persistence_location {self.datadir}/\n")
+            return conf
+        # The production file itself, with only its paths and ports moved.
+        text = SECURE_CONFIG.read_text()
+        for old, new in (("/etc/mosquitto/selfcheck/", f"{self.secure}/"),
+                         ("/var/lib/mosquitto/", f"{self.datadir.resolve()}/"),
+                         ("\nlistener 8883\n", f"\nlistener {self.port} 127.0.0.1\n"),
+                         ("\nlistener 1883 127.0.0.1\n",
+                          f"\nlistener {self.plain_address.port} 127.0.0.1\n")):
+            if old not in text:
+                raise ValueError(f"{SECURE_CONFIG}: expected {old.strip()!r} in it")
+            text = text.replace(old, new)
+        if os.geteuid() == 0:
+            # Mosquitto started as root drops to user 'mosquitto', which cannot write the
+            # persistence file into a test's private folder.
+            text += "\nuser root\n"
+        conf.write_text(text)
         return conf
 
     def start(self, timeout_s: float = 10.0) -> Broker:

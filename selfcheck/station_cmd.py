@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from kiosk.settings import StationSettings, load_settings
+
+if TYPE_CHECKING:
+    from drivers.card.base import CardReader
+    from drivers.pad.base import BookPad
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,10 +43,21 @@ def run(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         print(f"station config is not valid: {exc}")
         return 2
-    return asyncio.run(run_station(settings, headless=args.headless))
+    from kiosk.devices import open_devices
+
+    try:  # before the UI starts: a wrong device setting is a config error, exit 2
+        devices = open_devices(settings)
+    except ValueError as exc:
+        print(f"station config is not valid: {exc}")
+        return 2
+    code = asyncio.run(run_station(settings, headless=args.headless, devices=devices,
+                                   reload=lambda: settings_from(args)))
+    return code
 
 
-async def run_station(settings: StationSettings, *, headless: bool = False) -> int:
+async def run_station(settings: StationSettings, *, headless: bool = False,
+                      devices: tuple[BookPad, CardReader] | None = None,
+                      reload: Callable[[], StationSettings] | None = None) -> int:
     from kiosk.ui.boot import configure
 
     configure(headless=headless, fullscreen=settings.fullscreen)
@@ -53,11 +70,12 @@ async def run_station(settings: StationSettings, *, headless: bool = False) -> i
     from selfcheck.demo_library import demo_books, demo_cards
 
     try:
-        pad, card = open_devices(settings)
+        pad, card = devices or open_devices(settings)
     except ValueError as exc:
         print(f"station config is not valid: {exc}")
         return 2
     runtime = StationRuntime(settings, pad, card)
+    runtime.reload = reload  # the `reload_config` command re-reads the same sources
     demo = None
     if isinstance(pad, SimulatedPad) and isinstance(card, SimulatedCardReader):
         sim_pad, sim_card = pad, card
@@ -66,4 +84,5 @@ async def run_station(settings: StationSettings, *, headless: bool = False) -> i
             return DemoPanel(sim_pad, sim_card, demo_books(), demo_cards(),
                              lambda: runtime.core.lang)
 
-    return await run_app(StationApp(runtime, demo))
+    code = await run_app(StationApp(runtime, demo))
+    return runtime.exit_code or code  # 75 after a `restart` command: systemd restarts us

@@ -13,6 +13,7 @@ from kiosk import core
 from kiosk.runtime import StationRuntime
 from kiosk.ui.demo_panel import DemoPanel
 from kiosk.ui.screens import StationRoot
+from kiosk.watchdog import UiWatchdog
 
 Script = Callable[["StationApp"], Awaitable[int]]
 
@@ -27,6 +28,10 @@ class StationApp(App):
         self._make_demo = demo
         self.station: StationRoot | None = None
         self.demo: DemoPanel | None = None
+        self.runtime_task: asyncio.Future[None] | None = None  # set by run_app
+        # systemd watchdog fed from the UI loop while the runtime task lives
+        self.watchdog = UiWatchdog(
+            lambda: self.runtime_task is None or not self.runtime_task.done())
 
     def build(self) -> BoxLayout:
         root = BoxLayout(orientation="horizontal")
@@ -38,6 +43,12 @@ class StationApp(App):
         self.runtime.add_listener(self._render)
         self._render(self.runtime.view())
         return root
+
+    def on_start(self) -> None:
+        self.watchdog.start()
+
+    def on_stop(self) -> None:
+        self.watchdog.stop()
 
     def _render(self, view: core.View) -> None:
         if self.station is not None:
@@ -52,6 +63,7 @@ class StationApp(App):
 async def run_app(app: StationApp, script: Script | None = None) -> int:
     """Run the UI and the runtime together; with a script, its result is the exit code."""
     runtime_task = asyncio.ensure_future(app.runtime.run())
+    app.runtime_task = runtime_task
     result = 0
 
     async def scripted() -> None:

@@ -21,7 +21,8 @@ GREY = (0.35, 0.38, 0.40, 1)
 AMBER = (0.70, 0.42, 0.02, 1)
 
 _SCREEN = {core.Mode.IDLE: "idle", core.Mode.CHECKING: "checking", core.Mode.BORROW: "session",
-           core.Mode.RETURN: "session", core.Mode.SUMMARY: "summary"}
+           core.Mode.RETURN: "session", core.Mode.SUMMARY: "summary",
+           core.Mode.OUT_OF_SERVICE: "out_of_service"}
 
 
 def reason_text(reason: str | None, lang: str) -> str:
@@ -91,6 +92,9 @@ class StationRoot(BoxLayout):
                                    reason=reason_text(view.message_arg, lang))
                                  if view.message else "")
         ids.checking_text.text = t("checking.title", lang)
+        ids.oos_title.text = t("oos.title", lang)
+        ids.oos_message.text = view.service_message or ""
+        ids.oos_hint.text = t("oos.hint", lang)
         if view.mode is core.Mode.RETURN:
             ids.session_title.text = t("return.title", lang)
             ids.session_hint.text = t("return.place_books", lang)

@@ -15,6 +15,8 @@ SUITES = {
     "memory": "selfcheck.bench.memory",
     "tags": "selfcheck.bench.tags",
     "pad": "selfcheck.bench.pad",
+    "fleet": "selfcheck.bench.fleet",
+    "central": "selfcheck.bench.central",
 }
 
 Figure = dict[str, Any]

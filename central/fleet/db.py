@@ -1,0 +1,128 @@
+"""Keeps the fleet state in the central store: loaded at start (so a stale retained will is
+recognised after a restart of the service too) and written behind, in batches, by one thread,
+so that hundreds of stations' telemetry costs one commit a second, not one per message."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+
+from central.fleet.schema import fleet_commands, fleet_events, fleet_stations, metadata
+from central.fleet.state import FleetState, Station
+from central.store import open_engine
+
+log = logging.getLogger(__name__)
+
+KEEP_EVENTS_S = 90 * 86_400
+
+
+def _j(value: Any) -> str | None:
+    return json.dumps(value, ensure_ascii=False) if value is not None else None
+
+
+def _l(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+class FleetStore:
+    def __init__(self, url: str, *, flush_s: float = 1.0) -> None:
+        self.engine = open_engine(url)
+        metadata.create_all(self.engine)
+        self._flush_s = flush_s
+        self._dirty: dict[tuple[str, str], Station] = {}
+        self._events: list[dict[str, Any]] = []
+        self._commands: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fleet-writer", daemon=True)
+        self.writes = 0
+
+    def load(self, state: FleetState) -> int:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(fleet_stations)).mappings().all()
+        with state.lock:
+            for r in rows:
+                rec = state.get(r["site"], r["station"])
+                rec.online, rec.session, rec.version = r["online"], r["session"], r["version"]
+                rec.last_seen, rec.changed = r["last_seen"], r["changed"] or 0.0
+                rec.state, rec.health = _l(r["state"]), _l(r["health"])
+                rec.config, rec.last_event = _l(r["config"]), _l(r["last_event"])
+        return len(rows)
+
+    def start(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(fleet_events).where(
+                fleet_events.c.received < time.time() - KEEP_EVENTS_S))
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.flush()
+        self.engine.dispose()
+
+    # -- called from the MQTT thread
+    def station(self, rec: Station) -> None:
+        with self._lock:
+            self._dirty[rec.key] = rec
+
+    def event(self, site: str, station: str, kind: str, at: float, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._events.append(dict(site=site, station=station, kind=kind, at=at,
+                                     received=time.time(), body=_j(body)))
+
+    def command(self, cmd_id: str, site: str, station: str, name: str, state: str,
+                reason: str | None) -> None:
+        with self._lock:
+            self._commands[cmd_id] = dict(cmd_id=cmd_id, site=site, station=station, name=name,
+                                          state=state, reason=reason, updated=time.time())
+
+    # -- the writer
+    def _run(self) -> None:
+        while not self._stop.wait(self._flush_s):
+            try:
+                self.flush()
+            except Exception:  # the database may be briefly unavailable: keep the batch
+                log.exception("fleet state write failed; retrying")
+
+    def flush(self) -> None:
+        with self._lock:
+            dirty, self._dirty = self._dirty, {}
+            events, self._events = self._events, []
+            commands, self._commands = self._commands, {}
+        if not (dirty or events or commands):
+            return
+        try:
+            with self.engine.begin() as conn:
+                if dirty:
+                    keys = list(dirty)
+                    for site in {k[0] for k in keys}:
+                        conn.execute(delete(fleet_stations).where(
+                            fleet_stations.c.site == site,
+                            fleet_stations.c.station.in_([k[1] for k in keys if k[0] == site])))
+                    conn.execute(insert(fleet_stations), [self._row(r) for r in dirty.values()])
+                if events:
+                    conn.execute(insert(fleet_events), events)
+                if commands:
+                    conn.execute(delete(fleet_commands).where(
+                        fleet_commands.c.cmd_id.in_(list(commands))))
+                    conn.execute(insert(fleet_commands), list(commands.values()))
+        except Exception:
+            with self._lock:  # put them back for the next try; newer changes win
+                self._dirty = {**dirty, **self._dirty}
+                self._events = events + self._events
+                self._commands = {**commands, **self._commands}
+            raise
+        self.writes += 1
+
+    @staticmethod
+    def _row(rec: Station) -> dict[str, Any]:
+        return dict(site=rec.site, station=rec.station, online=rec.online, session=rec.session,
+                    version=rec.version, last_seen=rec.last_seen, changed=rec.changed,
+                    state=_j(rec.state), health=_j(rec.health), config=_j(rec.config),
+                    last_event=_j(rec.last_event))

@@ -1,0 +1,121 @@
+"""Prometheus metrics of the fleet, computed from the fleet state at scrape time (a custom
+collector: no per-message bookkeeping, and a station's series vanish with the station)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from central.fleet.state import FleetState
+
+PAPER_STATES = ("ok", "low", "out", "none")
+L = ["site", "station"]
+
+
+class OpeningHours:
+    """Opening hours by site ("07:00-21:00", local time in `tz`), with a default."""
+
+    def __init__(self, default: str = "00:00-24:00", per_site: dict[str, str] | None = None,
+                 tz: str = "Asia/Ho_Chi_Minh") -> None:
+        self.tz = ZoneInfo(tz)
+        self.default = self._parse(default)
+        self.per_site = {s: self._parse(v) for s, v in (per_site or {}).items()}
+
+    @staticmethod
+    def _parse(text: str) -> tuple[int, int]:
+        try:
+            start, end = text.split("-")
+            sh, sm = (int(x) for x in start.split(":"))
+            eh, em = (int(x) for x in end.split(":"))
+        except ValueError:
+            raise ValueError(f"opening hours {text!r}: expected HH:MM-HH:MM") from None
+        return sh * 60 + sm, eh * 60 + em
+
+    def is_open(self, site: str, now: float | None = None) -> bool:
+        local = dt.datetime.fromtimestamp(time.time() if now is None else now, self.tz)
+        minute = local.hour * 60 + local.minute
+        start, end = self.per_site.get(site, self.default)
+        return start <= minute < end if start <= end else (minute >= start or minute < end)
+
+
+class FleetCollector(Collector):
+    def __init__(self, state: FleetState, hours: OpeningHours) -> None:
+        self.state = state
+        self.hours = hours
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        g = {name: GaugeMetricFamily(f"selfcheck_station_{name}", doc, labels=L) for name, doc in (
+            ("up", "1 while the station is connected (its status says online)"),
+            ("last_seen_timestamp_seconds", "when the station last sent anything"),
+            ("outbox_pending", "transactions waiting for the central's ack"),
+            ("outbox_oldest_age_seconds", "age of the oldest transaction waiting (0: none)"),
+            ("reader_ok", "1 while the book pad answers"),
+            ("in_service", "0 while an operator has put the station out of service"),
+            ("cpu_temperature_celsius", "CPU temperature"),
+            ("session", "connection counter of the station's last birth"),
+        )}
+        paper = GaugeMetricFamily("selfcheck_station_paper", "receipt paper state (1 = current)",
+                                  labels=[*L, "state"])
+        info = GaugeMetricFamily("selfcheck_station_info", "app version", labels=[*L, "version"])
+        tx = CounterMetricFamily("selfcheck_station_transactions",
+                                 "transactions by kind and outcome, as counted by the station "
+                                 "since its app started", labels=[*L, "kind", "outcome"])
+        site_open = GaugeMetricFamily("selfcheck_site_open", "1 during the site's opening hours",
+                                      labels=["site"])
+        with self.state.lock:
+            stations = list(self.state.stations.values())
+            counters = self.state.counters
+            msgs, rejected, stale = dict(counters.messages), dict(counters.rejected), \
+                counters.stale_wills
+        sites = set()
+        for rec in stations:
+            key = [rec.site, rec.station]
+            sites.add(rec.site)
+            st, h = rec.state or {}, rec.health or {}
+            g["up"].add_metric(key, 1.0 if rec.online else 0.0)
+            if rec.last_seen is not None:
+                g["last_seen_timestamp_seconds"].add_metric(key, rec.last_seen)
+            if st:
+                g["outbox_pending"].add_metric(key, st.get("outbox_pending", 0))
+                g["outbox_oldest_age_seconds"].add_metric(key, rec.outbox_age(now) or 0.0)
+                g["reader_ok"].add_metric(key, 1.0 if st.get("pad_ok") else 0.0)
+                g["in_service"].add_metric(key, 0.0 if st.get("service") == "out_of_service"
+                                           else 1.0)
+                for p in PAPER_STATES:
+                    paper.add_metric([*key, p], 1.0 if st.get("paper") == p else 0.0)
+            if h.get("cpu_temp_c") is not None:
+                g["cpu_temperature_celsius"].add_metric(key, h["cpu_temp_c"])
+            g["session"].add_metric(key, rec.session)
+            if rec.version:
+                info.add_metric([*key, rec.version], 1.0)
+            for name, value in (h.get("tx") or {}).items():
+                kind, _, outcome = name.partition(".")
+                tx.add_metric([*key, kind, outcome], value)
+        for site in sorted(sites):
+            site_open.add_metric([site], 1.0 if self.hours.is_open(site, now) else 0.0)
+        yield from g.values()
+        yield from (paper, info, tx, site_open)
+        m = CounterMetricFamily("selfcheck_fleet_messages", "messages taken", labels=["channel"])
+        for channel, n in msgs.items():
+            m.add_metric([channel], n)
+        yield m
+        r = CounterMetricFamily("selfcheck_fleet_rejected", "malformed messages refused",
+                                labels=["field"])
+        for where, n in rejected.items():
+            r.add_metric([where], n)
+        yield r
+        yield CounterMetricFamily("selfcheck_fleet_stale_wills",
+                                  "statuses ignored as older than the last birth", value=stale)
+
+
+def registry(state: FleetState, hours: OpeningHours) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(FleetCollector(state, hours))
+    return reg

@@ -1,0 +1,115 @@
+"""The fleet-state service: reads every station's status, state, health, events, command
+results and reported config from the broker, keeps the last known state (memory + central
+store), and serves it to operators: Prometheus metrics, a JSON snapshot, and a live web page
+fed by server-sent events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from central.fleet.db import FleetStore
+from central.fleet.metrics import OpeningHours, registry
+from central.fleet.state import FleetState
+from central.fleet.web import Hub, WebServer
+from mqtt import messages, topics
+from mqtt.commands import CommandRes
+from mqtt.connection import BrokerAddress, connect_properties, make_client
+from mqtt.telemetry import FLEET_SUBSCRIPTIONS, Event
+
+log = logging.getLogger(__name__)
+
+# Which model each channel may carry: a message on the wrong channel is refused.
+EXPECTED: dict[str, tuple[type[messages.Message], ...]] = {
+    "status": (messages.Status,), "state": (messages.MODELS["state/1"],),
+    "tele": (messages.MODELS["tele.health/1"],), "evt": (Event,), "cmd": (CommandRes,),
+    "config": (messages.MODELS["config.reported/1"],),
+}
+
+
+class FleetService:
+    def __init__(self, broker: BrokerAddress, db_url: str, *, http: tuple[str, int] | None =
+                 ("127.0.0.1", 0), hours: OpeningHours | None = None,
+                 client_id: str = "central-fleet-1", flush_s: float = 1.0) -> None:
+        self.broker = broker
+        self.state = FleetState()
+        self.store = FleetStore(db_url, flush_s=flush_s)
+        self.loaded = self.store.load(self.state)
+        self.hub = Hub()
+        self.registry = registry(self.state, hours or OpeningHours())
+        self.web = WebServer(http, self.state, self.hub, self.registry) if http else None
+        self.connected = threading.Event()
+        self._client = make_client(client_id)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = lambda *a: self.connected.clear()
+        self._client.on_message = self._on_message
+
+    @property
+    def url(self) -> str:
+        assert self.web is not None
+        return self.web.url
+
+    def start(self) -> None:
+        self.store.start()
+        if self.web:
+            self.web.start()
+        # A clean session: the retained status/state/config replay on every connect, and what
+        # was missed while down (events) is not worth a backlog.
+        self._client.connect_async(self.broker.host, self.broker.port, keepalive=15,
+                                   clean_start=True, properties=connect_properties(0))
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self.web:
+            self.web.stop()
+        self.store.stop()
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any,
+                    props: Any = None) -> None:
+        if rc.is_failure:
+            log.warning("broker refused the fleet service: %s", rc)
+            return
+        client.subscribe([(t, 1) for t in FLEET_SUBSCRIPTIONS])
+        self.connected.set()
+
+    def _on_message(self, client: paho.Client, userdata: Any, m: paho.MQTTMessage) -> None:
+        counters = self.state.counters
+        try:
+            where = topics.parse(m.topic)
+            if not m.payload:
+                return  # a cleared retained message
+            expected = EXPECTED.get(where.channel)
+            if expected is None:
+                raise messages.MessageError("topic", f"channel {where.channel!r} unknown")
+            msg = messages.decode(m.payload, *expected)
+        except (messages.MessageError, topics.TopicError) as exc:
+            field = getattr(exc, "field", "topic")
+            with self.state.lock:
+                counters.rejected[field] += 1
+            log.warning("rejected %s: %s", m.topic, exc)
+            return
+        self.take(where.site, where.station, where.channel, where.name, msg)
+
+    def take(self, site: str, station: str, channel: str, name: str,
+             msg: messages.Message) -> None:
+        now = time.time()
+        with self.state.lock:
+            self.state.counters.messages[channel] += 1
+            rec = self.state.apply(site, station, channel, name, msg, now)
+            row = rec.row(now) if rec is not None else None
+        if rec is None:
+            return
+        self.store.station(rec)
+        if isinstance(msg, Event):
+            self.store.event(site, station, msg.kind, msg.at.timestamp(),
+                             msg.model_dump(mode="json", by_alias=True, exclude_none=True))
+        elif isinstance(msg, CommandRes):
+            self.store.command(msg.cmd_id, site, station, msg.name, msg.state, msg.reason)
+        assert row is not None
+        self.hub.publish("station", row)

@@ -1,0 +1,232 @@
+"""SIP2 over TCP: site config, one connection, and a small pool with reconnect and keepalive.
+
+All protocol decisions are in session.py and codec.py; this module only moves bytes, keeps
+time and decides when a connection is no longer worth keeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from central.backend import BackendUnavailable
+from central.sip2 import messages as m
+from central.sip2.codec import Message, Profile, Sip2Error, Sip2ProtocolError
+from central.sip2.session import Reply, Session, Write
+
+log = logging.getLogger(__name__)
+
+
+class Sip2Unavailable(Sip2Error, BackendUnavailable):
+    """No answer from the ACS. `sent` says whether the request may have reached it: then the
+    outcome is unknown and the caller must find out before doing it again."""
+
+    def __init__(self, reason: str, *, sent: bool) -> None:
+        super().__init__(reason)
+        self.sent = sent
+
+
+class Sip2Timeout(Sip2Unavailable):
+    pass
+
+
+@dataclass(frozen=True)
+class Sip2Config:
+    host: str
+    port: int
+    institution: str
+    user: str = ""
+    password: str = ""
+    location: str = ""
+    terminal_password: str = ""
+    profile: Profile = field(default_factory=Profile)
+    timeout_s: float = 5.0
+    pool_size: int = 4
+    keepalive_s: float = 30.0
+
+    @classmethod
+    def parse(cls, url: str) -> Sip2Config:
+        """`sip2://USER:PASSWORD@HOST:PORT?institution=ID&location=LOC&encoding=utf-8`,
+        optionally with `&timeout=S&pool=N&keepalive=S&error_detection=0&terminal_password=X`.
+        Raises ValueError naming the part that is wrong."""
+        parts = urlsplit(url)
+        if parts.scheme != "sip2":
+            raise ValueError(f"ils: scheme {parts.scheme!r} is not sip2://")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("ils: port is not a number") from None
+        if not parts.hostname or port is None:
+            raise ValueError("ils: HOST:PORT is required")
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        known = {"institution", "location", "encoding", "timeout", "pool", "keepalive",
+                 "error_detection", "terminal_password"}
+        if unknown := set(query) - known:
+            raise ValueError(f"ils: unknown parameter {sorted(unknown)[0]!r}")
+        if not query.get("institution"):
+            raise ValueError("ils: institution=ID is required")
+
+        def number(name: str, default: float, low: float, high: float) -> float:
+            try:
+                value = float(query.get(name, default))
+            except ValueError:
+                raise ValueError(f"ils: {name} is not a number") from None
+            if not low <= value <= high:
+                raise ValueError(f"ils: {name} must be between {low:g} and {high:g}")
+            return value
+
+        try:
+            profile = Profile(query.get("encoding", "utf-8").lower(),
+                              error_detection=query.get("error_detection", "1") != "0")
+        except ValueError as exc:
+            raise ValueError(f"ils: {exc}") from None
+        return cls(host=parts.hostname, port=port, institution=query["institution"],
+                   user=unquote(parts.username or ""), password=unquote(parts.password or ""),
+                   location=query.get("location", ""),
+                   terminal_password=query.get("terminal_password", ""), profile=profile,
+                   timeout_s=number("timeout", 5.0, 0.05, 300),
+                   pool_size=int(number("pool", 4, 1, 64)),
+                   keepalive_s=number("keepalive", 30.0, 0.1, 3600))
+
+    def __str__(self) -> str:  # never the password
+        return f"sip2://{self.user}@{self.host}:{self.port}?institution={self.institution}"
+
+
+class Connection:
+    """One logged-in TCP connection to the ACS."""
+
+    def __init__(self, cfg: Sip2Config) -> None:
+        self.cfg = cfg
+        self.session = Session(cfg.profile)
+        self.last_used = time.monotonic()
+        try:
+            self.sock = socket.create_connection((cfg.host, cfg.port), timeout=cfg.timeout_s)
+        except OSError as exc:
+            raise Sip2Unavailable(f"cannot connect to {cfg.host}:{cfg.port}: {exc}",
+                                  sent=False) from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if cfg.user:
+                if not m.login_ok(self.call(m.login(cfg.user, cfg.password, cfg.location))):
+                    raise Sip2Unavailable("the ACS refused the login", sent=False)
+            if not m.acs_online(self.call(m.sc_status())):
+                raise Sip2Unavailable("the ACS says it is offline", sent=False)
+        except Sip2Unavailable as exc:
+            self.close()
+            raise Sip2Unavailable(str(exc), sent=False) from None
+
+    def call(self, msg: Message) -> Message:
+        """Send one request and return its reply; on any failure the connection is closed."""
+        deadline = time.monotonic() + self.cfg.timeout_s
+        try:
+            self.sock.sendall(self.session.send(msg))
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Sip2Timeout(f"no reply to {msg.command} in {self.cfg.timeout_s:g} s",
+                                      sent=True)
+                self.sock.settimeout(left)
+                try:
+                    data = self.sock.recv(65536)
+                except TimeoutError:
+                    continue  # the deadline check above raises
+                if not data:
+                    raise Sip2Unavailable(f"the ACS closed the connection during {msg.command}",
+                                          sent=True)
+                for event in self.session.receive(data):
+                    if isinstance(event, Write):
+                        self.sock.sendall(event.data)
+                    elif isinstance(event, Reply):
+                        self.last_used = time.monotonic()
+                        return m.expect(event.message, msg)
+        except Sip2Unavailable:
+            self.close()
+            raise
+        except Sip2ProtocolError as exc:
+            self.close()
+            raise Sip2Unavailable(f"reply to {msg.command} out of spec: {exc}", sent=True
+                                  ) from exc
+        except OSError as exc:
+            self.close()
+            raise Sip2Unavailable(f"connection lost during {msg.command}: {exc}", sent=True
+                                  ) from None
+
+    def close(self) -> None:
+        self.session.reset()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Sip2Pool:
+    """Up to `pool_size` connections, opened on demand, dropped on any failure, and kept alive
+    with 99 (SC status) when idle: many ACS close a silent connection after a few minutes."""
+
+    def __init__(self, cfg: Sip2Config,
+                 connect: Callable[[Sip2Config], Connection] = Connection) -> None:
+        self.cfg = cfg
+        self._connect = connect
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(cfg.pool_size)
+        self._stop = threading.Event()
+        self._keepalive = threading.Thread(target=self._keep_alive, name="sip2-keepalive",
+                                           daemon=True)
+        self._keepalive.start()
+        self.failures = 0
+        self.reconnects = 0
+
+    def call(self, msg: Message, *, idempotent: bool = False) -> Message:
+        """The reply to `msg`. A request that does not change anything (idempotent) is tried
+        once more on a fresh connection, since a pooled one may have been closed by the ACS."""
+        with self._slots:
+            for attempt in (1, 2):
+                conn = self._take()
+                try:
+                    reply = conn.call(msg)
+                except Sip2Unavailable as exc:
+                    self.failures += 1
+                    if attempt == 2 or not idempotent or isinstance(exc, Sip2Timeout):
+                        raise
+                    log.info("retrying %s on a new connection: %s", msg.command, exc)
+                    continue
+                with self._lock:
+                    self._idle.append(conn)
+                return reply
+        raise AssertionError("unreachable")
+
+    def _take(self) -> Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        self.reconnects += 1
+        return self._connect(self.cfg)
+
+    def _keep_alive(self) -> None:
+        period = self.cfg.keepalive_s
+        while not self._stop.wait(min(period / 2, 5.0)):
+            now = time.monotonic()
+            with self._lock:
+                stale = [c for c in self._idle if now - c.last_used >= period]
+                self._idle = [c for c in self._idle if c not in stale]
+            for conn in stale:
+                try:
+                    conn.call(m.sc_status())
+                except Sip2Unavailable as exc:
+                    log.info("keepalive dropped a connection: %s", exc)
+                    continue
+                with self._lock:
+                    self._idle.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Turns a fresh 64-bit Raspberry Pi OS Lite (bookworm or later) into a selfcheck station.
+# Idempotent: run it again after an update; it changes only what differs.
+#
+# usage: sudo deploy/pi/provision.sh [options]
+#   --dry-run           print what would be done, change nothing (works on any machine)
+#   --card-reader KIND  uart (PN532 on the Pi UART, default), usb (nfcpy via libusb), none
+#   --read-only-root    overlay file system on / (a power cut cannot corrupt the system);
+#                       needs --data-device for the journal and logs
+#   --data-device DEV   ext4 partition labelled or to be mounted at /var/lib/selfcheck
+#                       (station journal, Kivy home, /var/log/journal)
+#   --src DIR           the selfcheck source tree (default: this checkout)
+set -euo pipefail
+
+DRY_RUN=0
+CARD_READER=uart
+READ_ONLY=0
+DATA_DEVICE=""
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+APP=/opt/selfcheck
+ETC=/etc/selfcheck
+DATA=/var/lib/selfcheck
+BOOT=/boot/firmware  # bookworm; older images used /boot
+USER_NAME=kiosk
+GROUPS_NEEDED=(video render input dialout plugdev lp)
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY_RUN=1; shift ;;
+    --card-reader) CARD_READER=$2; shift 2 ;;
+    --read-only-root) READ_ONLY=1; shift ;;
+    --data-device) DATA_DEVICE=$2; shift 2 ;;
+    --src) SRC=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "provision: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$CARD_READER" in uart|usb|none) ;; *)
+  echo "provision: --card-reader must be uart, usb or none, not '$CARD_READER'" >&2; exit 2 ;;
+esac
+if [ "$READ_ONLY" -eq 1 ] && [ -z "$DATA_DEVICE" ]; then
+  echo "provision: --read-only-root needs --data-device (the journal must stay writable)" >&2
+  exit 2
+fi
+
+say() { printf '== %s\n' "$*"; }
+# run CMD...: do it, or in a dry run print it.
+run() {
+  if [ "$DRY_RUN" -eq 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi
+}
+# put_file SRC DEST MODE: install when missing or different.
+put_file() {
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then return 0; fi
+  run install -D -m "$3" "$1" "$2"
+}
+# ensure_line FILE LINE: append LINE to FILE unless it is there.
+ensure_line() {
+  if [ -f "$1" ] && grep -qxF "$2" "$1"; then return 0; fi
+  if [ "$DRY_RUN" -eq 1 ]; then printf '+ append to %s: %s\n' "$1" "$2"; return 0; fi
+  printf '%s\n' "$2" >>"$1"
+}
+# cmdline_param PARAM: the kernel command line is one line; add PARAM to it once.
+cmdline_param() {
+  local f=$BOOT/cmdline.txt
+  if [ -f "$f" ] && grep -qw -- "$1" "$f"; then return 0; fi
+  if [ "$DRY_RUN" -eq 1 ]; then printf '+ add to %s: %s\n' "$f" "$1"; return 0; fi
+  sed -i "1 s|\$| $1|" "$f"
+}
+cmdline_drop() {
+  local f=$BOOT/cmdline.txt
+  if [ ! -f "$f" ] || ! grep -qw -- "$1" "$f"; then
+    [ "$DRY_RUN" -eq 0 ] || printf '+ remove from %s: %s\n' "$f" "$1"
+    return 0
+  fi
+  run sed -i "s| *$1||" "$f"
+}
+
+if [ "$DRY_RUN" -eq 0 ]; then
+  [ "$(id -u)" -eq 0 ] || { echo "provision: run as root (sudo)" >&2; exit 2; }
+  [ "$(uname -m)" = aarch64 ] ||
+    { echo "provision: needs 64-bit Raspberry Pi OS (Kivy has no 32-bit ARM wheel)" >&2; exit 2; }
+  [ -d "$BOOT" ] || BOOT=/boot
+fi
+
+say "packages"
+# GL/EGL/GBM for Kivy on KMS/DRM (SDL2 comes inside the Kivy wheel), libusb for nfcpy.
+run apt-get update -qq
+run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  python3-venv python3-dev libegl1 libgles2 libgbm1 libdrm2 libgl1-mesa-dri libmtdev1 \
+  libusb-1.0-0 rsync
+
+say "kiosk user $USER_NAME and its groups"
+if ! id "$USER_NAME" >/dev/null 2>&1; then
+  run useradd --system --home-dir "$DATA" --shell /usr/sbin/nologin "$USER_NAME"
+fi
+for g in "${GROUPS_NEEDED[@]}"; do
+  if ! id -nG "$USER_NAME" 2>/dev/null | grep -qw "$g"; then run usermod -aG "$g" "$USER_NAME"; fi
+done
+
+say "app in $APP with its venv"
+run rsync -a --delete --exclude .venv --exclude .git --exclude var "$SRC/" "$APP/"
+[ -x "$APP/.venv/bin/python" ] || run python3 -m venv "$APP/.venv"
+run "$APP/.venv/bin/pip" install -q --upgrade pip
+run "$APP/.venv/bin/pip" install -q "$APP"
+
+say "config in $ETC (kept if present)"
+run install -d -m 0750 -g "$USER_NAME" "$ETC" "$ETC/secrets"
+if [ ! -f "$ETC/station.toml" ]; then
+  run install -m 0640 -g "$USER_NAME" "$SRC/deploy/station.example.toml" "$ETC/station.toml"
+  say "edit $ETC/station.toml, put ca.crt in $ETC and the password in $ETC/secrets/broker.pass"
+fi
+
+say "data partition ${DATA_DEVICE:-(none: $DATA stays on the root file system)}"
+run install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$DATA"
+if [ -n "$DATA_DEVICE" ]; then
+  # noatime: fewer writes; the station journal does its own fsync per transaction.
+  ensure_line /etc/fstab "$DATA_DEVICE $DATA ext4 defaults,noatime,commit=5 0 2"
+  ensure_line /etc/fstab "$DATA/journal /var/log/journal none bind,x-systemd.requires-mounts-for=$DATA 0 0"
+  run install -d -m 2755 -g systemd-journal "$DATA/journal"
+fi
+
+say "udev rules for the readers and the printer"
+put_file "$SRC/deploy/pi/99-selfcheck.rules" /etc/udev/rules.d/99-selfcheck.rules 0644
+run udevadm control --reload
+run udevadm trigger --subsystem-match=tty --subsystem-match=usb --subsystem-match=usbmisc
+
+say "card reader: $CARD_READER"
+case "$CARD_READER" in
+  usb)
+    put_file "$SRC/deploy/pi/blacklist-nfc.conf" /etc/modprobe.d/selfcheck-nfc-blacklist.conf 0644
+    ;;
+  uart)
+    # The PL011 UART on GPIO 14/15 for the PN532: Bluetooth off it, no serial console on it.
+    ensure_line "$BOOT/config.txt" "enable_uart=1"
+    ensure_line "$BOOT/config.txt" "dtoverlay=disable-bt"
+    cmdline_drop "console=serial0,115200"
+    run systemctl disable --now hciuart.service
+    ;;
+esac
+
+say "display: Kivy on KMS/DRM, no desktop, never blank"
+ensure_line "$BOOT/config.txt" "dtoverlay=vc4-kms-v3d"
+cmdline_param "consoleblank=0"          # the console never blanks the kiosk's screen
+cmdline_param "vt.global_cursor_default=0"
+cmdline_param "quiet"
+cmdline_param "loglevel=3"
+cmdline_param "logo.nologo"
+run systemctl set-default multi-user.target
+
+say "journald"
+put_file "$SRC/deploy/pi/journald-selfcheck.conf" /etc/systemd/journald.conf.d/selfcheck.conf 0644
+
+say "the station service on tty1"
+put_file "$SRC/systemd/selfcheck-station.service" /etc/systemd/system/selfcheck-station.service 0644
+run systemctl daemon-reload
+run systemctl disable getty@tty1.service
+run systemctl enable selfcheck-station.service
+# Boot time: nothing here needs these on a kiosk.
+for unit in apt-daily.timer apt-daily-upgrade.timer man-db.timer triggerhappy.service \
+            ModemManager.service NetworkManager-wait-online.service; do
+  if systemctl list-unit-files "$unit" >/dev/null 2>&1; then run systemctl disable "$unit"; fi
+done
+
+if [ "$READ_ONLY" -eq 1 ]; then
+  say "read-only root (overlay): changes to / are lost at reboot, $DATA is not"
+  run raspi-config nonint do_overlayfs 0
+fi
+
+say "done: reboot, then 'journalctl -u selfcheck-station -f' shows the app"

@@ -1,0 +1,28 @@
+"""Receipt printers (ESC/POS over USB, serial or network through python-escpos) and e-mail
+receipts.
+
+    printer = open_printer({"transport": "network", "url": "10.0.0.5:9100"}, on_paper=publish)
+    printer.print_receipt(build_receipt(summary, "vi"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from drivers.printer.config import PrinterConfig, PrinterConfigError, load_config
+from drivers.printer.device import PrinterError, ReceiptPrinter
+from drivers.printer.status import Paper, PaperEvent
+
+__all__ = [
+    "Paper", "PaperEvent", "PrinterConfig", "PrinterConfigError", "PrinterError",
+    "ReceiptPrinter", "load_config", "open_printer",
+]
+
+
+def open_printer(settings: Mapping[str, Any] | PrinterConfig,
+                 on_paper: Callable[[PaperEvent], None] | None = None) -> ReceiptPrinter:
+    """A ReceiptPrinter for the site's [printer] settings. The transport opens on first use,
+    so a printer that is switched off is not an error here."""
+    cfg = settings if isinstance(settings, PrinterConfig) else load_config(settings)
+    return ReceiptPrinter(cfg, on_paper=on_paper)
