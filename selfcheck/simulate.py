@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(with --sample-items and --sample-patrons at least the station count x 3); "
                    "default: start a private broker and central")
     p.add_argument("--site", default="sim-lib")
+    p.add_argument("--prefix", default="sim", help="station ids are PREFIX-1, PREFIX-2, ...: "
+                   "give each simulate process on one broker its own (ids are MQTT client ids)")
     p.add_argument("--workdir", type=Path, help="where station journals go (default: temp)")
     p.set_defaults(func=run)
 
@@ -111,12 +113,12 @@ async def one_station(n: int, settings: StationSettings, transactions: int,
 
 
 async def simulate(broker: BrokerAddress, stations: int, transactions: int, site: str,
-                   workdir: Path) -> Tally:
+                   workdir: Path, prefix: str = "sim") -> Tally:
     tally = Tally()
     runs = []
     for n in range(stations):
-        settings = StationSettings(site=site, station=f"sim-{n + 1}", broker=str(broker),
-                                   journal=workdir / f"sim-{n + 1}.db", inactivity_s=120)
+        settings = StationSettings(site=site, station=f"{prefix}-{n + 1}", broker=str(broker),
+                                   journal=workdir / f"{prefix}-{n + 1}.db", inactivity_s=120)
         runs.append(one_station(n, settings, transactions, tally))
     await asyncio.gather(*runs)
     return tally
@@ -151,5 +153,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _timed(broker: BrokerAddress, args: argparse.Namespace, workdir: Path) -> tuple[Tally, float]:
     start = time.monotonic()
-    tally = asyncio.run(simulate(broker, args.stations, args.transactions, args.site, workdir))
+    tally = asyncio.run(simulate(broker, args.stations, args.transactions, args.site, workdir,
+                                 args.prefix))
     return tally, time.monotonic() - start
