@@ -19,6 +19,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from mqtt import security
+from selfcheck.sdnotify import notify
+
 DEFAULT_URL = "http://127.0.0.1:9108"
 
 
@@ -42,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--open", action="append", default=[], metavar="[SITE=]HH:MM-HH:MM",
                    help="opening hours (default all day); repeat with SITE= per site")
     s.add_argument("--tz", default="Asia/Ho_Chi_Minh", help="time zone of the opening hours")
+    security.add_arguments(s)
     s.set_defaults(func=serve)
 
     c = verbs.add_parser("send", help="send a command to a station and wait for the result")
@@ -54,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--expires", type=float, default=300, help="seconds until it expires")
     c.add_argument("--timeout", type=float, default=60, help="seconds to wait for the result")
     c.add_argument("--cmd-id", help="reuse an id (a repeat returns the stored result)")
+    c.add_argument("--user", default="operator",
+                   help="broker username of this operator (with --password-file)")
+    security.add_arguments(c)
     c.set_defaults(func=send)
 
 
@@ -70,18 +77,25 @@ def serve(args: argparse.Namespace) -> int:
             per_site[site] = hours
         else:
             default = hours
+    try:
+        login = security.from_args(args, args.id, args.broker)
+    except ValueError as exc:
+        print(f"fleet service not started: {exc}")
+        return 2
     host, _, port = args.http.rpartition(":")
     if args.db.startswith("sqlite:///"):
         from pathlib import Path
 
         Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     service = FleetService(args.broker, args.db, http=(host or "127.0.0.1", int(port)),
-                           hours=OpeningHours(default, per_site, args.tz), client_id=args.id)
+                           hours=OpeningHours(default, per_site, args.tz), client_id=args.id,
+                           security=login)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     service.start()
     print(f"fleet ready {service.url}", flush=True)
+    notify("READY=1")  # systemd Type=notify
     stop.wait()
     service.stop()
     return 0
@@ -192,6 +206,11 @@ def send(args: argparse.Namespace) -> int:
     except MessageError as exc:
         print(f"not sent: {exc}")
         return 2
+    try:
+        login = security.from_args(args, args.user, args.broker)
+    except ValueError as exc:
+        print(f"not sent: {exc}")
+        return 2
     now = dt.datetime.now(dt.UTC)
     cmd_id = args.cmd_id or uuid.uuid4().hex
     req = CommandReq(cmd_id=cmd_id, issued_at=now,
@@ -199,7 +218,9 @@ def send(args: argparse.Namespace) -> int:
     done = threading.Event()
     final: list[str] = []
     subscribed = threading.Event()
-    client = make_client(f"fleet-send-{uuid.uuid4().hex[:12]}")
+    # With a login the broker forces client id = username; without, any unique id does.
+    client = make_client(args.user if login.username else f"fleet-send-{uuid.uuid4().hex[:12]}")
+    security.apply(client, args.broker, login)
 
     def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any = None) -> None:
         c.subscribe(res_topic(site, station, cmd_id), qos=1)

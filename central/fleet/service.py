@@ -19,6 +19,7 @@ from central.fleet.web import Hub, WebServer
 from mqtt import messages, topics
 from mqtt.commands import CommandRes
 from mqtt.connection import BrokerAddress, connect_properties, make_client
+from mqtt.security import ClientSecurity, apply
 from mqtt.telemetry import FLEET_SUBSCRIPTIONS, Event
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ EXPECTED: dict[str, tuple[type[messages.Message], ...]] = {
 class FleetService:
     def __init__(self, broker: BrokerAddress, db_url: str, *, http: tuple[str, int] | None =
                  ("127.0.0.1", 0), hours: OpeningHours | None = None,
-                 client_id: str = "central-fleet-1", flush_s: float = 1.0) -> None:
+                 client_id: str = "central-fleet-1", flush_s: float = 1.0,
+                 security: ClientSecurity | None = None) -> None:
         self.broker = broker
         self.state = FleetState()
         self.store = FleetStore(db_url, flush_s=flush_s)
@@ -44,6 +46,7 @@ class FleetService:
         self.web = WebServer(http, self.state, self.hub, self.registry) if http else None
         self.connected = threading.Event()
         self._client = make_client(client_id)
+        apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = lambda *a: self.connected.clear()
         self._client.on_message = self._on_message
