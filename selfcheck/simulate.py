@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix", default="sim", help="station ids are PREFIX-1, PREFIX-2, ...: "
                    "give each simulate process on one broker its own (ids are MQTT client ids)")
     p.add_argument("--workdir", type=Path, help="where station journals go (default: temp)")
+    p.add_argument("--per-process", type=int, default=80,
+                   help="stations per process: more are spread over child processes (paho's "
+                   "select() loop cannot use file descriptors past 1023)")
+    p.add_argument("--offset", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -113,10 +121,10 @@ async def one_station(n: int, settings: StationSettings, transactions: int,
 
 
 async def simulate(broker: BrokerAddress, stations: int, transactions: int, site: str,
-                   workdir: Path, prefix: str = "sim") -> Tally:
+                   workdir: Path, prefix: str = "sim", offset: int = 0) -> Tally:
     tally = Tally()
     runs = []
-    for n in range(stations):
+    for n in range(offset, offset + stations):
         settings = StationSettings(site=site, station=f"{prefix}-{n + 1}", broker=str(broker),
                                    journal=workdir / f"{prefix}-{n + 1}.db", inactivity_s=120)
         runs.append(one_station(n, settings, transactions, tally))
@@ -137,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
             tally, seconds = _timed(broker.address, args, workdir)
     else:
         tally, seconds = _timed(args.broker, args, workdir)
+    if args.raw:  # a child of a larger run: the parent adds the tallies up
+        print(json.dumps(dataclasses.asdict(tally)))
+        return 0
     lat = tally.latencies_ms
     print(json.dumps({
         "stations": args.stations, "transactions": tally.ok + tally.refused + tally.failed,
@@ -153,6 +164,31 @@ def run(args: argparse.Namespace) -> int:
 
 def _timed(broker: BrokerAddress, args: argparse.Namespace, workdir: Path) -> tuple[Tally, float]:
     start = time.monotonic()
-    tally = asyncio.run(simulate(broker, args.stations, args.transactions, args.site, workdir,
-                                 args.prefix))
+    if args.stations <= args.per_process:
+        tally = asyncio.run(simulate(broker, args.stations, args.transactions, args.site,
+                                     workdir, args.prefix, args.offset))
+    else:
+        tally = _in_children(broker, args, workdir)
     return tally, time.monotonic() - start
+
+
+def _in_children(broker: BrokerAddress, args: argparse.Namespace, workdir: Path) -> Tally:
+    """Spread the stations over child processes of at most --per-process each."""
+    children = []
+    for offset in range(0, args.stations, args.per_process):
+        count = min(args.per_process, args.stations - offset)
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "selfcheck.cli", "simulate", "--raw", "--broker", str(broker),
+             "--stations", str(count), "--offset", str(args.offset + offset),
+             "--transactions", str(args.transactions), "--site", args.site,
+             "--prefix", args.prefix, "--workdir", str(workdir),
+             "--per-process", str(args.per_process)], stdout=subprocess.PIPE, text=True))
+    total = Tally()
+    for child in children:
+        out, _ = child.communicate()
+        part = json.loads(out.strip().splitlines()[-1])
+        total.ok += part["ok"]
+        total.refused += part["refused"]
+        total.failed += part["failed"]
+        total.latencies_ms += part["latencies_ms"]
+    return total
