@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from mqtt.connection import BrokerAddress
+from selfcheck.process import ChildProcess
 
 CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "selfcheck.conf"
 # The production profile (TLS, passwords, ACL); `Broker(secure=CREDS)` runs it with test paths.
@@ -30,7 +31,7 @@ def mosquitto_binary() -> str:
     raise FileNotFoundError("mosquitto is not installed: run scripts/bootstrap")
 
 
-class Broker:
+class Broker(ChildProcess):
     """A Mosquitto process. `restart()` keeps the port and the persistence folder."""
 
     def __init__(self, datadir: Path, port: int | None = None, *,
@@ -42,7 +43,7 @@ class Broker:
         self.address = BrokerAddress("127.0.0.1", self.port)
         self.secure = Path(secure).resolve() if secure else None
         self.plain_address = BrokerAddress("127.0.0.1", free_port()) if secure else self.address
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
 
     def _write_config(self) -> Path:
         self.datadir.mkdir(parents=True, exist_ok=True)
@@ -84,18 +85,7 @@ class Broker:
                 time.sleep(0.05)
         raise TimeoutError(f"mosquitto did not listen on {self.port}")
 
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def restart(self) -> None:
         self.stop()
@@ -104,5 +94,3 @@ class Broker:
     def __enter__(self) -> Broker:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

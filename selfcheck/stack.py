@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 from mqtt.connection import BrokerAddress
+from selfcheck.process import ChildProcess
 
 
-class CentralProcess:
+class CentralProcess(ChildProcess):
     """`selfcheck central` in a child process, started and waited for."""
 
     def __init__(self, broker: BrokerAddress, db_url: str, *, client_id: str = "central-bridge-1",
@@ -23,7 +24,7 @@ class CentralProcess:
             self.args += ["--load-sample", "--sample-items", str(sample_items),
                           "--sample-patrons", str(sample_patrons)]
         self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
 
     def start(self, timeout_s: float = 30.0) -> CentralProcess:
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
@@ -39,26 +40,9 @@ class CentralProcess:
                 raise RuntimeError(f"central exited with {self.proc.returncode}")
         raise TimeoutError("central did not get ready")
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def __enter__(self) -> CentralProcess:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
