@@ -48,9 +48,12 @@ class Broker(ChildProcess):
     def _write_config(self) -> Path:
         self.datadir.mkdir(parents=True, exist_ok=True)
         conf = self.datadir / "mosquitto.conf"
+        # Mosquitto started as root drops to user 'mosquitto', which cannot write the
+        # persistence file into a private folder of ours.
+        as_root = "\nuser root\n" if os.geteuid() == 0 else ""
         if self.secure is None:
             conf.write_text(CONFIG.read_text() + f"\nlistener {self.port} 127.0.0.1\n"
-                            f"persistence_location {self.datadir}/\n")
+                            f"persistence_location {self.datadir.resolve()}/\n" + as_root)
             return conf
         # The production file itself, with only its paths and ports moved.
         text = SECURE_CONFIG.read_text()
@@ -62,11 +65,7 @@ class Broker(ChildProcess):
             if old not in text:
                 raise ValueError(f"{SECURE_CONFIG}: expected {old.strip()!r} in it")
             text = text.replace(old, new)
-        if os.geteuid() == 0:
-            # Mosquitto started as root drops to user 'mosquitto', which cannot write the
-            # persistence file into a test's private folder.
-            text += "\nuser root\n"
-        conf.write_text(text)
+        conf.write_text(text + as_root)
         return conf
 
     def start(self, timeout_s: float = 10.0) -> Broker:
