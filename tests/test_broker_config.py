@@ -1,4 +1,4 @@
-"""The project's own broker config (deploy/mosquitto/selfcheck.conf) as the demo and tests run it."""
+"""The project's own broker config (deploy/mosquitto/selfcheck.conf), as the demo runs it."""
 
 from __future__ import annotations
 
