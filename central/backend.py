@@ -1,6 +1,7 @@
-"""What the bridge needs from a library system: apply transactions, answer patron checks.
+"""What the bridge needs from a library system: apply transactions, answer station requests
+(patron check, account, offline list).
 
-The embedded CirculationStore is one backend; others (SIP2, ...) implement the same two calls.
+The embedded CirculationStore is one backend; others (SIP2, ...) implement the same calls.
 A backend applies each msg_id once and answers a repeat with the stored result. When it
 cannot answer now (the library system is down or slow), it gives None for that transaction:
 nothing is acknowledged to the station, whose outbox sends it again.
@@ -12,7 +13,15 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol
 
-from mqtt.messages import AckTx, PatronCheckRes, TxLoan, TxRenew, TxReturn
+from mqtt.messages import (
+    AccountRes,
+    AckTx,
+    OfflineListRes,
+    PatronCheckRes,
+    TxLoan,
+    TxRenew,
+    TxReturn,
+)
 
 Tx = TxLoan | TxReturn | TxRenew
 
@@ -24,7 +33,16 @@ class Backend(Protocol):
         committed."""
         ...
 
-    def check_patron(self, card_id: str, today: dt.date | None = None) -> PatronCheckRes: ...
+    def check_patron(self, card_id: str, today: dt.date | None = None, *,
+                     pin: str | None = None) -> PatronCheckRes:
+        """With `pin`: verify it (wrong PINs counted and limited); the patron_ref is given only
+        when the check passed. Never log the card id or the PIN."""
+        ...
+
+    def account(self, patron_ref: str, today: dt.date | None = None) -> AccountRes: ...
+
+    def offline_list(self, site: str, page: int = 1,
+                     now: dt.datetime | None = None) -> OfflineListRes: ...
 
     def close(self) -> None: ...
 

@@ -15,7 +15,16 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
 from central.backend import Tx
-from central.schema import circulation, items, loans, patrons, processed, rules
+from central.schema import (
+    circulation,
+    holds,
+    items,
+    loans,
+    patrons,
+    processed,
+    reconciliation,
+    rules,
+)
 from mqtt import messages
 from mqtt.messages import AckTx, TxLoan, TxReturn
 
@@ -24,7 +33,8 @@ Row = dict[str, Any]
 
 
 class Batch:
-    def __init__(self, conn: Connection, txs: Sequence[Tx]) -> None:
+    def __init__(self, conn: Connection, txs: Sequence[Tx], *, hold_days: int = 7) -> None:
+        self.hold_days = hold_days
         ids = {tx.msg_id for tx in txs}
         item_ids = {tx.item_id for tx in txs}
         refs = {tx.patron_ref for tx in txs if not isinstance(tx, TxReturn)}
@@ -42,9 +52,16 @@ class Batch:
         self.counts: dict[str, int] = dict(conn.execute(
             select(loans.c.patron_ref, func.count()).where(loans.c.patron_ref.in_(refs))
             .group_by(loans.c.patron_ref)).all()) if refs else {}
+        # The hold queue of each item, first in line first.
+        self.holds: dict[str, list[Row]] = {}
+        for r in conn.execute(select(holds).where(holds.c.item_id.in_(item_ids))
+                              .order_by(holds.c.placed_at, holds.c.id)).mappings():
+            self.holds.setdefault(r["item_id"], []).append(dict(r))
         self.changed: set[str] = set()
+        self.holds_changed: dict[int, Row | None] = {}  # id -> new row, or None: removed
         self.new_processed: list[Row] = []
         self.new_circulation: list[Row] = []
+        self.new_reconciliation: list[Row] = []
 
     def apply(self, tx: Tx, now: dt.datetime) -> AckTx:
         stored = self.done.get(tx.msg_id)
@@ -62,6 +79,12 @@ class Batch:
                 msg_id=tx.msg_id, kind=kind, item_id=tx.item_id,
                 patron_ref=getattr(tx, "patron_ref", None), site=tx.site, station=tx.station,
                 at=tx.at))
+        if tx.offline and not ack.ok:
+            # The reader was told yes while offline: staff and operators must follow it up.
+            self.new_reconciliation.append(dict(
+                msg_id=tx.msg_id, site=tx.site, station=tx.station, kind=kind,
+                item_id=tx.item_id, patron_ref=getattr(tx, "patron_ref", None),
+                reason=ack.reason or "refused", at=tx.at, recorded_at=now))
         result = ack.model_dump_json(by_alias=True)
         self.done[tx.msg_id] = result
         self.new_processed.append(dict(msg_id=tx.msg_id, site=tx.site, station=tx.station,
@@ -74,6 +97,14 @@ class Batch:
             rows = [r for i in self.changed if (r := self.loans[i]) is not None]
             if rows:
                 conn.execute(insert(loans), rows)
+        for hold_id, row in self.holds_changed.items():
+            if row is None:
+                conn.execute(holds.delete().where(holds.c.id == hold_id))
+            else:
+                conn.execute(holds.update().where(holds.c.id == hold_id)
+                             .values(status=row["status"], pickup_by=row["pickup_by"]))
+        if self.new_reconciliation:
+            conn.execute(insert(reconciliation), self.new_reconciliation)
         if self.new_circulation:
             conn.execute(insert(circulation), self.new_circulation)
         if self.new_processed:
@@ -91,7 +122,7 @@ class Batch:
             return AckTx(msg_id=tx.msg_id, ok=False, reason=reason, item_id=tx.item_id,
                          title=self._title(tx.item_id))
 
-        if now > tx.deadline:
+        if now > tx.deadline and not tx.offline:  # offline: the reader already has the book
             return refuse("late")
         patron = self.patrons.get(tx.patron_ref)
         if patron is None:
@@ -110,8 +141,13 @@ class Batch:
                 return refuse("on_loan_to_other")
             return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=item["title"],
                          due=current["due"])
+        queue = self.holds.get(tx.item_id, [])
+        if queue and queue[0]["patron_ref"] != tx.patron_ref:
+            return refuse("on_hold_for_other")
         if self.counts.get(tx.patron_ref, 0) >= patron["max_loans"]:
             return refuse("too_many_loans")
+        if queue:  # the reader's own hold, fulfilled by this loan
+            self.holds_changed[queue.pop(0)["id"]] = None
         due = now.date() + dt.timedelta(days=patron["loan_days"])
         self.loans[tx.item_id] = dict(item_id=tx.item_id, patron_ref=tx.patron_ref,
                                       loaned_at=now, due=due)
@@ -129,8 +165,26 @@ class Batch:
             self.loans[tx.item_id] = None
             self.changed.add(tx.item_id)
         # A book that was not on loan is still accepted back: it is in the library now.
-        return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=item["title"],
-                     sort_bin=item["sort_bin"])
+        ack = AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=item["title"],
+                    sort_bin=item["sort_bin"])
+        queue = self.holds.get(tx.item_id, [])
+        if queue:
+            hold = queue[0]
+            if hold["pickup_site"] not in (None, tx.site):
+                self._set_hold(hold, "transit", None)
+                return ack.model_copy(update=dict(hold=True, alert_type="02",
+                                                  transit_to=hold["pickup_site"]))
+            if hold["status"] != "ready":  # a second return does not move pickup_by
+                self._set_hold(hold, "ready", tx.at.date() + dt.timedelta(days=self.hold_days))
+            return ack.model_copy(update=dict(hold=True, alert_type="01",
+                                              hold_for=hold["patron_ref"]))
+        if item["home_site"] not in (None, tx.site):
+            return ack.model_copy(update=dict(alert_type="04", transit_to=item["home_site"]))
+        return ack
+
+    def _set_hold(self, hold: Row, status: str, pickup_by: dt.date | None) -> None:
+        hold["status"], hold["pickup_by"] = status, pickup_by
+        self.holds_changed[hold["id"]] = hold
 
     def _renew(self, tx: messages.TxRenew, now: dt.datetime) -> AckTx:
         patron = self.patrons.get(tx.patron_ref)
@@ -139,6 +193,9 @@ class Batch:
         if patron is None or current is None or current["patron_ref"] != tx.patron_ref:
             return AckTx(msg_id=tx.msg_id, ok=False, reason="not_on_loan", item_id=tx.item_id,
                          title=title)
+        if any(h["patron_ref"] != tx.patron_ref for h in self.holds.get(tx.item_id, [])):
+            return AckTx(msg_id=tx.msg_id, ok=False, reason="on_hold_for_other",
+                         item_id=tx.item_id, title=title)
         due = now.date() + dt.timedelta(days=patron["loan_days"])
         self.loans[tx.item_id] = {**current, "due": due}
         self.changed.add(tx.item_id)

@@ -152,11 +152,19 @@ class Bridge:
         # Answer only on the asking station's own res/ topic, whatever the request says.
         if reply_to != topics.res(where.site, where.station, where.name):
             raise messages.MessageError("ResponseTopic", f"{reply_to!r} is not the station's")
-        if where.name != "patron":
+        model = messages.REQUESTS.get(where.name)
+        if model is None:
             raise messages.MessageError("topic", f"no request named {where.name!r}")
-        req = messages.decode(m.payload, messages.PatronCheckReq)
-        assert isinstance(req, messages.PatronCheckReq)
-        res = self.backend.check_patron(req.card_id)
+        req = messages.decode(m.payload, model[0])
+        res: messages.Message
+        if isinstance(req, messages.PatronCheckReq):
+            res = self.backend.check_patron(req.card_id, pin=req.pin)
+        elif isinstance(req, messages.AccountReq):
+            res = self.backend.account(req.patron_ref)
+        elif isinstance(req, messages.OfflineListReq):
+            res = self.backend.offline_list(where.site, req.page)
+        else:  # a name in REQUESTS with no branch here: a programming error
+            raise AssertionError(f"request {where.name} has no handler")
         self.counters.requests += 1
         out = publish_properties(CorrelationData=getattr(props, "CorrelationData", b""))
         self._client.publish(reply_to, messages.encode(res), qos=1, properties=out)

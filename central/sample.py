@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the station's demo reads the data here without loading the store
@@ -17,7 +18,13 @@ PATRONS: list[dict[str, Any]] = [
     {"card_id": "DG0002", "name": "Trần Thị Bích Ngọc", "category": "adult"},
     {"card_id": "DG0003", "name": "Lê Hoàng Phúc", "category": "child"},
     {"card_id": "DG0004", "name": "Phạm Thu Hằng", "category": "adult", "blocked": True},
+    {"card_id": "DG0005", "name": "Võ Thị Mai", "category": "adult"},  # the account demo
+    {"card_id": "DG0006", "name": "Hoàng Minh Tuấn", "category": "adult"},
 ]
+
+# Demo PINs, kept in the store as salted hashes only. DG0003 and DG0006 have none.
+PINS: dict[str, str] = {"DG0001": "1234", "DG0002": "2468", "DG0004": "1111",
+                        "DG0005": "5555"}
 
 ITEMS: list[dict[str, Any]] = [
     {"item_id": "39000001", "title": "Truyện Kiều", "author": "Nguyễn Du", "sort_bin": "A"},
@@ -33,6 +40,38 @@ ITEMS: list[dict[str, Any]] = [
      "not_for_loan": True, "sort_bin": "R"},
     {"item_id": "39000008", "title": "Cho tôi xin một vé đi tuổi thơ",
      "author": "Nguyễn Nhật Ánh", "sort_bin": "B"},
+    # For the holds, account and transit demos (see LOANS, HOLDS below).
+    {"item_id": "39000009", "title": "Lão Hạc", "author": "Nam Cao", "sort_bin": "A"},
+    {"item_id": "39000010", "title": "Chí Phèo", "author": "Nam Cao", "sort_bin": "A"},
+    {"item_id": "39000011", "title": "Vợ nhặt", "author": "Kim Lân", "sort_bin": "A",
+     "home_site": "chi-nhanh-2"},
+    {"item_id": "39000012", "title": "Bỉ vỏ", "author": "Nguyên Hồng", "sort_bin": "A"},
+    {"item_id": "39000013", "title": "Những ngôi sao xa xôi", "author": "Lê Minh Khuê",
+     "sort_bin": "B"},
+    {"item_id": "39000014", "title": "Chiếc thuyền ngoài xa", "author": "Nguyễn Minh Châu",
+     "sort_bin": "B"},
+]
+
+# Relative to the day the sample is loaded: (card, item, days since the loan, days to due).
+LOANS: list[tuple[str, str, int, int]] = [
+    ("DG0005", "39000010", 20, -6),  # overdue, and held for DG0002: not renewable
+    ("DG0005", "39000011", 3, 11),  # belongs to chi-nhanh-2: returned here, it goes in transit
+    ("DG0006", "39000013", 2, 12),
+]
+
+# (card, item, pickup site or None for any, status, days to pickup_by or None), queue order.
+HOLDS: list[tuple[str, str, str | None, str, int | None]] = [
+    ("DG0002", "39000009", None, "waiting", None),  # on the shelf: DG0001 may not borrow it
+    ("DG0002", "39000010", None, "waiting", None),
+    ("DG0005", "39000012", None, "ready", 5),  # waiting for DG0005 on the hold shelf
+    ("DG0002", "39000013", None, "waiting", None),
+    ("DG0005", "39000013", None, "waiting", None),  # second in line
+    ("DG0001", "39000014", "chi-nhanh-2", "waiting", None),  # returned here: transit
+]
+
+FINES: list[tuple[str, str, int]] = [
+    ("DG0005", "Trả sách quá hạn: Chí Phèo", 12_000),
+    ("DG0005", "Làm rách bìa sách: Số đỏ", 25_000),
 ]
 
 
@@ -47,11 +86,32 @@ def synthetic_patrons(count: int) -> list[dict[str, Any]]:
             for n in range(1, count + 1)]
 
 
-def load_sample(store: CirculationStore, extra_items: int = 0, extra_patrons: int = 0) -> None:
-    """Create the tables and fill an empty store with the sample library."""
+def load_sample(store: CirculationStore, extra_items: int = 0, extra_patrons: int = 0, *,
+                scenarios: bool = False) -> None:
+    """Create the tables and fill an empty store with the sample library (patrons get their
+    demo PINs). `scenarios` adds the loans, holds and fines the demo scenarios play with
+    (dates relative to today); the tests that count loans leave them out."""
     store.create()
     if not store.is_empty():
         return
     store.add_rules(RULES)
     store.add_patrons(PATRONS + synthetic_patrons(extra_patrons))
     store.add_items(ITEMS + synthetic_items(extra_items))
+    for card, pin in PINS.items():
+        store.set_pin(card, pin)
+    if scenarios:
+        load_scenarios(store)
+
+
+def load_scenarios(store: CirculationStore) -> None:
+    now = dt.datetime.now(dt.UTC)
+    today = now.date()
+    store.add_loans([{"item_id": item, "patron_ref": store.ref_of(card),
+                      "loaned_at": now - dt.timedelta(days=ago),
+                      "due": today + dt.timedelta(days=due)} for card, item, ago, due in LOANS])
+    store.add_holds([{"item_id": item, "patron_ref": store.ref_of(card), "pickup_site": site,
+                      "status": status, "placed_at": now - dt.timedelta(days=30 - n),
+                      "pickup_by": None if by is None else today + dt.timedelta(days=by)}
+                     for n, (card, item, site, status, by) in enumerate(HOLDS)])
+    store.add_fines([{"patron_ref": store.ref_of(card), "description": text, "amount": amount,
+                      "created_at": now} for card, text, amount in FINES])

@@ -37,6 +37,10 @@ patrons = Table(
     Column("category", String(32), ForeignKey("rules.category"), nullable=False),
     Column("blocked", Boolean, nullable=False, default=False),
     Column("expires", Date),
+    # Salted scrypt hash (central/pin.py), never the PIN; failures count towards a lockout.
+    Column("pin_hash", String(200)),
+    Column("pin_failures", Integer, nullable=False, server_default="0"),
+    Column("pin_locked_until", DateTime(timezone=True)),
 )
 
 items = Table(
@@ -47,6 +51,7 @@ items = Table(
     Column("call_number", String(255)),  # shelf mark, for staff and receipts (Koha 952$o)
     Column("not_for_loan", Boolean, nullable=False, default=False),
     Column("sort_bin", String(16)),
+    Column("home_site", String(64)),  # owning branch (site code); None: returned anywhere
 )
 
 loans = Table(
@@ -55,6 +60,53 @@ loans = Table(
     Column("patron_ref", String(64), ForeignKey("patrons.ref"), nullable=False, index=True),
     Column("loaned_at", DateTime(timezone=True), nullable=False),
     Column("due", Date, nullable=False, index=True),
+)
+
+# Holds (reservations) on an item: the queue is by placed_at. 'waiting' until the item comes
+# back, then 'ready' on the pickup branch's hold shelf until pickup_by, or 'transit' on its
+# way there. The loan to the holder removes the hold.
+holds = Table(
+    "holds", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", String(64), ForeignKey("items.item_id"), nullable=False, index=True),
+    Column("patron_ref", String(64), ForeignKey("patrons.ref"), nullable=False, index=True),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("pickup_site", String(64)),  # None: any branch
+    Column("status", String(8), nullable=False, default="waiting"),
+    Column("pickup_by", Date),
+)
+
+fines = Table(
+    "fines", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("patron_ref", String(64), ForeignKey("patrons.ref"), nullable=False, index=True),
+    Column("description", String(200), nullable=False),
+    Column("amount", Integer, nullable=False),  # VND, whole dong
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Offline transactions the library system refused when they arrived: the reader had been
+# told yes, so staff and operators must act (`selfcheck central report`).
+reconciliation = Table(
+    "reconciliation", metadata,
+    Column("msg_id", String(36), primary_key=True),
+    Column("site", String(64), nullable=False, index=True),
+    Column("station", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("item_id", String(64), nullable=False),
+    Column("patron_ref", String(64)),
+    Column("reason", String(32), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+# The per-site key of the offline list's card hashes: stable, so a station's list can be
+# refreshed page by page; different per site, so two sites' lists cannot be joined.
+offline_salts = Table(
+    "offline_salts", metadata,
+    Column("site", String(64), primary_key=True),
+    Column("salt", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 # One row per applied loan, return or renewal: the circulation history.
@@ -101,4 +153,7 @@ patron_refs = Table(
     Column("ref", String(64), primary_key=True),
     Column("card_id", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Wrong PINs (CQ=N) counted here too: the lockout does not depend on the library system.
+    Column("pin_failures", Integer, nullable=False, server_default="0"),
+    Column("pin_locked_until", DateTime(timezone=True)),
 )

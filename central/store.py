@@ -7,20 +7,47 @@ once (the dedupe row and the effect commit together), a repeat answered with the
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import logging
+import math
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select
+from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from central import pin as pins
 from central.backend import Tx
 from central.batch import Batch
-from central.schema import circulation, items, loans, patrons, rules
+from central.schema import (
+    circulation,
+    fines,
+    holds,
+    items,
+    loans,
+    offline_salts,
+    patrons,
+    reconciliation,
+    rules,
+)
 from mqtt import messages
-from mqtt.messages import AckTx, PatronCheckRes, TxLoan, TxRenew, TxReturn
+from mqtt.messages import (
+    AccountLoan,
+    AccountRes,
+    AckTx,
+    Fine,
+    HoldReady,
+    HoldWaiting,
+    OfflineEntry,
+    OfflineListRes,
+    PatronCheckRes,
+    TxLoan,
+    TxRenew,
+    TxReturn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +79,55 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+OFFLINE_PAGE = 50  # entries per res/offline-list page: about 8 KiB of JSON
+
+
+def card_hash(salt: str, card_id: str) -> str:
+    """The offline list's card key (see messages.OfflineEntry.card_hash)."""
+    return hmac.new(bytes.fromhex(salt), card_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def given_name(name: str) -> str:
+    """The last word of a Vietnamese name (family name first): all the offline list shows."""
+    return (name.split() or ["?"])[-1][:64]
+
+
+def site_salt(engine: Engine, site: str, now: dt.datetime) -> str:
+    """The per-site key of the offline list's card hashes, made on first use."""
+    with engine.connect() as conn:
+        salt = conn.execute(select(offline_salts.c.salt)
+                            .where(offline_salts.c.site == site)).scalar_one_or_none()
+    if salt is not None:
+        return str(salt)
+    try:
+        with engine.begin() as conn:
+            salt = secrets.token_hex(16)
+            conn.execute(insert(offline_salts).values(site=site, salt=salt, created_at=now))
+            return salt
+    except IntegrityError:  # another bridge made it just now
+        return site_salt(engine, site, now)
+
+
+def _aware(when: dt.datetime | None) -> dt.datetime | None:
+    return when if when is None or when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 class CirculationStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, require_pin: bool = False,
+                 pin_policy: pins.PinPolicy | None = None, hold_days: int = 7,
+                 offline_max_loans: int = 3, offline_valid: dt.timedelta = dt.timedelta(hours=24),
+                 offline_max_fines: int = 50_000) -> None:
+        """require_pin: a patron with a PIN on file must give it (res.patron pin_required),
+        whatever the station's own policy. The offline list leaves out patrons owing more
+        than offline_max_fines (VND)."""
         self.url = url
         self.engine = open_engine(url)
+        self.require_pin = require_pin
+        self.pin_policy = pin_policy or pins.PinPolicy()
+        self.hold_days = hold_days
+        self.offline_max_loans = offline_max_loans
+        self.offline_valid = offline_valid
+        self.offline_max_fines = offline_max_fines
 
     def create(self) -> None:
         """Bring the database to the newest schema revision (central/migrations)."""
@@ -67,7 +139,9 @@ class CirculationStore:
         self.engine.dispose()
 
     # -- station requests
-    def check_patron(self, card_id: str, today: dt.date | None = None) -> PatronCheckRes:
+    def check_patron(self, card_id: str, today: dt.date | None = None, *,
+                     pin: str | None = None, now: dt.datetime | None = None) -> PatronCheckRes:
+        now = now or dt.datetime.now(dt.UTC)
         today = today or dt.date.today()
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -77,6 +151,10 @@ class CirculationStore:
                 return PatronCheckRes(ok=False, reason="unknown_patron")
             count = conn.execute(select(func.count()).select_from(loans)
                                  .where(loans.c.patron_ref == row["ref"])).scalar_one()
+        if pin is not None or (self.require_pin and row["pin_hash"]):
+            refused = self._check_pin(card_id, row, pin, now)
+            if refused is not None:
+                return refused
         reason: messages.Reason | None = None
         if row["blocked"]:
             reason = "patron_blocked"
@@ -85,6 +163,120 @@ class CirculationStore:
         return PatronCheckRes(ok=reason is None, reason=reason, patron_ref=row["ref"],
                               display_name=row["name"], loans=count,
                               max_loans=row["max_loans"])
+
+    def _check_pin(self, card_id: str, row: Any, pin: str | None,
+                   now: dt.datetime) -> PatronCheckRes | None:
+        """None when the PIN is right (failures reset), else the refusal (failure counted).
+        No name and no ref in a refusal: they are for the card's owner only."""
+        policy = self.pin_policy
+        state = pins.PinState(row["pin_failures"], _aware(row["pin_locked_until"]))
+        if pins.locked(state, now):
+            return PatronCheckRes(ok=False, reason="pin_locked",
+                                  pin_locked_until=state.locked_until)
+        if pin is None:
+            return PatronCheckRes(ok=False, reason="pin_required", pin_required=True)
+        where = patrons.c.card_id == card_id
+        if pins.verify_pin(pin, row["pin_hash"]):
+            if state.failures or state.locked_until is not None:
+                with self.engine.begin() as conn:
+                    conn.execute(update(patrons).where(where)
+                                 .values(pin_failures=0, pin_locked_until=None))
+            return None
+        with self.engine.begin() as conn:  # read again: another station may have counted one
+            fresh = conn.execute(select(patrons.c.pin_failures, patrons.c.pin_locked_until)
+                                 .where(where)).one()
+            state = pins.after_failure(
+                pins.PinState(fresh.pin_failures, _aware(fresh.pin_locked_until)), now, policy)
+            conn.execute(update(patrons).where(where).values(
+                pin_failures=state.failures, pin_locked_until=state.locked_until))
+        log.info("wrong PIN for patron %s", row["ref"])  # the ref, never the card or PIN
+        if state.locked_until is not None:
+            return PatronCheckRes(ok=False, reason="pin_locked",
+                                  pin_locked_until=state.locked_until)
+        return PatronCheckRes(ok=False, reason="wrong_pin", pin_required=True,
+                              pin_tries_left=pins.tries_left(state, policy))
+
+    def account(self, patron_ref: str, today: dt.date | None = None) -> AccountRes:
+        today = today or dt.date.today()
+        with self.engine.connect() as conn:
+            patron = conn.execute(select(patrons).where(patrons.c.ref == patron_ref)
+                                  ).mappings().first()
+            if patron is None:
+                return AccountRes(ok=False, reason="unknown_patron")
+            mine = conn.execute(
+                select(loans.c.item_id, loans.c.due, items.c.title).join(items)
+                .where(loans.c.patron_ref == patron_ref)
+                .order_by(loans.c.due, loans.c.item_id)).all()
+            own_holds = conn.execute(
+                select(holds, items.c.title).join(items)
+                .where(holds.c.patron_ref == patron_ref)
+                .order_by(holds.c.placed_at, holds.c.id)).mappings().all()
+            wanted = {r.item_id for r in mine} | {h["item_id"] for h in own_holds}
+            queues: dict[str, list[Any]] = {}
+            for h in conn.execute(select(holds).where(holds.c.item_id.in_(wanted))
+                                  .order_by(holds.c.placed_at, holds.c.id)).mappings():
+                queues.setdefault(h["item_id"], []).append(h)
+            owed = conn.execute(select(fines.c.description, fines.c.amount)
+                                .where(fines.c.patron_ref == patron_ref)
+                                .order_by(fines.c.created_at, fines.c.id)).all()
+        may_renew = not patron["blocked"] and (patron["expires"] is None
+                                               or patron["expires"] >= today)
+        out_loans = [AccountLoan(
+            item_id=r.item_id, title=r.title, due=r.due, overdue=r.due < today,
+            renewable=may_renew and all(h["patron_ref"] == patron_ref
+                                        for h in queues.get(r.item_id, [])))
+            for r in mine]
+        ready = [HoldReady(item_id=h["item_id"], title=h["title"], pickup_by=h["pickup_by"],
+                           pickup_at=h["pickup_site"])
+                 for h in own_holds if h["status"] == "ready"]
+        waiting = [HoldWaiting(title=h["title"], position=1 + [q["id"] for q in queues[
+            h["item_id"]]].index(h["id"])) for h in own_holds if h["status"] != "ready"]
+        return AccountRes(ok=True, loans=out_loans, holds_ready=ready, holds_waiting=waiting,
+                          fines_total=sum(f.amount for f in owed),
+                          fines=[Fine(description=f.description, amount=f.amount) for f in owed])
+
+    def offline_list(self, site: str, page: int = 1,
+                     now: dt.datetime | None = None) -> OfflineListRes:
+        """Patrons in good standing who may borrow offline at `site`, one page of them."""
+        now = now or dt.datetime.now(dt.UTC)
+        valid_until = now + self.offline_valid
+        salt = site_salt(self.engine, site, now)
+        counts = select(loans.c.patron_ref, func.count().label("n")).group_by(
+            loans.c.patron_ref).subquery()
+        current = func.coalesce(counts.c.n, 0)
+        overdue = select(loans.c.patron_ref).where(loans.c.due < now.date())
+        fined = select(fines.c.patron_ref).group_by(fines.c.patron_ref).having(
+            func.sum(fines.c.amount) > self.offline_max_fines)
+        good = select(patrons.c.card_id, patrons.c.ref, patrons.c.name,
+                      (rules.c.max_loans - current).label("left")).join(rules).outerjoin(
+            counts, counts.c.patron_ref == patrons.c.ref).where(
+            patrons.c.blocked.is_(False),
+            or_(patrons.c.expires.is_(None), patrons.c.expires >= valid_until.date()),
+            or_(patrons.c.pin_locked_until.is_(None), patrons.c.pin_locked_until < now),
+            patrons.c.ref.not_in(overdue), patrons.c.ref.not_in(fined),
+            rules.c.max_loans - current > 0)
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(good.subquery())).scalar_one()
+            rows = conn.execute(good.order_by(patrons.c.ref).limit(OFFLINE_PAGE)
+                                .offset((page - 1) * OFFLINE_PAGE)).all()
+        entries = [OfflineEntry(card_hash=card_hash(salt, r.card_id), patron_ref=r.ref,
+                                display_name=given_name(r.name),
+                                max_offline_loans=min(self.offline_max_loans, r.left))
+                   for r in rows]
+        return OfflineListRes(site=site, salt=salt, generated_at=now, valid_until=valid_until,
+                              page=page, pages=max(1, math.ceil(total / OFFLINE_PAGE)),
+                              entries=entries)
+
+    def reconciliation(self, site: str | None = None,
+                       since: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Offline transactions refused on arrival, oldest first."""
+        query = select(reconciliation).order_by(reconciliation.c.at, reconciliation.c.msg_id)
+        if site is not None:
+            query = query.where(reconciliation.c.site == site)
+        if since is not None:
+            query = query.where(reconciliation.c.at >= since)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
 
     # -- transactions
     def apply(self, batch: Sequence[Tx], now: dt.datetime | None = None) -> list[AckTx]:
@@ -97,7 +289,7 @@ class CirculationStore:
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
-                    work = Batch(conn, batch)
+                    work = Batch(conn, batch, hold_days=self.hold_days)
                     acks = [work.apply(tx, now) for tx in batch]
                     work.write(conn)
                 return acks
@@ -120,9 +312,50 @@ class CirculationStore:
 
     def add_items(self, rows: Iterable[dict[str, Any]]) -> None:
         rows = [{"author": None, "call_number": None, "not_for_loan": False, "sort_bin": None,
-                 **r} for r in rows]
+                 "home_site": None, **r} for r in rows]
         with self.engine.begin() as conn:
             conn.execute(insert(items), rows)
+
+    def ref_of(self, card_id: str) -> str:
+        """The patron_ref of a card (staff tools and sample data; KeyError if unknown)."""
+        with self.engine.connect() as conn:
+            ref = conn.execute(select(patrons.c.ref).where(patrons.c.card_id == card_id)
+                               ).scalar_one_or_none()
+        if ref is None:
+            raise KeyError("card_id: no such patron")  # never the card number itself
+        return str(ref)
+
+    def set_pin(self, card_id: str, pin: str | None) -> None:
+        """Keep a salted hash of the PIN (None: remove it); clears a lockout."""
+        digest = pins.hash_pin(pin) if pin is not None else None
+        with self.engine.begin() as conn:
+            done = conn.execute(update(patrons).where(patrons.c.card_id == card_id).values(
+                pin_hash=digest, pin_failures=0, pin_locked_until=None)).rowcount
+        if done != 1:
+            raise KeyError("card_id: no such patron")
+
+    def add_loans(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Loans made elsewhere (sample data, imports): item_id, patron_ref, loaned_at, due."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(loans), list(rows))
+
+    def add_holds(self, rows: Iterable[dict[str, Any]]) -> None:
+        """item_id, patron_ref, placed_at; optional pickup_site, status, pickup_by."""
+        rows = [{"pickup_site": None, "status": "waiting", "pickup_by": None, **r}
+                for r in rows]
+        bad = [r["status"] for r in rows if r["status"] not in ("waiting", "transit", "ready")]
+        if bad:
+            raise ValueError(f"status: {bad[0]!r} is not waiting, transit or ready")
+        with self.engine.begin() as conn:
+            conn.execute(insert(holds), rows)
+
+    def add_fines(self, rows: Iterable[dict[str, Any]]) -> None:
+        """patron_ref, description, amount (VND, > 0), created_at."""
+        rows = list(rows)
+        if any(not isinstance(r["amount"], int) or r["amount"] <= 0 for r in rows):
+            raise ValueError("amount: a whole number of dong above 0")
+        with self.engine.begin() as conn:
+            conn.execute(insert(fines), rows)
 
     def is_empty(self) -> bool:
         with self.engine.connect() as conn:

@@ -31,6 +31,12 @@ class TxBase(Message):
     station: str
     at: dt.datetime = Field(description="when the reader did it, station clock, UTC")
     item_id: ItemId
+    offline: bool = Field(False, description="done while the central could not be reached, "
+                          "under the site's offline policy (the reader was told it was "
+                          "accepted). An offline loan is never refused as `late`; every other "
+                          "rule still applies, and a refusal is recorded for reconciliation "
+                          "(staff see it from the ack, operators in `selfcheck central "
+                          "report`)")
 
 
 class TxLoan(TxBase):
@@ -55,6 +61,10 @@ Reason = Literal[
     "unknown_patron", "patron_blocked", "card_expired", "too_many_loans", "unknown_item",
     "not_for_loan", "on_loan_to_other", "not_on_loan", "late", "invalid",
     "refused",  # the library system said no without a reason we can name: see screen_message
+    "wrong_pin",  # res.patron: the PIN did not match (pin_tries_left says how many are left)
+    "pin_locked",  # res.patron: too many wrong PINs; locked until pin_locked_until
+    "pin_required",  # res.patron: the central wants a PIN for this card: ask, send it again
+    "on_hold_for_other",  # loan / renewal: the item is reserved for another reader
 ]
 
 
@@ -78,6 +88,16 @@ class AckTx(Message):
                                      "'on loan'; None when the library system did not say")
     resensitize: bool | None = Field(None, description="SIP2 10: the tag goes back to "
                                      "'in library'; None when the library system did not say")
+    # Returns: where the book goes next (both backends). `hold` is True with alert_type 01
+    # (hold here: put it on the hold shelf, hold_for says for whom) or 02 (hold at another
+    # branch: transit_to says where); a book of another branch with no hold has alert_type
+    # 04 and transit_to set. sort_bin is still given.
+    hold_for: str | None = Field(None, max_length=64, description="return of a book with a "
+                                 "hold: a pseudonymous patron ref or a hold shelf label for "
+                                 "the slip, never a name or card number")
+    transit_to: str | None = Field(None, max_length=64, description="return: the book goes to "
+                                   "this branch (site code, or the library system's location "
+                                   "text); None when it stays here")
 
 
 class Status(Message):
@@ -90,10 +110,21 @@ class Status(Message):
 
 class PatronCheckReq(Message):
     schema_: Literal["req.patron/1"] = Field("req.patron/1", alias="schema")
-    card_id: Annotated[str, Field(min_length=1, max_length=64)]
+    # Neither is shown by repr()/str(), so a logged model never carries them; MessageError
+    # names the field but never quotes the value.
+    card_id: Annotated[str, Field(min_length=1, max_length=64, repr=False)]
+    pin: str | None = Field(None, min_length=1, max_length=32, repr=False, description=(
+        "the PIN typed by the reader, when the site asks for one (station config) or the "
+        "central answered pin_required. Checked by the central (salted hash, or SIP2 AD/CQ); "
+        "never stored, logged or published by either side. Absent: no PIN check, unless the "
+        "central requires one (then: pin_required)"))
 
 
 class PatronCheckRes(Message):
+    """The answer to req.patron. patron_ref is given only when the check passed (ok, or a
+    refusal like patron_blocked after a correct PIN): holding a ref proves the check, so the
+    central needs no other proof that a loan's PIN was verified."""
+
     schema_: Literal["res.patron/1"] = Field("res.patron/1", alias="schema")
     ok: bool
     reason: Reason | None = None
@@ -102,6 +133,107 @@ class PatronCheckRes(Message):
     loans: int = 0
     max_loans: int = 0
     screen_message: list[str] | None = Field(None, description="SIP2 AF: show to the reader")
+    pin_required: bool = Field(False, description="True with reason pin_required (no PIN sent "
+                               "but the central wants one) or wrong_pin (try again): show the "
+                               "PIN pad and send req.patron again with `pin`. No patron_ref "
+                               "and no name are given then")
+    pin_tries_left: int | None = Field(None, ge=0, description="with wrong_pin: wrong PINs "
+                                       "left before the card is locked")
+    pin_locked_until: dt.datetime | None = Field(None, description="with pin_locked: UTC time "
+                                                 "the lock ends")
+
+
+# -- req/account -> res/account: the reader's account screen
+
+class AccountReq(Message):
+    schema_: Literal["req.account/1"] = Field("req.account/1", alias="schema")
+    patron_ref: PatronRef = Field(description="from a successful res.patron of this session")
+
+
+class AccountLoan(Message):
+    item_id: ItemId
+    title: str | None = Field(None, description="None when the library system gave none")
+    due: dt.date | None = Field(None, description="None when the library system gave none")
+    overdue: bool = Field(False, description="due before today (central's date)")
+    renewable: bool = Field(True, description="a tx/renew would not be refused for a known "
+                            "reason (hold for another reader, patron blocked); the answer "
+                            "to the tx/renew is what counts")
+
+
+class HoldReady(Message):
+    item_id: ItemId
+    title: str | None = None
+    pickup_by: dt.date | None = Field(None, description="last day on the hold shelf")
+    pickup_at: str | None = Field(None, max_length=64, description="site code of the pickup "
+                                  "branch, when known")
+
+
+class HoldWaiting(Message):
+    title: str = Field(description="title (or the library system's text for the hold)")
+    position: int | None = Field(None, ge=1, description="place in the queue, 1 = next; "
+                                 "None when the library system does not say (SIP2)")
+
+
+class Fine(Message):
+    description: str
+    amount: int | None = Field(None, description="in the currency's minor unit (see "
+                               "AccountRes.currency_exponent); None when not itemised")
+
+
+class AccountRes(Message):
+    """Renew one: a tx/renew. Renew all: one tx/renew per loan in `loans` (each goes through
+    the outbox and gets its own ack/tx), for either backend."""
+
+    schema_: Literal["res.account/1"] = Field("res.account/1", alias="schema")
+    ok: bool = Field(description="False: unknown patron_ref (reason) and the lists are empty")
+    reason: Reason | None = None
+    loans: list[AccountLoan] = Field(default_factory=list, description="due date order")
+    holds_ready: list[HoldReady] = Field(default_factory=list,
+                                         description="waiting on the hold shelf for pickup")
+    holds_waiting: list[HoldWaiting] = Field(default_factory=list,
+                                             description="not available yet")
+    fines_total: int = Field(0, ge=0, description="what the reader owes, in minor units")
+    currency: str = Field("VND", min_length=3, max_length=3, description="ISO 4217")
+    currency_exponent: int = Field(0, ge=0, le=4, description="minor units per major unit "
+                                   "as a power of ten: VND 0 (whole dong), USD 2 (cents)")
+    fines: list[Fine] = Field(default_factory=list)
+    screen_message: list[str] | None = Field(None, description="SIP2 AF: show to the reader")
+
+
+# -- req/offline-list -> res/offline-list: who may borrow while the central is unreachable
+
+class OfflineListReq(Message):
+    schema_: Literal["req.offline-list/1"] = Field("req.offline-list/1", alias="schema")
+    page: int = Field(1, ge=1, description="1 first; ask 2..pages after it (a page stays "
+                      "well under the 16 KiB payload limit)")
+
+
+class OfflineEntry(Message):
+    card_hash: str = Field(pattern=r"^[0-9a-f]{32}$", description="HMAC-SHA256 keyed by the "
+                           "list's salt over the card id (UTF-8), first 32 hex digits: "
+                           "hmac.new(bytes.fromhex(salt), card_id.encode(), 'sha256')"
+                           ".hexdigest()[:32]. The station hashes the card it reads and "
+                           "looks it up; it never stores card numbers")
+    patron_ref: PatronRef = Field(description="to put in the offline tx/loan")
+    display_name: str = Field(max_length=64, description="given name only (the last word of "
+                              "a Vietnamese name), never the full name")
+    max_offline_loans: int = Field(ge=1, description="loans this patron may make offline, "
+                                   "over all offline sessions until the list is renewed")
+
+
+class OfflineListRes(Message):
+    schema_: Literal["res.offline-list/1"] = Field("res.offline-list/1", alias="schema")
+    site: str = Field(description="the site the list is for (the topic's)")
+    salt: str = Field(pattern=r"^[0-9a-f]{32,64}$", description="per-site key of card_hash, "
+                      "hex; the same on every page and stable for a site")
+    generated_at: dt.datetime = Field(description="UTC")
+    valid_until: dt.datetime = Field(description="UTC; after it the station must not lend "
+                                     "offline against this list")
+    page: int = Field(ge=1)
+    pages: int = Field(ge=1)
+    entries: list[OfflineEntry] = Field(default_factory=list, description="patrons in good "
+                                        "standing only: not blocked, card valid, no overdue "
+                                        "loans, fines under the limit, not PIN-locked")
 
 
 class MessageError(ValueError):
@@ -116,6 +248,15 @@ class MessageError(ValueError):
 MODELS: dict[str, type[Message]] = {
     "tx.loan/1": TxLoan, "tx.return/1": TxReturn, "tx.renew/1": TxRenew, "ack.tx/1": AckTx,
     "status/1": Status, "req.patron/1": PatronCheckReq, "res.patron/1": PatronCheckRes,
+    "req.account/1": AccountReq, "res.account/1": AccountRes,
+    "req.offline-list/1": OfflineListReq, "res.offline-list/1": OfflineListRes,
+}
+
+# req/{name} -> the request model and the response model on res/{name}
+REQUESTS: dict[str, tuple[type[Message], type[Message]]] = {
+    "patron": (PatronCheckReq, PatronCheckRes),
+    "account": (AccountReq, AccountRes),
+    "offline-list": (OfflineListReq, OfflineListRes),
 }
 
 

@@ -22,6 +22,8 @@ Service = Literal["in_service", "out_of_service"]
 EventKind = Literal[
     "reader_lost", "reader_back", "card_reader_lost", "card_reader_back", "paper_low",
     "paper_out", "paper_ok", "security_write_failed", "staff_needed", "offline", "online",
+    "security_write_skipped",  # staff skipped a pending security write (logged in the journal)
+    "tx_refused_late",  # a refusal that came back after the reader left: a staff exception
 ]
 Text = Annotated[str, Field(max_length=500)]
 

@@ -15,7 +15,7 @@ DB_HELP = "store URL: sqlite:///PATH or postgresql://USER@HOST/DB"
 
 
 def register(central: argparse.ArgumentParser) -> None:
-    actions = central.add_subparsers(dest="action", metavar="{migrate,import}",
+    actions = central.add_subparsers(dest="action", metavar="{migrate,import,report}",
                                      help="(none: run the bridge)")
     p = actions.add_parser("migrate", help="bring the store's schema to the newest revision")
     p.add_argument("--db", required=True, help=DB_HELP)
@@ -41,6 +41,26 @@ def register(central: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="import the good rows and list the bad ones as skipped")
     p.set_defaults(func=import_)
+
+    p = actions.add_parser(
+        "report", help="offline transactions refused on arrival (reconciliation)",
+        description="Loans and returns done while a station was offline that the library "
+        "system refused when they arrived: the reader was told yes, so staff follow them up.")
+    p.add_argument("--db", required=True, help=DB_HELP)
+    p.add_argument("--site", help="only this site")
+    p.add_argument("--since", type=_date, metavar="YYYY-MM-DD",
+                   help="only transactions done on or after this day (UTC)")
+    p.set_defaults(func=report)
+
+
+def _date(text: str) -> object:
+    import datetime as dt
+
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def _engine(url: str) -> Engine:
@@ -91,3 +111,22 @@ def import_(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     return 0 if report.committed else 1
+
+
+def report(args: argparse.Namespace) -> int:
+    from central.store import CirculationStore
+
+    store = CirculationStore(args.db)
+    try:
+        rows = store.reconciliation(site=args.site, since=args.since)
+    finally:
+        store.close()
+    head = ("at (UTC)", "site", "station", "kind", "item", "patron ref", "reason", "msg_id")
+    table = [head] + [(r["at"].strftime("%Y-%m-%d %H:%M"), r["site"], r["station"], r["kind"],
+                       r["item_id"], r["patron_ref"] or "-", r["reason"], r["msg_id"])
+                      for r in rows]
+    widths = [max(len(str(row[n])) for row in table) for n in range(len(head))]
+    for row in table:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    print(f"{len(rows)} refused offline transaction(s)")
+    return 0

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         store = CirculationStore(args.db)
         if args.load_sample:
-            load_sample(store, args.sample_items, args.sample_patrons)
+            load_sample(store, args.sample_items, args.sample_patrons, scenarios=True)
         else:
             store.create()
         backend = store

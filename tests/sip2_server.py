@@ -64,6 +64,10 @@ class Patron:
     name: str
     blocked: bool = False
     limit: int = 5
+    pin: str | None = None  # checked when AD is sent: CQ Y/N
+    holds_ready: list[str] = field(default_factory=list)  # AS: item ids
+    holds_waiting: list[str] = field(default_factory=list)  # CD: titles
+    fines: list[tuple[str, int]] = field(default_factory=list)  # AV text, amount (VND)
 
 
 @dataclass
@@ -72,6 +76,8 @@ class Item:
     charged_to: str | None = None
     due: dt.date | None = None
     sort_bin: str | None = None
+    hold_queue: int = 0  # CF
+    hold_pickup: dt.date | None = None  # CM
 
 
 def _now18() -> str:
@@ -151,6 +157,12 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
         await slow()
         p = lib.patrons.get(req.patron_identifier)
         charged = lib.charged(req.patron_identifier)
+        overdue = [i for i in charged if (d := lib.items[i].due) and d < dt.date.today()]
+        pin_ok = None
+        if req.patron_password is not None and p is not None:
+            pin_ok = "Y" if p.pin is not None and req.patron_password == p.pin else "N"
+        want = req.summary.ljust(10)
+        fined = p.fines if p else []
         return PatronInformationResponse(
             patron_status=_flags(p, len(charged)), language=req.language,
             transaction_date=_now18(), hold_items_count="0000", overdue_items_count="0000",
@@ -159,7 +171,15 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
             institution_id=req.institution_id, patron_identifier=req.patron_identifier,
             personal_name=p.name if p else "", valid_patron="Y" if p else "N",
             charged_items_limit=f"{p.limit:04d}" if p else None,
-            charged_items=tuple(charged) if req.summary[2] == "Y" else (),
+            charged_items=tuple(charged) if want[2] == "Y" else (),
+            valid_patron_password=pin_ok,
+            hold_items=tuple(p.holds_ready) if p and want[0] == "Y" else (),
+            overdue_items=tuple(overdue) if want[1] == "Y" else (),
+            fine_items=tuple(f"{text} {amount}" for text, amount in fined)
+            if want[3] == "Y" else (),
+            unavailable_hold_items=tuple(p.holds_waiting) if p and want[5] == "Y" else (),
+            currency_type="VND" if fined else None,
+            fee_amount=f"{sum(a for _, a in fined)}.00" if fined else None,
             screen_message=() if p else (say("Không tìm thấy bạn đọc"),))
 
     @app.route(CHECKOUT)
@@ -176,6 +196,8 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
             refusal = say("Không tìm thấy sách")
         elif it.charged_to not in (None, card):
             refusal = say("Sách đang được mượn")
+        elif it.hold_queue:
+            refusal = say("Sách đang được giữ cho bạn đọc khác")
         elif it.charged_to is None and len(lib.charged(card)) >= p.limit:
             refusal = say("Quá số sách được mượn")
         if refusal is not None or it is None:
@@ -265,7 +287,9 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
             circulation_status=status, security_marker="02", fee_type="01",
             transaction_date=_now18(), item_identifier=req.item_identifier,
             title_identifier=it.title if it else "",
-            due_date=_due18(it.due) if it and it.due else None)
+            due_date=_due18(it.due) if it and it.due else None,
+            hold_queue_length=str(it.hold_queue) if it and it.hold_queue else None,
+            hold_pickup_date=_due18(it.hold_pickup) if it and it.hold_pickup else None)
 
     @app.route(END_PATRON_SESSION)
     async def end_session(req: EndPatronSessionRequest, ctx: Any) -> EndSessionResponse:

@@ -30,19 +30,35 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from central import migrations
+from central import pin as pins
 from central.backend import Tx
-from central.schema import patron_refs, processed, sip2_claims
+from central.schema import patron_refs, processed, reconciliation, sip2_claims
 from central.sip2 import messages as m
 from central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
 from central.sip2.codec import Sip2Error, Sip2ProtocolError
-from central.store import KIND, open_engine
-from mqtt.messages import AckTx, PatronCheckRes, Reason, TxLoan, TxRenew, TxReturn
+from central.store import KIND, open_engine, site_salt
+from mqtt.messages import (
+    AccountLoan,
+    AccountRes,
+    AckTx,
+    Fine,
+    HoldReady,
+    HoldWaiting,
+    OfflineListRes,
+    PatronCheckRes,
+    Reason,
+    TxLoan,
+    TxRenew,
+    TxReturn,
+)
 
 log = logging.getLogger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 Claim = Literal["new", "taken_over", "busy"]
 HOLD_ALERTS = {"01", "02"}  # CV: the returned book is wanted by someone (local / remote hold)
+TRANSIT_ALERTS = {"02", "04"}  # CV: the book goes to another branch (hold there / its home)
+EXPONENT = {"VND": 0, "JPY": 0, "KRW": 0}  # ISO 4217 minor units; 2 for the others
 
 
 @dataclass
@@ -57,14 +73,26 @@ def _lines(values: tuple[str, ...]) -> list[str] | None:
     return list(values) or None
 
 
+def _minor(amount: str | None, currency: str) -> int:
+    """BV ("12000.00", "12000") in minor units; 0 when absent or unreadable."""
+    try:
+        value = float((amount or "0").strip() or "0")
+    except ValueError:
+        return 0
+    return max(0, round(value * 10 ** EXPONENT.get(currency, 2)))
+
+
 def _aware(when: dt.datetime) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)  # SQLite drops the zone
 
 
 class Sip2Backend:
     def __init__(self, cfg: Sip2Config, db_url: str, *, owner: str = "bridge",
-                 lease_s: float | None = None, pool: Sip2Pool | None = None) -> None:
+                 lease_s: float | None = None, pool: Sip2Pool | None = None,
+                 pin_policy: pins.PinPolicy | None = None, currency: str = "VND") -> None:
         self.cfg = cfg
+        self.pin_policy = pin_policy or pins.PinPolicy()
+        self.currency = currency  # when the ACS sends no BH
         self.owner = owner
         self.engine = open_engine(db_url)
         migrations.upgrade(self.engine)
@@ -81,12 +109,22 @@ class Sip2Backend:
         self.engine.dispose()
 
     # -- patron check (63, mapped to PatronCheckRes)
-    def check_patron(self, card_id: str, today: dt.date | None = None) -> PatronCheckRes:
+    def check_patron(self, card_id: str, today: dt.date | None = None, *,
+                     pin: str | None = None) -> PatronCheckRes:
+        """The PIN goes in AD and the ACS's CQ decides; the wrong ones are counted here too
+        (patron_refs), so the lockout does not depend on the library system having one."""
         now = dt.datetime.now(dt.UTC)
+        known = self._known_ref(card_id) if pin is not None else None
+        if known is not None:  # a card never seen has no failures yet
+            state = self._pin_state(known)
+            if pins.locked(state, now):
+                return PatronCheckRes(ok=False, reason="pin_locked",
+                                      pin_locked_until=state.locked_until)
         try:
             info = m.patron(self.pool.call(
                 m.patron_information(self.cfg.institution, card_id, now,
-                                     terminal_pw=self.cfg.terminal_password), idempotent=True))
+                                     terminal_pw=self.cfg.terminal_password, patron_pw=pin),
+                idempotent=True))
         except Sip2ProtocolError as exc:
             raise Sip2Unavailable(f"patron information reply out of spec: {exc}", sent=True
                                   ) from exc
@@ -94,22 +132,122 @@ class Sip2Backend:
         if info.valid is False:
             return PatronCheckRes(ok=False, reason="unknown_patron",
                                   screen_message=_lines(info.text.screen))
+        ref = self._ref(card_id) if pin is not None else None  # a valid patron: keep a ref
+        if ref is not None:
+            # No CQ in the reply: the PIN was not checked, so it does not count as right.
+            if info.valid_password is not True:
+                return self._wrong_pin(ref, now)
+            self._set_pin_state(ref, pins.PinState(0, None))
         if any(info.denied(p) for p in (m.CHARGE_DENIED, m.CARD_LOST, m.EXCESSIVE_FINES,
                                         m.EXCESSIVE_FEES, m.TOO_MANY_OVERDUE)):
             reason = "patron_blocked"
         elif info.denied(m.TOO_MANY_CHARGED):
             reason = "too_many_loans"
-        return PatronCheckRes(ok=reason is None, reason=reason, patron_ref=self._ref(card_id),
+        return PatronCheckRes(ok=reason is None, reason=reason,
+                              patron_ref=ref or self._ref(card_id),
                               display_name=info.name or None, loans=info.charged_count or 0,
                               max_loans=info.charged_limit or 0,
                               screen_message=_lines(info.text.screen))
 
-    def _ref(self, card_id: str) -> str:
+    def _pin_state(self, ref: str) -> pins.PinState:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(patron_refs.c.pin_failures, patron_refs.c.pin_locked_until)
+                               .where(patron_refs.c.ref == ref)).one()
+        return pins.PinState(row.pin_failures, None if row.pin_locked_until is None
+                             else _aware(row.pin_locked_until))
+
+    def _set_pin_state(self, ref: str, state: pins.PinState) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(patron_refs).where(patron_refs.c.ref == ref).values(
+                pin_failures=state.failures, pin_locked_until=state.locked_until))
+
+    def _wrong_pin(self, ref: str, now: dt.datetime) -> PatronCheckRes:
+        state = pins.after_failure(self._pin_state(ref), now, self.pin_policy)
+        self._set_pin_state(ref, state)
+        log.info("wrong PIN for patron %s", ref)  # the ref, never the card or the PIN
+        if state.locked_until is not None:
+            return PatronCheckRes(ok=False, reason="pin_locked",
+                                  pin_locked_until=state.locked_until)
+        return PatronCheckRes(ok=False, reason="wrong_pin", pin_required=True,
+                              pin_tries_left=pins.tries_left(state, self.pin_policy))
+
+    # -- account (63 once per item list, 17 for titles and dates)
+    def account(self, patron_ref: str, today: dt.date | None = None) -> AccountRes:
+        card = self._card(patron_ref)
+        if card is None:
+            return AccountRes(ok=False, reason="unknown_patron")
+        today = today or dt.date.today()
+        now = dt.datetime.now(dt.UTC)
+        cfg = self.cfg
+
+        def info(items: int) -> m.PatronInfo:
+            return m.patron(self.pool.call(m.patron_information(
+                cfg.institution, card, now, terminal_pw=cfg.terminal_password, items=items),
+                idempotent=True))
+
+        def item(item_id: str) -> m.ItemInfo | None:
+            try:
+                return m.item(self.pool.call(m.item_information(
+                    cfg.institution, item_id, now, cfg.terminal_password), idempotent=True))
+            except Sip2ProtocolError:
+                return None
+
+        try:
+            charged = info(m.CHARGED_ITEMS)
+            if charged.valid is False:
+                return AccountRes(ok=False, reason="unknown_patron")
+            overdue = set(info(m.OVERDUE_ITEMS).overdue_items)
+            ready = info(m.HOLD_ITEMS)
+            waiting = info(m.UNAVAILABLE_HOLDS)
+            fined = info(m.FINE_ITEMS)
+        except Sip2ProtocolError as exc:
+            raise Sip2Unavailable(f"patron information reply out of spec: {exc}", sent=True
+                                  ) from exc
+        may_renew = not (charged.denied(m.RENEW_DENIED) or charged.denied(m.CARD_LOST))
+        loans = []
+        for item_id in charged.charged_items:
+            it = item(item_id)
+            due = it.due if it else None
+            loans.append(AccountLoan(
+                item_id=item_id, title=it.title if it else None, due=due,
+                overdue=item_id in overdue or (due is not None and due < today),
+                renewable=may_renew and not (it and it.hold_queue_length)))
+        loans.sort(key=lambda ln: (ln.due or dt.date.max, ln.item_id))
+        holds_ready = []
+        for item_id in ready.hold_items:
+            it = item(item_id)
+            holds_ready.append(HoldReady(item_id=item_id, title=it.title if it else None,
+                                         pickup_by=it.hold_pickup_date if it else None))
+        # CD may hold item ids or titles, by ACS: a title when 17 knows no such item.
+        holds_waiting = [HoldWaiting(title=(it.title if (it := item(text)) and it.title
+                                            else text)) for text in waiting.unavailable_holds]
+        currency = fined.currency or self.currency
+        return AccountRes(
+            ok=True, loans=loans, holds_ready=holds_ready, holds_waiting=holds_waiting,
+            fines_total=_minor(fined.fee_amount, currency), currency=currency,
+            currency_exponent=EXPONENT.get(currency, 2),
+            fines=[Fine(description=text) for text in fined.fine_items],
+            screen_message=_lines(charged.text.screen))
+
+    def offline_list(self, site: str, page: int = 1,
+                     now: dt.datetime | None = None) -> OfflineListRes:
+        """SIP2 cannot list patrons in good standing: an empty list (valid, so the station
+        knows it can lend offline to nobody and stays with returns only)."""
+        now = now or dt.datetime.now(dt.UTC)
+        return OfflineListRes(site=site, salt=site_salt(self.engine, site, now),
+                              generated_at=now, valid_until=now + dt.timedelta(hours=24),
+                              page=page, pages=1, entries=[])
+
+    def _known_ref(self, card_id: str) -> str | None:
         with self.engine.connect() as conn:
             ref = conn.execute(select(patron_refs.c.ref)
                                .where(patron_refs.c.card_id == card_id)).scalar_one_or_none()
+        return None if ref is None else str(ref)
+
+    def _ref(self, card_id: str) -> str:
+        ref = self._known_ref(card_id)
         if ref is not None:
-            return str(ref)
+            return ref
         try:
             with self.engine.begin() as conn:
                 ref = "p-" + secrets.token_hex(8)
@@ -143,7 +281,7 @@ class Sip2Backend:
                 results[i] = stored[tx.msg_id]
             elif tx.msg_id in seen:
                 continue  # the same message twice in one batch: the first one answers
-            elif isinstance(tx, TxLoan) and when > tx.deadline:
+            elif isinstance(tx, TxLoan) and when > tx.deadline and not tx.offline:
                 done[i] = AckTx(msg_id=tx.msg_id, ok=False, reason="late", item_id=tx.item_id)
             elif isinstance(tx, TxLoan | TxRenew) and (card := self._card(tx.patron_ref)) is None:
                 done[i] = AckTx(msg_id=tx.msg_id, ok=False, reason="unknown_patron",
@@ -237,9 +375,19 @@ class Sip2Backend:
                     "seq": tx.seq, "kind": KIND[type(tx)],
                     "result": ack.model_dump_json(by_alias=True), "applied_at": now}
 
+        def refused_offline(items: dict[int, AckTx]) -> list[dict[str, object]]:
+            return [{"msg_id": batch[i].msg_id, "site": batch[i].site,
+                     "station": batch[i].station, "kind": KIND[type(batch[i])],
+                     "item_id": batch[i].item_id,
+                     "patron_ref": getattr(batch[i], "patron_ref", None),
+                     "reason": a.reason or "refused", "at": batch[i].at, "recorded_at": now}
+                    for i, a in items.items() if batch[i].offline and not a.ok]
+
         def settle(conn: Connection, items: dict[int, AckTx]) -> None:
             if items:
                 conn.execute(insert(processed), [rows(i, a) for i, a in items.items()])
+                if recon := refused_offline(items):
+                    conn.execute(insert(reconciliation), recon)
             gone = [batch[i].msg_id for i in items] + \
                 [batch[i].msg_id for i, sent in failed.items() if not sent]
             if gone:
@@ -259,6 +407,8 @@ class Sip2Backend:
                 try:
                     with self.engine.begin() as conn:
                         conn.execute(insert(processed), [rows(i, ack)])
+                        if recon := refused_offline({i: ack}):
+                            conn.execute(insert(reconciliation), recon)
                         conn.execute(delete(sip2_claims)
                                      .where(sip2_claims.c.msg_id == batch[i].msg_id))
                     out[i] = ack
@@ -285,9 +435,12 @@ class Sip2Backend:
                                              cfg.terminal_password)))
             if not r.ok:
                 return self._refused(tx, r, self._why_not_returned(tx.item_id, now))
+            # CY is the hold's patron id, a card number: only its pseudonymous ref goes out.
+            hold_for = self._ref(r.hold_patron) if r.hold_patron else None
             return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=r.title,
                          sort_bin=r.sort_bin, hold=r.alert_type in HOLD_ALERTS,
-                         alert_type=r.alert_type, resensitize=r.security,
+                         alert_type=r.alert_type, resensitize=r.security, hold_for=hold_for,
+                         transit_to=r.destination if r.alert_type in TRANSIT_ALERTS else None,
                          screen_message=_lines(r.text.screen),
                          print_lines=_lines(r.text.print_lines))
         assert card is not None
@@ -354,6 +507,8 @@ class Sip2Backend:
             return "unknown_item"
         if isinstance(tx, TxLoan) and item.circulation_status == m.CHARGED:
             return "on_loan_to_other"
+        if item.circulation_status == m.ON_HOLD_SHELF or item.hold_queue_length:
+            return "on_hold_for_other"
         if isinstance(tx, TxRenew) and item.circulation_status != m.CHARGED:
             return "not_on_loan"
         return "refused"

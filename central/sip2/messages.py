@@ -21,6 +21,7 @@ EXCESSIVE_FINES, EXCESSIVE_FEES = 10, 11
 
 # Item circulation status (18 reply).
 CHARGED = "04"
+ON_HOLD_SHELF = "08"
 
 
 def sip_date(when: dt.datetime) -> str:
@@ -71,9 +72,17 @@ def patron_status(inst: str, patron: str, now: dt.datetime, terminal_pw: str = "
                    (("AO", inst), ("AA", patron), ("AC", terminal_pw), ("AD", patron_pw)))
 
 
+# Summary positions of 63: which item list the reply carries (one at a time, says SIP2).
+HOLD_ITEMS, OVERDUE_ITEMS, CHARGED_ITEMS, FINE_ITEMS, RECALL_ITEMS, UNAVAILABLE_HOLDS = range(6)
+
+
 def patron_information(inst: str, patron: str, now: dt.datetime, *, charged: bool = False,
-                       terminal_pw: str = "", patron_pw: str | None = None) -> Message:
-    summary = ("  Y" if charged else "   ").ljust(10)
+                       terminal_pw: str = "", patron_pw: str | None = None,
+                       items: int | None = None) -> Message:
+    """63. `items`: a summary position above (`charged=True` is CHARGED_ITEMS)."""
+    if charged:
+        items = CHARGED_ITEMS
+    summary = "".join("Y" if n == items else " " for n in range(10))
     return Message("63", "001" + sip_date(now) + summary,
                    _opt(("AO", inst), ("AA", patron), ("AC", terminal_pw), ("AD", patron_pw)))
 
@@ -161,6 +170,8 @@ class CircResult:
     sort_bin: str | None
     patron_id: str | None
     text: Screen
+    destination: str | None = None  # CT (10): where the book goes (transit)
+    hold_patron: str | None = None  # CY (10): the hold's patron id (a card: never forward it)
 
 
 def circulation(reply: Message) -> CircResult:
@@ -181,7 +192,8 @@ def circulation(reply: Message) -> CircResult:
         ok=ok, item_id=item, title=reply.get("AJ") or None, due=parse_due(reply.get("AH")),
         security={"Y": True, "N": False}.get(security_flag), alert=alert,
         alert_type=reply.get("CV"), sort_bin=reply.get("CL") or None,
-        patron_id=reply.get("AA"), text=Screen.of(reply))
+        patron_id=reply.get("AA"), text=Screen.of(reply),
+        destination=reply.get("CT") or None, hold_patron=reply.get("CY") or None)
 
 
 @dataclass(frozen=True)
@@ -196,6 +208,13 @@ class PatronInfo:
     charged_limit: int | None
     charged_items: tuple[str, ...]
     text: Screen
+    valid_password: bool | None = None  # CQ; None when the ACS did not say
+    hold_items: tuple[str, ...] = ()  # AS: available holds
+    overdue_items: tuple[str, ...] = ()  # AT
+    fine_items: tuple[str, ...] = ()  # AV: free text per fine
+    unavailable_holds: tuple[str, ...] = ()  # CD
+    fee_amount: str | None = None  # BV
+    currency: str | None = None  # BH
 
     def denied(self, pos: int) -> bool:
         return self.status[pos] == "Y"
@@ -215,11 +234,16 @@ def patron(reply: Message) -> PatronInfo:
         count = int(text)
     limit = reply.get("CB")
     bl = reply.get("BL")
+    cq = reply.get("CQ")
     return PatronInfo(
         patron_id=reply.get("AA") or "", name=reply.get("AE") or "", status=status,
         valid=None if bl is None else bl == "Y", charged_count=count,
         charged_limit=int(limit) if limit and limit.strip().isdigit() else None,
-        charged_items=tuple(reply.all("AU")), text=Screen.of(reply))
+        charged_items=tuple(reply.all("AU")), text=Screen.of(reply),
+        valid_password=None if cq is None else cq == "Y", hold_items=tuple(reply.all("AS")),
+        overdue_items=tuple(reply.all("AT")), fine_items=tuple(reply.all("AV")),
+        unavailable_holds=tuple(reply.all("CD")), fee_amount=reply.get("BV") or None,
+        currency=reply.get("BH") or None)
 
 
 @dataclass(frozen=True)
@@ -229,6 +253,8 @@ class ItemInfo:
     title: str | None
     due: dt.date | None
     text: Screen
+    hold_pickup_date: dt.date | None = None  # CM
+    hold_queue_length: int | None = None  # CF
 
 
 def item(reply: Message) -> ItemInfo:
@@ -237,9 +263,11 @@ def item(reply: Message) -> ItemInfo:
     status = reply.fixed[:2]
     if not status.isdigit():
         raise Sip2ProtocolError("circulation status", f"{status!r} is not two digits")
+    queue = (reply.get("CF") or "").strip()
     return ItemInfo(item_id=reply.get("AB") or "", circulation_status=status,
                     title=reply.get("AJ") or None, due=parse_due(reply.get("AH")),
-                    text=Screen.of(reply))
+                    text=Screen.of(reply), hold_pickup_date=parse_due(reply.get("CM")),
+                    hold_queue_length=int(queue) if queue.isdigit() else None)
 
 
 @dataclass(frozen=True)
