@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 
 from mqtt import messages, topics
-from mqtt.messages import Message, MessageError
-from mqtt.telemetry import OfflinePolicy, Text
+from mqtt.messages import Message, MessageError, OfflinePolicy, Text
 
 CmdId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 JobState = Literal["queued", "in_progress", "succeeded", "failed", "rejected"]

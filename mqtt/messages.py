@@ -18,6 +18,9 @@ ItemId = Annotated[str, Field(min_length=1, max_length=64)]
 UUID7 = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 MsgId = Annotated[str, Field(pattern=UUID7)]
 PatronRef = Annotated[str, Field(min_length=1, max_length=64)]
+# Shared by the telemetry and command models (defined here so that either imports first).
+Text = Annotated[str, Field(max_length=500)]
+OfflinePolicy = Literal["returns", "none"]
 
 
 class Message(BaseModel):

@@ -8,16 +8,15 @@ it is, never who used it (DESIGN.md, invariant 5).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from mqtt import messages, topics
-from mqtt.messages import Message
+from mqtt.messages import Message, OfflinePolicy, Text
 
 Paper = Literal["ok", "low", "out", "none"]  # none: no printer
 Printer = Literal["ok", "fault", "none"]
-OfflinePolicy = Literal["returns", "none"]
 Service = Literal["in_service", "out_of_service"]
 EventKind = Literal[
     "reader_lost", "reader_back", "card_reader_lost", "card_reader_back", "paper_low",
@@ -25,7 +24,6 @@ EventKind = Literal[
     "security_write_skipped",  # staff skipped a pending security write (logged in the journal)
     "tx_refused_late",  # a refusal that came back after the reader left: a staff exception
 ]
-Text = Annotated[str, Field(max_length=500)]
 
 
 class State(Message):

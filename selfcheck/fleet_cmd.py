@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--url", default=DEFAULT_URL, help="the fleet service (default %(default)s)")
     p.add_argument("--site", help="only this site")
     p.add_argument("--once", action="store_true", help="print the table once and exit")
+    p.add_argument("--lang", choices=["vi", "en"], default="vi", help="the table's language")
     p.set_defaults(func=watch)
     verbs = p.add_subparsers(dest="verb")
 
@@ -118,27 +119,39 @@ def _stream(url: str) -> Iterator[tuple[str, Any]]:
                 data.append(line[5:].strip())
 
 
-def table(rows: list[dict[str, Any]], site: str | None = None) -> Any:
+def table(rows: list[dict[str, Any]], site: str | None = None, lang: str = "vi") -> Any:
+    """The fleet as a rich table, in the operator's language (central/fleet/locale)."""
     from rich.table import Table
 
-    t = Table(title=f"stations{f' at {site}' if site else ''}: {len(rows)}, "
-              f"{sum(bool(r['online']) for r in rows)} online", title_justify="left")
-    for col in ("site", "station", "online", "service", "reader", "paper", "outbox", "oldest",
-                "°C", "version", "last event", "alerts"):
-        t.add_column(col, justify="right" if col in ("outbox", "oldest", "°C") else "left")
+    from central.fleet.i18n import t as tr
+
+    def w(key: str, **kw: object) -> str:
+        return tr(key, lang, **kw)
+
+    online = sum(bool(r["online"]) for r in rows)
+    alerting = sum(bool(r["alerts"]) for r in rows)
+    title = w("summary", stations=len(rows), online=online, alerting=alerting)
+    t = Table(title=title + (f" · {w('summary.site', site=site)}" if site else ""),
+              title_justify="left")
+    for key in ("site", "station", "online", "service", "reader", "paper", "outbox", "oldest",
+                "temp", "version", "event", "alerts"):
+        t.add_column(w(f"col.{key}"),
+                     justify="right" if key in ("outbox", "oldest", "temp") else "left")
     for r in rows:
         ev = r.get("last_event") or {}
         t.add_row(
             r["site"], r["station"],
-            "[green]online[/]" if r["online"] else "[red]offline[/]",
-            "[yellow]out of service[/]" if r["service"] == "out_of_service"
-            else (r["service"] or "–"),
-            "–" if r["pad_ok"] is None else ("ok" if r["pad_ok"] else "[red]fault[/]"),
-            r["paper"] or "–", str(r["outbox"] if r["outbox"] is not None else "–"),
+            f"[green]{w('online')}[/]" if r["online"] else f"[red]{w('offline')}[/]",
+            f"[yellow]{w('out_of_service')}[/]" if r["service"] == "out_of_service"
+            else (w(r["service"]) if r["service"] else "–"),
+            "–" if r["pad_ok"] is None
+            else (w("reader.ok") if r["pad_ok"] else f"[red]{w('reader.fault')}[/]"),
+            w(f"paper.{r['paper']}") if r["paper"] else "–",
+            str(r["outbox"] if r["outbox"] is not None else "–"),
             f"{r['outbox_age_s']} s" if r["outbox_age_s"] else "–",
             f"{r['temp_c']:.1f}" if r["temp_c"] is not None else "–", r["version"] or "–",
-            f"{ev.get('kind', '')} {ev.get('at', '')[11:19]}" if ev else "–",
-            " ".join(f"[bold red]{a}[/]" for a in r["alerts"]) or "[green]–[/]")
+            f"{w('event.' + ev.get('kind', ''))} {ev.get('at', '')[11:19]}" if ev else "–",
+            " ".join(f"[bold red]{w('alert.' + a)}[/]" for a in r["alerts"]) or "[green]–[/]")
     return t
 
 
@@ -152,10 +165,10 @@ def watch(args: argparse.Namespace) -> int:
         if not console.is_terminal:
             console = Console(width=200)  # a pipe or a log: do not squeeze the columns
         with urllib.request.urlopen(f"{args.url}/api/stations{query}", timeout=10) as resp:
-            console.print(table(json.load(resp), args.site))
+            console.print(table(json.load(resp), args.site, args.lang))
         return 0
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    with Live(table([], args.site), console=console, refresh_per_second=4) as live:
+    with Live(table([], args.site, args.lang), console=console, refresh_per_second=4) as live:
         while True:
             try:
                 for event, data in _stream(f"{args.url}/events{query}"):
@@ -163,7 +176,7 @@ def watch(args: argparse.Namespace) -> int:
                         rows = {(r["site"], r["station"]): r for r in data}
                     elif event == "station":
                         rows[(data["site"], data["station"])] = data
-                    live.update(table([rows[k] for k in sorted(rows)], args.site))
+                    live.update(table([rows[k] for k in sorted(rows)], args.site, args.lang))
             except KeyboardInterrupt:
                 return 0
             except OSError as exc:

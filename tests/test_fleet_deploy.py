@@ -118,7 +118,7 @@ def test_web_page_shows_the_live_table_in_chromium(tmp_path: Path, fleet: FleetS
             "--window-size=1400,420", "--virtual-time-budget=5000", "--hide-scrollbars"]
     # The snapshot arrives over server-sent events; then a live update, with no reload:
     # tang-2 comes back online while the page is open.
-    browser = subprocess.Popen([*base, "--dump-dom", f"{fleet.url}/?stop_after=2"],
+    browser = subprocess.Popen([*base, "--dump-dom", f"{fleet.url}/?stop_after=2&lang=en"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     wait_until(lambda: fleet.hub._clients, 30, "the page's event stream")
     recorder.publish("lib/v1/tv-hn/tang-2/status", messages.encode(messages.Status(
@@ -128,9 +128,16 @@ def test_web_page_shows_the_live_table_in_chromium(tmp_path: Path, fleet: FleetS
     for text in ("quay-1", "quay-2", "tre-em", "paper out", "reader fault", "outbox old",
                  "out of service", "4 stations · 4 online"):
         assert text in dom, text
-    subprocess.run([*base, f"--screenshot={shot}", f"{fleet.url}/?stop_after=1"],
-                   capture_output=True, timeout=90)
-    assert shot.exists() and shot.stat().st_size > 10_000
+    # Vietnamese is the default language of the page, with every word from fleet.po.
+    dom_vi = subprocess.run([*base, "--dump-dom", f"{fleet.url}/?stop_after=1"],
+                            capture_output=True, text=True, timeout=90).stdout
+    for text in ("Trạm tự phục vụ", "trực tuyến", "hết giấy", "lỗi đầu đọc",
+                 "giao dịch chờ lâu", "tạm ngừng", "4 trạm · 4 trực tuyến", "English"):
+        assert text in dom_vi, text
     keep = ROOT / "var" / "screenshots"
     keep.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, keep / "fleet-page.png")
+    for lang in ("vi", "en"):
+        subprocess.run([*base, f"--screenshot={shot}", f"{fleet.url}/?stop_after=1&lang={lang}"],
+                       capture_output=True, timeout=90)
+        assert shot.exists() and shot.stat().st_size > 10_000
+        shutil.move(shot, keep / f"fleet-page-{lang}.png")

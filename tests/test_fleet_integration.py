@@ -444,4 +444,7 @@ def test_fleet_send_cli_waits_for_the_final_state(tmp_path: Path, broker: Broker
         wait_until(lambda: row(fleet).get("service") == "out_of_service", 10, "fleet sees it")
         code = main(["fleet", "--url", fleet.url, "--once", "--site", SITE])
         out = capsys.readouterr().out
-        assert code == 0 and "st-1" in out and "out_of_service" in out
+        assert code == 0 and "st-1" in out and "ngừng" in out  # Vietnamese by default
+        code = main(["fleet", "--url", fleet.url, "--once", "--site", SITE, "--lang", "en"])
+        out = capsys.readouterr().out
+        assert code == 0 and "st-1" in out and "service" in out and "ngừng" not in out

@@ -1,5 +1,6 @@
 """The fleet service's HTTP side (stdlib only): `/` the live page, `/events` server-sent
-events, `/api/stations` a JSON snapshot, `/metrics` for Prometheus."""
+events, `/api/stations` a JSON snapshot, `/i18n.json?lang=vi|en` the page's words,
+`/metrics` for Prometheus."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from central.fleet.i18n import LANGS, catalog
 from central.fleet.state import FleetState
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,13 @@ class _Handler(BaseHTTPRequestHandler):
             with self.state.lock:
                 body = json.dumps(list(self.state.commands.values())[-200:]).encode()
             self._send(body, "application/json")
+        elif url.path == "/i18n.json":
+            lang = (parse_qs(url.query).get("lang") or ["vi"])[0]
+            if lang not in LANGS:
+                self._send(b"lang: vi or en\n", "text/plain", 400)
+                return
+            self._send(json.dumps(catalog(lang), ensure_ascii=False).encode(),
+                       "application/json")
         elif url.path == "/metrics":
             self._send(generate_latest(self.registry), CONTENT_TYPE_LATEST)
         elif url.path == "/events":
