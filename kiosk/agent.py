@@ -141,7 +141,7 @@ class FleetAgent:
     def snapshot(self, count: int, oldest_age: float | None) -> State:
         now = dt.datetime.now(dt.UTC)
         c = self.rt.core
-        closed = c.mode is core.Mode.OUT_OF_SERVICE
+        closed = c.out_of_service
         message = None
         if closed and c._closed is not None:
             message = c._closed.message_en or c._closed.message_vi

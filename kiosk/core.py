@@ -1,14 +1,15 @@
 """The self-check core: a state machine with no I/O, no clock and no Kivy.
 
 Events in (card read, tags on the pad, ack, touch, tick), actions out (check a patron, record a
-transaction, write a tag's security state). The station runtime performs the actions and feeds
-back what happened; the UI renders `view()`. Shaped like h11: everything testable without
-hardware, broker or screen.
+transaction, write a tag's security state, keep a pending write, report to operators). The
+station runtime performs the actions and feeds back what happened; the UI renders `view()`.
+Shaped like h11: everything testable without hardware, broker or screen.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -23,7 +24,13 @@ class Mode(StrEnum):
     CHECKING = "checking"  # waiting for the central's patron check
     BORROW = "borrow"
     RETURN = "return"
+    CONFIRM_COUNT = "confirm_count"  # the reader says how many books they placed
+    RECEIPT = "receipt"  # print, e-mail or no receipt
+    EMAIL = "email"  # typing the address for an e-mail receipt
     SUMMARY = "summary"
+    HELP = "help"  # staff needed: the help button, or failures in a row
+    STAFF = "staff"  # a staff card: exceptions, skip a pending write, service on/off
+    RETURN_STATION = "return_station"  # no card, books keep coming (site mode)
     OUT_OF_SERVICE = "out_of_service"  # an operator closed the station; shows their message
 
 
@@ -31,14 +38,46 @@ class Status(StrEnum):
     RECORDING = "recording"  # being written to the journal
     WAITING = "waiting"  # in the journal, waiting for the central's answer
     DONE = "done"  # the library system said yes
-    REFUSED = "refused"  # the library system said no
+    REFUSED = "refused"  # the library system (or the station's own rule) said no
     OFFLINE = "offline"  # a return accepted under the offline policy; sent when online
     UNCONFIRMED = "unconfirmed"  # a loan with no answer in time: not borrowed
     UNREADABLE = "unreadable"  # the tag's data fits no model
+    PARTS = "parts"  # a multi-part item waiting for its other parts (site rule: refuse)
 
 
 Kind = Literal["loan", "return"]
-Security = Literal["none", "pending", "done", "failed"]
+# kept: the library system said not to change the tag (SIP2 desensitize/resensitize N)
+Security = Literal["none", "pending", "done", "failed", "kept"]
+SecState = Literal["on_loan", "in_library"]
+Alert = Literal["hold", "hold_transit", "transit"]
+ReceiptVia = Literal["print", "email"]
+Button = Literal["return", "finish", "lang", "cancel", "done", "help", "count_plus",
+                 "count_minus", "count_ok", "count_back", "receipt_print", "receipt_email",
+                 "receipt_none", "staff_oos", "staff_in_service", "staff_exit"]
+NOT_FOR_LOAN = 2  # ISO 28560 type of usage
+
+
+# -- persistent state the core shows (the runtime keeps it in the journal)
+@dataclass(frozen=True)
+class PendingWrite:
+    """A security write the library system allowed but the pad could not do (book lifted
+    too early): kept across sessions and restarts until written or skipped by staff."""
+
+    uid: str
+    item_id: str | None
+    title: str | None
+    state: SecState
+
+
+@dataclass(frozen=True)
+class LateRefusal:
+    """A refusal that came back when its line was no longer on screen (or after the book was
+    accepted offline): an exception for staff."""
+
+    msg_id: str
+    item_id: str
+    title: str | None
+    reason: str | None
 
 
 # -- events
@@ -75,7 +114,7 @@ class SecurityWritten:
 
 @dataclass(frozen=True)
 class Touch:
-    button: Literal["return", "finish", "lang", "cancel", "done"]
+    button: Button
 
 
 @dataclass(frozen=True)
@@ -97,8 +136,42 @@ class SetService:
     message_en: str | None = None
 
 
+@dataclass(frozen=True)
+class Restored:
+    """What the journal kept from before a restart."""
+
+    pending: tuple[PendingWrite, ...] = ()
+    exceptions: tuple[LateRefusal, ...] = ()
+
+
+@dataclass(frozen=True)
+class StaffSkip:
+    """Staff skip a pending security write (the book is gone, or they will fix it by hand)."""
+
+    uid: str
+
+
+@dataclass(frozen=True)
+class StaffDismiss:
+    """Staff have dealt with a late refusal."""
+
+    msg_id: str
+
+
+@dataclass(frozen=True)
+class EmailEntered:
+    address: str | None  # None: the reader gave up typing
+
+
+@dataclass(frozen=True)
+class ReceiptSent:
+    via: ReceiptVia
+    ok: bool
+
+
 Event = (CardRead | PatronChecked | TagsPresent | Recorded | AckReceived | SecurityWritten
-         | Touch | Tick | Connectivity | SetService)
+         | Touch | Tick | Connectivity | SetService | Restored | StaffSkip | StaffDismiss
+         | EmailEntered | ReceiptSent)
 
 
 # -- actions
@@ -118,10 +191,52 @@ class RecordTx:
 @dataclass(frozen=True)
 class WriteSecurity:
     uid: str
-    state: Literal["on_loan", "in_library"]
+    state: SecState
 
 
-Action = CheckPatron | RecordTx | WriteSecurity
+@dataclass(frozen=True)
+class SavePending:
+    write: PendingWrite
+
+
+@dataclass(frozen=True)
+class ClearPending:
+    uid: str
+    how: Literal["written", "skipped"]
+    staff_ref: str | None = None  # who skipped it: a hash of the staff card, not the card
+
+
+@dataclass(frozen=True)
+class KeepException:
+    refusal: LateRefusal
+
+
+@dataclass(frozen=True)
+class DropException:
+    msg_id: str
+
+
+@dataclass(frozen=True)
+class Notify:
+    """An operator event (evt/{kind})."""
+
+    kind: str
+    severity: Literal["info", "warning", "critical"]
+    detail: str | None = None
+    item_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SendReceipt:
+    via: ReceiptVia
+    lang: str
+    patron_name: str | None
+    lines: tuple[Line, ...]
+    to: str | None = None  # the e-mail address: used for this message only, never kept
+
+
+Action = (CheckPatron | RecordTx | WriteSecurity | SavePending | ClearPending | KeepException
+          | DropException | Notify | SendReceipt)
 
 
 # -- what the screen shows
@@ -138,6 +253,17 @@ class Line:
     sort_bin: str | None = None
     security: Security = "none"
     sent_at: float = 0.0
+    parts: tuple[str, ...] = ()  # the other tags of a multi-part item (same item id)
+    parts_in_item: int = 1
+    part_numbers: frozenset[int] = frozenset()
+    warning: str | None = None  # parts_missing under the 'warn' rule
+    screen_message: str | None = None  # the library system's words (SIP2 AF)
+    alert: Alert | None = None  # returns: hold here, hold elsewhere, transit
+    transit_to: str | None = None
+
+    @property
+    def uids(self) -> tuple[str, ...]:
+        return (self.uid, *self.parts)
 
 
 @dataclass(frozen=True)
@@ -151,6 +277,14 @@ class View:
     message: str | None  # a message key for the idle screen (a refusal, being offline)
     message_arg: str | None = None
     service_message: str | None = None  # the operator's words while out of service
+    pending: tuple[PendingWrite, ...] = ()
+    exceptions: tuple[LateRefusal, ...] = ()
+    count: int = 0  # the reader's count of books (confirm_count)
+    count_read: int | None = None  # set when the reader's count did not match
+    receipt_options: tuple[str, ...] = ()
+    receipt_state: str | None = None  # printing, printed, sending, sent, failed
+    out_of_service: bool = False
+    help_reason: str | None = None  # button or failures
 
 
 @dataclass
@@ -161,7 +295,18 @@ class CoreConfig:
     inactivity_s: float = 45.0
     summary_s: float = 12.0
     message_s: float = 8.0
+    help_s: float = 180.0  # the staff-needed screen waits this long for someone
     offline_returns: bool = True  # offline policy: returns only (the default) or nothing
+    station_mode: Literal["selfcheck", "return-station"] = "selfcheck"
+    confirm_count: bool = False
+    multipart: Literal["accept", "warn", "refuse"] = "warn"
+    owner_isil: str | None = None  # tags of another owner are refused; None: not checked
+    staff_cards: frozenset[str] = frozenset()
+    help_after: int = 3  # failed reads or refused cards in a row before staff are called
+    receipt: Literal["none", "print", "email", "ask"] = "none"
+    can_print: bool = False  # the runtime has a printer
+    can_email: bool = False  # the runtime has a mail relay
+    return_station_lines: int = 12
 
 
 @dataclass
@@ -171,13 +316,21 @@ class _Session:
     lines: list[Line] = field(default_factory=list)
 
 
+def staff_ref(card_id: str) -> str:
+    """A staff card as logged: a short hash, so that logs and events carry no card number."""
+    return "staff-" + hashlib.sha256(card_id.encode()).hexdigest()[:10]
+
+
+_READER_MODES = (Mode.CHECKING, Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT,
+                 Mode.EMAIL, Mode.SUMMARY, Mode.HELP, Mode.STAFF)
+
+
 class SelfCheck:
     """Feed events with `handle(event, now)`; read `view(now)`."""
 
     def __init__(self, config: CoreConfig, new_id: Callable[[], str]) -> None:
         self.config = config
         self._new_id = new_id
-        self.mode = Mode.IDLE
         self.lang = config.default_lang
         self.online = False
         self._session = _Session()
@@ -187,31 +340,54 @@ class SelfCheck:
         # Out of service asked for while a reader is busy: applied when their session ends.
         self._closing: SetService | None = None
         self._closed: SetService | None = None
+        self._pending: dict[str, PendingWrite] = {}
+        self._writing: dict[str, SecState] = {}  # writes in flight, by uid
+        self._exceptions: list[LateRefusal] = []
+        self._failures = 0  # failed reads / refused cards in a row
+        self._help_from: Mode | None = None
+        self._help_reason: str | None = None
+        self._staff: str | None = None
+        self._count = 0
+        self._count_read: int | None = None
+        self._receipt_state: str | None = None
+        self.mode = self._home()
 
     # -- reading
     def view(self, now: float) -> View:
         countdown = None
         limit = self._limit()
-        if limit is not None:
+        if limit is not None and self.mode is not Mode.HELP:
             countdown = max(0, int(self._last_activity + limit - now + 0.999))
         message, arg = None, None
         if self._message and self._message[2] > now:
             message, arg = self._message[0], self._message[1]
         return View(self.mode, self.lang, self.online, self._session.patron_name,
                     tuple(self._session.lines), countdown, message, arg,
-                    self._service_message())
+                    self._service_message(), tuple(self._pending.values()),
+                    tuple(self._exceptions), self._count, self._count_read,
+                    self._receipt_options(), self._receipt_state, self._closed is not None,
+                    self._help_reason if self.mode is Mode.HELP else None)
 
     @property
     def busy(self) -> bool:
-        """A reader is in the middle of something (a session or its summary)."""
-        return self.mode in (Mode.CHECKING, Mode.BORROW, Mode.RETURN, Mode.SUMMARY)
+        """A reader (or staff member) is in the middle of something."""
+        return self.mode in _READER_MODES
 
     @property
     def closing(self) -> bool:
         return self._closing is not None
 
+    @property
+    def out_of_service(self) -> bool:
+        return self._closed is not None
+
+    def _home(self) -> Mode:
+        if self.config.station_mode == "return-station":
+            return Mode.RETURN_STATION
+        return Mode.IDLE
+
     def _service_message(self) -> str | None:
-        if self.mode is not Mode.OUT_OF_SERVICE or self._closed is None:
+        if self._closed is None:
             return None
         own = self._closed.message_vi if self.lang == "vi" else self._closed.message_en
         return own or self._closed.message_en or self._closed.message_vi
@@ -220,15 +396,19 @@ class SelfCheck:
         return next((ln for ln in self._session.lines if ln.msg_id == msg_id), None)
 
     def _limit(self) -> float | None:
-        if self.mode in (Mode.BORROW, Mode.RETURN):
+        if self.mode in (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT,
+                         Mode.EMAIL, Mode.STAFF):
             return self.config.inactivity_s
         if self.mode is Mode.SUMMARY:
             return self.config.summary_s
+        if self.mode is Mode.HELP:
+            return self.config.help_s
         return None
 
     # -- writing
     def handle(self, event: Event, now: float) -> list[Action]:
-        if not isinstance(event, Tick | Connectivity | Recorded | AckReceived | SecurityWritten):
+        if isinstance(event, CardRead | TagsPresent | Touch | PatronChecked | EmailEntered
+                      | StaffSkip | StaffDismiss):
             self._last_activity = now
         match event:
             case CardRead(card_id):
@@ -237,15 +417,14 @@ class SelfCheck:
                 return self._patron(result, now)
             case TagsPresent(tags):
                 self._present = {t.uid: t for t in tags}
-                return self._scan(now)
+                return self._pending_writes() + self._scan(now)
             case Recorded(msg_id):
                 self._update(msg_id, status=Status.WAITING, sent_at=now)
                 return []
             case AckReceived(ack):
                 return self._ack(ack)
             case SecurityWritten(uid, ok):
-                self._update_uid(uid, security="done" if ok else "failed")
-                return []
+                return self._written(uid, ok)
             case Touch(button):
                 return self._touch(button, now)
             case Tick():
@@ -256,13 +435,32 @@ class SelfCheck:
             case SetService():
                 self._set_service(event)
                 return []
+            case Restored(pending, exceptions):
+                self._pending.update({p.uid: p for p in pending})
+                known = {e.msg_id for e in self._exceptions}
+                self._exceptions += [e for e in exceptions if e.msg_id not in known]
+                return self._pending_writes()
+            case StaffSkip(uid):
+                return self._skip(uid)
+            case StaffDismiss(msg_id):
+                if self.mode is not Mode.STAFF:
+                    return []
+                self._exceptions = [e for e in self._exceptions if e.msg_id != msg_id]
+                return [DropException(msg_id)]
+            case EmailEntered(address):
+                return self._email(address)
+            case ReceiptSent(via, ok):
+                self._receipt_state = (("printed" if via == "print" else "sent") if ok
+                                       else "failed")
+                return []
         return []
 
+    # -- service
     def _set_service(self, event: SetService) -> None:
         if event.in_service:
             self._closing = None
+            self._closed = None
             if self.mode is Mode.OUT_OF_SERVICE:
-                self._closed = None
                 self._to_idle()
         elif self.busy:
             self._closing = event  # never cut a reader off mid-session
@@ -276,12 +474,24 @@ class SelfCheck:
         self.lang = self.config.default_lang
         self.mode = Mode.OUT_OF_SERVICE
 
+    # -- cards
     def _card(self, card_id: str, now: float) -> list[Action]:
+        if card_id in self.config.staff_cards:
+            if self.mode in (Mode.IDLE, Mode.SUMMARY, Mode.HELP, Mode.RETURN_STATION,
+                             Mode.OUT_OF_SERVICE):
+                self._staff = staff_ref(card_id)
+                self._session = _Session()
+                self._failures = 0
+                self.mode = Mode.STAFF
+            return []
+        if self.mode is Mode.RETURN_STATION:
+            self._show("return_station_no_card", None, now)
+            return []
         if self.mode in (Mode.IDLE, Mode.RETURN, Mode.SUMMARY):
             if not self.online:
                 self._show("offline_no_loans", None, now)
                 return []
-            self._set_mode(Mode.CHECKING)
+            self.mode = Mode.CHECKING
             return [CheckPatron(card_id)]
         return []  # a card during a borrowing session is ignored: finish first
 
@@ -295,106 +505,381 @@ class SelfCheck:
         if not result.ok:
             self._to_idle()
             self._show("patron_refused", result.reason, now)
-            return []
+            return self._failure("refused card")
+        self._failures = 0
         self._session = _Session(result.patron_ref, result.display_name)
-        self._set_mode(Mode.BORROW)
+        self.mode = Mode.BORROW
         return self._scan(now)
 
+    # -- help
+    def _failure(self, what: str) -> list[Action]:
+        self._failures += 1
+        if self._failures < self.config.help_after:
+            return []
+        self._failures = 0
+        return self._call_help("failures", f"{self.config.help_after} in a row, last: {what}")
+
+    def _call_help(self, reason: str, detail: str) -> list[Action]:
+        if self.mode in (Mode.HELP, Mode.STAFF, Mode.OUT_OF_SERVICE):
+            return []
+        self._help_from = self.mode
+        self._help_reason = reason
+        self.mode = Mode.HELP
+        return [Notify("staff_needed", "critical", detail)]
+
+    # -- books
     def _scan(self, now: float) -> list[Action]:
-        """Start a transaction for every tag on the pad that this session has not seen."""
-        if self.mode not in (Mode.BORROW, Mode.RETURN):
+        """Start a transaction for every item on the pad that this session has not seen."""
+        if self.mode not in (Mode.BORROW, Mode.RETURN, Mode.RETURN_STATION):
             return []
         kind: Kind = "loan" if self.mode is Mode.BORROW else "return"
         actions: list[Action] = []
-        seen = {ln.uid: ln for ln in self._session.lines}
         for uid, tag in self._present.items():
-            line = seen.get(uid)
-            if line is not None:
-                if line.security == "failed":  # the book is back: write it now
-                    self._update_uid(uid, security="pending")
-                    actions.append(self._security(line))
+            seen = {u for ln in self._session.lines for u in ln.uids}
+            if uid in seen:
                 continue
             if tag.item is None:
                 self._session.lines.append(Line(uid, kind, Status.UNREADABLE, reason=tag.error))
+                actions += self._failure("unreadable tag")
                 continue
-            if kind == "loan" and not self.online:
-                self._session.lines.append(Line(uid, kind, Status.UNCONFIRMED,
-                                                item_id=tag.item.primary_item_id,
-                                                title=tag.item.title, reason="offline"))
+            self._failures = 0
+            item = tag.item
+            same = next((ln for ln in self._session.lines
+                         if ln.item_id == item.primary_item_id and ln.kind == kind), None)
+            if same is not None:  # another part of an item already on screen
+                actions += self._join(same, uid, tag, now)
                 continue
-            msg_id = self._new_id()
-            self._session.lines.append(Line(uid, kind, Status.RECORDING,
-                                            item_id=tag.item.primary_item_id, msg_id=msg_id,
-                                            title=tag.item.title))
-            actions.append(RecordTx(msg_id, kind, tag.item.primary_item_id,
-                                    self._session.patron_ref if kind == "loan" else None))
+            refusal = self._local_refusal(tag, kind)
+            if refusal is not None:
+                self._session.lines.append(Line(uid, kind, Status.REFUSED,
+                                                item_id=item.primary_item_id, title=item.title,
+                                                reason=refusal))
+                continue
+            line = Line(uid, kind, Status.RECORDING, item_id=item.primary_item_id,
+                        title=item.title, parts_in_item=max(1, item.parts_in_item or 1),
+                        part_numbers=frozenset({item.part_number or 1}))
+            # the other parts read in the same poll join now, so one transaction covers all
+            for other, otag in self._present.items():
+                if (other != uid and otag.item is not None
+                        and otag.item.primary_item_id == item.primary_item_id):
+                    line = replace(line, parts=(*line.parts, other), part_numbers=line.part_numbers
+                                   | {otag.item.part_number or len(line.part_numbers) + 1})
+            self._session.lines.append(line)
+            actions += self._start(line, now)
+        self._trim()
         return actions
 
-    def _security(self, line: Line) -> WriteSecurity:
-        return WriteSecurity(line.uid, "on_loan" if line.kind == "loan" else "in_library")
+    def _local_refusal(self, tag: SeenTag, kind: Kind) -> str | None:
+        """The station's own refusals, decided from the tag before anything is sent."""
+        item = tag.item
+        assert item is not None
+        own = self.config.owner_isil
+        if own and item.owner_isil and item.owner_isil.upper() != own.upper():
+            return "other_library"
+        if kind == "loan" and item.type_of_usage == NOT_FOR_LOAN:
+            return "not_for_loan"
+        return None
 
+    def _complete(self, line: Line) -> bool:
+        return (line.parts_in_item <= 1
+                or line.part_numbers >= set(range(1, line.parts_in_item + 1)))
+
+    def _start(self, line: Line, now: float) -> list[Action]:
+        """A line whose parts rule allows it goes to the journal; else it waits for parts."""
+        rule = self.config.multipart
+        complete = self._complete(line)
+        if not complete and rule == "refuse":
+            self._replace(line, replace(line, status=Status.PARTS, reason="parts_missing"))
+            return []
+        warning = "parts_missing" if not complete and rule == "warn" else None
+        if line.kind == "loan" and not self.online:
+            self._replace(line, replace(line, status=Status.UNCONFIRMED, reason="offline",
+                                        warning=warning))
+            return []
+        msg_id = self._new_id()
+        self._replace(line, replace(line, status=Status.RECORDING, msg_id=msg_id, reason=None,
+                                    warning=warning))
+        assert line.item_id is not None
+        return [RecordTx(msg_id, line.kind, line.item_id,
+                         self._session.patron_ref if line.kind == "loan" else None)]
+
+    def _join(self, line: Line, uid: str, tag: SeenTag, now: float) -> list[Action]:
+        assert tag.item is not None
+        number = tag.item.part_number or len(line.part_numbers) + 1
+        joined = replace(line, parts=(*line.parts, uid),
+                         part_numbers=line.part_numbers | {number})
+        if self._complete(joined):
+            joined = replace(joined, warning=None)
+        self._replace(line, joined)
+        if joined.status is Status.PARTS and self._complete(joined):
+            return self._start(joined, now)
+        if joined.security in ("pending", "done", "failed"):  # secure the late part too
+            state = self._state(joined)
+            self._writing[uid] = state
+            return [WriteSecurity(uid, state)]
+        return []
+
+    def _trim(self) -> None:
+        """A return station keeps only its latest lines on screen."""
+        if self.mode is not Mode.RETURN_STATION:
+            return
+        lines = self._session.lines
+        while len(lines) > self.config.return_station_lines:
+            old = next((ln for ln in lines if ln.status not in (Status.RECORDING,
+                                                                Status.WAITING)), None)
+            if old is None or set(old.uids) & set(self._present):
+                break  # never forget a book still on the pad: it would be returned again
+            lines.remove(old)
+
+    # -- security
+    @staticmethod
+    def _state(line: Line) -> SecState:
+        return "on_loan" if line.kind == "loan" else "in_library"
+
+    def _secure(self, line: Line) -> list[Action]:
+        state = self._state(line)
+        for uid in line.uids:
+            self._writing[uid] = state
+        return [WriteSecurity(uid, state) for uid in line.uids]
+
+    def _pending_writes(self) -> list[Action]:
+        """A pending write whose book is back on the pad is written now, in any mode."""
+        actions: list[Action] = []
+        for uid, pending in self._pending.items():
+            if uid in self._present and uid not in self._writing:
+                self._writing[uid] = pending.state
+                self._set_security(uid, "pending")
+                actions.append(WriteSecurity(uid, pending.state))
+        return actions
+
+    def _written(self, uid: str, ok: bool) -> list[Action]:
+        state = self._writing.pop(uid, None)
+        line = next((ln for ln in self._session.lines if uid in ln.uids), None)
+        if ok:
+            self._set_security(uid, "done")
+            if self._pending.pop(uid, None) is not None:
+                return [ClearPending(uid, "written")]
+            return []
+        self._set_security(uid, "failed")
+        if uid in self._pending or state is None:
+            return []
+        pending = PendingWrite(uid, line.item_id if line else None,
+                               line.title if line else None, state)
+        self._pending[uid] = pending
+        return [SavePending(pending)]
+
+    def _set_security(self, uid: str, value: Security) -> None:
+        """A line's security is the worst of its tags': failed, then pending, then done."""
+        for ln in self._session.lines:
+            if uid not in ln.uids:
+                continue
+            if value == "done":
+                others = [u for u in ln.uids if u != uid]
+                if any(u in self._writing for u in others):
+                    value = "pending"
+                elif any(u in self._pending for u in others):
+                    value = "failed"
+            self._replace(ln, replace(ln, security=value))
+
+    def _skip(self, uid: str) -> list[Action]:
+        if self.mode is not Mode.STAFF or uid not in self._pending:
+            return []
+        pending = self._pending.pop(uid)
+        return [ClearPending(uid, "skipped", self._staff),
+                Notify("security_write_skipped", "info",
+                       f"skipped by {self._staff}", pending.item_id)]
+
+    # -- answers
     def _ack(self, ack: AckTx) -> list[Action]:
         line = self.line(ack.msg_id)
-        if line is None:
-            return []  # from an earlier session: the outbox has dropped its row already
+        if line is None or (not ack.ok and line.status is Status.OFFLINE):
+            # A refusal the reader can no longer see (or a return already accepted offline):
+            # kept for staff as an exception. A repeat of one already kept adds nothing.
+            if ack.ok or any(e.msg_id == ack.msg_id for e in self._exceptions):
+                return []
+            late = LateRefusal(ack.msg_id, ack.item_id,
+                               ack.title or (line.title if line else None), ack.reason)
+            if line is not None:
+                self._update(ack.msg_id, status=Status.REFUSED, reason=ack.reason)
+            self._exceptions.append(late)
+            return [KeepException(late),
+                    Notify("tx_refused_late", "warning", ack.reason, ack.item_id)]
+        words = " ".join(ack.screen_message) if ack.screen_message else None
         if not ack.ok:
             if line.status is not Status.UNCONFIRMED:
                 self._update(ack.msg_id, status=Status.REFUSED, reason=ack.reason,
-                             title=ack.title or line.title)
+                             title=ack.title or line.title, screen_message=words)
             return []
+        alert = _alert(ack)
+        common: dict[str, object] = dict(status=Status.DONE, title=ack.title or line.title,
+                                         sort_bin=ack.sort_bin, screen_message=words,
+                                         alert=alert,
+                                         transit_to=getattr(ack, "transit_to", None))
         if line.status is Status.OFFLINE:  # already secured under the offline policy
-            self._update(ack.msg_id, status=Status.DONE, title=ack.title or line.title,
-                         sort_bin=ack.sort_bin)
+            self._update(ack.msg_id, **common)
             return []
-        self._update(ack.msg_id, status=Status.DONE, title=ack.title or line.title,
-                     due=ack.due, sort_bin=ack.sort_bin, security="pending")
+        # SIP2 sites: the library system says whether the tag may change; else always.
+        allowed = ack.desensitize if line.kind == "loan" else ack.resensitize
+        if allowed is False:
+            self._update(ack.msg_id, due=ack.due, security="kept", **common)
+            return []
+        self._update(ack.msg_id, due=ack.due, security="pending", **common)
         updated = self.line(ack.msg_id)
         assert updated is not None
-        return [self._security(updated)]
+        return self._secure(updated)
 
+    # -- touches
     def _touch(self, button: str, now: float) -> list[Action]:
+        mode = self.mode
         if button == "lang":
             langs = self.config.langs
             self.lang = langs[(langs.index(self.lang) + 1) % len(langs)]
-        elif button == "return" and self.mode in (Mode.IDLE, Mode.SUMMARY):
+        elif button == "help":
+            return self._call_help("button", "the help button")
+        elif mode is Mode.HELP and button == "cancel":
+            back = self._help_from
+            if back in (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT, Mode.EMAIL,
+                        Mode.SUMMARY):
+                self.mode = back  # the reader's session goes on where it was
+            else:
+                self._to_idle()
+        elif mode is Mode.STAFF:
+            return self._staff_touch(button)
+        elif button == "return" and mode in (Mode.IDLE, Mode.SUMMARY):
             self._session = _Session()
-            self._set_mode(Mode.RETURN)
+            self.mode = Mode.RETURN
             return self._scan(now)
-        elif button == "finish" and self.mode in (Mode.BORROW, Mode.RETURN):
-            self._set_mode(Mode.SUMMARY)
-        elif button in ("done", "cancel") and self.mode is not Mode.OUT_OF_SERVICE:
+        elif button == "finish" and mode in (Mode.BORROW, Mode.RETURN):
+            if self.config.confirm_count and self._session.lines:
+                self._count, self._count_read = 0, None
+                self.mode = Mode.CONFIRM_COUNT
+                return []
+            return self._finish()
+        elif mode is Mode.CONFIRM_COUNT:
+            return self._count_touch(button)
+        elif mode is Mode.RECEIPT and button.startswith("receipt_"):
+            if button == "receipt_print" and self.config.can_print:
+                return self._send("print")
+            if button == "receipt_email" and self.config.can_email:
+                self.mode = Mode.EMAIL
+            elif button == "receipt_none":
+                self.mode = Mode.SUMMARY
+        elif button in ("done", "cancel") and mode not in (Mode.OUT_OF_SERVICE,
+                                                           Mode.RETURN_STATION):
             self._to_idle()
         return []
 
+    def _count_touch(self, button: str) -> list[Action]:
+        if button == "count_plus":
+            self._count = min(99, self._count + 1)
+        elif button == "count_minus":
+            self._count = max(0, self._count - 1)
+        elif button == "count_back":
+            self._count_read = None
+            self.mode = Mode.BORROW if self._session.patron_ref else Mode.RETURN
+        elif button == "count_ok":
+            read = len(self._session.lines)  # a set of parts is one item, as readers count
+            if self._count == read:
+                self._count_read = None
+                return self._finish()
+            self._count_read = read
+        return []
+
+    def _staff_touch(self, button: str) -> list[Action]:
+        if button == "staff_oos":
+            self._closed = SetService(False)
+        elif button == "staff_in_service":
+            self._closed = self._closing = None
+        elif button in ("staff_exit", "cancel", "done"):
+            self._staff = None
+            self._to_idle()
+        return []
+
+    def _finish(self) -> list[Action]:
+        for ln in list(self._session.lines):
+            if ln.status is Status.PARTS:  # the set never came together: not borrowed
+                self._replace(ln, replace(ln, status=Status.REFUSED))
+        self._receipt_state = None
+        options = self._receipt_options()
+        has_items = any(ln.item_id for ln in self._session.lines)
+        if not has_items or not options:
+            self.mode = Mode.SUMMARY
+            return []
+        if self.config.receipt == "print":
+            return self._send("print")
+        if self.config.receipt == "email":
+            self.mode = Mode.EMAIL
+            return []
+        self.mode = Mode.RECEIPT
+        return []
+
+    def _receipt_options(self) -> tuple[str, ...]:
+        cfg = self.config
+        options = []
+        if cfg.receipt in ("print", "ask") and cfg.can_print:
+            options.append("print")
+        if cfg.receipt in ("email", "ask") and cfg.can_email:
+            options.append("email")
+        return tuple(options)
+
+    def _send(self, via: ReceiptVia, to: str | None = None) -> list[Action]:
+        self.mode = Mode.SUMMARY
+        self._receipt_state = "printing" if via == "print" else "sending"
+        return [SendReceipt(via, self.lang, self._session.patron_name,
+                            tuple(self._session.lines), to)]
+
+    def _email(self, address: str | None) -> list[Action]:
+        if self.mode is not Mode.EMAIL:
+            return []
+        address = (address or "").strip()
+        if not address:
+            self.mode = Mode.SUMMARY
+            return []
+        local, _, domain = address.partition("@")
+        if not local or "." not in domain or any(c.isspace() for c in address):
+            self._receipt_state = "bad_address"
+            return []
+        return self._send("email", address)
+
+    # -- time
     def _tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
         for line in list(self._session.lines):
             if line.status is Status.WAITING and now - line.sent_at >= self.config.ack_timeout_s:
+                assert line.msg_id is not None
                 if line.kind == "return" and self.config.offline_returns:
-                    assert line.msg_id is not None
                     self._update(line.msg_id, status=Status.OFFLINE, security="pending")
-                    actions.append(self._security(line))
+                    actions += self._secure(line)
                 else:
-                    assert line.msg_id is not None
                     self._update(line.msg_id, status=Status.UNCONFIRMED, reason="no_answer")
         limit = self._limit()
         if limit is not None and now - self._last_activity >= limit:
+            self._staff = None
             self._to_idle()
         return actions
 
     # -- helpers
-    def _set_mode(self, mode: Mode) -> None:
-        self.mode = mode
-
     def _to_idle(self) -> None:
-        self.mode = Mode.IDLE
+        self.mode = self._home()
         self.lang = self.config.default_lang
         self._session = _Session()
+        self._count, self._count_read = 0, None
+        self._receipt_state = None
+        self._help_from = None
         if self._closing is not None:
             self._close(self._closing)
+        elif self._closed is not None:  # staff closed it, or it was closed before help
+            self.mode = Mode.OUT_OF_SERVICE
 
     def _show(self, key: str, arg: str | None, now: float) -> None:
         self._message = (key, arg, now + self.config.message_s)
+
+    def _replace(self, old: Line, new: Line) -> None:
+        lines = self._session.lines
+        for i, ln in enumerate(lines):
+            if ln is old or (ln.uid == old.uid and ln.kind == old.kind):
+                lines[i] = new
+                return
 
     def _update(self, msg_id: str, **changes: object) -> None:
         lines = self._session.lines
@@ -402,8 +887,13 @@ class SelfCheck:
             if ln.msg_id == msg_id:
                 lines[i] = replace(ln, **changes)  # type: ignore[arg-type]
 
-    def _update_uid(self, uid: str, **changes: object) -> None:
-        lines = self._session.lines
-        for i, ln in enumerate(lines):
-            if ln.uid == uid:
-                lines[i] = replace(ln, **changes)  # type: ignore[arg-type]
+
+def _alert(ack: AckTx) -> Alert | None:
+    """Where a returned book goes next, from the SIP2 alert type or the hold flags."""
+    if ack.alert_type == "02":
+        return "hold_transit"
+    if ack.alert_type == "01" or ack.hold:
+        return "hold"
+    if ack.alert_type in ("03", "04") or getattr(ack, "transit_to", None):
+        return "transit"
+    return None

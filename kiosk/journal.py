@@ -28,6 +28,33 @@ CREATE TABLE IF NOT EXISTS outbox (
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Security writes the library system allowed but the pad could not do: kept until the book is
+-- back on the pad and written, or staff skip it (DESIGN.md invariant 3).
+CREATE TABLE IF NOT EXISTS pending_security (
+    uid TEXT PRIMARY KEY,
+    item_id TEXT,
+    title TEXT,
+    state TEXT NOT NULL CHECK (state IN ('on_loan', 'in_library')),
+    created REAL NOT NULL
+);
+-- How each pending write ended; a skip names the staff card by its hash, never its number.
+CREATE TABLE IF NOT EXISTS security_log (
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL,
+    item_id TEXT,
+    how TEXT NOT NULL CHECK (how IN ('written', 'skipped')),
+    staff_ref TEXT,
+    at REAL NOT NULL
+);
+-- Refusals that came back when the reader was gone: the staff exceptions list.
+CREATE TABLE IF NOT EXISTS exceptions (
+    msg_id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    title TEXT,
+    reason TEXT,
+    created REAL NOT NULL,
+    dismissed REAL
+);
 """
 
 
@@ -91,3 +118,61 @@ class Journal:
             count, oldest = self._db.execute(
                 "SELECT count(*), min(created) FROM outbox").fetchone()
         return count, (time.time() - oldest) if oldest is not None else None
+
+    # -- pending security writes
+    def save_pending(self, uid: str, item_id: str | None, title: str | None,
+                     state: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO pending_security(uid, item_id, title, state, created) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(uid) DO UPDATE SET state = excluded.state",
+                (uid, item_id, title, state, time.time()))
+
+    def clear_pending(self, uid: str, how: str, staff_ref: str | None = None) -> bool:
+        """Ends a pending write (written or skipped) and logs how, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("DELETE FROM pending_security WHERE uid = ? "
+                                       "RETURNING item_id", (uid,)).fetchone()
+                if row is not None:
+                    self._db.execute(
+                        "INSERT INTO security_log(uid, item_id, how, staff_ref, at) "
+                        "VALUES (?, ?, ?, ?, ?)", (uid, row[0], how, staff_ref, time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return row is not None
+
+    def pending_writes(self) -> list[tuple[str, str | None, str | None, str]]:
+        """(uid, item_id, title, state), oldest first."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(
+                "SELECT uid, item_id, title, state FROM pending_security ORDER BY created")]
+
+    def security_log(self) -> list[tuple[str, str | None, str, str | None]]:
+        """(uid, item_id, how, staff_ref), oldest first."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(
+                "SELECT uid, item_id, how, staff_ref FROM security_log ORDER BY id")]
+
+    # -- late refusals (staff exceptions)
+    def keep_exception(self, msg_id: str, item_id: str, title: str | None,
+                       reason: str | None) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO exceptions(msg_id, item_id, title, reason, created) "
+                "VALUES (?, ?, ?, ?, ?)", (msg_id, item_id, title, reason, time.time()))
+
+    def dismiss_exception(self, msg_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE exceptions SET dismissed = ? WHERE msg_id = ?",
+                             (time.time(), msg_id))
+
+    def open_exceptions(self) -> list[tuple[str, str, str | None, str | None]]:
+        """(msg_id, item_id, title, reason) not yet dismissed, oldest first."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(
+                "SELECT msg_id, item_id, title, reason FROM exceptions "
+                "WHERE dismissed IS NULL ORDER BY created")]

@@ -15,7 +15,8 @@ from typing import Any
 from drivers.card.base import CardReader
 from drivers.pad.base import AfiPolicy, BookPad
 from drivers.pad.watcher import PadWatcher, SeenTag
-from kiosk import core
+from drivers.printer import PaperEvent, ReceiptPrinter, open_printer
+from kiosk import core, receipt
 from kiosk.agent import FleetAgent
 from kiosk.journal import Journal
 from kiosk.settings import StationSettings
@@ -30,10 +31,19 @@ VERSION = "0.1.0"
 TICK_S = 0.25
 
 
+PAPER_POLL_S = 60.0  # how often an idle station asks the printer about its paper
+
+
 def core_config(settings: StationSettings) -> core.CoreConfig:
     return core.CoreConfig(default_lang=settings.lang, ack_timeout_s=settings.ack_timeout_s,
                            inactivity_s=settings.inactivity_s, summary_s=settings.summary_s,
-                           offline_returns=settings.offline_returns)
+                           offline_returns=settings.offline_returns,
+                           station_mode=settings.mode, confirm_count=settings.confirm_count,
+                           multipart=settings.multipart, owner_isil=settings.owner_isil,
+                           staff_cards=frozenset(settings.staff_cards),
+                           help_after=settings.help_after, receipt=settings.receipt,
+                           can_print=settings.printer_transport != "none",
+                           can_email=settings.receipt_mail is not None)
 
 
 class StationRuntime:
@@ -44,7 +54,7 @@ class StationRuntime:
         self.link = StationLink(settings.site, settings.station, settings.broker_address,
                                 version=VERSION, next_session=self.journal.next_session,
                                 on_ack=self._on_ack, on_connected=self._on_connected,
-                                mode=lambda: "selfcheck", security=settings.security(),
+                                mode=lambda: self.settings.mode, security=settings.security(),
                                 channels=("cmd/req/+", "config/desired"),
                                 on_channel=lambda c, p: self.agent.on_channel(c, p))
         self.outbox = Outbox(self.journal, self.link.send,
@@ -63,6 +73,11 @@ class StationRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.agent = FleetAgent(self)  # telemetry, operator commands, remote config
         self.add_listener(self.agent.on_view)
+        self.printer: ReceiptPrinter | None = None
+        if settings.printer_transport != "none":
+            self.printer = open_printer(settings.printer_config(), on_paper=self._on_paper)
+            self.agent.set_printer("ok", "ok")
+        self._paper_polled = 0.0
 
     # -- wiring
     def add_listener(self, listener: Callable[[core.View], None]) -> None:
@@ -92,6 +107,7 @@ class StationRuntime:
     async def run(self) -> None:
         """Run until `stop()`; the caller's loop becomes the station's loop."""
         self._loop = asyncio.get_running_loop()
+        await self._restore()
         self.link.start()
         self.watcher.start()
         threading.Thread(target=self.card.run, args=(self._on_card, self._stop),
@@ -104,6 +120,10 @@ class StationRuntime:
                     last_resend = time.monotonic()
                     await asyncio.to_thread(self.outbox.resend_due)
                     self._spawn(self.agent.tick())
+                    if (self.printer is not None and not self.core.busy
+                            and time.monotonic() - self._paper_polled >= PAPER_POLL_S):
+                        self._paper_polled = time.monotonic()
+                        self._spawn(asyncio.to_thread(self._poll_paper))
                 await asyncio.sleep(TICK_S)
         finally:
             await self._shutdown()
@@ -117,6 +137,8 @@ class StationRuntime:
         self.watcher.stop()
         await asyncio.to_thread(self.link.stop)
         self.agent.close()
+        if self.printer is not None:
+            self.printer.close()
         self.journal.close()
 
     # -- actions
@@ -135,6 +157,70 @@ class StationRuntime:
                 ok = False
                 self.agent.security_failed(action.uid)
             self.feed(core.SecurityWritten(action.uid, ok))
+        elif isinstance(action, core.SavePending):
+            w = action.write
+            await asyncio.to_thread(self.journal.save_pending, w.uid, w.item_id, w.title,
+                                    w.state)
+        elif isinstance(action, core.ClearPending):
+            await asyncio.to_thread(self.journal.clear_pending, action.uid, action.how,
+                                    action.staff_ref)
+        elif isinstance(action, core.KeepException):
+            r = action.refusal
+            await asyncio.to_thread(self.journal.keep_exception, r.msg_id, r.item_id, r.title,
+                                    r.reason)
+        elif isinstance(action, core.DropException):
+            await asyncio.to_thread(self.journal.dismiss_exception, action.msg_id)
+        elif isinstance(action, core.Notify):
+            self.agent.telemetry.event(action.kind, action.severity,  # type: ignore[arg-type]
+                                       action.detail, item_id=action.item_id)
+        elif isinstance(action, core.SendReceipt):
+            ok = await asyncio.to_thread(self._send_receipt, action)
+            self.feed(core.ReceiptSent(action.via, ok))
+
+    async def _restore(self) -> None:
+        """Pending security writes and staff exceptions survive a restart in the journal."""
+        pending = await asyncio.to_thread(self.journal.pending_writes)
+        late = await asyncio.to_thread(self.journal.open_exceptions)
+        self.feed(core.Restored(
+            tuple(core.PendingWrite(u, i, t, s)  # type: ignore[arg-type]
+                  for u, i, t, s in pending),
+            tuple(core.LateRefusal(*row) for row in late)))
+
+    # -- receipts (a worker thread: printers and mail relays block)
+    def _send_receipt(self, action: core.SendReceipt) -> bool:
+        s = self.settings
+        summary = receipt.SessionSummary(
+            library=s.library_name or s.site, station=s.station,
+            when=dt.datetime.now().astimezone(), patron_name=action.patron_name,
+            items=receipt.items_from_lines(action.lines))
+        slip = receipt.build_receipt(summary, action.lang)
+        try:
+            if action.via == "print":
+                assert self.printer is not None
+                self.printer.print_receipt(slip)
+                self.agent.set_printer("ok", self.agent.paper)
+            else:
+                from drivers.printer.mail import load_mail_config, send_receipt
+
+                assert s.receipt_mail is not None and action.to is not None
+                send_receipt(slip, action.to, load_mail_config(s.receipt_mail))
+            return True
+        except Exception as exc:  # the session is over either way; staff see the event
+            log.warning("receipt by %s failed: %s", action.via, exc)
+            if action.via == "print":
+                self.agent.set_printer("fault", self.agent.paper)
+            return False
+
+    def _poll_paper(self) -> None:
+        assert self.printer is not None
+        self.printer.paper()  # a change calls _on_paper
+
+    def _on_paper(self, event: PaperEvent) -> None:
+        paper = event.current.value
+        if paper == "unknown":
+            self.agent.set_printer("fault", self.agent.paper)
+        else:
+            self.agent.set_printer("ok", paper)  # type: ignore[arg-type]
 
     async def _check_patron(self, card_id: str) -> None:
         timeout = self.settings.ack_timeout_s

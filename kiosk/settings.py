@@ -40,6 +40,28 @@ class StationSettings(BaseSettings):
     inactivity_s: float = Field(45.0, gt=0)
     summary_s: float = Field(12.0, gt=0)
     offline_returns: bool = True
+    # -- the self-service desk (issue 4): each a per-site choice
+    mode: Literal["selfcheck", "return-station"] = Field(
+        "selfcheck", description="return-station: no card, books keep coming, sort bins shown")
+    confirm_count: bool = Field(False, description="the reader confirms how many books")
+    multipart: Literal["accept", "warn", "refuse"] = Field(
+        "warn", description="a multi-part item with parts missing from the pad")
+    owner_isil: str | None = Field(None, description="this library's ISIL; tags of another "
+                                   "owner are refused. None: not checked")
+    staff_cards: list[str] = Field(default_factory=list,
+                                   description="card ids that open staff mode")
+    help_after: int = Field(3, ge=1, description="failed reads or refused cards in a row "
+                            "before the staff-needed screen")
+    audio: bool = Field(True, description="spoken prompts (espeak-ng), if installed")
+    audio_cache: Path = Field(Path("var/prompts"), description="pre-rendered prompt WAVs")
+    receipt: Literal["none", "print", "email", "ask"] = "none"
+    library_name: str = Field("", description="the receipt's heading (default: the site)")
+    printer_transport: Literal["none", "usb", "serial", "network", "dummy"] = "none"
+    printer_url: str = Field("", description="network host[:port], serial URL or USB VID:PID")
+    printer_options: dict[str, Any] = Field(default_factory=dict, description="other "
+                                            "drivers.printer settings: vietnamese, codepage...")
+    receipt_mail: dict[str, Any] | None = Field(None, description="SMTP relay for e-mail "
+                                                "receipts (drivers.printer.mail.MailConfig)")
     resend_after_s: float = Field(10.0, gt=0)
     fullscreen: bool = False
     telemetry_s: float = Field(60.0, ge=1, description="tele/health period (issue 6)")
@@ -91,6 +113,22 @@ class StationSettings(BaseSettings):
             raise ValueError(f"card_url: a {self.card_reader} card reader needs a device "
                              "(tty:AMA0:pn532, usb, /dev/ttyACM0, /dev/input/...)")
         return self
+
+    @model_validator(mode="after")
+    def _printer(self) -> StationSettings:
+        # A bad printer or mail setting stops the station at start, naming the key.
+        from drivers.printer import load_config
+        from drivers.printer.mail import load_mail_config
+
+        if self.printer_transport != "none":
+            load_config(self.printer_config())
+        if self.receipt_mail is not None:
+            load_mail_config(self.receipt_mail)
+        return self
+
+    def printer_config(self) -> dict[str, Any]:
+        return {"transport": self.printer_transport, "url": self.printer_url,
+                **self.printer_options}
 
     @property
     def broker_address(self) -> BrokerAddress:

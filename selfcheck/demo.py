@@ -1,8 +1,9 @@
 """`selfcheck demo`: the whole system on one machine, with simulated pad and cards.
 
 A private Mosquitto on a free port with the project's config, the central bridge on its
-embedded store with the sample library, and the station UI. With --headless it plays the
-scripted walk offscreen and checks the central store afterwards.
+embedded store with the sample library, and the station UI. With --headless it plays a
+scripted scenario offscreen and checks the central store and the station journal afterwards;
+`--scenario all` plays each in its own process (Kivy allows one window per process).
 """
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from kiosk.settings import StationSettings
 from selfcheck.broker import Broker
+from selfcheck.demo_scenarios import SCENARIOS, Outcome, Scenario
 from selfcheck.stack import CentralProcess
 
 SITE, STATION = "demo-lib", "demo-1"
@@ -24,39 +30,89 @@ SITE, STATION = "demo-lib", "demo-1"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the station demo (simulated pad and card reader)")
     p.add_argument("--headless", action="store_true",
-                   help="play the scripted walk offscreen and check the central store")
+                   help="play a scripted scenario offscreen and check the central store")
     p.add_argument("--screenshots", type=Path, help="write a PNG of every screen here")
     p.add_argument("--lang", choices=["vi", "en"], default="vi")
-    p.add_argument("--scenario", choices=["walk", "refusals"], default="walk",
-                   help="with --headless: which scripted scenario to play")
+    p.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="walk",
+                   help="with --headless: which scripted scenario to play (all: each in turn)")
     p.add_argument("--workdir", type=Path,
                    help="keep broker, store and journal here (default: a fresh temp folder)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scenario == "all":
+        return run_all(args)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    scenario = SCENARIOS[args.scenario]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="selfcheck-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{workdir / 'central.db'}"
     broker = Broker(workdir / "broker").start()
     central = CentralProcess(broker.address, db_url, log=workdir / "central.log").start()
+    site: dict[str, Any] = dict(scenario.site) if args.headless else {}
+    printer = None
+    if args.headless and scenario.printer:
+        from drivers.printer.simulator import PrinterSimulator
+
+        printer = PrinterSimulator().start()  # port 0: a free one
+        # text-cp1258 puts the words themselves on the wire, so the check can find them
+        site.update(printer_transport="network", printer_url=f"127.0.0.1:{printer.port}",
+                    printer_options={"vietnamese": "text-cp1258"})
     settings = StationSettings(site=SITE, station=STATION, broker=str(broker.address),
                                journal=workdir / "station.db", lang=args.lang,
-                               summary_s=4.0 if args.headless else 12.0)
+                               summary_s=4.0 if args.headless else 12.0,
+                               audio=not args.headless, audio_cache=workdir / "prompts",
+                               **site)
     try:
+        if args.headless and scenario.seed is not None:
+            _with_store(db_url, scenario.seed)
         code = asyncio.run(play(settings, args.headless, args.screenshots, args.lang,
                                 args.scenario))
     finally:
         central.stop()
         broker.stop()
+        if printer is not None:
+            printer.close()
     if args.headless and code == 0:
-        code = check_store(db_url, args.scenario)
+        code = check(db_url, workdir / "station.db", scenario,
+                     bytes(printer.received) if printer else b"")
     if args.workdir is None and code == 0:
         shutil.rmtree(workdir, ignore_errors=True)
     elif code != 0:
         print(f"demo: logs and databases kept in {workdir}")
     return code
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """Each scenario in its own process; 0 only if every one ended as expected."""
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="selfcheck-demo-all-"))
+    failed = []
+    for name in SCENARIOS:
+        cmd = [sys.executable, "-m", "selfcheck.cli", "demo", "--headless", "--scenario", name,
+               "--lang", args.lang, "--workdir", str(base / name)]
+        if args.screenshots:
+            cmd += ["--screenshots", str(args.screenshots / name)]
+        print(f"demo: scenario {name}", flush=True)
+        code = subprocess.run(cmd, env=dict(os.environ)).returncode
+        print(f"demo: scenario {name}: {'ok' if code == 0 else f'FAILED ({code})'}", flush=True)
+        if code != 0:
+            failed.append(name)
+    print(f"demo: {len(SCENARIOS) - len(failed)} of {len(SCENARIOS)} scenarios as expected"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    if not failed and args.workdir is None:
+        shutil.rmtree(base, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def _with_store(db_url: str, fn: Any) -> None:
+    from central.store import CirculationStore
+
+    store = CirculationStore(db_url)
+    try:
+        fn(store)
+    finally:
+        store.close()
 
 
 async def play(settings: StationSettings, headless: bool, shots: Path | None,
@@ -74,30 +130,46 @@ async def play(settings: StationSettings, headless: bool, shots: Path | None,
     from kiosk.ui.app import StationApp, run_app
     from kiosk.ui.demo_panel import DemoPanel
     from selfcheck.demo_library import demo_books, demo_cards
-    from selfcheck.demo_walk import SCENARIOS
+    from selfcheck.demo_walk import SCENARIOS as SCRIPTS
 
+    desk = SCENARIOS[scenario].desk
     pad, card = SimulatedPad(), SimulatedCardReader()
     runtime = StationRuntime(settings, pad, card)
-    app = StationApp(runtime, lambda: DemoPanel(pad, card, demo_books(), demo_cards(),
+    app = StationApp(runtime, lambda: DemoPanel(pad, card, demo_books(desk), demo_cards(desk),
                                                 lambda: runtime.core.lang))
-    return await run_app(app, lambda a: SCENARIOS[scenario](a, shots, lang))
+    return await run_app(app, lambda a: SCRIPTS[scenario](a, shots, lang))
+
+
+def check(db_url: str, journal: Path, scenario: Scenario, printed: bytes = b"") -> int:
+    """Exit 0 only if the central store and the station journal hold what the scenario
+    should have left there, and every transaction was acknowledged."""
+    from central.store import CirculationStore
+    from kiosk.journal import Journal
+
+    store, station = CirculationStore(db_url), Journal(journal)
+    try:
+        problems = scenario.check(Outcome(store, station, printed)) if scenario.check else []
+        count, _ = station.depth()
+        if count:
+            problems.append(f"{count} transactions still in the station outbox")
+    finally:
+        store.close()
+        station.close()
+    for problem in problems:
+        print(f"demo: NOT as expected: {problem}")
+    if not problems:
+        print(f"demo: {scenario.name}: as expected")
+    return 1 if problems else 0
 
 
 def check_store(db_url: str, scenario: str = "walk") -> int:
-    """Exit 0 only if the store holds what the scenario should have left there: the walk's
-    three loans and three returns, or (refusals) no circulation at all."""
+    """The store half of `check`, for callers that have no journal at hand."""
     from central.store import CirculationStore
-    from selfcheck.demo_walk import WALK_ITEMS
 
     store = CirculationStore(db_url)
-    rows = store.history(None if scenario == "refusals" else WALK_ITEMS)
-    store.close()
-    if scenario == "refusals":
-        print(f"central store: {len(rows)} circulation rows (expected none)")
-        return 0 if not rows else 1
-    loans = sorted(r["item_id"] for r in rows if r["kind"] == "loan")
-    returns = sorted(r["item_id"] for r in rows if r["kind"] == "return")
-    ok = loans == sorted(WALK_ITEMS) and returns == sorted(WALK_ITEMS)
-    print(f"central store: {len(loans)} loans, {len(returns)} returns of {list(WALK_ITEMS)}: "
-          + ("as expected" if ok else "NOT as expected"))
-    return 0 if ok else 1
+    try:
+        s = SCENARIOS[scenario]
+        problems = s.check(Outcome(store, None)) if s.check else []
+    finally:
+        store.close()
+    return 1 if problems else 0

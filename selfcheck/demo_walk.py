@@ -1,12 +1,15 @@
-"""The scripted headless walk: a card, three books borrowed, the same three returned.
-Driven by touches on the real widgets; a PNG of every screen it passes."""
+"""The scripted headless scenarios of `selfcheck demo`: the walk (a card, three books
+borrowed, the same three returned), refusals, and the self-service desk's stack, multi-part,
+pending security write, return station and receipt. Driven by touches on the real widgets; a
+PNG of every screen they pass. What each must leave behind: selfcheck/demo_scenarios.py."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from kivy.core.window import Window
 from kivy.tests.common import UnitTestTouch
@@ -14,8 +17,9 @@ from kivy.uix.widget import Widget
 
 from kiosk import core
 from kiosk.ui.app import StationApp
+from selfcheck.demo_library import OTHER_ITEM, SET_ITEM, STAFF_CARD
+from selfcheck.demo_scenarios import RS_ITEMS, STACK_ITEMS, WALK_ITEMS
 
-WALK_ITEMS = ("39000001", "39000002", "39000003")
 WALK_CARD = "DG0001"
 
 
@@ -135,4 +139,179 @@ async def refusals(app: StationApp, shots: Path | None, lang: str = "vi") -> int
     return 0
 
 
-SCENARIOS = {"walk": walk, "refusals": refusals}
+async def start(app: StationApp, lang: str) -> tuple[Callable[[], core.View], Any, Any]:
+    rt, demo, station = app.runtime, app.demo, app.station
+    assert demo is not None and station is not None
+    await until(lambda: rt.view().online, "the station to connect")
+    if rt.view().lang != lang:
+        await press(station.ids.lang)
+    return rt.view, demo, station
+
+
+async def sign_in(app: StationApp, card: str, lang: str) -> None:
+    assert app.demo is not None and app.station is not None
+    await press(app.demo.card_buttons[card])
+    await until(lambda: app.runtime.view().mode is core.Mode.BORROW, "the patron screen")
+    if app.runtime.view().lang != lang:
+        await press(app.station.ids.lang)
+
+
+def both(a: Callable[[], bool], b: Callable[[], bool]) -> Callable[[], bool]:
+    return lambda: a() and b()
+
+
+def settled(view: Callable[[], core.View]) -> Callable[[], bool]:
+    """Every line has its answer and every security write is done."""
+    busy = (core.Status.RECORDING, core.Status.WAITING)
+    return lambda: all(ln.status not in busy and ln.security != "pending"
+                       for ln in view().lines)
+
+
+async def stack(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Three books at once, one of another library; the reader says 4, we read 3: the
+    mismatch is explained, the missing book is put down, the count then matches."""
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await sign_in(app, "DG0002", lang)
+    for key in (*STACK_ITEMS[:2], OTHER_ITEM):
+        demo.book_buttons[key].state = "down"  # put down together: one stack
+    await until(lambda: len(view().lines) == 3 and settled(view)(), "the stack")
+    await shoot.shot("stack")
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.CONFIRM_COUNT, "the count question")
+    for _ in range(4):
+        await press(station.ids.count_plus)
+    await shoot.shot("count-4")
+    await press(station.ids.count_ok)
+    await until(lambda: view().count_read == 3, "the mismatch")
+    await shoot.shot("count-mismatch")
+    await press(station.ids.count_back)
+    await until(lambda: view().mode is core.Mode.BORROW, "back to the pad")
+    await press(demo.book_buttons[STACK_ITEMS[2]])
+    await until(lambda: len(view().lines) == 4 and settled(view)(), "the fourth book")
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.CONFIRM_COUNT, "the count question")
+    for _ in range(4):
+        await press(station.ids.count_plus)
+    await press(station.ids.count_ok)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    await shoot.shot("stack-summary")
+    await press(demo.lift_all)
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    return 0
+
+
+async def multipart(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """A set of two parts under the site rule 'refuse': part 1 alone waits, with the reason;
+    part 2 joins, one loan is made and both tags are secured."""
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await sign_in(app, "DG0003", lang)
+    await press(demo.book_buttons[f"{SET_ITEM}/1"])
+    await until(lambda: any(ln.status is core.Status.PARTS for ln in view().lines),
+                "part 1 waiting for part 2")
+    await shoot.shot("part-missing")
+    await press(demo.book_buttons[f"{SET_ITEM}/2"])
+    await until(lambda: confirmed(view, 1)() and settled(view)(), "the set lent and secured")
+    await shoot.shot("set-complete")
+    pad = app.runtime.watcher.pad
+    afis = {pad.afi_of(b.uid) for b in demo._books  # type: ignore[attr-defined]
+            if b.item_id == SET_ITEM}
+    if afis != {app.runtime.settings.afi_on_loan}:
+        print(f"demo: the set's tags have AFI {afis}, expected on loan")
+        return 1
+    await press(demo.lift_all)
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    await shoot.shot("multipart-summary")
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    return 0
+
+
+async def security_pending(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Two loans whose security write fails (lifted too early): both kept as pending writes
+    and shown after the session. The first book is put back and written; staff skip the
+    second with a staff card."""
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    pad = app.runtime.watcher.pad
+    books = {b.item_id: b for b in demo._books}
+    first, second = books["39000001"], books["39000002"]
+    pad.failing_writes |= {first.uid, second.uid}  # type: ignore[attr-defined]
+    await sign_in(app, WALK_CARD, lang)
+    await press(demo.book_buttons[first.item_id])
+    await press(demo.book_buttons[second.item_id])
+    await until(lambda: len(view().pending) == 2, "two pending security writes")
+    await shoot.shot("write-failed")
+    await press(demo.lift_all)
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await shoot.shot("idle-pending")
+    pad.failing_writes.clear()  # type: ignore[attr-defined]
+    await press(demo.book_buttons[first.item_id])  # put back: written now
+    await until(lambda: len(view().pending) == 1, "the first write to be done")
+    await press(demo.lift_all)
+    await press(demo.card_buttons[STAFF_CARD])
+    await until(lambda: view().mode is core.Mode.STAFF, "staff mode")
+    await shoot.shot("staff-exceptions")
+    line = next(iter(station.ids.staff_lines.children))
+    await press(line.children[0])  # the line's skip button
+    await until(lambda: not view().pending, "the skip")
+    await shoot.shot("staff-skipped")
+    await press(station.ids.staff_exit)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await asyncio.sleep(0.5)  # let the journal writes land
+    return 0
+
+
+async def return_station(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """A return station: no card; books come one after another, each shows its title, its
+    sort bin and any hold or transit alert."""
+    view, demo, _ = await start(app, lang)
+    shoot = Shooter(shots)
+    assert view().mode is core.Mode.RETURN_STATION
+    await shoot.shot("return-station")
+    for n, item in enumerate(RS_ITEMS, start=1):
+        await press(demo.book_buttons[item])
+        await until(both(confirmed(view, n), settled(view)), f"return {n}")
+        await shoot.shot(f"rs-returned-{n}")
+        await press(demo.book_buttons[item])  # into the bin
+    await press(demo.card_buttons[WALK_CARD])
+    await until(lambda: view().message == "return_station_no_card", "the no-card hint")
+    await shoot.shot("rs-no-card")
+    return 0
+
+
+async def receipt(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """A loan, then the receipt question: print; the printer simulator gets the slip."""
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await sign_in(app, WALK_CARD, lang)
+    await press(demo.book_buttons["39000001"])
+    await until(lambda: confirmed(view, 1)() and settled(view)(), "the loan")
+    await press(demo.lift_all)
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.RECEIPT, "the receipt question")
+    await shoot.shot("receipt-choice")
+    await press(station.ids.receipt_print)
+    await until(lambda: view().receipt_state in ("printed", "failed"), "the receipt")
+    await shoot.shot("receipt-printed")
+    if view().receipt_state != "printed":
+        print("demo: the receipt was not printed")
+        return 1
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    return 0
+
+
+Script = Callable[[StationApp, Path | None, str], Awaitable[int]]
+# Part B of issue 4 adds `pin`, `account` and `offline` here and in demo_scenarios.SCENARIOS.
+SCENARIOS: dict[str, Script] = {
+    "walk": walk, "refusals": refusals, "stack": stack, "multipart": multipart,
+    "security-pending": security_pending, "return-station": return_station,
+    "receipt": receipt,
+}

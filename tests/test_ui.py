@@ -53,3 +53,24 @@ def test_refusals_in_english_leave_the_store_untouched(tmp_path: Path) -> None:
     assert "0 circulation rows" in proc.stdout
     assert [p.stem.split("-", 1)[1] for p in shots] == ["blocked-card", "not-for-loan",
                                                          "refusal-summary"]
+
+
+DESK = {
+    "stack": ("vi", ["stack", "count-4", "count-mismatch", "stack-summary"]),
+    "multipart": ("en", ["part-missing", "set-complete", "multipart-summary"]),
+    "security-pending": ("vi", ["write-failed", "idle-pending", "staff-exceptions",
+                                "staff-skipped"]),
+    "return-station": ("en", ["return-station", "rs-returned-1", "rs-returned-2",
+                              "rs-returned-3", "rs-no-card"]),
+    "receipt": ("vi", ["receipt-choice", "receipt-printed"]),
+}
+
+
+@pytest.mark.parametrize("scenario", list(DESK))
+def test_self_service_desk_scenarios(tmp_path: Path, scenario: str) -> None:
+    lang, expected = DESK[scenario]
+    proc, shots = run_demo(tmp_path, "--lang", lang, "--scenario", scenario)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"demo: {scenario}: as expected" in proc.stdout
+    assert [p.stem.split("-", 1)[1] for p in shots] == expected
+    assert {png_size(p) for p in shots} == {(1280, 800)}

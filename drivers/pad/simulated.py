@@ -24,6 +24,9 @@ class SimulatedPad:
         self.counters = PadCounters()
         self._tags: dict[bytes, SimTag] = {}
         self._lock = threading.Lock()
+        # AFI writes to these tags fail, as on a tag at the edge of the field or lifted
+        # mid-write: how the demo shows a pending security write.
+        self.failing_writes: set[bytes] = set()
 
     # -- what a person does with books
     def place(self, uid: bytes, memory: bytes, afi: int = 0x07) -> None:
@@ -80,6 +83,8 @@ class SimulatedPad:
             raise PadError("Lock AFI (0x28) is never sent: it is permanent")
         with self._lock:
             try:
+                if uid in self.failing_writes:
+                    raise PadError(f"tag {uid.hex().upper()}: no answer to write AFI")
                 self._tag(uid).afi = afi
             except PadError:
                 self.counters.afi_write_failures += 1

@@ -10,6 +10,7 @@ from kivy.app import App
 from kivy.uix.boxlayout import BoxLayout
 
 from kiosk import core
+from kiosk.audio import Prompter
 from kiosk.runtime import StationRuntime
 from kiosk.ui.demo_panel import DemoPanel
 from kiosk.ui.screens import StationRoot
@@ -28,6 +29,7 @@ class StationApp(App):
         self._make_demo = demo
         self.station: StationRoot | None = None
         self.demo: DemoPanel | None = None
+        self.prompter: Prompter | None = None
         self.runtime_task: asyncio.Future[None] | None = None  # set by run_app
         # systemd watchdog fed from the UI loop while the runtime task lives
         self.watchdog = UiWatchdog(
@@ -35,7 +37,10 @@ class StationApp(App):
 
     def build(self) -> BoxLayout:
         root = BoxLayout(orientation="horizontal")
-        self.station = StationRoot(on_button=self._button)
+        s = self.runtime.settings
+        self.prompter = Prompter(s.audio, s.audio_cache)
+        self.station = StationRoot(on_button=self._button, on_event=self.runtime.feed,
+                                   say=self.prompter.say)
         root.add_widget(self.station)
         if self._make_demo is not None:
             self.demo = self._make_demo()

@@ -28,8 +28,9 @@ class DemoPanel(BoxLayout):
         self.header = Label(font_size="16sp", size_hint_y=None, height=dp(40), bold=True)
         self.add_widget(self.header)
         self.card_buttons: dict[str, Button] = {}
+        row = dp(44) if len(people) + len(books) < 14 else dp(36)  # fit 800 px high
         for person in people:
-            btn = Button(font_size="15sp", size_hint_y=None, height=dp(44))
+            btn = Button(font_size="15sp", size_hint_y=None, height=row)
             btn.bind(on_release=lambda _b, c=person.card_id: self.cards.present(c))
             self.card_buttons[person.card_id] = btn
             self.add_widget(btn)
@@ -37,11 +38,11 @@ class DemoPanel(BoxLayout):
         self.book_buttons: dict[str, ToggleButton] = {}
         for book in books:
             tb = ToggleButton(text=book.title, font_size="15sp", size_hint_y=None,
-                              height=dp(44), shorten=True)
+                              height=row, shorten=True, text_size=(dp(280), None))
             tb.bind(state=lambda w, state, b=book: self._toggle(b, state))
-            self.book_buttons[book.item_id] = tb
+            self.book_buttons[book.key] = tb
             self.add_widget(tb)
-        self.lift_all = Button(font_size="15sp", size_hint_y=None, height=dp(44))
+        self.lift_all = Button(font_size="15sp", size_hint_y=None, height=row)
         self.lift_all.bind(on_release=lambda _b: self._lift_all())
         self.add_widget(self.lift_all)
         self.add_widget(Label())
@@ -69,7 +70,7 @@ class DemoPanel(BoxLayout):
     def _key(self, _window: Any, _key: int, _scancode: int, text: str | None,
              _mods: Any) -> bool:
         if text and text.isdigit() and 0 < int(text) <= len(self._books):
-            tb = self.book_buttons[self._books[int(text) - 1].item_id]
+            tb = self.book_buttons[self._books[int(text) - 1].key]
             tb.state = "normal" if tb.state == "down" else "down"
             return True
         if text == "c" and self._people:

@@ -7,49 +7,82 @@ from pathlib import Path
 from typing import Any
 
 from kivy.lang import Builder
-from kivy.properties import ColorProperty, StringProperty
+from kivy.metrics import sp
+from kivy.properties import ColorProperty, ObjectProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.button import Button
+from kivy.utils import escape_markup, get_hex_from_color
 
 from kiosk import core
 from kiosk.i18n import date, t
+from kiosk.ui.theme import theme
 
 Builder.load_file(str(Path(__file__).with_name("screens.kv")))
 
-GREEN = (0.12, 0.50, 0.22, 1)
-RED = (0.75, 0.15, 0.12, 1)
-GREY = (0.35, 0.38, 0.40, 1)
-AMBER = (0.70, 0.42, 0.02, 1)
-
 _SCREEN = {core.Mode.IDLE: "idle", core.Mode.CHECKING: "checking", core.Mode.BORROW: "session",
            core.Mode.RETURN: "session", core.Mode.SUMMARY: "summary",
-           core.Mode.OUT_OF_SERVICE: "out_of_service"}
+           core.Mode.OUT_OF_SERVICE: "out_of_service", core.Mode.CONFIRM_COUNT: "confirm_count",
+           core.Mode.RECEIPT: "receipt", core.Mode.EMAIL: "email", core.Mode.HELP: "help",
+           core.Mode.STAFF: "staff", core.Mode.RETURN_STATION: "return_station"}
+# What is said aloud when a screen opens (kiosk.po: audio.<prompt>).
+_PROMPT = {core.Mode.IDLE: "idle", core.Mode.BORROW: "borrow", core.Mode.RETURN: "return",
+           core.Mode.RETURN_STATION: "return", core.Mode.SUMMARY: "summary",
+           core.Mode.HELP: "help", core.Mode.CONFIRM_COUNT: "count",
+           core.Mode.RECEIPT: "receipt"}
+EMAIL_KEYS = "1234567890qwertyuiopasdfghjkl@zxcvbnm._-"
+Say = Callable[[str, str], None]
 
 
 def reason_text(reason: str | None, lang: str) -> str:
     return t(f"reason.{reason}", lang) if reason else ""
 
 
-def line_status(line: core.Line, lang: str) -> tuple[str, tuple[float, ...]]:
-    """The status text of one book line, and its colour."""
+def line_status(line: core.Line, lang: str) -> tuple[str, str]:
+    """The status text of one book line, and the name of its theme colour."""
     s = core.Status
     if line.security == "failed":
-        return t("security.failed", lang), RED
+        return t("security.failed", lang), "red"
     if line.status is s.DONE:
         if line.kind == "loan":
             due = date(line.due, lang) if line.due else "?"
-            return t("status.done.loan", lang, date=due), GREEN
+            return t("status.done.loan", lang, date=due), "green"
         if line.sort_bin:
-            return t("status.done.return_bin", lang, bin=line.sort_bin), GREEN
-        return t("status.done.return", lang), GREEN
+            return t("status.done.return_bin", lang, bin=line.sort_bin), "green"
+        return t("status.done.return", lang), "green"
     if line.status is s.REFUSED:
-        return t("status.refused", lang, reason=reason_text(line.reason, lang)), RED
+        return t("status.refused", lang, reason=reason_text(line.reason, lang)), "red"
     if line.status is s.UNCONFIRMED:
-        return t("status.unconfirmed", lang, reason=reason_text(line.reason, lang)), RED
+        return t("status.unconfirmed", lang, reason=reason_text(line.reason, lang)), "red"
     if line.status is s.OFFLINE:
-        return t("status.offline", lang), AMBER
+        return t("status.offline", lang), "amber"
     if line.status is s.UNREADABLE:
-        return t("status.unreadable", lang), RED
-    return t(f"status.{line.status.value}", lang), GREY
+        return t("status.unreadable", lang), "red"
+    if line.status is s.PARTS:
+        return t("status.parts", lang, n=line.parts_in_item), "red"
+    return t(f"status.{line.status.value}", lang), "grey"
+
+
+def line_note(line: core.Line, lang: str) -> tuple[str, str]:
+    """A second line under the title: where the book goes, what is missing, the library
+    system's own words. Most pressing first."""
+    notes: list[str] = []
+    color = "amber"
+    if line.alert == "hold":
+        notes.append(t("alert.hold", lang))
+        color = "red"
+    elif line.alert == "hold_transit":
+        notes.append(t("alert.hold_transit", lang))
+        color = "red"
+    elif line.alert == "transit":
+        notes.append(t("alert.transit", lang, place=line.transit_to or "?"))
+        color = "red"
+    if line.warning == "parts_missing":
+        notes.append(t("warning.parts_missing", lang, n=line.parts_in_item))
+    if line.security == "kept":
+        notes.append(t("security.kept", lang))
+    if line.screen_message:
+        notes.append(line.screen_message)
+    return "  ·  ".join(notes), color
 
 
 def line_title(line: core.Line, lang: str) -> str:
@@ -60,29 +93,93 @@ def line_title(line: core.Line, lang: str) -> str:
 
 class ItemLine(BoxLayout):
     title = StringProperty("")
+    markup_text = StringProperty("")
     status_text = StringProperty("")
-    status_color = ColorProperty(GREY)
+    status_color = ColorProperty((0.35, 0.38, 0.40, 1))
+    note = StringProperty("")
+    note_color = ColorProperty((0.70, 0.42, 0.02, 1))
     band = ColorProperty((1, 1, 1, 1))
+
+    def on_kv_post(self, _base: Any) -> None:
+        self.bind(title=self._compose, note=self._compose, note_color=self._compose)
+        self._compose()
+
+    def _compose(self, *_: Any) -> None:
+        text = f"[b]{escape_markup(self.title)}[/b]"
+        if self.note:
+            rgb = get_hex_from_color(self.note_color)
+            size = int(sp(18) * theme.scale)
+            text += f"\n[size={size}][color={rgb}]{escape_markup(self.note)}[/color][/size]"
+        self.markup_text = text
+
+
+class ExceptionLine(BoxLayout):
+    text = StringProperty("")
+    button_text = StringProperty("")
+    action = ObjectProperty(lambda: None)
 
 
 class StationRoot(BoxLayout):
-    """Renders a core.View; `on_touch_button` receives the buttons' names."""
+    """Renders a core.View; `on_button` receives the buttons' names, `on_event` other core
+    events (staff skips, the typed e-mail address); `say` speaks a prompt."""
 
-    def __init__(self, on_button: Callable[[str], None], **kw: Any) -> None:
+    staff_action = StringProperty("staff_oos")
+    rs_band = ColorProperty((1, 1, 1, 1))
+
+    def __init__(self, on_button: Callable[[str], None],
+                 on_event: Callable[[core.Event], None] | None = None,
+                 say: Say | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self._on_button = on_button
+        self._on_event = on_event or (lambda e: None)
+        self._say = say or (lambda prompt, lang: None)
         self._last: core.View | None = None
+        self.email = ""
+        self.email_buttons: dict[str, Button] = {}
+        for ch in EMAIL_KEYS:
+            btn = Button(text=ch, font_size="24sp", background_normal="",
+                         background_color=(0.85, 0.85, 0.82, 1), color=(0.1, 0.1, 0.1, 1))
+            btn.bind(on_release=lambda _b, c=ch: self.type_key(c))
+            self.email_buttons[ch] = btn
+            self.ids.email_keys.add_widget(btn)
+        back = Button(text="⌫", font_size="24sp", background_normal="",
+                      background_color=(0.7, 0.7, 0.68, 1), color=(0.1, 0.1, 0.1, 1))
+        back.bind(on_release=lambda _b: self.type_key(None))
+        self.email_buttons["back"] = back
+        self.ids.email_keys.add_widget(back)
+        theme.bind(level=lambda *_: self._rerender())
 
     def touch(self, button: str) -> None:
         self._on_button(button)
+
+    def toggle_a11y(self) -> None:
+        theme.cycle()
+
+    def type_key(self, ch: str | None) -> None:
+        self.email = self.email[:-1] if ch is None else (self.email + ch)[:80]
+        self.ids.email_text.text = self.email
+
+    def email_done(self, send: bool) -> None:
+        address, self.email = (self.email if send else None), ""
+        self.ids.email_text.text = ""
+        self._on_event(core.EmailEntered(address))
+
+    def _rerender(self) -> None:
+        view, self._last = self._last, None
+        if view is not None:
+            self.render(view)
 
     def render(self, view: core.View) -> None:
         if view == self._last:
             return
         last, self._last = self._last, view
         ids, lang = self.ids, view.lang
+        if view.mode is core.Mode.IDLE and last is not None and last.mode is not view.mode:
+            theme.level = "normal"  # the next reader starts with the usual screen
         ids.title.text = t("app.title", lang)
         ids.lang.text = t("lang.switch", lang)
+        ids.help.text = t("button.help", lang)
+        ids.a11y.text = t(f"button.a11y.{theme.level}", lang)
         ids.net.text = t("net.online" if view.online else "net.offline", lang)
         ids.net.color = (0.6, 1, 0.6, 1) if view.online else (1, 0.75, 0.4, 1)
         ids.idle_text.text = t("idle.place_card", lang)
@@ -103,8 +200,13 @@ class StationRoot(BoxLayout):
             ids.session_hint.text = t("borrow.place_books", lang)
         ids.finish_button.text = t("button.finish", lang)
         ids.done_button.text = t("button.done", lang)
+        self._render_count(view)
+        self._render_receipt(view)
+        self._render_help(view)
         ids.summary_title.text = t("summary.title", lang)
         ids.summary_thanks.text = t("summary.thanks", lang)
+        ids.summary_receipt.text = (t(f"slip.{view.receipt_state}", lang)
+                                    if view.receipt_state else "")
         done = [ln for ln in view.lines if ln.status in (core.Status.DONE, core.Status.OFFLINE)]
         ids.summary_counts.text = t(
             "summary.counts", lang, loans=sum(ln.kind == "loan" for ln in done),
@@ -113,15 +215,111 @@ class StationRoot(BoxLayout):
         countdown = t("countdown", lang, seconds=view.countdown) if view.countdown else ""
         ids.countdown.text = ids.summary_countdown.text = countdown
         if last is None or (last.lines, last.lang) != (view.lines, view.lang):
-            self._render_lines(ids.lines, view)
-            self._render_lines(ids.summary_lines, view)
+            self._render_lines(ids.lines, view.lines, view.lang)
+            self._render_lines(ids.summary_lines, view.lines, view.lang)
+            self._render_return_station(view)
+        ids.rs_hint.text = (t(f"idle.{view.message}", lang) if view.message
+                            else t("rs.hint", lang))
+        if (last is None or (last.pending, last.exceptions, last.lang, last.out_of_service)
+                != (view.pending, view.exceptions, view.lang, view.out_of_service)):
+            self._render_staff(view)
+        shown = view.mode not in (core.Mode.STAFF, core.Mode.OUT_OF_SERVICE)
+        ids.pending_banner.text = (t("pending.banner", lang, n=len(view.pending),
+                                     titles=", ".join(p.title or p.item_id or p.uid
+                                                      for p in view.pending[:3]))
+                                   if view.pending and shown else "")
         ids.screens.current = _SCREEN[view.mode]
+        if last is None or last.mode is not view.mode or last.lang != view.lang:
+            prompt = _PROMPT.get(view.mode)
+            if prompt:
+                self._say(prompt, lang)
+        elif len(view.pending) > len(last.pending):
+            self._say("security_pending", lang)
+
+    def _render_count(self, view: core.View) -> None:
+        ids, lang = self.ids, view.lang
+        ids.count_title.text = t("count.title", lang)
+        ids.count_value.text = str(view.count)
+        ids.count_message.text = (t("count.mismatch", lang, read=view.count_read,
+                                    said=view.count)
+                                  if view.count_read is not None else "")
+        ids.count_back.text = t("count.back", lang)
+        ids.count_ok.text = t("count.ok", lang)
+
+    def _render_receipt(self, view: core.View) -> None:
+        ids, lang = self.ids, view.lang
+        ids.receipt_title.text = t("slip.question", lang)
+        for via in ("print", "email"):
+            btn = ids[f"receipt_{via}"]
+            btn.text = t(f"slip.choice.{via}", lang)
+            offered = via in view.receipt_options
+            btn.disabled, btn.opacity = not offered, 1 if offered else 0
+        ids.receipt_none.text = t("slip.choice.none", lang)
+        ids.email_title.text = t("email.title", lang)
+        ids.email_message.text = (t("email.bad_address", lang)
+                                  if view.receipt_state == "bad_address" else "")
+        ids.email_cancel.text = t("email.cancel", lang)
+        ids.email_send.text = t("email.send", lang)
+
+    def _render_help(self, view: core.View) -> None:
+        ids, lang = self.ids, view.lang
+        ids.help_title.text = t("help.title", lang)
+        ids.help_text.text = t(f"help.{view.help_reason or 'button'}", lang)
+        ids.help_back.text = t("help.back", lang)
+
+    def _render_staff(self, view: core.View) -> None:
+        ids, lang = self.ids, view.lang
+        ids.staff_title.text = t("staff.title", lang)
+        ids.staff_state.text = t("staff.closed" if view.out_of_service else "staff.open", lang)
+        self.staff_action = "staff_in_service" if view.out_of_service else "staff_oos"
+        ids.staff_service.text = t(f"staff.{self.staff_action}", lang)
+        ids.staff_exit.text = t("staff.exit", lang)
+        box = ids.staff_lines
+        box.clear_widgets()
+        for p in view.pending:
+            box.add_widget(ExceptionLine(
+                text=t(f"staff.pending.{p.state}", lang,
+                       title=p.title or p.item_id or p.uid),
+                button_text=t("staff.skip", lang),
+                action=lambda uid=p.uid: self._on_event(core.StaffSkip(uid))))
+        for e in view.exceptions:
+            box.add_widget(ExceptionLine(
+                text=t("staff.late", lang, title=e.title or e.item_id,
+                       reason=reason_text(e.reason, lang) or "?"),
+                button_text=t("staff.dismiss", lang),
+                action=lambda m=e.msg_id: self._on_event(core.StaffDismiss(m))))
+        if not view.pending and not view.exceptions:
+            box.add_widget(_note_line(t("staff.nothing", lang)))
+
+    def _render_return_station(self, view: core.View) -> None:
+        ids, lang = self.ids, view.lang
+        latest = view.lines[-1] if view.lines else None
+        if latest is None:
+            ids.rs_title.text = ids.rs_status.text = ids.rs_alert.text = ids.rs_bin.text = ""
+            self.rs_band = theme.color("band_a")
+        else:
+            ids.rs_title.text = line_title(latest, lang)
+            text, color = line_status(latest, lang)
+            ids.rs_status.text = text
+            ids.rs_status.color = theme.color(color)
+            note, _ = line_note(latest, lang)
+            ids.rs_alert.text = note
+            ids.rs_bin.text = (t("rs.bin", lang, bin=latest.sort_bin) if latest.sort_bin
+                               else "")
+            self.rs_band = theme.color("alert_bg" if latest.alert else "band_a")
+        self._render_lines(ids.rs_lines, tuple(reversed(view.lines[:-1])), lang)
 
     @staticmethod
-    def _render_lines(box: BoxLayout, view: core.View) -> None:
+    def _render_lines(box: BoxLayout, lines: tuple[core.Line, ...], lang: str) -> None:
         box.clear_widgets()
-        for i, line in enumerate(view.lines):
-            text, color = line_status(line, view.lang)
-            box.add_widget(ItemLine(title=line_title(line, view.lang), status_text=text,
-                                    status_color=color,
-                                    band=(1, 1, 1, 1) if i % 2 == 0 else (0.93, 0.93, 0.90, 1)))
+        for i, line in enumerate(lines):
+            text, color = line_status(line, lang)
+            note, note_color = line_note(line, lang)
+            box.add_widget(ItemLine(title=line_title(line, lang), status_text=text,
+                                    status_color=theme.color(color), note=note,
+                                    note_color=theme.color(note_color),
+                                    band=theme.color("band_a" if i % 2 == 0 else "band_b")))
+
+
+def _note_line(text: str) -> BoxLayout:
+    return ItemLine(title=text, band=theme.color("band_a"))
