@@ -70,6 +70,7 @@ class FleetAgent:
         self._unreadable: set[str] = set()
         self._ticking = False
         self._pad_lost = False
+        self._card_lost = False
 
     def close(self) -> None:
         self.log.close()
@@ -98,6 +99,14 @@ class FleetAgent:
         elif not ok:
             self.telemetry.event("reader_lost", "critical", "the book pad does not answer")
         self._pad_lost = not ok
+
+    def card_health(self, ok: bool) -> None:
+        if ok and self._card_lost:
+            self.telemetry.event("card_reader_back", "info", "the card reader answers again")
+        elif not ok:
+            self.telemetry.event("card_reader_lost", "critical",
+                                 "the card reader is not available")
+        self._card_lost = not ok
 
     def security_failed(self, uid: str) -> None:
         line = next((ln for ln in self.rt.core.view(0).lines if ln.uid == uid), None)
@@ -147,7 +156,8 @@ class FleetAgent:
             message = c._closed.message_en or c._closed.message_vi
         return State(
             at=now, version=self.rt.version, service="out_of_service" if closed else "in_service",
-            service_message=message, pad_ok=self.rt.pad_ok, printer=self.printer,
+            service_message=message, pad_ok=self.rt.pad_ok, card_ok=self.rt.card_ok,
+            printer=self.printer,
             paper=self.paper, outbox_pending=count,
             outbox_oldest_at=(now - dt.timedelta(seconds=oldest_age)).replace(microsecond=0)
             if oldest_age is not None else None,

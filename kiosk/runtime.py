@@ -64,6 +64,10 @@ class StationRuntime:
                                   on_health=self._on_pad_health)
         self.card = card
         self.pad_ok = True
+        self.card_ok = True
+        stats = getattr(card, "stats", None)  # real card readers report open/lost
+        if stats is not None and hasattr(stats, "on_health"):
+            stats.on_health = self._on_card_health
         self.version = VERSION
         self.exit_code = 0  # set by a `restart` command
         self.reload: Callable[[], StationSettings] | None = None  # re-reads the config file
@@ -276,3 +280,7 @@ class StationRuntime:
     def _on_pad_health(self, ok: bool) -> None:
         self.pad_ok = ok
         self.agent.pad_health(ok)
+
+    def _on_card_health(self, ok: bool) -> None:
+        self.card_ok = ok
+        self.agent.card_health(ok)

@@ -198,6 +198,8 @@ def test_serial_scanner_reconnects_after_unplug_and_drops_the_cut_line(run):
     try:
         reader = SerialBarcodeReader(f"socket://127.0.0.1:{port}",
                                      SerialBarcodeOptions(reopen_delay_s=0.05))
+        health: list[bool] = []
+        reader.stats.on_health = health.append  # the station's card_reader_lost/back
         r = run(reader)
         # pyserial's socket:// open() discards input that arrives while it connects
         # (reset_input_buffer), as a real port's open flushes; so wait before sending.
@@ -212,6 +214,7 @@ def test_serial_scanner_reconnects_after_unplug_and_drops_the_cut_line(run):
         conn.sendall(b"SECOND2\r")
         assert r.take(1) == ["SECOND2"]  # not "12345SECOND2"
         assert reader.stats.reconnects == 1
+        assert health == [True, False, True]
         conn.close()
     finally:
         server.close()
@@ -220,14 +223,18 @@ def test_serial_scanner_reconnects_after_unplug_and_drops_the_cut_line(run):
 def test_serial_scanner_absent_at_start_is_retried(run, tmp_path):
     path = tmp_path / "ttyMissing"
     reader = SerialBarcodeReader(str(path), SerialBarcodeOptions(reopen_delay_s=0.05))
+    health: list[bool] = []
+    reader.stats.on_health = health.append
     r = run(reader)
     time.sleep(0.3)
     assert r.thread.is_alive()
+    assert health == [False]  # told once, not at every retry
     master, slave = pty.openpty()
     tty.setraw(master)
     try:
         os.symlink(os.ttyname(slave), path)  # "plugged in"
         wait_until(lambda: reader.stats.reconnects == 1)
+        assert health == [False, True]
         time.sleep(0.1)
         os.write(master, b"LATE99\r")
         assert r.take(1) == ["LATE99"]

@@ -57,6 +57,7 @@ class FleetCollector(Collector):
             ("outbox_pending", "transactions waiting for the central's ack"),
             ("outbox_oldest_age_seconds", "age of the oldest transaction waiting (0: none)"),
             ("reader_ok", "1 while the book pad answers"),
+            ("card_reader_ok", "1 while the card reader is available"),
             ("in_service", "0 while an operator has put the station out of service"),
             ("cpu_temperature_celsius", "CPU temperature"),
             ("session", "connection counter of the station's last birth"),
@@ -86,6 +87,7 @@ class FleetCollector(Collector):
                 g["outbox_pending"].add_metric(key, st.get("outbox_pending", 0))
                 g["outbox_oldest_age_seconds"].add_metric(key, rec.outbox_age(now) or 0.0)
                 g["reader_ok"].add_metric(key, 1.0 if st.get("pad_ok") else 0.0)
+                g["card_reader_ok"].add_metric(key, 0.0 if st.get("card_ok") is False else 1.0)
                 g["in_service"].add_metric(key, 0.0 if st.get("service") == "out_of_service"
                                            else 1.0)
                 for p in PAPER_STATES:

@@ -53,6 +53,8 @@ class Station:
             out.append("out_of_service")
         if st.get("pad_ok") is False:
             out.append("reader_fault")
+        if st.get("card_ok") is False:
+            out.append("card_reader_fault")
         if st.get("paper") in ("low", "out"):
             out.append(f"paper_{st['paper']}")
         age = self.outbox_age(now)

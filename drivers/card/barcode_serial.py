@@ -52,11 +52,13 @@ class SerialBarcodeReader:
                 log.warning("barcode scanner %s not available (%s); retry in %.1fs",
                             self.url, exc, delay)
                 lost = True
+                self.stats.health(False)
                 stop.wait(delay)
                 delay = min(delay * 2, self.opts.reopen_max_s)
                 continue
             if lost:
                 self.stats.count_reconnect()
+            self.stats.health(True)
             delay = self.opts.reopen_delay_s
             splitter.reset()  # a line cut by an unplug is not a card number
             try:
@@ -67,6 +69,7 @@ class SerialBarcodeReader:
             except (serial.SerialException, OSError) as exc:
                 log.warning("barcode scanner %s lost (%s); reopening", self.url, exc)
                 lost = True
+                self.stats.health(False)
                 stop.wait(delay)
             finally:
                 port.close()

@@ -109,11 +109,13 @@ class EvdevBarcodeReader:
                 log.warning("barcode scanner %s not available (%s); retry in %.1fs",
                             self.path, exc, delay)
                 lost = True
+                self.stats.health(False)
                 stop.wait(delay)
                 delay = min(delay * 2, self.opts.reopen_max_s)
                 continue
             if lost:
                 self.stats.count_reconnect()
+            self.stats.health(True)
             delay = self.opts.reopen_delay_s
             try:
                 self._grab(fd)
@@ -126,6 +128,7 @@ class EvdevBarcodeReader:
             if not stop.is_set():
                 log.warning("barcode scanner %s lost; reopening", self.path)
                 lost = True
+                self.stats.health(False)
                 stop.wait(delay)
 
     def _grab(self, fd: int) -> None:

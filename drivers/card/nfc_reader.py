@@ -87,11 +87,13 @@ class NfcCardReader:
                 log.warning("card reader %s not available (%s); retry in %.1fs",
                             self.path, exc, delay)
                 lost = True
+                self.stats.health(False)
                 stop.wait(delay)
                 delay = min(delay * 2, self.reopen_max_s)
                 continue
             if lost:
                 self.stats.count_reconnect()
+            self.stats.health(True)
             opened_at = self._clock()
             try:
                 self._poll(clf, on_card, stop)
@@ -107,6 +109,7 @@ class NfcCardReader:
                     delay = self.reopen_delay_s
                 log.warning("card reader %s lost; reopening in %.1fs", self.path, delay)
                 lost = True
+                self.stats.health(False)
                 stop.wait(delay)
                 delay = min(delay * 2, self.reopen_max_s)
 

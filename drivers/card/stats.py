@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -12,7 +13,16 @@ class CardReaderStats:
     cards: int = 0  # cards delivered to on_card
     rejected: Counter[str] = field(default_factory=Counter)  # dropped input, by reason
     reconnects: int = 0  # times the device was (re)opened after a failure
+    up: bool | None = None  # the device is open (None: not tried yet)
+    # Told when the device goes away or comes back (the station's card_reader_lost/back).
+    on_health: Callable[[bool], None] | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def health(self, up: bool) -> None:
+        with self._lock:
+            changed, self.up = self.up != up, up
+        if changed and self.on_health is not None:
+            self.on_health(up)
 
     def count_card(self) -> None:
         with self._lock:
