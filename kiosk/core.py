@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Literal
 
 from drivers.pad.watcher import SeenTag
-from mqtt.messages import AckTx, PatronCheckRes
+from mqtt.messages import AccountRes, AckTx, PatronCheckRes
 
 
 class Mode(StrEnum):
@@ -32,6 +32,8 @@ class Mode(StrEnum):
     STAFF = "staff"  # a staff card: exceptions, skip a pending write, service on/off
     RETURN_STATION = "return_station"  # no card, books keep coming (site mode)
     OUT_OF_SERVICE = "out_of_service"  # an operator closed the station; shows their message
+    PIN = "pin"  # the PIN pad, before the patron check (site rule) or after pin_required
+    ACCOUNT = "account"  # the reader's loans, holds and fines; renew from there
 
 
 class Status(StrEnum):
@@ -39,13 +41,14 @@ class Status(StrEnum):
     WAITING = "waiting"  # in the journal, waiting for the central's answer
     DONE = "done"  # the library system said yes
     REFUSED = "refused"  # the library system (or the station's own rule) said no
-    OFFLINE = "offline"  # a return accepted under the offline policy; sent when online
+    OFFLINE = "offline"  # accepted under the offline policy (a return, or a loan against
+    # the offline list); in the journal, sent and confirmed when the central is back
     UNCONFIRMED = "unconfirmed"  # a loan with no answer in time: not borrowed
     UNREADABLE = "unreadable"  # the tag's data fits no model
     PARTS = "parts"  # a multi-part item waiting for its other parts (site rule: refuse)
 
 
-Kind = Literal["loan", "return"]
+Kind = Literal["loan", "return", "renew"]
 # kept: the library system said not to change the tag (SIP2 desensitize/resensitize N)
 Security = Literal["none", "pending", "done", "failed", "kept"]
 SecState = Literal["on_loan", "in_library"]
@@ -53,7 +56,9 @@ Alert = Literal["hold", "hold_transit", "transit"]
 ReceiptVia = Literal["print", "email"]
 Button = Literal["return", "finish", "lang", "cancel", "done", "help", "count_plus",
                  "count_minus", "count_ok", "count_back", "receipt_print", "receipt_email",
-                 "receipt_none", "staff_oos", "staff_in_service", "staff_exit"]
+                 "receipt_none", "staff_oos", "staff_in_service", "staff_exit", "account",
+                 "renew_all"]
+PinRule = Literal["never", "always", "central"]
 NOT_FOR_LOAN = 2  # ISO 28560 type of usage
 
 
@@ -89,6 +94,40 @@ class CardRead:
 @dataclass(frozen=True)
 class PatronChecked:
     result: PatronCheckRes | None  # None: no answer (offline or timed out)
+
+
+@dataclass(frozen=True)
+class PinEntered:
+    """The PIN pad's OK (the digits) or cancel (None). The digits go into one CheckPatron
+    action and are not kept in the core's state."""
+
+    pin: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class OfflinePatron:
+    """A card found on the offline list (by its hash), with what it may still borrow."""
+
+    patron_ref: str
+    display_name: str
+    loans_left: int
+
+
+@dataclass(frozen=True)
+class OfflineChecked:
+    patron: OfflinePatron | None  # None: not on the list, or no valid list
+
+
+@dataclass(frozen=True)
+class AccountLoaded:
+    result: AccountRes | None  # None: no answer
+
+
+@dataclass(frozen=True)
+class Renew:
+    """The per-row renew button of the account screen."""
+
+    item_id: str
 
 
 @dataclass(frozen=True)
@@ -171,13 +210,26 @@ class ReceiptSent:
 
 Event = (CardRead | PatronChecked | TagsPresent | Recorded | AckReceived | SecurityWritten
          | Touch | Tick | Connectivity | SetService | Restored | StaffSkip | StaffDismiss
-         | EmailEntered | ReceiptSent)
+         | EmailEntered | ReceiptSent | PinEntered | OfflineChecked | AccountLoaded | Renew)
 
 
 # -- actions
 @dataclass(frozen=True)
 class CheckPatron:
-    card_id: str
+    card_id: str = field(repr=False)
+    pin: str | None = field(default=None, repr=False)  # sent once, then dropped
+
+
+@dataclass(frozen=True)
+class CheckOffline:
+    """The central did not answer: look the card up in the stored offline list."""
+
+    card_id: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class LoadAccount:
+    patron_ref: str
 
 
 @dataclass(frozen=True)
@@ -186,6 +238,7 @@ class RecordTx:
     kind: Kind
     item_id: str
     patron_ref: str | None
+    offline: bool = False  # done under the offline policy: the tx says so
 
 
 @dataclass(frozen=True)
@@ -236,7 +289,7 @@ class SendReceipt:
 
 
 Action = (CheckPatron | RecordTx | WriteSecurity | SavePending | ClearPending | KeepException
-          | DropException | Notify | SendReceipt)
+          | DropException | Notify | SendReceipt | CheckOffline | LoadAccount)
 
 
 # -- what the screen shows
@@ -260,6 +313,7 @@ class Line:
     screen_message: str | None = None  # the library system's words (SIP2 AF)
     alert: Alert | None = None  # returns: hold here, hold elsewhere, transit
     transit_to: str | None = None
+    print_lines: tuple[str, ...] = ()  # the library system's receipt text (SIP2 AG)
 
     @property
     def uids(self) -> tuple[str, ...]:
@@ -285,6 +339,14 @@ class View:
     receipt_state: str | None = None  # printing, printed, sending, sent, failed
     out_of_service: bool = False
     help_reason: str | None = None  # button or failures
+    pin_error: str | None = None  # wrong_pin (try again) or pin_required, on the PIN pad
+    pin_tries_left: int | None = None
+    offline_session: bool = False  # the patron came from the offline list
+    offline_left: int = 0  # offline loans this patron may still make
+    account: AccountRes | None = None  # the account screen's data; None: loading
+    account_failed: bool = False  # no answer to the account request
+    renewals: tuple[Line, ...] = ()  # kind "renew", one per loan asked for
+    central_ok: bool = True  # False: the broker is up but the central stopped answering
 
 
 @dataclass
@@ -307,6 +369,8 @@ class CoreConfig:
     can_print: bool = False  # the runtime has a printer
     can_email: bool = False  # the runtime has a mail relay
     return_station_lines: int = 12
+    pin: PinRule = "never"  # always: the pad before every check; central: when asked
+    offline_loans: bool = False  # offline: loans against the offline list, and returns
 
 
 @dataclass
@@ -314,6 +378,11 @@ class _Session:
     patron_ref: str | None = None
     patron_name: str | None = None
     lines: list[Line] = field(default_factory=list)
+    offline: bool = False  # lent against the offline list: every loan goes as offline
+    offline_left: int = 0
+    account: AccountRes | None = None
+    account_failed: bool = False
+    renewals: list[Line] = field(default_factory=list)
 
 
 def staff_ref(card_id: str) -> str:
@@ -322,7 +391,7 @@ def staff_ref(card_id: str) -> str:
 
 
 _READER_MODES = (Mode.CHECKING, Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT,
-                 Mode.EMAIL, Mode.SUMMARY, Mode.HELP, Mode.STAFF)
+                 Mode.EMAIL, Mode.SUMMARY, Mode.HELP, Mode.STAFF, Mode.PIN, Mode.ACCOUNT)
 
 
 class SelfCheck:
@@ -350,6 +419,14 @@ class SelfCheck:
         self._count = 0
         self._count_read: int | None = None
         self._receipt_state: str | None = None
+        # The card being checked: kept from the card read until the check ends (the PIN pad
+        # may sit in between); dropped with the session.
+        self._card_id: str | None = None
+        self._pin_error: str | None = None
+        self._pin_tries: int | None = None
+        # False after the central failed to answer while the broker was up: returns are then
+        # accepted at once, marked offline. Any answer from the central sets it back.
+        self._central_ok = True
         self.mode = self._home()
 
     # -- reading
@@ -361,12 +438,17 @@ class SelfCheck:
         message, arg = None, None
         if self._message and self._message[2] > now:
             message, arg = self._message[0], self._message[1]
-        return View(self.mode, self.lang, self.online, self._session.patron_name,
-                    tuple(self._session.lines), countdown, message, arg,
+        s = self._session
+        return View(self.mode, self.lang, self.online, s.patron_name,
+                    tuple(s.lines), countdown, message, arg,
                     self._service_message(), tuple(self._pending.values()),
                     tuple(self._exceptions), self._count, self._count_read,
                     self._receipt_options(), self._receipt_state, self._closed is not None,
-                    self._help_reason if self.mode is Mode.HELP else None)
+                    self._help_reason if self.mode is Mode.HELP else None,
+                    self._pin_error if self.mode is Mode.PIN else None,
+                    self._pin_tries if self.mode is Mode.PIN else None,
+                    s.offline, s.offline_left, s.account, s.account_failed,
+                    tuple(s.renewals), self._central_ok)
 
     @property
     def busy(self) -> bool:
@@ -393,11 +475,12 @@ class SelfCheck:
         return own or self._closed.message_en or self._closed.message_vi
 
     def line(self, msg_id: str) -> Line | None:
-        return next((ln for ln in self._session.lines if ln.msg_id == msg_id), None)
+        s = self._session
+        return next((ln for ln in (*s.lines, *s.renewals) if ln.msg_id == msg_id), None)
 
     def _limit(self) -> float | None:
         if self.mode in (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT,
-                         Mode.EMAIL, Mode.STAFF):
+                         Mode.EMAIL, Mode.STAFF, Mode.PIN, Mode.ACCOUNT):
             return self.config.inactivity_s
         if self.mode is Mode.SUMMARY:
             return self.config.summary_s
@@ -408,20 +491,31 @@ class SelfCheck:
     # -- writing
     def handle(self, event: Event, now: float) -> list[Action]:
         if isinstance(event, CardRead | TagsPresent | Touch | PatronChecked | EmailEntered
-                      | StaffSkip | StaffDismiss):
+                      | StaffSkip | StaffDismiss | PinEntered | OfflineChecked | Renew):
             self._last_activity = now
         match event:
             case CardRead(card_id):
                 return self._card(card_id, now)
             case PatronChecked(result):
                 return self._patron(result, now)
+            case PinEntered():
+                return self._pin(event.pin, now)
+            case OfflineChecked(patron):
+                return self._offline_patron(patron, now)
+            case AccountLoaded(result):
+                if self.mode is Mode.ACCOUNT:
+                    self._session.account = result
+                    self._session.account_failed = result is None
+                return []
+            case Renew(item_id):
+                return self._renew([item_id])
             case TagsPresent(tags):
                 self._present = {t.uid: t for t in tags}
                 return self._pending_writes() + self._scan(now)
             case Recorded(msg_id):
-                self._update(msg_id, status=Status.WAITING, sent_at=now)
-                return []
+                return self._recorded(msg_id, now)
             case AckReceived(ack):
+                self._central_ok = True
                 return self._ack(ack)
             case SecurityWritten(uid, ok):
                 return self._written(uid, ok)
@@ -431,6 +525,8 @@ class SelfCheck:
                 return self._tick(now)
             case Connectivity(online):
                 self.online = online
+                if online:
+                    self._central_ok = True  # a new connection: ask the central again
                 return []
             case SetService():
                 self._set_service(event)
@@ -489,27 +585,122 @@ class SelfCheck:
             return []
         if self.mode in (Mode.IDLE, Mode.RETURN, Mode.SUMMARY):
             if not self.online:
+                if self.config.offline_loans:
+                    self._card_id = card_id
+                    self.mode = Mode.CHECKING
+                    return [CheckOffline(card_id)]
                 self._show("offline_no_loans", None, now)
+                return []
+            self._card_id = card_id
+            self._pin_error = self._pin_tries = None
+            if self.config.pin == "always":
+                self.mode = Mode.PIN
                 return []
             self.mode = Mode.CHECKING
             return [CheckPatron(card_id)]
         return []  # a card during a borrowing session is ignored: finish first
 
+    def _pin(self, pin: str | None, now: float) -> list[Action]:
+        if self.mode is not Mode.PIN or self._card_id is None:
+            return []
+        if not pin:
+            self._to_idle()
+            return []
+        self.mode = Mode.CHECKING
+        # The PIN lives in this action only: the runtime sends it and lets go of it.
+        return [CheckPatron(self._card_id, pin)]
+
     def _patron(self, result: PatronCheckRes | None, now: float) -> list[Action]:
         if self.mode is not Mode.CHECKING:
             return []
         if result is None:
+            self._central_ok = False
+            if self.config.offline_loans and self._card_id is not None:
+                return [CheckOffline(self._card_id)]  # stay in CHECKING for the answer
             self._to_idle()
             self._show("offline_no_loans", None, now)
             return []
+        self._central_ok = True
+        if (not result.ok and result.pin_required and self.config.pin != "never"
+                and result.reason in ("wrong_pin", "pin_required")):
+            self._pin_error = result.reason
+            self._pin_tries = result.pin_tries_left
+            self.mode = Mode.PIN
+            return []
         if not result.ok:
             self._to_idle()
-            self._show("patron_refused", result.reason, now)
+            if result.reason == "pin_locked":
+                until = result.pin_locked_until
+                self._show("pin_locked", until.isoformat() if until else None, now)
+            else:
+                self._show("patron_refused", result.reason, now)
             return self._failure("refused card")
         self._failures = 0
+        self._card_id = None
         self._session = _Session(result.patron_ref, result.display_name)
         self.mode = Mode.BORROW
         return self._scan(now)
+
+    def _offline_patron(self, patron: OfflinePatron | None, now: float) -> list[Action]:
+        if self.mode is not Mode.CHECKING:
+            return []
+        self._card_id = None
+        if patron is None:
+            self._to_idle()
+            self._show("offline_no_loans", None, now)
+            return []
+        self._session = _Session(patron.patron_ref, patron.display_name, offline=True,
+                                 offline_left=max(0, patron.loans_left))
+        self.mode = Mode.BORROW
+        return self._scan(now)
+
+    # -- account
+    def _open_account(self) -> list[Action]:
+        s = self._session
+        if self.mode is not Mode.BORROW or s.offline or not s.patron_ref:
+            return []
+        self.mode = Mode.ACCOUNT
+        s.account, s.account_failed = None, False
+        return [LoadAccount(s.patron_ref)]
+
+    def _renewable(self) -> list[str]:
+        account = self._session.account
+        return [ln.item_id for ln in account.loans if ln.renewable] if account else []
+
+    def _renew(self, item_ids: list[str]) -> list[Action]:
+        s = self._session
+        if self.mode is not Mode.ACCOUNT or s.account is None or not s.patron_ref:
+            return []
+        loans = {ln.item_id: ln for ln in s.account.loans}
+        busy = {r.item_id for r in s.renewals if r.status in (Status.RECORDING,
+                                                                Status.WAITING)}
+        actions: list[Action] = []
+        for item_id in item_ids:
+            loan = loans.get(item_id)
+            if loan is None or item_id in busy:
+                continue
+            msg_id = self._new_id()
+            s.renewals = [r for r in s.renewals if r.item_id != item_id]
+            s.renewals.append(Line(f"renew:{item_id}", "renew", Status.RECORDING,
+                                   item_id=item_id, msg_id=msg_id, title=loan.title,
+                                   due=loan.due))
+            actions.append(RecordTx(msg_id, "renew", item_id, s.patron_ref))
+        return actions
+
+    def _recorded(self, msg_id: str, now: float) -> list[Action]:
+        line = self.line(msg_id)
+        if line is None:
+            return []
+        # A return waits for its answer even when the central seems away (it may be back,
+        # with a hold alert to show); the ack timeout then accepts it offline (`_tick`).
+        if not (line.kind == "loan" and self._session.offline):
+            self._update(msg_id, status=Status.WAITING, sent_at=now)
+            return []
+        # In the journal, so it will reach the central: the reader may take the book now.
+        self._update(msg_id, status=Status.OFFLINE, security="pending", sent_at=now)
+        updated = self.line(msg_id)
+        assert updated is not None
+        return self._secure(updated)
 
     # -- help
     def _failure(self, what: str) -> list[Action]:
@@ -592,16 +783,31 @@ class SelfCheck:
             self._replace(line, replace(line, status=Status.PARTS, reason="parts_missing"))
             return []
         warning = "parts_missing" if not complete and rule == "warn" else None
-        if line.kind == "loan" and not self.online:
+        s = self._session
+        if line.kind == "loan" and s.offline:
+            if s.offline_left <= 0:
+                self._replace(line, replace(line, status=Status.REFUSED,
+                                            reason="offline_limit", warning=warning))
+                return []
+            s.offline_left -= 1
+        elif line.kind == "loan" and not self.online:
             self._replace(line, replace(line, status=Status.UNCONFIRMED, reason="offline",
                                         warning=warning))
             return []
+        # Offline: a loan of an offline session, or a return while the central is known
+        # to be unreachable. Both are accepted once in the journal (see `Recorded`).
+        offline = (s.offline if line.kind == "loan"
+                   else not self._reachable and self.config.offline_returns)
         msg_id = self._new_id()
         self._replace(line, replace(line, status=Status.RECORDING, msg_id=msg_id, reason=None,
                                     warning=warning))
         assert line.item_id is not None
         return [RecordTx(msg_id, line.kind, line.item_id,
-                         self._session.patron_ref if line.kind == "loan" else None)]
+                         s.patron_ref if line.kind == "loan" else None, offline)]
+
+    @property
+    def _reachable(self) -> bool:
+        return self.online and self._central_ok
 
     def _join(self, line: Line, uid: str, tag: SeenTag, now: float) -> list[Action]:
         assert tag.item is not None
@@ -705,6 +911,11 @@ class SelfCheck:
             return [KeepException(late),
                     Notify("tx_refused_late", "warning", ack.reason, ack.item_id)]
         words = " ".join(ack.screen_message) if ack.screen_message else None
+        if line.kind == "renew":  # no tag to write: the answer is the result
+            self._update(ack.msg_id, status=Status.DONE if ack.ok else Status.REFUSED,
+                         reason=None if ack.ok else ack.reason, due=ack.due or line.due,
+                         screen_message=words)
+            return []
         if not ack.ok:
             if line.status is not Status.UNCONFIRMED:
                 self._update(ack.msg_id, status=Status.REFUSED, reason=ack.reason,
@@ -714,9 +925,10 @@ class SelfCheck:
         common: dict[str, object] = dict(status=Status.DONE, title=ack.title or line.title,
                                          sort_bin=ack.sort_bin, screen_message=words,
                                          alert=alert,
-                                         transit_to=getattr(ack, "transit_to", None))
+                                         transit_to=getattr(ack, "transit_to", None),
+                                         print_lines=tuple(ack.print_lines or ()))
         if line.status is Status.OFFLINE:  # already secured under the offline policy
-            self._update(ack.msg_id, **common)
+            self._update(ack.msg_id, due=ack.due, **common)
             return []
         # SIP2 sites: the library system says whether the tag may change; else always.
         allowed = ack.desensitize if line.kind == "loan" else ack.resensitize
@@ -739,7 +951,7 @@ class SelfCheck:
         elif mode is Mode.HELP and button == "cancel":
             back = self._help_from
             if back in (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT, Mode.EMAIL,
-                        Mode.SUMMARY):
+                        Mode.SUMMARY, Mode.ACCOUNT):
                 self.mode = back  # the reader's session goes on where it was
             else:
                 self._to_idle()
@@ -749,6 +961,15 @@ class SelfCheck:
             self._session = _Session()
             self.mode = Mode.RETURN
             return self._scan(now)
+        elif button == "account" and mode is Mode.BORROW:
+            return self._open_account()
+        elif mode is Mode.ACCOUNT and button == "renew_all":
+            return self._renew(self._renewable())
+        elif mode is Mode.ACCOUNT and button in ("cancel", "done"):
+            self.mode = Mode.BORROW  # back to the pad: the session goes on
+            return self._scan(now)
+        elif mode is Mode.PIN and button == "cancel":
+            self._to_idle()
         elif button == "finish" and mode in (Mode.BORROW, Mode.RETURN):
             if self.config.confirm_count and self._session.lines:
                 self._count, self._count_read = 0, None
@@ -801,7 +1022,7 @@ class SelfCheck:
                 self._replace(ln, replace(ln, status=Status.REFUSED))
         self._receipt_state = None
         options = self._receipt_options()
-        has_items = any(ln.item_id for ln in self._session.lines)
+        has_items = any(ln.item_id for ln in (*self._session.lines, *self._session.renewals))
         if not has_items or not options:
             self.mode = Mode.SUMMARY
             return []
@@ -826,7 +1047,7 @@ class SelfCheck:
         self.mode = Mode.SUMMARY
         self._receipt_state = "printing" if via == "print" else "sending"
         return [SendReceipt(via, self.lang, self._session.patron_name,
-                            tuple(self._session.lines), to)]
+                            (*self._session.lines, *self._session.renewals), to)]
 
     def _email(self, address: str | None) -> list[Action]:
         if self.mode is not Mode.EMAIL:
@@ -844,9 +1065,10 @@ class SelfCheck:
     # -- time
     def _tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        for line in list(self._session.lines):
+        for line in [*self._session.lines, *self._session.renewals]:
             if line.status is Status.WAITING and now - line.sent_at >= self.config.ack_timeout_s:
                 assert line.msg_id is not None
+                self._central_ok = False
                 if line.kind == "return" and self.config.offline_returns:
                     self._update(line.msg_id, status=Status.OFFLINE, security="pending")
                     actions += self._secure(line)
@@ -860,6 +1082,8 @@ class SelfCheck:
 
     # -- helpers
     def _to_idle(self) -> None:
+        self._card_id = None
+        self._pin_error = self._pin_tries = None
         self.mode = self._home()
         self.lang = self.config.default_lang
         self._session = _Session()
@@ -882,10 +1106,10 @@ class SelfCheck:
                 return
 
     def _update(self, msg_id: str, **changes: object) -> None:
-        lines = self._session.lines
-        for i, ln in enumerate(lines):
-            if ln.msg_id == msg_id:
-                lines[i] = replace(ln, **changes)  # type: ignore[arg-type]
+        for lines in (self._session.lines, self._session.renewals):
+            for i, ln in enumerate(lines):
+                if ln.msg_id == msg_id:
+                    lines[i] = replace(ln, **changes)  # type: ignore[arg-type]
 
 
 def _alert(ack: AckTx) -> Alert | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,6 +55,30 @@ CREATE TABLE IF NOT EXISTS exceptions (
     created REAL NOT NULL,
     dismissed REAL
 );
+-- The offline list (req/offline-list): card hashes only, never card numbers. One list at a
+-- time, replaced whole; offline_meta holds its one row.
+CREATE TABLE IF NOT EXISTS offline_list (
+    card_hash TEXT PRIMARY KEY,
+    patron_ref TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    max_offline_loans INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offline_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    salt TEXT NOT NULL,
+    generated_at REAL NOT NULL,
+    valid_until REAL NOT NULL
+);
+-- Transactions done under the offline policy: what counts a patron's offline loans, and
+-- what staff and demos look back on. `acked` is set when the central's ack arrives.
+CREATE TABLE IF NOT EXISTS offline_tx (
+    msg_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    patron_ref TEXT,
+    created REAL NOT NULL,
+    acked REAL
+);
 """
 
 
@@ -96,6 +120,12 @@ class Journal:
                     "INSERT INTO outbox(msg_id, seq, kind, topic, payload, created) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (msg_id, seq, kind, topic, encode(msg), time.time()))
+                if getattr(msg, "offline", False):  # counted with the outbox row, atomically
+                    self._db.execute(
+                        "INSERT INTO offline_tx(msg_id, kind, item_id, patron_ref, created) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (msg_id, kind, getattr(msg, "item_id", ""),
+                         getattr(msg, "patron_ref", None), time.time()))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -110,6 +140,8 @@ class Journal:
     def delete(self, msg_id: str) -> bool:
         with self._lock:
             cur = self._db.execute("DELETE FROM outbox WHERE msg_id = ?", (msg_id,))
+            self._db.execute("UPDATE offline_tx SET acked = ? WHERE msg_id = ? AND acked IS NULL",
+                             (time.time(), msg_id))
             return cur.rowcount > 0
 
     def depth(self) -> tuple[int, float | None]:
@@ -176,3 +208,56 @@ class Journal:
             return [tuple(r) for r in self._db.execute(
                 "SELECT msg_id, item_id, title, reason FROM exceptions "
                 "WHERE dismissed IS NULL ORDER BY created")]
+
+    # -- the offline list
+    def store_offline_list(self, salt: str, generated_at: float, valid_until: float,
+                           entries: Iterable[tuple[str, str, str, int]]) -> int:
+        """Replace the list with (card_hash, patron_ref, display_name, max_offline_loans)
+        rows, in one transaction; returns how many."""
+        rows = list(entries)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM offline_list")
+                self._db.executemany("INSERT OR REPLACE INTO offline_list VALUES (?, ?, ?, ?)",
+                                     rows)
+                self._db.execute("INSERT OR REPLACE INTO offline_meta VALUES (1, ?, ?, ?)",
+                                 (salt, generated_at, valid_until))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def offline_meta(self) -> tuple[str, float, float] | None:
+        """(salt, generated_at, valid_until) of the stored list, epoch seconds; None: none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT salt, generated_at, valid_until FROM offline_meta").fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def offline_entry(self, card_hash: str, now: float) -> tuple[str, str, int] | None:
+        """(patron_ref, display_name, offline loans left) for a card hash on a list still
+        valid at `now`. Loans left: the list's limit less this patron's offline loans made
+        since the list was generated or still waiting for their ack."""
+        with self._lock:
+            meta = self._db.execute(
+                "SELECT generated_at, valid_until FROM offline_meta").fetchone()
+            if meta is None or meta[1] <= now:
+                return None  # no list, or past valid_until: returns only
+            row = self._db.execute(
+                "SELECT patron_ref, display_name, max_offline_loans FROM offline_list "
+                "WHERE card_hash = ?", (card_hash,)).fetchone()
+            if row is None:
+                return None
+            used = self._db.execute(
+                "SELECT count(*) FROM offline_tx WHERE kind = 'loan' AND patron_ref = ? "
+                "AND (acked IS NULL OR created >= ?)", (row[0], meta[0])).fetchone()[0]
+        return row[0], row[1], max(0, row[2] - used)
+
+    def offline_transactions(self) -> list[tuple[str, str, str, str | None, bool]]:
+        """(msg_id, kind, item_id, patron_ref, acked), oldest first."""
+        with self._lock:
+            return [(r[0], r[1], r[2], r[3], r[4] is not None) for r in self._db.execute(
+                "SELECT msg_id, kind, item_id, patron_ref, acked FROM offline_tx "
+                "ORDER BY created")]

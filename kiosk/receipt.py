@@ -24,7 +24,8 @@ LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 LANGS = ("vi", "en")
 
 Outcome = Literal[
-    "borrowed", "renewed", "returned", "returned_offline", "refused", "not_borrowed", "pending"
+    "borrowed", "borrowed_offline", "renewed", "returned", "returned_offline", "refused",
+    "not_borrowed", "pending"
 ]
 Style = Literal["title", "text", "bold", "rule", "blank", "center"]
 NameStyle = Literal["given", "masked", "none"]
@@ -38,6 +39,7 @@ class ReceiptItem:
     outcome: Outcome
     due: dt.date | None = None
     reason: str | None = None  # a reason code: reason.<code> in kiosk.po
+    notes: tuple[str, ...] = ()  # the library system's own receipt lines (SIP2 AG)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ def build_receipt(summary: SessionSummary, lang: str, *, name_style: NameStyle =
     """The receipt lines for `summary` in `lang` ("vi" or "en")."""
     catalog(lang)  # refuses an unknown language before anything else
     when = f"{i18n.date(summary.when.date(), lang)} {summary.when:%H:%M}"
-    is_loan = any(i.outcome in ("borrowed", "renewed", "not_borrowed") for i in summary.items)
+    is_loan = any(i.outcome in ("borrowed", "borrowed_offline", "renewed", "not_borrowed")
+                  for i in summary.items)
     lines = [
         ReceiptLine(summary.library, "title"),
         ReceiptLine(t("receipt.title.loan" if is_loan else "receipt.title.return", lang),
@@ -140,9 +143,11 @@ def build_receipt(summary: SessionSummary, lang: str, *, name_style: NameStyle =
             ReceiptLine(f"{n}. {title}", "bold"),
             ReceiptLine(t("receipt.item_id", lang, item=item.item_id)),
             ReceiptLine(_outcome_text(item, lang)),
+            *(ReceiptLine(note) for note in item.notes),
         ]
     lines.append(ReceiptLine("", "rule"))
-    borrowed = sum(i.outcome in ("borrowed", "renewed") for i in summary.items)
+    borrowed = sum(i.outcome in ("borrowed", "borrowed_offline", "renewed")
+                   for i in summary.items)
     returned = sum(i.outcome in ("returned", "returned_offline") for i in summary.items)
     refused = sum(i.outcome in ("refused", "not_borrowed") for i in summary.items)
     if borrowed:
@@ -169,6 +174,8 @@ def _outcome_text(item: ReceiptItem, lang: str) -> str:
             return t("receipt.renewed_until", lang, date=due)
         case "returned":
             return t("receipt.returned", lang)
+        case "borrowed_offline":
+            return t("receipt.borrowed_offline", lang)
         case "returned_offline":
             return t("receipt.returned_offline", lang)
         case "refused":
@@ -190,9 +197,10 @@ def items_from_lines(lines: Iterable[Any]) -> tuple[ReceiptItem, ...]:
             continue
         outcome: Outcome
         if status == "done":
-            outcome = "borrowed" if kind == "loan" else "returned"
+            outcome = ("borrowed" if kind == "loan" else "renewed" if kind == "renew"
+                       else "returned")
         elif status == "offline":
-            outcome = "returned_offline"
+            outcome = "borrowed_offline" if kind == "loan" else "returned_offline"
         elif status == "refused":
             outcome = "refused"
         elif status == "unconfirmed":
@@ -200,5 +208,6 @@ def items_from_lines(lines: Iterable[Any]) -> tuple[ReceiptItem, ...]:
         else:
             outcome = "pending"
         out.append(ReceiptItem(item_id=line.item_id, title=line.title, outcome=outcome,
-                               due=line.due, reason=line.reason))
+                               due=line.due, reason=line.reason,
+                               notes=tuple(getattr(line, "print_lines", ()))))
     return tuple(out)

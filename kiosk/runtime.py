@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hmac
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.card.base import CardReader
 from drivers.pad.base import AfiPolicy, BookPad
 from drivers.pad.watcher import PadWatcher, SeenTag
-from drivers.printer import PaperEvent, ReceiptPrinter, open_printer
+from drivers.printer import PaperEvent, open_printer
 from kiosk import core, receipt
 from kiosk.agent import FleetAgent
 from kiosk.journal import Journal
@@ -24,6 +25,9 @@ from mqtt import messages, topics
 from mqtt.ids import uuid7
 from mqtt.outbox import Outbox
 from mqtt.station_link import StationLink
+
+if TYPE_CHECKING:
+    from drivers.printer import ReceiptPrinter
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,13 @@ def core_config(settings: StationSettings) -> core.CoreConfig:
                            staff_cards=frozenset(settings.staff_cards),
                            help_after=settings.help_after, receipt=settings.receipt,
                            can_print=settings.printer_transport != "none",
-                           can_email=settings.receipt_mail is not None)
+                           can_email=settings.receipt_mail is not None,
+                           pin=settings.pin, offline_loans=settings.offline_loans)
+
+
+def card_hash(salt: str, card_id: str) -> str:
+    """The offline list's key for a card (messages.OfflineEntry.card_hash)."""
+    return hmac.new(bytes.fromhex(salt), card_id.encode(), "sha256").hexdigest()[:32]
 
 
 class StationRuntime:
@@ -82,6 +92,8 @@ class StationRuntime:
             self.printer = open_printer(settings.printer_config(), on_paper=self._on_paper)
             self.agent.set_printer("ok", "ok")
         self._paper_polled = 0.0
+        self._list_fetched = 0.0  # monotonic time of the last offline list fetch (0: due)
+        self._list_task: asyncio.Task[Any] | None = None
 
     # -- wiring
     def add_listener(self, listener: Callable[[core.View], None]) -> None:
@@ -124,6 +136,7 @@ class StationRuntime:
                     last_resend = time.monotonic()
                     await asyncio.to_thread(self.outbox.resend_due)
                     self._spawn(self.agent.tick())
+                    self._maybe_fetch_list()
                     if (self.printer is not None and not self.core.busy
                             and time.monotonic() - self._paper_polled >= PAPER_POLL_S):
                         self._paper_polled = time.monotonic()
@@ -148,7 +161,11 @@ class StationRuntime:
     # -- actions
     async def _perform(self, action: core.Action) -> None:
         if isinstance(action, core.CheckPatron):
-            await self._check_patron(action.card_id)
+            await self._check_patron(action)
+        elif isinstance(action, core.CheckOffline):
+            await self._check_offline(action.card_id)
+        elif isinstance(action, core.LoadAccount):
+            await self._load_account(action.patron_ref)
         elif isinstance(action, core.RecordTx):
             await self._record(action)
         elif isinstance(action, core.WriteSecurity):
@@ -226,9 +243,12 @@ class StationRuntime:
         else:
             self.agent.set_printer("ok", paper)  # type: ignore[arg-type]
 
-    async def _check_patron(self, card_id: str) -> None:
+    async def _check_patron(self, action: core.CheckPatron) -> None:
         timeout = self.settings.ack_timeout_s
-        future = self.link.request("patron", messages.PatronCheckReq(card_id=card_id), timeout)
+        req = messages.PatronCheckReq(card_id=action.card_id, pin=action.pin)
+        future = self.link.request("patron", req, timeout)
+        # Sent: drop our references to the PIN (the core kept it in the action only).
+        del req, action
         result: messages.PatronCheckRes | None = None
         try:
             answer = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
@@ -238,14 +258,90 @@ class StationRuntime:
             log.info("patron check got no answer: %s", exc)
         self.feed(core.PatronChecked(result))
 
+    async def _check_offline(self, card_id: str) -> None:
+        """The central did not answer: is this card on the stored, still valid list?"""
+        patron = await asyncio.to_thread(self._offline_lookup, card_id)
+        del card_id
+        self.feed(core.OfflineChecked(patron))
+
+    def _offline_lookup(self, card_id: str) -> core.OfflinePatron | None:
+        meta = self.journal.offline_meta()
+        if meta is None:
+            return None
+        entry = self.journal.offline_entry(card_hash(meta[0], card_id), time.time())
+        return None if entry is None else core.OfflinePatron(*entry)
+
+    async def _load_account(self, patron_ref: str) -> None:
+        timeout = self.settings.ack_timeout_s
+        future = self.link.request("account", messages.AccountReq(patron_ref=patron_ref),
+                                   timeout)
+        result: messages.AccountRes | None = None
+        try:
+            answer = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            if isinstance(answer, messages.AccountRes):
+                result = answer
+        except (TimeoutError, ConnectionError, messages.MessageError) as exc:
+            log.info("account request got no answer: %s", exc)
+        self.feed(core.AccountLoaded(result))
+
+    # -- the offline list: fetched on connect and every offline_list_s
+    def _maybe_fetch_list(self) -> None:
+        if not self.settings.offline_loans or not self.link.connected.is_set():
+            return
+        if self._list_task is not None and not self._list_task.done():
+            return
+        if self._list_fetched and time.monotonic() - self._list_fetched < \
+                self.settings.offline_list_s:
+            return
+        self._list_task = asyncio.ensure_future(self.fetch_offline_list())
+        self._tasks.add(self._list_task)
+        self._list_task.add_done_callback(self._tasks.discard)
+
+    async def fetch_offline_list(self) -> bool:
+        """All pages, then stored at once; a list whose pages disagree is not stored."""
+        timeout = max(self.settings.ack_timeout_s, 5.0)
+        pages: list[messages.OfflineListRes] = []
+        page, total = 1, 1
+        try:
+            while page <= total:
+                future = self.link.request("offline-list", messages.OfflineListReq(page=page),
+                                           timeout)
+                answer = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+                if not isinstance(answer, messages.OfflineListRes):
+                    raise messages.MessageError("schema", "not res.offline-list/1")
+                if pages and (answer.salt, answer.generated_at) != (pages[0].salt,
+                                                                    pages[0].generated_at):
+                    page, total, pages = 1, 1, []  # regenerated between pages: start again
+                    continue
+                pages.append(answer)
+                total = answer.pages
+                page += 1
+        except (TimeoutError, ConnectionError, messages.MessageError) as exc:
+            log.info("offline list not fetched: %s", exc)
+            self._list_fetched = time.monotonic() - self.settings.offline_list_s + 60
+            return False  # the stored list (if still valid) stays; try again in a minute
+        first = pages[0]
+        rows = [(e.card_hash, e.patron_ref, e.display_name, e.max_offline_loans)
+                for p in pages for e in p.entries]
+        count = await asyncio.to_thread(self.journal.store_offline_list, first.salt,
+                                        first.generated_at.timestamp(),
+                                        first.valid_until.timestamp(), rows)
+        self._list_fetched = time.monotonic()
+        log.info("offline list: %d patrons, valid until %s", count, first.valid_until)
+        return True
+
     async def _record(self, action: core.RecordTx) -> None:
         s = self.settings
         now = dt.datetime.now(dt.UTC)
         topic = topics.tx(s.site, s.station, action.kind)
 
-        def build(seq: int) -> messages.TxLoan | messages.TxReturn:
+        def build(seq: int) -> messages.TxLoan | messages.TxReturn | messages.TxRenew:
             common: dict[str, Any] = dict(msg_id=action.msg_id, seq=seq, site=s.site,
-                                          station=s.station, at=now, item_id=action.item_id)
+                                          station=s.station, at=now, item_id=action.item_id,
+                                          offline=action.offline)
+            if action.kind == "renew":
+                assert action.patron_ref is not None
+                return messages.TxRenew(patron_ref=action.patron_ref, **common)
             if action.kind == "loan":
                 assert action.patron_ref is not None
                 deadline = now + dt.timedelta(seconds=s.ack_timeout_s)
@@ -268,6 +364,7 @@ class StationRuntime:
     def _on_connected(self, up: bool) -> None:
         if up:
             self.outbox.on_connected()
+            self._list_fetched = 0.0  # every connect: fetch the offline list again
         self.agent.connected(up)
         self.feed_threadsafe(core.Connectivity(up))
 

@@ -40,6 +40,14 @@ class StationSettings(BaseSettings):
     inactivity_s: float = Field(45.0, gt=0)
     summary_s: float = Field(12.0, gt=0)
     offline_returns: bool = True
+    offline_loans: bool = Field(False, description="when the central cannot be reached, "
+                                "lend to readers on the cached offline list (req/offline-list), "
+                                "up to each one's max_offline_loans; false: returns only")
+    offline_list_s: float = Field(4 * 3600.0, ge=60, description="how often the offline "
+                                  "list is fetched again (and on every connect)")
+    pin: Literal["never", "always", "central"] = Field(
+        "never", description="PIN pad: never; always (before every patron check); central "
+        "(only when the central answers pin_required)")
     # -- the self-service desk (issue 4): each a per-site choice
     mode: Literal["selfcheck", "return-station"] = Field(
         "selfcheck", description="return-station: no card, books keep coming, sort bins shown")

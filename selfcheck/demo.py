@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ from typing import Any
 
 from kiosk.settings import StationSettings
 from selfcheck.broker import Broker
-from selfcheck.demo_scenarios import SCENARIOS, Outcome, Scenario
+from selfcheck.demo_scenarios import RECEIPT_PRINTER, SCENARIOS, Outcome, Scenario
 from selfcheck.stack import CentralProcess
 
 SITE, STATION = "demo-lib", "demo-1"
@@ -56,27 +57,29 @@ def run(args: argparse.Namespace) -> int:
         from drivers.printer.simulator import PrinterSimulator
 
         printer = PrinterSimulator().start()  # port 0: a free one
-        # text-cp1258 puts the words themselves on the wire, so the check can find them
+        options = {k: v for k, v in RECEIPT_PRINTER.items() if k != "transport"}
         site.update(printer_transport="network", printer_url=f"127.0.0.1:{printer.port}",
-                    printer_options={"vietnamese": "text-cp1258"})
+                    printer_options=options)
     settings = StationSettings(site=SITE, station=STATION, broker=str(broker.address),
                                journal=workdir / "station.db", lang=args.lang,
                                summary_s=4.0 if args.headless else 12.0,
                                audio=not args.headless, audio_cache=workdir / "prompts",
                                **site)
+    started = dt.datetime.now(dt.UTC)
     try:
         if args.headless and scenario.seed is not None:
             _with_store(db_url, scenario.seed)
         code = asyncio.run(play(settings, args.headless, args.screenshots, args.lang,
-                                args.scenario))
+                                args.scenario, central))
     finally:
         central.stop()
         broker.stop()
         if printer is not None:
             printer.close()
     if args.headless and code == 0:
-        code = check(db_url, workdir / "station.db", scenario,
-                     bytes(printer.received) if printer else b"")
+        out = Outcome(None, None, bytes(printer.printed) if printer else b"", args.lang,
+                      started, dt.datetime.now(dt.UTC))
+        code = check(db_url, workdir / "station.db", scenario, out)
     if args.workdir is None and code == 0:
         shutil.rmtree(workdir, ignore_errors=True)
     elif code != 0:
@@ -116,7 +119,7 @@ def _with_store(db_url: str, fn: Any) -> None:
 
 
 async def play(settings: StationSettings, headless: bool, shots: Path | None,
-               lang: str, scenario: str = "walk") -> int:
+               lang: str, scenario: str = "walk", central: CentralProcess | None = None) -> int:
     if not headless:
         from selfcheck.station_cmd import run_station
 
@@ -129,8 +132,11 @@ async def play(settings: StationSettings, headless: bool, shots: Path | None,
     from kiosk.runtime import StationRuntime
     from kiosk.ui.app import StationApp, run_app
     from kiosk.ui.demo_panel import DemoPanel
+    from selfcheck import demo_walk
     from selfcheck.demo_library import demo_books, demo_cards
     from selfcheck.demo_walk import SCENARIOS as SCRIPTS
+
+    demo_walk.CENTRAL = central  # the offline scenario stops and starts it
 
     desk = SCENARIOS[scenario].desk
     pad, card = SimulatedPad(), SimulatedCardReader()
@@ -140,15 +146,18 @@ async def play(settings: StationSettings, headless: bool, shots: Path | None,
     return await run_app(app, lambda a: SCRIPTS[scenario](a, shots, lang))
 
 
-def check(db_url: str, journal: Path, scenario: Scenario, printed: bytes = b"") -> int:
+def check(db_url: str, journal: Path, scenario: Scenario, out: Outcome | None = None) -> int:
     """Exit 0 only if the central store and the station journal hold what the scenario
     should have left there, and every transaction was acknowledged."""
+    from dataclasses import replace
+
     from central.store import CirculationStore
     from kiosk.journal import Journal
 
     store, station = CirculationStore(db_url), Journal(journal)
     try:
-        problems = scenario.check(Outcome(store, station, printed)) if scenario.check else []
+        out = replace(out or Outcome(None, None), store=store, journal=station)
+        problems = scenario.check(out) if scenario.check else []
         count, _ = station.depth()
         if count:
             problems.append(f"{count} transactions still in the station outbox")

@@ -3,8 +3,7 @@ lives in selfcheck/demo_walk.py, which loads Kivy): the site settings it plays u
 central store holds before it starts, and what the store and the station journal must hold
 after it. Kivy-free, so that the CLI can list the scenarios without opening a window.
 
-Adding a scenario (part B: `pin`, `account`, `offline`): a Scenario here, a script in
-demo_walk.SCENARIOS under the same name.
+Adding a scenario: a Scenario here, a script in demo_walk.SCENARIOS under the same name.
 """
 
 from __future__ import annotations
@@ -30,7 +29,10 @@ class Outcome:
 
     store: Any  # central.store.CirculationStore
     journal: Any  # kiosk.journal.Journal (the station's, reopened)
-    printed: bytes = b""  # what the printer simulator received (receipt scenario)
+    printed: bytes = b""  # what the printer simulator printed (receipt scenario)
+    lang: str = "vi"
+    started: dt.datetime | None = None  # the run's wall clock span (receipt times)
+    ended: dt.datetime | None = None
 
 
 Check = Callable[[Outcome], list[str]]  # problems; [] = as expected
@@ -118,27 +120,119 @@ def _return_station(out: Outcome) -> list[str]:
 
 
 RECEIPT_TITLE = "Truyện Kiều"
+RECEIPT_PATRON = "Nguyễn Văn An"  # DG0001, as the central names them
+# The demo's printer: text-cp1258 puts the words themselves on the wire.
+RECEIPT_PRINTER = {"transport": "network", "vietnamese": "text-cp1258"}
+
+
+def expected_receipts(out: Outcome, site: str, station: str) -> list[bytes]:
+    """The exact ESC/POS the printer must have received, rendered by drivers.printer from
+    the receipt the scenario should produce: one candidate per minute of the run (the slip
+    prints its time) and per possible due date (the central's UTC date)."""
+    from drivers.printer import load_config
+    from drivers.printer.render import render
+    from kiosk.receipt import ReceiptItem, SessionSummary, build_receipt
+
+    assert out.started is not None and out.ended is not None
+    cfg = load_config({**RECEIPT_PRINTER, "url": "127.0.0.1:9100"})
+    start = out.started.astimezone().replace(second=0, microsecond=0)
+    minutes = int((out.ended - start).total_seconds() // 60) + 1
+    dues = {(when.astimezone(dt.UTC).date() + dt.timedelta(days=14))
+            for when in (out.started, out.ended)}  # adult loans: 14 days (central/sample)
+    return [render(build_receipt(SessionSummary(
+        library=site, station=station, when=start + dt.timedelta(minutes=m),
+        patron_name=RECEIPT_PATRON,
+        items=(ReceiptItem("39000001", RECEIPT_TITLE, "borrowed", due=due),)), out.lang), cfg)
+        for m in range(minutes) for due in dues]
 
 
 def _receipt(out: Outcome) -> list[str]:
     loans, _ = _kinds(out, ("39000001",))
-    found = cp1258.encode(RECEIPT_TITLE) in out.printed
+    title = cp1258.encode(RECEIPT_TITLE) in out.printed
+    exact = out.printed in expected_receipts(out, "demo-lib", "demo-1")
     print(f"central store: loans {loans}; printer received {len(out.printed)} bytes, "
-          f"title {'found' if found else 'NOT found'}")
+          f"title {'found' if title else 'NOT found'}, "
+          f"{'byte for byte as expected' if exact else 'NOT the expected ESC/POS'}")
     problems = [] if loans == ["39000001"] else ["receipt: loan missing"]
-    return problems + ([] if found else ["receipt: the title is not in the printed bytes"])
+    if not title:
+        problems.append("receipt: the title is not in the printed bytes")
+    if not exact:
+        problems.append("receipt: the printed bytes differ from the expected ESC/POS")
+    return problems
+
+
+PIN_CARD, PIN_ITEM = "DG0001", "39000001"
+
+
+def _pin(out: Outcome) -> list[str]:
+    from sqlalchemy import select
+
+    from central.schema import patrons
+
+    loans, _ = _kinds(out, (PIN_ITEM,))
+    with out.store.engine.connect() as conn:
+        failures = conn.execute(select(patrons.c.pin_failures)
+                                .where(patrons.c.card_id == PIN_CARD)).scalar_one()
+    journal = b"".join(p.read_bytes() for p in out.journal.path.parent.glob(
+        out.journal.path.name + "*"))
+    print(f"central store: loans {loans}; wrong PINs counted now {failures} (reset by the "
+          f"right one); journal mentions a PIN: {b'pin' in journal.lower()}")
+    problems = [] if loans == [PIN_ITEM] else ["pin: the loan is missing"]
+    if failures:
+        problems.append("pin: the wrong PIN was not reset by the right one")
+    if b'"pin"' in journal:
+        problems.append("pin: the station journal holds a PIN field")
+    return problems
+
+
+ACCOUNT_CARD = "DG0005"
+ACCOUNT_RENEWED, ACCOUNT_HELD = "39000011", "39000010"  # central/sample.py LOANS
+
+
+def _account(out: Outcome) -> list[str]:
+    rows = [(r["kind"], r["item_id"]) for r in out.store.history((ACCOUNT_RENEWED,
+                                                                  ACCOUNT_HELD))]
+    print(f"central store: {rows} (the overdue book on hold for another reader not renewed)")
+    return [] if rows == [("renew", ACCOUNT_RENEWED)] else ["account: renewals differ"]
+
+
+OFFLINE_CARD, OFFLINE_LOAN, OFFLINE_RETURN = "DG0001", "39000001", "39000011"
+
+
+def _offline(out: Outcome) -> list[str]:
+    rows = out.store.history((OFFLINE_LOAN, OFFLINE_RETURN))
+    applied = {(r["kind"], r["item_id"]): r["msg_id"] for r in rows}
+    offline = {(kind, item): (msg_id, acked)
+               for msg_id, kind, item, _ref, acked in out.journal.offline_transactions()}
+    print(f"central store: {sorted(applied)}; station journal, offline: "
+          f"{sorted((k, v[1]) for k, v in offline.items())}")
+    problems = []
+    for key in (("loan", OFFLINE_LOAN), ("return", OFFLINE_RETURN)):
+        if key not in applied:
+            problems.append(f"offline: the {key[0]} of {key[1]} is not in the store")
+        elif offline.get(key, ("", False))[0] != applied[key]:
+            problems.append(f"offline: the {key[0]} of {key[1]} was not sent as offline")
+        elif not offline[key][1]:
+            problems.append(f"offline: the {key[0]} of {key[1]} has no ack in the journal")
+    if out.store.reconciliation():
+        problems.append("offline: the central refused an offline transaction")
+    return problems
 
 
 STAFF = {"staff_cards": [STAFF_CARD], "owner_isil": "VN-DEMO"}
 SCENARIOS: dict[str, Scenario] = {
-    "walk": Scenario("walk", desk=False, check=_walk),
-    "refusals": Scenario("refusals", desk=False, check=_refusals),
+    "pin": Scenario("pin", {"pin": "always"}, desk=False, check=_pin),
+    "account": Scenario("account", desk=False, check=_account),
     "stack": Scenario("stack", {**STAFF, "confirm_count": True}, check=_stack),
     "multipart": Scenario("multipart", {**STAFF, "multipart": "refuse"}, check=_multipart),
     "security-pending": Scenario("security-pending", STAFF, check=_security),
     "return-station": Scenario("return-station", {**STAFF, "mode": "return-station"},
                                seed=_seed_loans, check=_return_station),
+    "offline": Scenario("offline", {"offline_loans": True, "ack_timeout_s": 2.0,
+                                    "resend_after_s": 2.0}, desk=False, check=_offline),
     "receipt": Scenario("receipt", {**STAFF, "receipt": "ask"}, printer=True, check=_receipt),
+    "walk": Scenario("walk", desk=False, check=_walk),
+    "refusals": Scenario("refusals", desk=False, check=_refusals),
 }
 
 

@@ -1,7 +1,8 @@
 """The scripted headless scenarios of `selfcheck demo`: the walk (a card, three books
 borrowed, the same three returned), refusals, and the self-service desk's stack, multi-part,
-pending security write, return station and receipt. Driven by touches on the real widgets; a
-PNG of every screen they pass. What each must leave behind: selfcheck/demo_scenarios.py."""
+pending security write, return station, receipt, PIN, account and offline loans. Driven by
+touches on the real widgets; a PNG of every screen they pass. What each must leave behind:
+selfcheck/demo_scenarios.py."""
 
 from __future__ import annotations
 
@@ -18,9 +19,20 @@ from kivy.uix.widget import Widget
 from kiosk import core
 from kiosk.ui.app import StationApp
 from selfcheck.demo_library import OTHER_ITEM, SET_ITEM, STAFF_CARD
-from selfcheck.demo_scenarios import RS_ITEMS, STACK_ITEMS, WALK_ITEMS
+from selfcheck.demo_scenarios import (
+    ACCOUNT_CARD,
+    OFFLINE_CARD,
+    OFFLINE_LOAN,
+    OFFLINE_RETURN,
+    PIN_CARD,
+    PIN_ITEM,
+    RS_ITEMS,
+    STACK_ITEMS,
+    WALK_ITEMS,
+)
 
 WALK_CARD = "DG0001"
+CENTRAL: Any = None  # the demo's CentralProcess, set by selfcheck.demo.play
 
 
 async def press(widget: Widget) -> None:
@@ -308,10 +320,126 @@ async def receipt(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     return 0
 
 
+async def type_pin(app: StationApp, digits: str) -> None:
+    station = app.station
+    assert station is not None
+    for d in digits:
+        await press(station.pin_buttons[d])
+
+
+async def pin(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """PIN pad on every card (site rule `always`): a wrong PIN shows the tries left, the
+    right one opens the session; one book borrowed."""
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await press(demo.card_buttons[PIN_CARD])
+    await until(lambda: view().mode is core.Mode.PIN, "the PIN pad")
+    await shoot.shot("pin-pad")
+    await type_pin(app, "9999")
+    if station.ids.pin_dots.text != "••••":
+        print(f"demo: the PIN pad shows {station.ids.pin_dots.text!r}, not four dots")
+        return 1
+    await shoot.shot("pin-typed")
+    await press(station.ids.pin_ok)
+    await until(lambda: view().mode is core.Mode.PIN and view().pin_error == "wrong_pin",
+                "the wrong-PIN answer")
+    await shoot.shot("pin-wrong")
+    await type_pin(app, "1234")
+    await press(station.ids.pin_ok)
+    await until(lambda: view().mode is core.Mode.BORROW, "the patron screen")
+    await shoot.shot("pin-accepted")
+    await press(demo.book_buttons[PIN_ITEM])
+    await until(lambda: confirmed(view, 1)() and settled(view)(), "the loan")
+    await shoot.shot("pin-borrowed")
+    await press(demo.lift_all)
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    return 0
+
+
+async def account(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """DG0005's account: an overdue loan held for another reader, a loan to renew, a hold
+    ready, a hold waiting (second in line), 37 000 VND of fines. Renew all: the renewable
+    loan is renewed, the other shows why not."""
+    view, _, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await sign_in(app, ACCOUNT_CARD, lang)
+    await shoot.shot("account-patron")
+    await press(station.ids.account_button)
+    await until(lambda: view().mode is core.Mode.ACCOUNT and view().account is not None,
+                "the account")
+    await shoot.shot("account")
+    await press(station.ids.renew_all)
+    await until(lambda: bool(view().renewals) and all(
+        r.status in (core.Status.DONE, core.Status.REFUSED) for r in view().renewals),
+        "the renewals")
+    await shoot.shot("account-renewed")
+    results = {r.item_id: r.status for r in view().renewals}
+    if results != {"39000011": core.Status.DONE}:
+        print(f"demo: renewals {results}")
+        return 1
+    await press(station.ids.account_back)
+    await until(lambda: view().mode is core.Mode.BORROW, "back to the pad")
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    return 0
+
+
+async def offline(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """The offline list arrives on connect; the central stops; a reader on the list borrows
+    a book offline and another book is returned; the central starts again and the outbox
+    drains into it."""
+    view, demo, station = await start(app, lang)
+    rt = app.runtime
+    shoot = Shooter(shots)
+    await until(lambda: rt.journal.offline_meta() is not None, "the offline list")
+    assert CENTRAL is not None
+    await asyncio.to_thread(CENTRAL.stop)
+    await shoot.shot("offline-idle")
+    await press(demo.card_buttons[OFFLINE_CARD])
+    await until(lambda: view().mode is core.Mode.BORROW, "the offline patron screen")
+    if view().lang != lang:
+        await press(station.ids.lang)
+    if not view().offline_session:
+        print("demo: the session is not an offline one")
+        return 1
+    await shoot.shot("offline-patron")
+    await press(demo.book_buttons[OFFLINE_LOAN])
+    await until(lambda: any(ln.status is core.Status.OFFLINE for ln in view().lines)
+                and settled(view)(), "the offline loan")
+    await shoot.shot("offline-borrowed")
+    await press(demo.lift_all)
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    await shoot.shot("offline-summary")
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await press(station.ids.return_button)
+    await until(lambda: view().mode is core.Mode.RETURN, "the return screen")
+    if view().lang != lang:
+        await press(station.ids.lang)
+    await press(demo.book_buttons[OFFLINE_RETURN])
+    await until(lambda: any(ln.status is core.Status.OFFLINE for ln in view().lines)
+                and settled(view)(), "the offline return")
+    await shoot.shot("offline-returned")
+    await press(demo.lift_all)
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await asyncio.to_thread(CENTRAL.start)
+    await until(lambda: rt.journal.depth()[0] == 0, "the outbox to drain", timeout_s=60)
+    await shoot.shot("offline-synced")
+    return 0
+
+
 Script = Callable[[StationApp, Path | None, str], Awaitable[int]]
-# Part B of issue 4 adds `pin`, `account` and `offline` here and in demo_scenarios.SCENARIOS.
 SCENARIOS: dict[str, Script] = {
-    "walk": walk, "refusals": refusals, "stack": stack, "multipart": multipart,
+    "pin": pin, "account": account, "stack": stack, "multipart": multipart,
     "security-pending": security_pending, "return-station": return_station,
-    "receipt": receipt,
+    "offline": offline, "receipt": receipt, "walk": walk, "refusals": refusals,
 }

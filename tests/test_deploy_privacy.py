@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
 import unicodedata
@@ -137,3 +138,92 @@ def test_no_card_number_or_name_in_logs_messages_or_journal(
         data = path.read_bytes().decode("utf-8", "replace")
         assert not found(data, CARD), path
         assert not found(data, NAME), path
+
+
+PIN, WRONG_PIN = "1234", "8642"  # DG0001's sample PIN, and a wrong one typed first
+
+
+def pin_found(text: str, pin: str) -> bool:
+    """The PIN as a token of its own: not inside a hex id, a timestamp's fraction, ..."""
+    return re.search(rf"(?<![0-9A-Fa-f]){pin}(?![0-9A-Fa-f])", text) is not None
+
+
+def test_pin_session_keeps_pin_card_and_name_out_of_logs_messages_and_journal(
+        tmp_path: Path, broker: Broker, bridge: Bridge, store: CirculationStore,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    published: list[paho.MQTTMessage] = []
+    ready = threading.Event()
+    spy = make_client("privacy-spy-pin")
+    spy.on_connect = lambda c, u, f, rc, p=None: c.subscribe("#", 1)
+    spy.on_subscribe = lambda *a: ready.set()
+    spy.on_message = lambda c, u, m: published.append(m)
+    spy.connect(broker.address.host, broker.address.port)
+    spy.loop_start()
+    assert ready.wait(5)
+    settings = StationSettings(site=SITE, station=STATION, broker=str(broker.address),
+                               journal=tmp_path / "station.db", pin="always")
+    pad, card = SimulatedPad(), SimulatedCardReader()
+
+    async def until(check, timeout_s: float = 15) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.02)
+
+    async def session() -> None:
+        rt = StationRuntime(settings, pad, card)
+        task = asyncio.ensure_future(rt.run())
+        await until(lambda: rt.view().online)
+        card.present(CARD)
+        await until(lambda: rt.view().mode is core.Mode.PIN)
+        rt.feed(core.PinEntered(WRONG_PIN))
+        await until(lambda: rt.view().pin_error == "wrong_pin")
+        rt.feed(core.PinEntered(PIN))
+        await until(lambda: rt.view().mode is core.Mode.BORROW)
+        assert rt.view().patron_name == NAME
+        uid = bytes.fromhex("E004010000000002")
+        pad.place(uid, iso28560_3.encode("39000002"))
+        await until(lambda: any(ln.status is core.Status.DONE for ln in rt.view().lines))
+        rt.feed(core.Touch("finish"))
+        rt.feed(core.Touch("done"))
+        await until(lambda: rt.journal.depth()[0] == 0)
+        rt.stop()
+        await task
+
+    asyncio.run(session())
+    time.sleep(0.5)
+    spy.loop_stop()
+    spy.disconnect()
+    assert ("loan", "39000002") in [(r["kind"], r["item_id"]) for r in store.history()]
+
+    req, res = topics.req(SITE, STATION, "patron"), topics.res(SITE, STATION, "patron")
+    pins_sent = [json.loads(m.payload).get("pin") for m in published if m.topic == req]
+    assert pins_sent == [WRONG_PIN, PIN]  # the PIN went to the central, once per try
+    leaks = []
+    for m in published:
+        text = m.topic + " " + m.payload.decode("utf-8", "replace")
+        if m.topic == req:
+            assert not m.retain
+            continue  # card id and PIN go to the central here, by design
+        if m.topic == res:
+            assert '"pin"' not in text and not m.retain  # the answer never repeats the PIN
+        for pin in (PIN, WRONG_PIN):
+            if pin_found(text, pin):
+                leaks.append((m.topic, "PIN"))
+        if found(text, CARD):
+            leaks.append((m.topic, "card"))
+        if found(text, NAME) and m.topic != res:
+            leaks.append((m.topic, "name"))
+    assert leaks == []
+
+    for record in caplog.records:
+        text = record.getMessage() + (record.exc_text or "") + repr(record.args)
+        assert not pin_found(text, PIN) and not pin_found(text, WRONG_PIN), record
+        assert not found(text, CARD) and not found(text, NAME), record
+
+    for path in tmp_path.glob("station.db*"):
+        data = path.read_bytes().decode("utf-8", "replace")
+        assert '"pin"' not in data, path
+        assert not pin_found(data, PIN) and not pin_found(data, WRONG_PIN), path
+        assert not found(data, CARD) and not found(data, NAME), path

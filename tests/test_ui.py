@@ -63,6 +63,10 @@ DESK = {
     "return-station": ("en", ["return-station", "rs-returned-1", "rs-returned-2",
                               "rs-returned-3", "rs-no-card"]),
     "receipt": ("vi", ["receipt-choice", "receipt-printed"]),
+    "pin": ("vi", ["pin-pad", "pin-typed", "pin-wrong", "pin-accepted", "pin-borrowed"]),
+    "account": ("en", ["account-patron", "account", "account-renewed"]),
+    "offline": ("vi", ["offline-idle", "offline-patron", "offline-borrowed", "offline-summary",
+                       "offline-returned", "offline-synced"]),
 }
 
 

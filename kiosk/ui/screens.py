@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from babel.numbers import format_currency
+from kivy.factory import Factory
 from kivy.lang import Builder
 from kivy.metrics import sp
-from kivy.properties import ColorProperty, ObjectProperty, StringProperty
+from kivy.properties import BooleanProperty, ColorProperty, ObjectProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
+from kivy.uix.label import Label
 from kivy.utils import escape_markup, get_hex_from_color
 
 from kiosk import core
@@ -23,13 +27,16 @@ _SCREEN = {core.Mode.IDLE: "idle", core.Mode.CHECKING: "checking", core.Mode.BOR
            core.Mode.RETURN: "session", core.Mode.SUMMARY: "summary",
            core.Mode.OUT_OF_SERVICE: "out_of_service", core.Mode.CONFIRM_COUNT: "confirm_count",
            core.Mode.RECEIPT: "receipt", core.Mode.EMAIL: "email", core.Mode.HELP: "help",
-           core.Mode.STAFF: "staff", core.Mode.RETURN_STATION: "return_station"}
+           core.Mode.STAFF: "staff", core.Mode.RETURN_STATION: "return_station",
+           core.Mode.PIN: "pin", core.Mode.ACCOUNT: "account"}
 # What is said aloud when a screen opens (kiosk.po: audio.<prompt>).
 _PROMPT = {core.Mode.IDLE: "idle", core.Mode.BORROW: "borrow", core.Mode.RETURN: "return",
            core.Mode.RETURN_STATION: "return", core.Mode.SUMMARY: "summary",
            core.Mode.HELP: "help", core.Mode.CONFIRM_COUNT: "count",
            core.Mode.RECEIPT: "receipt"}
 EMAIL_KEYS = "1234567890qwertyuiopasdfghjkl@zxcvbnm._-"
+PIN_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "back")
+PIN_MAX = 12
 Say = Callable[[str, str], None]
 
 
@@ -54,7 +61,7 @@ def line_status(line: core.Line, lang: str) -> tuple[str, str]:
     if line.status is s.UNCONFIRMED:
         return t("status.unconfirmed", lang, reason=reason_text(line.reason, lang)), "red"
     if line.status is s.OFFLINE:
-        return t("status.offline", lang), "amber"
+        return t("status.offline.loan" if line.kind == "loan" else "status.offline", lang), "amber"
     if line.status is s.UNREADABLE:
         return t("status.unreadable", lang), "red"
     if line.status is s.PARTS:
@@ -91,7 +98,10 @@ def line_title(line: core.Line, lang: str) -> str:
     return t("item.unknown_title", lang, item=line.item_id or line.uid)
 
 
-class ItemLine(BoxLayout):
+class _TitledRow(BoxLayout):
+    """A row whose first label shows the title in bold and a coloured note under it (no kv
+    rule of its own: Kivy applies a base class's rule to subclasses too)."""
+
     title = StringProperty("")
     markup_text = StringProperty("")
     status_text = StringProperty("")
@@ -113,6 +123,28 @@ class ItemLine(BoxLayout):
         self.markup_text = text
 
 
+class ItemLine(_TitledRow):
+    pass
+
+
+def money(amount: int, currency: str, exponent: int, lang: str) -> str:
+    """An amount in minor units as the reader's locale writes it (vi: "37.000 ₫")."""
+    value = amount if exponent == 0 else amount / 10**exponent
+    return format_currency(value, currency, locale=lang)
+
+
+def local_time(iso: str | None) -> str:
+    """A UTC instant (ISO text) as the station's local HH:MM."""
+    if not iso:
+        return "?"
+    return dt.datetime.fromisoformat(iso).astimezone().strftime("%H:%M")
+
+
+class AccountLine(_TitledRow):
+    button_text = StringProperty("")
+    action = ObjectProperty(lambda: None)
+
+
 class ExceptionLine(BoxLayout):
     text = StringProperty("")
     button_text = StringProperty("")
@@ -125,6 +157,8 @@ class StationRoot(BoxLayout):
 
     staff_action = StringProperty("staff_oos")
     rs_band = ColorProperty((1, 1, 1, 1))
+    account_shown = BooleanProperty(False)
+    renew_all_shown = BooleanProperty(False)
 
     def __init__(self, on_button: Callable[[str], None],
                  on_event: Callable[[core.Event], None] | None = None,
@@ -142,11 +176,21 @@ class StationRoot(BoxLayout):
             btn.bind(on_release=lambda _b, c=ch: self.type_key(c))
             self.email_buttons[ch] = btn
             self.ids.email_keys.add_widget(btn)
-        back = Button(text="⌫", font_size="24sp", background_normal="",
+        back = Button(text="", font_size="20sp", background_normal="",
                       background_color=(0.7, 0.7, 0.68, 1), color=(0.1, 0.1, 0.1, 1))
         back.bind(on_release=lambda _b: self.type_key(None))
         self.email_buttons["back"] = back
         self.ids.email_keys.add_widget(back)
+        # The PIN being typed lives in this widget only, until OK or cancel.
+        self._pin = ""
+        self.pin_buttons: dict[str, Button] = {}
+        for key in PIN_KEYS:
+            btn = Button(text=key, font_size="34sp",
+                         background_normal="", background_color=(0.85, 0.85, 0.82, 1),
+                         color=(0.1, 0.1, 0.1, 1))
+            btn.bind(on_release=lambda _b, k=key: self.pin_key(k))
+            self.pin_buttons[key] = btn
+            self.ids.pin_keys.add_widget(btn)
         theme.bind(level=lambda *_: self._rerender())
 
     def touch(self, button: str) -> None:
@@ -164,6 +208,22 @@ class StationRoot(BoxLayout):
         self.ids.email_text.text = ""
         self._on_event(core.EmailEntered(address))
 
+    def pin_key(self, key: str) -> None:
+        if key == "clear":
+            self._pin = ""
+        elif key == "back":
+            self._pin = self._pin[:-1]
+        elif len(self._pin) < PIN_MAX:
+            self._pin += key
+        self.ids.pin_dots.text = "•" * len(self._pin)  # never the digits
+
+    def pin_done(self, send: bool) -> None:
+        pin, self._pin = (self._pin if send else None), ""
+        self.ids.pin_dots.text = ""
+        if send and not pin:
+            return  # OK on an empty pad does nothing
+        self._on_event(core.PinEntered(pin))
+
     def _rerender(self) -> None:
         view, self._last = self._last, None
         if view is not None:
@@ -180,13 +240,16 @@ class StationRoot(BoxLayout):
         ids.lang.text = t("lang.switch", lang)
         ids.help.text = t("button.help", lang)
         ids.a11y.text = t(f"button.a11y.{theme.level}", lang)
-        ids.net.text = t("net.online" if view.online else "net.offline", lang)
-        ids.net.color = (0.6, 1, 0.6, 1) if view.online else (1, 0.75, 0.4, 1)
+        reachable = view.online and view.central_ok
+        ids.net.text = t("net.online" if reachable else "net.offline", lang)
+        ids.net.color = (0.6, 1, 0.6, 1) if reachable else (1, 0.75, 0.4, 1)
         ids.idle_text.text = t("idle.place_card", lang)
         ids.return_button.text = t("idle.return_button", lang)
         ids.return_hint.text = t("idle.return_hint", lang)
         ids.idle_message.text = (t(f"idle.{view.message}", lang,
-                                   reason=reason_text(view.message_arg, lang))
+                                   reason=reason_text(view.message_arg, lang),
+                                   time=local_time(view.message_arg)
+                                   if view.message == "pin_locked" else "")
                                  if view.message else "")
         ids.checking_text.text = t("checking.title", lang)
         ids.oos_title.text = t("oos.title", lang)
@@ -197,12 +260,21 @@ class StationRoot(BoxLayout):
             ids.session_hint.text = t("return.place_books", lang)
         else:
             ids.session_title.text = t("borrow.hello", lang, name=view.patron_name or "")
-            ids.session_hint.text = t("borrow.place_books", lang)
+            ids.session_hint.text = (t("borrow.offline_hint", lang, n=view.offline_left)
+                                     if view.offline_session
+                                     else t("borrow.place_books", lang))
+        self.account_shown = view.mode is core.Mode.BORROW and not view.offline_session
+        ids.account_button.text = t("button.account", lang)
         ids.finish_button.text = t("button.finish", lang)
         ids.done_button.text = t("button.done", lang)
         self._render_count(view)
         self._render_receipt(view)
         self._render_help(view)
+        self._render_pin(view)
+        if (last is None or (last.account, last.account_failed, last.renewals, last.lang,
+                             last.mode) != (view.account, view.account_failed,
+                                            view.renewals, view.lang, view.mode)):
+            self._render_account(view)
         ids.summary_title.text = t("summary.title", lang)
         ids.summary_thanks.text = t("summary.thanks", lang)
         ids.summary_receipt.text = (t(f"slip.{view.receipt_state}", lang)
@@ -260,6 +332,114 @@ class StationRoot(BoxLayout):
                                   if view.receipt_state == "bad_address" else "")
         ids.email_cancel.text = t("email.cancel", lang)
         ids.email_send.text = t("email.send", lang)
+
+    def _render_pin(self, view: core.View) -> None:
+        ids, lang = self.ids, view.lang
+        if view.mode is not core.Mode.PIN and self._pin:
+            self._pin = ""  # the screen went away (timeout, help): forget the digits
+            ids.pin_dots.text = ""
+        ids.pin_title.text = t("pin.title", lang)
+        ids.pin_hint.text = t("pin.hint", lang)
+        if view.pin_error == "wrong_pin":
+            ids.pin_message.text = (t("pin.wrong", lang, n=view.pin_tries_left)
+                                    if view.pin_tries_left is not None
+                                    else t("pin.wrong_no_count", lang))
+        elif view.pin_error == "pin_required":
+            ids.pin_message.text = t("pin.required", lang)
+        else:
+            ids.pin_message.text = ""
+        self.pin_buttons["clear"].text = t("pin.clear", lang)
+        self.pin_buttons["back"].text = t("pin.back", lang)
+        self.email_buttons["back"].text = t("email.back", lang)  # Roboto has no ⌫ glyph
+        ids.pin_cancel.text = t("pin.cancel", lang)
+        ids.pin_ok.text = t("pin.ok", lang)
+
+    def _render_account(self, view: core.View) -> None:
+        ids, lang = self.ids, view.lang
+        ids.account_title.text = t("account.title", lang, name=view.patron_name or "")
+        ids.account_back.text = t("account.back", lang)
+        ids.renew_all.text = t("account.renew_all", lang)
+        box = ids.account_lines
+        box.clear_widgets()
+        acc = view.account
+        renewals = {r.item_id: r for r in view.renewals}
+        left = [ln for ln in acc.loans if ln.renewable and ln.item_id not in renewals] \
+            if acc else []
+        self.renew_all_shown = view.mode is core.Mode.ACCOUNT and bool(left)
+        ids.account_fines.text = ""
+        if acc is None:
+            box.add_widget(_note_line(t("account.failed" if view.account_failed
+                                        else "account.loading", lang)))
+            return
+        if not acc.ok:
+            box.add_widget(_note_line(t("account.failed", lang)))
+            return
+        # The total goes at the top, where it is seen without scrolling; the items at the end.
+        total = money(acc.fines_total, acc.currency, acc.currency_exponent, lang)
+        ids.account_fines.text = (t("account.fines", lang, amount=total) if acc.fines_total
+                                  else t("account.no_fines", lang))
+        ids.account_fines.color = theme.color("red" if acc.fines_total else "green")
+        box.add_widget(_section(t("account.loans", lang, n=len(acc.loans))))
+        if not acc.loans:
+            box.add_widget(_note_line(t("account.no_loans", lang)))
+        for i, loan in enumerate(acc.loans):
+            box.add_widget(self._loan_line(loan, renewals.get(loan.item_id), lang, i))
+        if acc.holds_ready:
+            box.add_widget(_section(t("account.holds_ready", lang, n=len(acc.holds_ready))))
+            for i, ready in enumerate(acc.holds_ready):
+                notes = [t("account.pickup_by", lang, date=date(ready.pickup_by, lang))
+                         if ready.pickup_by else "",
+                         t("account.pickup_at", lang, place=ready.pickup_at)
+                         if ready.pickup_at else ""]
+                box.add_widget(AccountLine(
+                    title=ready.title or ready.item_id, note="  ·  ".join(n for n in notes if n),
+                    note_color=theme.color("green"), band=_band(i)))
+        if acc.holds_waiting:
+            box.add_widget(_section(t("account.holds_waiting", lang,
+                                      n=len(acc.holds_waiting))))
+            for i, waiting in enumerate(acc.holds_waiting):
+                box.add_widget(AccountLine(
+                    title=waiting.title,
+                    status_text=(t("account.position", lang, n=waiting.position)
+                                 if waiting.position else t("account.position_unknown", lang)),
+                    status_color=theme.color("grey"), band=_band(i)))
+        if acc.fines:
+            box.add_widget(_section(t("account.fines", lang, amount=total)))
+        for i, fine in enumerate(acc.fines):
+            box.add_widget(AccountLine(
+                title=fine.description,
+                status_text=(money(fine.amount, acc.currency, acc.currency_exponent, lang)
+                             if fine.amount is not None else ""),
+                status_color=theme.color("red"), band=_band(i)))
+
+    def _loan_line(self, loan: Any, renewal: core.Line | None, lang: str,
+                   i: int) -> AccountLine:
+        due = date(loan.due, lang) if loan.due else "?"
+        note = t("account.overdue" if loan.overdue else "account.due", lang, date=due)
+        status, color, button = "", "grey", ""
+        s = core.Status
+        if renewal is not None and renewal.status is s.DONE:
+            status, color = t("account.renewed", lang,
+                              date=date(renewal.due, lang) if renewal.due else "?"), "green"
+            note = ""
+        elif renewal is not None and renewal.status in (s.REFUSED, s.UNCONFIRMED):
+            status, color = t("account.renew_refused", lang,
+                              reason=reason_text(renewal.reason, lang) or "?"), "red"
+        elif renewal is not None:
+            status = t("account.renewing", lang)
+        elif not loan.renewable:
+            # In a session the patron passed the check (not blocked, card valid): what is
+            # left of the central's "not renewable" is a hold for another reader.
+            status, color = t("account.not_renewable", lang,
+                              reason=reason_text("on_hold_for_other", lang)), "red"
+        else:
+            button = t("account.renew", lang)
+        return AccountLine(
+            title=loan.title or t("item.unknown_title", lang, item=loan.item_id), note=note,
+            note_color=theme.color("red" if loan.overdue and note else "grey"),
+            status_text=status, status_color=theme.color(color), band=_band(i),
+            button_text=button,
+            action=lambda item=loan.item_id: self._on_event(core.Renew(item)))
 
     def _render_help(self, view: core.View) -> None:
         ids, lang = self.ids, view.lang
@@ -323,3 +503,12 @@ class StationRoot(BoxLayout):
 
 def _note_line(text: str) -> BoxLayout:
     return ItemLine(title=text, band=theme.color("band_a"))
+
+
+def _band(i: int) -> tuple[float, ...]:
+    return theme.color("band_a" if i % 2 == 0 else "band_b")
+
+
+def _section(text: str) -> Label:
+    label: Label = Factory.SectionLabel(text=text)
+    return label
