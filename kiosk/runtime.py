@@ -11,7 +11,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.card.base import CardReader
 from drivers.pad.base import AfiPolicy, BookPad
@@ -28,6 +29,8 @@ from mqtt.station_link import StationLink
 
 if TYPE_CHECKING:
     from drivers.printer import ReceiptPrinter
+
+M = TypeVar("M", bound=messages.Message)
 
 log = logging.getLogger(__name__)
 
@@ -249,14 +252,18 @@ class StationRuntime:
         future = self.link.request("patron", req, timeout)
         # Sent: drop our references to the PIN (the core kept it in the action only).
         del req, action
-        result: messages.PatronCheckRes | None = None
+        result = await self._answer(future, messages.PatronCheckRes, timeout, "patron check")
+        self.feed(core.PatronChecked(result))
+
+    async def _answer(self, future: Future[messages.Message], kind: type[M], timeout: float,
+                      what: str) -> M | None:
+        """The central's answer to a request, or None (no answer in time, offline, bad)."""
         try:
             answer = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-            if isinstance(answer, messages.PatronCheckRes):
-                result = answer
         except (TimeoutError, ConnectionError, messages.MessageError) as exc:
-            log.info("patron check got no answer: %s", exc)
-        self.feed(core.PatronChecked(result))
+            log.info("%s got no answer: %s", what, exc)
+            return None
+        return answer if isinstance(answer, kind) else None
 
     async def _check_offline(self, card_id: str) -> None:
         """The central did not answer: is this card on the stored, still valid list?"""
@@ -275,14 +282,8 @@ class StationRuntime:
         timeout = self.settings.ack_timeout_s
         future = self.link.request("account", messages.AccountReq(patron_ref=patron_ref),
                                    timeout)
-        result: messages.AccountRes | None = None
-        try:
-            answer = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-            if isinstance(answer, messages.AccountRes):
-                result = answer
-        except (TimeoutError, ConnectionError, messages.MessageError) as exc:
-            log.info("account request got no answer: %s", exc)
-        self.feed(core.AccountLoaded(result))
+        self.feed(core.AccountLoaded(await self._answer(future, messages.AccountRes, timeout,
+                                                        "account request")))
 
     # -- the offline list: fetched on connect and every offline_list_s
     def _maybe_fetch_list(self) -> None:

@@ -74,6 +74,18 @@ def confirmed(view: Callable[[], core.View], count: int) -> Callable[[], bool]:
     return lambda: sum(ln.status is core.Status.DONE for ln in view().lines) == count
 
 
+async def finish(app: StationApp, shoot: Shooter | None = None, shot: str | None = None) -> None:
+    """Finish, the summary (a PNG of it when named), then Done: back to idle."""
+    station, view = app.station, app.runtime.view
+    assert station is not None
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    if shoot is not None and shot:
+        await shoot.shot(shot)
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+
+
 async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     rt, demo, station = app.runtime, app.demo, app.station
     assert demo is not None and station is not None
@@ -95,11 +107,7 @@ async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
         await shoot.shot(f"borrowed-{n}")
     await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
     await press(demo.lift_all)
-    await press(station.ids.finish_button)
-    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
-    await shoot.shot("borrow-summary")
-    await press(station.ids.done_button)
-    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await finish(app, shoot, "borrow-summary")
 
     await press(station.ids.return_button)
     await until(lambda: view().mode is core.Mode.RETURN, "the return screen")
@@ -143,11 +151,7 @@ async def refusals(app: StationApp, shots: Path | None, lang: str = "vi") -> int
                 "the refusal of a reference book")
     await shoot.shot("not-for-loan")
     await press(demo.lift_all)
-    await press(station.ids.finish_button)
-    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
-    await shoot.shot("refusal-summary")
-    await press(station.ids.done_button)
-    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await finish(app, shoot, "refusal-summary")
     return 0
 
 
@@ -217,7 +221,7 @@ async def stack(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
 async def multipart(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """A set of two parts under the site rule 'refuse': part 1 alone waits, with the reason;
     part 2 joins, one loan is made and both tags are secured."""
-    view, demo, station = await start(app, lang)
+    view, demo, _station = await start(app, lang)
     shoot = Shooter(shots)
     await sign_in(app, "DG0003", lang)
     await press(demo.book_buttons[f"{SET_ITEM}/1"])
@@ -234,11 +238,7 @@ async def multipart(app: StationApp, shots: Path | None, lang: str = "vi") -> in
         print(f"demo: the set's tags have AFI {afis}, expected on loan")
         return 1
     await press(demo.lift_all)
-    await press(station.ids.finish_button)
-    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
-    await shoot.shot("multipart-summary")
-    await press(station.ids.done_button)
-    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await finish(app, shoot, "multipart-summary")
     return 0
 
 
@@ -258,10 +258,7 @@ async def security_pending(app: StationApp, shots: Path | None, lang: str = "vi"
     await until(lambda: len(view().pending) == 2, "two pending security writes")
     await shoot.shot("write-failed")
     await press(demo.lift_all)
-    await press(station.ids.finish_button)
-    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
-    await press(station.ids.done_button)
-    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await finish(app)
     await shoot.shot("idle-pending")
     pad.failing_writes.clear()  # type: ignore[attr-defined]
     await press(demo.book_buttons[first.item_id])  # put back: written now
@@ -352,10 +349,7 @@ async def pin(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     await until(lambda: confirmed(view, 1)() and settled(view)(), "the loan")
     await shoot.shot("pin-borrowed")
     await press(demo.lift_all)
-    await press(station.ids.finish_button)
-    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
-    await press(station.ids.done_button)
-    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await finish(app)
     return 0
 
 
@@ -382,10 +376,7 @@ async def account(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
         return 1
     await press(station.ids.account_back)
     await until(lambda: view().mode is core.Mode.BORROW, "back to the pad")
-    await press(station.ids.finish_button)
-    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
-    await press(station.ids.done_button)
-    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await finish(app)
     return 0
 
 
@@ -413,11 +404,7 @@ async def offline(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
                 and settled(view)(), "the offline loan")
     await shoot.shot("offline-borrowed")
     await press(demo.lift_all)
-    await press(station.ids.finish_button)
-    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
-    await shoot.shot("offline-summary")
-    await press(station.ids.done_button)
-    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await finish(app, shoot, "offline-summary")
     await press(station.ids.return_button)
     await until(lambda: view().mode is core.Mode.RETURN, "the return screen")
     if view().lang != lang:
@@ -427,10 +414,7 @@ async def offline(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
                 and settled(view)(), "the offline return")
     await shoot.shot("offline-returned")
     await press(demo.lift_all)
-    await press(station.ids.finish_button)
-    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
-    await press(station.ids.done_button)
-    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await finish(app)
     await asyncio.to_thread(CENTRAL.start)
     await until(lambda: rt.journal.depth()[0] == 0, "the outbox to drain", timeout_s=60)
     await shoot.shot("offline-synced")
