@@ -1,4 +1,5 @@
-"""UUIDv7 message ids (RFC 9562): time-ordered, so outbox rows sort by creation."""
+"""UUIDv7 message ids (RFC 9562): ordered by millisecond, random within one (order rows by
+the station's seq, not by msg_id, where order matters)."""
 
 from __future__ import annotations
 
