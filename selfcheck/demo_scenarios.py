@@ -66,6 +66,12 @@ def _refusals(out: Outcome) -> list[str]:
     return [] if not rows else ["refusals: the store changed"]
 
 
+def _accessibility(out: Outcome) -> list[str]:
+    loans, _ = _kinds(out, WALK_ITEMS[:2])
+    print(f"central store: loans {loans} (made in large text and in high contrast)")
+    return [] if loans == sorted(WALK_ITEMS[:2]) else ["accessibility: loans differ"]
+
+
 def _stack(out: Outcome) -> list[str]:
     loans, returns = _kinds(out, (*STACK_ITEMS, OTHER_ITEM))
     print(f"central store: loans {loans} (another library's book never sent)")
@@ -233,6 +239,7 @@ SCENARIOS: dict[str, Scenario] = {
     "receipt": Scenario("receipt", {**STAFF, "receipt": "ask"}, printer=True, check=_receipt),
     "walk": Scenario("walk", desk=False, check=_walk),
     "refusals": Scenario("refusals", desk=False, check=_refusals),
+    "accessibility": Scenario("accessibility", desk=False, check=_accessibility),
 }
 
 

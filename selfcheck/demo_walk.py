@@ -422,8 +422,35 @@ async def offline(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
 
 
 Script = Callable[[StationApp, Path | None, str], Awaitable[int]]
+async def accessibility(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Large text, then high contrast, from the accessibility button; a loan in each; the
+    theme goes back to normal at idle."""
+    from kiosk.ui.theme import theme
+
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await press(station.ids.a11y)
+    await until(lambda: theme.level == "large", "large text")
+    await shoot.shot("large-idle")
+    await sign_in(app, WALK_CARD, lang)
+    await press(demo.book_buttons[WALK_ITEMS[0]])
+    await until(both(confirmed(view, 1), settled(view)), "the loan in large text")
+    await shoot.shot("large-borrowed")
+    await press(station.ids.a11y)
+    await until(lambda: theme.level == "contrast", "high contrast")
+    await press(demo.lift_all)
+    await press(demo.book_buttons[WALK_ITEMS[1]])
+    await until(both(confirmed(view, 2), settled(view)), "the loan in high contrast")
+    await shoot.shot("contrast-borrowed")
+    await press(demo.lift_all)
+    await finish(app, shoot, "contrast-summary")
+    await until(lambda: theme.level == "normal", "the theme back to normal at idle")
+    return 0
+
+
 SCENARIOS: dict[str, Script] = {
     "pin": pin, "account": account, "stack": stack, "multipart": multipart,
     "security-pending": security_pending, "return-station": return_station,
     "offline": offline, "receipt": receipt, "walk": walk, "refusals": refusals,
+    "accessibility": accessibility,
 }

@@ -67,6 +67,8 @@ DESK = {
     "account": ("en", ["account-patron", "account", "account-renewed"]),
     "offline": ("vi", ["offline-idle", "offline-patron", "offline-borrowed", "offline-summary",
                        "offline-returned", "offline-synced"]),
+    "accessibility": ("vi", ["large-idle", "large-borrowed", "contrast-borrowed",
+                             "contrast-summary"]),
 }
 
 

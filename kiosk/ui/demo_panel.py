@@ -10,6 +10,7 @@ from kivy.core.window import Window
 from kivy.metrics import dp
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
+from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
 from kivy.uix.togglebutton import ToggleButton
 
@@ -28,20 +29,25 @@ class DemoPanel(BoxLayout):
         self.header = Label(font_size="16sp", size_hint_y=None, height=dp(40), bold=True)
         self.add_widget(self.header)
         self.card_buttons: dict[str, Button] = {}
-        row = dp(44) if len(people) + len(books) < 14 else dp(36)  # fit 800 px high
+        row = dp(40)
         for person in people:
             btn = Button(font_size="15sp", size_hint_y=None, height=row)
             btn.bind(on_release=lambda _b, c=person.card_id: self.cards.present(c))
             self.card_buttons[person.card_id] = btn
             self.add_widget(btn)
         self._people = people
+        # Books in two columns, so that every card and book fits an 800 px high window.
+        shelf = GridLayout(cols=2, spacing=dp(4), size_hint_y=None,
+                           height=((len(books) + 1) // 2) * (row + dp(4)))
         self.book_buttons: dict[str, ToggleButton] = {}
         for book in books:
-            tb = ToggleButton(text=book.title, font_size="15sp", size_hint_y=None,
-                              height=row, shorten=True, text_size=(dp(280), None))
+            tb = ToggleButton(text=book.title, font_size="13sp", size_hint_y=None,
+                              height=row, shorten=True, text_size=(dp(136), None),
+                              halign="center")
             tb.bind(state=lambda w, state, b=book: self._toggle(b, state))
             self.book_buttons[book.key] = tb
-            self.add_widget(tb)
+            shelf.add_widget(tb)
+        self.add_widget(shelf)
         self.lift_all = Button(font_size="15sp", size_hint_y=None, height=row)
         self.lift_all.bind(on_release=lambda _b: self._lift_all())
         self.add_widget(self.lift_all)

@@ -15,7 +15,7 @@ _PALETTES: dict[str, dict[str, tuple[float, ...]]] = {
     "normal": {
         "bg": (0.97, 0.96, 0.93, 1), "bar": (0.08, 0.30, 0.42, 1),
         "text": (0.10, 0.12, 0.14, 1), "accent": (0.85, 0.45, 0.10, 1),
-        "on_accent": (1, 1, 1, 1), "band_a": (1, 1, 1, 1), "band_b": (0.93, 0.93, 0.90, 1),
+        "accent_text": (1, 1, 1, 1), "band_a": (1, 1, 1, 1), "band_b": (0.93, 0.93, 0.90, 1),
         "green": (0.12, 0.50, 0.22, 1), "red": (0.75, 0.15, 0.12, 1),
         "grey": (0.35, 0.38, 0.40, 1), "amber": (0.70, 0.42, 0.02, 1),
         "alert_bg": (1.0, 0.86, 0.55, 1),
@@ -23,7 +23,7 @@ _PALETTES: dict[str, dict[str, tuple[float, ...]]] = {
     # WCAG-style contrast: white and yellow on black, no mid greys.
     "contrast": {
         "bg": (0, 0, 0, 1), "bar": (0, 0, 0, 1), "text": (1, 1, 1, 1),
-        "accent": (1, 0.9, 0, 1), "on_accent": (0, 0, 0, 1), "band_a": (0, 0, 0, 1),
+        "accent": (1, 0.9, 0, 1), "accent_text": (0, 0, 0, 1), "band_a": (0, 0, 0, 1),
         "band_b": (0.12, 0.12, 0.12, 1), "green": (0.4, 1, 0.4, 1), "red": (1, 0.45, 0.4, 1),
         "grey": (0.9, 0.9, 0.9, 1), "amber": (1, 0.85, 0.2, 1), "alert_bg": (0.35, 0.25, 0, 1),
     },
@@ -37,7 +37,8 @@ class Theme(EventDispatcher):
     bar = ColorProperty(_PALETTES["normal"]["bar"])
     text = ColorProperty(_PALETTES["normal"]["text"])
     accent = ColorProperty(_PALETTES["normal"]["accent"])
-    on_accent = ColorProperty(_PALETTES["normal"]["on_accent"])
+    # Not "on_accent": Kivy would take that for the handler of `accent` changes.
+    accent_text = ColorProperty(_PALETTES["normal"]["accent_text"])
     band_a = ColorProperty(_PALETTES["normal"]["band_a"])
     band_b = ColorProperty(_PALETTES["normal"]["band_b"])
     green = ColorProperty(_PALETTES["normal"]["green"])
