@@ -3,374 +3,68 @@
 Events in (card read, tags on the pad, ack, touch, tick), actions out (check a patron, record a
 transaction, write a tag's security state, keep a pending write, report to operators). The
 station runtime performs the actions and feeds back what happened; the UI renders `view()`.
-Shaped like h11: everything testable without hardware, broker or screen.
+Shaped like h11: everything testable without hardware, broker or screen. The vocabulary
+(modes, events, actions, View) lives in kiosk/core_model.py and is re-exported here.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
-from typing import Literal
 
 from drivers.pad.watcher import SeenTag
+from kiosk.core_model import (  # noqa: F401 - the core's vocabulary, re-exported
+    NOT_FOR_LOAN,
+    AccountLoaded,
+    AckReceived,
+    Action,
+    Alert,
+    Button,
+    CardRead,
+    CheckOffline,
+    CheckPatron,
+    ClearPending,
+    Connectivity,
+    CoreConfig,
+    DropException,
+    EmailEntered,
+    Event,
+    KeepException,
+    Kind,
+    LateRefusal,
+    Line,
+    LoadAccount,
+    Mode,
+    Notify,
+    OfflineChecked,
+    OfflinePatron,
+    PatronChecked,
+    PendingWrite,
+    PinEntered,
+    PinRule,
+    ReceiptSent,
+    ReceiptVia,
+    Recorded,
+    RecordTx,
+    Renew,
+    Restored,
+    SavePending,
+    SecState,
+    Security,
+    SecurityWritten,
+    SendReceipt,
+    SetService,
+    StaffDismiss,
+    StaffSkip,
+    Status,
+    TagsPresent,
+    Tick,
+    Touch,
+    View,
+    WriteSecurity,
+)
 from mqtt.messages import AccountRes, AckTx, PatronCheckRes
-
-
-class Mode(StrEnum):
-    IDLE = "idle"
-    CHECKING = "checking"  # waiting for the central's patron check
-    BORROW = "borrow"
-    RETURN = "return"
-    CONFIRM_COUNT = "confirm_count"  # the reader says how many books they placed
-    RECEIPT = "receipt"  # print, e-mail or no receipt
-    EMAIL = "email"  # typing the address for an e-mail receipt
-    SUMMARY = "summary"
-    HELP = "help"  # staff needed: the help button, or failures in a row
-    STAFF = "staff"  # a staff card: exceptions, skip a pending write, service on/off
-    RETURN_STATION = "return_station"  # no card, books keep coming (site mode)
-    OUT_OF_SERVICE = "out_of_service"  # an operator closed the station; shows their message
-    PIN = "pin"  # the PIN pad, before the patron check (site rule) or after pin_required
-    ACCOUNT = "account"  # the reader's loans, holds and fines; renew from there
-
-
-class Status(StrEnum):
-    RECORDING = "recording"  # being written to the journal
-    WAITING = "waiting"  # in the journal, waiting for the central's answer
-    DONE = "done"  # the library system said yes
-    REFUSED = "refused"  # the library system (or the station's own rule) said no
-    OFFLINE = "offline"  # accepted under the offline policy (a return, or a loan against
-    # the offline list); in the journal, sent and confirmed when the central is back
-    UNCONFIRMED = "unconfirmed"  # a loan with no answer in time: not borrowed
-    UNREADABLE = "unreadable"  # the tag's data fits no model
-    PARTS = "parts"  # a multi-part item waiting for its other parts (site rule: refuse)
-
-
-Kind = Literal["loan", "return", "renew"]
-# kept: the library system said not to change the tag (SIP2 desensitize/resensitize N)
-Security = Literal["none", "pending", "done", "failed", "kept"]
-SecState = Literal["on_loan", "in_library"]
-Alert = Literal["hold", "hold_transit", "transit"]
-ReceiptVia = Literal["print", "email"]
-Button = Literal["return", "finish", "lang", "cancel", "done", "help", "count_plus",
-                 "count_minus", "count_ok", "count_back", "receipt_print", "receipt_email",
-                 "receipt_none", "staff_oos", "staff_in_service", "staff_exit", "account",
-                 "renew_all"]
-PinRule = Literal["never", "always", "central"]
-NOT_FOR_LOAN = 2  # ISO 28560 type of usage
-
-
-# -- persistent state the core shows (the runtime keeps it in the journal)
-@dataclass(frozen=True)
-class PendingWrite:
-    """A security write the library system allowed but the pad could not do (book lifted
-    too early): kept across sessions and restarts until written or skipped by staff."""
-
-    uid: str
-    item_id: str | None
-    title: str | None
-    state: SecState
-
-
-@dataclass(frozen=True)
-class LateRefusal:
-    """A refusal that came back when its line was no longer on screen (or after the book was
-    accepted offline): an exception for staff."""
-
-    msg_id: str
-    item_id: str
-    title: str | None
-    reason: str | None
-
-
-# -- events
-@dataclass(frozen=True)
-class CardRead:
-    card_id: str
-
-
-@dataclass(frozen=True)
-class PatronChecked:
-    result: PatronCheckRes | None  # None: no answer (offline or timed out)
-
-
-@dataclass(frozen=True)
-class PinEntered:
-    """The PIN pad's OK (the digits) or cancel (None). The digits go into one CheckPatron
-    action and are not kept in the core's state."""
-
-    pin: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class OfflinePatron:
-    """A card found on the offline list (by its hash), with what it may still borrow."""
-
-    patron_ref: str
-    display_name: str
-    loans_left: int
-
-
-@dataclass(frozen=True)
-class OfflineChecked:
-    patron: OfflinePatron | None  # None: not on the list, or no valid list
-
-
-@dataclass(frozen=True)
-class AccountLoaded:
-    result: AccountRes | None  # None: no answer
-
-
-@dataclass(frozen=True)
-class Renew:
-    """The per-row renew button of the account screen."""
-
-    item_id: str
-
-
-@dataclass(frozen=True)
-class TagsPresent:
-    tags: tuple[SeenTag, ...]
-
-
-@dataclass(frozen=True)
-class Recorded:
-    msg_id: str
-
-
-@dataclass(frozen=True)
-class AckReceived:
-    ack: AckTx
-
-
-@dataclass(frozen=True)
-class SecurityWritten:
-    uid: str
-    ok: bool
-
-
-@dataclass(frozen=True)
-class Touch:
-    button: Button
-
-
-@dataclass(frozen=True)
-class Tick:
-    pass
-
-
-@dataclass(frozen=True)
-class Connectivity:
-    online: bool
-
-
-@dataclass(frozen=True)
-class SetService:
-    """An operator's out of service (with a message per language) or back in service."""
-
-    in_service: bool
-    message_vi: str | None = None
-    message_en: str | None = None
-
-
-@dataclass(frozen=True)
-class Restored:
-    """What the journal kept from before a restart."""
-
-    pending: tuple[PendingWrite, ...] = ()
-    exceptions: tuple[LateRefusal, ...] = ()
-
-
-@dataclass(frozen=True)
-class StaffSkip:
-    """Staff skip a pending security write (the book is gone, or they will fix it by hand)."""
-
-    uid: str
-
-
-@dataclass(frozen=True)
-class StaffDismiss:
-    """Staff have dealt with a late refusal."""
-
-    msg_id: str
-
-
-@dataclass(frozen=True)
-class EmailEntered:
-    address: str | None  # None: the reader gave up typing
-
-
-@dataclass(frozen=True)
-class ReceiptSent:
-    via: ReceiptVia
-    ok: bool
-
-
-Event = (CardRead | PatronChecked | TagsPresent | Recorded | AckReceived | SecurityWritten
-         | Touch | Tick | Connectivity | SetService | Restored | StaffSkip | StaffDismiss
-         | EmailEntered | ReceiptSent | PinEntered | OfflineChecked | AccountLoaded | Renew)
-
-
-# -- actions
-@dataclass(frozen=True)
-class CheckPatron:
-    card_id: str = field(repr=False)
-    pin: str | None = field(default=None, repr=False)  # sent once, then dropped
-
-
-@dataclass(frozen=True)
-class CheckOffline:
-    """The central did not answer: look the card up in the stored offline list."""
-
-    card_id: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class LoadAccount:
-    patron_ref: str
-
-
-@dataclass(frozen=True)
-class RecordTx:
-    msg_id: str
-    kind: Kind
-    item_id: str
-    patron_ref: str | None
-    offline: bool = False  # done under the offline policy: the tx says so
-
-
-@dataclass(frozen=True)
-class WriteSecurity:
-    uid: str
-    state: SecState
-
-
-@dataclass(frozen=True)
-class SavePending:
-    write: PendingWrite
-
-
-@dataclass(frozen=True)
-class ClearPending:
-    uid: str
-    how: Literal["written", "skipped"]
-    staff_ref: str | None = None  # who skipped it: a hash of the staff card, not the card
-
-
-@dataclass(frozen=True)
-class KeepException:
-    refusal: LateRefusal
-
-
-@dataclass(frozen=True)
-class DropException:
-    msg_id: str
-
-
-@dataclass(frozen=True)
-class Notify:
-    """An operator event (evt/{kind})."""
-
-    kind: str
-    severity: Literal["info", "warning", "critical"]
-    detail: str | None = None
-    item_id: str | None = None
-
-
-@dataclass(frozen=True)
-class SendReceipt:
-    via: ReceiptVia
-    lang: str
-    patron_name: str | None
-    lines: tuple[Line, ...]
-    to: str | None = None  # the e-mail address: used for this message only, never kept
-
-
-Action = (CheckPatron | RecordTx | WriteSecurity | SavePending | ClearPending | KeepException
-          | DropException | Notify | SendReceipt | CheckOffline | LoadAccount)
-
-
-# -- what the screen shows
-@dataclass(frozen=True)
-class Line:
-    uid: str
-    kind: Kind
-    status: Status
-    item_id: str | None = None
-    msg_id: str | None = None
-    title: str | None = None
-    due: dt.date | None = None
-    reason: str | None = None
-    sort_bin: str | None = None
-    security: Security = "none"
-    sent_at: float = 0.0
-    parts: tuple[str, ...] = ()  # the other tags of a multi-part item (same item id)
-    parts_in_item: int = 1
-    part_numbers: frozenset[int] = frozenset()
-    warning: str | None = None  # parts_missing under the 'warn' rule
-    screen_message: str | None = None  # the library system's words (SIP2 AF)
-    alert: Alert | None = None  # returns: hold here, hold elsewhere, transit
-    transit_to: str | None = None
-    print_lines: tuple[str, ...] = ()  # the library system's receipt text (SIP2 AG)
-
-    @property
-    def uids(self) -> tuple[str, ...]:
-        return (self.uid, *self.parts)
-
-
-@dataclass(frozen=True)
-class View:
-    mode: Mode
-    lang: str
-    online: bool
-    patron_name: str | None
-    lines: tuple[Line, ...]
-    countdown: int | None  # whole seconds left before the station goes back to idle
-    message: str | None  # a message key for the idle screen (a refusal, being offline)
-    message_arg: str | None = None
-    service_message: str | None = None  # the operator's words while out of service
-    pending: tuple[PendingWrite, ...] = ()
-    exceptions: tuple[LateRefusal, ...] = ()
-    count: int = 0  # the reader's count of books (confirm_count)
-    count_read: int | None = None  # set when the reader's count did not match
-    receipt_options: tuple[str, ...] = ()
-    receipt_state: str | None = None  # printing, printed, sending, sent, failed
-    out_of_service: bool = False
-    help_reason: str | None = None  # button or failures
-    pin_error: str | None = None  # wrong_pin (try again) or pin_required, on the PIN pad
-    pin_tries_left: int | None = None
-    offline_session: bool = False  # the patron came from the offline list
-    offline_left: int = 0  # offline loans this patron may still make
-    account: AccountRes | None = None  # the account screen's data; None: loading
-    account_failed: bool = False  # no answer to the account request
-    renewals: tuple[Line, ...] = ()  # kind "renew", one per loan asked for
-    central_ok: bool = True  # False: the broker is up but the central stopped answering
-
-
-@dataclass
-class CoreConfig:
-    default_lang: str = "vi"
-    langs: tuple[str, ...] = ("vi", "en")
-    ack_timeout_s: float = 5.0
-    inactivity_s: float = 45.0
-    summary_s: float = 12.0
-    message_s: float = 8.0
-    help_s: float = 180.0  # the staff-needed screen waits this long for someone
-    offline_returns: bool = True  # offline policy: returns only (the default) or nothing
-    station_mode: Literal["selfcheck", "return-station"] = "selfcheck"
-    confirm_count: bool = False
-    multipart: Literal["accept", "warn", "refuse"] = "warn"
-    owner_isil: str | None = None  # tags of another owner are refused; None: not checked
-    staff_cards: frozenset[str] = frozenset()
-    help_after: int = 3  # failed reads or refused cards in a row before staff are called
-    receipt: Literal["none", "print", "email", "ask"] = "none"
-    can_print: bool = False  # the runtime has a printer
-    can_email: bool = False  # the runtime has a mail relay
-    return_station_lines: int = 12
-    pin: PinRule = "never"  # always: the pad before every check; central: when asked
-    offline_loans: bool = False  # offline: loans against the offline list, and returns
 
 
 @dataclass
