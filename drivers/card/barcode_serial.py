@@ -12,6 +12,7 @@ from pydantic import Field
 
 from drivers.card.barcode import BarcodeOptions, BarcodeSink, LineSplitter
 from drivers.card.base import OnCard
+from drivers.card.reopen import keep_open
 from drivers.card.stats import CardReaderStats
 
 log = logging.getLogger(__name__)
@@ -42,34 +43,16 @@ class SerialBarcodeReader:
     def run(self, on_card: OnCard, stop: threading.Event) -> None:
         sink = BarcodeSink(self.opts, self.stats, on_card)
         splitter = LineSplitter(self.opts.max_len)
-        delay = self.opts.reopen_delay_s
-        lost = False
-        while not stop.is_set():
-            try:
-                # A short read timeout is what lets the loop notice `stop`.
-                port = self._open(self.url, baudrate=self.opts.baudrate, timeout=0.2)
-            except (serial.SerialException, OSError) as exc:
-                log.warning("barcode scanner %s not available (%s); retry in %.1fs",
-                            self.url, exc, delay)
-                lost = True
-                self.stats.health(False)
-                stop.wait(delay)
-                delay = min(delay * 2, self.opts.reopen_max_s)
-                continue
-            if lost:
-                self.stats.count_reconnect()
-            self.stats.health(True)
-            delay = self.opts.reopen_delay_s
+
+        def use(port: Any) -> None:
             splitter.reset()  # a line cut by an unplug is not a card number
-            try:
-                while not stop.is_set():
-                    data = port.read(port.in_waiting or 1)
-                    for item in splitter.feed(data):
-                        sink.handle(item)
-            except (serial.SerialException, OSError) as exc:
-                log.warning("barcode scanner %s lost (%s); reopening", self.url, exc)
-                lost = True
-                self.stats.health(False)
-                stop.wait(delay)
-            finally:
-                port.close()
+            while not stop.is_set():
+                for item in splitter.feed(port.read(port.in_waiting or 1)):
+                    sink.handle(item)
+
+        keep_open(f"barcode scanner {self.url}",
+                  # A short read timeout is what lets the loop notice `stop`.
+                  lambda: self._open(self.url, baudrate=self.opts.baudrate, timeout=0.2),
+                  use, lambda port: port.close(), stats=self.stats, stop=stop,
+                  delay_s=self.opts.reopen_delay_s, max_delay_s=self.opts.reopen_max_s,
+                  errors=(serial.SerialException, OSError))

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from drivers.card.barcode import BarcodeOptions, BarcodeSink, KeyDecoder, LineSplitter
 from drivers.card.base import OnCard
+from drivers.card.reopen import keep_open
 from drivers.card.stats import CardReaderStats
 
 log = logging.getLogger(__name__)
@@ -99,37 +100,20 @@ class EvdevBarcodeReader:
 
     def run(self, on_card: OnCard, stop: threading.Event) -> None:
         sink = BarcodeSink(self.opts, self.stats, on_card)
-        delay = self.opts.reopen_delay_s
-        lost = False
-        while not stop.is_set():
+
+        def use(fd: int) -> None:
+            self._grab(fd)
             try:
-                # O_NONBLOCK: opening a FIFO (tests) must not block; reads go via select.
-                fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
-            except OSError as exc:
-                log.warning("barcode scanner %s not available (%s); retry in %.1fs",
-                            self.path, exc, delay)
-                lost = True
-                self.stats.health(False)
-                stop.wait(delay)
-                delay = min(delay * 2, self.opts.reopen_max_s)
-                continue
-            if lost:
-                self.stats.count_reconnect()
-            self.stats.health(True)
-            delay = self.opts.reopen_delay_s
-            try:
-                self._grab(fd)
                 self._pump(fd, sink, stop)
             except OSError as exc:
-                if exc.errno not in (errno.ENODEV, errno.EIO):
+                if exc.errno not in (errno.ENODEV, errno.EIO):  # those mean: unplugged
                     log.warning("barcode scanner %s read error: %s", self.path, exc)
-            finally:
-                os.close(fd)
-            if not stop.is_set():
-                log.warning("barcode scanner %s lost; reopening", self.path)
-                lost = True
-                self.stats.health(False)
-                stop.wait(delay)
+
+        keep_open(f"barcode scanner {self.path}",
+                  # O_NONBLOCK: opening a FIFO (tests) must not block; reads go via select.
+                  lambda: os.open(self.path, os.O_RDONLY | os.O_NONBLOCK), use, os.close,
+                  stats=self.stats, stop=stop, delay_s=self.opts.reopen_delay_s,
+                  max_delay_s=self.opts.reopen_max_s)
 
     def _grab(self, fd: int) -> None:
         if not self.opts.grab:
