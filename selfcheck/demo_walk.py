@@ -96,10 +96,7 @@ async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
         await press(station.ids.lang)
     await shoot.shot("idle")
 
-    await press(demo.card_buttons[WALK_CARD])
-    await until(lambda: view().mode is core.Mode.BORROW, "the patron screen")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    await sign_in(app, WALK_CARD, lang)
     await shoot.shot("patron")
     for n, item in enumerate(WALK_ITEMS, start=1):
         await press(demo.book_buttons[item])

@@ -22,6 +22,7 @@ fails while schema.py and the migrations disagree).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,23 +69,22 @@ def current(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head", *,
             script_location: Path | str = HERE) -> str | None:
     """Upgrade to `revision` in one transaction; returns the revision reached."""
-    cfg = config(script_location)
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-    return current(engine)
+    return _migrate(engine, command.upgrade, revision, script_location)
 
 
 def downgrade(engine: Engine, revision: str, *,
               script_location: Path | str = HERE) -> str | None:
+    return _migrate(engine, command.downgrade, revision, script_location)
+
+
+def _migrate(engine: Engine, step: Callable[[Config, str], None], revision: str,
+             script_location: Path | str) -> str | None:
     cfg = config(script_location)
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql":  # bridges starting together migrate once
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+        step(cfg, revision)
     return current(engine)
 
 
