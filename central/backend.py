@@ -13,6 +13,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol
 
+from sqlalchemy import Engine
+
 from mqtt.messages import (
     AccountRes,
     AckTx,
@@ -27,10 +29,15 @@ Tx = TxLoan | TxReturn | TxRenew
 
 
 class Backend(Protocol):
+    # The central's own database: dedupe rows, and the per-station order (central/order.py).
+    engine: Engine
+
     def apply(self, batch: Sequence[Tx],
               now: dt.datetime | None = None) -> Sequence[AckTx | None]:
         """One ack (or None: no answer now) per transaction, in order, each only after it is
-        committed."""
+        committed. One station's transactions come in seq order and take effect in that
+        order: after the first of a station's that gets no answer, none of its later ones in
+        the batch is applied."""
         ...
 
     def check_patron(self, card_id: str, today: dt.date | None = None, *,

@@ -36,11 +36,15 @@ class Batch:
     def __init__(self, conn: Connection, txs: Sequence[Tx], *, hold_days: int = 7) -> None:
         self.hold_days = hold_days
         ids = {tx.msg_id for tx in txs}
+        stations = {(tx.site, tx.station) for tx in txs}
         item_ids = {tx.item_id for tx in txs}
         refs = {tx.patron_ref for tx in txs if not isinstance(tx, TxReturn)}
-        self.done: dict[str, str] = dict(conn.execute(
-            select(processed.c.msg_id, processed.c.result)
-            .where(processed.c.msg_id.in_(ids))).all())
+        # Keyed by station and msg_id: no station's message passes for another's.
+        self.done: dict[tuple[str, str, str], str] = {
+            (r.site, r.station, r.msg_id): r.result for r in conn.execute(
+                select(processed.c.site, processed.c.station, processed.c.msg_id,
+                       processed.c.result).where(processed.c.msg_id.in_(ids)))
+            if (r.site, r.station) in stations}
         self.items: dict[str, Row] = {r["item_id"]: dict(r) for r in conn.execute(
             select(items).where(items.c.item_id.in_(item_ids))).mappings()}
         self.patrons: dict[str, Row] = {r["ref"]: dict(r) for r in conn.execute(
@@ -64,7 +68,8 @@ class Batch:
         self.new_reconciliation: list[Row] = []
 
     def apply(self, tx: Tx, now: dt.datetime) -> AckTx:
-        stored = self.done.get(tx.msg_id)
+        key = (tx.site, tx.station, tx.msg_id)
+        stored = self.done.get(key)
         if stored is not None:
             return AckTx.model_validate_json(stored).model_copy(update={"repeat": True})
         if isinstance(tx, TxLoan):
@@ -86,9 +91,10 @@ class Batch:
                 item_id=tx.item_id, patron_ref=getattr(tx, "patron_ref", None),
                 reason=ack.reason or "refused", at=tx.at, recorded_at=now))
         result = ack.model_dump_json(by_alias=True)
-        self.done[tx.msg_id] = result
+        self.done[key] = result
         self.new_processed.append(dict(msg_id=tx.msg_id, site=tx.site, station=tx.station,
-                                       seq=tx.seq, kind=kind, result=result, applied_at=now))
+                                       journal=tx.journal or "", seq=tx.seq, kind=kind,
+                                       result=result, applied_at=now))
         return ack
 
     def write(self, conn: Connection) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +19,14 @@ import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
 from central.backend import Backend, BackendUnavailable, Tx
+from central.order import StationOrder, key_of
 from mqtt import messages, topics
 from mqtt.connection import BrokerAddress, connect_properties, make_client, publish_properties
 from mqtt.security import ClientSecurity, apply
 
 log = logging.getLogger(__name__)
+
+ORDER_CHECK_S = 1.0  # how often a bridge looks for gaps that have waited long enough
 
 
 @dataclass
@@ -39,15 +43,19 @@ class BridgeCounters:
 class Bridge:
     def __init__(self, backend: Backend, broker: BrokerAddress, *,
                  client_id: str = "central-bridge-1", batch_max: int = 500,
-                 security: ClientSecurity | None = None) -> None:
+                 security: ClientSecurity | None = None, order_wait_s: float = 30.0) -> None:
         self.backend = backend
         self.broker = broker
         self.counters = BridgeCounters()
+        self.order = StationOrder(backend.engine, wait_s=order_wait_s)
         self.connected = threading.Event()
         self._batch_max = batch_max
         self._inbox: queue.Queue[paho.MQTTMessage | None] = queue.Queue()
         # Manual acks: PUBACK only after the batch committed (see module doc).
         self._client = make_client(client_id, manual_ack=True)
+        # Back soon after a broker restart, like the stations: a bridge away for paho's default
+        # two minutes leaves every station's transactions to the offline policy.
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
         self._client.on_connect = self._connected
         self._client.on_disconnect = lambda *a: self.connected.clear()
@@ -83,8 +91,15 @@ class Bridge:
 
     # -- the worker: one batch at a time, commit, then answer and PUBACK
     def _run(self) -> None:
+        due_at = 0.0
         while True:
-            first = self._inbox.get()
+            if time.monotonic() >= due_at:  # gaps that waited long enough, even under load
+                due_at = time.monotonic() + ORDER_CHECK_S
+                self._guarded(self._release_due)
+            try:
+                first = self._inbox.get(timeout=ORDER_CHECK_S)
+            except queue.Empty:
+                continue
             if first is None:
                 return
             batch = [first]
@@ -97,11 +112,19 @@ class Bridge:
                     self._inbox.put(None)
                     break
                 batch.append(more)
-            try:
-                self._handle(batch)
-            except Exception:  # never let one bad batch stop the bridge
-                log.exception("batch of %d failed; left unacknowledged for redelivery",
-                              len(batch))
+            self._guarded(self._handle, batch)
+
+    def _guarded(self, step: Any, *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception:  # never let one bad batch stop the bridge
+            log.exception("bridge step %s failed; left unacknowledged for redelivery",
+                          getattr(step, "__name__", step))
+
+    def _release_due(self) -> None:
+        released = self.order.release_due()
+        if released:
+            self._apply(released)
 
     def _handle(self, batch: list[paho.MQTTMessage]) -> None:
         txs: list[tuple[paho.MQTTMessage, Tx]] = []
@@ -128,23 +151,34 @@ class Bridge:
             self._client.ack(m.mid, m.qos)
         if not txs:
             return
-        acks = self.backend.apply([tx for _, tx in txs])
-        self.counters.batches += 1
-        for (m, tx), ack in zip(txs, acks, strict=True):
-            if ack is None:
-                # Not applied and not answered: PUBACK anyway, so that the broker does not
-                # hold it in flight; the station's outbox sends it again (same msg_id).
-                self.counters.unanswered += 1
-                self._client.ack(m.mid, m.qos)
-                continue
-            if ack.repeat:
-                self.counters.repeats += 1
-            else:
-                self.counters.applied += 1
-            if not ack.ok and ack.reason:
-                self.counters.reasons[ack.reason] = self.counters.reasons.get(ack.reason, 0) + 1
-            self._client.publish(topics.ack_tx(tx.site, tx.station), messages.encode(ack), qos=1)
+        # Each station's transactions in seq order: a later one waits (held in the database,
+        # so PUBACK now and keep it out of the receive window) until its predecessor is in.
+        admitted = self.order.admit([tx for _, tx in txs])
+        self._apply(admitted.ready)
+        # Not applied and not answered ones are PUBACKed too, so that the broker does not hold
+        # them in flight; the station's outbox sends them again (same msg_id).
+        for m, _ in txs:
             self._client.ack(m.mid, m.qos)
+
+    def _apply(self, ready: list[Tx]) -> None:
+        """Apply, answer after the commit, then whatever that lets through from the held."""
+        while ready:
+            acks = self.backend.apply(ready)
+            self.counters.batches += 1
+            for tx, ack in zip(ready, acks, strict=True):
+                if ack is None:
+                    self.counters.unanswered += 1
+                    continue
+                if ack.repeat:
+                    self.counters.repeats += 1
+                else:
+                    self.counters.applied += 1
+                if not ack.ok and ack.reason:
+                    self.counters.reasons[ack.reason] = \
+                        self.counters.reasons.get(ack.reason, 0) + 1
+                self._client.publish(topics.ack_tx(tx.site, tx.station), messages.encode(ack),
+                                     qos=1)
+            ready = self.order.release({key_of(tx) for tx in ready})
 
     def _answer(self, m: paho.MQTTMessage, where: topics.Parsed) -> None:
         props: Properties | None = getattr(m, "properties", None)

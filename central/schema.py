@@ -7,16 +7,20 @@ here needs a new revision there (tests/test_migrations.py compares the two).
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -89,7 +93,7 @@ fines = Table(
 # told yes, so staff and operators must act (`selfcheck central report`).
 reconciliation = Table(
     "reconciliation", metadata,
-    Column("msg_id", String(36), primary_key=True),
+    Column("msg_id", String(36), nullable=False),
     Column("site", String(64), nullable=False, index=True),
     Column("station", String(64), nullable=False),
     Column("kind", String(8), nullable=False),
@@ -98,6 +102,7 @@ reconciliation = Table(
     Column("reason", String(32), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("site", "station", "msg_id", name="pk_reconciliation"),
 )
 
 # The per-site key of the offline list's card hashes: stable, so a station's list can be
@@ -113,25 +118,72 @@ offline_salts = Table(
 circulation = Table(
     "circulation", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("msg_id", String(36), nullable=False, unique=True),
+    Column("msg_id", String(36), nullable=False),
     Column("kind", String(8), nullable=False),
     Column("item_id", String(64), nullable=False, index=True),
     Column("patron_ref", String(64)),
     Column("site", String(64), nullable=False),
     Column("station", String(64), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
+    UniqueConstraint("site", "station", "msg_id", name="uq_circulation_msg"),
 )
 
-# The dedupe row: written in the same database transaction as the effect.
+# The dedupe row: written in the same database transaction as the effect. Keyed by the
+# station and its msg_id, so that no station's message can pass for another's.
 processed = Table(
     "processed", metadata,
-    Column("msg_id", String(36), primary_key=True),
+    Column("msg_id", String(36), nullable=False),
     Column("site", String(64), nullable=False),
     Column("station", String(64), nullable=False),
-    Column("seq", Integer, nullable=False),
+    Column("journal", String(32), nullable=False, server_default=""),
+    Column("seq", BigInteger, nullable=False),
     Column("kind", String(8), nullable=False),
     Column("result", Text, nullable=False),  # the ack as sent, JSON
     Column("applied_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("site", "station", "msg_id", name="pk_processed"),
+    Index("ix_processed_order", "site", "station", "journal", "seq"),
+)
+
+# -- per-station order (central/order.py)
+
+# How far each station journal's transactions have been applied: every seq up to `applied`
+# is applied (its processed row) or given up as a gap (order_gaps).
+station_order = Table(
+    "station_order", metadata,
+    Column("site", String(64), primary_key=True),
+    Column("station", String(64), primary_key=True),
+    Column("journal", String(32), primary_key=True),
+    Column("applied", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Transactions that came before their predecessor: released when the gap fills, or after the
+# order wait with the gap recorded. Any bridge of the group may release them.
+held_tx = Table(
+    "held_tx", metadata,
+    Column("site", String(64), primary_key=True),
+    Column("station", String(64), primary_key=True),
+    Column("journal", String(32), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("msg_id", String(36), nullable=False),
+    Column("payload", Text, nullable=False),  # the message as received, JSON
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# For reconciliation: 'gap', numbers first_seq..last_seq never came within the order wait
+# and later ones were applied past them; 'late', the transaction msg_id (first_seq) came after
+# its gap was given up and was applied then, out of order.
+order_gaps = Table(
+    "order_gaps", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", String(64), nullable=False, index=True),
+    Column("station", String(64), nullable=False),
+    Column("journal", String(32), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("msg_id", String(36)),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 # -- used by the SIP2 backend (central/sip2/backend.py), in the same database

@@ -30,6 +30,9 @@ class Message(BaseModel):
 class TxBase(Message):
     msg_id: MsgId = Field(description="UUIDv7 chosen by the station; the dedupe key")
     seq: int = Field(ge=1, description="station sequence number, raised by one per transaction")
+    journal: str | None = Field(None, pattern=r"^[0-9a-f]{32}$", description=(
+        "the station journal's id, made with the journal: seq counts within one journal, so "
+        "a station given a new journal starts again at 1 without being taken for late"))
     site: str
     station: str
     at: dt.datetime = Field(description="when the reader did it, station clock, UTC")

@@ -82,6 +82,35 @@ def _minor(amount: str | None, currency: str) -> int:
     return max(0, round(value * 10 ** EXPONENT.get(currency, 2)))
 
 
+def _key(tx: Tx) -> tuple[str, str, str]:
+    return (tx.site, tx.station, tx.msg_id)
+
+
+def _chains(batch: Sequence[Tx], todo: list[int]) -> list[list[int]]:
+    """The requests to send, as chains that run in parallel: one station's transactions in
+    batch order (the bridge gives them in seq order) and one item's in batch order share a
+    chain, which stops at the first that gets no answer."""
+    parent = {i: i for i in todo}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[object, int] = {}
+    for i in todo:
+        for k in ((batch[i].site, batch[i].station), batch[i].item_id):
+            if k in first:
+                parent[find(i)] = find(first[k])
+            else:
+                first[k] = i
+    chains: dict[int, list[int]] = {}
+    for i in todo:
+        chains.setdefault(find(i), []).append(i)
+    return list(chains.values())
+
+
 def _aware(when: dt.datetime) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)  # SQLite drops the zone
 
@@ -274,12 +303,12 @@ class Sip2Backend:
         done: dict[int, AckTx] = {}  # answered now: to commit
         cards: dict[int, str | None] = {}
         todo: list[int] = []
-        seen: set[str] = set()
-        stored = self._stored_many([tx.msg_id for tx in batch])
+        seen: set[tuple[str, str, str]] = set()
+        stored = self._stored_many(batch)
         for i, tx in enumerate(batch):
-            if tx.msg_id in stored:
-                results[i] = stored[tx.msg_id]
-            elif tx.msg_id in seen:
+            if _key(tx) in stored:
+                results[i] = stored[_key(tx)]
+            elif _key(tx) in seen:
                 continue  # the same message twice in one batch: the first one answers
             elif isinstance(tx, TxLoan) and when > tx.deadline and not tx.offline:
                 done[i] = AckTx(msg_id=tx.msg_id, ok=False, reason="late", item_id=tx.item_id)
@@ -289,15 +318,18 @@ class Sip2Backend:
             else:
                 cards[i] = card if isinstance(tx, TxLoan | TxRenew) else None
                 todo.append(i)
-            seen.add(tx.msg_id)
+            seen.add(_key(tx))
         claims = self._claim_many([batch[i].msg_id for i in todo])
-        work = [i for i in todo if claims[batch[i].msg_id] != "busy"]
-        self.counters.busy += len(todo) - len(work)
         failed: dict[int, bool] = {}  # no answer: True when the request may have gone out
 
         def run(chain: list[int]) -> None:
             for n, i in enumerate(chain):
                 tx = batch[i]
+                if claims[tx.msg_id] == "busy":  # another bridge is at work on it
+                    self.counters.busy += 1
+                    failed.update({j: False for j in chain[n:]
+                                   if claims[batch[j].msg_id] != "busy"})
+                    return
                 try:
                     done[i] = self._send(tx, cards[i], when,
                                          unknown_outcome=claims[tx.msg_id] == "taken_over")
@@ -308,25 +340,26 @@ class Sip2Backend:
                     failed.update({j: False for j in chain[n + 1:]})
                     return
 
-        chains: dict[str, list[int]] = {}
-        for i in work:
-            chains.setdefault(batch[i].item_id, []).append(i)
-        for future in [self._workers.submit(run, chain) for chain in chains.values()]:
+        for future in [self._workers.submit(run, chain) for chain in _chains(batch, todo)]:
             future.result()
         for i, ack in self._commit_many(batch, done, failed, when).items():
             results[i] = ack
         self.counters.unanswered += results.count(None)
         return results
 
-    def _stored(self, msg_id: str) -> AckTx | None:
-        return self._stored_many([msg_id]).get(msg_id)
+    def _stored(self, tx: Tx) -> AckTx | None:
+        return self._stored_many([tx]).get(_key(tx))
 
-    def _stored_many(self, msg_ids: list[str]) -> dict[str, AckTx]:
+    def _stored_many(self, txs: Sequence[Tx]) -> dict[tuple[str, str, str], AckTx]:
+        """The stored results, keyed by station and msg_id."""
+        wanted = {_key(tx) for tx in txs}
         with self.engine.connect() as conn:
-            rows = conn.execute(select(processed.c.msg_id, processed.c.result)
-                                .where(processed.c.msg_id.in_(msg_ids))).all()
-        return {r.msg_id: AckTx.model_validate_json(r.result).model_copy(update={"repeat": True})
-                for r in rows}
+            rows = conn.execute(select(processed.c.site, processed.c.station,
+                                       processed.c.msg_id, processed.c.result)
+                                .where(processed.c.msg_id.in_([k[2] for k in wanted]))).all()
+        return {(r.site, r.station, r.msg_id):
+                AckTx.model_validate_json(r.result).model_copy(update={"repeat": True})
+                for r in rows if (r.site, r.station, r.msg_id) in wanted}
 
     def _claim_many(self, msg_ids: list[str]) -> dict[str, Claim]:
         """Claim each msg_id: 'new', 'taken_over' (an earlier claim outlived its lease: the
@@ -372,7 +405,7 @@ class Sip2Backend:
         def rows(i: int, ack: AckTx) -> dict[str, object]:
             tx = batch[i]
             return {"msg_id": tx.msg_id, "site": tx.site, "station": tx.station,
-                    "seq": tx.seq, "kind": KIND[type(tx)],
+                    "journal": tx.journal or "", "seq": tx.seq, "kind": KIND[type(tx)],
                     "result": ack.model_dump_json(by_alias=True), "applied_at": now}
 
         def refused_offline(items: dict[int, AckTx]) -> list[dict[str, object]]:
@@ -413,7 +446,7 @@ class Sip2Backend:
                                      .where(sip2_claims.c.msg_id == batch[i].msg_id))
                     out[i] = ack
                 except IntegrityError:
-                    stored = self._stored(batch[i].msg_id)
+                    stored = self._stored(batch[i])
                     if stored is not None:
                         out[i] = stored
             with self.engine.begin() as conn:

@@ -1,0 +1,246 @@
+"""Per-station order: each station's transactions reach the backend in `seq` order.
+
+A station numbers the transactions of its journal 1, 2, 3, ... and the central's effect must
+equal applying them in that order, whatever reaches which bridge when. So, in front of any
+backend:
+
+- a transaction whose predecessors are all applied is ready (so are the ones right behind it
+  in the same batch, and a repeat of one already applied);
+- one that came before a predecessor is held, in the central's database so that any bridge of
+  the shared group can release it, and released as soon as the gap fills;
+- a gap that does not fill within the order wait is given up: the held ones are applied and
+  the missing numbers recorded (`order_gaps`, kind 'gap'); a missing one that comes later is
+  applied when it comes and recorded too (kind 'late'): both are for reconciliation.
+
+How far a journal is applied (`station_order.applied`) moves on lazily from the dedupe rows:
+a bridge killed between the backend's commit and any bookkeeping here leaves nothing wrong,
+and a held row lost with a bridge comes back with the station's next resend (the station keeps
+every transaction until its ack).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, Engine, Table, delete, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from central.backend import Tx
+from central.schema import held_tx, order_gaps, processed, station_order
+from mqtt import messages
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]  # site, station, journal
+HELD_MAX = 1000  # per journal: a station that skips numbers cannot fill the database
+
+
+def key_of(tx: Tx) -> Key:
+    return (tx.site, tx.station, tx.journal or "")
+
+
+@dataclass
+class OrderCounters:
+    held: int = 0  # transactions that came before a predecessor
+    released: int = 0  # held ones applied once their gap filled or was given up
+    gaps: int = 0  # gaps given up after the order wait
+    late: int = 0  # transactions that came after their gap was given up
+    refused: int = 0  # over HELD_MAX: not held, the station sends them again
+
+
+@dataclass
+class Admitted:
+    ready: list[Tx] = field(default_factory=list)  # per journal in seq order
+    held: list[Tx] = field(default_factory=list)
+
+
+class StationOrder:
+    def __init__(self, engine: Engine, *, wait_s: float = 30.0) -> None:
+        self.engine = engine
+        self.wait = dt.timedelta(seconds=wait_s)
+        self.counters = OrderCounters()
+
+    # -- what the bridge calls
+    def admit(self, txs: Sequence[Tx], now: dt.datetime | None = None) -> Admitted:
+        """Sort a batch into what may be applied now and what waits for a predecessor."""
+        now = now or dt.datetime.now(dt.UTC)
+        out = Admitted()
+        groups: dict[Key, list[Tx]] = {}
+        for tx in txs:
+            groups.setdefault(key_of(tx), []).append(tx)
+        with self.engine.begin() as conn:
+            for key in sorted(groups):
+                mark = self._lock(conn, key, now)
+                group = sorted(groups[key], key=lambda t: t.seq)
+                done = self._processed(conn, key, [t.msg_id for t in group if t.seq <= mark])
+                ready: list[Tx] = []
+                nxt = mark + 1
+                for tx in group:
+                    if tx.seq < nxt:
+                        if tx.seq <= mark and tx.msg_id not in done:
+                            self._late(conn, key, tx, now)
+                            done.add(tx.msg_id)
+                        ready.append(tx)
+                    elif tx.seq == nxt:
+                        ready.append(tx)
+                        nxt += 1
+                    elif self._hold(conn, key, tx, now):
+                        out.held.append(tx)
+                ready += self._pull(conn, key, nxt)
+                out.ready += sorted(ready, key=lambda t: t.seq)
+        return out
+
+    def release(self, keys: Iterable[Key], now: dt.datetime | None = None) -> list[Tx]:
+        """Held transactions of these journals whose gap has filled (after an apply)."""
+        now = now or dt.datetime.now(dt.UTC)
+        out: list[Tx] = []
+        wanted = sorted(set(keys))
+        if not wanted:
+            return out
+        with self.engine.begin() as conn:
+            waiting = self._held_keys(conn, wanted)
+            for key in wanted:
+                if key in waiting:
+                    out += self._pull(conn, key, self._lock(conn, key, now) + 1)
+        return out
+
+    def release_due(self, now: dt.datetime | None = None) -> list[Tx]:
+        """Give up the gaps that have waited longer than the order wait: record them and
+        release what was held behind them."""
+        now = now or dt.datetime.now(dt.UTC)
+        out: list[Tx] = []
+        with self.engine.begin() as conn:
+            keys = sorted({(r.site, r.station, r.journal) for r in conn.execute(
+                select(held_tx.c.site, held_tx.c.station, held_tx.c.journal)
+                .where(held_tx.c.received_at < now - self.wait).distinct())})
+            for key in keys:
+                mark = self._lock(conn, key, now)
+                first = conn.execute(
+                    select(held_tx.c.seq).where(*self._is(held_tx, key))
+                    .order_by(held_tx.c.seq).limit(1)).scalar_one_or_none()
+                if first is not None and first > mark + 1:
+                    conn.execute(insert(order_gaps).values(
+                        site=key[0], station=key[1], journal=key[2], kind="gap",
+                        first_seq=mark + 1, last_seq=first - 1, msg_id=None, recorded_at=now))
+                    self._set_mark(conn, key, first - 1, now)
+                    self.counters.gaps += 1
+                    log.warning("order gap given up: site=%s station=%s seq=%d..%d",
+                                key[0], key[1], mark + 1, first - 1)
+                    mark = first - 1
+                out += self._pull(conn, key, mark + 1)
+        return out
+
+    def gaps(self, site: str | None = None,
+             since: dt.datetime | None = None) -> list[dict[str, object]]:
+        """Gaps given up and late arrivals, oldest first (for reconciliation)."""
+        query = select(order_gaps).order_by(order_gaps.c.recorded_at, order_gaps.c.id)
+        if site is not None:
+            query = query.where(order_gaps.c.site == site)
+        if since is not None:
+            query = query.where(order_gaps.c.recorded_at >= since)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def held_count(self) -> int:
+        with self.engine.connect() as conn:
+            return len(conn.execute(select(held_tx.c.seq)).all())
+
+    # -- the steps, inside one database transaction
+    @staticmethod
+    def _is(table: Table, key: Key) -> tuple[ColumnElement[bool], ...]:
+        c = table.c
+        return (c.site == key[0], c.station == key[1], c.journal == key[2])
+
+    def _lock(self, conn: Connection, key: Key, now: dt.datetime) -> int:
+        """The journal's mark, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite's
+        BEGIN IMMEDIATE already serialises writers) and moved on past the dedupe rows."""
+        query = select(station_order.c.applied).where(*self._is(station_order, key))
+        mark = conn.execute(query.with_for_update()).scalar_one_or_none()
+        if mark is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(station_order).values(
+                        site=key[0], station=key[1], journal=key[2], applied=0,
+                        updated_at=now))
+                mark = 0
+            except IntegrityError:  # another bridge made it just now
+                mark = conn.execute(query.with_for_update()).scalar_one()
+        start = mark
+        for seq in conn.execute(
+                select(processed.c.seq).where(*self._is(processed, key), processed.c.seq > mark)
+                .order_by(processed.c.seq)).scalars():
+            if seq > mark + 1:
+                break
+            mark = seq
+        if mark != start:
+            self._set_mark(conn, key, mark, now)
+        return int(mark)
+
+    def _set_mark(self, conn: Connection, key: Key, mark: int, now: dt.datetime) -> None:
+        conn.execute(update(station_order).where(*self._is(station_order, key))
+                     .values(applied=mark, updated_at=now))
+
+    def _processed(self, conn: Connection, key: Key, msg_ids: list[str]) -> set[str]:
+        if not msg_ids:
+            return set()
+        return set(conn.execute(select(processed.c.msg_id).where(
+            processed.c.site == key[0], processed.c.station == key[1],
+            processed.c.msg_id.in_(msg_ids))).scalars())
+
+    def _late(self, conn: Connection, key: Key, tx: Tx, now: dt.datetime) -> None:
+        """A number at or below the mark that was never applied: its gap was given up."""
+        conn.execute(insert(order_gaps).values(
+            site=key[0], station=key[1], journal=key[2], kind="late", first_seq=tx.seq,
+            last_seq=tx.seq, msg_id=tx.msg_id, recorded_at=now))
+        self.counters.late += 1
+        log.warning("late transaction applied out of order: site=%s station=%s seq=%d "
+                    "msg_id=%s", key[0], key[1], tx.seq, tx.msg_id)
+
+    def _hold(self, conn: Connection, key: Key, tx: Tx, now: dt.datetime) -> bool:
+        """Keep it until its gap fills; the first copy's arrival starts the order wait."""
+        present = conn.execute(select(held_tx.c.msg_id).where(
+            *self._is(held_tx, key), held_tx.c.seq == tx.seq)).scalar_one_or_none()
+        if present is not None:
+            return True
+        count = len(conn.execute(select(held_tx.c.seq).where(*self._is(held_tx, key))
+                                 .limit(HELD_MAX)).all())
+        if count >= HELD_MAX:
+            self.counters.refused += 1
+            return False
+        conn.execute(insert(held_tx).values(
+            site=key[0], station=key[1], journal=key[2], seq=tx.seq, msg_id=tx.msg_id,
+            payload=messages.encode(tx).decode(), received_at=now))
+        self.counters.held += 1
+        log.info("held until its predecessor comes: site=%s station=%s seq=%d msg_id=%s",
+                 key[0], key[1], tx.seq, tx.msg_id)
+        return True
+
+    def _held_keys(self, conn: Connection, keys: list[Key]) -> set[Key]:
+        rows = conn.execute(select(held_tx.c.site, held_tx.c.station, held_tx.c.journal)
+                            .where(held_tx.c.station.in_({k[1] for k in keys})).distinct())
+        return {(r.site, r.station, r.journal) for r in rows} & set(keys)
+
+    def _pull(self, conn: Connection, key: Key, nxt: int) -> list[Tx]:
+        """Take out the held transactions that now follow on from the mark."""
+        out: list[Tx] = []
+        taken: list[int] = []
+        for seq, payload in conn.execute(
+                select(held_tx.c.seq, held_tx.c.payload).where(*self._is(held_tx, key))
+                .order_by(held_tx.c.seq)).all():
+            if seq > nxt:
+                break
+            taken.append(seq)
+            nxt = max(nxt, seq + 1)
+            try:
+                out.append(messages.decode_tx(payload.encode()))
+            except messages.MessageError as exc:  # held by an older version: cannot be
+                log.warning("held transaction unreadable, dropped: %s", exc)
+        if taken:
+            conn.execute(delete(held_tx).where(*self._is(held_tx, key),
+                                               held_tx.c.seq.in_(taken)))
+            self.counters.released += len(out)
+        return out
