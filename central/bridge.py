@@ -58,6 +58,7 @@ class Bridge:
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
         self._client.on_connect = self._connected
+        self._client.on_subscribe = self._subscribed
         self._client.on_disconnect = lambda *a: self.connected.clear()
         self._client.on_message = lambda c, u, m: self._inbox.put(m)
         self._worker = threading.Thread(target=self._run, name="bridge-worker", daemon=True)
@@ -87,7 +88,14 @@ class Bridge:
             log.warning("broker refused the bridge: %s", rc)
             return
         client.subscribe([(topics.BRIDGE_TX, 1), (topics.BRIDGE_REQ, 1)])
-        self.connected.set()
+
+    def _subscribed(self, client: paho.Client, userdata: Any, mid: int, codes: Any,
+                    props: Any = None) -> None:
+        # Connected is only worth saying once the broker hands us the stations' messages.
+        if all(not getattr(c, "is_failure", False) for c in codes):
+            self.connected.set()
+        else:
+            log.warning("broker refused the bridge's subscriptions: %s", codes)
 
     # -- the worker: one batch at a time, commit, then answer and PUBACK
     def _run(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +29,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- The journal's id, made with it: the central orders a station's transactions by seq within
+-- one journal (a journal older than the id has none, and keeps none).
+CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), journal TEXT);
 -- Security writes the library system allowed but the pad could not do: kept until the book is
 -- back on the pad and written, or staff skip it (DESIGN.md invariant 3).
 CREATE TABLE IF NOT EXISTS pending_security (
@@ -90,6 +94,11 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO identity(id, journal) SELECT 1, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'seq')", (uuid.uuid4().hex,))
+        row = self._db.execute("SELECT journal FROM identity").fetchone()
+        self.journal_id: str | None = row[0] if row is not None else None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -136,6 +145,13 @@ class Journal:
         with self._lock:
             return [(r[0], r[1], bytes(r[2])) for r in self._db.execute(
                 "SELECT msg_id, topic, payload FROM outbox ORDER BY seq")]
+
+    def seq_of(self, msg_id: str) -> int | None:
+        """The sequence number of a row still waiting for its ack."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM outbox WHERE msg_id = ?",
+                                   (msg_id,)).fetchone()
+        return None if row is None else int(row[0])
 
     def delete(self, msg_id: str) -> bool:
         with self._lock:

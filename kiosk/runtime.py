@@ -337,7 +337,8 @@ class StationRuntime:
         topic = topics.tx(s.site, s.station, action.kind)
 
         def build(seq: int) -> messages.TxLoan | messages.TxReturn | messages.TxRenew:
-            common: dict[str, Any] = dict(msg_id=action.msg_id, seq=seq, site=s.site,
+            common: dict[str, Any] = dict(msg_id=action.msg_id, seq=seq,
+                                          journal=self.journal.journal_id, site=s.site,
                                           station=s.station, at=now, item_id=action.item_id,
                                           offline=action.offline)
             if action.kind == "renew":

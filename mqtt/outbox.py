@@ -21,6 +21,7 @@ class OutboxStore(Protocol):
 
 
 Send = Callable[[str, bytes], bool]  # topic, payload -> handed to a connected client
+CATCH_UP_S = 1.0  # an older row not sent for this long goes out again before a new one
 
 
 class Outbox:
@@ -34,7 +35,19 @@ class Outbox:
         self._lock = threading.Lock()  # guards _sent_at only; never held while sending
 
     def submit(self, msg_id: str, topic: str, payload: bytes) -> None:
-        """Send a row just written to the journal."""
+        """Send a row just written to the journal, after the older rows still waiting for
+        their ack that have not gone out in the last second: the central applies a station's
+        transactions in seq order, so an older one lost on the way (sent while no bridge was
+        subscribed, say) would hold this one up until its next resend."""
+        now = self._clock()
+        with self._lock:
+            sent = dict(self._sent_at)
+        for older, older_topic, older_payload in self._store.pending():
+            if older == msg_id:
+                break
+            at = sent.get(older)
+            if at is None or now - at >= CATCH_UP_S:
+                self._try(older, older_topic, older_payload)
         self._try(msg_id, topic, payload)
 
     def _try(self, msg_id: str, topic: str, payload: bytes) -> None:

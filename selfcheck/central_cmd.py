@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fill an empty store with the sample library")
     p.add_argument("--sample-items", type=int, default=0, help="extra synthetic items")
     p.add_argument("--sample-patrons", type=int, default=0, help="extra synthetic patrons")
+    p.add_argument("--order-wait", type=float, default=30.0, metavar="SECONDS",
+                   help="how long a station's transaction waits for a missing predecessor "
+                   "before it is applied anyway and the gap recorded (central report)")
     security.add_arguments(p)
     p.set_defaults(func=run)
     central_admin.register(p)  # `central migrate`, `central import`
@@ -72,11 +75,16 @@ def run(args: argparse.Namespace) -> int:
             store.create()
         backend = store
         where = store.engine.url.render_as_string(hide_password=True)
-    bridge = Bridge(backend, args.broker, client_id=args.id, security=client_security)
+    bridge = Bridge(backend, args.broker, client_id=args.id, security=client_security,
+                    order_wait_s=args.order_wait)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     bridge.start()
+    # Ready once subscribed, so that nothing sent right after is lost; a broker that is not
+    # there yet does not hold the central back (it connects by itself).
+    if not bridge.connected.wait(10):
+        logging.getLogger("central").warning("broker %s not reached yet", args.broker)
     logging.getLogger("central").info("bridge %s on %s, backend %s", args.id, args.broker,
                                       where)
     print("central ready", flush=True)

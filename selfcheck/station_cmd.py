@@ -23,7 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="station TOML file (SELFCHECK_* env overrides)")
     p.add_argument("--broker", help="HOST:PORT of the MQTT broker")
     p.add_argument("--journal", type=Path, help="station journal (SQLite file)")
-    p.add_argument("--headless", action="store_true", help="render offscreen (no display)")
+    p.add_argument("--headless", action="store_true",
+                   help="no screen and no Kivy: the runtime alone (with simulated devices, "
+                   "driven by commands on standard input; see kiosk/headless.py)")
+    p.add_argument("--events", action="store_true",
+                   help="with --headless: one JSON line per transaction state change")
+    p.add_argument("--offscreen", action="store_true",
+                   help="the station's screens rendered offscreen (no display)")
     p.add_argument("--fullscreen", action="store_true")
     p.set_defaults(func=run)
 
@@ -50,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"station config is not valid: {exc}")
         return 2
-    code = asyncio.run(run_station(settings, headless=args.headless, devices=devices,
+    if args.headless:
+        from kiosk.headless import run_headless
+
+        return asyncio.run(run_headless(settings, *devices, events=args.events))
+    code = asyncio.run(run_station(settings, headless=args.offscreen, devices=devices,
                                    reload=lambda: settings_from(args)))
     return code
 

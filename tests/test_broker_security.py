@@ -366,7 +366,7 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_station_and_central_commands_refuse_to_start_insecure(tmp_path: Path) -> None:
     cfg = tmp_path / "station.toml"
     cfg.write_text('site = "site-1"\nstation = "st-a"\nbroker = "10.1.2.3:1883"\n')
-    out = _run("station", "--config", str(cfg), "--headless")
+    out = _run("station", "--config", str(cfg), "--offscreen")
     assert out.returncode == 2
     assert "broker: 10.1.2.3:1883 is not on this machine and TLS is off" in out.stdout
     out = _run("central", "--broker", "10.1.2.3:1883", "--db", f"sqlite:///{tmp_path}/c.db")

@@ -164,7 +164,7 @@ def test_station_command_prints_the_bad_key(tmp_path: Path) -> None:
     cfg = _example(tmp_path)
     cfg.write_text(cfg.read_text().replace('lang = "vi"', 'lang = "fr"'))
     out = subprocess.run([sys.executable, "-m", "selfcheck.cli",
-                          "station", "--config", str(cfg), "--headless"], cwd=ROOT,
+                          "station", "--config", str(cfg), "--offscreen"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "station config is not valid" in out.stdout and "lang" in out.stdout
