@@ -19,6 +19,7 @@ import asyncio
 import json
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from typing import IO, Any, get_args
@@ -71,6 +72,7 @@ class EventPrinter:
                       item=line.item_id, status=status, reason=line.reason)
 
     def emit(self, **fields: Any) -> None:
+        fields["at"] = round(time.time(), 3)
         self._out.write(json.dumps(fields, ensure_ascii=False) + "\n")
         self._out.flush()
 

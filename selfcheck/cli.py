@@ -15,6 +15,7 @@ COMMANDS = [
     "selfcheck.station_cmd",
     "selfcheck.central_cmd",
     "selfcheck.simulate",
+    "selfcheck.chaos",
     "selfcheck.bench.cmd",
     "selfcheck.schema_cmd",
     "selfcheck.fleet_cmd",

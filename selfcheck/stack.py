@@ -57,7 +57,8 @@ class HeadlessStation(ChildProcess):
         super().__init__()
         self.config = config
         self.log = log
-        self.events: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []  # since the last start
+        self.on_event: Callable[[dict[str, Any]], None] | None = None  # every event, ever
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
@@ -83,6 +84,8 @@ class HeadlessStation(ChildProcess):
                 continue
             with self._changed:
                 self.events.append(event)
+                if self.on_event is not None:
+                    self.on_event(event)
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
