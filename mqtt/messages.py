@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mqtt import bounds
 
 MAX_PAYLOAD = 16 * 1024  # bytes; larger messages are refused before parsing
+MAX_PAGES = 1_000_000  # of the offline list: page x page size must stay a 64-bit offset
 MAX_DEPTH = 16  # nesting of JSON arrays and objects; the deepest v1 message needs 4
 
 ItemId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -210,8 +211,8 @@ class AccountRes(Message):
 
 class OfflineListReq(Message):
     schema_: Literal["req.offline-list/1"] = Field("req.offline-list/1", alias="schema")
-    page: int = Field(1, ge=1, description="1 first; ask 2..pages after it (a page stays "
-                      "well under the 16 KiB payload limit)")
+    page: int = Field(1, ge=1, le=MAX_PAGES, description="1 first; ask 2..pages after it (a "
+                      "page stays well under the 16 KiB payload limit)")
 
 
 class OfflineEntry(Message):
@@ -235,8 +236,8 @@ class OfflineListRes(Message):
     generated_at: dt.datetime = Field(description="UTC")
     valid_until: dt.datetime = Field(description="UTC; after it the station must not lend "
                                      "offline against this list")
-    page: int = Field(ge=1)
-    pages: int = Field(ge=1)
+    page: int = Field(ge=1, le=MAX_PAGES)
+    pages: int = Field(ge=1, le=MAX_PAGES)
     entries: list[OfflineEntry] = Field(default_factory=list, description="patrons in good "
                                         "standing only: not blocked, card valid, no overdue "
                                         "loans, fines under the limit, not PIN-locked")
