@@ -106,8 +106,8 @@ class StationSettings(BaseSettings):
         check_transport(self.broker_address, self.security(with_password=False))
         for key in ("ca_file", "cert_file", "key_file", "password_file"):
             path = getattr(self, key)
-            if path is not None and not Path(path).is_file():
-                raise ValueError(f"{key}: {path} does not exist")
+            if path is not None and not _is_file(Path(path)):
+                raise ValueError(f"{key}: {str(path)[:200]} does not exist or is not a file")
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file: set cert_file too")
         return self
@@ -164,12 +164,23 @@ class StationSettings(BaseSettings):
         return tuple(sources)
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the OS, a NUL in it
+        return False
+
+
 def load_settings(toml: Path | None = None, **overrides: object) -> StationSettings:
     """Settings from `toml` (if given), the environment, then `overrides`."""
     if toml is not None and not toml.exists():
         raise FileNotFoundError(f"config file {toml} does not exist")
+    if toml is not None and not toml.is_file():  # a folder would be skipped: defaults
+        raise ValueError(f"config file {toml} is not a file (a folder?): name the TOML file")
     StationSettings._toml_path = toml  # type: ignore[attr-defined]
     try:
         return StationSettings(**overrides)  # type: ignore[arg-type]
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ValueError(f"config file {toml}: arrays or tables nested too deep") from None
     finally:
         StationSettings._toml_path = None  # type: ignore[attr-defined]

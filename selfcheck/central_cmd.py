@@ -14,6 +14,8 @@ from mqtt.connection import BrokerAddress
 from selfcheck import central_admin
 from selfcheck.sdnotify import notify
 
+STATUS_EVERY_S = 10.0
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("central", help="run the central bridge (embedded circulation store)")
@@ -89,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
                                       where)
     print("central ready", flush=True)
     notify("READY=1")  # systemd Type=notify: the bridge is up and connects by itself
-    stop.wait()
+    # What operators see in `systemctl status`: what went through and what was rejected.
+    while not stop.wait(STATUS_EVERY_S):
+        notify(f"STATUS={bridge.counters.summary()}")
     bridge.stop()
     backend.close()
     return 0

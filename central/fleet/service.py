@@ -19,6 +19,7 @@ from central.fleet.web import Hub, WebServer
 from mqtt import messages, topics
 from mqtt.commands import CommandRes
 from mqtt.connection import BrokerAddress, connect_properties, make_client
+from mqtt.rejections import OnceLog
 from mqtt.security import ClientSecurity, apply
 from mqtt.telemetry import FLEET_SUBSCRIPTIONS, Event
 
@@ -45,6 +46,7 @@ class FleetService:
         self.registry = registry(self.state, hours or OpeningHours())
         self.web = WebServer(http, self.state, self.hub, self.registry) if http else None
         self.connected = threading.Event()
+        self._once = OnceLog(log)
         self._client = make_client(client_id)
         apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
         self._client.on_connect = self._on_connect
@@ -82,22 +84,34 @@ class FleetService:
         self.connected.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, m: paho.MQTTMessage) -> None:
-        counters = self.state.counters
+        # paho's network thread: whatever one station sends, it must not end here, or the
+        # service would stop hearing every station.
+        try:
+            self._receive(m)
+        except Exception as exc:
+            self._rejected(m, "error", f"{type(exc).__name__}: {exc}", trace=True)
+
+    def _receive(self, m: paho.MQTTMessage) -> None:
         try:
             where = topics.parse(m.topic)
             if not m.payload:
                 return  # a cleared retained message
             expected = EXPECTED.get(where.channel)
             if expected is None:
-                raise messages.MessageError("topic", f"channel {where.channel!r} unknown")
+                raise messages.MessageError("topic", f"channel {where.channel[:40]!r} unknown")
             msg = messages.decode(m.payload, *expected)
         except (messages.MessageError, topics.TopicError) as exc:
-            field = getattr(exc, "field", "topic")
-            with self.state.lock:
-                counters.rejected[field] += 1
-            log.warning("rejected %s: %s", m.topic, exc)
+            self._rejected(m, getattr(exc, "field", "topic"), str(exc))
             return
         self.take(where.site, where.station, where.channel, where.name, msg)
+
+    def _rejected(self, m: paho.MQTTMessage, field: str, detail: str, *,
+                  trace: bool = False) -> None:
+        with self.state.lock:
+            self.state.counters.rejected[field] += 1
+            count = self.state.counters.rejected[field]
+        self._once.note(field, count, "rejected %s: %s", m.topic[:200], detail[:300],
+                        trace=trace)
 
     def take(self, site: str, station: str, channel: str, name: str,
              msg: messages.Message) -> None:

@@ -32,8 +32,11 @@ class StationApp(App):
         self.prompter: Prompter | None = None
         self.runtime_task: asyncio.Future[None] | None = None  # set by run_app
         # systemd watchdog fed from the UI loop while the runtime task lives
+        # and its threads (MQTT loop, pad loop, card reader) run: one that died silently
+        # would leave a screen that cannot lend, so systemd must restart us
         self.watchdog = UiWatchdog(
-            lambda: self.runtime_task is None or not self.runtime_task.done())
+            lambda: (self.runtime_task is None or not self.runtime_task.done())
+            and self.runtime.threads_ok())
 
     def build(self) -> BoxLayout:
         root = BoxLayout(orientation="horizontal")
