@@ -55,6 +55,13 @@ def core_config(settings: StationSettings) -> core.CoreConfig:
                            pin=settings.pin, offline_loans=settings.offline_loans)
 
 
+def ack_way_back(settings: StationSettings) -> float:
+    """How much earlier than the screen's own time-out a loan's deadline falls: a yes the
+    central gives just before the deadline still has this long to come back before the
+    screen tells the reader "not borrowed"."""
+    return min(1.0, settings.ack_timeout_s / 4)
+
+
 def card_hash(salt: str, card_id: str) -> str:
     """The offline list's key for a card (messages.OfflineEntry.card_hash)."""
     return hmac.new(bytes.fromhex(salt), card_id.encode(), "sha256").hexdigest()[:32]
@@ -381,7 +388,7 @@ class StationRuntime:
                 return messages.TxRenew(patron_ref=action.patron_ref, **common)
             if action.kind == "loan":
                 assert action.patron_ref is not None
-                deadline = now + dt.timedelta(seconds=s.ack_timeout_s)
+                deadline = now + dt.timedelta(seconds=s.ack_timeout_s - ack_way_back(s))
                 return messages.TxLoan(patron_ref=action.patron_ref, deadline=deadline,
                                        **common)
             return messages.TxReturn(**common)
