@@ -171,7 +171,7 @@ async def one_station(n: int, settings: StationSettings, transactions: int, tall
             # Away only once the pad has seen the last book go: the next visit would take a
             # book still on it for one of its own (a return right after the loans).
             polls = pad.counters.inventories
-            await until(lambda: pad.counters.inventories >= polls + 2, 5)
+            await until(lambda polls=polls: pad.counters.inventories >= polls + 2, 5)
             rt.feed(core.Touch("cancel"))
         if drain_s is not None:
             await until(lambda: rt.journal.depth()[0] == 0, drain_s)
