@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--order-wait", type=float, default=30.0, metavar="SECONDS",
                    help="how long a station's transaction waits for a missing predecessor "
                    "before it is applied anyway and the gap recorded (central report)")
+    # The benchmark's baseline only: apply whatever arrives at once, without per-station order.
+    p.add_argument("--no-order", action="store_true", help=argparse.SUPPRESS)
     security.add_arguments(p)
     p.set_defaults(func=run)
     central_admin.register(p)  # `central migrate`, `central import`
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         backend = store
         where = store.engine.url.render_as_string(hide_password=True)
     bridge = Bridge(backend, args.broker, client_id=args.id, security=client_security,
-                    order_wait_s=args.order_wait)
+                    order_wait_s=args.order_wait, order=not args.no_order)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -134,7 +134,7 @@ def table(rows: list[dict[str, Any]], site: str | None = None, lang: str = "vi")
     t = Table(title=title + (f" · {w('summary.site', site=site)}" if site else ""),
               title_justify="left")
     for key in ("site", "station", "online", "service", "reader", "paper", "outbox", "oldest",
-                "temp", "version", "event", "alerts"):
+                "temp", "version", "event", "order", "alerts"):
         t.add_column(w(f"col.{key}"),
                      justify="right" if key in ("outbox", "oldest", "temp") else "left")
     for r in rows:
@@ -151,6 +151,8 @@ def table(rows: list[dict[str, Any]], site: str | None = None, lang: str = "vi")
             f"{r['outbox_age_s']} s" if r["outbox_age_s"] else "–",
             f"{r['temp_c']:.1f}" if r["temp_c"] is not None else "–", r["version"] or "–",
             f"{w('event.' + ev.get('kind', ''))} {ev.get('at', '')[11:19]}" if ev else "–",
+            f"[red]{w('order.cell', gaps=r['order_gaps'], late=r['order_late'])}[/]"
+            if r.get("order_gaps") or r.get("order_late") else "–",
             " ".join(f"[bold red]{w('alert.' + a)}[/]" for a in r["alerts"]) or "[green]–[/]")
     return t
 

@@ -21,11 +21,14 @@ class CentralProcess(ChildProcess):
 
     def __init__(self, broker: BrokerAddress, db_url: str, *, client_id: str = "central-bridge-1",
                  sample: bool = True, sample_items: int = 0, sample_patrons: int = 0,
-                 log: Path | None = None, order_wait_s: float | None = None) -> None:
+                 log: Path | None = None, order_wait_s: float | None = None,
+                 order: bool = True) -> None:
         self.args = [sys.executable, "-m", "selfcheck.cli", "central", "--broker", str(broker),
                      "--db", db_url, "--id", client_id]
         if order_wait_s is not None:
             self.args += ["--order-wait", str(order_wait_s)]
+        if not order:  # the benchmark's baseline: no per-station order
+            self.args.append("--no-order")
         if sample:
             self.args += ["--load-sample", "--sample-items", str(sample_items),
                           "--sample-patrons", str(sample_patrons)]

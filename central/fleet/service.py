@@ -1,7 +1,8 @@
 """The fleet-state service: reads every station's status, state, health, events, command
 results and reported config from the broker, keeps the last known state (memory + central
 store), and serves it to operators: Prometheus metrics, a JSON snapshot, and a live web page
-fed by server-sent events."""
+fed by server-sent events. Beside that it reads, from the same central database, how many order
+gaps and late transactions the bridges recorded per station (for reconciliation)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class FleetService:
     def __init__(self, broker: BrokerAddress, db_url: str, *, http: tuple[str, int] | None =
                  ("127.0.0.1", 0), hours: OpeningHours | None = None,
                  client_id: str = "central-fleet-1", flush_s: float = 1.0,
-                 security: ClientSecurity | None = None) -> None:
+                 security: ClientSecurity | None = None, order_s: float = 10.0) -> None:
         self.broker = broker
         self.state = FleetState()
         self.store = FleetStore(db_url, flush_s=flush_s)
@@ -47,6 +48,10 @@ class FleetService:
         self.web = WebServer(http, self.state, self.hub, self.registry) if http else None
         self.connected = threading.Event()
         self._once = OnceLog(log)
+        self._order_s = order_s
+        self._stop = threading.Event()
+        self._order = threading.Thread(target=self._watch_order, name="fleet-order",
+                                       daemon=True)
         self._client = make_client(client_id)
         apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
         self._client.on_connect = self._on_connect
@@ -67,13 +72,36 @@ class FleetService:
         self._client.connect_async(self.broker.host, self.broker.port, keepalive=15,
                                    clean_start=True, properties=connect_properties(0))
         self._client.loop_start()
+        self._order.start()
 
     def stop(self) -> None:
+        self._stop.set()
+        self._order.join(10)
         self._client.disconnect()
         self._client.loop_stop()
         if self.web:
             self.web.stop()
         self.store.stop()
+
+    def refresh_order(self) -> None:
+        """Take the order gap counts from the central's database and tell the screens."""
+        counts = self.store.order_counts()
+        if counts is None:
+            return
+        now = time.time()
+        for rec in self.state.set_order(counts):
+            with self.state.lock:
+                row = rec.row(now)
+            self.hub.publish("station", row)
+
+    def _watch_order(self) -> None:
+        while True:
+            try:
+                self.refresh_order()
+            except Exception:  # the database may be briefly unavailable: next round
+                log.exception("order gaps not read; retrying")
+            if self._stop.wait(self._order_s):
+                return
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any,
                     props: Any = None) -> None:
