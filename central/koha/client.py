@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -28,7 +29,7 @@ Auth = Literal["basic", "oauth2"]
 # Availability confirmations a self-service station may accept for the reader (Koha's
 # needsconfirmation keys); any other one needs staff and refuses the loan.
 DEFAULT_CONFIRMS = frozenset({"PREVISSUE", "HIGHHOLDS", "RENTALCHARGE", "ADDITIONAL_MATERIALS"})
-TOKEN_MARGIN_S = 30.0  # renew a token this long before Koha says it expires
+TOKEN_MARGIN_S = 30.0  # renew a token up to this long before Koha says it expires
 
 
 class KohaUnavailable(BackendUnavailable):
@@ -141,8 +142,10 @@ class KohaCounters:
 class KohaClient:
     """One Session (its pool sized for the backend's worker threads), thread safe."""
 
-    def __init__(self, cfg: KohaConfig) -> None:
+    def __init__(self, cfg: KohaConfig, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
+        self.clock = clock
         self.counters = KohaCounters()
         self.session = requests.Session()
         retry = Retry(total=3, connect=2, read=1, status=2, backoff_factor=0.05,
@@ -155,7 +158,8 @@ class KohaClient:
         self.session.verify = cfg.ca_file or True
         self.session.headers.update({"Accept": "application/json"})
         if cfg.auth == "basic":
-            self.session.auth = (cfg.user, cfg.secret)
+            # UTF-8, not requests' latin-1: Vietnamese passwords are common.
+            self.session.auth = (cfg.user.encode(), cfg.secret.encode())  # type: ignore[assignment]
         self._token: str | None = None
         self._token_until = 0.0
         self._token_lock = threading.Lock()
@@ -166,13 +170,13 @@ class KohaClient:
     # -- OAuth2 client credentials
     def _bearer(self, *, renew: bool = False, stale: str | None = None) -> str:
         with self._token_lock:
-            expired = time.monotonic() >= self._token_until
+            expired = self.clock() >= self._token_until
             if self._token is None or expired or (renew and self._token == stale):
                 self._token, self._token_until = self._fetch_token()
             return self._token
 
     def _fetch_token(self) -> tuple[str, float]:
-        started = time.monotonic()
+        started = self.clock()
         r = self._send("POST", "/oauth/token", data={
             "grant_type": "client_credentials", "client_id": self.cfg.user,
             "client_secret": self.cfg.secret}, auth=False)
@@ -187,7 +191,7 @@ class KohaClient:
             self.counters.malformed += 1
             raise KohaProtocolError("token answer without access_token/expires_in", sent=False)
         self.counters.tokens += 1
-        return token, started + max(0.0, lifetime - TOKEN_MARGIN_S)
+        return token, started + max(0.0, lifetime - min(TOKEN_MARGIN_S, lifetime / 10))
 
     # -- requests
     def _send(self, method: str, path: str, *, auth: bool = True,
