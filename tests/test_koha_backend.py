@@ -234,6 +234,17 @@ def test_renewal_and_why_not(env: Env) -> None:
     assert held is not None and held.reason == "on_hold_for_other"
 
 
+def test_404_checkout_gone_is_not_on_loan(env: Env) -> None:
+    backend, lib, koha, _ = env
+    ref = ref_of(backend)
+    backend.apply([loan(ref, "39000001")])
+    koha.faults.append(Fault("/checkouts/{checkout_id}/allows_renewal", status=404,
+                             body={"error": "Checkout not found"}))
+    [gone] = backend.apply([renew(ref, "39000001")])
+    assert gone is not None and gone.reason == "not_on_loan"
+    assert lib.count("29", "39000001") == 0
+
+
 # -- the account
 
 def test_account_has_queue_positions_and_fine_amounts(env: Env) -> None:
@@ -263,11 +274,11 @@ def test_5xx_is_no_answer_and_the_station_waits(env: Env) -> None:
     backend, lib, koha, _ = env
     ref = ref_of(backend)
     koha.faults.append(Fault("/checkouts/availability", status=500))
-    batch = [loan(ref, "39000001"), ret("39000002"), loan(ref, "39000003", station="st-2")]
+    batch = [loan(ref, "39000001"), ret("39000002"), ret("39000003", station="st-2")]
     first, later, other = backend.apply(batch)
     assert first is None and later is None  # nothing after it from that station either
     assert other is not None and other.ok  # another station goes on
-    assert lib.count("09", "39000002") == 0
+    assert lib.count("09", "39000002") == 0 and lib.count("09", "39000003") == 1
     retry = backend.apply(batch[:2])
     assert all(a is not None and a.ok for a in retry)
     assert lib.count("11", "39000001") == 1

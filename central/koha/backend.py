@@ -150,9 +150,8 @@ class KohaBackend(Sip2Backend):
         if pid is None:
             return AccountRes(ok=False, reason="unknown_patron")
         checkouts = self._checkouts(pid)
-        allows = {c.checkout_id: km.parse(km.KAllowsRenewal, self.client.get(
-            f"/checkouts/{c.checkout_id}/allows_renewal")[1], "allows_renewal")
-            for c in checkouts}
+        allows = {c.checkout_id: a for c in checkouts
+                  if (a := self._allows(c.checkout_id)) is not None}
         _, body = self.client.get(f"/patrons/{pid}/holds", params={"_per_page": "-1"})
         holds = km.parse_list(km.KHold, body, "GET /patrons/{id}/holds")
         _, body = self.client.get(f"/patrons/{pid}/account")
@@ -237,16 +236,22 @@ class KohaBackend(Sip2Backend):
         if not mine:
             return self._no(tx, "not_on_loan")
         cid = mine[0].checkout_id
-        allows = km.parse(km.KAllowsRenewal,
-                          self.client.get(f"/checkouts/{cid}/allows_renewal")[1],
-                          "allows_renewal")
+        allows = self._allows(cid)
+        if allows is None:  # returned meanwhile
+            return self._no(tx, "not_on_loan")
         if (why := km.renewal_reason(allows)) is not None:
             log.info("renewal %s refused: %s", tx.msg_id, allows.error)
             return self._no(tx, why)
-        status, body = self.client.post(f"/checkouts/{cid}/renewal", expect=(201, 403))
-        if status == 403:
-            return self._no(tx, "refused")
+        status, body = self.client.post(f"/checkouts/{cid}/renewal", expect=(201, 403, 404))
+        if status != 201:
+            return self._no(tx, "refused" if status == 403 else "not_on_loan")
         return self._yes(tx, km.parse(km.KCheckout, body, "POST /checkouts/{id}/renewal"))
+
+    def _allows(self, checkout_id: int) -> km.KAllowsRenewal | None:
+        """None when Koha no longer has the checkout (404)."""
+        status, body = self.client.get(f"/checkouts/{checkout_id}/allows_renewal",
+                                       expect=(200, 404))
+        return None if status == 404 else km.parse(km.KAllowsRenewal, body, "allows_renewal")
 
     def _yes(self, tx: Tx, c: km.KCheckout) -> AckTx:
         return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, due=c.due_date.date(),
