@@ -55,6 +55,7 @@ class Spec:
         self.doc: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
         validate(self.doc, cls=OpenAPIV2SpecValidator)  # the document itself
         self.base = self.doc["basePath"]
+        self._validators: dict[int, Draft4Validator] = {}
         self.routes: list[tuple[re.Pattern[str], str]] = []
         # Literal segments before templated ones: /checkouts/availability is not an id.
         for template in sorted(self.doc["paths"], key=lambda t: (t.count("{"), t)):
@@ -74,8 +75,13 @@ class Spec:
                          tuple(self._param(p) for p in spec.get("parameters", [])))
 
     def validator(self, schema: dict[str, Any]) -> Draft4Validator:
-        return _validator(json.dumps(schema, sort_keys=True), json.dumps(
-            self.doc["definitions"], sort_keys=True))
+        """One per schema object of the document (they live as long as the Spec)."""
+        made = self._validators.get(id(schema))
+        if made is None:
+            made = Draft4Validator({"definitions": self.doc["definitions"], "allOf": [schema]},
+                                   format_checker=Draft4Validator.FORMAT_CHECKER)
+            self._validators[id(schema)] = made
+        return made
 
     def check_request(self, method: str, path: str, query: str, headers: dict[str, str],
                       body: bytes) -> Request:
@@ -187,9 +193,3 @@ class Spec:
             raise Violation(f"{p['name']}: {value!r} is not one of {p['enum']}")
         return out
 
-
-@cache
-def _validator(schema: str, definitions: str) -> Draft4Validator:
-    return Draft4Validator({"definitions": json.loads(definitions),
-                            "allOf": [json.loads(schema)]},
-                           format_checker=Draft4Validator.FORMAT_CHECKER)

@@ -325,25 +325,25 @@ class KohaStandIn:
             if card not in lib.patrons or barcode not in lib.items:
                 return 200, {"blockers": {"UNKNOWN_BARCODE": 1}, "confirms": {},
                              "warnings": {}, "confirmation_token": None}
-            return 200, self.availability(card, barcode)  # type: ignore[arg-type]
+            return 200, self.availability(card, barcode)
         if name == "POST /checkouts":
             card = self._by_id("patron", body["patron_id"])
             barcode = self._by_id("item", body["item_id"])
             if card not in lib.patrons or barcode not in lib.items:
                 return 400, {"error": "Item or patron not found"}
-            avail = self.availability(card, barcode)  # type: ignore[arg-type]
+            avail = self.availability(card, barcode)
             if avail["blockers"]:
                 return 403, {"error": "Checkout not authorized "
                              f"({' '.join(sorted(avail['blockers']))})"}
             if avail["confirms"] and q.get("confirmation") != avail["confirmation_token"]:
                 return 412, {"error": "Needs confirmation",
                              "error_code": ":".join(sorted(avail["confirms"]))}
-            it = lib.items[barcode]  # type: ignore[index]
+            it = lib.items[barcode]
             if it.charged_to == card:
                 return 409, {"error": "Item already checked out to this patron"}
-            lib.log.append(("11", barcode))  # type: ignore[arg-type]
+            lib.log.append(("11", barcode))
             it.charged_to, it.due = card, dt.date.today() + dt.timedelta(days=LOAN_DAYS)
-            return 201, self._checkout(barcode)  # type: ignore[arg-type]
+            return 201, self._checkout(barcode)
         if name in ("GET /checkouts/{checkout_id}/allows_renewal",
                     "POST /checkouts/{checkout_id}/renewal"):
             barcode = next((b for b, c in self._checkouts.items()
@@ -374,7 +374,7 @@ class KohaStandIn:
                       "debit_type": "OVERDUE", "patron_id": pp["patron_id"],
                       "status": "UNRETURNED", "date": dt.datetime.now(dt.UTC).isoformat()}
                      for n, (text, amount) in enumerate(lib.patrons[card].fines, 1)]
-            total = float(sum(a for _, a in lib.patrons[card].fines))  # type: ignore[index]
+            total = float(sum(a for _, a in lib.patrons[card].fines))
             return 200, {"balance": total, "outstanding_credits": {"total": 0, "lines": []},
                          "outstanding_debits": {"total": total, "lines": lines}}
         return 404, {"error": f"{name}: not served by the stand-in"}
@@ -506,3 +506,34 @@ def koha_running(lib: Library, extra: KohaExtra | None = None) -> Iterator[KohaS
         yield koha
     finally:
         koha.stop()
+
+
+def main() -> None:
+    """`python -m tests.koha_standin --items N --patrons N --delay S`: a stand-in in its own
+    process (the benchmark: Koha's work does not share our interpreter). Prints `{"port": P}`,
+    serves until stdin closes, then prints `{"requests": N, "violations": [...]}`."""
+    import argparse
+    import sys
+
+    from tests.sip2_server import Item, Patron
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--items", type=int, default=1000)
+    p.add_argument("--patrons", type=int, default=4)
+    p.add_argument("--delay", type=float, default=0.0)
+    args = p.parse_args()
+    lib = Library(patrons={f"DG{n:04d}": Patron(f"Bạn đọc số {n}", limit=9999)
+                           for n in range(args.patrons)},
+                  items={f"49{n:06d}": Item(f"Sách thử nghiệm số {n}")
+                         for n in range(1, args.items + 1)})
+    koha = KohaStandIn(lib, KohaExtra(delay_s=args.delay)).start()
+    print(json.dumps({"port": koha.port, "user": koha.x.user, "password": koha.x.password},
+                     ensure_ascii=False), flush=True)
+    sys.stdin.read()
+    koha.stop()
+    print(json.dumps({"requests": len(koha.requests), "violations": koha.violations},
+                     ensure_ascii=False), flush=True)
+
+
+if __name__ == "__main__":
+    main()
