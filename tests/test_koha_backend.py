@@ -5,6 +5,7 @@ library, with a real SQLite for the dedupe rows."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -319,7 +320,7 @@ def test_malformed_answer_is_counted_never_a_crash(env: Env) -> None:
     assert backend.client.counters.malformed == 2
 
 
-def test_koha_down_is_no_answer(tmp_path: Path) -> None:
+def test_koha_down_is_no_answer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     lib = library()
     with running(lib) as (_s, proxy):
         koha = KohaStandIn(lib, extra()).start()
@@ -329,8 +330,11 @@ def test_koha_down_is_no_answer(tmp_path: Path) -> None:
             koha.stop()
             acks = backend.apply([loan(ref, "39000001"), ret("39000002")])
             assert acks == [None, None] and not lib.log
+            caplog.set_level(logging.DEBUG)
             with pytest.raises(BackendUnavailable):
                 backend.check_patron("DG0001")
+            assert "Retrying" in caplog.text and "/api/v1/patrons" in caplog.text
+            assert "DG0001" not in caplog.text  # urllib3 logs URLs: never the card number
         finally:
             backend.close()
 

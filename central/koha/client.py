@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -139,6 +140,25 @@ class KohaCounters:
     unavailable: int = 0  # no answer: down, timeout, 5xx, auth refused
 
 
+class _NoQueries(logging.Filter):
+    """urllib3 logs the URL of a request it retries, query included: `?cardnumber=...` is a
+    card number. Cut every query from its records."""
+
+    QUERY = re.compile(r"\?[^\s'\")]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.QUERY.sub("?...", record.getMessage())
+        record.args = ()
+        return True
+
+
+def _guard_urllib3_logs() -> None:
+    for name in ("urllib3.connectionpool", "urllib3.util.retry"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoQueries) for f in logger.filters):
+            logger.addFilter(_NoQueries())
+
+
 class KohaClient:
     """One Session (its pool sized for the backend's worker threads), thread safe."""
 
@@ -146,6 +166,7 @@ class KohaClient:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.clock = clock
+        _guard_urllib3_logs()
         self.counters = KohaCounters()
         self.session = requests.Session()
         retry = Retry(total=3, connect=2, read=1, status=2, backoff_factor=0.05,
