@@ -1,5 +1,7 @@
 """`selfcheck central`: run the central bridge until stopped, on the embedded store or, with
-`--ils sip2://...`, on a library system over SIP2 (the --db then keeps its dedupe rows)."""
+`--ils sip2://...`, on a library system over SIP2, or with `--ils koha+https://...` and
+`--ils-circulation sip2://...` on Koha's REST API with SIP2 for returns (the --db then keeps
+the dedupe rows)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mqtt import security
 from mqtt.connection import BrokerAddress
@@ -15,6 +19,9 @@ from selfcheck import central_admin
 from selfcheck.sdnotify import notify
 
 STATUS_EVERY_S = 10.0
+
+if TYPE_CHECKING:
+    from central.backend import Backend
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="MQTT client id; give each bridge process its own")
     p.add_argument("--ils", default=None, metavar="URL",
                    help="library system: sip2://USER:PASSWORD@HOST:PORT?institution=ID"
-                   "&location=LOC&encoding=utf-8|ascii (default: the embedded store)")
+                   "&location=LOC&encoding=utf-8|ascii, or Koha's REST API: "
+                   "koha+https://USER:PASSWORD@HOST[/PATH] (HTTP Basic) or "
+                   "koha+https://CLIENT_ID:SECRET@HOST?auth=oauth2, with &ca=FILE&timeout=S"
+                   "&library=BRANCH&loans=rest|sip2&currency=VND&confirm=CODE,... "
+                   "(default: the embedded store)")
+    p.add_argument("--ils-circulation", default=None, metavar="SIP2_URL",
+                   help="with --ils koha+https://...: the SIP2 URL (as above) for returns, "
+                   "which Koha's REST API cannot do, and for titles; required with Koha")
     p.add_argument("--load-sample", action="store_true",
                    help="fill an empty store with the sample library")
     p.add_argument("--sample-items", type=int, default=0, help="extra synthetic items")
@@ -44,7 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that other subcommands (the station above all) never load SQLAlchemy.
-    from central.backend import Backend
     from central.bridge import Bridge
     from central.sample import load_sample
     from central.store import CirculationStore
@@ -56,11 +69,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"central config is not valid: {exc}", file=sys.stderr)
         return 2
     if args.db.startswith("sqlite:///"):
-        from pathlib import Path
-
         Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     backend: Backend
-    if args.ils:
+    if args.ils and args.ils.startswith("koha+"):
+        made = _koha(args)
+        if made is None:
+            return 2
+        backend, where = made
+    elif args.ils_circulation:
+        print("central config is not valid: --ils-circulation goes with --ils koha+https://...",
+              file=sys.stderr)
+        return 2
+    elif args.ils:
         from central.sip2.backend import Sip2Backend
         from central.sip2.client import Sip2Config
 
@@ -99,3 +119,26 @@ def run(args: argparse.Namespace) -> int:
     bridge.stop()
     backend.close()
     return 0
+
+
+def _koha(args: argparse.Namespace) -> tuple[Backend, str] | None:
+    """Koha over REST with SIP2 for returns; None after saying what is wrong."""
+    from central.koha.backend import KohaBackend
+    from central.koha.client import KohaConfig
+    from central.sip2.client import Sip2Config
+
+    try:
+        koha = KohaConfig.parse(args.ils)
+        if not args.ils_circulation:
+            raise ValueError("Koha's REST API has no check-in: give --ils-circulation "
+                             "sip2://USER:PASSWORD@HOST:PORT?institution=ID for returns")
+        circulation = Sip2Config.parse(args.ils_circulation)
+    except ValueError as exc:
+        print(f"central config is not valid: {exc}", file=sys.stderr)
+        return None
+    if koha.ca_file and not Path(koha.ca_file).is_file():
+        print(f"central config is not valid: ils: ca file {koha.ca_file} not found",
+              file=sys.stderr)
+        return None
+    return (KohaBackend(koha, circulation, args.db, owner=args.id),
+            f"{koha} + {circulation}")

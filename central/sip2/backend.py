@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from central import migrations
 from central import pin as pins
-from central.backend import Tx
+from central.backend import BackendUnavailable, Tx
 from central.schema import patron_refs, processed, reconciliation, sip2_claims
 from central.sip2 import messages as m
 from central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
@@ -333,7 +333,7 @@ class Sip2Backend:
                 try:
                     done[i] = self._send(tx, cards[i], when,
                                          unknown_outcome=claims[tx.msg_id] == "taken_over")
-                except (Sip2Unavailable, Sip2ProtocolError) as exc:
+                except (BackendUnavailable, Sip2ProtocolError) as exc:  # any library system
                     log.warning("%s %s: no usable answer from the library system (%s)",
                                 KIND[type(tx)], tx.msg_id, exc)
                     failed[i] = getattr(exc, "sent", True)

@@ -17,6 +17,7 @@ SUITES = {
     "pad": "selfcheck.bench.pad",
     "fleet": "selfcheck.bench.fleet",
     "central": "selfcheck.bench.central",
+    "koha": "selfcheck.bench.koha",
 }
 
 Figure = dict[str, Any]

@@ -1,0 +1,157 @@
+"""The checker of Koha's specification can fail (wrong requests and wrong answers are caught),
+the client's configuration is parsed with clear errors, and the mapping of Koha's codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from central.koha import mapping as km
+from central.koha.client import KohaConfig, KohaProtocolError
+from tests.koha_spec import Spec, Violation
+from tests.koha_standin import koha_running
+from tests.sip2_server import Item, Library, Patron
+
+BASIC = {"authorization": "Basic eDp5"}
+JSON = {**BASIC, "content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def spec() -> Spec:
+    return Spec.load()
+
+
+def test_the_copy_in_the_repo_is_the_shared_one() -> None:
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "koha-openapi"
+    if not shared.is_dir():
+        pytest.skip("no shared/ beside the checkout")
+    mine = Path(__file__).with_name("koha_openapi")
+    for name in ("koha-swagger-subset.yaml", "checkins-bywater-devel.yaml"):
+        assert (mine / name).read_bytes() == (shared / name).read_bytes()
+
+
+@pytest.mark.parametrize(("method", "path", "query", "headers", "body", "why"), [
+    ("POST", "/api/v1/checkouts", "", JSON, b'{"patron_id": 1, "barcode": "39000001"}',
+     "'barcode' was unexpected"),  # POST /checkouts takes item_id, not a barcode
+    ("POST", "/api/v1/checkouts", "", JSON, b'{"patron_id": "1", "item_id": 2}',
+     "is not of type 'integer'"),
+    ("GET", "/api/v1/items", "barcode=39000001", BASIC, b"", "unknown query parameter"),
+    ("GET", "/api/v1/checkouts/availability", "patron_id=abc", BASIC, b"", "not an integer"),
+    ("GET", "/api/v1/patrons", "cardnumber=DG1", {}, b"", "no credentials"),
+    ("POST", "/api/v1/checkins", "", JSON, b'{"item_id": 1}', "no such operation"),
+    ("GET", "/api/v1/items", "", {**BASIC, "x-koha-embed": "biblio"}, b"", "is not one of"),
+    ("POST", "/api/v1/auth/password/validation", "", JSON, b'{"userid": "a"}',
+     "'password' is a required property"),
+    ("POST", "/api/v1/oauth/token", "", {"content-type": "application/json"},
+     b'{"grant_type": "client_credentials"}', "form data expected"),
+])
+def test_wrong_requests_are_rejected(spec: Spec, method: str, path: str, query: str,
+                                     headers: dict[str, str], body: bytes, why: str) -> None:
+    with pytest.raises(Violation, match=why):
+        spec.check_request(method, path, query, headers, body)
+
+
+def test_right_requests_pass(spec: Spec) -> None:
+    req = spec.check_request("GET", "/api/v1/checkouts/availability", "patron_id=1&item_id=2",
+                             BASIC, b"")
+    assert req.op.template == "/checkouts/availability"
+    assert req.query == {"patron_id": 1, "item_id": 2}
+    req = spec.check_request("POST", "/api/v1/checkouts/7/renewal", "", BASIC, b"")
+    assert req.path_params == {"checkout_id": 7}
+
+
+def test_wrong_answers_are_rejected(spec: Spec) -> None:
+    op = spec.operation("GET", "/patrons")
+    with pytest.raises(Violation, match="'surname' is a required property"):
+        spec.check_response(op, 200, [{"patron_id": 1, "library_id": "A",
+                                       "category_id": "B"}])
+    with pytest.raises(Violation, match="status 418 is not declared"):
+        spec.check_response(op, 418, {"error": "teapot"})
+    checkout = spec.operation("POST", "/checkouts")
+    with pytest.raises(Violation, match="due_date"):
+        spec.check_response(checkout, 201, {"checkout_id": 1, "due_date": "ngày mai"})
+
+
+def test_the_stand_in_rejects_a_wrong_request_over_http() -> None:
+    lib = Library(patrons={"DG0001": Patron("Nguyễn Văn An")},
+                  items={"39000001": Item("Truyện Kiều")})
+    with koha_running(lib) as koha:
+        r = requests.post(f"http://127.0.0.1:{koha.port}/api/v1/checkouts",
+                          json={"patron_id": 1, "barcode": "39000001"},
+                          auth=(koha.x.user.encode(), koha.x.password.encode()), timeout=5)
+        assert r.status_code == 400 and "barcode" in r.json()["errors"][0]["message"]
+        assert len(koha.violations) == 1 and lib.items["39000001"].charged_to is None
+
+
+# -- configuration
+
+def test_config_parse() -> None:
+    cfg = KohaConfig.parse("koha+https://sc:m%E1%BA%ADt@koha.thuvien.vn/?library=TVTINH"
+                           "&timeout=3&ca=/etc/ssl/koha.pem&confirm=previssue")
+    assert cfg.base_url == "https://koha.thuvien.vn/api/v1" and cfg.secret == "mật"
+    assert (cfg.auth, cfg.library_id, cfg.timeout_s, cfg.ca_file) == (
+        "basic", "TVTINH", 3.0, "/etc/ssl/koha.pem")
+    assert cfg.confirms == {"PREVISSUE"} and cfg.loans == "rest"
+    assert "mật" not in str(cfg) and "mật" not in repr(cfg)
+    o = KohaConfig.parse("koha+https://id:sec@10.0.0.5:8443/koha/api/v1?auth=oauth2&loans=sip2")
+    assert o.base_url == "https://10.0.0.5:8443/koha/api/v1" and o.auth == "oauth2"
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("https://a:b@koha", "is not koha"),
+    ("koha+http://a:b@koha.thuvien.vn", "only to this machine"),
+    ("koha+https://koha.thuvien.vn", "USER:PASSWORD"),
+    ("koha+https://a:b@koha?auth=cookie", "basic or oauth2"),
+    ("koha+https://a:b@koha?timeout=x", "timeout is not a number"),
+    ("koha+https://a:b@koha?barcode=1", "unknown parameter"),
+    ("koha+https://a:b@koha?loans=rfid", "rest or sip2"),
+])
+def test_config_errors(url: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        KohaConfig.parse(url)
+
+
+def test_central_needs_a_sip2_url_for_returns(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "selfcheck.cli", "central", "--db",
+            f"sqlite:///{tmp_path / 'c.db'}", "--ils", "koha+https://a:b@koha.thuvien.vn"]
+    out = subprocess.run(base, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--ils-circulation" in out.stderr
+    assert "Traceback" not in out.stderr
+    helped = subprocess.run([*base[:4], "--help"], capture_output=True, text=True, timeout=60)
+    assert "koha+https://" in helped.stdout and "--ils-circulation" in helped.stdout
+
+
+# -- mapping (no I/O)
+
+def test_loan_decision() -> None:
+    ok = frozenset({"PREVISSUE"})
+    a = km.KAvailability
+    assert km.loan_decision(a(blockers={"TOO_MANY": 5}), ok) == "too_many_loans"
+    assert km.loan_decision(a(blockers={"EXPIRED": 1, "DEBT": 2}), ok) == "patron_blocked"
+    assert km.loan_decision(a(confirms={"RESERVED": 1}, confirmation_token="t"), ok) == \
+        "on_hold_for_other"
+    assert km.loan_decision(a(confirms={"PREVISSUE": 1}, confirmation_token="t"), ok) is None
+    assert km.loan_decision(a(confirms={"PREVISSUE": 1}), ok) == "refused"  # no token
+    assert km.loan_decision(a(confirms={"RENEW_ISSUE": 1}), ok) == km.ALREADY_YOURS
+    assert km.loan_decision(a(), ok) is None
+    assert km.forbidden_reason({"error": "Checkout not authorized (WTHDRAWN)"}) == \
+        "not_for_loan"
+    assert km.forbidden_reason("nonsense") == "refused"
+
+
+def test_malformed_answers_raise_protocol_errors() -> None:
+    with pytest.raises(KohaProtocolError, match="due_date"):
+        km.parse(km.KCheckout, {"checkout_id": 1, "due_date": "mai"}, "POST /checkouts")
+    with pytest.raises(KohaProtocolError):
+        km.parse_list(km.KItem, {"item_id": 1}, "GET /items")
+    assert km.minor(12.5, "USD") == 1250 and km.minor(15000.0, "VND") == 15000
+    assert km.minor(-3, "VND") == 0
+    p = km.KPatron(patron_id=1, surname="Nguyễn", firstname="Văn An",
+                   expiry_date=dt.date(2000, 1, 1))
+    assert km.display_name(p) == "Nguyễn Văn An"
+    assert km.patron_reason(p, dt.date.today()) == "card_expired"
