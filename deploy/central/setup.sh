@@ -34,6 +34,15 @@ run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto openssl 
 say "broker: credentials in $CREDS, secure profile as /etc/mosquitto/mosquitto.conf"
 run "$SRC/deploy/mosquitto/make-credentials" "${hosts[@]}" "$roles" "$CREDS"
 run install -m 0644 "$SRC/deploy/mosquitto/secure.conf" /etc/mosquitto/mosquitto.conf
+# secure.conf names the access-control plugin at its Debian amd64 path: use this machine's.
+plugin=$(dpkg -L mosquitto 2>/dev/null | grep -m1 '/mosquitto_dynamic_security\.so$' || true)
+if [ -n "$plugin" ]; then
+  run sed -i "s#^plugin .*/mosquitto_dynamic_security\.so\$#plugin $plugin#" \
+    /etc/mosquitto/mosquitto.conf
+elif [ "$DRY_RUN" -eq 0 ]; then
+  echo "setup: mosquitto_dynamic_security.so not found (is mosquitto 2.0+ installed?)" >&2
+  exit 2
+fi
 run systemctl enable mosquitto.service
 run systemctl restart mosquitto.service
 
