@@ -4,15 +4,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mqtt import security
 from mqtt.connection import BrokerAddress
+from mqtt.security import read_password
 from selfcheck import central_admin
 from selfcheck.sdnotify import notify
+
+if TYPE_CHECKING:
+    from central.sip2.client import Sip2Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,9 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="store URL: sqlite:///PATH or postgresql://USER@HOST/DB")
     p.add_argument("--id", default="central-bridge-1",
                    help="MQTT client id; give each bridge process its own")
-    p.add_argument("--ils", default=None, metavar="URL",
-                   help="library system: sip2://USER:PASSWORD@HOST:PORT?institution=ID"
-                   "&location=LOC&encoding=utf-8|ascii (default: the embedded store)")
+    p.add_argument("--ils", default=os.environ.get("SELFCHECK_ILS") or None, metavar="URL",
+                   help="library system: sip2://USER@HOST:PORT?institution=ID&location=LOC"
+                   "&encoding=utf-8|ascii, its password in --ils-password-file (default "
+                   "$SELFCHECK_ILS, else the embedded store)")
+    p.add_argument("--ils-password-file", type=Path, metavar="FILE",
+                   default=os.environ.get("SELFCHECK_ILS_PASSWORD_FILE") or None,
+                   help="file (mode 0600): the library system's password on the first line, "
+                   "its terminal password (AC), if any, on the second (default "
+                   "$SELFCHECK_ILS_PASSWORD_FILE)")
     p.add_argument("--load-sample", action="store_true",
                    help="fill an empty store with the sample library")
     p.add_argument("--sample-items", type=int, default=0, help="extra synthetic items")
@@ -33,6 +47,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     security.add_arguments(p)
     p.set_defaults(func=run)
     central_admin.register(p)  # `central migrate`, `central import`
+
+
+def ils_config(url: str, password_file: Path | None) -> Sip2Config:
+    """The SIP2 settings, with the password from its file: a password in the URL would show
+    in `ps` and in the unit file, so it is refused."""
+    from central.sip2.client import Sip2Config
+
+    cfg = Sip2Config.parse(url)
+    if cfg.password or cfg.terminal_password:
+        raise ValueError("--ils: a password in the URL shows in `ps`; put it in a file (mode "
+                         "0600) and give --ils-password-file")
+    if password_file is None:
+        if cfg.user:
+            raise ValueError(f"--ils: user {cfg.user!r} needs --ils-password-file")
+        return cfg
+    password = read_password(password_file, "--ils-password-file")
+    # An optional second line: the terminal password (AC) some library systems ask for.
+    lines = Path(password_file).read_text().splitlines()
+    return dataclasses.replace(cfg, password=password or "",
+                               terminal_password=lines[1] if len(lines) > 1 else "")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,16 +83,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"central config is not valid: {exc}", file=sys.stderr)
         return 2
     if args.db.startswith("sqlite:///"):
-        from pathlib import Path
-
         Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     backend: Backend
     if args.ils:
         from central.sip2.backend import Sip2Backend
-        from central.sip2.client import Sip2Config
 
         try:
-            cfg = Sip2Config.parse(args.ils)
+            cfg = ils_config(args.ils, args.ils_password_file)
         except ValueError as exc:
             print(f"central config is not valid: {exc}", file=sys.stderr)
             return 2

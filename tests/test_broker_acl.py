@@ -190,7 +190,7 @@ def test_retained_message_on_another_station_is_refused(
     a = login(sbroker, creds, peers, "st-a")
     for topic in (f"{B}/status", f"{B}/config/desired", f"{B}/state", f"{C}/status"):
         info = a.client.publish(topic, b"forged", qos=1, retain=True)
-        wait_until(lambda: info.mid in a.pubacks, 5, f"PUBACK for {topic}")
+        wait_until(lambda mid=info.mid: mid in a.pubacks, 5, f"PUBACK for {topic}")
         assert str(a.pubacks[info.mid]) == "Not authorized", topic
     assert _retained(sbroker, creds, peers, f"{B}/status") == b"b-own"
     assert _retained(sbroker, creds, peers, f"{B}/config/desired") == b"v1"

@@ -395,6 +395,7 @@ def test_station_and_bridge_over_tls_with_passwords(
     bridge.start()
     secret = tmp_path / "st-a.pass"
     secret.write_text(password(creds, "st-a") + "\n")
+    secret.chmod(0o600)
     cfg = tmp_path / "station.toml"
     cfg.write_text(f'site = "site-1"\nstation = "st-a"\nbroker = "localhost:{sbroker.port}"\n'
                    f'journal = "{tmp_path / "st.db"}"\ntls = true\n'

@@ -55,11 +55,15 @@ run rsync -a --delete --exclude .venv --exclude .git --exclude var "$SRC/" "$APP
 run "$APP/.venv/bin/pip" install -q "$APP"
 
 say "service secrets and settings in /etc/selfcheck"
-run install -d -m 0750 -g selfcheck /etc/selfcheck /etc/selfcheck/secrets
+# Secrets stay root-only (0600); the units hand them to their service with LoadCredential=.
+run install -d -m 0750 -g selfcheck /etc/selfcheck
+run install -d -m 0700 /etc/selfcheck/secrets
 for pass in "$CREDS"/secrets/central-*.pass; do
   [ -e "$pass" ] || continue
-  run install -m 0640 -g selfcheck "$pass" /etc/selfcheck/secrets/
+  run install -m 0600 "$pass" /etc/selfcheck/secrets/
 done
+# The library system's password (SIP2): empty until you write it; the bridge unit loads it.
+[ -f /etc/selfcheck/secrets/ils.pass ] || run install -m 0600 /dev/null /etc/selfcheck/secrets/ils.pass
 [ -f /etc/selfcheck/central.env ] ||
   run install -m 0640 -g selfcheck "$SRC/deploy/central/central.env.example" /etc/selfcheck/central.env
 
