@@ -17,6 +17,7 @@ SUITES = {
     "pad": "selfcheck.bench.pad",
     "fleet": "selfcheck.bench.fleet",
     "central": "selfcheck.bench.central",
+    "offline-list": "selfcheck.bench.offline_list",
 }
 
 Figure = dict[str, Any]
