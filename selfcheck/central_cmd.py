@@ -6,7 +6,9 @@ the dedupe rows)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from mqtt import security
 from mqtt.connection import BrokerAddress
+from mqtt.security import read_password
 from selfcheck import central_admin
 from selfcheck.sdnotify import notify
 
@@ -22,6 +25,7 @@ STATUS_EVERY_S = 10.0
 
 if TYPE_CHECKING:
     from central.backend import Backend
+    from central.sip2.client import Sip2Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,13 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="store URL: sqlite:///PATH or postgresql://USER@HOST/DB")
     p.add_argument("--id", default="central-bridge-1",
                    help="MQTT client id; give each bridge process its own")
-    p.add_argument("--ils", default=None, metavar="URL",
-                   help="library system: sip2://USER:PASSWORD@HOST:PORT?institution=ID"
-                   "&location=LOC&encoding=utf-8|ascii, or Koha's REST API: "
-                   "koha+https://USER:PASSWORD@HOST[/PATH] (HTTP Basic) or "
+    p.add_argument("--ils", default=os.environ.get("SELFCHECK_ILS") or None, metavar="URL",
+                   help="library system: sip2://USER@HOST:PORT?institution=ID&location=LOC"
+                   "&encoding=utf-8|ascii, its password in --ils-password-file; or Koha's "
+                   "REST API: koha+https://USER:PASSWORD@HOST[/PATH] (HTTP Basic) or "
                    "koha+https://CLIENT_ID:SECRET@HOST?auth=oauth2, with &ca=FILE&timeout=S"
-                   "&library=BRANCH&loans=rest|sip2&currency=VND&confirm=CODE,... "
-                   "(default: the embedded store)")
+                   "&library=BRANCH&loans=rest|sip2&currency=VND&confirm=CODE,... (default "
+                   "$SELFCHECK_ILS, else the embedded store)")
+    p.add_argument("--ils-password-file", type=Path, metavar="FILE",
+                   default=os.environ.get("SELFCHECK_ILS_PASSWORD_FILE") or None,
+                   help="file (mode 0600): the library system's password on the first line, "
+                   "its terminal password (AC), if any, on the second (default "
+                   "$SELFCHECK_ILS_PASSWORD_FILE)")
     p.add_argument("--ils-circulation", default=None, metavar="SIP2_URL",
                    help="with --ils koha+https://...: the SIP2 URL (as above) for returns, "
                    "which Koha's REST API cannot do, and for titles; required with Koha")
@@ -54,6 +63,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     security.add_arguments(p)
     p.set_defaults(func=run)
     central_admin.register(p)  # `central migrate`, `central import`
+
+
+def ils_config(url: str, password_file: Path | None) -> Sip2Config:
+    """The SIP2 settings, with the password from its file: a password in the URL would show
+    in `ps` and in the unit file, so it is refused."""
+    from central.sip2.client import Sip2Config
+
+    cfg = Sip2Config.parse(url)
+    if cfg.password or cfg.terminal_password:
+        raise ValueError("--ils: a password in the URL shows in `ps`; put it in a file (mode "
+                         "0600) and give --ils-password-file")
+    if password_file is None:
+        if cfg.user:
+            raise ValueError(f"--ils: user {cfg.user!r} needs --ils-password-file")
+        return cfg
+    password = read_password(password_file, "--ils-password-file")
+    # An optional second line: the terminal password (AC) some library systems ask for.
+    lines = Path(password_file).read_text().splitlines()
+    return dataclasses.replace(cfg, password=password or "",
+                               terminal_password=lines[1] if len(lines) > 1 else "")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,10 +111,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     elif args.ils:
         from central.sip2.backend import Sip2Backend
-        from central.sip2.client import Sip2Config
 
         try:
-            cfg = Sip2Config.parse(args.ils)
+            cfg = ils_config(args.ils, args.ils_password_file)
         except ValueError as exc:
             print(f"central config is not valid: {exc}", file=sys.stderr)
             return 2
@@ -125,14 +153,14 @@ def _koha(args: argparse.Namespace) -> tuple[Backend, str] | None:
     """Koha over REST with SIP2 for returns; None after saying what is wrong."""
     from central.koha.backend import KohaBackend
     from central.koha.client import KohaConfig
-    from central.sip2.client import Sip2Config
 
     try:
         koha = KohaConfig.parse(args.ils)
         if not args.ils_circulation:
             raise ValueError("Koha's REST API has no check-in: give --ils-circulation "
-                             "sip2://USER:PASSWORD@HOST:PORT?institution=ID for returns")
-        circulation = Sip2Config.parse(args.ils_circulation)
+                             "sip2://USER@HOST:PORT?institution=ID for returns (its "
+                             "password in --ils-password-file)")
+        circulation = ils_config(args.ils_circulation, args.ils_password_file)
     except ValueError as exc:
         print(f"central config is not valid: {exc}", file=sys.stderr)
         return None

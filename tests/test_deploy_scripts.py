@@ -110,6 +110,7 @@ def _example(tmp_path: Path) -> Path:
     (tmp_path / "etc" / "secrets").mkdir(parents=True)
     (tmp_path / "etc" / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
     (tmp_path / "etc" / "secrets" / "broker.pass").write_text("s3cret\n")
+    (tmp_path / "etc" / "secrets" / "broker.pass").chmod(0o600)
     text = (ROOT / "deploy" / "station.example.toml").read_text()
     text = text.replace("/etc/selfcheck/", f"{tmp_path}/etc/")
     text = text.replace("/var/lib/selfcheck/", f"{tmp_path}/var/")
