@@ -45,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     from central.sample import load_sample
     from central.store import CirculationStore
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:  # before anything else: refuse clear text off this machine, bad paths, no password
         client_security = security.from_args(args, args.id, args.broker)
     except ValueError as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import signal
 import threading
 import time
@@ -70,7 +69,6 @@ def serve(args: argparse.Namespace) -> int:
     from central.fleet.metrics import OpeningHours
     from central.fleet.service import FleetService
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     default, per_site = "00:00-24:00", {}
     for spec in args.open:
         site, eq, hours = spec.rpartition("=")
