@@ -6,13 +6,25 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 
 from mqtt import security
 from mqtt.connection import BrokerAddress
 from selfcheck import central_admin
+from selfcheck.errors import UserError
 from selfcheck.sdnotify import notify
+
+SIP2_HELP = (
+    "sip2://USER:PASSWORD@HOST:PORT?institution=ID with optional &KEY=VALUE: "
+    "location=LOC (login CP; also the check-in AP unless checkin_location=LOC), "
+    "encoding=utf-8|ascii|cp850|cp1258|... (utf-8: as is; ascii: Vietnamese diacritics "
+    "stripped; a single-byte code page: text in it, characters it lacks stripped of "
+    "diacritics; the login password is always sent as typed), "
+    "timeout=SECONDS (per request, default 5), pool=N (connections, default 4), "
+    "keepalive=SECONDS (idle time before a 99 status, default 30), "
+    "error_detection=1|0 (AY/AZ checksums, default 1), terminal_password=X (AC), "
+    "language=NNN (SIP2 language code sent for patrons, default 000). "
+    "Percent-encode a '+', '#', '@', ':' or '/' in the user or password (%%2B, %%23, ...)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--id", default="central-bridge-1",
                    help="MQTT client id; give each bridge process its own")
     p.add_argument("--ils", default=None, metavar="URL",
-                   help="library system: sip2://USER:PASSWORD@HOST:PORT?institution=ID"
-                   "&location=LOC&encoding=utf-8|ascii (default: the embedded store)")
+                   help="library system (default: the embedded store): " + SIP2_HELP)
+    p.add_argument("--ils-check", type=float, default=30.0, metavar="SECONDS",
+                   help="how often the library system is checked (SIP2 93 login and 99 "
+                   "status, or a store query); each change of its state is logged once")
+    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus metrics here (the library system's state, the "
+                   "bridge's counters), e.g. 127.0.0.1:9110")
     p.add_argument("--load-sample", action="store_true",
                    help="fill an empty store with the sample library")
     p.add_argument("--sample-items", type=int, default=0, help="extra synthetic items")
@@ -42,14 +59,14 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so that other subcommands (the station above all) never load SQLAlchemy.
     from central.backend import Backend
     from central.bridge import Bridge
+    from central.ils_health import IlsHealth, sip2_probe, store_probe
     from central.sample import load_sample
     from central.store import CirculationStore
 
     try:  # before anything else: refuse clear text off this machine, bad paths, no password
         client_security = security.from_args(args, args.id, args.broker)
     except ValueError as exc:
-        print(f"central config is not valid: {exc}", file=sys.stderr)
-        return 2
+        raise UserError("options.invalid", command="central", msg=exc) from None
     if args.db.startswith("sqlite:///"):
         from pathlib import Path
 
@@ -62,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             cfg = Sip2Config.parse(args.ils)
         except ValueError as exc:
-            print(f"central config is not valid: {exc}", file=sys.stderr)
-            return 2
+            raise UserError("ils.invalid", msg=exc) from None
+        probe = sip2_probe(cfg)  # before the backend: the verdict comes as soon as it can
+        health = IlsHealth(probe, str(cfg), args.ils_check).start()
         backend = Sip2Backend(cfg, args.db, owner=args.id)
         where = str(cfg)
     else:
@@ -74,8 +92,17 @@ def run(args: argparse.Namespace) -> int:
             store.create()
         backend = store
         where = store.engine.url.render_as_string(hide_password=True)
+        health = IlsHealth(store_probe(store.engine), "store", args.ils_check).start()
     bridge = Bridge(backend, args.broker, client_id=args.id, security=client_security,
                     order_wait_s=args.order_wait)
+    if args.metrics:
+        from central.metrics import serve
+
+        try:
+            serve(args.metrics, health, bridge)
+        except (OSError, ValueError) as exc:
+            raise UserError("options.invalid", command="central",
+                            msg=f"--metrics {args.metrics}: {exc}") from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -90,5 +117,6 @@ def run(args: argparse.Namespace) -> int:
     notify("READY=1")  # systemd Type=notify: the bridge is up and connects by itself
     stop.wait()
     bridge.stop()
+    health.stop()
     backend.close()
     return 0
