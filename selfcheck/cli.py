@@ -65,11 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         code: int = args.func(args)
-    except errors.UserError as exc:
-        print(exc.text(lang), file=sys.stderr)
+    except errors.UserError as exc:  # a command may have learnt the language (its config)
+        print(exc.text(errors.lang_of(getattr(args, "lang", None))), file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
-        print(errors.t("interrupted", lang), file=sys.stderr)
+        print(errors.t("interrupted", errors.lang_of(getattr(args, "lang", None))),
+              file=sys.stderr)
         return 130
     return code
 

@@ -99,3 +99,19 @@ def config_problems(exc: Any, fields: Iterable[str], lang: str) -> list[str]:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+class ConfigInvalid(UserError):
+    """A config file that failed validation: a heading, one line per problem, what to do."""
+
+    def __init__(self, path: object, exc: Any, fields: Iterable[str]) -> None:
+        super().__init__("config.invalid", path=path)
+        self.exc = exc
+        self.fields = list(fields)
+
+    def text(self, lang: str) -> str:
+        path = self.args_["path"]
+        problems = config_problems(self.exc, self.fields, lang)
+        return "\n".join([t("config.invalid", lang, path=path),
+                          *(f"  - {p}" for p in problems),
+                          t("config.invalid.next", lang, path=path)])

@@ -82,7 +82,7 @@ def setup(level: str | None = None, stream: IO[str] | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(parse_level(level or os.environ.get(ENV)))
     # Libraries that chatter at INFO/DEBUG about their own plumbing.
-    for noisy in ("urllib3", "asyncio", "PIL", "alembic.runtime.migration"):
+    for noisy in ("urllib3", "asyncio", "PIL", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
