@@ -226,6 +226,8 @@ class Bridge:
                 if not ack.ok and ack.reason:
                     self.counters.reasons[ack.reason] = \
                         self.counters.reasons.get(ack.reason, 0) + 1
+                log.debug("answered %s: %s", tx.schema_, "ok" if ack.ok else ack.reason,
+                          extra={"station": tx.station, "msg_id": tx.msg_id, "seq": tx.seq})
                 self._client.publish(topics.ack_tx(tx.site, tx.station), messages.encode(ack),
                                      qos=1)
             ready = self.order.release({key_of(tx) for tx in ready}) if self.ordered else []

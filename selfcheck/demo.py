@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import logging
 import os
 import shutil
 import subprocess
@@ -44,7 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.scenario == "all":
         return run_all(args)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     scenario = SCENARIOS[args.scenario]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="selfcheck-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
