@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,8 @@ class StationRoot(BoxLayout):
     call_shown = BooleanProperty(False)
     summary_warn = BooleanProperty(False)
     email_cols = NumericProperty(10)
+    email_typed = BooleanProperty(False)
+    wide = BooleanProperty(True)  # landscape enough to put things side by side
 
     def __init__(self, on_button: Callable[[str], None],
                  on_event: Callable[[core.Event], None] | None = None,
@@ -216,11 +219,11 @@ class StationRoot(BoxLayout):
             btn = Factory.EmailKey(text=ch)
             btn.bind(on_release=lambda _b, c=ch: self.type_key(c))
             self.email_buttons[ch] = btn
-            self.ids.email_keys.add_widget(btn)
+            (self.ids.email_words if len(ch) > 1 else self.ids.email_keys).add_widget(btn)
         back = Factory.EmailKey(text="")
         back.bind(on_release=lambda _b: self.type_key(None))
         self.email_buttons["back"] = back
-        self.ids.email_keys.add_widget(back)
+        self.ids.email_words.add_widget(back)
         # The PIN being typed lives in this widget only, until OK or cancel.
         self._pin = ""
         self.pin_buttons: dict[str, Button] = {}
@@ -237,20 +240,21 @@ class StationRoot(BoxLayout):
                        ("rs_view", "rs_more"), ("help_view", "help_more")]
         for view_id, more_id in self._lists:
             sv = self.ids[view_id]
-            update = (lambda *_a, v=sv, m=self.ids[more_id]: self._count_more(v, m))
+            update = partial(self._count_more, sv, self.ids[more_id])
             sv.bind(scroll_y=update, height=update, width=update)
             sv.children[0].bind(height=update)
 
     def on_size(self, *_: Any) -> None:
         theme.fit(self.width, self.height)
+        self.wide = self.width > 1.2 * self.height
         self._fit()
 
     def _fit(self, *_: Any) -> None:
         # as many e-mail keys a row as fit at 9 mm each
         usable = self.width - 24 * theme.u
-        self.email_cols = max(6, min(10, int(usable // (theme.touch + 4 * theme.u))))
+        self.email_cols = max(6, min(12, int(usable // (theme.touch + 4 * theme.u))))
 
-    def _count_more(self, sv: Any, more: Any) -> None:
+    def _count_more(self, sv: Any, more: Any, *_: Any) -> None:
         """How many rows are below the visible part of a list, said in words."""
         box = sv.children[0] if sv.children else None
         hidden = 0
@@ -271,13 +275,18 @@ class StationRoot(BoxLayout):
 
     def type_key(self, ch: str | None) -> None:
         self.email = self.email[:-1] if ch is None else (self.email + ch)[:80]
-        self.ids.email_text.text = self.email
+        self._show_email()
+
+    def _show_email(self) -> None:
+        self.email_typed = bool(self.email)
+        self.ids.email_text.text = self.email or t("email.title", self._lang)
 
     def email_done(self, send: bool) -> None:
         # The address stays after a wrong one, to be corrected; it goes with the screen.
         address = self.email if send else None
         if not send:
-            self.email = self.ids.email_text.text = ""
+            self.email = ""
+            self._show_email()
         self._on_event(core.EmailEntered(address))
 
     def pin_key(self, key: str) -> None:
@@ -310,7 +319,7 @@ class StationRoot(BoxLayout):
         if view.mode is core.Mode.IDLE and last is not None and last.mode is not view.mode:
             theme.level = "normal"  # the next reader starts with the usual screen
         if view.mode is not core.Mode.EMAIL and self.email:
-            self.email = ids.email_text.text = ""
+            self.email = ""
         ids.title.text = t("app.title", lang)
         ids.lang.text = t("lang.switch", lang)
         ids.help.text = t("button.help", lang)
@@ -424,7 +433,7 @@ class StationRoot(BoxLayout):
             offered = via in view.receipt_options
             btn.disabled, btn.opacity = not offered, 1 if offered else 0
         ids.receipt_none.text = t("slip.choice.none", lang)
-        ids.email_title.text = t("email.title", lang)
+        self._show_email()
         ids.email_message.text = (t("email.bad_address", lang)
                                   if view.receipt_state == "bad_address" else "")
         ids.email_cancel.text = t("email.cancel", lang)
