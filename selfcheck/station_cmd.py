@@ -116,7 +116,8 @@ async def run_station(settings: StationSettings, *, headless: bool = False,
                       reload: Callable[[], StationSettings] | None = None) -> int:
     from kiosk.ui.boot import configure
 
-    configure(headless=headless, fullscreen=settings.fullscreen)
+    configure(headless=headless, fullscreen=settings.fullscreen, size=settings.screen_size,
+              rotation=settings.rotation)
     from drivers.card.base import SimulatedCardReader
     from drivers.pad.simulated import SimulatedPad
     from kiosk.devices import open_devices
