@@ -54,6 +54,9 @@ class Bridge:
                  client_id: str = "central-bridge-1", batch_max: int = 500,
                  security: ClientSecurity | None = None, order_wait_s: float = 30.0,
                  order: bool = True) -> None:
+        # First of all: refuse clear text off this machine before touching anything else.
+        self._client = make_client(client_id, manual_ack=True)
+        apply(self._client, broker, security or ClientSecurity())
         self.backend = backend
         self.broker = broker
         self.counters = BridgeCounters()
@@ -66,12 +69,10 @@ class Bridge:
         self.connected = threading.Event()
         self._batch_max = batch_max
         self._inbox: queue.Queue[paho.MQTTMessage | None] = queue.Queue()
-        # Manual acks: PUBACK only after the batch committed (see module doc).
-        self._client = make_client(client_id, manual_ack=True)
+        # Manual acks (make_client above): PUBACK only after the batch committed (module doc).
         # Back soon after a broker restart, like the stations: a bridge away for paho's default
         # two minutes leaves every station's transactions to the offline policy.
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
-        apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
         self._client.on_connect = self._connected
         self._client.on_subscribe = self._subscribed
         self._client.on_disconnect = lambda *a: self.connected.clear()

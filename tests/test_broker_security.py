@@ -357,8 +357,9 @@ def test_station_config_refuses_clear_text_to_a_remote_broker(tmp_path: Path) ->
     StationSettings(broker="::1:1883")
     with pytest.raises(InsecureBroker):
         Bridge(None, BrokerAddress("broker.lib", 1883))  # type: ignore[arg-type]
-    Bridge(None, BrokerAddress("broker.lib", 8883),  # type: ignore[arg-type]
-           security=ClientSecurity(tls=True))
+    store = CirculationStore(f"sqlite:///{tmp_path / 'c.db'}")
+    Bridge(store, BrokerAddress("broker.lib", 8883), security=ClientSecurity(tls=True))
+    store.close()
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -371,7 +372,7 @@ def test_station_and_central_commands_refuse_to_start_insecure(tmp_path: Path) -
     cfg.write_text('site = "site-1"\nstation = "st-a"\nbroker = "10.1.2.3:1883"\n')
     out = _run("station", "--config", str(cfg), "--offscreen")
     assert out.returncode == 2
-    assert "broker: 10.1.2.3:1883 is not on this machine and TLS is off" in out.stdout
+    assert "broker: 10.1.2.3:1883 is not on this machine and TLS is off" in out.stdout + out.stderr
     out = _run("central", "--broker", "10.1.2.3:1883", "--db", f"sqlite:///{tmp_path}/c.db")
     assert out.returncode == 2
     assert "--broker: 10.1.2.3:1883 is not on this machine and TLS is off" in out.stderr

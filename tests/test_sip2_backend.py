@@ -16,6 +16,7 @@ from central.sip2.backend import Sip2Backend
 from central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
 from mqtt.ids import uuid7
 from mqtt.messages import TxLoan, TxRenew, TxReturn
+from tests.conftest import wait_until
 from tests.sip2_server import FaultProxy, Item, Library, Patron, Sip2Library, running
 
 
@@ -33,7 +34,7 @@ Env = tuple[Sip2Backend, Library, FaultProxy]
 
 
 def make(tmp_path: Path, proxy: FaultProxy, name: str = "c", **query: str) -> Sip2Backend:
-    params = {"institution": "tv-test", "location": "tang-1", "timeout": "1", "pool": "2",
+    params = {"institution": "tv-test", "location": "tang-1", "timeout": "3", "pool": "2",
               **query}
     url = f"sip2://sc:secret@127.0.0.1:{proxy.port}?" + "&".join(f"{k}={v}"
                                                                for k, v in params.items())
@@ -227,10 +228,10 @@ def test_slow_answers_time_out_and_the_retry_settles(env: Env) -> None:
     backend, lib, _ = env
     ref = ref_of(backend)
     tx = loan(ref, "39000004")
-    lib.delay_s = 1.5  # over the 1 s timeout
+    lib.delay_s = 4.5  # over the 3 s timeout
     assert backend.apply([tx]) == [None]
     lib.delay_s = 0
-    threading.Event().wait(1.0)  # the slow checkout lands in the ILS meanwhile
+    wait_until(lambda: lib.count("11", "39000004") == 1, 30)  # the slow checkout lands
     (a,) = backend.apply([tx])
     assert a is not None and a.ok and lib.count("11", "39000004") == 1
     with backend.engine.connect() as conn:
@@ -251,9 +252,9 @@ def test_a_crash_between_the_ils_answer_and_the_local_commit(tmp_path: Path) -> 
             a.apply([tx])
         assert lib.count("11", "39000001") == 1
         b = make(tmp_path, proxy, name="shared")
-        b.lease = dt.timedelta(seconds=0.5)
+        b.lease = dt.timedelta(seconds=5)
         assert b.apply([tx]) == [None]  # A's claim is still inside its lease: A may be alive
-        threading.Event().wait(0.6)
+        threading.Event().wait(5.1)  # the lease itself: after it, A's claim is B's to settle
         (ack,) = b.apply([tx])
         assert ack is not None and ack.ok and lib.count("11", "39000001") == 1
         a.close()
