@@ -92,13 +92,20 @@ def given_name(name: str) -> str:
     return (name.split() or ["?"])[-1][:64]
 
 
-def site_salt(engine: Engine, site: str, now: dt.datetime) -> str:
-    """The per-site key of the offline list's card hashes, made on first use."""
+def site_salt(engine: Engine, site: str, now: dt.datetime,
+              max_age: dt.timedelta | None = None) -> str:
+    """The per-site key of the offline list's card hashes, made on first use and replaced
+    once older than `max_age`: a list taken from a stolen station then matches no list sent
+    after it, and the stations' next fetch replaces every hash made with the old key."""
     with engine.connect() as conn:
-        salt = conn.execute(select(offline_salts.c.salt)
-                            .where(offline_salts.c.site == site)).scalar_one_or_none()
-    if salt is not None:
-        return str(salt)
+        row = conn.execute(select(offline_salts.c.salt, offline_salts.c.created_at)
+                           .where(offline_salts.c.site == site)).first()
+    if row is not None:
+        created = _aware(row.created_at)
+        if max_age is None or created is None or now - created < max_age:
+            return str(row.salt)
+        rotate_salts(engine, now, site, only_if=str(row.salt))
+        return site_salt(engine, site, now)
     try:
         with engine.begin() as conn:
             salt = secrets.token_hex(16)
@@ -106,6 +113,26 @@ def site_salt(engine: Engine, site: str, now: dt.datetime) -> str:
             return salt
     except IntegrityError:  # another bridge made it just now
         return site_salt(engine, site, now)
+
+
+def rotate_salts(engine: Engine, now: dt.datetime, site: str | None = None, *,
+                 only_if: str | None = None) -> list[str]:
+    """A new random salt for `site` (None: every site that has one); the sites rotated.
+    `only_if`: only while the salt is still this one (two bridges rotating at once)."""
+    rotated = []
+    with engine.begin() as conn:
+        query = select(offline_salts.c.site, offline_salts.c.salt)
+        if site is not None:
+            query = query.where(offline_salts.c.site == site)
+        for row in conn.execute(query).all():
+            if only_if is not None and row.salt != only_if:
+                continue
+            done = conn.execute(update(offline_salts).where(
+                offline_salts.c.site == row.site, offline_salts.c.salt == row.salt).values(
+                salt=secrets.token_hex(16), created_at=now))
+            if done.rowcount:
+                rotated.append(str(row.site))
+    return rotated
 
 
 def _aware(when: dt.datetime | None) -> dt.datetime | None:
@@ -116,10 +143,15 @@ class CirculationStore:
     def __init__(self, url: str, *, require_pin: bool = False,
                  pin_policy: pins.PinPolicy | None = None, hold_days: int = 7,
                  offline_max_loans: int = 3, offline_valid: dt.timedelta = dt.timedelta(hours=24),
-                 offline_max_fines: int = 50_000) -> None:
+                 offline_max_fines: int = 50_000,
+                 offline_salt_age: dt.timedelta | None = dt.timedelta(days=7),
+                 offline_recent: dt.timedelta | None = None) -> None:
         """require_pin: a patron with a PIN on file must give it (res.patron pin_required),
         whatever the station's own policy. The offline list leaves out patrons owing more
-        than offline_max_fines (VND)."""
+        than offline_max_fines (VND). Its card-hash key is replaced every offline_salt_age;
+        offline_recent keeps on a site's list only the patrons who borrowed, returned or
+        renewed there within that time (None: every patron in good standing), the smallest
+        list that serves the site's regular readers."""
         self.url = url
         self.engine = open_engine(url)
         self.require_pin = require_pin
@@ -127,6 +159,8 @@ class CirculationStore:
         self.hold_days = hold_days
         self.offline_max_loans = offline_max_loans
         self.offline_valid = offline_valid
+        self.offline_salt_age = offline_salt_age
+        self.offline_recent = offline_recent
         self.offline_max_fines = offline_max_fines
 
     def create(self) -> None:
@@ -240,7 +274,7 @@ class CirculationStore:
         """Patrons in good standing who may borrow offline at `site`, one page of them."""
         now = now or dt.datetime.now(dt.UTC)
         valid_until = now + self.offline_valid
-        salt = site_salt(self.engine, site, now)
+        salt = site_salt(self.engine, site, now, self.offline_salt_age)
         counts = select(loans.c.patron_ref, func.count().label("n")).group_by(
             loans.c.patron_ref).subquery()
         current = func.coalesce(counts.c.n, 0)
@@ -255,6 +289,9 @@ class CirculationStore:
             or_(patrons.c.pin_locked_until.is_(None), patrons.c.pin_locked_until < now),
             patrons.c.ref.not_in(overdue), patrons.c.ref.not_in(fined),
             rules.c.max_loans - current > 0)
+        if self.offline_recent is not None:
+            good = good.where(patrons.c.ref.in_(select(circulation.c.patron_ref).where(
+                circulation.c.site == site, circulation.c.at >= now - self.offline_recent)))
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(good.subquery())).scalar_one()
             rows = conn.execute(good.order_by(patrons.c.ref).limit(OFFLINE_PAGE)

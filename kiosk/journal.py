@@ -251,6 +251,25 @@ class Journal:
                 raise
         return len(rows)
 
+    def drop_expired_offline_list(self, now: float) -> bool:
+        """Delete a list past its valid_until: it lends nothing any more, and card hashes
+        left on the disk of a stolen station only help a brute force. True if dropped."""
+        with self._lock:
+            row = self._db.execute("SELECT valid_until FROM offline_meta").fetchone()
+            if row is None or row[0] > now:
+                return False  # the usual case: a read, no write
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                gone = self._db.execute("DELETE FROM offline_meta WHERE valid_until <= ?",
+                                        (now,)).rowcount
+                if gone:
+                    self._db.execute("DELETE FROM offline_list")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return bool(gone)
+
     def offline_meta(self) -> tuple[str, float, float] | None:
         """(salt, generated_at, valid_until) of the stored list, epoch seconds; None: none."""
         with self._lock:

@@ -314,6 +314,7 @@ class StationRuntime:
         self.feed(core.OfflineChecked(patron))
 
     def _offline_lookup(self, card_id: str) -> core.OfflinePatron | None:
+        self.journal.drop_expired_offline_list(time.time())
         meta = self.journal.offline_meta()
         if meta is None:
             return None
@@ -329,6 +330,8 @@ class StationRuntime:
 
     # -- the offline list: fetched on connect and every offline_list_s
     def _maybe_fetch_list(self) -> None:
+        if self._list_task is None or self._list_task.done():  # not while one is stored
+            self._spawn(asyncio.to_thread(self.journal.drop_expired_offline_list, time.time()))
         if not self.settings.offline_loans or not self.link.connected.is_set():
             return
         if self._list_task is not None and not self._list_task.done():

@@ -16,7 +16,8 @@ DB_HELP = "store URL: sqlite:///PATH or postgresql://USER@HOST/DB"
 
 
 def register(central: argparse.ArgumentParser) -> None:
-    actions = central.add_subparsers(dest="action", metavar="{migrate,import,report}",
+    actions = central.add_subparsers(dest="action",
+                                     metavar="{migrate,import,report,rotate-salt}",
                                      help="(none: run the bridge)")
     p = actions.add_parser("migrate", help="bring the store's schema to the newest revision")
     p.add_argument("--db", required=True, help=DB_HELP)
@@ -56,6 +57,29 @@ def register(central: argparse.ArgumentParser) -> None:
     p.add_argument("--since", type=_date, metavar="YYYY-MM-DD",
                    help="only transactions done on or after this day (UTC)")
     p.set_defaults(func=report)
+
+    p = actions.add_parser(
+        "rotate-salt", help="replace the offline lists' card-hash key now (after a theft)",
+        description="Each site gets a new random key for the card hashes of its offline "
+        "list; the stations replace their whole list with the next fetch (every "
+        "offline_list_s), so the hashes on a stolen disk match nothing sent afterwards.")
+    p.add_argument("--db", required=True, help=DB_HELP)
+    p.add_argument("--site", help="only this site (default: every site)")
+    p.set_defaults(func=rotate_salt)
+
+
+def rotate_salt(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from central.store import rotate_salts
+
+    sites = rotate_salts(_engine(args.db), dt.datetime.now(dt.UTC), args.site)
+    if not sites:
+        print(f"no offline-list key for {args.site or 'any site'} yet: nothing to rotate",
+              file=sys.stderr)
+        return 1
+    print(f"new offline-list key for: {', '.join(sorted(sites))}")
+    return 0
 
 
 def _date(text: str) -> object:

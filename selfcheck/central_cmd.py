@@ -68,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", default=None, metavar="HOST:PORT",
                    help="serve Prometheus metrics here (the library system's state, the "
                    "bridge's counters), e.g. 127.0.0.1:9110")
+    p.add_argument("--offline-salt-days", type=_days, default=7.0, metavar="DAYS",
+                   help="replace each site's offline-list card-hash key this often "
+                   "(default 7; 0: never)")
+    p.add_argument("--offline-recent-days", type=_days, default=0.0, metavar="DAYS",
+                   help="offline list: only patrons who used this site within DAYS "
+                   "(default 0: every patron in good standing)")
     p.add_argument("--load-sample", action="store_true",
                    help="fill an empty store with the sample library")
     p.add_argument("--sample-items", type=int, default=0, help="extra synthetic items")
@@ -80,6 +86,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     security.add_arguments(p)
     p.set_defaults(func=run)
     central_admin.register(p)  # `central migrate`, `central import`
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 <= value <= 3650:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 to 3650 days")
+    return value
 
 
 def ils_config(url: str, password_file: Path | None) -> Sip2Config:
@@ -136,7 +152,13 @@ def run(args: argparse.Namespace) -> int:
         backend = Sip2Backend(cfg, args.db, owner=args.id)
         where = str(cfg)
     else:
-        store = CirculationStore(args.db)
+        import datetime as dt
+
+        def days(n: float) -> dt.timedelta | None:
+            return dt.timedelta(days=n) if n else None
+
+        store = CirculationStore(args.db, offline_salt_age=days(args.offline_salt_days),
+                                 offline_recent=days(args.offline_recent_days))
         if args.load_sample:
             load_sample(store, args.sample_items, args.sample_patrons, scenarios=True)
         else:

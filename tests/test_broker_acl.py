@@ -135,7 +135,8 @@ FORBIDDEN_EVERYWHERE = [
     ("central-fleet", FLEET_SUBSCRIPTIONS),
     ("op-all", [*FLEET_SUBSCRIPTIONS, f"{B}/cmd/res/123"]),
     ("op-site2", [f"{C}/status", "lib/v1/site-2/+/evt/+", f"{C}/cmd/res/9"]),
-    ("central-bridge-1", [topics.BRIDGE_TX, topics.BRIDGE_REQ]),
+    ("central-bridge-1", [topics.BRIDGE_TX, topics.BRIDGE_REQ, "lib/v1/+/+/tx/#",
+                          "lib/v1/+/+/req/#"]),
 ])
 def test_subscribe_rules_per_role(sbroker: Broker, creds: Path, peers: list[Peer], name: str,
                                   allowed: list[str]) -> None:
@@ -146,9 +147,11 @@ def test_subscribe_rules_per_role(sbroker: Broker, creds: Path, peers: list[Peer
         denied += ["lib/v1/+/+/status", "lib/v1/+/+/evt/+"]
     if name == "op-site2":
         denied += [f"{B}/status", "lib/v1/site-1/+/evt/+"]
-    if name == "central-bridge-1":  # only in its group, spelt exactly
-        denied += ["lib/v1/+/+/tx/#", "$share/bridge2/lib/v1/+/+/tx/#",
-                   "$share/bridge/lib/v1/+/+/tx/+", f"{A}/ack/tx"]
+    if name == "central-bridge-1":  # its group spelt exactly (or the plain form)
+        denied = [f for f in denied if not f.startswith("lib/v1/+/+/tx/")
+                  and not f.startswith("lib/v1/+/+/req/")]
+        denied += ["$share/bridge2/lib/v1/+/+/tx/#", "$share/bridge/lib/v1/+/+/tx/+",
+                   f"{A}/ack/tx", f"{A}/tx/#"]
     assert granted(subscribe(peer, *denied)) == []
 
 
@@ -290,3 +293,32 @@ def test_make_credentials_writes_the_one_rules_file(creds: Path) -> None:
     for name in ("st-a", "central-bridge-2", "op-site2"):
         assert password(creds, name) not in text  # hashes only
     assert (creds / "dynamic-security.json").stat().st_mode & 0o077 in (0, 0o040)
+
+
+def test_a_removed_station_is_locked_out(tmp_path: Path) -> None:
+    """What to do with a stolen station: take it out of the roles file, run make-credentials
+    again, restart Mosquitto: its password no longer logs in, the others' still do."""
+    roles = tmp_path / "roles"
+    roles.write_text("station st-a site-1\nstation st-b site-1\n")
+    out = tmp_path / "out"
+    subprocess.run([str(MAKE_CREDENTIALS), str(roles), str(out)], check=True,
+                   capture_output=True)
+    stolen = password(out, "st-b")
+    broker = Broker(tmp_path / "broker", secure=out).start()
+    try:
+        peer = connect(broker, "st-b", stolen, ca=out / "ca.crt")
+        assert peer.connected.is_set()
+        peer.close()
+        roles.write_text("station st-a site-1\n")
+        subprocess.run([str(MAKE_CREDENTIALS), str(roles), str(out)], check=True,
+                       capture_output=True)
+        broker.restart()
+        peer = connect(broker, "st-b", stolen, ca=out / "ca.crt")
+        assert not peer.connected.is_set()
+        assert str(peer.connack[0]) in ("Not authorized", "Bad user name or password")
+        peer.close()
+        peer = connect(broker, "st-a", password(out, "st-a"), ca=out / "ca.crt")
+        assert peer.connected.is_set()  # kept its password
+        peer.close()
+    finally:
+        broker.stop()
