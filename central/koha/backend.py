@@ -41,6 +41,9 @@ class KohaBackend(Sip2Backend):
                  owner: str = "bridge", lease_s: float | None = None,
                  pool: Sip2Pool | None = None, client: KohaClient | None = None,
                  pin_policy: pins.PinPolicy | None = None) -> None:
+        if lease_s is None:  # longer than the worst a transaction can take over either
+            # protocol: up to four REST requests (GETs tried twice) and two SIP2 ones
+            lease_s = max(6 * circulation.timeout_s, 8 * koha.timeout_s) + 10
         super().__init__(circulation, db_url, owner=owner, lease_s=lease_s, pool=pool,
                          pin_policy=pin_policy, currency=koha.currency)
         self.koha = koha
