@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -388,4 +390,42 @@ def test_wrong_credentials_are_no_answer(tmp_path: Path, auth: str) -> None:
             assert backend.apply([ret("39000001")])[0] is not None  # SIP2 returns go on
         finally:
             backend.close()
+        assert koha.violations == []
+
+
+# -- HTTPS with the site's CA
+
+def _ca_and_server_cert(where: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate for 127.0.0.1 signed by it (openssl)."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=where, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        "/CN=Thu vien tinh CA", "-keyout", "ca.key", "-out", "ca.crt")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
+        "koha.key", "-out", "koha.csr")
+    (where / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "koha.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "koha.crt")
+    return where / "ca.crt", where / "koha.crt", where / "koha.key"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+def test_https_with_the_sites_ca(tmp_path: Path) -> None:
+    ca, cert, key = _ca_and_server_cert(tmp_path)
+    lib = library()
+    with running(lib) as (_s, proxy), koha_running(lib, extra(), tls=(cert, key)) as koha:
+        sip2 = Sip2Config.parse(f"sip2://sc:secret@127.0.0.1:{proxy.port}?institution=tv-test")
+        base = (f"koha+https://{koha.x.user}:{quote(koha.x.password)}@127.0.0.1:{koha.port}"
+                "?timeout=2")
+        trusted = KohaBackend(KohaConfig.parse(f"{base}&ca={ca}"), sip2,
+                              f"sqlite:///{tmp_path / 'a.db'}")
+        untrusted = KohaBackend(KohaConfig.parse(base), sip2, f"sqlite:///{tmp_path / 'b.db'}")
+        try:
+            assert trusted.check_patron("DG0001").ok
+            with pytest.raises(BackendUnavailable):  # not a CA the system knows
+                untrusted.check_patron("DG0001")
+        finally:
+            trusted.close()
+            untrusted.close()
         assert koha.violations == []

@@ -232,7 +232,8 @@ class KohaClient:
             self.counters.unavailable += 1
             # Nothing reached Koha when the connection itself failed; anything else after a
             # POST went out may have been applied.
-            sent = method != "GET" and not isinstance(exc, requests.ConnectTimeout) and \
+            sent = method != "GET" and not isinstance(
+                exc, requests.ConnectTimeout | requests.exceptions.SSLError) and \
                 "NewConnectionError" not in repr(exc)
             raise KohaUnavailable(f"{method} {path.split('?')[0]}: {type(exc).__name__}",
                                   sent=sent) from None
