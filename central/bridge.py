@@ -19,9 +19,10 @@ import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
 from central.backend import Backend, BackendUnavailable, Tx
-from central.order import StationOrder, key_of
+from central.order import Admitted, StationOrder, key_of
 from mqtt import messages, topics
 from mqtt.connection import BrokerAddress, connect_properties, make_client, publish_properties
+from mqtt.rejections import OnceLog
 from mqtt.security import ClientSecurity, apply
 
 log = logging.getLogger(__name__)
@@ -37,17 +38,31 @@ class BridgeCounters:
     requests: int = 0
     rejected: int = 0
     batches: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)  # refusals in acks, by reason
+    rejections: dict[str, int] = field(default_factory=dict)  # rejected messages, by field
+
+    def summary(self) -> str:
+        """One line for logs and systemd's STATUS=."""
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(self.rejections.items()))
+        return (f"applied {self.applied}, repeats {self.repeats}, requests {self.requests}, "
+                f"unanswered {self.unanswered}, rejected {self.rejected}"
+                + (f" ({rejected})" if rejected else ""))
 
 
 class Bridge:
     def __init__(self, backend: Backend, broker: BrokerAddress, *,
                  client_id: str = "central-bridge-1", batch_max: int = 500,
-                 security: ClientSecurity | None = None, order_wait_s: float = 30.0) -> None:
+                 security: ClientSecurity | None = None, order_wait_s: float = 30.0,
+                 order: bool = True) -> None:
         self.backend = backend
         self.broker = broker
         self.counters = BridgeCounters()
         self.order = StationOrder(backend.engine, wait_s=order_wait_s)
+        self.rejection_log = OnceLog(log)
+        self._rejections_lock = threading.Lock()
+        # False: whatever arrives is applied at once, as before per-station order; only the
+        # benchmark's baseline uses it (it breaks invariant 6).
+        self.ordered = order
         self.connected = threading.Event()
         self._batch_max = batch_max
         self._inbox: queue.Queue[paho.MQTTMessage | None] = queue.Queue()
@@ -101,7 +116,7 @@ class Bridge:
     def _run(self) -> None:
         due_at = 0.0
         while True:
-            if time.monotonic() >= due_at:  # gaps that waited long enough, even under load
+            if self.ordered and time.monotonic() >= due_at:  # gaps that waited long enough
                 due_at = time.monotonic() + ORDER_CHECK_S
                 self._guarded(self._release_due)
             try:
@@ -135,36 +150,63 @@ class Bridge:
             self._apply(released)
 
     def _handle(self, batch: list[paho.MQTTMessage]) -> None:
+        # Each message is decoded on its own: a bad one is rejected (and acknowledged, so that
+        # the broker does not deliver it again) without touching the others of the batch.
         txs: list[tuple[paho.MQTTMessage, Tx]] = []
         for m in batch:
             try:
-                where = topics.parse(m.topic)
-                if where.channel == "tx":
-                    tx = messages.decode_tx(m.payload)
-                    if (tx.site, tx.station) != (where.site, where.station):
-                        raise messages.MessageError("station", "does not match the topic")
-                    txs.append((m, tx))
-                    continue
-                if where.channel == "req":
-                    try:
-                        self._answer(m, where)
-                    except BackendUnavailable as exc:  # no answer: the station goes offline
-                        self.counters.unanswered += 1
-                        log.warning("request %s unanswered: %s", m.topic, exc)
-                else:
-                    raise messages.MessageError("topic", f"channel {where.channel!r} unknown")
+                tx = self._intake(m)
             except (messages.MessageError, topics.TopicError) as exc:
-                self.counters.rejected += 1
-                log.warning("rejected %s: %s", m.topic, exc)
-            self._client.ack(m.mid, m.qos)
-        if not txs:
+                self._reject(m, getattr(exc, "field", "topic"), str(exc))
+                continue
+            except Exception as exc:  # a fault on one request must not stop the batch
+                self._reject(m, "error", f"{type(exc).__name__}: {exc}", trace=True)
+                continue
+            if tx is None:
+                self._client.ack(m.mid, m.qos)
+            else:
+                txs.append((m, tx))
+        if txs:
+            self._take(txs)
+
+    def _intake(self, m: paho.MQTTMessage) -> Tx | None:
+        """The transaction a message carries; a request is answered here (None)."""
+        where = topics.parse(m.topic)
+        if where.channel == "tx":
+            tx = messages.decode_tx(m.payload, where.name)  # the topic's kind only
+            if (tx.site, tx.station) != (where.site, where.station):
+                raise messages.MessageError("station", "does not match the topic")
+            return tx
+        if where.channel != "req":
+            raise messages.MessageError("topic", f"channel {where.channel[:40]!r} unknown")
+        try:
+            self._answer(m, where)
+        except BackendUnavailable as exc:  # no answer: the station goes offline
+            self.counters.unanswered += 1
+            log.warning("request %s unanswered: %s", m.topic, exc)
+        return None
+
+    def _take(self, txs: list[tuple[paho.MQTTMessage, Tx]]) -> None:
+        """Admit in each station's order, apply, then PUBACK. A later transaction waits (held
+        in the database, so PUBACKed now and out of the receive window) until its predecessor
+        is in; one not applied and not answered is PUBACKed too, so that the broker does not
+        hold it in flight: the station's outbox sends it again (same msg_id)."""
+        try:
+            admitted = (self.order.admit([tx for _, tx in txs]) if self.ordered
+                        else Admitted(ready=[tx for _, tx in txs]))
+            self._apply(admitted.ready)
+        except Exception as exc:
+            if len(txs) == 1:
+                m, _ = txs[0]
+                self._reject(m, "backend", f"{type(exc).__name__}: {exc}", trace=True)
+                return
+            # One of them made the whole batch fail: take them one by one, so that the
+            # others are still answered and only the culprit is set aside.
+            log.warning("batch of %d failed (%s: %s); taking them one by one", len(txs),
+                        type(exc).__name__, exc)
+            for one in txs:
+                self._take([one])
             return
-        # Each station's transactions in seq order: a later one waits (held in the database,
-        # so PUBACK now and keep it out of the receive window) until its predecessor is in.
-        admitted = self.order.admit([tx for _, tx in txs])
-        self._apply(admitted.ready)
-        # Not applied and not answered ones are PUBACKed too, so that the broker does not hold
-        # them in flight; the station's outbox sends them again (same msg_id).
         for m, _ in txs:
             self._client.ack(m.mid, m.qos)
 
@@ -184,9 +226,23 @@ class Bridge:
                 if not ack.ok and ack.reason:
                     self.counters.reasons[ack.reason] = \
                         self.counters.reasons.get(ack.reason, 0) + 1
+                log.debug("answered %s: %s", tx.schema_, "ok" if ack.ok else ack.reason,
+                          extra={"station": tx.station, "msg_id": tx.msg_id, "seq": tx.seq})
                 self._client.publish(topics.ack_tx(tx.site, tx.station), messages.encode(ack),
                                      qos=1)
-            ready = self.order.release({key_of(tx) for tx in ready})
+            ready = self.order.release({key_of(tx) for tx in ready}) if self.ordered else []
+
+    def _reject(self, m: paho.MQTTMessage, reason: str, detail: str, *,
+                trace: bool = False) -> None:
+        """Count a message that will never be applied, say so, and PUBACK it: a poison
+        message must not come back at every redelivery."""
+        with self._rejections_lock:
+            self.counters.rejected += 1
+            self.counters.rejections[reason] = self.counters.rejections.get(reason, 0) + 1
+            count = self.counters.rejections[reason]
+        self.rejection_log.note(reason, count, "rejected %s (%s): %s", m.topic[:200], reason,
+                                detail[:300], trace=trace)
+        self._client.ack(m.mid, m.qos)
 
     def _answer(self, m: paho.MQTTMessage, where: topics.Parsed) -> None:
         props: Properties | None = getattr(m, "properties", None)

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # site, station, journal
 HELD_MAX = 1000  # per journal: a station that skips numbers cannot fill the database
+# The mark is worked out from the dedupe rows; written back only every so often, so that the
+# usual batch costs no write here, and the rows read past it stay few.
+MARK_WRITE_EVERY = 64
 
 
 def key_of(tx: Tx) -> Key:
@@ -176,7 +179,7 @@ class StationOrder:
             if seq > mark + 1:
                 break
             mark = seq
-        if mark != start:
+        if mark - start >= MARK_WRITE_EVERY:
             self._set_mark(conn, key, mark, now)
         return int(mark)
 

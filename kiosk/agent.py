@@ -48,9 +48,6 @@ class _RecentLog(logging.Handler):
             pass
 
 
-_recent = _RecentLog()
-logging.getLogger().addHandler(_recent)
-
 
 class FleetAgent:
     def __init__(self, rt: StationRuntime) -> None:
@@ -65,6 +62,9 @@ class FleetAgent:
         self.config.start()
         self.probe = HealthProbe(rt.settings.journal.parent)
         self.started = time.monotonic()
+        # Installed while the agent lives, never at import: logging belongs to the entry point.
+        self.recent = _RecentLog()
+        logging.getLogger().addHandler(self.recent)
         self.printer: Printer = "none"
         self.paper: Paper = "none"
         self._unreadable: set[str] = set()
@@ -73,6 +73,7 @@ class FleetAgent:
         self._card_lost = False
 
     def close(self) -> None:
+        logging.getLogger().removeHandler(self.recent)
         self.log.close()
 
     def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -275,7 +276,7 @@ class FleetAgent:
             "mode": self.rt.core.mode.value, "online": self.rt.core.online,
             "session": self.rt.link.session,
             "events_published": dict(self.telemetry.published),
-            "recent_log": list(_recent.lines)[-20:],
+            "recent_log": list(self.recent.lines)[-20:],
         }
 
 

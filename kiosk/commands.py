@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kiosk.command_log import CommandLog
-from mqtt import messages
+from mqtt import bounds, messages
 from mqtt.commands import CommandReq, CommandRes, JobState, parse_args
 from mqtt.messages import Message, MessageError
 from mqtt.telemetry import ConfigDesired, ConfigReported, ConfigSettings
@@ -119,6 +119,8 @@ class CommandHandler:
 
 def _cmd_id_of(payload: bytes) -> str | None:
     """The cmd_id of a malformed command, if it has a usable one, to answer it."""
+    if len(payload) > messages.MAX_PAYLOAD or bounds.json_depth(payload) > messages.MAX_DEPTH:
+        return None  # not worth parsing (and too deep to parse safely)
     try:
         raw = json.loads(payload)
         cmd_id = raw.get("cmd_id") if isinstance(raw, dict) else None

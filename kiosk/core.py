@@ -127,7 +127,7 @@ class SelfCheck:
     def view(self, now: float) -> View:
         countdown = None
         limit = self._limit()
-        if limit is not None and self.mode is not Mode.HELP:
+        if limit is not None:
             countdown = max(0, int(self._last_activity + limit - now + 0.999))
         message, arg = None, None
         if self._message and self._message[2] > now:
@@ -410,6 +410,8 @@ class SelfCheck:
         self._help_from = self.mode
         self._help_reason = reason
         self.mode = Mode.HELP
+        if reason == "button":
+            return []  # the help screen explains first; its own button calls staff
         return [Notify("staff_needed", "critical", detail)]
 
     # -- books
@@ -642,6 +644,11 @@ class SelfCheck:
             self.lang = langs[(langs.index(self.lang) + 1) % len(langs)]
         elif button == "help":
             return self._call_help("button", "the help button")
+        elif mode is Mode.HELP and button == "call_staff":
+            if self._help_reason != "button":
+                return []  # already called
+            self._help_reason = "called"
+            return [Notify("staff_needed", "critical", "the reader asked for staff")]
         elif mode is Mode.HELP and button == "cancel":
             back = self._help_from
             if back in (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT, Mode.EMAIL,

@@ -51,7 +51,7 @@ ReceiptVia = Literal["print", "email"]
 Button = Literal["return", "finish", "lang", "cancel", "done", "help", "count_plus",
                  "count_minus", "count_ok", "count_back", "receipt_print", "receipt_email",
                  "receipt_none", "staff_oos", "staff_in_service", "staff_exit", "account",
-                 "renew_all"]
+                 "renew_all", "more_time", "call_staff"]
 PinRule = Literal["never", "always", "central"]
 NOT_FOR_LOAN = 2  # ISO 28560 type of usage
 
@@ -332,7 +332,7 @@ class View:
     receipt_options: tuple[str, ...] = ()
     receipt_state: str | None = None  # printing, printed, sending, sent, failed
     out_of_service: bool = False
-    help_reason: str | None = None  # button or failures
+    help_reason: str | None = None  # button (explain first), called (staff), failures
     pin_error: str | None = None  # wrong_pin (try again) or pin_required, on the PIN pad
     pin_tries_left: int | None = None
     offline_session: bool = False  # the patron came from the offline list

@@ -9,6 +9,7 @@ simulated devices, commands on standard input stand in for the reader and the sc
     place ITEM_ID [UID]   a book (ISO 28560-3 tag) on the pad; the UID defaults from the item
     lift ITEM_ID          the book off the pad
     touch BUTTON          a button of the screen (return, done, finish, cancel, ...)
+    pin DIGITS            the PIN pad's OK with these digits
     drain                 stop once every transaction has its ack
     quit                  stop now
 """
@@ -19,6 +20,7 @@ import asyncio
 import json
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from typing import IO, Any, get_args
@@ -71,6 +73,7 @@ class EventPrinter:
                       item=line.item_id, status=status, reason=line.reason)
 
     def emit(self, **fields: Any) -> None:
+        fields["at"] = round(time.time(), 3)
         self._out.write(json.dumps(fields, ensure_ascii=False) + "\n")
         self._out.flush()
 
@@ -98,6 +101,8 @@ class Commands:
             self._pad.lift(bytes.fromhex(args[1]) if len(args) == 2 else uid_for(args[0]))
         elif verb == "touch" and len(args) == 1 and args[0] in BUTTONS:
             self._rt.feed(core.Touch(args[0]))  # type: ignore[arg-type]
+        elif verb == "pin" and len(args) == 1 and args[0].isdigit():
+            self._rt.feed(core.PinEntered(args[0]))
         elif verb == "drain" and not args:
             self._on_drain()
         elif verb == "quit" and not args:

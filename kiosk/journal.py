@@ -146,6 +146,12 @@ class Journal:
             return [(r[0], r[1], bytes(r[2])) for r in self._db.execute(
                 "SELECT msg_id, topic, payload FROM outbox ORDER BY seq")]
 
+    def last_seq(self) -> int:
+        """The sequence number the newest transaction got (0: none yet), acked or not."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        return 0 if row is None else int(row[0])
+
     def seq_of(self, msg_id: str) -> int | None:
         """The sequence number of a row still waiting for its ack."""
         with self._lock:

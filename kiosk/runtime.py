@@ -26,6 +26,7 @@ from mqtt import messages, topics
 from mqtt.ids import uuid7
 from mqtt.outbox import Outbox
 from mqtt.station_link import StationLink
+from selfcheck.sdnotify import notify
 
 if TYPE_CHECKING:
     from drivers.printer import ReceiptPrinter
@@ -52,6 +53,13 @@ def core_config(settings: StationSettings) -> core.CoreConfig:
                            can_print=settings.printer_transport != "none",
                            can_email=settings.receipt_mail is not None,
                            pin=settings.pin, offline_loans=settings.offline_loans)
+
+
+def ack_way_back(settings: StationSettings) -> float:
+    """How much earlier than the screen's own time-out a loan's deadline falls: a yes the
+    central gives just before the deadline still has this long to come back before the
+    screen tells the reader "not borrowed"."""
+    return min(1.0, settings.ack_timeout_s / 4)
 
 
 def card_hash(salt: str, card_id: str) -> str:
@@ -88,6 +96,8 @@ class StationRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._card_thread: threading.Thread | None = None
+        self._dead_reported: frozenset[str] = frozenset()
         self.agent = FleetAgent(self)  # telemetry, operator commands, remote config
         self.add_listener(self.agent.on_view)
         self.printer: ReceiptPrinter | None = None
@@ -129,8 +139,10 @@ class StationRuntime:
         await self._restore()
         self.link.start()
         self.watcher.start()
-        threading.Thread(target=self.card.run, args=(self._on_card, self._stop),
-                         name="card-reader", daemon=True).start()
+        self._card_thread = threading.Thread(target=self.card.run,
+                                             args=(self._on_card, self._stop),
+                                             name="card-reader", daemon=True)
+        self._card_thread.start()
         last_resend = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -150,6 +162,36 @@ class StationRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def stopped_threads(self) -> list[str]:
+        """The station's threads that ended while they should run: paho's network loop,
+        the pad's polling loop, the card reader."""
+        if self._stop.is_set():
+            return []
+        dead = []
+        if not self.link.loop_alive():
+            dead.append("mqtt")
+        if not self.watcher.alive():
+            dead.append("pad")
+        card = self._card_thread
+        if card is not None and not card.is_alive():
+            dead.append("card")
+        return dead
+
+    def threads_ok(self) -> bool:
+        """For the watchdog: False when a thread died, which is reported once (log, systemd
+        status, and an event when the MQTT loop still runs) so the restart has a cause."""
+        dead = frozenset(self.stopped_threads())
+        if dead and dead != self._dead_reported:
+            self._dead_reported = dead
+            what = ", ".join(sorted(dead))
+            log.critical("thread stopped: %s; no more watchdog pings, systemd restarts us",
+                         what)
+            notify(f"STATUS=thread stopped: {what}; waiting for the watchdog restart")
+            if "mqtt" not in dead:
+                self.agent.telemetry.event("staff_needed", "critical",
+                                           f"station thread stopped: {what}; restarting")
+        return not dead
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
@@ -346,7 +388,7 @@ class StationRuntime:
                 return messages.TxRenew(patron_ref=action.patron_ref, **common)
             if action.kind == "loan":
                 assert action.patron_ref is not None
-                deadline = now + dt.timedelta(seconds=s.ack_timeout_s)
+                deadline = now + dt.timedelta(seconds=s.ack_timeout_s - ack_way_back(s))
                 return messages.TxLoan(patron_ref=action.patron_ref, deadline=deadline,
                                        **common)
             return messages.TxReturn(**common)

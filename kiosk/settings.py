@@ -72,6 +72,15 @@ class StationSettings(BaseSettings):
                                                 "receipts (drivers.printer.mail.MailConfig)")
     resend_after_s: float = Field(10.0, gt=0)
     fullscreen: bool = False
+    # -- the screen: its size, how it is mounted, and its real size (for 9 mm touch targets)
+    screen: str = Field("", description="WIDTHxHEIGHT of the panel, e.g. 800x480; empty: "
+                        "the display's own size when fullscreen, else a 1280x800 window")
+    rotation: Literal[0, 90, 180, 270] = Field(0, description="degrees the picture is turned "
+                                               "for a panel mounted the other way")
+    screen_inches: float | None = Field(None, gt=1, le=120, description="the panel's "
+                                        "diagonal; default: the usual panel of that size")
+    screen_dpi: float | None = Field(None, gt=20, le=1000, description="pixels per inch, "
+                                     "instead of the diagonal")
     telemetry_s: float = Field(60.0, ge=1, description="tele/health period (issue 6)")
     # Broker credentials: the MQTT username is the station id (DESIGN.md). Keep the password in
     # `password_file` (mode 0600) so the TOML itself holds no secret.
@@ -87,6 +96,21 @@ class StationSettings(BaseSettings):
     @classmethod
     def _id(cls, value: str) -> str:
         return topics.check_id(value, "id")
+
+    @field_validator("screen")
+    @classmethod
+    def _screen(cls, value: str) -> str:
+        from kiosk.ui.boot import parse_size
+
+        if value:
+            parse_size(value)
+        return value
+
+    @property
+    def screen_size(self) -> tuple[int, int] | None:
+        from kiosk.ui.boot import parse_size
+
+        return parse_size(self.screen) if self.screen else None
 
     @field_validator("broker")
     @classmethod
@@ -106,8 +130,8 @@ class StationSettings(BaseSettings):
         check_transport(self.broker_address, self.security(with_password=False))
         for key in ("ca_file", "cert_file", "key_file", "password_file"):
             path = getattr(self, key)
-            if path is not None and not Path(path).is_file():
-                raise ValueError(f"{key}: {path} does not exist")
+            if path is not None and not _is_file(Path(path)):
+                raise ValueError(f"{key}: {str(path)[:200]} does not exist or is not a file")
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file: set cert_file too")
         return self
@@ -164,12 +188,23 @@ class StationSettings(BaseSettings):
         return tuple(sources)
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the OS, a NUL in it
+        return False
+
+
 def load_settings(toml: Path | None = None, **overrides: object) -> StationSettings:
     """Settings from `toml` (if given), the environment, then `overrides`."""
     if toml is not None and not toml.exists():
         raise FileNotFoundError(f"config file {toml} does not exist")
+    if toml is not None and not toml.is_file():  # a folder would be skipped: defaults
+        raise ValueError(f"config file {toml} is not a file (a folder?): name the TOML file")
     StationSettings._toml_path = toml  # type: ignore[attr-defined]
     try:
         return StationSettings(**overrides)  # type: ignore[arg-type]
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ValueError(f"config file {toml}: arrays or tables nested too deep") from None
     finally:
         StationSettings._toml_path = None  # type: ignore[attr-defined]

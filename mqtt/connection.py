@@ -24,8 +24,10 @@ class BrokerAddress:
         """'host:port' or 'mqtt://host:port'."""
         text = text.removeprefix("mqtt://")
         host, _, port = text.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"broker {text!r}: expected HOST:PORT")
+        if not host or not (port.isascii() and port.isdigit()):
+            raise ValueError(f"broker {text[:80]!r}: expected HOST:PORT")
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"broker {text[:80]!r}: port {int(port)} is not 1-65535")
         return cls(host, int(port))
 
     def __str__(self) -> str:

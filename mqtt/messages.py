@@ -12,7 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mqtt import bounds
+
 MAX_PAYLOAD = 16 * 1024  # bytes; larger messages are refused before parsing
+MAX_PAGES = 1_000_000  # of the offline list: page x page size must stay a 64-bit offset
+MAX_DEPTH = 16  # nesting of JSON arrays and objects; the deepest v1 message needs 4
 
 ItemId = Annotated[str, Field(min_length=1, max_length=64)]
 UUID7 = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
@@ -136,8 +140,8 @@ class PatronCheckRes(Message):
     reason: Reason | None = None
     patron_ref: PatronRef | None = None
     display_name: str | None = None
-    loans: int = 0
-    max_loans: int = 0
+    loans: int = Field(0, ge=0)
+    max_loans: int = Field(0, ge=0)
     screen_message: list[str] | None = Field(None, description="SIP2 AF: show to the reader")
     pin_required: bool = Field(False, description="True with reason pin_required (no PIN sent "
                                "but the central wants one) or wrong_pin (try again): show the "
@@ -210,8 +214,8 @@ class AccountRes(Message):
 
 class OfflineListReq(Message):
     schema_: Literal["req.offline-list/1"] = Field("req.offline-list/1", alias="schema")
-    page: int = Field(1, ge=1, description="1 first; ask 2..pages after it (a page stays "
-                      "well under the 16 KiB payload limit)")
+    page: int = Field(1, ge=1, le=MAX_PAGES, description="1 first; ask 2..pages after it (a "
+                      "page stays well under the 16 KiB payload limit)")
 
 
 class OfflineEntry(Message):
@@ -235,8 +239,8 @@ class OfflineListRes(Message):
     generated_at: dt.datetime = Field(description="UTC")
     valid_until: dt.datetime = Field(description="UTC; after it the station must not lend "
                                      "offline against this list")
-    page: int = Field(ge=1)
-    pages: int = Field(ge=1)
+    page: int = Field(ge=1, le=MAX_PAGES)
+    pages: int = Field(ge=1, le=MAX_PAGES)
     entries: list[OfflineEntry] = Field(default_factory=list, description="patrons in good "
                                         "standing only: not blocked, card valid, no overdue "
                                         "loans, fines under the limit, not PIN-locked")
@@ -258,6 +262,9 @@ MODELS: dict[str, type[Message]] = {
     "req.offline-list/1": OfflineListReq, "res.offline-list/1": OfflineListRes,
 }
 
+# tx/{kind} -> the one model that topic carries
+TX_MODELS: dict[str, type[Message]] = {"loan": TxLoan, "return": TxReturn, "renew": TxRenew}
+
 # req/{name} -> the request model and the response model on res/{name}
 REQUESTS: dict[str, tuple[type[Message], type[Message]]] = {
     "patron": (PatronCheckReq, PatronCheckRes),
@@ -271,11 +278,17 @@ def encode(msg: Message) -> bytes:
 
 
 def decode(payload: bytes | bytearray, *expected: type[Message]) -> Message:
-    """Parse a payload into one of `expected` (all models when none is named)."""
+    """Parse a payload into one of `expected` (all models when none is named).
+
+    What it takes is bounded before anything is parsed (size, nesting depth), and what the
+    models accept is bounded after: integers a signed 64-bit column holds, finite numbers,
+    datetimes with a time zone. Anything else is a MessageError, never another exception.
+    """
     if len(payload) > MAX_PAYLOAD:
         raise MessageError("payload", f"{len(payload)} bytes is over the {MAX_PAYLOAD} limit")
+    bounds.check_depth(bytes(payload), MAX_DEPTH, MessageError)
     try:
-        raw = json.loads(payload)
+        raw = json.loads(payload, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MessageError("payload", f"not JSON ({exc})") from None
     if not isinstance(raw, dict):
@@ -284,17 +297,33 @@ def decode(payload: bytes | bytearray, *expected: type[Message]) -> Message:
     model = MODELS.get(schema) if isinstance(schema, str) else None
     if model is None or (expected and model not in expected):
         wanted = ", ".join(m.model_fields["schema_"].default for m in expected) or "a v1 schema"
-        raise MessageError("schema", f"{schema!r} is not {wanted}")
+        shown = schema[:40] if isinstance(schema, str) else type(schema).__name__
+        raise MessageError("schema", f"{shown!r} is not {wanted}")
+    bounds.check_numbers(raw, MessageError)
     try:
-        return model.model_validate(raw)
+        msg = model.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "payload"
         raise MessageError(where, err["msg"]) from None
+    bounds.check_aware(msg, MessageError)
+    return msg
 
 
-def decode_tx(payload: bytes | bytearray) -> TxLoan | TxReturn | TxRenew:
-    msg = decode(payload, TxLoan, TxReturn, TxRenew)
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def decode_tx(payload: bytes | bytearray, kind: str | None = None
+              ) -> TxLoan | TxReturn | TxRenew:
+    """A transaction; with `kind` (the topic's: loan, return, renew) only that kind."""
+    if kind is None:
+        models: tuple[type[Message], ...] = (TxLoan, TxReturn, TxRenew)
+    elif kind in TX_MODELS:
+        models = (TX_MODELS[kind],)
+    else:
+        raise MessageError("topic", f"no transaction kind {kind[:40]!r}")
+    msg = decode(payload, *models)
     assert isinstance(msg, TxLoan | TxReturn | TxRenew)
     return msg
 

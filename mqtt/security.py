@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +38,24 @@ class ClientSecurity:
                 f"allow_insecure={self.allow_insecure})")
 
 
+def check_private(path: Path, key: str) -> None:
+    """Refuse a secret file that its group or others may read or change: only the service's
+    user (a 0600 file, or systemd's LoadCredential= copy) should hold a password."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from exc
+    if mode & 0o077:
+        raise ValueError(f"{key}: {path} is open to group or others (mode {mode & 0o777:04o});"
+                         f" make it private: chmod 600 {path}")
+
+
 def read_password(path: Path | None, key: str = "password_file") -> str | None:
     """The first line of a password file (kept apart from the config so the config can be
-    read by more people than the secret)."""
+    read by more people than the secret, and out of argv, which `ps` shows to everyone)."""
     if path is None:
         return None
+    check_private(Path(path), key)
     try:
         text = Path(path).read_text().splitlines()
     except OSError as exc:
@@ -89,7 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Broker login and TLS options for the central services' commands."""
     g = parser.add_argument_group("broker security")
     g.add_argument("--password-file", type=Path,
-                   help="file holding this client's broker password (username = --id)")
+                   default=os.environ.get("SELFCHECK_PASSWORD_FILE") or None,
+                   help="file (mode 0600) holding this client's broker password (username = "
+                   "--id); default $SELFCHECK_PASSWORD_FILE")
     g.add_argument("--tls", action="store_true", help="connect with TLS")
     g.add_argument("--ca-file", type=Path, help="CA that signed the broker's certificate")
     g.add_argument("--cert-file", type=Path, help="client certificate, if the broker asks")

@@ -15,6 +15,7 @@ import paho.mqtt.client as paho
 
 from mqtt import messages, topics
 from mqtt.connection import BrokerAddress, connect_properties, make_client, publish_properties
+from mqtt.rejections import OnceLog
 from mqtt.security import ClientSecurity, apply
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class StationLink:
         self.session = 0
         self.connected = threading.Event()
         self.rejected = 0  # malformed messages received
+        self._once = OnceLog(log)
         self._pending: dict[bytes, tuple[Future[messages.Message], float]] = {}
         self._pending_lock = threading.Lock()
         self._client = make_client(station)
@@ -152,7 +154,23 @@ class StationLink:
         if not status.online and status.session < self.session and self.connected.is_set():
             self._client.publish(f"{self._root}/status", self._status(True), qos=1, retain=True)
 
+    def loop_alive(self) -> bool:
+        """False once paho's network thread has ended while it should run: no more acks,
+        answers or commands would arrive (the station's watchdog stops on it)."""
+        thread = self._client._thread
+        return thread is None or thread.is_alive()
+
     def _message(self, client: paho.Client, userdata: Any, m: paho.MQTTMessage) -> None:
+        # paho's network thread: an exception escaping here would end it (and leave the
+        # message unacknowledged, to come back at every reconnect), so nothing escapes.
+        try:
+            self._receive(m)
+        except Exception:
+            self.rejected += 1
+            log.exception("message on %s could not be handled; acknowledged and dropped",
+                          m.topic[:200])
+
+    def _receive(self, m: paho.MQTTMessage) -> None:
         try:
             channel = m.topic[len(self._root) + 1:]
             if channel == "ack/tx":
@@ -176,4 +194,5 @@ class StationLink:
                 self._on_channel(channel, bytes(m.payload))
         except messages.MessageError as exc:
             self.rejected += 1
-            log.warning("rejected message on %s: %s", m.topic, exc)
+            self._once.note(exc.field, self.rejected, "rejected message on %s: %s",
+                            m.topic[:200], exc)

@@ -50,7 +50,7 @@ class Health(Message):
     uptime_s: float = Field(ge=0, description="since the app started")
     os_uptime_s: float | None = None
     cpu_temp_c: float | None = None
-    throttled: int | None = Field(None, description="vcgencmd get_throttled bit field")
+    throttled: int | None = Field(None, ge=0, description="vcgencmd get_throttled bit field")
     load1: float | None = None
     disk_free_pct: float | None = None
     mem_available_pct: float | None = None
@@ -61,7 +61,7 @@ class Health(Message):
     reader: dict[str, int] = Field(default_factory=dict, description="pad driver counters")
     tx: dict[str, int] = Field(default_factory=dict,
                                description="transactions since start by '{kind}.{outcome}'")
-    rejected: int = Field(0, description="malformed messages the station refused")
+    rejected: int = Field(0, ge=0, description="malformed messages the station refused")
 
 
 class Event(Message):

@@ -24,6 +24,21 @@ def free_port() -> int:
         return port
 
 
+# The plugin's path in secure.conf (Debian amd64); other machines keep it elsewhere.
+DYNSEC_IN_CONFIG = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+
+
+def dynsec_plugin() -> str:
+    """This machine's Mosquitto dynamic security plugin (the secure profile's access control)."""
+    for pattern in ("/usr/lib/*/mosquitto_dynamic_security.so",
+                    "/usr/lib/mosquitto_dynamic_security.so",
+                    "/usr/local/lib/mosquitto_dynamic_security.so"):
+        found = sorted(Path("/").glob(pattern.lstrip("/")))
+        if found:
+            return str(found[0])
+    raise FileNotFoundError("mosquitto_dynamic_security.so is missing: run scripts/bootstrap")
+
+
 def mosquitto_binary() -> str:
     for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
         if candidate and Path(candidate).exists():
@@ -59,6 +74,7 @@ class Broker(ChildProcess):
         text = SECURE_CONFIG.read_text()
         for old, new in (("/etc/mosquitto/selfcheck/", f"{self.secure}/"),
                          ("/var/lib/mosquitto/", f"{self.datadir.resolve()}/"),
+                         (DYNSEC_IN_CONFIG, dynsec_plugin()),
                          ("\nlistener 8883\n", f"\nlistener {self.port} 127.0.0.1\n"),
                          ("\nlistener 1883 127.0.0.1\n",
                           f"\nlistener {self.plain_address.port} 127.0.0.1\n")):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # SQLAlchemy is loaded only when a command runs
     from sqlalchemy import Engine
@@ -43,9 +44,13 @@ def register(central: argparse.ArgumentParser) -> None:
     p.set_defaults(func=import_)
 
     p = actions.add_parser(
-        "report", help="offline transactions refused on arrival (reconciliation)",
+        "report", help="offline transactions refused on arrival, and order gaps "
+        "(reconciliation)",
         description="Loans and returns done while a station was offline that the library "
-        "system refused when they arrived: the reader was told yes, so staff follow them up.")
+        "system refused when they arrived: the reader was told yes, so staff follow them up. "
+        "Then the order gaps: a station's transactions whose predecessor never came within "
+        "the order wait (applied past the gap), and the missing ones that came after all "
+        "(applied late, out of order): the books concerned may need a look.")
     p.add_argument("--db", required=True, help=DB_HELP)
     p.add_argument("--site", help="only this site")
     p.add_argument("--since", type=_date, metavar="YYYY-MM-DD",
@@ -114,19 +119,35 @@ def import_(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
+    from central.order import StationOrder
     from central.store import CirculationStore
 
     store = CirculationStore(args.db)
     try:
         rows = store.reconciliation(site=args.site, since=args.since)
+        gaps: list[dict[str, Any]] = StationOrder(store.engine).gaps(site=args.site,
+                                                                      since=args.since)
     finally:
         store.close()
     head = ("at (UTC)", "site", "station", "kind", "item", "patron ref", "reason", "msg_id")
-    table = [head] + [(r["at"].strftime("%Y-%m-%d %H:%M"), r["site"], r["station"], r["kind"],
-                       r["item_id"], r["patron_ref"] or "-", r["reason"], r["msg_id"])
-                      for r in rows]
-    widths = [max(len(str(row[n])) for row in table) for n in range(len(head))]
+    _print_table([head] + [(r["at"].strftime("%Y-%m-%d %H:%M"), r["site"], r["station"],
+                            r["kind"], r["item_id"], r["patron_ref"] or "-", r["reason"],
+                            r["msg_id"]) for r in rows])
+    print(f"{len(rows)} refused offline transaction(s)")
+    print()
+    # A seq counts within one journal: a reinstalled station starts again at 1.
+    _print_table([("recorded (UTC)", "site", "station", "journal", "kind", "seq", "msg_id")] + [
+        (g["recorded_at"].strftime("%Y-%m-%d %H:%M"), g["site"], g["station"],
+         g["journal"][:8] or "-", g["kind"],
+         str(g["first_seq"]) if g["first_seq"] == g["last_seq"]
+         else f"{g['first_seq']}-{g['last_seq']}", g["msg_id"] or "-") for g in gaps])
+    given_up = sum(g["kind"] == "gap" for g in gaps)
+    print(f"{given_up} order gap(s) given up, {len(gaps) - given_up} late transaction(s) "
+          "applied out of order")
+    return 0
+
+
+def _print_table(table: Sequence[Sequence[object]]) -> None:
+    widths = [max(len(str(row[n])) for row in table) for n in range(len(table[0]))]
     for row in table:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    print(f"{len(rows)} refused offline transaction(s)")
-    return 0

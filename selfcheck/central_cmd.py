@@ -6,20 +6,38 @@ the dedupe rows)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mqtt import security
 from mqtt.connection import BrokerAddress
+from mqtt.security import read_password
 from selfcheck import central_admin
+from selfcheck.errors import UserError
 from selfcheck.sdnotify import notify
+
+STATUS_EVERY_S = 10.0
 
 if TYPE_CHECKING:
     from central.backend import Backend
+    from central.sip2.client import Sip2Config
+
+SIP2_HELP = (
+    "sip2://USER:PASSWORD@HOST:PORT?institution=ID with optional &KEY=VALUE: "
+    "location=LOC (login CP; also the check-in AP unless checkin_location=LOC), "
+    "encoding=utf-8|ascii|cp850|cp1258|... (utf-8: as is; ascii: Vietnamese diacritics "
+    "stripped; a single-byte code page: text in it, characters it lacks stripped of "
+    "diacritics; the login password is always sent as typed), "
+    "timeout=SECONDS (per request, default 5), pool=N (connections, default 4), "
+    "keepalive=SECONDS (idle time before a 99 status, default 30), "
+    "error_detection=1|0 (AY/AZ checksums, default 1), terminal_password=X (AC), "
+    "language=NNN (SIP2 language code sent for patrons, default 000). "
+    "Percent-encode a '+', '#', '@', ':' or '/' in the user or password (%%2B, %%23, ...)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,16 +48,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="store URL: sqlite:///PATH or postgresql://USER@HOST/DB")
     p.add_argument("--id", default="central-bridge-1",
                    help="MQTT client id; give each bridge process its own")
-    p.add_argument("--ils", default=None, metavar="URL",
-                   help="library system: sip2://USER:PASSWORD@HOST:PORT?institution=ID"
-                   "&location=LOC&encoding=utf-8|ascii, or Koha's REST API: "
-                   "koha+https://USER:PASSWORD@HOST[/PATH] (HTTP Basic) or "
-                   "koha+https://CLIENT_ID:SECRET@HOST?auth=oauth2, with &ca=FILE&timeout=S"
-                   "&library=BRANCH&loans=rest|sip2&currency=VND&confirm=CODE,... "
-                   "(default: the embedded store)")
+    p.add_argument("--ils", default=os.environ.get("SELFCHECK_ILS") or None, metavar="URL",
+                   help="library system (default $SELFCHECK_ILS, else the embedded store): "
+                   + SIP2_HELP + "; the password goes in --ils-password-file, never in the "
+                   "URL. Or Koha's REST API: koha+https://USER:PASSWORD@HOST[/PATH] (HTTP "
+                   "Basic) or koha+https://CLIENT_ID:SECRET@HOST?auth=oauth2, with &ca=FILE"
+                   "&timeout=S&library=BRANCH&loans=rest|sip2&currency=VND&confirm=CODE,...")
+    p.add_argument("--ils-password-file", type=Path, metavar="FILE",
+                   default=os.environ.get("SELFCHECK_ILS_PASSWORD_FILE") or None,
+                   help="file (mode 0600): the library system's password on the first line, "
+                   "its terminal password (AC), if any, on the second (default "
+                   "$SELFCHECK_ILS_PASSWORD_FILE)")
     p.add_argument("--ils-circulation", default=None, metavar="SIP2_URL",
                    help="with --ils koha+https://...: the SIP2 URL (as above) for returns, "
                    "which Koha's REST API cannot do, and for titles; required with Koha")
+    p.add_argument("--ils-check", type=float, default=30.0, metavar="SECONDS",
+                   help="how often the library system is checked (SIP2 93 login and 99 "
+                   "status, or a store query); each change of its state is logged once")
+    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus metrics here (the library system's state, the "
+                   "bridge's counters), e.g. 127.0.0.1:9110")
     p.add_argument("--load-sample", action="store_true",
                    help="fill an empty store with the sample library")
     p.add_argument("--sample-items", type=int, default=0, help="extra synthetic items")
@@ -47,44 +75,64 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--order-wait", type=float, default=30.0, metavar="SECONDS",
                    help="how long a station's transaction waits for a missing predecessor "
                    "before it is applied anyway and the gap recorded (central report)")
+    # The benchmark's baseline only: apply whatever arrives at once, without per-station order.
+    p.add_argument("--no-order", action="store_true", help=argparse.SUPPRESS)
     security.add_arguments(p)
     p.set_defaults(func=run)
     central_admin.register(p)  # `central migrate`, `central import`
 
 
+def ils_config(url: str, password_file: Path | None) -> Sip2Config:
+    """The SIP2 settings, with the password from its file: a password in the URL would show
+    in `ps` and in the unit file, so it is refused."""
+    from central.sip2.client import Sip2Config
+
+    cfg = Sip2Config.parse(url)
+    if cfg.password or cfg.terminal_password:
+        raise ValueError("--ils: a password in the URL shows in `ps`; put it in a file (mode "
+                         "0600) and give --ils-password-file")
+    if password_file is None:
+        if cfg.user:
+            raise ValueError(f"--ils: user {cfg.user!r} needs --ils-password-file")
+        return cfg
+    password = read_password(password_file, "--ils-password-file")
+    # An optional second line: the terminal password (AC) some library systems ask for.
+    lines = Path(password_file).read_text().splitlines()
+    return dataclasses.replace(cfg, password=password or "",
+                               terminal_password=lines[1] if len(lines) > 1 else "")
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here so that other subcommands (the station above all) never load SQLAlchemy.
     from central.bridge import Bridge
+    from central.ils_health import IlsHealth, sip2_probe, store_probe
     from central.sample import load_sample
     from central.store import CirculationStore
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:  # before anything else: refuse clear text off this machine, bad paths, no password
         client_security = security.from_args(args, args.id, args.broker)
     except ValueError as exc:
-        print(f"central config is not valid: {exc}", file=sys.stderr)
-        return 2
+        raise UserError("options.invalid", command="central", msg=exc) from None
     if args.db.startswith("sqlite:///"):
         Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     backend: Backend
     if args.ils and args.ils.startswith("koha+"):
-        made = _koha(args)
-        if made is None:
-            return 2
-        backend, where = made
+        backend, where = _koha(args)
+        # Koha's SIP2 side carries the returns: its health is the one the stations feel.
+        health = IlsHealth(sip2_probe(ils_config(args.ils_circulation,
+                                                 args.ils_password_file)),
+                           where, args.ils_check).start()
     elif args.ils_circulation:
-        print("central config is not valid: --ils-circulation goes with --ils koha+https://...",
-              file=sys.stderr)
-        return 2
+        raise UserError("ils.invalid", msg="--ils-circulation goes with --ils koha+https://...")
     elif args.ils:
         from central.sip2.backend import Sip2Backend
-        from central.sip2.client import Sip2Config
 
         try:
-            cfg = Sip2Config.parse(args.ils)
+            cfg = ils_config(args.ils, args.ils_password_file)
         except ValueError as exc:
-            print(f"central config is not valid: {exc}", file=sys.stderr)
-            return 2
+            raise UserError("ils.invalid", msg=exc) from None
+        probe = sip2_probe(cfg)  # before the backend: the verdict comes as soon as it can
+        health = IlsHealth(probe, str(cfg), args.ils_check).start()
         backend = Sip2Backend(cfg, args.db, owner=args.id)
         where = str(cfg)
     else:
@@ -95,8 +143,17 @@ def run(args: argparse.Namespace) -> int:
             store.create()
         backend = store
         where = store.engine.url.render_as_string(hide_password=True)
+        health = IlsHealth(store_probe(store.engine), "store", args.ils_check).start()
     bridge = Bridge(backend, args.broker, client_id=args.id, security=client_security,
-                    order_wait_s=args.order_wait)
+                    order_wait_s=args.order_wait, order=not args.no_order)
+    if args.metrics:
+        from central.metrics import serve
+
+        try:
+            serve(args.metrics, health, bridge)
+        except (OSError, ValueError) as exc:
+            raise UserError("options.invalid", command="central",
+                            msg=f"--metrics {args.metrics}: {exc}") from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -109,30 +166,30 @@ def run(args: argparse.Namespace) -> int:
                                       where)
     print("central ready", flush=True)
     notify("READY=1")  # systemd Type=notify: the bridge is up and connects by itself
-    stop.wait()
+    # What operators see in `systemctl status`: what went through and what was rejected.
+    while not stop.wait(STATUS_EVERY_S):
+        notify(f"STATUS={bridge.counters.summary()}")
     bridge.stop()
+    health.stop()
     backend.close()
     return 0
 
 
-def _koha(args: argparse.Namespace) -> tuple[Backend, str] | None:
-    """Koha over REST with SIP2 for returns; None after saying what is wrong."""
+def _koha(args: argparse.Namespace) -> tuple[Backend, str]:
+    """Koha over REST with SIP2 for returns."""
     from central.koha.backend import KohaBackend
     from central.koha.client import KohaConfig
-    from central.sip2.client import Sip2Config
 
     try:
         koha = KohaConfig.parse(args.ils)
         if not args.ils_circulation:
             raise ValueError("Koha's REST API has no check-in: give --ils-circulation "
-                             "sip2://USER:PASSWORD@HOST:PORT?institution=ID for returns")
-        circulation = Sip2Config.parse(args.ils_circulation)
+                             "sip2://USER@HOST:PORT?institution=ID for returns (its "
+                             "password in --ils-password-file)")
+        circulation = ils_config(args.ils_circulation, args.ils_password_file)
     except ValueError as exc:
-        print(f"central config is not valid: {exc}", file=sys.stderr)
-        return None
+        raise UserError("ils.invalid", msg=exc) from None
     if koha.ca_file and not Path(koha.ca_file).is_file():
-        print(f"central config is not valid: ils: ca file {koha.ca_file} not found",
-              file=sys.stderr)
-        return None
+        raise UserError("ils.invalid", msg=f"ca file {koha.ca_file} not found")
     return (KohaBackend(koha, circulation, args.db, owner=args.id),
             f"{koha} + {circulation}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import logging
 import os
 import shutil
 import subprocess
@@ -36,15 +35,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lang", choices=["vi", "en"], default="vi")
     p.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="walk",
                    help="with --headless: which scripted scenario to play (all: each in turn)")
+    p.add_argument("--size", type=_size, metavar="WxH",
+                   help="the station's screen, e.g. 800x480 or 720x1280 (default: the "
+                   "display's size; headless: 1280x800); the demo panel goes beside it")
+    p.add_argument("--fullscreen", action="store_true",
+                   help="the station fills the display; F2 shows the demo panel over it")
     p.add_argument("--workdir", type=Path,
                    help="keep broker, store and journal here (default: a fresh temp folder)")
     p.set_defaults(func=run)
 
 
+def _size(text: str) -> str:
+    from kiosk.ui.boot import parse_size
+
+    try:
+        parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.headless and not args.size:
+        args.size = "1280x800"
     if args.scenario == "all":
         return run_all(args)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     scenario = SCENARIOS[args.scenario]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="selfcheck-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                                journal=workdir / "station.db", lang=args.lang,
                                summary_s=4.0 if args.headless else 12.0,
                                audio=not args.headless, audio_cache=workdir / "prompts",
-                               **site)
+                               screen=args.size or "", fullscreen=args.fullscreen, **site)
     started = dt.datetime.now(dt.UTC)
     try:
         if args.headless and scenario.seed is not None:
@@ -93,10 +108,10 @@ def run_all(args: argparse.Namespace) -> int:
     failed = []
     for name in SCENARIOS:
         cmd = [sys.executable, "-m", "selfcheck.cli", "demo", "--headless", "--scenario", name,
-               "--lang", args.lang, "--workdir", str(base / name)]
+               "--lang", args.lang, "--workdir", str(base / name), "--size", args.size]
         if args.screenshots:
             cmd += ["--screenshots", str(args.screenshots / name)]
-        print(f"demo: scenario {name}", flush=True)
+        print(f"demo: scenario {name} at {args.size}", flush=True)
         code = subprocess.run(cmd, env=dict(os.environ)).returncode
         print(f"demo: scenario {name}: {'ok' if code == 0 else f'FAILED ({code})'}", flush=True)
         if code != 0:
@@ -120,13 +135,16 @@ def _with_store(db_url: str, fn: Any) -> None:
 
 async def play(settings: StationSettings, headless: bool, shots: Path | None,
                lang: str, scenario: str = "walk", central: CentralProcess | None = None) -> int:
-    if not headless:
-        from selfcheck.station_cmd import run_station
+    from kiosk.ui.boot import DEMO_PANEL_WIDTH, configure
 
-        return await run_station(settings)
-    from kiosk.ui.boot import configure
-
-    configure(headless=True)
+    size = settings.screen_size
+    beside = headless or not settings.fullscreen
+    if beside:
+        # the panel beside the station: the station keeps the whole of its size
+        window = (size[0] + DEMO_PANEL_WIDTH, size[1]) if size else None
+        configure(headless=headless, size=window, rotation=settings.rotation)
+    else:
+        configure(fullscreen=True, size=size, rotation=settings.rotation)
     from drivers.card.base import SimulatedCardReader
     from drivers.pad.simulated import SimulatedPad
     from kiosk.runtime import StationRuntime
@@ -142,8 +160,21 @@ async def play(settings: StationSettings, headless: bool, shots: Path | None,
     pad, card = SimulatedPad(), SimulatedCardReader()
     runtime = StationRuntime(settings, pad, card)
     app = StationApp(runtime, lambda: DemoPanel(pad, card, demo_books(desk), demo_cards(desk),
-                                                lambda: runtime.core.lang))
-    return await run_app(app, lambda a: SCRIPTS[scenario](a, shots, lang))
+                                                lambda: runtime.core.lang),
+                     panel="beside" if beside else "toggle")
+    if headless:
+        return await run_app(app, lambda a: SCRIPTS[scenario](a, shots, lang))
+    if size is None and beside:
+        from kivy.core.window import Window
+
+        Window.maximize()  # the size of the screen it runs on
+    print("demo: the station is on the left, the simulator on the right"
+          if beside else "demo: the station fills the screen; F2 shows the simulator")
+    print("demo: tap a card (or press c) to sign in, tap a book (or press 1-9) to put it on "
+          "the book pad, tap it again to lift it; Esc closes the window" if beside else
+          "demo: tap a card (or press c) to sign in, tap a book (or press 1-9) to put it on "
+          "the book pad, tap it again to lift it", flush=True)
+    return await run_app(app)
 
 
 def check(db_url: str, journal: Path, scenario: Scenario, out: Outcome | None = None) -> int:

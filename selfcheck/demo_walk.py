@@ -65,9 +65,21 @@ class Shooter:
         self.count += 1
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / f"{self.count:02d}-{name}.png"
-        written = Window.screenshot(name=str(self.folder / "shot.png"))
-        Path(written).replace(target)
+        shoot_station(target)
         self.files.append(target)
+
+
+def shoot_station(target: Path) -> None:
+    """A PNG of the station alone, at its own size (the demo panel is not part of it)."""
+    from kivy.app import App
+
+    app = App.get_running_app()
+    station = getattr(app, "station", None)
+    if station is None:
+        written = Window.screenshot(name=str(target.with_name("shot.png")))
+        Path(written).replace(target)
+        return
+    station.export_to_png(str(target))
 
 
 def confirmed(view: Callable[[], core.View], count: int) -> Callable[[], bool]:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
 import signal
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from mqtt import security
+from selfcheck.errors import UserError, lang_of, t
 from selfcheck.sdnotify import notify
 
 DEFAULT_URL = "http://127.0.0.1:9108"
@@ -70,7 +71,6 @@ def serve(args: argparse.Namespace) -> int:
     from central.fleet.metrics import OpeningHours
     from central.fleet.service import FleetService
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     default, per_site = "00:00-24:00", {}
     for spec in args.open:
         site, eq, hours = spec.rpartition("=")
@@ -134,7 +134,7 @@ def table(rows: list[dict[str, Any]], site: str | None = None, lang: str = "vi")
     t = Table(title=title + (f" · {w('summary.site', site=site)}" if site else ""),
               title_justify="left")
     for key in ("site", "station", "online", "service", "reader", "paper", "outbox", "oldest",
-                "temp", "version", "event", "alerts"):
+                "temp", "version", "event", "order", "alerts"):
         t.add_column(w(f"col.{key}"),
                      justify="right" if key in ("outbox", "oldest", "temp") else "left")
     for r in rows:
@@ -151,8 +151,24 @@ def table(rows: list[dict[str, Any]], site: str | None = None, lang: str = "vi")
             f"{r['outbox_age_s']} s" if r["outbox_age_s"] else "–",
             f"{r['temp_c']:.1f}" if r["temp_c"] is not None else "–", r["version"] or "–",
             f"{w('event.' + ev.get('kind', ''))} {ev.get('at', '')[11:19]}" if ev else "–",
+            f"[red]{w('order.cell', gaps=r['order_gaps'], late=r['order_late'])}[/]"
+            if r.get("order_gaps") or r.get("order_late") else "–",
             " ".join(f"[bold red]{w('alert.' + a)}[/]" for a in r["alerts"]) or "[green]–[/]")
     return t
+
+
+def _get_rows(url: str, query: str) -> list[dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{url}/api/stations{query}", timeout=10) as resp:
+            rows: list[dict[str, Any]] = json.load(resp)
+    except urllib.error.HTTPError as exc:  # before OSError: it is one
+        raise UserError("fleet.bad_answer", code=3, url=url, reason=f"HTTP {exc.code}") from None
+    except OSError as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise UserError("fleet.unreachable", code=3, url=url, reason=reason) from None
+    except ValueError as exc:
+        raise UserError("fleet.bad_answer", code=3, url=url, reason=exc) from None
+    return rows
 
 
 def watch(args: argparse.Namespace) -> int:
@@ -164,8 +180,13 @@ def watch(args: argparse.Namespace) -> int:
     if args.once:
         if not console.is_terminal:
             console = Console(width=200)  # a pipe or a log: do not squeeze the columns
-        with urllib.request.urlopen(f"{args.url}/api/stations{query}", timeout=10) as resp:
-            console.print(table(json.load(resp), args.site, args.lang))
+        found = _get_rows(args.url, query)
+        if args.site and not found:
+            # An empty table for a mistyped site looks like a site with no station: say so.
+            sites = sorted({r["site"] for r in _get_rows(args.url, "")})
+            raise UserError("fleet.unknown_site", site=args.site,
+                            sites=", ".join(sites) or t("fleet.no_sites", lang_of(args.lang)))
+        console.print(table(found, args.site, args.lang))
         return 0
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     with Live(table([], args.site, args.lang), console=console, refresh_per_second=4) as live:

@@ -16,6 +16,9 @@ class ChildProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def kill(self) -> None:
         """SIGKILL: what a power cut or a crash does to it."""
         if self.proc and self.proc.poll() is None:

@@ -21,11 +21,14 @@ class CentralProcess(ChildProcess):
 
     def __init__(self, broker: BrokerAddress, db_url: str, *, client_id: str = "central-bridge-1",
                  sample: bool = True, sample_items: int = 0, sample_patrons: int = 0,
-                 log: Path | None = None, order_wait_s: float | None = None) -> None:
+                 log: Path | None = None, order_wait_s: float | None = None,
+                 order: bool = True) -> None:
         self.args = [sys.executable, "-m", "selfcheck.cli", "central", "--broker", str(broker),
                      "--db", db_url, "--id", client_id]
         if order_wait_s is not None:
             self.args += ["--order-wait", str(order_wait_s)]
+        if not order:  # the benchmark's baseline: no per-station order
+            self.args.append("--no-order")
         if sample:
             self.args += ["--load-sample", "--sample-items", str(sample_items),
                           "--sample-patrons", str(sample_patrons)]
@@ -57,7 +60,8 @@ class HeadlessStation(ChildProcess):
         super().__init__()
         self.config = config
         self.log = log
-        self.events: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []  # since the last start
+        self.on_event: Callable[[dict[str, Any]], None] | None = None  # every event, ever
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
@@ -83,6 +87,8 @@ class HeadlessStation(ChildProcess):
                 continue
             with self._changed:
                 self.events.append(event)
+                if self.on_event is not None:
+                    self.on_event(event)
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from kiosk.settings import StationSettings, load_settings
+from selfcheck.errors import ConfigInvalid, UserError, t
 
 if TYPE_CHECKING:
     from drivers.card.base import CardReader
@@ -42,20 +43,65 @@ def settings_from(args: argparse.Namespace) -> StationSettings:
     return load_settings(args.config, **overrides)
 
 
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+def config_lang(path: Path | None) -> str | None:
+    """The `lang` of a station TOML, read even when the rest of it is not valid, so that its
+    errors come in the station's language."""
+    if path is None:
+        return None
+    import tomllib
+
     try:
-        settings = settings_from(args)
-    except (ValidationError, ValueError, FileNotFoundError) as exc:
-        print(f"station config is not valid: {exc}")
-        return 2
+        value = tomllib.loads(path.read_text(encoding="utf-8")).get("lang")
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def load_or_explain(args: argparse.Namespace) -> StationSettings:
+    """The settings, or a UserError that names each wrong key (and the one probably meant)."""
+    where = args.config or "SELFCHECK_*"
+    try:
+        return settings_from(args)
+    except FileNotFoundError:
+        raise UserError("config.not_found", path=args.config) from None
+    except ValidationError as exc:
+        raise ConfigInvalid(where, exc, StationSettings.model_fields) from None
+    except ValueError as exc:
+        raise UserError("config.invalid.one", path=where, msg=exc) from None
+
+
+def preflight(settings: StationSettings, lang: str) -> None:
+    """Say at once what will not work, instead of a silent screen: the broker and the pad.
+    The station starts anyway (it works offline and keeps trying)."""
+    import socket
+
+    addr = settings.broker_address
+    try:
+        socket.create_connection((addr.host, addr.port), timeout=2).close()
+    except OSError as exc:
+        print(t("station.broker_unreachable", lang, broker=settings.broker, reason=exc),
+              file=sys.stderr, flush=True)
+    if settings.pad != "sim":
+        import serial
+
+        try:
+            serial.serial_for_url(settings.pad_url, timeout=1).close()
+        except (OSError, ValueError, serial.SerialException) as exc:
+            print(t("station.pad_unreachable", lang, url=settings.pad_url, reason=exc),
+                  file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.lang = config_lang(args.config)  # the language of the errors (selfcheck.cli)
+    settings = load_or_explain(args)
+    args.lang = lang = settings.lang
     from kiosk.devices import open_devices
 
     try:  # before the UI starts: a wrong device setting is a config error, exit 2
         devices = open_devices(settings)
     except ValueError as exc:
-        print(f"station config is not valid: {exc}")
-        return 2
+        raise UserError("station.device_invalid", msg=exc) from None
+    preflight(settings, lang)
     if args.headless:
         from kiosk.headless import run_headless
 
@@ -70,7 +116,8 @@ async def run_station(settings: StationSettings, *, headless: bool = False,
                       reload: Callable[[], StationSettings] | None = None) -> int:
     from kiosk.ui.boot import configure
 
-    configure(headless=headless, fullscreen=settings.fullscreen)
+    configure(headless=headless, fullscreen=settings.fullscreen, size=settings.screen_size,
+              rotation=settings.rotation)
     from drivers.card.base import SimulatedCardReader
     from drivers.pad.simulated import SimulatedPad
     from kiosk.devices import open_devices

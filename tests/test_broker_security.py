@@ -236,7 +236,7 @@ def test_station_cannot_take_over_another_stations_client_id(
 def test_station_cannot_read_another_stations_acks_or_responses(
         login: Login) -> None:
     spy = login("st-a", f"{B}/ack/tx", f"{B}/res/#", f"{B}/cmd/req/#", "lib/v1/#", "#",
-                "lib/v1/+/+/ack/tx")
+                "lib/v1/+/+/ack/tx", f"{A}/ack/tx")
     b = login("st-b", f"{B}/ack/tx", f"{B}/res/#")
     bridge = login("central-bridge-1")
     for topic in (f"{B}/ack/tx", f"{B}/res/patron", f"{A}/ack/tx"):
@@ -267,8 +267,11 @@ def test_station_cannot_send_commands(login: Login) -> None:
 
 
 def test_operators_read_only_plus_commands(login: Login) -> None:
-    op = login("op-all", "lib/v1/#")
-    op2 = login("op-site2", "lib/v1/#")
+    # what they may watch, and (refused at SUBSCRIBE) what they may not
+    watch = ("status", "evt/+", "cmd/req/+", "tx/#", "req/#", "res/#", "ack/tx")
+    op = login("op-all", "lib/v1/#", *(f"lib/v1/+/+/{t}" for t in watch))
+    op2 = login("op-site2", "lib/v1/#", "lib/v1/+/+/status",
+                *(f"lib/v1/site-2/+/{t}" for t in watch))
     for topic in (f"{B}/tx/loan", f"{B}/ack/tx", f"{B}/status", f"{B}/config/desired",
                   f"{B}/res/patron"):
         assert str(op.publish(topic)) == "Not authorized", topic
@@ -392,6 +395,7 @@ def test_station_and_bridge_over_tls_with_passwords(
     bridge.start()
     secret = tmp_path / "st-a.pass"
     secret.write_text(password(creds, "st-a") + "\n")
+    secret.chmod(0o600)
     cfg = tmp_path / "station.toml"
     cfg.write_text(f'site = "site-1"\nstation = "st-a"\nbroker = "localhost:{sbroker.port}"\n'
                    f'journal = "{tmp_path / "st.db"}"\ntls = true\n'

@@ -369,12 +369,25 @@ def test_three_unreadable_tags_call_staff_and_the_session_resumes() -> None:
     assert sc.mode is core.Mode.BORROW and len(sc.view(3).lines) == 3
 
 
+def test_more_time_restarts_the_inactivity_limit() -> None:
+    sc = make()
+    borrow(sc)
+    assert sc.view(30).countdown is not None
+    sc.handle(core.Touch("more_time"), 40)
+    sc.handle(core.Tick(), 60)
+    assert sc.mode is core.Mode.BORROW
+
+
 def test_help_button_from_anywhere_and_staff_card_answers_it() -> None:
     sc = make()
     out = sc.handle(core.Touch("help"), 1)
     assert sc.mode is core.Mode.HELP and sc.view(1).help_reason == "button"
-    assert out == [core.Notify("staff_needed", "critical", "the help button")]
-    assert sc.handle(core.Touch("help"), 2) == []  # once
+    assert out == []  # help explains first
+    assert sc.handle(core.Touch("call_staff"), 2) == [
+        core.Notify("staff_needed", "critical", "the reader asked for staff")]
+    assert sc.view(2).help_reason == "called"
+    assert sc.handle(core.Touch("call_staff"), 2) == []  # once
+    assert sc.handle(core.Touch("help"), 2) == []
     sc.handle(core.CardRead(STAFF), 3)
     assert sc.mode is core.Mode.STAFF
 

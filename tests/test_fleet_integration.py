@@ -234,11 +234,13 @@ def test_command_sent_twice_runs_once(tmp_path: Path, broker: Broker, fleet: Fle
         wait_until(lambda: len(recorder.results("cmd-oos-1")) >= 5, 10, "five answers")
         states = [r.state for r in recorder.results("cmd-oos-1")]
         # queued, in_progress, succeeded from the run; the repeat sent at once is answered
-        # with whatever state the job had then (queued or in_progress: timing); the late one
-        # with succeeded. What matters: it ran once.
-        assert states[0] == "queued" and states[-1] == "succeeded" and len(states) == 5, states
-        assert set(states) == {"queued", "in_progress", "succeeded"}, states
-        assert states.count("succeeded") == 2, states
+        # with whatever state the job had when it arrived (queued, in_progress or already
+        # succeeded: timing, not behaviour); the late one with succeeded. What matters: one
+        # answer per repeat, the run's states in order, and it ran once.
+        assert len(states) == 5 and states[-1] == "succeeded", states
+        run = states[:4]
+        assert any(run[:i] + run[i + 1:] == ["queued", "in_progress", "succeeded"]
+                   for i in range(4)), states
         assert st.rt.agent.commands.ran == 1
         view = st.rt.view()
         assert view.mode is core.Mode.OUT_OF_SERVICE

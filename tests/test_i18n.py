@@ -23,7 +23,7 @@ def test_both_catalogs_have_the_same_keys_and_no_empty_text() -> None:
 
 def test_vietnamese_has_diacritics_and_differs_from_english() -> None:
     vi, en = catalog("vi"), catalog("en")
-    assert t("idle.place_card", "vi") == "Đặt thẻ bạn đọc lên đầu đọc để mượn sách"
+    assert t("idle.place_card", "vi") == "Đặt thẻ bạn đọc lên đầu đọc thẻ để mượn sách"
     same = [k for k in vi if vi[k] == en[k]]
     assert same == [], same
     assert sum(bool(re.search("[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]",
@@ -46,3 +46,22 @@ def test_every_key_used_in_the_ui_exists() -> None:
 def test_dates_per_language() -> None:
     d = dt.date(2026, 12, 6)
     assert (date(d, "vi"), date(d, "en")) == ("06/12/2026", "6 Dec 2026")
+
+
+def test_vietnamese_follows_the_glossary() -> None:
+    """One word per thing and one tone-mark style (docs: DESIGN.md, the glossary)."""
+    vi = catalog("vi")
+    for key, text in vi.items():
+        # old-style tone marks: khoá, huỷ, xoá, hoà
+        assert not re.search(r"(?i)\b(khoá|huỷ|xoá|hoà)\b", text), (key, text)
+        assert "bàn đọc" not in text, (key, text)  # the pad is "khay đặt sách"
+        assert not re.search(r"đầu đọc(?! thẻ)", text), (key, text)  # only the card reader
+        assert "Từ chối" not in text, (key, text)  # a refusal says what was not done
+    assert t("status.refused", "vi", reason="x") == "Không mượn được: x"
+    assert t("button.finish", "vi") == "Hoàn tất" and t("button.done", "vi") == "Kết thúc"
+    assert t("help.call", "vi") == "Gọi thủ thư" and t("count.ok", "vi") == "Xác nhận"
+    assert t("more_time.question", "vi") == "Bạn cần thêm thời gian?"
+    assert t("more_time.question", "en") == "Need more time?"
+    assert (t("item.unknown_title", "vi", item="39000008"),
+            t("item.unknown_title", "en", item="39000008")) == ("Mã sách 39000008",
+                                                                 "Item 39000008")

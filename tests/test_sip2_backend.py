@@ -128,18 +128,41 @@ def test_a_repeat_is_answered_from_the_store_not_sent_again(env: Env) -> None:
     assert lib.count("11", "39000003") == 1
 
 
-def test_a_batch_keeps_order_per_item_and_runs_items_in_parallel(env: Env) -> None:
+def test_a_batch_keeps_each_stations_order_and_each_items(env: Env) -> None:
     backend, lib, _ = env
     ref = ref_of(backend)
-    lib.delay_s = 0.2
-    batch = [loan(ref, "39000001"), loan(ref, "39000002"), ret("39000001"),
-             loan(ref, "39000003"), ret("39000002")]
-    t0 = dt.datetime.now()
-    acks = backend.apply(batch)
-    took = (dt.datetime.now() - t0).total_seconds()
+    lib.delay_s = 0.05
+    a1, a2 = loan(ref, "39000001"), ret("39000001")
+    b1, b2 = loan(ref, "39000002"), ret("39000002")
+    b1, b2 = (t.model_copy(update={"station": "st-2"}) for t in (b1, b2))
+    c1 = loan(ref, "39000003")
+    acks = backend.apply([a1, b1, a2, c1, b2])
     assert all(a and a.ok for a in acks)
     assert lib.items["39000001"].charged_to is None and lib.items["39000003"].charged_to
-    assert took < 5 * 0.2 + 0.5  # two connections: not one request after the other
+    for first, then in ((a1, a2), (b1, b2), (a2, c1)):  # c1 follows a2 at station st-1
+        order = [(c, i) for c, i in lib.log if i == first.item_id or i == then.item_id]
+        code = {"loan": "11", "return": "09"}
+        assert order.index((code[kind(first)], first.item_id)) < \
+            order.index((code[kind(then)], then.item_id))
+
+
+def kind(tx: TxLoan | TxReturn | TxRenew) -> str:
+    return "loan" if isinstance(tx, TxLoan) else "return" if isinstance(tx, TxReturn) \
+        else "renew"
+
+
+def test_after_a_station_transaction_without_answer_its_later_ones_wait(env: Env) -> None:
+    """Seq order towards the library system: nothing of the station's overtakes the one that
+    got no answer, not even on another item."""
+    backend, lib, proxy = env
+    ref = ref_of(backend)
+    first, later = loan(ref, "39000001"), ret("39000002")
+    proxy.drop_request = True
+    assert backend.apply([first, later]) == [None, None]  # both come again, in order
+    assert lib.count("09", "39000002") == 0
+    again = backend.apply([first, later])
+    assert all(a and a.ok and not a.repeat for a in again)
+    assert lib.count("11", "39000001") == 1 and lib.count("09", "39000002") == 1
 
 
 def test_ascii_profile_against_a_cp850_server(tmp_path: Path) -> None:

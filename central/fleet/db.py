@@ -4,16 +4,19 @@ so that hundreds of stations' telemetry costs one commit a second, not one per m
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
 import time
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import DBAPIError
 
 from central.fleet.schema import fleet_commands, fleet_events, fleet_stations, metadata
 from central.fleet.state import FleetState, Station
+from central.schema import order_gaps
 from central.store import open_engine
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,30 @@ class FleetStore:
         self._thread.join(10)
         self.flush()
         self.engine.dispose()
+
+    def order_counts(self) -> dict[tuple[str, str], tuple[int, int, float]] | None:
+        """Per station, the central's recorded order gaps and late transactions and when the
+        newest was recorded; None when the central's tables are not in this database."""
+        c = order_gaps.c
+        query = (select(c.site, c.station, c.kind, func.count(), func.max(c.recorded_at))
+                 .group_by(c.site, c.station, c.kind))
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).all()
+        except DBAPIError as exc:  # a fleet database without the central's tables
+            log.debug("order gaps not readable: %s", exc)
+            return None
+        out: dict[tuple[str, str], tuple[int, int, float]] = {}
+        for site, station, kind, count, newest in rows:
+            gaps, late, last = out.get((site, station), (0, 0, 0.0))
+            if newest.tzinfo is None:  # SQLite gives them back naive, in UTC
+                newest = newest.replace(tzinfo=dt.UTC)
+            if kind == "gap":
+                gaps += count
+            else:
+                late += count
+            out[(site, station)] = (gaps, late, max(last, newest.timestamp()))
+        return out
 
     # -- called from the MQTT thread
     def station(self, rec: Station) -> None:

@@ -68,6 +68,10 @@ class FleetCollector(Collector):
         tx = CounterMetricFamily("selfcheck_station_transactions",
                                  "transactions by kind and outcome, as counted by the station "
                                  "since its app started", labels=[*L, "kind", "outcome"])
+        order = GaugeMetricFamily(
+            "selfcheck_station_order_gaps", "recorded for reconciliation by the central: gaps "
+            "given up after the order wait (kind=gap) and transactions applied after their gap "
+            "(kind=late)", labels=[*L, "kind"])
         site_open = GaugeMetricFamily("selfcheck_site_open", "1 during the site's opening hours",
                                       labels=["site"])
         with self.state.lock:
@@ -97,13 +101,16 @@ class FleetCollector(Collector):
             g["session"].add_metric(key, rec.session)
             if rec.version:
                 info.add_metric([*key, rec.version], 1.0)
+            if rec.order_gaps or rec.order_late:
+                order.add_metric([*key, "gap"], rec.order_gaps)
+                order.add_metric([*key, "late"], rec.order_late)
             for name, value in (h.get("tx") or {}).items():
                 kind, _, outcome = name.partition(".")
                 tx.add_metric([*key, kind, outcome], value)
         for site in sorted(sites):
             site_open.add_metric([site], 1.0 if self.hours.is_open(site, now) else 0.0)
         yield from g.values()
-        yield from (paper, info, tx, site_open)
+        yield from (paper, info, tx, order, site_open)
         m = CounterMetricFamily("selfcheck_fleet_messages", "messages taken", labels=["channel"])
         for channel, n in msgs.items():
             m.add_metric([channel], n)

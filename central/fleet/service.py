@@ -1,7 +1,8 @@
 """The fleet-state service: reads every station's status, state, health, events, command
 results and reported config from the broker, keeps the last known state (memory + central
 store), and serves it to operators: Prometheus metrics, a JSON snapshot, and a live web page
-fed by server-sent events."""
+fed by server-sent events. Beside that it reads, from the same central database, how many order
+gaps and late transactions the bridges recorded per station (for reconciliation)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from central.fleet.web import Hub, WebServer
 from mqtt import messages, topics
 from mqtt.commands import CommandRes
 from mqtt.connection import BrokerAddress, connect_properties, make_client
+from mqtt.rejections import OnceLog
 from mqtt.security import ClientSecurity, apply
 from mqtt.telemetry import FLEET_SUBSCRIPTIONS, Event
 
@@ -36,7 +38,7 @@ class FleetService:
     def __init__(self, broker: BrokerAddress, db_url: str, *, http: tuple[str, int] | None =
                  ("127.0.0.1", 0), hours: OpeningHours | None = None,
                  client_id: str = "central-fleet-1", flush_s: float = 1.0,
-                 security: ClientSecurity | None = None) -> None:
+                 security: ClientSecurity | None = None, order_s: float = 10.0) -> None:
         self.broker = broker
         self.state = FleetState()
         self.store = FleetStore(db_url, flush_s=flush_s)
@@ -45,6 +47,11 @@ class FleetService:
         self.registry = registry(self.state, hours or OpeningHours())
         self.web = WebServer(http, self.state, self.hub, self.registry) if http else None
         self.connected = threading.Event()
+        self._once = OnceLog(log)
+        self._order_s = order_s
+        self._stop = threading.Event()
+        self._order = threading.Thread(target=self._watch_order, name="fleet-order",
+                                       daemon=True)
         self._client = make_client(client_id)
         apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
         self._client.on_connect = self._on_connect
@@ -65,13 +72,36 @@ class FleetService:
         self._client.connect_async(self.broker.host, self.broker.port, keepalive=15,
                                    clean_start=True, properties=connect_properties(0))
         self._client.loop_start()
+        self._order.start()
 
     def stop(self) -> None:
+        self._stop.set()
+        self._order.join(10)
         self._client.disconnect()
         self._client.loop_stop()
         if self.web:
             self.web.stop()
         self.store.stop()
+
+    def refresh_order(self) -> None:
+        """Take the order gap counts from the central's database and tell the screens."""
+        counts = self.store.order_counts()
+        if counts is None:
+            return
+        now = time.time()
+        for rec in self.state.set_order(counts):
+            with self.state.lock:
+                row = rec.row(now)
+            self.hub.publish("station", row)
+
+    def _watch_order(self) -> None:
+        while True:
+            try:
+                self.refresh_order()
+            except Exception:  # the database may be briefly unavailable: next round
+                log.exception("order gaps not read; retrying")
+            if self._stop.wait(self._order_s):
+                return
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: Any,
                     props: Any = None) -> None:
@@ -82,22 +112,34 @@ class FleetService:
         self.connected.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, m: paho.MQTTMessage) -> None:
-        counters = self.state.counters
+        # paho's network thread: whatever one station sends, it must not end here, or the
+        # service would stop hearing every station.
+        try:
+            self._receive(m)
+        except Exception as exc:
+            self._rejected(m, "error", f"{type(exc).__name__}: {exc}", trace=True)
+
+    def _receive(self, m: paho.MQTTMessage) -> None:
         try:
             where = topics.parse(m.topic)
             if not m.payload:
                 return  # a cleared retained message
             expected = EXPECTED.get(where.channel)
             if expected is None:
-                raise messages.MessageError("topic", f"channel {where.channel!r} unknown")
+                raise messages.MessageError("topic", f"channel {where.channel[:40]!r} unknown")
             msg = messages.decode(m.payload, *expected)
         except (messages.MessageError, topics.TopicError) as exc:
-            field = getattr(exc, "field", "topic")
-            with self.state.lock:
-                counters.rejected[field] += 1
-            log.warning("rejected %s: %s", m.topic, exc)
+            self._rejected(m, getattr(exc, "field", "topic"), str(exc))
             return
         self.take(where.site, where.station, where.channel, where.name, msg)
+
+    def _rejected(self, m: paho.MQTTMessage, field: str, detail: str, *,
+                  trace: bool = False) -> None:
+        with self.state.lock:
+            self.state.counters.rejected[field] += 1
+            count = self.state.counters.rejected[field]
+        self._once.note(field, count, "rejected %s: %s", m.topic[:200], detail[:300],
+                        trace=trace)
 
     def take(self, site: str, station: str, channel: str, name: str,
              msg: messages.Message) -> None:

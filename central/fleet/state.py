@@ -17,6 +17,7 @@ from mqtt.telemetry import ConfigReported, Event, Health, State
 OUTBOX_OLD_S = 600.0
 STAFF_EVENT_S = 600.0
 HOT_C = 80.0
+ORDER_RECENT_S = 86_400.0  # an order gap or late transaction recorded within this: an alert
 
 
 @dataclass
@@ -33,6 +34,11 @@ class Station:
     config: dict[str, Any] | None = None
     last_event: dict[str, Any] | None = None
     staff_at: float | None = None  # last staff_needed event (received)
+    # From the central's order_gaps (reconciliation): how many gaps were given up and how many
+    # transactions came after their gap, and when the newest was recorded.
+    order_gaps: int = 0
+    order_late: int = 0
+    order_last: float | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -65,6 +71,8 @@ class Station:
         temp = (self.health or {}).get("cpu_temp_c")
         if temp is not None and temp >= HOT_C:
             out.append("hot")
+        if self.order_last is not None and now - self.order_last < ORDER_RECENT_S:
+            out.append("order_gap")
         return out
 
     def row(self, now: float) -> dict[str, Any]:
@@ -78,7 +86,8 @@ class Station:
             "outbox": st.get("outbox_pending"), "outbox_age_s": round(age) if age else None,
             "policy": st.get("offline_policy"), "config_version": st.get("config_version"),
             "temp_c": h.get("cpu_temp_c"), "uptime_s": h.get("uptime_s"),
-            "last_event": self.last_event, "alerts": self.alerts(now),
+            "last_event": self.last_event, "order_gaps": self.order_gaps,
+            "order_late": self.order_late, "alerts": self.alerts(now),
         }
 
 
@@ -140,6 +149,21 @@ class FleetState:
                 rec.last_seen = now  # a will is the broker speaking, not the station
             rec.changed = now
             return rec
+
+    def set_order(self, counts: dict[tuple[str, str], tuple[int, int, float]]
+                  ) -> list[Station]:
+        """Take the central's order gap counts per station (gaps, late, newest recorded);
+        the stations whose counts changed."""
+        changed = []
+        with self.lock:
+            for key in set(counts) | {k for k, r in self.stations.items()
+                                      if r.order_gaps or r.order_late}:
+                gaps, late, last = counts.get(key, (0, 0, None))
+                rec = self.get(*key)
+                if (rec.order_gaps, rec.order_late, rec.order_last) != (gaps, late, last):
+                    rec.order_gaps, rec.order_late, rec.order_last = gaps, late, last
+                    changed.append(rec)
+        return changed
 
     def rows(self, site: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now

@@ -35,6 +35,10 @@ class Sip2Timeout(Sip2Unavailable):
     pass
 
 
+class Sip2LoginRefused(Sip2Unavailable):
+    """93 answered with a refusal: a wrong user, password or location, not a network fault."""
+
+
 @dataclass(frozen=True)
 class Sip2Config:
     host: str
@@ -113,12 +117,13 @@ class Connection:
         try:
             if cfg.user:
                 if not m.login_ok(self.call(m.login(cfg.user, cfg.password, cfg.location))):
-                    raise Sip2Unavailable("the ACS refused the login", sent=False)
+                    raise Sip2LoginRefused("the ACS refused the login", sent=False)
             if not m.acs_online(self.call(m.sc_status())):
                 raise Sip2Unavailable("the ACS says it is offline", sent=False)
         except Sip2Unavailable as exc:
             self.close()
-            raise Sip2Unavailable(str(exc), sent=False) from None
+            raise (Sip2LoginRefused if isinstance(exc, Sip2LoginRefused) else Sip2Unavailable)(
+                str(exc), sent=False) from None
 
     def call(self, msg: Message) -> Message:
         """Send one request and return its reply; on any failure the connection is closed."""

@@ -11,6 +11,7 @@ diacritics (fold()) and replies are read as cp850.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ FIXED_WIDTH: dict[str, int] = {
 # Fields that may occur more than once in a message.
 REPEATABLE = frozenset({"AF", "AG", "AS", "AT", "AU", "AV", "BU", "CD", "BM", "BN"})
 
+_HEX4 = re.compile(rb"[0-9A-Fa-f]{4}")
 _FOLD_EXTRA = str.maketrans({"đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "ø": "o", "Ø": "O",
                              "ł": "l", "Ł": "L", "ß": "ss", "æ": "ae", "Æ": "AE"})
 
@@ -150,10 +152,9 @@ def decode(frame: bytes, profile: Profile) -> Message:
     az = body.rfind(b"AZ")
     if az != -1 and len(body) - az == 6:
         text = body[az + 2:]
-        try:
-            value = int(text, 16)
-        except ValueError:
-            raise Sip2ChecksumError(f"{text!r} is not four hex digits") from None
+        if not _HEX4.fullmatch(text):  # int(.., 16) alone would take '-9F9' or ' 9F9'
+            raise Sip2ChecksumError(f"{text!r} is not four hex digits")
+        value = int(text, 16)
         if (sum(body[:az + 2]) + value) & 0xFFFF:
             raise Sip2ChecksumError(f"{text.decode('ascii', 'replace')} does not match")
         body = body[:az]

@@ -32,7 +32,12 @@ def sip_date(when: dt.datetime) -> str:
     return when.strftime("%Y%m%d") + "    " + when.strftime("%H%M%S")
 
 
-_DATE = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
+_DATE = re.compile(r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})")
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²' or '٣', which int() then refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_due(text: str | None) -> dt.date | None:
@@ -229,7 +234,7 @@ def patron(reply: Message) -> PatronInfo:
     count: int | None = None
     if reply.command == "64":
         text = reply.fixed[43:47]
-        if not text.strip().isdigit():
+        if not _digits(text.strip()):
             raise Sip2ProtocolError("charged items count", f"{text!r} is not a number")
         count = int(text)
     limit = reply.get("CB")
@@ -238,7 +243,7 @@ def patron(reply: Message) -> PatronInfo:
     return PatronInfo(
         patron_id=reply.get("AA") or "", name=reply.get("AE") or "", status=status,
         valid=None if bl is None else bl == "Y", charged_count=count,
-        charged_limit=int(limit) if limit and limit.strip().isdigit() else None,
+        charged_limit=int(limit) if limit and _digits(limit.strip()) else None,
         charged_items=tuple(reply.all("AU")), text=Screen.of(reply),
         valid_password=None if cq is None else cq == "Y", hold_items=tuple(reply.all("AS")),
         overdue_items=tuple(reply.all("AT")), fine_items=tuple(reply.all("AV")),
@@ -261,13 +266,13 @@ def item(reply: Message) -> ItemInfo:
     if reply.command != "18":
         raise Sip2ProtocolError("command", f"{reply.command} is not an item information reply")
     status = reply.fixed[:2]
-    if not status.isdigit():
+    if not _digits(status):
         raise Sip2ProtocolError("circulation status", f"{status!r} is not two digits")
     queue = (reply.get("CF") or "").strip()
     return ItemInfo(item_id=reply.get("AB") or "", circulation_status=status,
                     title=reply.get("AJ") or None, due=parse_due(reply.get("AH")),
                     text=Screen.of(reply), hold_pickup_date=parse_due(reply.get("CM")),
-                    hold_queue_length=int(queue) if queue.isdigit() else None)
+                    hold_queue_length=int(queue) if _digits(queue) else None)
 
 
 @dataclass(frozen=True)
@@ -282,7 +287,7 @@ def renew_all_result(reply: Message) -> RenewAllResult:
     if reply.command != "66":
         raise Sip2ProtocolError("command", f"{reply.command} is not a renew all reply")
     for name, start in (("renewed count", 1), ("unrenewed count", 5)):
-        if not reply.fixed[start:start + 4].isdigit():
+        if not _digits(reply.fixed[start:start + 4]):
             raise Sip2ProtocolError(name, f"{reply.fixed[start:start + 4]!r} is not 4 digits")
     return RenewAllResult(ok=_flag(reply, 0, "01", "ok") == "1", renewed=tuple(reply.all("BM")),
                           unrenewed=tuple(reply.all("BN")), text=Screen.of(reply))

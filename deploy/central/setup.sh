@@ -34,6 +34,15 @@ run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto openssl 
 say "broker: credentials in $CREDS, secure profile as /etc/mosquitto/mosquitto.conf"
 run "$SRC/deploy/mosquitto/make-credentials" "${hosts[@]}" "$roles" "$CREDS"
 run install -m 0644 "$SRC/deploy/mosquitto/secure.conf" /etc/mosquitto/mosquitto.conf
+# secure.conf names the access-control plugin at its Debian amd64 path: use this machine's.
+plugin=$(dpkg -L mosquitto 2>/dev/null | grep -m1 '/mosquitto_dynamic_security\.so$' || true)
+if [ -n "$plugin" ]; then
+  run sed -i "s#^plugin .*/mosquitto_dynamic_security\.so\$#plugin $plugin#" \
+    /etc/mosquitto/mosquitto.conf
+elif [ "$DRY_RUN" -eq 0 ]; then
+  echo "setup: mosquitto_dynamic_security.so not found (is mosquitto 2.0+ installed?)" >&2
+  exit 2
+fi
 run systemctl enable mosquitto.service
 run systemctl restart mosquitto.service
 
@@ -46,11 +55,15 @@ run rsync -a --delete --exclude .venv --exclude .git --exclude var "$SRC/" "$APP
 run "$APP/.venv/bin/pip" install -q "$APP"
 
 say "service secrets and settings in /etc/selfcheck"
-run install -d -m 0750 -g selfcheck /etc/selfcheck /etc/selfcheck/secrets
+# Secrets stay root-only (0600); the units hand them to their service with LoadCredential=.
+run install -d -m 0750 -g selfcheck /etc/selfcheck
+run install -d -m 0700 /etc/selfcheck/secrets
 for pass in "$CREDS"/secrets/central-*.pass; do
   [ -e "$pass" ] || continue
-  run install -m 0640 -g selfcheck "$pass" /etc/selfcheck/secrets/
+  run install -m 0600 "$pass" /etc/selfcheck/secrets/
 done
+# The library system's password (SIP2): empty until you write it; the bridge unit loads it.
+[ -f /etc/selfcheck/secrets/ils.pass ] || run install -m 0600 /dev/null /etc/selfcheck/secrets/ils.pass
 [ -f /etc/selfcheck/central.env ] ||
   run install -m 0640 -g selfcheck "$SRC/deploy/central/central.env.example" /etc/selfcheck/central.env
 

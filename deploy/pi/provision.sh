@@ -108,6 +108,7 @@ run install -d -m 0750 -g "$USER_NAME" "$ETC" "$ETC/secrets"
 if [ ! -f "$ETC/station.toml" ]; then
   run install -m 0640 -g "$USER_NAME" "$SRC/deploy/station.example.toml" "$ETC/station.toml"
   say "edit $ETC/station.toml, put ca.crt in $ETC and the password in $ETC/secrets/broker.pass"
+  say "(owned by $USER_NAME, mode 0600: the app refuses a password file others can read)"
 fi
 
 say "data partition ${DATA_DEVICE:-(none: $DATA stays on the root file system)}"

@@ -132,6 +132,9 @@ class Decoder(FrameDecoder[Frame]):
             return BAD
         return end
 
+    def _wanted(self, buf: bytearray, i: int) -> int:
+        return i + 3 if len(buf) - i < 3 else i + buf[i]
+
     def _build(self, raw: bytes) -> Frame:
         return Frame(raw[1], raw[2], raw[3:-2])
 

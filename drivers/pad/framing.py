@@ -31,10 +31,20 @@ class FrameDecoder(Generic[F]):
         self._buf = bytearray()
         self._in_garbage = False
         self.errors = 0
+        # Positions below `_scanned` were probed; of those, only the SHORT ones can still
+        # become frames: (position, buffer length at which to probe it again). Probing only
+        # these keeps a noisy line linear instead of rescanning the buffer for every byte.
+        self._scanned = 0
+        self._short: list[tuple[int, int]] = []
 
     def _probe(self, buf: bytearray, i: int) -> int:
         """End offset of a complete good frame starting at `i`, or SHORT, or BAD."""
         raise NotImplementedError
+
+    def _wanted(self, buf: bytearray, i: int) -> int:
+        """For a SHORT start at `i`: the buffer length at which its answer can change (the
+        end of its header or of its frame). By default: the next byte."""
+        return len(buf) + 1
 
     def _build(self, raw: bytes) -> F | None:
         """Turn one good raw frame into a frame object (None: drop it as garbage)."""
@@ -48,44 +58,69 @@ class FrameDecoder(Generic[F]):
         """Forget buffered bytes (before a new request: stale bytes are not an answer)."""
         self._buf.clear()
         self._in_garbage = False
+        self._scanned = 0
+        self._short.clear()
 
     @property
     def pending(self) -> int:
         return len(self._buf)
 
+    def _drop(self, n: int) -> None:
+        """Remove the first n bytes, shifting what is known about the rest."""
+        del self._buf[:n]
+        self._scanned = max(0, self._scanned - n)
+        self._short = [(i - n, w - n) for i, w in self._short if i >= n]
+
     def _discard(self, n: int) -> None:
         if n <= 0:
             return
-        del self._buf[:n]
+        self._drop(n)
         if not self._in_garbage:
             self.errors += 1
             self._in_garbage = True
 
+    def _find(self) -> tuple[int, int] | None:
+        """The earliest complete good frame (start, end), noting SHORT starts on the way."""
+        buf = self._buf
+        for k, (i, wanted) in enumerate(self._short):
+            if wanted > len(buf):
+                continue
+            end = self._probe(buf, i)
+            if end > 0:
+                return i, end
+            if end == SHORT:
+                self._short[k] = (i, max(self._wanted(buf, i), len(buf) + 1))
+            else:
+                self._short[k] = (i, -1)  # BAD for good: dropped below
+        self._short = [c for c in self._short if c[1] >= 0]
+        for i in range(self._scanned, len(buf)):
+            end = self._probe(buf, i)
+            if end > 0:
+                self._scanned = i  # positions from here on are probed again after the cut
+                return i, end
+            if end == SHORT:
+                self._short.append((i, max(self._wanted(buf, i), len(buf) + 1)))
+        self._scanned = len(buf)
+        return None
+
     def _frames(self) -> Iterator[F]:
         buf = self._buf
         while buf:
-            first_short = -1
-            found = False
-            for i in range(len(buf)):
-                end = self._probe(buf, i)
-                if end > 0:
-                    raw = bytes(buf[i:end])
-                    self._discard(i)
-                    del buf[:end - i]
-                    frame = self._build(raw)
-                    if frame is None:
-                        self._discard_counted()
-                    else:
-                        self._in_garbage = False
-                        yield frame
-                    found = True
-                    break
-                if end == SHORT and first_short < 0:
-                    first_short = i
-            if found:
+            hit = self._find()
+            if hit is not None:
+                i, end = hit
+                raw = bytes(buf[i:end])
+                self._discard(i)
+                self._drop(end - i)
+                frame = self._build(raw)
+                if frame is None:
+                    self._discard_counted()
+                else:
+                    self._in_garbage = False
+                    yield frame
                 continue
             # No complete frame: keep from the first plausible start, drop what is before it.
-            self._discard(len(buf) if first_short < 0 else first_short)
+            self._discard(self._short[0][0] if self._short else len(buf))
             if len(buf) > self.max_buffer:
                 self._discard(len(buf) - self.max_buffer)
             return

@@ -92,6 +92,11 @@ class Decoder(FrameDecoder[Frame]):
             return BAD
         return end
 
+    def _wanted(self, buf: bytearray, i: int) -> int:
+        if len(buf) - i < 3:
+            return i + 3
+        return i + 3 + (buf[i + 1] << 8 | buf[i + 2])
+
     def _build(self, raw: bytes) -> Frame:
         return Frame(raw[3:-2], raw[0])
 

@@ -64,10 +64,14 @@ class PadWatcher:
             self._healthy = ok
             self._on_health(ok)
 
+    def alive(self) -> bool:
+        """False once the polling thread has ended without being stopped."""
+        return self._thread.ident is None or self._thread.is_alive() or self._stop.is_set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._do_writes()
             try:
+                self._do_writes()
                 self._poll()
                 self._health(True)
             except Exception as exc:  # a reader fault must not end the station

@@ -59,8 +59,9 @@ class PrinterConfig(BaseModel):
 
     def network_address(self) -> tuple[str, int]:
         host, _, port = self.url.rpartition(":") if ":" in self.url else (self.url, "", "9100")
-        if not host or not port.isdigit():
-            raise PrinterConfigError(f"printer.url: expected host[:port], got {self.url!r}")
+        if not host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+            raise PrinterConfigError(f"printer.url: expected host[:port] with a port of "
+                                     f"1-65535, got {self.url[:80]!r}")
         return host, int(port)
 
     def usb_ids(self) -> tuple[int, int]:

@@ -8,12 +8,14 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drivers.printer.config import PrinterConfigError
 from kiosk.receipt import Receipt
+from mqtt.security import read_password
 
 
 class MailConfig(BaseModel):
@@ -24,8 +26,20 @@ class MailConfig(BaseModel):
     sender: str = Field(min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(None, repr=False)  # never in a log line
+    # The password's file (mode 0600), so that the station's TOML holds no secret.
+    password_file: Path | None = None
     timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_password_file(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("password_file") is not None:
+            if raw.get("password") is not None:
+                raise ValueError("give password or password_file, not both")
+            raw = {**raw, "password": read_password(Path(raw["password_file"]),
+                                                    "password_file")}
+        return raw
 
 
 class MailError(RuntimeError):

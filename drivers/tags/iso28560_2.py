@@ -107,7 +107,7 @@ def decode(data: bytes) -> TagInfo:
             fields["country"] = country if len(country) == 2 and "-" in isil else None
         elif oid == OID_SET:
             digits = _text(start, oid, comp, raw)
-            if not digits.isdigit() or len(digits) > 6:
+            if not (digits.isascii() and digits.isdigit()) or len(digits) > 6:
                 raise TagDecodeError(start, f"set info {digits!r} is not 1 to 6 digits")
             digits = digits.zfill(len(digits) + len(digits) % 2)
             half = len(digits) // 2

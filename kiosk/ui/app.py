@@ -7,13 +7,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kivy.app import App
+from kivy.core.window import Window
 from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.floatlayout import FloatLayout
+from kivy.uix.widget import Widget
 
 from kiosk import core
 from kiosk.audio import Prompter
 from kiosk.runtime import StationRuntime
 from kiosk.ui.demo_panel import DemoPanel
 from kiosk.ui.screens import StationRoot
+from kiosk.ui.theme import panel_ppi, theme
 from kiosk.watchdog import UiWatchdog
 
 Script = Callable[["StationApp"], Awaitable[int]]
@@ -23,28 +27,50 @@ class StationApp(App):
     title = "Selfcheck"
 
     def __init__(self, runtime: StationRuntime,
-                 demo: Callable[[], DemoPanel] | None = None, **kw: Any) -> None:
+                 demo: Callable[[], DemoPanel] | None = None, *,
+                 panel: str = "beside", **kw: Any) -> None:
+        """`panel`: the demo panel "beside" the station (the window is wider by the panel's
+        width), or on a "toggle" (F2) over a fullscreen station."""
         super().__init__(**kw)
         self.runtime = runtime
         self._make_demo = demo
+        self._panel = panel
         self.station: StationRoot | None = None
         self.demo: DemoPanel | None = None
         self.prompter: Prompter | None = None
         self.runtime_task: asyncio.Future[None] | None = None  # set by run_app
         # systemd watchdog fed from the UI loop while the runtime task lives
+        # and its threads (MQTT loop, pad loop, card reader) run: one that died silently
+        # would leave a screen that cannot lend, so systemd must restart us
         self.watchdog = UiWatchdog(
-            lambda: self.runtime_task is None or not self.runtime_task.done())
+            lambda: (self.runtime_task is None or not self.runtime_task.done())
+            and self.runtime.threads_ok())
 
-    def build(self) -> BoxLayout:
-        root = BoxLayout(orientation="horizontal")
+    def build(self) -> Widget:
         s = self.runtime.settings
+        # touch targets are sized in mm of the real panel
+        panel = s.screen_size or (Window.width - (DemoPanel.WIDTH if self._make_demo
+                                                  and self._panel == "beside" else 0),
+                                  Window.height)
+        theme.set_panel(panel_ppi(panel, s.screen_dpi, s.screen_inches))
         self.prompter = Prompter(s.audio, s.audio_cache)
         self.station = StationRoot(on_button=self._button, on_event=self.runtime.feed,
                                    say=self.prompter.say)
-        root.add_widget(self.station)
+        root: Widget = self.station
         if self._make_demo is not None:
             self.demo = self._make_demo()
-            root.add_widget(self.demo)
+            if self._panel == "beside":
+                root = BoxLayout(orientation="horizontal")
+                root.add_widget(self.station)
+                root.add_widget(self.demo)
+            else:
+                root = FloatLayout()
+                root.add_widget(self.station)
+                self.demo.pos_hint = {"right": 1, "top": 1}
+                self.demo.size_hint_y = 1
+                self._show_demo(False)
+                root.add_widget(self.demo)
+                Window.bind(on_key_down=self._demo_key)
         self.runtime.add_listener(self._render)
         self._render(self.runtime.view())
         return root
@@ -54,6 +80,16 @@ class StationApp(App):
 
     def on_stop(self) -> None:
         self.watchdog.stop()
+
+    def _show_demo(self, shown: bool) -> None:
+        assert self.demo is not None
+        self.demo.opacity, self.demo.disabled = (1, False) if shown else (0, True)
+
+    def _demo_key(self, _window: Any, key: int, *_: Any) -> bool:
+        if key == 283 and self.demo is not None:  # F2
+            self._show_demo(self.demo.disabled)
+            return True
+        return False
 
     def _render(self, view: core.View) -> None:
         if self.station is not None:

@@ -1,23 +1,46 @@
-"""Kivy set-up that must happen before any Kivy window import: size, fullscreen, headless."""
+"""Kivy set-up that must happen before any Kivy window import: size, fullscreen, rotation,
+headless."""
 
 from __future__ import annotations
 
 import os
 
+DEFAULT_SIZE = (1280, 800)
+DEMO_PANEL_WIDTH = 300  # px: the demo's simulator beside the station
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'800x480' -> (800, 480)."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit():
+        raise ValueError(f"screen size {text!r}: write it as WIDTHxHEIGHT, e.g. 800x480")
+    size = int(w), int(h)
+    if min(size) < 200 or max(size) > 8000:
+        raise ValueError(f"screen size {text!r}: out of range")
+    return size
+
 
 def configure(*, headless: bool = False, fullscreen: bool = False,
-              size: tuple[int, int] = (1280, 800)) -> None:
+              size: tuple[int, int] | None = None, rotation: int = 0) -> None:
+    """Window set-up. `size` None: fullscreen takes the display's own size, a window opens
+    at 1280x800. `rotation` turns the picture for a panel mounted the other way."""
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     os.environ.setdefault("KIVY_NO_FILELOG", "1")
     os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+    # one layout unit is one pixel: the screens scale themselves to the station's size
+    os.environ.setdefault("KIVY_METRICS_DENSITY", "1")
     if headless:
         # Mesa llvmpipe behind SDL's offscreen driver; the 'dummy' driver has no GL.
         os.environ["SDL_VIDEODRIVER"] = "offscreen"
     from kivy.config import Config
 
-    Config.set("graphics", "width", str(size[0]))
-    Config.set("graphics", "height", str(size[1]))
-    Config.set("graphics", "fullscreen", "auto" if fullscreen else "0")
+    width, height = size or DEFAULT_SIZE
+    Config.set("graphics", "width", str(width))
+    Config.set("graphics", "height", str(height))
+    Config.set("graphics", "rotation", str(rotation))
+    # "auto": the display's resolution; "1": the window's size, fullscreen
+    Config.set("graphics", "fullscreen", ("1" if size else "auto") if fullscreen else "0")
+    Config.set("graphics", "resizable", "0" if fullscreen else "1")
     Config.set("graphics", "show_cursor", "0" if fullscreen else "1")
     Config.set("input", "mouse", "mouse,disable_multitouch")
     Config.set("kivy", "exit_on_escape", "0" if fullscreen else "1")

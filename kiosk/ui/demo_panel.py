@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from kivy.core.window import Window
-from kivy.metrics import dp
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
 from kivy.uix.gridlayout import GridLayout
@@ -18,43 +17,59 @@ from drivers.card.base import SimulatedCardReader
 from drivers.pad.simulated import SimulatedPad
 from kiosk.demo_kit import DemoBook, DemoCard
 from kiosk.i18n import t
+from kiosk.ui.boot import DEMO_PANEL_WIDTH
 
 
 class DemoPanel(BoxLayout):
+    WIDTH = DEMO_PANEL_WIDTH  # beside the station: the station keeps its whole screen
+
     def __init__(self, pad: SimulatedPad, cards: SimulatedCardReader, books: list[DemoBook],
                  people: list[DemoCard], lang: Callable[[], str], **kw: Any) -> None:
-        super().__init__(orientation="vertical", size_hint_x=None, width=dp(300),
-                         padding=dp(8), spacing=dp(6), **kw)
+        super().__init__(orientation="vertical", size_hint_x=None, width=self.WIDTH,
+                         padding=6, spacing=4, **kw)
         self.pad, self.cards, self._lang = pad, cards, lang
-        self.header = Label(font_size="16sp", size_hint_y=None, height=dp(40), bold=True)
+        self.header = Label(font_size=15, size_hint_y=None, bold=True)
         self.add_widget(self.header)
         self.card_buttons: dict[str, Button] = {}
-        row = dp(40)
+        # Cards and books in two columns, rows sized to the window (see on_size): every
+        # card and book fits a 480 px high window.
+        people_grid = GridLayout(cols=2, spacing=4, size_hint_y=None)
         for person in people:
-            btn = Button(font_size="15sp", size_hint_y=None, height=row)
+            btn = Button(font_size=13, shorten=True, halign="center")
+            btn.bind(size=lambda b, size: setattr(b, "text_size", (size[0] - 8, None)))
             btn.bind(on_release=lambda _b, c=person.card_id: self.cards.present(c))
             self.card_buttons[person.card_id] = btn
-            self.add_widget(btn)
+            people_grid.add_widget(btn)
         self._people = people
-        # Books in two columns, so that every card and book fits an 800 px high window.
-        shelf = GridLayout(cols=2, spacing=dp(4), size_hint_y=None,
-                           height=((len(books) + 1) // 2) * (row + dp(4)))
+        self.add_widget(people_grid)
+        shelf = GridLayout(cols=2, spacing=4, size_hint_y=None)
         self.book_buttons: dict[str, ToggleButton] = {}
         for book in books:
-            tb = ToggleButton(text=book.title, font_size="13sp", size_hint_y=None,
-                              height=row, shorten=True, text_size=(dp(136), None),
-                              halign="center")
+            tb = ToggleButton(text=book.title, font_size=12, shorten=True, halign="center")
+            tb.bind(size=lambda b, size: setattr(b, "text_size", (size[0] - 8, None)))
             tb.bind(state=lambda w, state, b=book: self._toggle(b, state))
             self.book_buttons[book.key] = tb
             shelf.add_widget(tb)
         self.add_widget(shelf)
-        self.lift_all = Button(font_size="15sp", size_hint_y=None, height=row)
+        self._grids = [people_grid, shelf]
+        self.lift_all = Button(font_size=14, size_hint_y=None)
         self.lift_all.bind(on_release=lambda _b: self._lift_all())
         self.add_widget(self.lift_all)
         self.add_widget(Label())
         self._books = books
+        self.on_size()
         Window.bind(on_key_down=self._key)
         self.relabel()
+
+    def on_size(self, *_: Any) -> None:
+        if not hasattr(self, "_grids"):
+            return  # still in __init__
+        rows = 2 + sum((len(g.children) + 1) // 2 for g in self._grids)
+        row = max(22.0, min(40.0, (self.height - 12) / rows - 4))
+        self.header.height = self.lift_all.height = row
+        for grid in self._grids:
+            grid.row_force_default, grid.row_default_height = True, row
+            grid.height = ((len(grid.children) + 1) // 2) * (row + 4)
 
     def relabel(self) -> None:
         lang = self._lang()

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from babel.numbers import format_currency
 from kivy.factory import Factory
 from kivy.lang import Builder
-from kivy.metrics import sp
-from kivy.properties import BooleanProperty, ColorProperty, ObjectProperty, StringProperty
+from kivy.properties import (
+    BooleanProperty,
+    ColorProperty,
+    NumericProperty,
+    ObjectProperty,
+    StringProperty,
+)
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
 from kivy.uix.label import Label
@@ -35,6 +41,9 @@ _PROMPT = {core.Mode.IDLE: "idle", core.Mode.BORROW: "borrow", core.Mode.RETURN:
            core.Mode.HELP: "help", core.Mode.CONFIRM_COUNT: "count",
            core.Mode.RECEIPT: "receipt"}
 EMAIL_KEYS = "1234567890qwertyuiopasdfghjkl@zxcvbnm._-"
+# Whole pieces of an address, one touch each: most readers' mail is at gmail or a .vn domain.
+EMAIL_WORDS = ("@gmail.com", ".vn", ".com")
+WARN_S = 20  # the time-out question shows in the last seconds only (WCAG 2.2.1)
 PIN_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "back")
 PIN_MAX = 12
 Say = Callable[[str, str], None]
@@ -57,7 +66,8 @@ def line_status(line: core.Line, lang: str) -> tuple[str, str]:
             return t("status.done.return_bin", lang, bin=line.sort_bin), "green"
         return t("status.done.return", lang), "green"
     if line.status is s.REFUSED:
-        return t("status.refused", lang, reason=reason_text(line.reason, lang)), "red"
+        key = "status.refused" if line.kind == "loan" else f"status.refused.{line.kind}"
+        return t(key, lang, reason=reason_text(line.reason, lang)), "red"
     if line.status is s.UNCONFIRMED:
         return t("status.unconfirmed", lang, reason=reason_text(line.reason, lang)), "red"
     if line.status is s.OFFLINE:
@@ -98,6 +108,33 @@ def line_title(line: core.Line, lang: str) -> str:
     return t("item.unknown_title", lang, item=line.item_id or line.uid)
 
 
+def rs_decision(line: core.Line, lang: str) -> str:
+    """The return station's big label: where this book goes now."""
+    if line.alert == "hold":
+        return t("rs.hold_shelf", lang)
+    if line.alert == "hold_transit":
+        return t("rs.hold_transit", lang)
+    if line.alert == "transit":
+        return t("rs.transit", lang, place=line.transit_to or "?")
+    if line.status in (core.Status.DONE, core.Status.OFFLINE) and line.sort_bin:
+        return t("rs.bin", lang, bin=line.sort_bin)
+    return ""
+
+
+def summary_advice(view: core.View) -> tuple[str, bool]:
+    """The summary's last words, matching what happened: leave a refused book, take the card
+    only if there was one. True when it asks the reader to do something."""
+    lang, bad = view.lang, (core.Status.REFUSED, core.Status.UNCONFIRMED,
+                            core.Status.UNREADABLE, core.Status.PARTS)
+    if any(ln.status in bad and ln.kind == "loan" for ln in view.lines):
+        return t("summary.leave_refused", lang), True
+    if any(ln.status in bad for ln in view.lines):
+        return t("summary.return_refused", lang), True
+    if view.patron_name is not None:
+        return t("summary.thanks", lang), False
+    return t("summary.thanks_return", lang), False
+
+
 class _TitledRow(BoxLayout):
     """A row whose first label shows the title in bold and a coloured note under it (no kv
     rule of its own: Kivy applies a base class's rule to subclasses too)."""
@@ -118,7 +155,7 @@ class _TitledRow(BoxLayout):
         text = f"[b]{escape_markup(self.title)}[/b]"
         if self.note:
             rgb = get_hex_from_color(self.note_color)
-            size = int(sp(18) * theme.scale)
+            size = int(18 * theme.fs)
             text += f"\n[size={size}][color={rgb}]{escape_markup(self.note)}[/color][/size]"
         self.markup_text = text
 
@@ -157,8 +194,15 @@ class StationRoot(BoxLayout):
 
     staff_action = StringProperty("staff_oos")
     rs_band = ColorProperty((1, 1, 1, 1))
+    rs_alert = BooleanProperty(False)
     account_shown = BooleanProperty(False)
     renew_all_shown = BooleanProperty(False)
+    more_time_shown = BooleanProperty(False)
+    call_shown = BooleanProperty(False)
+    summary_warn = BooleanProperty(False)
+    email_cols = NumericProperty(10)
+    email_typed = BooleanProperty(False)
+    wide = BooleanProperty(True)  # landscape enough to put things side by side
 
     def __init__(self, on_button: Callable[[str], None],
                  on_event: Callable[[core.Event], None] | None = None,
@@ -168,31 +212,61 @@ class StationRoot(BoxLayout):
         self._on_event = on_event or (lambda e: None)
         self._say = say or (lambda prompt, lang: None)
         self._last: core.View | None = None
+        self._lang = "vi"
         self.email = ""
         self.email_buttons: dict[str, Button] = {}
-        for ch in EMAIL_KEYS:
-            btn = Button(text=ch, font_size="24sp", background_normal="",
-                         background_color=(0.85, 0.85, 0.82, 1), color=(0.1, 0.1, 0.1, 1))
+        for ch in (*EMAIL_KEYS, *EMAIL_WORDS):
+            btn = Factory.EmailKey(text=ch)
             btn.bind(on_release=lambda _b, c=ch: self.type_key(c))
             self.email_buttons[ch] = btn
-            self.ids.email_keys.add_widget(btn)
-        back = Button(text="", font_size="20sp", background_normal="",
-                      background_color=(0.7, 0.7, 0.68, 1), color=(0.1, 0.1, 0.1, 1))
+            (self.ids.email_words if len(ch) > 1 else self.ids.email_keys).add_widget(btn)
+        back = Factory.EmailKey(text="")
         back.bind(on_release=lambda _b: self.type_key(None))
         self.email_buttons["back"] = back
-        self.ids.email_keys.add_widget(back)
+        self.ids.email_words.add_widget(back)
         # The PIN being typed lives in this widget only, until OK or cancel.
         self._pin = ""
         self.pin_buttons: dict[str, Button] = {}
         for key in PIN_KEYS:
-            btn = Button(text=key, font_size="34sp",
-                         background_normal="", background_color=(0.85, 0.85, 0.82, 1),
-                         color=(0.1, 0.1, 0.1, 1))
+            btn = Factory.PinKey(text=key)
             btn.bind(on_release=lambda _b, k=key: self.pin_key(k))
             self.pin_buttons[key] = btn
             self.ids.pin_keys.add_widget(btn)
         theme.bind(level=lambda *_: self._rerender())
+        theme.bind(touch=self._fit, u=self._fit)
+        # "3 more" under each list that scrolls: what is below the visible rows
+        self._lists = [("lines_view", "lines_more"), ("summary_view", "summary_more"),
+                       ("account_view", "account_more"), ("staff_view", "staff_more"),
+                       ("rs_view", "rs_more"), ("help_view", "help_more")]
+        for view_id, more_id in self._lists:
+            sv = self.ids[view_id]
+            update = partial(self._count_more, sv, self.ids[more_id])
+            sv.bind(scroll_y=update, height=update, width=update)
+            sv.children[0].bind(height=update)
 
+    def on_size(self, *_: Any) -> None:
+        theme.fit(self.width, self.height)
+        self.wide = self.width > 1.2 * self.height
+        self._fit()
+
+    def _fit(self, *_: Any) -> None:
+        # as many e-mail keys a row as fit at 9 mm each
+        usable = self.width - 24 * theme.u
+        self.email_cols = max(6, min(12, int(usable // (theme.touch + 4 * theme.u))))
+
+    def _count_more(self, sv: Any, more: Any, *_: Any) -> None:
+        """How many rows are below the visible part of a list, said in words."""
+        box = sv.children[0] if sv.children else None
+        hidden = 0
+        if box is not None and box.height > sv.height + 1:
+            # the content's y (in the view) of the visible bottom edge
+            bottom = (box.height - sv.height) * sv.scroll_y
+            rows = box.children if box.children else [box]
+            hidden = sum(1 for row in rows if row.y + row.height / 2 < bottom)
+            if not box.children and bottom > 1:
+                hidden = 1
+        key = "list.more_text" if box is not None and not box.children else "list.more"
+        more.text = t(key, self._lang, n=hidden) if hidden else ""
     def touch(self, button: str) -> None:
         self._on_button(button)
 
@@ -201,11 +275,18 @@ class StationRoot(BoxLayout):
 
     def type_key(self, ch: str | None) -> None:
         self.email = self.email[:-1] if ch is None else (self.email + ch)[:80]
-        self.ids.email_text.text = self.email
+        self._show_email()
+
+    def _show_email(self) -> None:
+        self.email_typed = bool(self.email)
+        self.ids.email_text.text = self.email or t("email.title", self._lang)
 
     def email_done(self, send: bool) -> None:
-        address, self.email = (self.email if send else None), ""
-        self.ids.email_text.text = ""
+        # The address stays after a wrong one, to be corrected; it goes with the screen.
+        address = self.email if send else None
+        if not send:
+            self.email = ""
+            self._show_email()
         self._on_event(core.EmailEntered(address))
 
     def pin_key(self, key: str) -> None:
@@ -234,15 +315,19 @@ class StationRoot(BoxLayout):
             return
         last, self._last = self._last, view
         ids, lang = self.ids, view.lang
+        self._lang = lang
         if view.mode is core.Mode.IDLE and last is not None and last.mode is not view.mode:
             theme.level = "normal"  # the next reader starts with the usual screen
+        if view.mode is not core.Mode.EMAIL and self.email:
+            self.email = ""
         ids.title.text = t("app.title", lang)
         ids.lang.text = t("lang.switch", lang)
         ids.help.text = t("button.help", lang)
-        ids.a11y.text = t(f"button.a11y.{theme.level}", lang)
+        # what the button changes, and the state it is in now
+        ids.a11y.text = t("button.a11y", lang, state=t(f"a11y.{theme.level}", lang))
         reachable = view.online and view.central_ok
         ids.net.text = t("net.online" if reachable else "net.offline", lang)
-        ids.net.color = (0.6, 1, 0.6, 1) if reachable else (1, 0.75, 0.4, 1)
+        ids.net.color = theme.color("online" if reachable else "offline")
         ids.idle_text.text = t("idle.place_card", lang)
         ids.return_button.text = t("idle.return_button", lang)
         ids.return_hint.text = t("idle.return_hint", lang)
@@ -276,7 +361,7 @@ class StationRoot(BoxLayout):
                                             view.renewals, view.lang, view.mode)):
             self._render_account(view)
         ids.summary_title.text = t("summary.title", lang)
-        ids.summary_thanks.text = t("summary.thanks", lang)
+        ids.summary_thanks.text, self.summary_warn = summary_advice(view)
         ids.summary_receipt.text = (t(f"slip.{view.receipt_state}", lang)
                                     if view.receipt_state else "")
         done = [ln for ln in view.lines if ln.status in (core.Status.DONE, core.Status.OFFLINE)]
@@ -284,8 +369,14 @@ class StationRoot(BoxLayout):
             "summary.counts", lang, loans=sum(ln.kind == "loan" for ln in done),
             returns=sum(ln.kind == "return" for ln in done),
             failed=len(view.lines) - len(done))
-        countdown = t("countdown", lang, seconds=view.countdown) if view.countdown else ""
-        ids.countdown.text = ids.summary_countdown.text = countdown
+        warn = view.countdown is not None and view.countdown <= WARN_S
+        ids.more_time_text.text = (t("more_time.question", lang) + "\n"
+                                   + t("countdown", lang, seconds=view.countdown)
+                                   if warn else "")
+        ids.more_time_button.text = t("more_time.button", lang)
+        if warn and not self.more_time_shown:
+            self._say("more_time", lang)
+        self.more_time_shown = warn
         if last is None or (last.lines, last.lang) != (view.lines, view.lang):
             self._render_lines(ids.lines, view.lines, view.lang)
             self._render_lines(ids.summary_lines, view.lines, view.lang)
@@ -295,11 +386,7 @@ class StationRoot(BoxLayout):
         if (last is None or (last.pending, last.exceptions, last.lang, last.out_of_service)
                 != (view.pending, view.exceptions, view.lang, view.out_of_service)):
             self._render_staff(view)
-        shown = view.mode not in (core.Mode.STAFF, core.Mode.OUT_OF_SERVICE)
-        ids.pending_banner.text = (t("pending.banner", lang, n=len(view.pending),
-                                     titles=", ".join(p.title or p.item_id or p.uid
-                                                      for p in view.pending[:3]))
-                                   if view.pending and shown else "")
+        ids.pending_banner.text = self._pending_text(view)
         ids.screens.current = _SCREEN[view.mode]
         if last is None or last.mode is not view.mode or last.lang != view.lang:
             prompt = _PROMPT.get(view.mode)
@@ -307,6 +394,25 @@ class StationRoot(BoxLayout):
                 self._say(prompt, lang)
         elif len(view.pending) > len(last.pending):
             self._say("security_pending", lang)
+
+    @staticmethod
+    def _pending_text(view: core.View) -> str:
+        """Books to put back on the pad: titles only of this reader's own books; a book
+        left by someone before is mentioned without its title."""
+        if not view.pending or view.mode in (core.Mode.STAFF, core.Mode.OUT_OF_SERVICE):
+            return ""
+        lang = view.lang
+        own = {u for ln in view.lines for u in ln.uids}
+        mine = [p for p in view.pending if p.uid in own]
+        if view.patron_name is None and view.mode not in (core.Mode.RETURN,
+                                                          core.Mode.SUMMARY):
+            mine = []
+        if mine:
+            return t("pending.banner", lang, n=len(mine),
+                     titles=", ".join(p.title or t("item.unknown_title", lang,
+                                                   item=p.item_id or p.uid)
+                                      for p in mine[:3]))
+        return t("pending.neutral", lang)
 
     def _render_count(self, view: core.View) -> None:
         ids, lang = self.ids, view.lang
@@ -327,7 +433,7 @@ class StationRoot(BoxLayout):
             offered = via in view.receipt_options
             btn.disabled, btn.opacity = not offered, 1 if offered else 0
         ids.receipt_none.text = t("slip.choice.none", lang)
-        ids.email_title.text = t("email.title", lang)
+        self._show_email()
         ids.email_message.text = (t("email.bad_address", lang)
                                   if view.receipt_state == "bad_address" else "")
         ids.email_cancel.text = t("email.cancel", lang)
@@ -443,9 +549,12 @@ class StationRoot(BoxLayout):
 
     def _render_help(self, view: core.View) -> None:
         ids, lang = self.ids, view.lang
-        ids.help_title.text = t("help.title", lang)
-        ids.help_text.text = t(f"help.{view.help_reason or 'button'}", lang)
+        reason = view.help_reason or "button"
+        ids.help_title.text = t(f"help.title.{reason}", lang)
+        ids.help_text.text = t(f"help.{reason}", lang)
         ids.help_back.text = t("help.back", lang)
+        ids.help_call.text = t("help.call", lang)
+        self.call_shown = reason == "button"
 
     def _render_staff(self, view: core.View) -> None:
         ids, lang = self.ids, view.lang
@@ -477,15 +586,16 @@ class StationRoot(BoxLayout):
         if latest is None:
             ids.rs_title.text = ids.rs_status.text = ids.rs_alert.text = ids.rs_bin.text = ""
             self.rs_band = theme.color("band_a")
+            self.rs_alert = False
         else:
+            ids.rs_bin.text = rs_decision(latest, lang)
             ids.rs_title.text = line_title(latest, lang)
             text, color = line_status(latest, lang)
             ids.rs_status.text = text
             ids.rs_status.color = theme.color(color)
             note, _ = line_note(latest, lang)
             ids.rs_alert.text = note
-            ids.rs_bin.text = (t("rs.bin", lang, bin=latest.sort_bin) if latest.sort_bin
-                               else "")
+            self.rs_alert = latest.alert is not None
             self.rs_band = theme.color("alert_bg" if latest.alert else "band_a")
         self._render_lines(ids.rs_lines, tuple(reversed(view.lines[:-1])), lang)
 

@@ -74,7 +74,8 @@ def _publish_all(broker: BrokerAddress, count: int, stations: int = 4,
     return took
 
 
-def _run(workdir: Path, db: str, bridges: int, count: int, ils: str | None = None) -> float:
+def _run(workdir: Path, db: str, bridges: int, count: int, ils: str | None = None,
+         ils_password_file: Path | None = None) -> float:
     broker = Broker(workdir / "broker").start()
     procs: list[CentralProcess] = []
     try:
@@ -84,6 +85,8 @@ def _run(workdir: Path, db: str, bridges: int, count: int, ils: str | None = Non
                                log=workdir / f"bridge-{n}.log")
             if ils:
                 p.args += ["--ils", ils]
+            if ils_password_file:
+                p.args += ["--ils-password-file", str(ils_password_file)]
             procs.append(p.start())
         return _publish_all(broker.address, count)
     finally:
@@ -151,9 +154,13 @@ def _sip2(root: Path, count: int, counts: tuple[int, ...]) -> Iterator[Figure]:
     with running(lib) as (server, _proxy):
         for bridges in counts:
             work = root / f"sip2-{bridges}"
-            ils = (f"sip2://{lib.user}:{lib.password}@127.0.0.1:{server.port}"
+            work.mkdir(parents=True, exist_ok=True)
+            secret = work / "ils.pass"
+            secret.write_text(lib.password + "\n")
+            secret.chmod(0o600)
+            ils = (f"sip2://{lib.user}@127.0.0.1:{server.port}"
                    f"?institution=bench&location=bench&pool={SIP2_POOL}")
-            took = _run(work, f"sqlite:///{work / 'dedupe.db'}", bridges, count, ils)
+            took = _run(work, f"sqlite:///{work / 'dedupe.db'}", bridges, count, ils, secret)
             ceiling = bridges * SIP2_POOL / SIP2_DELAY_S
             yield figure("central_tx_per_s_sip2", count / took, "tx/s", bridges=bridges,
                          transactions=count, ils_delay_ms=SIP2_DELAY_S * 1000,

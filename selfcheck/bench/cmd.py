@@ -18,6 +18,7 @@ SUITES = {
     "fleet": "selfcheck.bench.fleet",
     "central": "selfcheck.bench.central",
     "koha": "selfcheck.bench.koha",
+    "offline-list": "selfcheck.bench.offline_list",
 }
 
 Figure = dict[str, Any]

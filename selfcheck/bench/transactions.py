@@ -4,6 +4,9 @@
   baseline: a raw paho QoS 1 echo (publish, a client republishes, receive) via the same broker.
 - throughput: pre-built transactions from several station clients through one bridge process
   until every ack is back; baseline: the same clients' QoS 1 messages to one plain subscriber.
+- the cost of per-station order: the round trip and the throughput again, through a bridge
+  that applies whatever arrives at once (`selfcheck central --no-order`, what the bridge did
+  before it kept each station's seq order), on a fresh store in the same run.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def _return(n: int, station: str, seq: int) -> messages.TxReturn:
-    return messages.TxReturn(msg_id=uuid7(), seq=seq, site=SITE, station=station,
-                             at=dt.datetime.now(dt.UTC), item_id=f"49{n % ITEMS + 1:06d}")
+def _return(n: int, station: str, seq: int, journal: str | None = None) -> messages.TxReturn:
+    return messages.TxReturn(msg_id=uuid7(), seq=seq, journal=journal, site=SITE,
+                             station=station, at=dt.datetime.now(dt.UTC),
+                             item_id=f"49{n % ITEMS + 1:06d}")
 
 
 OnMessage = Callable[[paho.Client, Any, paho.MQTTMessage], object]
@@ -87,37 +91,62 @@ def raw_round_trips(broker: BrokerAddress, count: int) -> list[float]:
     return times
 
 
-def station_round_trips(broker: BrokerAddress, workdir: Path, count: int) -> list[float]:
-    journal = Journal(workdir / "rt-station.db")
-    acked = threading.Event()
-    outbox: Outbox
+class Station:
+    """A station's outbox path (journal with fsync, link, outbox) timing one return at a time
+    from the journal write to its ack."""
 
-    def on_ack(ack: messages.AckTx) -> None:
-        outbox.on_ack(ack.msg_id)
-        acked.set()
+    def __init__(self, broker: BrokerAddress, workdir: Path, name: str) -> None:
+        self.name = name
+        self.journal = Journal(workdir / f"{name}.db")
+        self.acked = threading.Event()
+        self.link = StationLink(SITE, name, broker, version="bench",
+                                next_session=self.journal.next_session, on_ack=self._on_ack)
+        self.outbox = Outbox(self.journal, self.link.send)
+        self.topic = topics.tx(SITE, name, "return")
+        self.link.start()
+        self.link.connected.wait(10)
 
-    link = StationLink(SITE, "rt-1", broker, version="bench", next_session=journal.next_session,
-                       on_ack=on_ack)
-    outbox = Outbox(journal, link.send)
-    link.start()
-    link.connected.wait(10)
-    topic = topics.tx(SITE, "rt-1", "return")
-    times = []
-    for n in range(count):
-        acked.clear()
+    def _on_ack(self, ack: messages.AckTx) -> None:
+        self.outbox.on_ack(ack.msg_id)
+        self.acked.set()
+
+    def _build(self, n: int, seq: int) -> messages.TxReturn:
+        return _return(n, self.name, seq, self.journal.journal_id)
+
+    def round_trip(self, n: int) -> float:
+        self.acked.clear()
         start = time.perf_counter()
-        msg = journal.add("return", topic, partial(_return, n, "rt-1"))
-        outbox.submit(msg.msg_id, topic, messages.encode(msg))
-        if not acked.wait(5):
+        msg = self.journal.add("return", self.topic, partial(self._build, n))
+        self.outbox.submit(msg.msg_id, self.topic, messages.encode(msg))
+        if not self.acked.wait(5):
             raise TimeoutError("no ack within 5 s")
-        times.append((time.perf_counter() - start) * 1000)
-    link.stop()
-    journal.close()
-    return times
+        return (time.perf_counter() - start) * 1000
+
+    def close(self) -> None:
+        self.link.stop()
+        self.journal.close()
 
 
-def throughput(broker: BrokerAddress, count: int, stations: int, *, raw: bool) -> float:
-    """Messages per second from `stations` clients until every answer is back."""
+def paired_round_trips(ordered: BrokerAddress, unordered: BrokerAddress, workdir: Path,
+                       count: int) -> tuple[list[float], list[float]]:
+    """Round trips through the two bridges taken in turn, so that both see the same load of
+    the machine at the same moments."""
+    a, b = Station(ordered, workdir, "rt-1"), Station(unordered, workdir, "rt-2")
+    try:
+        times: tuple[list[float], list[float]] = ([], [])
+        for n in range(count):
+            times[0].append(a.round_trip(n))
+            times[1].append(b.round_trip(n))
+        return times
+    finally:
+        a.close()
+        b.close()
+
+
+def throughput(broker: BrokerAddress, count: int, stations: int, *, raw: bool,
+               prefix: str = "tp") -> float:
+    """Messages per second from `stations` clients until every answer is back (a new
+    `prefix` for each run on one central: each station numbers its transactions from 1)."""
     done = threading.Event()
     lock = threading.Lock()
     received = 0
@@ -132,7 +161,7 @@ def throughput(broker: BrokerAddress, count: int, stations: int, *, raw: bool) -
     senders = []
     per = count // stations
     for s in range(stations):
-        name = f"tp-{s + 1}"
+        name = f"{prefix}-{s + 1}"
         subs = [] if raw else [topics.ack_tx(SITE, name)]
         senders.append((name, _connected(f"bench-{name}-{raw}", broker, subs or ["bench/none"],
                                          counted)))
@@ -164,16 +193,33 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
     rounds, volume = (100, 2000) if quick else (500, 8000)
     with tempfile.TemporaryDirectory(prefix="selfcheck-bench-") as tmp:
         work = Path(tmp)
-        with Broker(work / "broker") as broker, CentralProcess(
-                broker.address, f"sqlite:///{work / 'central.db'}", sample_items=ITEMS):
+        # Two brokers, each with its bridge: with per-station order (as shipped) and without
+        # (`--no-order`, what the bridge did before it kept each station's seq order).
+        with Broker(work / "broker") as broker, Broker(work / "broker-2") as broker2, \
+                CentralProcess(broker.address, f"sqlite:///{work / 'central.db'}",
+                               sample_items=ITEMS), \
+                CentralProcess(broker2.address, f"sqlite:///{work / 'central-2.db'}",
+                               sample_items=ITEMS, order=False):
             raw = raw_round_trips(broker.address, rounds)
-            ours = station_round_trips(broker.address, work, rounds)
-            for q in (50, 99):
-                yield figure(f"tx_round_trip_p{q}", pct(ours, q), "ms",
-                             baseline=pct(raw, q), baseline_name="raw paho QoS1 echo",
-                             samples=rounds)
+            ours, unordered = paired_round_trips(broker.address, broker2.address, work, rounds)
             raw_tps = throughput(broker.address, volume, 4, raw=True)
-            bridge_tps = throughput(broker.address, volume, 4, raw=False)
-            yield figure("bridge_throughput", bridge_tps, "tx/s", baseline=raw_tps,
-                         baseline_name="raw paho QoS1 publish->subscribe", messages=volume,
-                         stations=4, store="sqlite")
+            tps: tuple[list[float], list[float]] = ([], [])
+            for n in range(2):  # in turn, as the round trips
+                tps[0].append(throughput(broker.address, volume, 4, raw=False, prefix=f"tp{n}"))
+                tps[1].append(throughput(broker2.address, volume, 4, raw=False,
+                                         prefix=f"tp{n}"))
+        bridge_tps, unordered_tps = (sum(t) / len(t) for t in tps)
+        for q in (50, 99):
+            yield figure(f"tx_round_trip_p{q}", pct(ours, q), "ms",
+                         baseline=pct(raw, q), baseline_name="raw paho QoS1 echo",
+                         samples=rounds)
+        yield figure("bridge_throughput", bridge_tps, "tx/s", baseline=raw_tps,
+                     baseline_name="raw paho QoS1 publish->subscribe", messages=volume,
+                     stations=4, store="sqlite", runs=2)
+        no_order = "the same bridge without per-station order (--no-order), taken in turn"
+        for q in (50, 99):
+            yield figure(f"tx_round_trip_p{q}_ordered", pct(ours, q), "ms",
+                         baseline=pct(unordered, q), baseline_name=no_order, samples=rounds)
+        yield figure("bridge_throughput_ordered", bridge_tps, "tx/s", baseline=unordered_tps,
+                     baseline_name=no_order, messages=volume, stations=4, store="sqlite",
+                     runs=2)

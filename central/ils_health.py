@@ -1,0 +1,140 @@
+"""Is the library system there? Checked when the central starts and then every period.
+
+SIP2: a fresh connection each time with 93 login and 99 SC status (the pool's connections are
+not used: a probe that reused one would not notice a changed password). The embedded store: one
+query. The verdict is `ok`, `down` or `login refused`, with since when; each change is logged
+once, and the state is in the central's metrics (`selfcheck_ils_up`, `selfcheck_ils_state`,
+`selfcheck_ils_state_since_seconds`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+State = Literal["ok", "down", "login refused"]
+STATES: tuple[State, ...] = ("ok", "down", "login refused")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: State
+    detail: str = ""
+
+
+Probe = Callable[[], Verdict]
+
+
+def sip2_probe(cfg: object) -> Probe:
+    from central.sip2.client import Connection, Sip2Config, Sip2LoginRefused, Sip2Unavailable
+
+    assert isinstance(cfg, Sip2Config)
+
+    def probe() -> Verdict:
+        try:
+            Connection(cfg).close()  # connects, 93 (with a user), 99
+        except Sip2LoginRefused as exc:
+            return Verdict("login refused", str(exc))
+        except Sip2Unavailable as exc:
+            return Verdict("down", str(exc))
+        return Verdict("ok")
+
+    return probe
+
+
+def store_probe(engine: object) -> Probe:
+    from sqlalchemy import Engine, text
+
+    assert isinstance(engine, Engine)
+
+    def probe() -> Verdict:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error means the same to an operator: down
+            return Verdict("down", str(exc).splitlines()[0][:200])
+        return Verdict("ok")
+
+    return probe
+
+
+class IlsHealth(Collector):
+    """Runs `probe` now and every `period_s` in a thread; `state`, `since` (wall clock) and
+    `changed` (set on every change, for waiting in tests) say the latest verdict."""
+
+    def __init__(self, probe: Probe, name: str, period_s: float = 30.0) -> None:
+        self.probe = probe
+        self.name = name
+        self.period_s = period_s
+        self.verdict: Verdict | None = None
+        self.since = 0.0
+        self.checks = 0
+        self.checked = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ils-health", daemon=True)
+
+    @property
+    def state(self) -> State | None:
+        return self.verdict.state if self.verdict else None
+
+    def start(self) -> IlsHealth:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.period_s + 30)
+
+    def check(self) -> Verdict:
+        try:
+            verdict = self.probe()
+        except Exception as exc:  # a bug in a probe must not silence the others' checks
+            log.exception("library system check failed")
+            verdict = Verdict("down", f"check failed: {exc}")
+        with self.checked:
+            self.checks += 1
+            if self.verdict is None or verdict.state != self.verdict.state:
+                self.since = time.time()
+                extra = {"ils": self.name, "state": verdict.state}
+                if verdict.state == "ok":
+                    log.info("library system answers", extra=extra)
+                else:
+                    log.warning("library system %s: %s", verdict.state, verdict.detail,
+                                extra=extra)
+            self.verdict = verdict
+            self.checked.notify_all()
+        return verdict
+
+    def wait_checks(self, count: int, timeout_s: float) -> bool:
+        with self.checked:
+            return self.checked.wait_for(lambda: self.checks >= count, timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.check()
+            self._stop.wait(self.period_s)
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("selfcheck_ils_up", "1 when the library system answered the "
+                               "last check (SIP2 login and status, or a store query)",
+                               labels=["ils"])
+        state = GaugeMetricFamily("selfcheck_ils_state", "1 for the library system's current "
+                                  "state", labels=["ils", "state"])
+        since = GaugeMetricFamily("selfcheck_ils_state_since_seconds", "when the library "
+                                  "system's current state began (Unix time)", labels=["ils"])
+        current = self.state
+        if current is not None:
+            up.add_metric([self.name], 1.0 if current == "ok" else 0.0)
+            for s in STATES:
+                state.add_metric([self.name, s.replace(" ", "_")], 1.0 if s == current else 0.0)
+            since.add_metric([self.name], self.since)
+        yield from (up, state, since)

@@ -1,0 +1,121 @@
+"""Operators see the order gaps: `selfcheck central report` lists them, and the fleet service
+shows them per station (page, API, metrics) from the central's database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from central.fleet.service import FleetService
+from central.fleet.state import ORDER_RECENT_S, FleetState
+from central.order import StationOrder
+from central.sample import load_sample
+from central.store import CirculationStore
+from selfcheck.broker import Broker
+from selfcheck.cli import main
+from tests.conftest import wait_until
+from tests.dbs import KINDS, fresh_db
+from tests.test_order import NOW, Txs, run
+
+WAIT = dt.timedelta(seconds=31)  # past the order wait of 30 s
+
+
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CirculationStore]:
+    with fresh_db(request.param, tmp_path) as url:
+        s = CirculationStore(url)
+        s.create()
+        load_sample(s, 20, 5)
+        yield s
+        s.close()
+
+
+def give_up_gap(store: CirculationStore, order: StationOrder, st: Txs, *missing: int,
+                at: dt.datetime = NOW) -> list[Any]:
+    """A loan, `missing` transactions that do not come, a return: the gap is given up after
+    the wait. The missing ones, to send late."""
+    run(store, order, st.loan("49000003"), now=at)
+    lost = [st.ret("49000009") for _ in missing]
+    assert run(store, order, st.ret("49000003"), now=at) == []  # held behind the gap
+    store.apply(order.release_due(at + WAIT), at + WAIT)
+    return lost
+
+
+def test_report_lists_gaps_and_late_transactions_with_a_count(
+        store: CirculationStore, capsys: pytest.CaptureFixture[str]) -> None:
+    order = StationOrder(store.engine)
+    st = Txs(store, station="quay-2")
+    lost2, _ = give_up_gap(store, order, st, 2, 3)
+    run(store, order, lost2, now=NOW + 2 * WAIT)  # seq 2 after all: applied, late
+    url = store.engine.url.render_as_string(hide_password=False)
+    assert main(["central", "report", "--db", url]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    gap = next(ln for ln in lines if " gap " in ln)
+    assert gap.split()[2:] == ["s", "quay-2", st.journal[:8], "gap", "2-3", "-"]
+    late = next(ln for ln in lines if " late " in ln)
+    assert late.split()[2:] == ["s", "quay-2", st.journal[:8], "late", "2", lost2.msg_id]
+    assert "0 refused offline transaction(s)" in out
+    assert "1 order gap(s) given up, 1 late transaction(s) applied out of order" in out
+    # --site and --since narrow it, as they do the refused ones
+    assert main(["central", "report", "--db", url, "--site", "other"]) == 0
+    assert "0 order gap(s) given up, 0 late" in capsys.readouterr().out
+    assert main(["central", "report", "--db", url, "--since",
+                 str((NOW + dt.timedelta(days=1)).date())]) == 0
+    assert "0 order gap(s) given up, 0 late" in capsys.readouterr().out
+
+
+def test_fleet_state_counts_order_gaps_and_alerts_while_recent() -> None:
+    state = FleetState()
+    now = 1_800_000_000.0
+    state.get("s", "quay-1")
+    changed = state.set_order({("s", "quay-2"): (2, 1, now - 60)})
+    assert [r.station for r in changed] == ["quay-2"]
+    rows = {r["station"]: r for r in state.rows(now=now)}
+    assert (rows["quay-2"]["order_gaps"], rows["quay-2"]["order_late"]) == (2, 1)
+    assert "order_gap" in rows["quay-2"]["alerts"]
+    assert (rows["quay-1"]["order_gaps"], rows["quay-1"]["alerts"]) == (0, [])
+    assert state.set_order({("s", "quay-2"): (2, 1, now - 60)}) == []  # nothing new
+    later = now + ORDER_RECENT_S
+    assert "order_gap" not in state.rows(now=later)[1]["alerts"]  # counted, no longer alerting
+    assert state.rows(now=later)[1]["order_gaps"] == 2
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = resp.read().decode()
+    return json.loads(body) if url.endswith("stations") else body
+
+
+@pytest.mark.slow
+def test_fleet_service_shows_order_gaps_from_the_central_database(
+        store: CirculationStore, broker: Broker) -> None:
+    order = StationOrder(store.engine)
+    now = dt.datetime.now(dt.UTC)
+    give_up_gap(store, order, Txs(store, station="quay-2"), 2, at=now - WAIT)
+    fleet = FleetService(broker.address, store.engine.url.render_as_string(hide_password=False),
+                         flush_s=0.2, order_s=0.2)
+    fleet.start()
+    try:
+        def quay2() -> dict[str, Any]:
+            rows = get(f"{fleet.url}/api/stations")
+            return next((r for r in rows if r["station"] == "quay-2"), {})
+
+        wait_until(lambda: quay2().get("order_gaps") == 1, what="the gap in the fleet")
+        assert quay2()["order_late"] == 0 and "order_gap" in quay2()["alerts"]
+        metrics = get(f"{fleet.url}/metrics")
+        assert 'selfcheck_station_order_gaps{kind="gap",site="s",station="quay-2"} 1.0' \
+            in metrics
+        # a second station's gap while the service runs: it shows up without a restart
+        give_up_gap(store, order, Txs(store, station="quay-3"), 2, at=now)
+        wait_until(lambda: any(r["station"] == "quay-3" and r["order_gaps"] == 1
+                               for r in get(f"{fleet.url}/api/stations")),
+                   what="the new gap in the fleet")
+    finally:
+        fleet.stop()
