@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from urllib.parse import quote
 
 from mqtt import messages, topics
 from mqtt.ids import uuid7
@@ -28,11 +27,16 @@ def test_central_on_koha_and_sip2(tmp_path: Path, broker: Broker) -> None:
     with running(lib) as (_server, proxy), koha_running(lib, extra()) as koha:
         central = CentralProcess(broker.address, f"sqlite:///{tmp_path / 'central.db'}",
                                  sample=False, log=tmp_path / "central.log")
+        files = {"koha": koha.x.password, "sip2": "secret"}
+        for name, text in files.items():  # secrets in files, never in argv
+            (tmp_path / name).write_text(text + "\n")
+            (tmp_path / name).chmod(0o600)
         central.args += [
-            "--ils", f"koha+http://{koha.x.user}:{quote(koha.x.password)}@127.0.0.1:"
-            f"{koha.port}?timeout=2",
-            "--ils-circulation", f"sip2://sc:secret@127.0.0.1:{proxy.port}"
-            "?institution=tv-test&location=tang-1"]
+            "--ils", f"koha+http://{koha.x.user}@127.0.0.1:{koha.port}?timeout=2",
+            "--ils-secret-file", str(tmp_path / "koha"),
+            "--ils-circulation", f"sip2://sc@127.0.0.1:{proxy.port}"
+            "?institution=tv-test&location=tang-1",
+            "--ils-password-file", str(tmp_path / "sip2")]
         central.start()
         link = StationLink(SITE, STATION, broker.address, version="t",
                            next_session=lambda: 1, on_ack=lambda a: acks.update({a.msg_id: a}))

@@ -69,8 +69,8 @@ class KohaConfig:
 
     @classmethod
     def parse(cls, url: str) -> KohaConfig:
-        """`koha+https://USER:PASSWORD@HOST[:PORT][/PATH]` (HTTP Basic) or, with
-        `?auth=oauth2`, CLIENT_ID:SECRET; optionally `&ca=FILE&timeout=S&pool=N&library=CODE
+        """`koha+https://USER[:PASSWORD]@HOST[:PORT][/PATH]` (HTTP Basic) or, with
+        `?auth=oauth2`, CLIENT_ID[:SECRET]; optionally `&ca=FILE&timeout=S&pool=N&library=CODE
         &loans=rest|sip2&currency=VND&confirm=CODE,CODE`. Plain `koha+http://` only to this
         machine. Raises ValueError naming the part that is wrong, never the secret."""
         parts = urlsplit(url)
@@ -96,9 +96,8 @@ class KohaConfig:
         if loans not in ("rest", "sip2"):
             raise ValueError("ils: loans must be rest or sip2")
         user, secret = unquote(parts.username or ""), unquote(parts.password or "")
-        if not user or not secret:
-            raise ValueError("ils: USER:PASSWORD (or CLIENT_ID:SECRET with auth=oauth2) "
-                             "is required")
+        if not user:  # the secret may come from a file instead (selfcheck central)
+            raise ValueError("ils: USER@ (or CLIENT_ID@ with auth=oauth2) is required")
 
         def number(name: str, default: float, low: float, high: float) -> float:
             try:
