@@ -66,9 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --ils koha+https://...: file (mode 0600) with Koha's password "
                    "(HTTP Basic) or OAuth2 client secret on its first line (default "
                    "$SELFCHECK_ILS_SECRET_FILE)")
-    p.add_argument("--ils-circulation", default=None, metavar="SIP2_URL",
-                   help="with --ils koha+https://...: the SIP2 URL (as above) for returns, "
-                   "which Koha's REST API cannot do, and for titles; required with Koha")
+    p.add_argument("--ils-circulation", metavar="SIP2_URL",
+                   default=os.environ.get("SELFCHECK_ILS_CIRCULATION") or None,
+                   help="with --ils koha+https://...: the SIP2 URL (as above, its password "
+                   "in --ils-password-file) for returns, which Koha's REST API cannot do, "
+                   "and for titles; required with Koha (default $SELFCHECK_ILS_CIRCULATION)")
     p.add_argument("--ils-check", type=float, default=30.0, metavar="SECONDS",
                    help="how often the library system is checked (SIP2 93 login and 99 "
                    "status, or a store query); each change of its state is logged once")
