@@ -9,6 +9,7 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -215,6 +216,27 @@ def test_loans_with_sip2_when_the_site_says_so(tmp_path: Path) -> None:
         finally:
             backend.close()
         assert koha.violations == []
+
+
+def test_two_bridges_apply_each_once_across_rest_and_sip2(env: Env) -> None:
+    backend, lib, _, _ = env
+    other = KohaBackend(backend.koha, backend.cfg, str(backend.engine.url), owner="b")
+    try:
+        ref = ref_of(backend)
+        lib.items["39000002"].charged_to, lib.items["39000002"].due = "DG0002", TODAY
+        batch = [loan(ref, "39000001"), ret("39000002"), loan(ref, "39000003", "st-2"),
+                 ret("39000003", "st-2"), loan(ref, "39000004", "st-3")]
+        with ThreadPoolExecutor(2) as pool:  # the same batch to both at once
+            list(pool.map(lambda b: b.apply(batch), [backend, other]))
+        for _ in range(3):  # the stations send what got no answer again
+            last = backend.apply(batch)
+        assert all(a is not None and a.ok for a in last)
+        for item, command in (("39000001", "11"), ("39000002", "09"), ("39000003", "11"),
+                              ("39000003", "09"), ("39000004", "11")):
+            assert lib.count(command, item) == 1, (item, command)
+        assert lib.items["39000003"].charged_to is None  # st-2's loan came before its return
+    finally:
+        other.close()
 
 
 # -- renewals
