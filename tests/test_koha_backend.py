@@ -137,7 +137,10 @@ def test_loan_over_rest_once(env: Env) -> None:
     backend, lib, koha, _ = env
     ref = ref_of(backend)
     tx = loan(ref, "39000001")
+    before = len(koha.requests)
     [ack] = backend.apply([tx])
+    assert koha.requests[before:] == [("GET", "/items"), ("GET", "/checkouts/availability"),
+                                      ("POST", "/checkouts")]  # the patron id is known
     assert ack is not None and ack.ok and ack.title == "Truyện Kiều"
     assert ack.due == TODAY + dt.timedelta(days=14) and ack.desensitize
     assert lib.items["39000001"].charged_to == "DG0001" and lib.count("11", "39000001") == 1
