@@ -127,10 +127,13 @@ def run(args: argparse.Namespace) -> int:
     backend: Backend
     if args.ils and args.ils.startswith("koha+"):
         backend, where = _koha(args)
-        # Koha's SIP2 side carries the returns: its health is the one the stations feel.
-        health = IlsHealth(sip2_probe(ils_config(args.ils_circulation,
-                                                 args.ils_password_file)),
-                           where, args.ils_check).start()
+        from central.koha.backend import KohaBackend
+        from central.koha.health import koha_probe
+
+        assert isinstance(backend, KohaBackend)
+        # Both doors: REST for loans and accounts, SIP2 for returns.
+        health = IlsHealth(koha_probe(backend.client, backend.cfg), where,
+                           args.ils_check).start()
     elif args.ils_circulation:
         raise UserError("ils.invalid", msg="--ils-circulation goes with --ils koha+https://...")
     elif args.ils:

@@ -4,6 +4,7 @@ library, with a real SQLite for the dedupe rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import shutil
@@ -454,3 +455,27 @@ def test_https_with_the_sites_ca(tmp_path: Path) -> None:
             trusted.close()
             untrusted.close()
         assert koha.violations == []
+
+
+# -- health: both doors
+
+def test_health_probe_sees_rest_and_sip2(tmp_path: Path) -> None:
+    from central.koha.health import koha_probe
+
+    lib = library()
+    with running(lib) as (_s, proxy):
+        koha = KohaStandIn(lib, extra()).start()
+        good = make(tmp_path, koha, proxy)
+        bad = make(tmp_path, koha, proxy, name="d", secret="sai-mật-khẩu")
+        try:
+            assert koha_probe(good.client, good.cfg)().state == "ok"
+            refused = koha_probe(bad.client, bad.cfg)()
+            assert refused.state == "login refused" and refused.detail.startswith("REST")
+            wrong_sip2 = dataclasses.replace(good.cfg, password="sai")
+            assert koha_probe(good.client, wrong_sip2)().state == "login refused"
+            koha.stop()
+            down = koha_probe(good.client, good.cfg)()
+            assert down.state == "down" and "REST" in down.detail
+        finally:
+            good.close()
+            bad.close()

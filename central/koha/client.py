@@ -42,6 +42,10 @@ class KohaUnavailable(BackendUnavailable):
         self.sent = sent
 
 
+class KohaAuthRefused(KohaUnavailable):
+    """Koha refused our credentials (wrong password or API key, missing permission)."""
+
+
 class KohaProtocolError(KohaUnavailable):
     """An answer that is not what the specification says (not JSON, wrong shape)."""
 
@@ -205,7 +209,7 @@ class KohaClient:
             "client_secret": self.cfg.secret}, auth=False)
         if r.status_code != 200:
             self.counters.unavailable += 1
-            raise KohaUnavailable(f"Koha refused the API key (HTTP {r.status_code}); check "
+            raise KohaAuthRefused(f"Koha refused the API key (HTTP {r.status_code}); check "
                                   "client_id/secret and RESTOAuth2ClientCredentials", sent=False)
         body = self._json(r)
         token, lifetime = (body.get("access_token"), body.get("expires_in")
@@ -250,7 +254,7 @@ class KohaClient:
             r = self._send(method, path, **kw)
         if r.status_code in (401, 403) and r.status_code not in expect:
             self.counters.unavailable += 1
-            raise KohaUnavailable(f"Koha refused the credentials for {method} "
+            raise KohaAuthRefused(f"Koha refused the credentials for {method} "
                                   f"{_route(path)} (HTTP {r.status_code})", sent=False)
         if r.status_code >= 500:
             self.counters.unavailable += 1
