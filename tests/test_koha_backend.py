@@ -324,7 +324,7 @@ def test_post_timeout_is_settled_by_asking(env: Env) -> None:
     backend, lib, koha, _ = env
     ref = ref_of(backend)
     tx = loan(ref, "39000001")
-    koha.faults.append(Fault("/checkouts", "POST", hold_s=1.5, after=True))
+    koha.faults.append(Fault("/checkouts", "POST", hold_s=3, after=True))
     [lost] = backend.apply([tx])  # applied by Koha, but the answer came too late
     assert lost is None and lib.count("11", "39000001") == 1
     with backend.engine.connect() as conn:
