@@ -51,17 +51,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ils", default=os.environ.get("SELFCHECK_ILS") or None, metavar="URL",
                    help="library system (default $SELFCHECK_ILS, else the embedded store): "
                    + SIP2_HELP + "; the password goes in --ils-password-file, never in the "
-                   "URL. Or Koha's REST API: koha+https://USER:PASSWORD@HOST[/PATH] (HTTP "
-                   "Basic) or koha+https://CLIENT_ID:SECRET@HOST?auth=oauth2, with &ca=FILE"
-                   "&timeout=S&library=BRANCH&loans=rest|sip2&currency=VND&confirm=CODE,...")
+                   "URL. Or Koha's REST API: koha+https://USER@HOST[/PATH] (HTTP Basic) or "
+                   "koha+https://CLIENT_ID@HOST?auth=oauth2, with &ca=FILE&timeout=S"
+                   "&library=BRANCH&loans=rest|sip2&currency=VND&confirm=CODE,...; its "
+                   "password or client secret in --ils-secret-file, and --ils-circulation "
+                   "for returns")
     p.add_argument("--ils-password-file", type=Path, metavar="FILE",
                    default=os.environ.get("SELFCHECK_ILS_PASSWORD_FILE") or None,
                    help="file (mode 0600): the library system's password on the first line, "
                    "its terminal password (AC), if any, on the second (default "
                    "$SELFCHECK_ILS_PASSWORD_FILE)")
-    p.add_argument("--ils-circulation", default=None, metavar="SIP2_URL",
-                   help="with --ils koha+https://...: the SIP2 URL (as above) for returns, "
-                   "which Koha's REST API cannot do, and for titles; required with Koha")
+    p.add_argument("--ils-secret-file", type=Path, metavar="FILE",
+                   default=os.environ.get("SELFCHECK_ILS_SECRET_FILE") or None,
+                   help="with --ils koha+https://...: file (mode 0600) with Koha's password "
+                   "(HTTP Basic) or OAuth2 client secret on its first line (default "
+                   "$SELFCHECK_ILS_SECRET_FILE)")
+    p.add_argument("--ils-circulation", metavar="SIP2_URL",
+                   default=os.environ.get("SELFCHECK_ILS_CIRCULATION") or None,
+                   help="with --ils koha+https://...: the SIP2 URL (as above, its password "
+                   "in --ils-password-file) for returns, which Koha's REST API cannot do, "
+                   "and for titles; required with Koha (default $SELFCHECK_ILS_CIRCULATION)")
     p.add_argument("--ils-check", type=float, default=30.0, metavar="SECONDS",
                    help="how often the library system is checked (SIP2 93 login and 99 "
                    "status, or a store query); each change of its state is logged once")
@@ -134,10 +143,13 @@ def run(args: argparse.Namespace) -> int:
     backend: Backend
     if args.ils and args.ils.startswith("koha+"):
         backend, where = _koha(args)
-        # Koha's SIP2 side carries the returns: its health is the one the stations feel.
-        health = IlsHealth(sip2_probe(ils_config(args.ils_circulation,
-                                                 args.ils_password_file)),
-                           where, args.ils_check).start()
+        from central.koha.backend import KohaBackend
+        from central.koha.health import koha_probe
+
+        assert isinstance(backend, KohaBackend)
+        # Both doors: REST for loans and accounts, SIP2 for returns.
+        health = IlsHealth(koha_probe(backend.client, backend.cfg), where,
+                           args.ils_check).start()
     elif args.ils_circulation:
         raise UserError("ils.invalid", msg="--ils-circulation goes with --ils koha+https://...")
     elif args.ils:
@@ -204,6 +216,13 @@ def _koha(args: argparse.Namespace) -> tuple[Backend, str]:
 
     try:
         koha = KohaConfig.parse(args.ils)
+        if koha.secret:
+            raise ValueError("--ils: a password in the URL shows in `ps`; put it in a file "
+                             "(mode 0600) and give --ils-secret-file")
+        secret = read_password(args.ils_secret_file, "--ils-secret-file")
+        if secret is None:
+            raise ValueError(f"--ils: Koha user {koha.user!r} needs --ils-secret-file")
+        koha = dataclasses.replace(koha, secret=secret)
         if not args.ils_circulation:
             raise ValueError("Koha's REST API has no check-in: give --ils-circulation "
                              "sip2://USER@HOST:PORT?institution=ID for returns (its "

@@ -20,12 +20,14 @@ import hmac
 import json
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -83,7 +85,9 @@ class KohaExtra:
 
 
 class KohaStandIn:
-    def __init__(self, lib: Library, extra: KohaExtra | None = None) -> None:
+    def __init__(self, lib: Library, extra: KohaExtra | None = None, *,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: (certificate, key) files to serve HTTPS with."""
         self.lib = lib
         self.x = extra or KohaExtra()
         self.spec = Spec.load()
@@ -103,12 +107,17 @@ class KohaStandIn:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
+        self.tls = tls is not None
+        if tls is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                         name="koha-standin")
 
     @property
     def url(self) -> str:
-        return f"koha+http://127.0.0.1:{self.port}"
+        return f"koha+{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> KohaStandIn:
         self._thread.start()
@@ -500,8 +509,9 @@ def _handler(koha: KohaStandIn) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def koha_running(lib: Library, extra: KohaExtra | None = None) -> Iterator[KohaStandIn]:
-    koha = KohaStandIn(lib, extra).start()
+def koha_running(lib: Library, extra: KohaExtra | None = None, *,
+                 tls: tuple[Path, Path] | None = None) -> Iterator[KohaStandIn]:
+    koha = KohaStandIn(lib, extra, tls=tls).start()
     try:
         yield koha
     finally:

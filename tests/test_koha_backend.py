@@ -4,9 +4,13 @@ library, with a real SQLite for the dedupe rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import shutil
+import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -134,7 +138,10 @@ def test_loan_over_rest_once(env: Env) -> None:
     backend, lib, koha, _ = env
     ref = ref_of(backend)
     tx = loan(ref, "39000001")
+    before = len(koha.requests)
     [ack] = backend.apply([tx])
+    assert koha.requests[before:] == [("GET", "/items"), ("GET", "/checkouts/availability"),
+                                      ("POST", "/checkouts")]  # the patron id is known
     assert ack is not None and ack.ok and ack.title == "Truyện Kiều"
     assert ack.due == TODAY + dt.timedelta(days=14) and ack.desensitize
     assert lib.items["39000001"].charged_to == "DG0001" and lib.count("11", "39000001") == 1
@@ -213,6 +220,27 @@ def test_loans_with_sip2_when_the_site_says_so(tmp_path: Path) -> None:
         finally:
             backend.close()
         assert koha.violations == []
+
+
+def test_two_bridges_apply_each_once_across_rest_and_sip2(env: Env) -> None:
+    backend, lib, _, _ = env
+    other = KohaBackend(backend.koha, backend.cfg, str(backend.engine.url), owner="b")
+    try:
+        ref = ref_of(backend)
+        lib.items["39000002"].charged_to, lib.items["39000002"].due = "DG0002", TODAY
+        batch = [loan(ref, "39000001"), ret("39000002"), loan(ref, "39000003", "st-2"),
+                 ret("39000003", "st-2"), loan(ref, "39000004", "st-3")]
+        with ThreadPoolExecutor(2) as pool:  # the same batch to both at once
+            list(pool.map(lambda b: b.apply(batch), [backend, other]))
+        for _ in range(3):  # the stations send what got no answer again
+            last = backend.apply(batch)
+        assert all(a is not None and a.ok for a in last)
+        for item, command in (("39000001", "11"), ("39000002", "09"), ("39000003", "11"),
+                              ("39000003", "09"), ("39000004", "11")):
+            assert lib.count(command, item) == 1, (item, command)
+        assert lib.items["39000003"].charged_to is None  # st-2's loan came before its return
+    finally:
+        other.close()
 
 
 # -- renewals
@@ -296,7 +324,7 @@ def test_post_timeout_is_settled_by_asking(env: Env) -> None:
     backend, lib, koha, _ = env
     ref = ref_of(backend)
     tx = loan(ref, "39000001")
-    koha.faults.append(Fault("/checkouts", "POST", hold_s=1.5, after=True))
+    koha.faults.append(Fault("/checkouts", "POST", hold_s=3, after=True))
     [lost] = backend.apply([tx])  # applied by Koha, but the answer came too late
     assert lost is None and lib.count("11", "39000001") == 1
     with backend.engine.connect() as conn:
@@ -389,3 +417,65 @@ def test_wrong_credentials_are_no_answer(tmp_path: Path, auth: str) -> None:
         finally:
             backend.close()
         assert koha.violations == []
+
+
+# -- HTTPS with the site's CA
+
+def _ca_and_server_cert(where: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate for 127.0.0.1 signed by it (openssl)."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=where, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        "/CN=Thu vien tinh CA", "-keyout", "ca.key", "-out", "ca.crt")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
+        "koha.key", "-out", "koha.csr")
+    (where / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "koha.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "koha.crt")
+    return where / "ca.crt", where / "koha.crt", where / "koha.key"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")
+def test_https_with_the_sites_ca(tmp_path: Path) -> None:
+    ca, cert, key = _ca_and_server_cert(tmp_path)
+    lib = library()
+    with running(lib) as (_s, proxy), koha_running(lib, extra(), tls=(cert, key)) as koha:
+        sip2 = Sip2Config.parse(f"sip2://sc:secret@127.0.0.1:{proxy.port}?institution=tv-test")
+        base = (f"koha+https://{koha.x.user}:{quote(koha.x.password)}@127.0.0.1:{koha.port}"
+                "?timeout=2")
+        trusted = KohaBackend(KohaConfig.parse(f"{base}&ca={ca}"), sip2,
+                              f"sqlite:///{tmp_path / 'a.db'}")
+        untrusted = KohaBackend(KohaConfig.parse(base), sip2, f"sqlite:///{tmp_path / 'b.db'}")
+        try:
+            assert trusted.check_patron("DG0001").ok
+            with pytest.raises(BackendUnavailable):  # not a CA the system knows
+                untrusted.check_patron("DG0001")
+        finally:
+            trusted.close()
+            untrusted.close()
+        assert koha.violations == []
+
+
+# -- health: both doors
+
+def test_health_probe_sees_rest_and_sip2(tmp_path: Path) -> None:
+    from central.koha.health import koha_probe
+
+    lib = library()
+    with running(lib) as (_s, proxy):
+        koha = KohaStandIn(lib, extra()).start()
+        good = make(tmp_path, koha, proxy)
+        bad = make(tmp_path, koha, proxy, name="d", secret="sai-mật-khẩu")
+        try:
+            assert koha_probe(good.client, good.cfg)().state == "ok"
+            refused = koha_probe(bad.client, bad.cfg)()
+            assert refused.state == "login refused" and refused.detail.startswith("REST")
+            wrong_sip2 = dataclasses.replace(good.cfg, password="sai")
+            assert koha_probe(good.client, wrong_sip2)().state == "login refused"
+            koha.stop()
+            down = koha_probe(good.client, good.cfg)()
+            assert down.state == "down" and "REST" in down.detail
+        finally:
+            good.close()
+            bad.close()

@@ -105,7 +105,7 @@ def test_config_parse() -> None:
 @pytest.mark.parametrize(("url", "why"), [
     ("https://a:b@koha", "is not koha"),
     ("koha+http://a:b@koha.thuvien.vn", "only to this machine"),
-    ("koha+https://koha.thuvien.vn", "USER:PASSWORD"),
+    ("koha+https://koha.thuvien.vn", "USER@"),
     ("koha+https://a:b@koha?auth=cookie", "basic or oauth2"),
     ("koha+https://a:b@koha?timeout=x", "timeout is not a number"),
     ("koha+https://a:b@koha?barcode=1", "unknown parameter"),
@@ -116,12 +116,19 @@ def test_config_errors(url: str, why: str) -> None:
         KohaConfig.parse(url)
 
 
-def test_central_needs_a_sip2_url_for_returns(tmp_path: Path) -> None:
+def test_central_needs_a_sip2_url_for_returns_and_no_secret_in_argv(tmp_path: Path) -> None:
+    secret = tmp_path / "koha.secret"
+    secret.write_text("mật-khẩu\n")
+    secret.chmod(0o600)
     base = [sys.executable, "-m", "selfcheck.cli", "central", "--db",
-            f"sqlite:///{tmp_path / 'c.db'}", "--ils", "koha+https://a:b@koha.thuvien.vn"]
-    out = subprocess.run(base, capture_output=True, text=True, timeout=60)
+            f"sqlite:///{tmp_path / 'c.db'}", "--ils-secret-file", str(secret), "--ils"]
+    out = subprocess.run([*base, "koha+https://sc@koha.thuvien.vn"], capture_output=True,
+                         text=True, timeout=60)
     assert out.returncode == 2 and "--ils-circulation" in out.stderr
     assert "Traceback" not in out.stderr
+    shown = subprocess.run([*base, "koha+https://sc:mật@koha.thuvien.vn"],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 2 and "--ils-secret-file" in shown.stderr
     helped = subprocess.run([*base[:4], "--help"], capture_output=True, text=True, timeout=60)
     assert "koha+https://" in helped.stdout and "--ils-circulation" in helped.stdout
 

@@ -34,6 +34,7 @@ from central.sip2.codec import Sip2Error
 from mqtt.messages import AccountRes, AckTx, PatronCheckRes, TxLoan, TxReturn
 
 log = logging.getLogger(__name__)
+CACHE_MAX = 200_000
 
 
 class KohaBackend(Sip2Backend):
@@ -41,12 +42,15 @@ class KohaBackend(Sip2Backend):
                  owner: str = "bridge", lease_s: float | None = None,
                  pool: Sip2Pool | None = None, client: KohaClient | None = None,
                  pin_policy: pins.PinPolicy | None = None) -> None:
+        if lease_s is None:  # longer than the worst a transaction can take over either
+            # protocol: up to four REST requests (GETs tried twice) and two SIP2 ones
+            lease_s = max(6 * circulation.timeout_s, 8 * koha.timeout_s) + 10
         super().__init__(circulation, db_url, owner=owner, lease_s=lease_s, pool=pool,
                          pin_policy=pin_policy, currency=koha.currency)
         self.koha = koha
         self.client = client or KohaClient(koha)
-        # Stable in Koha, and looked up on every loan otherwise: card -> patron_id (the card
-        # itself never leaves this process), barcode -> title.
+        # Stable in Koha, and looked up on every loan otherwise: card -> patron_id (in memory
+        # only), barcode -> title; emptied when they reach CACHE_MAX entries.
         self._patron_ids: dict[str, int] = {}
         self._titles: dict[str, str] = {}
         self._cache_lock = threading.Lock()
@@ -65,6 +69,8 @@ class KohaBackend(Sip2Backend):
         if len(found) != 1:
             return None
         with self._cache_lock:
+            if len(self._patron_ids) >= CACHE_MAX:
+                self._patron_ids.clear()
             self._patron_ids[card] = found[0].patron_id
         return found[0]
 
@@ -132,6 +138,8 @@ class KohaBackend(Sip2Backend):
             return None
         if info.title:
             with self._cache_lock:
+                if len(self._titles) >= CACHE_MAX:
+                    self._titles.clear()
                 self._titles[barcode] = info.title
         return info.title
 

@@ -42,6 +42,10 @@ class KohaUnavailable(BackendUnavailable):
         self.sent = sent
 
 
+class KohaAuthRefused(KohaUnavailable):
+    """Koha refused our credentials (wrong password or API key, missing permission)."""
+
+
 class KohaProtocolError(KohaUnavailable):
     """An answer that is not what the specification says (not JSON, wrong shape)."""
 
@@ -69,8 +73,8 @@ class KohaConfig:
 
     @classmethod
     def parse(cls, url: str) -> KohaConfig:
-        """`koha+https://USER:PASSWORD@HOST[:PORT][/PATH]` (HTTP Basic) or, with
-        `?auth=oauth2`, CLIENT_ID:SECRET; optionally `&ca=FILE&timeout=S&pool=N&library=CODE
+        """`koha+https://USER[:PASSWORD]@HOST[:PORT][/PATH]` (HTTP Basic) or, with
+        `?auth=oauth2`, CLIENT_ID[:SECRET]; optionally `&ca=FILE&timeout=S&pool=N&library=CODE
         &loans=rest|sip2&currency=VND&confirm=CODE,CODE`. Plain `koha+http://` only to this
         machine. Raises ValueError naming the part that is wrong, never the secret."""
         parts = urlsplit(url)
@@ -96,9 +100,8 @@ class KohaConfig:
         if loans not in ("rest", "sip2"):
             raise ValueError("ils: loans must be rest or sip2")
         user, secret = unquote(parts.username or ""), unquote(parts.password or "")
-        if not user or not secret:
-            raise ValueError("ils: USER:PASSWORD (or CLIENT_ID:SECRET with auth=oauth2) "
-                             "is required")
+        if not user:  # the secret may come from a file instead (selfcheck central)
+            raise ValueError("ils: USER@ (or CLIENT_ID@ with auth=oauth2) is required")
 
         def number(name: str, default: float, low: float, high: float) -> float:
             try:
@@ -206,7 +209,7 @@ class KohaClient:
             "client_secret": self.cfg.secret}, auth=False)
         if r.status_code != 200:
             self.counters.unavailable += 1
-            raise KohaUnavailable(f"Koha refused the API key (HTTP {r.status_code}); check "
+            raise KohaAuthRefused(f"Koha refused the API key (HTTP {r.status_code}); check "
                                   "client_id/secret and RESTOAuth2ClientCredentials", sent=False)
         body = self._json(r)
         token, lifetime = (body.get("access_token"), body.get("expires_in")
@@ -232,7 +235,8 @@ class KohaClient:
             self.counters.unavailable += 1
             # Nothing reached Koha when the connection itself failed; anything else after a
             # POST went out may have been applied.
-            sent = method != "GET" and not isinstance(exc, requests.ConnectTimeout) and \
+            sent = method != "GET" and not isinstance(
+                exc, requests.ConnectTimeout | requests.exceptions.SSLError) and \
                 "NewConnectionError" not in repr(exc)
             raise KohaUnavailable(f"{method} {path.split('?')[0]}: {type(exc).__name__}",
                                   sent=sent) from None
@@ -250,7 +254,7 @@ class KohaClient:
             r = self._send(method, path, **kw)
         if r.status_code in (401, 403) and r.status_code not in expect:
             self.counters.unavailable += 1
-            raise KohaUnavailable(f"Koha refused the credentials for {method} "
+            raise KohaAuthRefused(f"Koha refused the credentials for {method} "
                                   f"{_route(path)} (HTTP {r.status_code})", sent=False)
         if r.status_code >= 500:
             self.counters.unavailable += 1
