@@ -17,6 +17,7 @@ COMMANDS = [
     "selfcheck.simulate",
     "selfcheck.bench.cmd",
     "selfcheck.schema_cmd",
+    "selfcheck.fuzz.cmd",
     "selfcheck.fleet_cmd",
     "drivers.tags.cli",
     "drivers.pad.cli",
