@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -124,7 +125,7 @@ def _sip2(data: bytes) -> None:
         parse(msg)
 
 
-_SIP2_PROFILES: list[object] = []
+_SIP2_PROFILES: list[Any] = []  # codec.Profile, imported with the target
 
 
 def _sip2_target() -> Target:
@@ -186,9 +187,9 @@ def _mqtt_target() -> Target:
     mid = "019b7a2c-1d2e-7f00-8a00-0123456789ab"
     base = dict(msg_id=mid, seq=7, site="demo-lib", station="st-1", at=now, item_id="39000001")
     models: list[messages.Message] = [
-        messages.TxLoan(**base, patron_ref="p-1", deadline=now),  # type: ignore[arg-type]
-        messages.TxReturn(**base),  # type: ignore[arg-type]
-        messages.TxRenew(**base, patron_ref="p-1"),  # type: ignore[arg-type]
+        messages.TxLoan(**base, patron_ref="p-1", deadline=now),
+        messages.TxReturn(**base),
+        messages.TxRenew(**base, patron_ref="p-1"),
         messages.AckTx(msg_id=mid, ok=False, reason="late", item_id="39000001",
                        due=now.date(), screen_message=["a", "b"]),
         messages.Status(online=True, session=3, version="1", mode="selfcheck"),
