@@ -49,7 +49,7 @@ def run_target(target: Target, inputs: int, seed: int,
                seconds: float | None = None) -> Result:
     """Feed `inputs` inputs (or as many as fit in `seconds`) to one decoder."""
     result = Result(target.name)
-    mutator = Mutator(target.seeds, target.tokens, seed)
+    mutator = Mutator(target.seeds, target.tokens, seed, target.max_len)
     started = time.perf_counter()
     for data in mutator.inputs(inputs):
         t0 = time.perf_counter()

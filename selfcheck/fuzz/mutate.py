@@ -15,8 +15,10 @@ _INTERESTING = (b"0", b"-1", b"65535", b"65536", b"4294967296", b"92233720368547
 
 
 class Mutator:
-    def __init__(self, seeds: tuple[bytes, ...], tokens: tuple[bytes, ...], seed: int) -> None:
+    def __init__(self, seeds: tuple[bytes, ...], tokens: tuple[bytes, ...], seed: int,
+                 max_len: int = MAX_LEN) -> None:
         self.seeds = seeds or (b"",)
+        self.max_len = max_len
         self.tokens = tokens + _INTERESTING
         self.rnd = random.Random(seed)
 
@@ -64,6 +66,6 @@ class Mutator:
                 buf = buf[:pos] + other[cut:]
             elif op == 8 and buf:  # truncate
                 del buf[rnd.randint(0, len(buf)):]
-            if len(buf) > MAX_LEN:
-                del buf[MAX_LEN:]
+            if len(buf) > self.max_len:
+                del buf[self.max_len:]
         return bytes(buf)

@@ -20,6 +20,7 @@ class Target:
     allowed: tuple[type[BaseException], ...]  # the documented error type(s)
     seeds: tuple[bytes, ...]
     tokens: tuple[bytes, ...] = ()  # pieces the mutator splices in (digits, brackets, ...)
+    max_len: int = 24 * 1024  # longest input: above what the decoder accepts or buffers
 
 
 # -- tags (ISO 28560-3, -2, and the automatic choice with its fallbacks)
@@ -101,11 +102,13 @@ def _pad_targets() -> list[Target]:
     a_seeds = (b"E004010000001234\r\n", b"UID: E0:04:01:00:00:00:12:34\r\n",
                b"341200000001 04E0\n")
     return [
+        # a little over the scanners' 4 KiB buffer: a serial read is far shorter
         Target("pad-3m810", _m810, (PadError,), tuple(a + b for a in m_seeds for b in m_seeds),
-               tokens),
+               tokens, 6 * 1024),
         Target("pad-feig", _feig, (PadError,), tuple(a + b for a in f_seeds for b in f_seeds),
-               tokens),
-        Target("pad-ascii", _ascii, (PadError,), a_seeds, (b"\r", b"\n", b":", b"E0")),
+               tokens, 6 * 1024),
+        Target("pad-ascii", _ascii, (PadError,), a_seeds, (b"\r", b"\n", b":", b"E0"),
+               6 * 1024),
     ]
 
 
@@ -232,7 +235,7 @@ def _barcode_target() -> Target:
 
     return Target("barcode", _barcode, (BadBarcode,),
                   (b"DG0001\r\n", b"]C1DG0002\r\n\r\n", b"  39000001 \n", b"\x00\r"),
-                  (b"\r", b"\n", b"]C1", "²".encode(), b"\x1b", b"\xe2\x80\x8b"))
+                  (b"\r", b"\n", b"]C1", "²".encode(), b"\x1b", b"\xe2\x80\x8b"), 6 * 1024)
 
 
 # -- the station config file
