@@ -13,6 +13,9 @@ from pydantic import ValidationError
 
 from kiosk.settings import StationSettings, load_settings
 
+# The installer may read either language; the reason after it names the setting.
+CONFIG_INVALID = "Cấu hình trạm không hợp lệ / station config is not valid"
+
 if TYPE_CHECKING:
     from drivers.card.base import CardReader
     from drivers.pad.base import BookPad
@@ -41,14 +44,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
-        print(f"station config is not valid: {exc}")
+        print(f"{CONFIG_INVALID}: {exc}")
         return 2
     from kiosk.devices import open_devices
 
     try:  # before the UI starts: a wrong device setting is a config error, exit 2
         devices = open_devices(settings)
     except ValueError as exc:
-        print(f"station config is not valid: {exc}")
+        print(f"{CONFIG_INVALID}: {exc}")
         return 2
     code = asyncio.run(run_station(settings, headless=args.headless, devices=devices,
                                    reload=lambda: settings_from(args)))
@@ -72,7 +75,7 @@ async def run_station(settings: StationSettings, *, headless: bool = False,
     try:
         pad, card = devices or open_devices(settings)
     except ValueError as exc:
-        print(f"station config is not valid: {exc}")
+        print(f"{CONFIG_INVALID}: {exc}")
         return 2
     runtime = StationRuntime(settings, pad, card)
     runtime.reload = reload  # the `reload_config` command re-reads the same sources
