@@ -154,6 +154,12 @@ class Bridge:
     def _apply(self, txs: list[tuple[paho.MQTTMessage, Tx]]) -> None:
         try:
             acks = self.backend.apply([tx for _, tx in txs])
+        except BackendUnavailable as exc:  # nobody's fault: the outboxes send them again
+            log.warning("batch of %d unanswered: %s", len(txs), exc)
+            for m, _ in txs:
+                self.counters.unanswered += 1
+                self._client.ack(m.mid, m.qos)
+            return
         except Exception as exc:
             if len(txs) == 1:
                 m, tx = txs[0]
