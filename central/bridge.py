@@ -196,6 +196,12 @@ class Bridge:
             admitted = (self.order.admit([tx for _, tx in txs]) if self.ordered
                         else Admitted(ready=[tx for _, tx in txs]))
             self._apply(admitted.ready)
+        except BackendUnavailable as exc:  # nobody's fault: the outboxes send them again
+            log.warning("batch of %d unanswered: %s", len(txs), exc)
+            for m, _ in txs:
+                self.counters.unanswered += 1
+                self._client.ack(m.mid, m.qos)
+            return
         except Exception as exc:
             if len(txs) == 1:
                 m, _ = txs[0]

@@ -55,6 +55,7 @@ class StationLink:
         self.connected = threading.Event()
         self.rejected = 0  # malformed messages received
         self._once = OnceLog(log)
+        self._loop_thread: threading.Thread | None = None
         self._pending: dict[bytes, tuple[Future[messages.Message], float]] = {}
         self._pending_lock = threading.Lock()
         self._client = make_client(station)
@@ -70,12 +71,15 @@ class StationLink:
         self._client.connect_async(self.broker.host, self.broker.port, keepalive=self._keepalive,
                                    clean_start=False, properties=connect_properties())
         self._client.loop_start()
+        # paho forgets its thread when it ends: keep it, to see that it ended
+        self._loop_thread = self._client._thread
 
     def stop(self) -> None:
         if self.connected.is_set():
             info = self._client.publish(f"{self._root}/status", self._status(False), qos=1,
                                         retain=True)
             info.wait_for_publish(2)
+        self._loop_thread = None  # ending now is no fault
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -157,7 +161,7 @@ class StationLink:
     def loop_alive(self) -> bool:
         """False once paho's network thread has ended while it should run: no more acks,
         answers or commands would arrive (the station's watchdog stops on it)."""
-        thread = self._client._thread
+        thread = self._loop_thread
         return thread is None or thread.is_alive()
 
     def _message(self, client: paho.Client, userdata: Any, m: paho.MQTTMessage) -> None:

@@ -201,8 +201,13 @@ def run(args: argparse.Namespace) -> int:
     print("central ready", flush=True)
     notify("READY=1")  # systemd Type=notify: the bridge is up and connects by itself
     # What operators see in `systemctl status`: what went through and what was rejected.
+    rejected = 0
     while not stop.wait(STATUS_EVERY_S):
         notify(f"STATUS={bridge.counters.summary()}")
+        if bridge.counters.rejected != rejected:  # new rejections: one summary line
+            rejected = bridge.counters.rejected
+            logging.getLogger("central").warning("bridge %s: %s", args.id,
+                                                 bridge.counters.summary())
     bridge.stop()
     health.stop()
     backend.close()

@@ -24,6 +24,7 @@ COMMANDS = [
     "selfcheck.chaos",
     "selfcheck.bench.cmd",
     "selfcheck.schema_cmd",
+    "selfcheck.fuzz.cmd",
     "selfcheck.fleet_cmd",
     "selfcheck.ui_cmd",
     "drivers.tags.cli",

@@ -129,8 +129,7 @@ async def run_station(settings: StationSettings, *, headless: bool = False,
     try:
         pad, card = devices or open_devices(settings)
     except ValueError as exc:
-        print(f"station config is not valid: {exc}")
-        return 2
+        raise UserError("station.device_invalid", msg=exc) from None
     runtime = StationRuntime(settings, pad, card)
     runtime.reload = reload  # the `reload_config` command re-reads the same sources
     demo = None

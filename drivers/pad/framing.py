@@ -11,6 +11,8 @@ Decoders never raise on their input. Each run of bytes thrown away counts once i
 
 from __future__ import annotations
 
+import collections
+import heapq
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
@@ -31,11 +33,16 @@ class FrameDecoder(Generic[F]):
         self._buf = bytearray()
         self._in_garbage = False
         self.errors = 0
-        # Positions below `_scanned` were probed; of those, only the SHORT ones can still
-        # become frames: (position, buffer length at which to probe it again). Probing only
-        # these keeps a noisy line linear instead of rescanning the buffer for every byte.
+        # Positions are absolute (stream offsets; `_base` is that of the buffer's first byte)
+        # so that dropping bytes shifts nothing. Every position below `_scanned` was probed
+        # once; of those only the SHORT ones (`_live`) can still become frames, and each is
+        # probed again only when the buffer reaches the length it wants (`_due`, a heap).
+        # That keeps a noisy line linear instead of rescanning the buffer for every byte.
+        self._base = 0
         self._scanned = 0
-        self._short: list[tuple[int, int]] = []
+        self._due: list[tuple[int, int]] = []  # (stream length wanted, position)
+        self._live: set[int] = set()
+        self._starts: collections.deque[int] = collections.deque()  # live, in order
 
     def _probe(self, buf: bytearray, i: int) -> int:
         """End offset of a complete good frame starting at `i`, or SHORT, or BAD."""
@@ -56,20 +63,22 @@ class FrameDecoder(Generic[F]):
 
     def reset(self) -> None:
         """Forget buffered bytes (before a new request: stale bytes are not an answer)."""
+        self._base += len(self._buf)
         self._buf.clear()
         self._in_garbage = False
-        self._scanned = 0
-        self._short.clear()
+        self._scanned = self._base
+        self._due.clear()
+        self._live.clear()
+        self._starts.clear()
 
     @property
     def pending(self) -> int:
         return len(self._buf)
 
     def _drop(self, n: int) -> None:
-        """Remove the first n bytes, shifting what is known about the rest."""
         del self._buf[:n]
-        self._scanned = max(0, self._scanned - n)
-        self._short = [(i - n, w - n) for i, w in self._short if i >= n]
+        self._base += n
+        self._scanned = max(self._scanned, self._base)
 
     def _discard(self, n: int) -> None:
         if n <= 0:
@@ -79,39 +88,60 @@ class FrameDecoder(Generic[F]):
             self.errors += 1
             self._in_garbage = True
 
+    def _short(self, pos: int) -> None:
+        """Note a SHORT start: probe it again once the bytes it wants are in."""
+        buf, base = self._buf, self._base
+        wanted = max(self._wanted(buf, pos - base), len(buf) + 1) + base
+        heapq.heappush(self._due, (wanted, pos))
+
     def _find(self) -> tuple[int, int] | None:
-        """The earliest complete good frame (start, end), noting SHORT starts on the way."""
-        buf = self._buf
-        for k, (i, wanted) in enumerate(self._short):
-            if wanted > len(buf):
-                continue
-            end = self._probe(buf, i)
+        """The earliest complete good frame (absolute start, end), or None."""
+        buf, base = self._buf, self._base
+        have = base + len(buf)
+        hits: list[tuple[int, int]] = []
+        while self._due and self._due[0][0] <= have:
+            _, pos = heapq.heappop(self._due)
+            if pos < base or pos not in self._live:
+                continue  # dropped with the bytes before a frame or the buffer limit
+            end = self._probe(buf, pos - base)
             if end > 0:
-                return i, end
-            if end == SHORT:
-                self._short[k] = (i, max(self._wanted(buf, i), len(buf) + 1))
+                hits.append((pos, end + base))
+            elif end == SHORT:
+                self._short(pos)
             else:
-                self._short[k] = (i, -1)  # BAD for good: dropped below
-        self._short = [c for c in self._short if c[1] >= 0]
-        for i in range(self._scanned, len(buf)):
-            end = self._probe(buf, i)
+                self._live.discard(pos)
+        if hits:
+            hits.sort()
+            for pos, _ in hits[1:]:  # still frames if the cut leaves them: look again
+                heapq.heappush(self._due, (have, pos))
+            return hits[0]
+        for pos in range(self._scanned, have):
+            end = self._probe(buf, pos - base)
             if end > 0:
-                self._scanned = i  # positions from here on are probed again after the cut
-                return i, end
+                self._scanned = pos
+                return pos, end + base
             if end == SHORT:
-                self._short.append((i, max(self._wanted(buf, i), len(buf) + 1)))
-        self._scanned = len(buf)
+                self._live.add(pos)
+                self._starts.append(pos)
+                self._short(pos)
+        self._scanned = have
         return None
+
+    def _first_start(self) -> int | None:
+        starts = self._starts
+        while starts and (starts[0] < self._base or starts[0] not in self._live):
+            self._live.discard(starts.popleft())
+        return starts[0] if starts else None
 
     def _frames(self) -> Iterator[F]:
         buf = self._buf
         while buf:
             hit = self._find()
             if hit is not None:
-                i, end = hit
-                raw = bytes(buf[i:end])
-                self._discard(i)
-                self._drop(end - i)
+                start, end = hit
+                raw = bytes(buf[start - self._base:end - self._base])
+                self._discard(start - self._base)
+                self._drop(end - start)
                 frame = self._build(raw)
                 if frame is None:
                     self._discard_counted()
@@ -120,7 +150,8 @@ class FrameDecoder(Generic[F]):
                     yield frame
                 continue
             # No complete frame: keep from the first plausible start, drop what is before it.
-            self._discard(self._short[0][0] if self._short else len(buf))
+            first = self._first_start()
+            self._discard(len(buf) if first is None else first - self._base)
             if len(buf) > self.max_buffer:
                 self._discard(len(buf) - self.max_buffer)
             return

@@ -180,10 +180,16 @@ def pack_text(text: str) -> tuple[int, bytes]:
     return min(candidates, key=lambda c: (len(c[1]), c[0]))
 
 
+MAX_INTEGER_BYTES = 64  # 154 digits: far more than any library's item or patron number
+
+
 def unpack_text(code: int, raw: bytes) -> str:
     if code == INTEGER:
         if not raw:
             raise CompactionError(0, "integer compaction with no bytes")
+        if len(raw) > MAX_INTEGER_BYTES:  # str() of a longer one can exceed Python's limit
+            raise CompactionError(MAX_INTEGER_BYTES, f"integer compaction of {len(raw)} "
+                                  f"bytes (at most {MAX_INTEGER_BYTES})")
         return str(int.from_bytes(raw, "big"))
     if code == NUMERIC:
         return _numeric_unpack(raw)

@@ -29,6 +29,7 @@ Variants seen in the wild, reported in TagInfo.variant:
 
 from __future__ import annotations
 
+import array
 from binascii import crc_hqx
 
 from drivers.tags.model import TagDecodeError, TagInfo
@@ -72,11 +73,15 @@ def _isil_runs_on(data: bytes) -> bool:
     return 0x20 < b32 < 0x7F and (b33 == 0 or 0x20 < b33 < 0x7F)
 
 
+_WORD = next(t for t in "IL" if array.array(t).itemsize == 4)
+
+
 def _reverse_blocks(data: bytes) -> bytes:
-    out = bytearray(len(data) - len(data) % 4)
-    for i in range(0, len(out), 4):
-        out[i:i + 4] = data[i:i + 4][::-1]
-    return bytes(out)
+    # Each 4-byte block's byte order reversed: a 32-bit byte swap, done in C (a loop in
+    # Python cost a millisecond on a garbled 2 KiB read).
+    words = array.array(_WORD, data[:len(data) - len(data) % 4])
+    words.byteswap()
+    return words.tobytes()
 
 
 def _ascii(raw: bytes, offset: int, field: str) -> str:

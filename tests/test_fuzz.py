@@ -1,0 +1,177 @@
+"""Every decoder against its seeds and the checked-in corpus of malformed inputs a fuzzer (or
+a hostile station) found, a short fuzz run, and the findings that needed more than a decoder
+(slow paths, CLI behaviour)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from central.importer import CatalogueError, parse_rules
+from central.sip2 import codec
+from drivers.pad import m810_codec
+from kiosk.settings import StationSettings
+from mqtt.connection import BrokerAddress
+from selfcheck.cli import main
+from selfcheck.fuzz.cmd import run_target
+from selfcheck.fuzz.targets import Target, all_targets
+
+CORPUS = Path(__file__).parent / "corpus"
+TARGETS = {t.name: t for t in all_targets()}
+# Decoders whose every corpus file is malformed as a whole: each must be refused. The others
+# may also decode one with the bad part left out (a SIP2 hold queue of '²' is no count).
+MUST_REFUSE = {"mqtt", "station-config", "tag-28560-2"}
+
+
+def _corpus() -> list[tuple[str, Path]]:
+    return [(d.name, f) for d in sorted(CORPUS.iterdir()) for f in sorted(d.glob("*.bin"))]
+
+
+def test_every_corpus_folder_names_a_decoder() -> None:
+    assert {name for name, _ in _corpus()} <= set(TARGETS)
+    assert len(_corpus()) >= 25
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_seeds_decode(name: str) -> None:
+    target = TARGETS[name]
+    for seed in target.seeds:
+        try:
+            target.run(seed)
+        except target.allowed:
+            pass  # some seeds are meant for another decoder (tag-28560-2 seeds on -3)
+
+
+@pytest.mark.parametrize(("name", "path"), _corpus(), ids=lambda v: getattr(v, "stem", v))
+def test_corpus_input_gets_the_documented_error(name: str, path: Path) -> None:
+    target: Target = TARGETS[name]
+    data = path.read_bytes()
+    if name not in MUST_REFUSE:
+        try:
+            target.run(data)
+        except target.allowed:
+            pass
+        return
+    with pytest.raises(target.allowed) as info:
+        target.run(data)
+    assert str(info.value)  # says what is wrong
+
+
+def test_sip2_unicode_digits_are_not_numbers() -> None:
+    from central.sip2 import messages as sm
+
+    def reply(name: str) -> codec.Message:
+        return codec.decode((CORPUS / "sip2-reply" / f"{name}.bin").read_bytes(),
+                            codec.Profile())
+
+    assert sm.item(reply("item-hold-queue-superscript-two")).hold_queue_length is None
+    assert sm.patron(reply("patron-limit-arabic-digit")).charged_limit is None
+    assert sm.circulation(reply("due-date-arabic-digits")).due is None
+    # in the fixed part: refused by the codec (the fixed part is ASCII) or by the parser
+    parse = {"64": sm.patron, "18": sm.item, "66": sm.renew_all_result}
+    for name in ("patron-count-superscript", "item-status-superscript",
+                 "renew-all-fullwidth-count"):
+        with pytest.raises(codec.Sip2ProtocolError):
+            msg = reply(name)
+            parse[msg.command](msg)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_short_fuzz_run_finds_nothing(name: str) -> None:
+    result = run_target(TARGETS[name], 2000, seed=7, seconds=0.5)
+    assert result.inputs > 20
+    assert not result.findings, [(f.kind, f.where, f.data[:80]) for f in
+                                 result.findings.values()]
+
+
+def test_fuzz_command_reports_inputs_per_second(capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path) -> None:
+    code = main(["fuzz", "--decoder", "mqtt", "--decoder", "sip2-reply", "--inputs", "300",
+                 "--findings", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = {ln.split()[0]: ln.split() for ln in out.splitlines()[1:]}
+    assert set(lines) == {"mqtt", "sip2-reply", "total"}
+    assert lines["mqtt"][1] == "300" and float(lines["mqtt"][2]) > 0
+    assert main(["fuzz", "--decoder", "nope"]) == 2
+
+
+# -- findings that are more than "an exception escaped"
+def test_sip2_checksum_is_exactly_four_hex_digits() -> None:
+    good = codec.encode(codec.Message("94", "1"), codec.Profile(), sequence=1)
+    assert codec.decode(good, codec.Profile()).command == "94"
+    for bad in (b"-9F9", b" 9F9", b"+9F9", b"9f_9"):
+        with pytest.raises(codec.Sip2ChecksumError, match="four hex digits"):
+            codec.decode(good[:-5] + bad + b"\r", codec.Profile())
+
+
+def test_3m_decoder_probes_each_position_a_bounded_number_of_times() -> None:
+    """A noisy line fed byte by byte (as a serial port delivers it) costs a few probes per
+    byte, not a rescan of the buffer per byte."""
+    probes = 0
+
+    class Counting(m810_codec.Decoder):
+        def _probe(self, buf: bytearray, i: int) -> int:
+            nonlocal probes
+            probes += 1
+            return super()._probe(buf, i)
+
+    noise = (CORPUS / "pad-3m810" / "noise-plausible-starts.bin").read_bytes() * 3
+    frame = m810_codec.inventory_response([bytes.fromhex("E004010000001234")]).encode()
+    decoder = Counting()
+    frames = [f for b in noise + frame for f in decoder.feed(bytes([b]))]
+    assert [f.cmd for f in frames] == [0xFE]
+    assert probes < 4 * len(noise), probes
+
+
+def test_csv_import_with_hundreds_of_quotes_does_not_hang(tmp_path: Path) -> None:
+    path = tmp_path / "rules.csv"
+    path.write_text("category,loan_days,max_loans\n" + '"' * 400 + ",21,5\nADULT,21,5\n")
+    done: list[object] = []
+
+    def parse() -> None:
+        try:
+            done.append(parse_rules(path))
+        except CatalogueError as exc:
+            done.append(exc)
+
+    worker = threading.Thread(target=parse, daemon=True)
+    worker.start()
+    worker.join(20)  # csv.Sniffer took minutes here
+    assert done, "the import hung"
+
+
+def test_csv_delimiter_from_the_header(tmp_path: Path) -> None:
+    for sep in (",", ";", "\t"):
+        path = tmp_path / "rules.csv"
+        path.write_text(sep.join(("category", "loan_days", "max_loans")) + "\n"
+                        + sep.join(("ADULT", "21", "5")) + "\n")
+        parsed = parse_rules(path)
+        assert [r["category"] for _, r in parsed.rows] == ["ADULT"], sep
+
+
+@pytest.mark.parametrize("broker", ["h:0", "h:99999", "h:１８８３", "h:-1", "h:"])
+def test_broker_port_out_of_range_is_a_config_error_naming_broker(broker: str) -> None:
+    with pytest.raises(ValueError, match="broker"):
+        BrokerAddress.parse(broker)
+    with pytest.raises(ValidationError) as info:
+        StationSettings(broker=broker)
+    assert info.value.errors()[0]["loc"] == ("broker",)
+
+
+def test_config_naming_a_folder_is_an_error(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["station", "--config", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert "not a file" in out and str(tmp_path) in out
+
+
+def test_long_ca_file_is_a_config_error(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "station.toml"
+    config.write_bytes((CORPUS / "station-config" / "long-ca-file.bin").read_bytes())
+    assert main(["station", "--config", str(config)]) == 2
+    assert "ca_file" in capsys.readouterr().out
