@@ -1,5 +1,6 @@
-"""Operators see the order gaps: `selfcheck central report` lists them, and the fleet service
-shows them per station (page, API, metrics) from the central's database."""
+"""Operators see the order gaps: `selfcheck central report` lists them, the fleet service shows
+them per station (page, API, metrics) from the central's database, and each bridge counts what
+it held, released and gave up in its own metrics."""
 
 from __future__ import annotations
 
@@ -13,12 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
+from central.bridge import Bridge
 from central.fleet.service import FleetService
 from central.fleet.state import ORDER_RECENT_S, FleetState
+from central.metrics import BridgeCollector
 from central.order import StationOrder
 from central.sample import load_sample
 from central.store import CirculationStore
+from mqtt import topics
+from mqtt.connection import make_client
+from mqtt.ids import uuid7
+from mqtt.messages import TxReturn, encode
 from selfcheck.broker import Broker
 from selfcheck.cli import main
 from tests.conftest import wait_until
@@ -146,3 +154,33 @@ def test_fleet_page_shows_the_order_column_and_alert(tmp_path: Path,
                              capture_output=True, text=True, timeout=90).stdout
         for text in words:
             assert text in dom, (lang, text)
+
+
+@pytest.mark.slow
+def test_bridge_metrics_count_held_released_and_given_up(tmp_path: Path,
+                                                         broker: Broker) -> None:
+    """A seq 2 alone: held, then after the order wait applied and its gap counted."""
+    store = CirculationStore(f"sqlite:///{tmp_path / 'central.db'}")
+    load_sample(store, 20, 5)
+    bridge = Bridge(store, broker.address, order_wait_s=0.5)
+    registry = CollectorRegistry()
+    registry.register(BridgeCollector(bridge))
+    bridge.start()
+    client = make_client("test-order-metrics")
+    try:
+        assert bridge.connected.wait(10)
+        client.connect(broker.address.host, broker.address.port)
+        client.loop_start()
+        seq2 = TxReturn(msg_id=uuid7(), seq=2, journal="0" * 32, site="s", station="st-9",
+                        at=dt.datetime.now(dt.UTC), item_id="49000001")
+        client.publish(topics.tx("s", "st-9", "return"), encode(seq2), qos=1).wait_for_publish(10)
+        wait_until(lambda: bridge.order.counters.gaps == 1, what="the gap given up")
+        text = generate_latest(registry).decode()
+        for name, value in (("held", 1), ("released", 1), ("gaps", 1), ("late", 0)):
+            assert f"selfcheck_bridge_order_{name}_total {value:.1f}" in text, name
+        assert [g["kind"] for g in StationOrder(store.engine).gaps()] == ["gap"]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        bridge.stop()
+        store.close()
