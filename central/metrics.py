@@ -28,6 +28,19 @@ class BridgeCollector(Collector):
                 ("requests", c.requests, "station requests answered"),
                 ("rejected", c.rejected, "malformed or misaddressed messages")):
             yield CounterMetricFamily(f"selfcheck_bridge_{name}", doc, value=value)
+        # Per-station order, as this bridge process saw it since it started (the central's
+        # database keeps the gaps themselves: central report, the fleet).
+        o = self.bridge.order.counters
+        for name, value, doc in (
+                ("held", o.held, "transactions held until their predecessor was applied"),
+                ("released", o.released, "held transactions applied after their gap filled "
+                 "or was given up"),
+                ("gaps", o.gaps, "gaps given up after the order wait (recorded)"),
+                ("late", o.late, "transactions applied after their gap was given up "
+                 "(recorded)"),
+                ("refused", o.refused, "not held: the station's held limit was reached; the "
+                 "station sends them again")):
+            yield CounterMetricFamily(f"selfcheck_bridge_order_{name}", doc, value=value)
 
 
 def serve(address: str, health: IlsHealth, bridge: Bridge) -> CollectorRegistry:

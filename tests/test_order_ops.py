@@ -1,22 +1,32 @@
-"""Operators see the order gaps: `selfcheck central report` lists them, and the fleet service
-shows them per station (page, API, metrics) from the central's database."""
+"""Operators see the order gaps: `selfcheck central report` lists them, the fleet service shows
+them per station (page, API, metrics) from the central's database, and each bridge counts what
+it held, released and gave up in its own metrics."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
+from central.bridge import Bridge
 from central.fleet.service import FleetService
 from central.fleet.state import ORDER_RECENT_S, FleetState
+from central.metrics import BridgeCollector
 from central.order import StationOrder
 from central.sample import load_sample
 from central.store import CirculationStore
+from mqtt import topics
+from mqtt.connection import make_client
+from mqtt.ids import uuid7
+from mqtt.messages import TxReturn, encode
 from selfcheck.broker import Broker
 from selfcheck.cli import main
 from tests.conftest import wait_until
@@ -24,6 +34,7 @@ from tests.dbs import KINDS, fresh_db
 from tests.test_order import NOW, Txs, run
 
 WAIT = dt.timedelta(seconds=31)  # past the order wait of 30 s
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(params=KINDS)
@@ -93,29 +104,83 @@ def get(url: str) -> Any:
     return json.loads(body) if url.endswith("stations") else body
 
 
+@pytest.fixture
+def fleet(store: CirculationStore, broker: Broker) -> Iterator[FleetService]:
+    """The fleet service on the central's database, where quay-2 had a gap given up."""
+    give_up_gap(store, StationOrder(store.engine), Txs(store, station="quay-2"), 2,
+                at=dt.datetime.now(dt.UTC) - WAIT)
+    svc = FleetService(broker.address, store.engine.url.render_as_string(hide_password=False),
+                       flush_s=0.2, order_s=0.2)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def station_row(fleet: FleetService, station: str) -> dict[str, Any]:
+    rows = get(f"{fleet.url}/api/stations")
+    return next((r for r in rows if r["station"] == station), {})
+
+
 @pytest.mark.slow
 def test_fleet_service_shows_order_gaps_from_the_central_database(
-        store: CirculationStore, broker: Broker) -> None:
-    order = StationOrder(store.engine)
-    now = dt.datetime.now(dt.UTC)
-    give_up_gap(store, order, Txs(store, station="quay-2"), 2, at=now - WAIT)
-    fleet = FleetService(broker.address, store.engine.url.render_as_string(hide_password=False),
-                         flush_s=0.2, order_s=0.2)
-    fleet.start()
-    try:
-        def quay2() -> dict[str, Any]:
-            rows = get(f"{fleet.url}/api/stations")
-            return next((r for r in rows if r["station"] == "quay-2"), {})
+        store: CirculationStore, fleet: FleetService) -> None:
+    wait_until(lambda: station_row(fleet, "quay-2").get("order_gaps") == 1,
+               what="the gap in the fleet")
+    quay2 = station_row(fleet, "quay-2")
+    assert quay2["order_late"] == 0 and "order_gap" in quay2["alerts"]
+    metrics = get(f"{fleet.url}/metrics")
+    assert 'selfcheck_station_order_gaps{kind="gap",site="s",station="quay-2"} 1.0' in metrics
+    # a second station's gap while the service runs: it shows up without a restart
+    give_up_gap(store, StationOrder(store.engine), Txs(store, station="quay-3"), 2,
+                at=dt.datetime.now(dt.UTC))
+    wait_until(lambda: station_row(fleet, "quay-3").get("order_gaps") == 1,
+               what="the new gap in the fleet")
 
-        wait_until(lambda: quay2().get("order_gaps") == 1, what="the gap in the fleet")
-        assert quay2()["order_late"] == 0 and "order_gap" in quay2()["alerts"]
-        metrics = get(f"{fleet.url}/metrics")
-        assert 'selfcheck_station_order_gaps{kind="gap",site="s",station="quay-2"} 1.0' \
-            in metrics
-        # a second station's gap while the service runs: it shows up without a restart
-        give_up_gap(store, order, Txs(store, station="quay-3"), 2, at=now)
-        wait_until(lambda: any(r["station"] == "quay-3" and r["order_gaps"] == 1
-                               for r in get(f"{fleet.url}/api/stations")),
-                   what="the new gap in the fleet")
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: scripts/bootstrap installs "
+                    "Debian's chromium for this test")
+def test_fleet_page_shows_the_order_column_and_alert(tmp_path: Path,
+                                                     fleet: FleetService) -> None:
+    wait_until(lambda: station_row(fleet, "quay-2").get("order_gaps") == 1,
+               what="the gap in the fleet")
+    assert CHROMIUM is not None
+    base = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
+            "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000", "--dump-dom"]
+    for lang, words in (("en", ("Out of order", "gaps 1 · late 0", "transactions out of order")),
+                        ("vi", ("Sai thứ tự", "thiếu 1 · muộn 0", "giao dịch sai thứ tự"))):
+        dom = subprocess.run([*base, f"{fleet.url}/?stop_after=1&lang={lang}"],
+                             capture_output=True, text=True, timeout=90).stdout
+        for text in words:
+            assert text in dom, (lang, text)
+
+
+@pytest.mark.slow
+def test_bridge_metrics_count_held_released_and_given_up(tmp_path: Path,
+                                                         broker: Broker) -> None:
+    """A seq 2 alone: held, then after the order wait applied and its gap counted."""
+    store = CirculationStore(f"sqlite:///{tmp_path / 'central.db'}")
+    load_sample(store, 20, 5)
+    bridge = Bridge(store, broker.address, order_wait_s=0.5)
+    registry = CollectorRegistry()
+    registry.register(BridgeCollector(bridge))
+    bridge.start()
+    client = make_client("test-order-metrics")
+    try:
+        assert bridge.connected.wait(10)
+        client.connect(broker.address.host, broker.address.port)
+        client.loop_start()
+        seq2 = TxReturn(msg_id=uuid7(), seq=2, journal="0" * 32, site="s", station="st-9",
+                        at=dt.datetime.now(dt.UTC), item_id="49000001")
+        client.publish(topics.tx("s", "st-9", "return"), encode(seq2), qos=1).wait_for_publish(10)
+        wait_until(lambda: bridge.order.counters.gaps == 1, what="the gap given up")
+        text = generate_latest(registry).decode()
+        for name, value in (("held", 1), ("released", 1), ("gaps", 1), ("late", 0)):
+            assert f"selfcheck_bridge_order_{name}_total {value:.1f}" in text, name
+        assert [g["kind"] for g in StationOrder(store.engine).gaps()] == ["gap"]
     finally:
-        fleet.stop()
+        client.disconnect()
+        client.loop_stop()
+        bridge.stop()
+        store.close()

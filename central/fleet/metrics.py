@@ -101,9 +101,9 @@ class FleetCollector(Collector):
             g["session"].add_metric(key, rec.session)
             if rec.version:
                 info.add_metric([*key, rec.version], 1.0)
-            if rec.order_gaps or rec.order_late:
-                order.add_metric([*key, "gap"], rec.order_gaps)
-                order.add_metric([*key, "late"], rec.order_late)
+            # Zero too, so that the first gap is a rise an alert rule can see.
+            order.add_metric([*key, "gap"], rec.order_gaps)
+            order.add_metric([*key, "late"], rec.order_late)
             for name, value in (h.get("tx") or {}).items():
                 kind, _, outcome = name.partition(".")
                 tx.add_metric([*key, kind, outcome], value)
