@@ -336,11 +336,12 @@ class Harness:
 
     def settle(self) -> None:
         """Frames until the layout stops moving (every widget where it was a frame ago)."""
-        from kivy.base import EventLoop
+        from kivy.clock import Clock
 
+        # Layout and label textures run on the clock: no need to draw frames until a PNG
         last = None
         for _ in range(40):
-            EventLoop.idle()
+            Clock.tick()
             now = tuple((round(w.x), round(w.y), round(w.width), round(w.height))
                         for w in self.station.walk(restrict=True))
             if now == last:

@@ -216,7 +216,7 @@ class StationRoot(BoxLayout):
         self.email = ""
         self.email_buttons: dict[str, Button] = {}
         for ch in (*EMAIL_KEYS, *EMAIL_WORDS):
-            btn = Factory.EmailKey(text=ch)
+            btn = Factory.EmailKey(text=ch, size_hint_x=1.6 if len(ch) > 4 else 1)
             btn.bind(on_release=lambda _b, c=ch: self.type_key(c))
             self.email_buttons[ch] = btn
             (self.ids.email_words if len(ch) > 1 else self.ids.email_keys).add_widget(btn)
