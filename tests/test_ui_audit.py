@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.ui.audit import contrast
-from kiosk.ui.theme import panel_ppi, palette
+from kiosk.ui.theme import palette, panel_ppi
 
 pytestmark = pytest.mark.ui
 ROOT = Path(__file__).resolve().parent.parent
