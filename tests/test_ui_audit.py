@@ -97,3 +97,16 @@ def test_every_screen_passes_the_audit(sizes: tuple[str, ...]) -> None:
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "0 violations" in proc.stdout
+
+
+def test_screen_settings() -> None:
+    from pydantic import ValidationError
+
+    from kiosk.settings import StationSettings
+
+    s = StationSettings(screen="800x480", rotation=90, screen_inches=7.0)
+    assert (s.screen_size, s.rotation) == ((800, 480), 90)
+    assert StationSettings().screen_size is None  # the display's own size
+    for bad in ("800", "800x", "wide", "10x10"):
+        with pytest.raises(ValidationError):
+            StationSettings(screen=bad)
