@@ -62,7 +62,7 @@ def line_status(line: core.Line, lang: str) -> tuple[str, str]:
         if line.kind == "loan":
             due = date(line.due, lang) if line.due else "?"
             return t("status.done.loan", lang, date=due), "green"
-        if line.sort_bin:
+        if line.sort_bin and not line.alert:  # a hold or transit goes elsewhere: the note
             return t("status.done.return_bin", lang, bin=line.sort_bin), "green"
         return t("status.done.return", lang), "green"
     if line.status is s.REFUSED:
