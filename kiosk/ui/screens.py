@@ -390,8 +390,11 @@ class StationRoot(BoxLayout):
         self.more_time_shown = warn
         self._fill("lines", mode in (core.Mode.BORROW, core.Mode.RETURN), (view.lines, lang),
                    lambda: self._render_lines(ids.lines, view.lines, lang))
+        # the books to leave behind first, where a small screen shows them unscrolled
+        ok = (core.Status.DONE, core.Status.OFFLINE)
+        problems_first = tuple(sorted(view.lines, key=lambda ln: ln.status in ok))
         self._fill("summary", mode is core.Mode.SUMMARY, (view.lines, lang),
-                   lambda: self._render_lines(ids.summary_lines, view.lines, lang))
+                   lambda: self._render_lines(ids.summary_lines, problems_first, lang))
         self._fill("rs", mode is core.Mode.RETURN_STATION, (view.lines, lang),
                    lambda: self._render_return_station(view))
         ids.rs_hint.text = (t(f"idle.{view.message}", lang) if view.message
