@@ -240,6 +240,9 @@ SCENARIOS: dict[str, Scenario] = {
     "walk": Scenario("walk", desk=False, check=_walk),
     "refusals": Scenario("refusals", desk=False, check=_refusals),
     "accessibility": Scenario("accessibility", desk=False, check=_accessibility),
+    # 25 s of inactivity: the time-out question comes after 5 s
+    "reader-care": Scenario("reader-care", {"inactivity_s": 25.0}, desk=False,
+                            check=_refusals),
 }
 
 

@@ -430,6 +430,69 @@ async def offline(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     return 0
 
 
+async def reader_care(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Time limits, help and the summary's advice: the time-out question shows only in the
+    last 20 s and its button gives the time back; help explains, and staff come only on
+    its own button; a refused book's summary says to leave it; idle shows no title."""
+    from kiosk.i18n import t
+
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    rt = app.runtime
+    await sign_in(app, WALK_CARD, lang)
+    if station.more_time_shown:
+        print("demo: the time-out question showed before the last 20 s")
+        return 1
+    await until(lambda: station.more_time_shown, "the time-out question",
+                timeout_s=rt.settings.inactivity_s)
+    await shoot.shot("more-time")
+    await press(station.ids.more_time_button)
+    await until(lambda: not station.more_time_shown and view().mode is core.Mode.BORROW
+                and (view().countdown or 0) > 20, "more time")
+    await press(station.ids.help)
+    await until(lambda: view().mode is core.Mode.HELP, "the help screen")
+    if not station.call_shown or view().help_reason != "button":
+        print("demo: help called staff before the reader asked")
+        return 1
+    await shoot.shot("help")
+    await press(station.ids.help_call)
+    await until(lambda: view().help_reason == "called", "staff called")
+    await shoot.shot("help-called")
+    await press(station.ids.help_back)
+    await until(lambda: view().mode is core.Mode.BORROW, "back to the pad")
+    await press(demo.book_buttons["39000007"])
+    await until(lambda: any(ln.status is core.Status.REFUSED for ln in view().lines),
+                "the refusal of a reference book")
+    await press(demo.lift_all)
+    await press(station.ids.finish_button)
+    title = view().lines[0].title or "?"
+    advice = t("summary.leave_refused", lang)
+    await until(lambda: view().mode is core.Mode.SUMMARY
+                and station.ids.summary_thanks.text == advice, "the summary's advice")
+    await shoot.shot("refused-summary")
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await shoot.shot("idle-after")
+    shown = [w.text for w in station.walk(restrict=True) if getattr(w, "text", None)
+             and getattr(w, "opacity", 1) > 0 and title in w.text
+             and w.get_root_window() is not None and _on_current(station, w)]
+    if shown:
+        print(f"demo: idle shows the last reader's title in {shown}")
+        return 1
+    return 0
+
+
+def _on_current(station: Any, widget: Widget) -> bool:
+    """On the current screen (or the bar and banner), not on a screen not shown."""
+    screens = station.ids.screens
+    w: Any = widget
+    while w is not None and w is not station and w is not w.parent:
+        if w.parent is screens:
+            return w is screens.current_screen
+        w = w.parent
+    return True
+
+
 Script = Callable[[StationApp, Path | None, str], Awaitable[int]]
 async def accessibility(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """Large text, then high contrast, from the accessibility button; a loan in each; the
@@ -461,5 +524,5 @@ SCENARIOS: dict[str, Script] = {
     "pin": pin, "account": account, "stack": stack, "multipart": multipart,
     "security-pending": security_pending, "return-station": return_station,
     "offline": offline, "receipt": receipt, "walk": walk, "refusals": refusals,
-    "accessibility": accessibility,
+    "accessibility": accessibility, "reader-care": reader_care,
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import html
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from kiosk.ui.boot import parse_size
@@ -77,6 +78,9 @@ def run_gallery(args: argparse.Namespace) -> int:
 
     def shoot(h: audit.Harness, name: str, size: tuple[int, int], lang: str,
               level: str) -> None:
+        from kivy.base import EventLoop
+
+        EventLoop.idle()  # one drawn frame
         file = f"{name}-{size[0]}x{size[1]}-{lang}-{level}.png"
         h.station.export_to_png(str(out / file))
         found.extend(h.audit(name, size, lang, level) if args.audit else [])
@@ -92,7 +96,7 @@ def run_gallery(args: argparse.Namespace) -> int:
 
 
 def _sheet(shots: list[tuple[str, tuple[int, int], str, str, str, int]],
-           found: list[object]) -> str:
+           found: Sequence[object]) -> str:
     """A contact sheet: one section per size, a row per screen, a column per language and
     theme; images at half size, full size on a click."""
     by_size: dict[tuple[int, int], list[tuple[str, str, str, str]]] = {}

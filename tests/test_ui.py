@@ -55,28 +55,51 @@ def test_refusals_in_english_leave_the_store_untouched(tmp_path: Path) -> None:
                                                          "refusal-summary"]
 
 
+# Each scenario at one of the supported screens, so that every size is played by touches
+# (all scenarios at every size: SELFCHECK_UI_ALL_SIZES=1, below).
 DESK = {
-    "stack": ("vi", ["stack", "count-4", "count-mismatch", "stack-summary"]),
-    "multipart": ("en", ["part-missing", "set-complete", "multipart-summary"]),
-    "security-pending": ("vi", ["write-failed", "idle-pending", "staff-exceptions",
-                                "staff-skipped"]),
-    "return-station": ("en", ["return-station", "rs-returned-1", "rs-returned-2",
-                              "rs-returned-3", "rs-no-card"]),
-    "receipt": ("vi", ["receipt-choice", "receipt-printed"]),
-    "pin": ("vi", ["pin-pad", "pin-typed", "pin-wrong", "pin-accepted", "pin-borrowed"]),
-    "account": ("en", ["account-patron", "account", "account-renewed"]),
-    "offline": ("vi", ["offline-idle", "offline-patron", "offline-borrowed", "offline-summary",
-                       "offline-returned", "offline-synced"]),
-    "accessibility": ("vi", ["large-idle", "large-borrowed", "contrast-borrowed",
-                             "contrast-summary"]),
+    "stack": ("vi", "800x480", ["stack", "count-4", "count-mismatch", "stack-summary"]),
+    "multipart": ("en", "1024x600", ["part-missing", "set-complete", "multipart-summary"]),
+    "security-pending": ("vi", "720x1280", ["write-failed", "idle-pending",
+                                            "staff-exceptions", "staff-skipped"]),
+    "return-station": ("en", "1920x1080", ["return-station", "rs-returned-1",
+                                           "rs-returned-2", "rs-returned-3", "rs-no-card"]),
+    "receipt": ("vi", "1080x1920", ["receipt-choice", "receipt-printed"]),
+    "pin": ("vi", "800x480", ["pin-pad", "pin-typed", "pin-wrong", "pin-accepted",
+                              "pin-borrowed"]),
+    "account": ("en", "800x480", ["account-patron", "account", "account-renewed"]),
+    "offline": ("vi", "1280x800", ["offline-idle", "offline-patron", "offline-borrowed",
+                                   "offline-summary", "offline-returned", "offline-synced"]),
+    "accessibility": ("vi", "720x1280", ["large-idle", "large-borrowed", "contrast-borrowed",
+                                         "contrast-summary"]),
+    "reader-care": ("en", "800x480", ["more-time", "help", "help-called", "refused-summary",
+                                      "idle-after"]),
 }
 
 
 @pytest.mark.parametrize("scenario", list(DESK))
 def test_self_service_desk_scenarios(tmp_path: Path, scenario: str) -> None:
-    lang, expected = DESK[scenario]
-    proc, shots = run_demo(tmp_path, "--lang", lang, "--scenario", scenario)
+    lang, size, expected = DESK[scenario]
+    proc, shots = run_demo(tmp_path, "--lang", lang, "--scenario", scenario, "--size", size)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"demo: {scenario}: as expected" in proc.stdout
     assert [p.stem.split("-", 1)[1] for p in shots] == expected
-    assert {png_size(p) for p in shots} == {(1280, 800)}
+    w, h = size.split("x")
+    assert {png_size(p) for p in shots} == {(int(w), int(h))}  # the station, not the panel
+
+
+SIZES = ("800x480", "1024x600", "1280x800", "1920x1080", "720x1280", "1080x1920")
+
+
+@pytest.mark.skipif(not os.environ.get("SELFCHECK_UI_ALL_SIZES"),
+                    reason="about 40 minutes: set SELFCHECK_UI_ALL_SIZES=1")
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["vi", "en"])
+@pytest.mark.parametrize("size", SIZES)
+def test_every_scenario_at_every_size(tmp_path: Path, size: str, lang: str) -> None:
+    env = dict(os.environ, SDL_VIDEODRIVER="offscreen")
+    proc = subprocess.run([sys.executable, "-m", "selfcheck.cli", "demo", "--headless",
+                           "--scenario", "all", "--size", size, "--lang", lang,
+                           "--workdir", str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-4000:]

@@ -62,7 +62,7 @@ def line_status(line: core.Line, lang: str) -> tuple[str, str]:
         if line.kind == "loan":
             due = date(line.due, lang) if line.due else "?"
             return t("status.done.loan", lang, date=due), "green"
-        if line.sort_bin:
+        if line.sort_bin and not line.alert:  # a hold or transit goes elsewhere: the note
             return t("status.done.return_bin", lang, bin=line.sort_bin), "green"
         return t("status.done.return", lang), "green"
     if line.status is s.REFUSED:
@@ -212,11 +212,12 @@ class StationRoot(BoxLayout):
         self._on_event = on_event or (lambda e: None)
         self._say = say or (lambda prompt, lang: None)
         self._last: core.View | None = None
+        self._built: dict[str, object] = {}  # what each list was last built from
         self._lang = "vi"
         self.email = ""
         self.email_buttons: dict[str, Button] = {}
         for ch in (*EMAIL_KEYS, *EMAIL_WORDS):
-            btn = Factory.EmailKey(text=ch)
+            btn = Factory.EmailKey(text=ch, size_hint_x=1.6 if len(ch) > 4 else 1)
             btn.bind(on_release=lambda _b, c=ch: self.type_key(c))
             self.email_buttons[ch] = btn
             (self.ids.email_words if len(ch) > 1 else self.ids.email_keys).add_widget(btn)
@@ -305,7 +306,13 @@ class StationRoot(BoxLayout):
             return  # OK on an empty pad does nothing
         self._on_event(core.PinEntered(pin))
 
+    def _fill(self, name: str, shown: bool, key: object, build: Callable[[], None]) -> None:
+        if shown and self._built.get(name) != key:
+            build()
+            self._built[name] = key
+
     def _rerender(self) -> None:
+        self._built.clear()
         view, self._last = self._last, None
         if view is not None:
             self.render(view)
@@ -356,10 +363,14 @@ class StationRoot(BoxLayout):
         self._render_receipt(view)
         self._render_help(view)
         self._render_pin(view)
-        if (last is None or (last.account, last.account_failed, last.renewals, last.lang,
-                             last.mode) != (view.account, view.account_failed,
-                                            view.renewals, view.lang, view.mode)):
-            self._render_account(view)
+        # Lists are built for the screen that shows them, when what they show changed: a
+        # row costs a few widgets and textures, too many to build for hidden screens.
+        mode = view.mode
+        if mode is not core.Mode.ACCOUNT:
+            self.renew_all_shown = False
+        self._fill("account", mode is core.Mode.ACCOUNT,
+                   (view.account, view.account_failed, view.renewals, lang),
+                   lambda: self._render_account(view))
         ids.summary_title.text = t("summary.title", lang)
         ids.summary_thanks.text, self.summary_warn = summary_advice(view)
         ids.summary_receipt.text = (t(f"slip.{view.receipt_state}", lang)
@@ -377,15 +388,20 @@ class StationRoot(BoxLayout):
         if warn and not self.more_time_shown:
             self._say("more_time", lang)
         self.more_time_shown = warn
-        if last is None or (last.lines, last.lang) != (view.lines, view.lang):
-            self._render_lines(ids.lines, view.lines, view.lang)
-            self._render_lines(ids.summary_lines, view.lines, view.lang)
-            self._render_return_station(view)
+        self._fill("lines", mode in (core.Mode.BORROW, core.Mode.RETURN), (view.lines, lang),
+                   lambda: self._render_lines(ids.lines, view.lines, lang))
+        # the books to leave behind first, where a small screen shows them unscrolled
+        ok = (core.Status.DONE, core.Status.OFFLINE)
+        problems_first = tuple(sorted(view.lines, key=lambda ln: ln.status in ok))
+        self._fill("summary", mode is core.Mode.SUMMARY, (view.lines, lang),
+                   lambda: self._render_lines(ids.summary_lines, problems_first, lang))
+        self._fill("rs", mode is core.Mode.RETURN_STATION, (view.lines, lang),
+                   lambda: self._render_return_station(view))
         ids.rs_hint.text = (t(f"idle.{view.message}", lang) if view.message
                             else t("rs.hint", lang))
-        if (last is None or (last.pending, last.exceptions, last.lang, last.out_of_service)
-                != (view.pending, view.exceptions, view.lang, view.out_of_service)):
-            self._render_staff(view)
+        self._fill("staff", mode is core.Mode.STAFF,
+                   (view.pending, view.exceptions, lang, view.out_of_service),
+                   lambda: self._render_staff(view))
         ids.pending_banner.text = self._pending_text(view)
         ids.screens.current = _SCREEN[view.mode]
         if last is None or last.mode is not view.mode or last.lang != view.lang:

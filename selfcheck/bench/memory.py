@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,15 +17,24 @@ from selfcheck.bench.cmd import Figure, figure
 from selfcheck.broker import Broker
 
 BARE_KIVY = """
+import os, sys
 from kiosk.ui.boot import configure
-configure(headless=True)
+w, h = (int(v) for v in os.environ.get("SELFCHECK_SCREEN", "1280x800").split("x"))
+configure(headless=True, size=(w, h))
 from kivy.app import App
+from kivy.core.window import Window
 from kivy.uix.label import Label
+from selfcheck.sdnotify import notify
+def flipped(window):
+    window.unbind(on_flip=flipped)
+    notify("READY=1")
+Window.bind(on_flip=flipped)
 class Bare(App):
     def build(self):
         return Label(text="x")
 Bare().run()
 """
+SCREENS = ("800x480", "1920x1080")
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
@@ -55,6 +65,37 @@ def idle_memory(cmd: list[str], settle_s: float) -> tuple[float, float]:
         proc.wait(10)
 
 
+def ready_and_memory(cmd: list[str], screen: str, settle_s: float,
+                     folder: Path) -> tuple[float, float, float]:
+    """Seconds from start to the first frame on screen (the station's READY=1, sent when
+    the idle screen is flipped to the display), then the idle memory as idle_memory."""
+    sock_path = folder / f"notify-{screen}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(180)
+        env = dict(os.environ, SDL_VIDEODRIVER="offscreen", NOTIFY_SOCKET=str(sock_path),
+                   SELFCHECK_SCREEN=screen)
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            while b"READY=1" not in sock.recv(4096):
+                pass
+            ready = time.monotonic() - started
+            time.sleep(settle_s)  # the idle screen's first minutes: broker, offline list
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd} exited with {proc.returncode}")
+            samples = []
+            for _ in range(5):
+                time.sleep(0.2)
+                samples.append(memory_mb(proc.pid))
+            rss, private = max(samples)
+            return ready, rss, private
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
 def run(args: argparse.Namespace) -> Iterator[Figure]:
     settle = 6.0 if getattr(args, "quick", False) else 12.0
     with tempfile.TemporaryDirectory(prefix="selfcheck-mem-") as tmp, \
@@ -69,3 +110,23 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
                  baseline_name="bare Kivy window, same machine")
     yield figure("station_ui_idle_private", station[1], "MB", baseline=bare[1],
                  baseline_name="bare Kivy window, same machine")
+    # Per screen size: start to idle screen, and idle memory, beside a bare Kivy window of
+    # the same size in the same run.
+    with tempfile.TemporaryDirectory(prefix="selfcheck-mem-") as tmp, \
+            Broker(Path(tmp) / "broker") as broker:
+        folder = Path(tmp)
+        script = folder / "bare_kivy.py"
+        script.write_text(BARE_KIVY)
+        for screen in SCREENS:
+            st = ready_and_memory([sys.executable, "-m", "selfcheck.cli", "station",
+                                   "--headless", "--broker", str(broker.address), "--journal",
+                                   str(folder / f"station-{screen}.db")], screen, settle,
+                                  folder)
+            bk = ready_and_memory([sys.executable, str(script)], screen, settle, folder)
+            base = dict(baseline_name="bare Kivy window, same size, same machine",
+                        screen=screen)
+            yield figure(f"station_ui_start_to_idle_{screen}", st[0], "s", baseline=bk[0],
+                         **base)
+            yield figure(f"station_ui_idle_rss_{screen}", st[1], "MB", baseline=bk[1], **base)
+            yield figure(f"station_ui_idle_private_{screen}", st[2], "MB", baseline=bk[2],
+                         **base)
