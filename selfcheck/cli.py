@@ -25,6 +25,7 @@ COMMANDS = [
     "selfcheck.bench.cmd",
     "selfcheck.schema_cmd",
     "selfcheck.fleet_cmd",
+    "selfcheck.doctor",
     "drivers.tags.cli",
     "drivers.pad.cli",
 ]
