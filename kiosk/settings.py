@@ -72,6 +72,8 @@ class StationSettings(BaseSettings):
                                                 "receipts (drivers.printer.mail.MailConfig)")
     resend_after_s: float = Field(10.0, gt=0)
     fullscreen: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] | None = Field(
+        None, description="when neither --log-level nor SELFCHECK_LOG_LEVEL says (default info)")
     telemetry_s: float = Field(60.0, ge=1, description="tele/health period (issue 6)")
     # Broker credentials: the MQTT username is the station id (DESIGN.md). Keep the password in
     # `password_file` (mode 0600) so the TOML itself holds no secret.
@@ -87,6 +89,11 @@ class StationSettings(BaseSettings):
     @classmethod
     def _id(cls, value: str) -> str:
         return topics.check_id(value, "id")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value  # SELFCHECK_LOG_LEVEL=DEBUG
 
     @field_validator("broker")
     @classmethod
