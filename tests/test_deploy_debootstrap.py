@@ -9,7 +9,8 @@ SELFCHECK_DEBOOTSTRAP_TEST=1, as root, with debootstrap installed (scripts/boots
 The debootstrapped base is cached as var/debootstrap/bookworm.tar; each run unpacks a fresh
 copy. Where a Raspberry Pi OS image differs from plain Debian in ways provision.sh relies on,
 the root is made to look like one: /boot/firmware with config.txt and cmdline.txt, the
-hciuart unit, `uname -m` saying aarch64. udevadm is a logging shim: a chroot has no udevd.
+hciuart unit, `uname -m` saying aarch64. udevadm is a logging shim and systemctl drops
+`--now`: a chroot runs neither udevd nor systemd.
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ def pi_root(tmp_path: Path) -> Iterator[Path]:
                         '#!/bin/sh\n[ "$1" = -m ] && { echo aarch64; exit 0; }\n'
                         'exec /bin/uname "$@"\n'),
                        ("usr/local/sbin/udevadm",
-                        '#!/bin/sh\necho "udevadm $*" >> /var/log/udevadm-shim.log\n')):
+                        '#!/bin/sh\necho "udevadm $*" >> /var/log/udevadm-shim.log\n'),
+                       # No systemd runs in a chroot: enabling works, `--now` cannot.
+                       ("usr/local/bin/systemctl",
+                        '#!/bin/sh\necho "systemctl $*" >> /var/log/systemctl-shim.log\n'
+                        'args=""\nfor a in "$@"; do [ "$a" = --now ] || args="$args $a"; done\n'
+                        'exec /bin/systemctl $args\n')):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
         (root / path).chmod(0o755)
@@ -159,6 +165,7 @@ def test_provision_for_real_twice(pi_root: Path) -> None:
     assert os.readlink(root / "etc/systemd/system/default.target").endswith(
         "multi-user.target")
     assert "control --reload" in (root / "var/log/udevadm-shim.log").read_text()
+    assert "disable --now hciuart.service" in (root / "var/log/systemctl-shim.log").read_text()
 
     before = _snapshot(root)
     second = _chroot(root, "/src/deploy/pi/provision.sh", "--card-reader", "uart",
