@@ -81,6 +81,8 @@ class StationSettings(BaseSettings):
                                         "diagonal; default: the usual panel of that size")
     screen_dpi: float | None = Field(None, gt=20, le=1000, description="pixels per inch, "
                                      "instead of the diagonal")
+    log_level: Literal["debug", "info", "warning", "error"] | None = Field(
+        None, description="when neither --log-level nor SELFCHECK_LOG_LEVEL says (default info)")
     telemetry_s: float = Field(60.0, ge=1, description="tele/health period (issue 6)")
     # Broker credentials: the MQTT username is the station id (DESIGN.md). Keep the password in
     # `password_file` (mode 0600) so the TOML itself holds no secret.
@@ -111,6 +113,10 @@ class StationSettings(BaseSettings):
         from kiosk.ui.boot import parse_size
 
         return parse_size(self.screen) if self.screen else None
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value  # SELFCHECK_LOG_LEVEL=DEBUG
 
     @field_validator("broker")
     @classmethod

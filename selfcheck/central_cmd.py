@@ -32,12 +32,13 @@ SIP2_HELP = (
     "location=LOC (login CP; also the check-in AP unless checkin_location=LOC), "
     "encoding=utf-8|ascii|cp850|cp1258|... (utf-8: as is; ascii: Vietnamese diacritics "
     "stripped; a single-byte code page: text in it, characters it lacks stripped of "
-    "diacritics; the login password is always sent as typed), "
+    "diacritics; passwords are always sent as typed), "
     "timeout=SECONDS (per request, default 5), pool=N (connections, default 4), "
     "keepalive=SECONDS (idle time before a 99 status, default 30), "
     "error_detection=1|0 (AY/AZ checksums, default 1), terminal_password=X (AC), "
     "language=NNN (SIP2 language code sent for patrons, default 000). "
-    "Percent-encode a '+', '#', '@', ':' or '/' in the user or password (%%2B, %%23, ...)")
+    "Percent-encode a '#', '/' or '?' in the user or password (%%23, %%2F, %%3F); a '+' "
+    "stays a '+'")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,20 +16,41 @@ import sys
 
 from selfcheck import errors, logs
 
-COMMANDS = [
-    "selfcheck.demo",
-    "selfcheck.station_cmd",
-    "selfcheck.central_cmd",
-    "selfcheck.simulate",
-    "selfcheck.chaos",
-    "selfcheck.bench.cmd",
-    "selfcheck.schema_cmd",
-    "selfcheck.fuzz.cmd",
-    "selfcheck.fleet_cmd",
-    "selfcheck.ui_cmd",
-    "drivers.tags.cli",
-    "drivers.pad.cli",
-]
+# Each subcommand: the module that registers it, and its one-line help. Only the module of the
+# command being run is imported (`selfcheck --help` imports none): the station, the central and
+# the demo each pull in a lot. tests/test_cli_errors.py checks this table against the modules.
+TABLE: dict[str, tuple[str, str]] = {
+    "demo": ("selfcheck.demo", "run the station demo (simulated pad and card reader)"),
+    "station": ("selfcheck.station_cmd", "run the station app"),
+    "central": ("selfcheck.central_cmd",
+                "run the central bridge (embedded circulation store)"),
+    "simulate": ("selfcheck.simulate", "drive N headless stations against a central"),
+    "chaos": ("selfcheck.chaos", "kill stations, bridges and the broker on a seeded schedule, "
+              "then check nothing was lost, doubled or reordered"),
+    "bench": ("selfcheck.bench.cmd", "measure speed and memory (prints JSON lines)"),
+    "schema": ("selfcheck.schema_cmd", "export the MQTT message JSON Schemas"),
+    "fuzz": ("selfcheck.fuzz.cmd", "fuzz every decoder with generated and mutated input"),
+    "ui": ("selfcheck.ui_cmd", "the station's screens: layout audit, gallery"),
+    "fleet": ("selfcheck.fleet_cmd", "watch and steer the stations (operators)"),
+    "doctor": ("selfcheck.doctor",
+               "check a station's or the central's set-up, one line per check"),
+    "tag": ("drivers.tags.cli", "decode and encode library tag data (ISO 28560)"),
+    "reader": ("drivers.pad.cli", "book pad tools: scan tags, run a pad simulator"),
+}
+COMMANDS = list(dict.fromkeys(module for module, _ in TABLE.values()))
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in `argv` (the first word that is not an option)."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--log-level":
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -41,12 +62,19 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Every subcommand; with `argv`, only the one it names is loaded, the others are stubs
+    that carry their help line."""
     parser = argparse.ArgumentParser(prog="selfcheck", description=__doc__.splitlines()[0])
     logs.add_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
-        importlib.import_module(name).register(sub)
+    wanted = None if argv is None else _command_of(argv)
+    if argv is None or wanted in TABLE:
+        for module in COMMANDS if argv is None else [TABLE[str(wanted)][0]]:
+            importlib.import_module(module).register(sub)
+    for name, (_, help_line) in TABLE.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=help_line)
     # `--log-level` also after any subcommand (`selfcheck central --log-level debug`);
     # SUPPRESS keeps a subcommand's absent option from hiding the top-level one.
     for child in _subparsers(parser):
@@ -57,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(argv).parse_args(argv)
     lang = errors.lang_of(getattr(args, "lang", None))
     try:
         logs.setup(args.log_level)

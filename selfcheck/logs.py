@@ -61,6 +61,20 @@ class LineFormatter(logging.Formatter):
         return f"{stamp}.{int(record.msecs):03d}Z {line}"
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (as logging.lastResort does): a handler
+    holding the stream it was made with writes into a closed file once a caller that swapped
+    stderr (a test's capture, a redirect) has put it back."""
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
 def parse_level(name: str | None) -> int:
     """A level name (debug, info, warning, error; any case). ValueError names the choices."""
     value = (name or "info").strip().lower()
@@ -76,7 +90,7 @@ def setup(level: str | None = None, stream: IO[str] | None = None) -> None:
     for h in list(root.handlers):
         if h.get_name() == _HANDLER_NAME:
             root.removeHandler(h)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream else _Stderr()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(LineFormatter(journald=bool(os.environ.get("JOURNAL_STREAM"))))
     root.addHandler(handler)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from kiosk.settings import StationSettings, load_settings
+from selfcheck import logs
 from selfcheck.errors import ConfigInvalid, UserError, t
 
 if TYPE_CHECKING:
@@ -95,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     args.lang = config_lang(args.config)  # the language of the errors (selfcheck.cli)
     settings = load_or_explain(args)
     args.lang = lang = settings.lang
+    if getattr(args, "log_level", None) is None and not os.environ.get(logs.ENV):
+        logs.set_level(settings.log_level)  # the config's, below the option and the env
     from kiosk.devices import open_devices
 
     try:  # before the UI starts: a wrong device setting is a config error, exit 2

@@ -110,6 +110,7 @@ class Library:
     log: list[tuple[str, str]] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)  # locations as received (CP, AP)
     requests: list[Any] = field(default_factory=list)  # 65, 35 and 37 as pysip2 parsed them
+    languages: list[str] = field(default_factory=list)  # the language of each 23 and 63
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def charged(self, card: str) -> list[str]:
@@ -144,6 +145,7 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
     @app.route(PATRON_STATUS)
     async def patron_status(req: PatronStatusRequest, ctx: Any) -> PatronStatusResponse:
         await slow()
+        lib.languages.append(req.language)
         p = lib.patrons.get(req.patron_identifier)
         return PatronStatusResponse(
             patron_status=_flags(p, len(lib.charged(req.patron_identifier))),
@@ -155,6 +157,7 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
     async def patron_info(req: PatronInformationRequest,
                           ctx: Any) -> PatronInformationResponse:
         await slow()
+        lib.languages.append(req.language)
         p = lib.patrons.get(req.patron_identifier)
         charged = lib.charged(req.patron_identifier)
         overdue = [i for i in charged if (d := lib.items[i].due) and d < dt.date.today()]

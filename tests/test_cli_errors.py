@@ -124,3 +124,28 @@ def test_bad_ils_url() -> None:
     assert r.returncode == 2
     assert "The library system URL (--ils) is not valid" in short(r)
     assert "colour" in r.stderr
+
+
+def test_help_table_matches_the_modules() -> None:
+    import argparse
+    import importlib
+
+    from selfcheck.cli import TABLE
+
+    for name, (module, help_line) in TABLE.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        helps = {a.dest: a.help for a in sub._choices_actions}
+        assert helps.get(name) == help_line, (name, helps)
+
+
+def test_top_level_help_loads_no_command() -> None:
+    # What makes `selfcheck --help` quick: none of the commands' modules is imported.
+    code = ("import sys, contextlib, io, selfcheck.cli as c\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    c.main(['--help'])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('kiosk', 'central', 'pydantic', 'drivers', 'mqtt', 'sqlalchemy')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True,
+                         capture_output=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -181,3 +181,19 @@ def test_no_card_number_name_or_pin_in_debug_logs(flow: tuple[Proc, Proc]) -> No
         pattern = rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])"
         found = [x for x in logged if re.search(pattern, x)]
         assert not found, f"{secret!r} logged: {found}"
+
+
+def test_station_config_sets_the_level_below_option_and_env(tmp_path: Path) -> None:
+    cfg = tmp_path / "station.toml"
+    cfg.write_text('log_level = "warning"\nlang = "en"\n')
+    code = ("import logging, sys\n"
+            "from selfcheck import cli, station_cmd\n"
+            "station_cmd.preflight = lambda *a: sys.exit(logging.getLogger().level)\n"
+            "cli.main(sys.argv[1:])\n")
+    def level(*args: str, **env: str) -> int:
+        return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT,
+                              env=_env(**env), capture_output=True).returncode
+    base = ["station", "--config", str(cfg), "--headless"]
+    assert level(*base) == logging.WARNING
+    assert level(*base, SELFCHECK_LOG_LEVEL="DEBUG") == logging.DEBUG
+    assert level(*base, "--log-level", "error") == logging.ERROR

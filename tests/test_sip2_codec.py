@@ -132,7 +132,11 @@ def test_session_gives_up_after_repeated_garbling() -> None:
     ("http://h:1?institution=x", "scheme"),
     ("sip2://h?institution=x", "HOST:PORT"),
     ("sip2://h:1", "institution"),
-    ("sip2://h:1?institution=x&encoding=latin1", "encoding"),
+    ("sip2://h:1?institution=x&encoding=utf-16", "encoding"),
+    ("sip2://h:1?institution=x&encoding=klingon", "encoding"),
+    ("sip2://u:pa#ss@h:1?institution=x", "%23"),
+    ("sip2://u:pa/ss@h:1?institution=x", "percent-encoded"),
+    ("sip2://h:1?institution=x&language=vi", "language"),
     ("sip2://h:1?institution=x&timeout=abc", "timeout"),
     ("sip2://h:1?institution=x&colour=red", "colour"),
 ])

@@ -152,7 +152,8 @@ class Sip2Backend:
         try:
             info = m.patron(self.pool.call(
                 m.patron_information(self.cfg.institution, card_id, now,
-                                     terminal_pw=self.cfg.terminal_password, patron_pw=pin),
+                                     terminal_pw=self.cfg.terminal_password, patron_pw=pin,
+                                     language=self.cfg.language),
                 idempotent=True))
         except Sip2ProtocolError as exc:
             raise Sip2Unavailable(f"patron information reply out of spec: {exc}", sent=True
@@ -211,7 +212,8 @@ class Sip2Backend:
 
         def info(items: int) -> m.PatronInfo:
             return m.patron(self.pool.call(m.patron_information(
-                cfg.institution, card, now, terminal_pw=cfg.terminal_password, items=items),
+                cfg.institution, card, now, terminal_pw=cfg.terminal_password, items=items,
+                language=cfg.language),
                 idempotent=True))
 
         def item(item_id: str) -> m.ItemInfo | None:
@@ -464,7 +466,7 @@ class Sip2Backend:
                 return settled
         self.counters.sent += 1
         if isinstance(tx, TxReturn):
-            r = m.circulation(call(m.checkin(cfg.institution, tx.item_id, cfg.location, now,
+            r = m.circulation(call(m.checkin(cfg.institution, tx.item_id, cfg.checkin_ap, now,
                                              cfg.terminal_password)))
             if not r.ok:
                 return self._refused(tx, r, self._why_not_returned(tx.item_id, now))
@@ -497,7 +499,8 @@ class Sip2Backend:
         if isinstance(tx, TxLoan):
             assert card is not None
             info = m.patron(call(m.patron_information(cfg.institution, card, now, charged=True,
-                                                      terminal_pw=cfg.terminal_password),
+                                                      terminal_pw=cfg.terminal_password,
+                                                      language=cfg.language),
                                  idempotent=True))
             if tx.item_id not in info.charged_items:
                 return None
@@ -524,7 +527,8 @@ class Sip2Backend:
         cfg, call = self.cfg, self.pool.call
         try:
             p = m.patron(call(m.patron_status(cfg.institution, card, now,
-                                              cfg.terminal_password), idempotent=True))
+                                              cfg.terminal_password, language=cfg.language),
+                              idempotent=True))
             if p.valid is False:
                 return "unknown_patron"
             if p.denied(m.CHARGE_DENIED if isinstance(tx, TxLoan) else m.RENEW_DENIED) or \

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from central.backend import BackendUnavailable
 from central.sip2 import messages as m
@@ -46,34 +46,57 @@ class Sip2Config:
     institution: str
     user: str = ""
     password: str = ""
-    location: str = ""
+    location: str = ""  # CP of the login (93), and AP of check-ins unless checkin_location
     terminal_password: str = ""
     profile: Profile = field(default_factory=Profile)
     timeout_s: float = 5.0
     pool_size: int = 4
     keepalive_s: float = 30.0
+    checkin_location: str = ""
+    # The SIP2 language code in 23 and 63. SIP2 2.00 has none for Vietnamese: 000 (unknown)
+    # lets the library system use its own default, where 001 would ask it for English.
+    language: str = "000"
+
+    @property
+    def checkin_ap(self) -> str:
+        return self.checkin_location or self.location
 
     @classmethod
     def parse(cls, url: str) -> Sip2Config:
-        """`sip2://USER:PASSWORD@HOST:PORT?institution=ID&location=LOC&encoding=utf-8`,
-        optionally with `&timeout=S&pool=N&keepalive=S&error_detection=0&terminal_password=X`.
-        Raises ValueError naming the part that is wrong."""
+        """`sip2://USER:PASSWORD@HOST:PORT?institution=ID` with optional `&KEY=VALUE`:
+        location, checkin_location, encoding (utf-8, ascii or a single-byte code page),
+        timeout, pool, keepalive, error_detection, terminal_password, language.
+        Percent-encode reserved characters in the user, password and values (`#` as %23,
+        `+` is taken as itself, not as a space). Raises ValueError naming the part that is
+        wrong."""
+        if "#" in url:
+            # urlsplit would cut the URL there and the rest (a password's end, say) vanish.
+            raise ValueError("ils: a '#' in the URL must be written %23 (in a password too)")
         parts = urlsplit(url)
         if parts.scheme != "sip2":
             raise ValueError(f"ils: scheme {parts.scheme!r} is not sip2://")
         try:
             port = parts.port
         except ValueError:
-            raise ValueError("ils: port is not a number") from None
+            raise ValueError("ils: port is not a number (a ':', '/' or '?' in the password "
+                             "must be percent-encoded: %3A, %2F, %3F)") from None
         if not parts.hostname or port is None:
             raise ValueError("ils: HOST:PORT is required")
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        known = {"institution", "location", "encoding", "timeout", "pool", "keepalive",
-                 "error_detection", "terminal_password"}
+        query: dict[str, str] = {}
+        for pair in filter(None, parts.query.split("&")):
+            key, _, value = pair.partition("=")
+            # unquote, not unquote_plus: a '+' in a terminal password stays a '+'.
+            query[unquote(key)] = unquote(value)
+        known = {"institution", "location", "checkin_location", "encoding", "timeout", "pool",
+                 "keepalive", "error_detection", "terminal_password", "language"}
         if unknown := set(query) - known:
             raise ValueError(f"ils: unknown parameter {sorted(unknown)[0]!r}")
         if not query.get("institution"):
             raise ValueError("ils: institution=ID is required")
+        language = query.get("language", "000")
+        if not (len(language) == 3 and language.isdigit()):
+            raise ValueError("ils: language is a 3-digit SIP2 code (000 unknown, 001 English, "
+                             "...)")
 
         def number(name: str, default: float, low: float, high: float) -> float:
             try:
@@ -89,13 +112,25 @@ class Sip2Config:
                               error_detection=query.get("error_detection", "1") != "0")
         except ValueError as exc:
             raise ValueError(f"ils: {exc}") from None
+        password = unquote(parts.password or "")
+        for name, secret, fid in (("password", password, "CO"),
+                                  ("terminal_password", query.get("terminal_password", ""),
+                                   "AC")):
+            try:
+                profile.encode(secret, fid)
+            except Sip2Error:
+                raise ValueError(f"ils: the {name} has characters that encoding "
+                                 f"{profile.name} cannot carry, and a password is never "
+                                 "changed to fit: use encoding=utf-8 or a code page that has "
+                                 "them") from None
         return cls(host=parts.hostname, port=port, institution=query["institution"],
-                   user=unquote(parts.username or ""), password=unquote(parts.password or ""),
+                   user=unquote(parts.username or ""), password=password,
                    location=query.get("location", ""),
+                   checkin_location=query.get("checkin_location", ""),
                    terminal_password=query.get("terminal_password", ""), profile=profile,
                    timeout_s=number("timeout", 5.0, 0.05, 300),
                    pool_size=int(number("pool", 4, 1, 64)),
-                   keepalive_s=number("keepalive", 30.0, 0.1, 3600))
+                   keepalive_s=number("keepalive", 30.0, 0.1, 3600), language=language)
 
     def __str__(self) -> str:  # never the password
         return f"sip2://{self.user}@{self.host}:{self.port}?institution={self.institution}"

@@ -4,13 +4,14 @@ A frame is `CMD | fixed fields | XXvalue| ... | AY<seq>AZ<checksum> | CR` (the A
 with CR LF). The checksum is the two's complement of the 16-bit sum of every byte from the
 first one up to and including `AZ`, written as four upper-case hex digits.
 
-No charset is negotiated in SIP2, so the profile is per-site config: "utf-8" for servers that
-take Vietnamese as is, "ascii" for servers on cp850 / ASCII, where outgoing text loses its
-diacritics (fold()) and replies are read as cp850.
+No charset is negotiated in SIP2, so the profile is per-site config (see Profile): "utf-8" for
+servers that take Vietnamese as is, "ascii" for servers on cp850 / ASCII, where outgoing text
+loses its diacritics (fold()) and replies are read as cp850, or a single-byte code page.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -63,26 +64,92 @@ def fold(text: str) -> str:
     return plain.encode("ascii", "replace").decode("ascii")
 
 
+def single_byte(name: str) -> str | None:
+    """The codec's canonical name when `name` is a single-byte code page that keeps ASCII as
+    is (cp850, cp1258, latin1, ...): SIP2's field ids and delimiters must stay one ASCII byte."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return None
+    try:
+        every = bytes(range(256)).decode(info.name, errors="replace")
+        ascii_ok = bytes(range(0x20, 0x7F)).decode(info.name) == "".join(
+            map(chr, range(0x20, 0x7F)))
+    except (UnicodeDecodeError, TypeError, LookupError):
+        return None
+    return info.name if len(every) == 256 and ascii_ok else None
+
+
+# Fields sent exactly as typed, never folded: a changed password is a wrong password.
+EXACT_FIELDS = frozenset({"CO", "AC", "AD"})
+
+
 @dataclass(frozen=True)
 class Profile:
-    """How text travels: UTF-8 as is, or ASCII with diacritics folded (replies read as cp850)."""
+    """How text travels (SIP2 negotiates no charset, so it is per-site config):
+
+    - "utf-8": as is;
+    - "ascii": Vietnamese diacritics folded away (fold()); replies read as cp850;
+    - a single-byte code page Python knows ("cp850", "cp1258", "latin1", ...): text in that
+      code page, each character it lacks first tried with its marks split (cp1258 writes
+      "ệ" as "ê" plus a combining dot below), else folded; replies read in it.
+
+    Passwords (CO, AC, AD) are never folded: one the encoding cannot carry is refused.
+    """
 
     name: str = "utf-8"
     delimiter: str = "|"
     error_detection: bool = True  # send AY/AZ
 
     def __post_init__(self) -> None:
-        if self.name not in ("utf-8", "ascii"):
-            raise ValueError(f"encoding {self.name!r}: use 'utf-8' or 'ascii'")
+        if self.name in ("utf-8", "ascii"):
+            return
+        if single_byte(self.name) is None:
+            raise ValueError(f"encoding {self.name!r}: use utf-8, ascii or a single-byte code "
+                             "page such as cp850 or cp1258")
 
-    def encode(self, text: str) -> bytes:
+    @property
+    def charset(self) -> str:
+        """What the bytes are in: ascii means cp850 replies; a code page, itself."""
+        return {"utf-8": "utf-8", "ascii": "cp850"}.get(self.name, self.name)
+
+    def encode(self, text: str, fid: str = "") -> bytes:
         if self.name == "utf-8":
             return text.encode("utf-8")
-        return fold(text).encode("ascii")
+        if fid in EXACT_FIELDS:
+            try:
+                return text.encode("ascii" if self.name == "ascii" else self.name)
+            except UnicodeEncodeError:
+                raise Sip2ProtocolError(fid, f"has characters that {self.name} cannot carry; "
+                                        "it is never changed to fit: use encoding=utf-8 or "
+                                        "change it") from None
+        if self.name == "ascii":
+            return fold(text).encode("ascii")
+        return b"".join(self._char(c) for c in text)
+
+    def _char(self, c: str) -> bytes:
+        try:
+            return c.encode(self.name)
+        except UnicodeEncodeError:
+            pass
+        decomposed = unicodedata.normalize("NFD", c)
+        base, marks = decomposed[:1], list(decomposed[1:])
+        # The base with one of its marks composed, the other marks combining after it.
+        for i in range(len(marks)):
+            rest = marks[:i] + marks[i + 1:]
+            try:
+                return (unicodedata.normalize("NFC", base + marks[i]) + "".join(rest)).encode(
+                    self.name)
+            except UnicodeEncodeError:
+                continue
+        try:
+            return (base + "".join(marks)).encode(self.name)
+        except UnicodeEncodeError:
+            return fold(c).encode(self.name, errors="replace")
 
     def decode(self, data: bytes, where: str) -> str:
-        if self.name == "ascii":
-            return data.decode("cp850")  # every byte is a cp850 character
+        if self.name != "utf-8":  # every byte is a character of a single-byte code page
+            return unicodedata.normalize("NFC", data.decode(self.charset))
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -128,7 +195,7 @@ def encode(msg: Message, profile: Profile, sequence: int | None = None) -> bytes
     out = bytearray(msg.command.encode("ascii") + fixed)
     delim = profile.delimiter.encode("ascii")
     for fid, value in msg.fields:
-        data = profile.encode(value)
+        data = profile.encode(value, fid)
         if delim in data or b"\r" in data or b"\n" in data or b"\0" in data:
             raise Sip2ProtocolError(fid, "value contains a delimiter, CR, LF or NUL")
         out += fid.encode("ascii") + data + delim

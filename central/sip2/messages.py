@@ -72,8 +72,8 @@ def sc_status(print_width: int = 40) -> Message:
 
 
 def patron_status(inst: str, patron: str, now: dt.datetime, terminal_pw: str = "",
-                  patron_pw: str = "") -> Message:
-    return Message("23", "001" + sip_date(now),
+                  patron_pw: str = "", *, language: str = "000") -> Message:
+    return Message("23", language + sip_date(now),
                    (("AO", inst), ("AA", patron), ("AC", terminal_pw), ("AD", patron_pw)))
 
 
@@ -83,12 +83,12 @@ HOLD_ITEMS, OVERDUE_ITEMS, CHARGED_ITEMS, FINE_ITEMS, RECALL_ITEMS, UNAVAILABLE_
 
 def patron_information(inst: str, patron: str, now: dt.datetime, *, charged: bool = False,
                        terminal_pw: str = "", patron_pw: str | None = None,
-                       items: int | None = None) -> Message:
+                       items: int | None = None, language: str = "000") -> Message:
     """63. `items`: a summary position above (`charged=True` is CHARGED_ITEMS)."""
     if charged:
         items = CHARGED_ITEMS
     summary = "".join("Y" if n == items else " " for n in range(10))
-    return Message("63", "001" + sip_date(now) + summary,
+    return Message("63", language + sip_date(now) + summary,
                    _opt(("AO", inst), ("AA", patron), ("AC", terminal_pw), ("AD", patron_pw)))
 
 

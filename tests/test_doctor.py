@@ -1,0 +1,138 @@
+"""`selfcheck doctor` against real parts: the production broker profile (TLS and passwords), a
+3M 810 pad simulator over a pty, a network printer simulator, a serial barcode reader behind a
+socket, and the SIP2 test server."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.pad.simulators import M810Simulator
+from drivers.printer.simulator import PrinterSimulator
+from drivers.printer.status import Paper
+from selfcheck.broker import Broker, free_port
+from selfcheck.cli import main
+from tests.conftest import ROOT
+from tests.sip2_server import Library, running
+from tests.test_station_devices import LineSource
+
+MAKE_CREDENTIALS = ROOT / "deploy" / "mosquitto" / "make-credentials"
+
+
+@pytest.fixture(scope="module")
+def creds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("creds")
+    (base / "roles").write_text("station st-a site-1\nbridge central-bridge-1\n")
+    subprocess.run([str(MAKE_CREDENTIALS), str(base / "roles"), str(base / "out")], check=True,
+                   capture_output=True)
+    return base / "out"
+
+
+@pytest.fixture(scope="module")
+def sbroker(creds: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = Broker(tmp_path_factory.mktemp("sbroker"), secure=creds).start()
+    yield b
+    b.stop()
+
+
+def station_config(tmp_path: Path, creds: Path, broker: Broker, *, pad_url: str,
+                   printer_port: int, card_url: str, password: str | None = None,
+                   lang: str = "en") -> Path:
+    secret = tmp_path / "st-a.pass"
+    secret.write_text(password or (creds / "secrets" / "st-a.pass").read_text())
+    cfg = tmp_path / "station.toml"
+    cfg.write_text(
+        f'site = "site-1"\nstation = "st-a"\nlang = "{lang}"\n'
+        f'broker = "localhost:{broker.port}"\ntls = true\nca_file = "{creds / "ca.crt"}"\n'
+        f'password_file = "{secret}"\njournal = "{tmp_path / "st.db"}"\n'
+        f'pad = "3m810"\npad_url = "{pad_url}"\n'
+        f'card_reader = "barcode-serial"\ncard_url = "{card_url}"\n'
+        f'printer_transport = "network"\nprinter_url = "127.0.0.1:{printer_port}"\n'
+        f'printer_options = {{ status = "dle-eot" }}\n')
+    return cfg
+
+
+def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    code = main(["doctor", *args])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def test_station_all_well(tmp_path: Path, creds: Path, sbroker: Broker,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    card = LineSource()
+    with M810Simulator(pty=True) as pad, PrinterSimulator() as printer:
+        cfg = station_config(tmp_path, creds, sbroker, pad_url=pad.url,
+                             printer_port=printer.port, card_url=card.url)
+        code, lines = doctor(capsys, "--config", str(cfg))
+    card.close()
+    assert code == 0, lines
+    assert len(lines) == 6 and all(ln.startswith("ok ") for ln in lines[:5]), lines
+    assert lines[1] == f"ok      broker localhost:{sbroker.port}: connected as st-a"
+    assert lines[2].startswith(f"ok      book pad 3m810 {pad.url}: answers (")
+    assert lines[4].endswith("answers, paper: ok")
+    assert lines[5] == "All 5 checks passed."
+
+
+def test_station_problems_in_vietnamese(tmp_path: Path, creds: Path, sbroker: Broker,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with PrinterSimulator(paper=Paper.LOW) as printer:
+        cfg = station_config(tmp_path, creds, sbroker, password="wrong",
+                             pad_url=f"socket://127.0.0.1:{free_port()}",
+                             printer_port=printer.port,
+                             card_url=f"socket://127.0.0.1:{free_port()}", lang="vi")
+        code, lines = doctor(capsys, "--config", str(cfg))
+    assert code == 1, lines
+    assert lines[0].startswith("ổn      cấu hình")
+    assert lines[1].startswith(f"LỖI     máy chủ MQTT localhost:{sbroker.port}: từ chối kết nối")
+    assert "password_file" in lines[1]
+    assert lines[2].startswith("LỖI     khay đặt sách 3m810") and "pad_url" in lines[2]
+    assert lines[3].startswith("LỖI     đầu đọc thẻ barcode-serial") and "card_url" in lines[3]
+    assert lines[4].startswith("LỖI     máy in network") and "giấy: low" in lines[4]
+    assert lines[5] == "4 trong 5 mục kiểm tra có lỗi."
+
+
+def test_station_tls_without_the_ca(tmp_path: Path, creds: Path, sbroker: Broker,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with PrinterSimulator() as printer:
+        cfg = station_config(tmp_path, creds, sbroker, pad_url="loop://",
+                             printer_port=printer.port, card_url="loop://")
+    cfg.write_text("\n".join(ln for ln in cfg.read_text().splitlines()
+                             if not ln.startswith("ca_file")) + "\n")
+    _, lines = doctor(capsys, "--config", str(cfg))
+    assert lines[1].startswith("PROBLEM broker") and "TLS failed" in lines[1], lines
+
+
+def test_station_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "station.toml"
+    cfg.write_text('lang = "en"\ninactivity = 3\n')
+    code, lines = doctor(capsys, "--config", str(cfg))
+    assert code == 2
+    assert lines == [f"PROBLEM config {cfg}: unknown key 'inactivity'; did you mean "
+                     "'inactivity_s'?"]
+
+
+def test_central(tmp_path: Path, creds: Path, sbroker: Broker,
+                 capsys: pytest.CaptureFixture[str]) -> None:
+    lib = Library()
+    db = tmp_path / "central.db"
+    pw = tmp_path / "bridge.pass"
+    pw.write_text((creds / "secrets" / "central-bridge-1.pass").read_text())
+    common = ["--central", "--lang", "en", "--broker", str(sbroker.plain_address),
+              "--password-file", str(pw), "--db", f"sqlite:///{db}"]
+    with running(lib) as (server, _proxy):
+        url = f"sip2://sc:secret@127.0.0.1:{server.port}?institution=tv-test&timeout=2"
+        code, lines = doctor(capsys, *common, "--ils", url)
+        assert code == 1 and "central store" in lines[1] and "central migrate" in lines[1]
+        assert lines[0].endswith("connected as central-bridge-1"), lines
+        assert lines[2].endswith("answers (login and status ok)"), lines
+        assert main(["central", "migrate", "--db", f"sqlite:///{db}"]) == 0
+        capsys.readouterr()
+        code, lines = doctor(capsys, *common, "--ils", url.replace("secret", "nope"))
+        assert code == 1, lines
+        assert lines[1].startswith("ok      central store")
+        assert lines[2].startswith("PROBLEM library system") and "refused the login" in lines[2]
+        code, lines = doctor(capsys, *common, "--ils", url)
+        assert code == 0 and lines[-1] == "All 3 checks passed.", lines
