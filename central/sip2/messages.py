@@ -234,16 +234,17 @@ def patron(reply: Message) -> PatronInfo:
     count: int | None = None
     if reply.command == "64":
         text = reply.fixed[43:47]
-        if not _digits(text.strip()):
+        digits = text.strip(" ")  # str.strip() would also take \x1f, which int() refuses
+        if not _digits(digits):
             raise Sip2ProtocolError("charged items count", f"{text!r} is not a number")
-        count = int(text)
+        count = int(digits)
     limit = reply.get("CB")
     bl = reply.get("BL")
     cq = reply.get("CQ")
     return PatronInfo(
         patron_id=reply.get("AA") or "", name=reply.get("AE") or "", status=status,
         valid=None if bl is None else bl == "Y", charged_count=count,
-        charged_limit=int(limit) if limit and _digits(limit.strip()) else None,
+        charged_limit=int(limit.strip(" ")) if limit and _digits(limit.strip(" ")) else None,
         charged_items=tuple(reply.all("AU")), text=Screen.of(reply),
         valid_password=None if cq is None else cq == "Y", hold_items=tuple(reply.all("AS")),
         overdue_items=tuple(reply.all("AT")), fine_items=tuple(reply.all("AV")),
