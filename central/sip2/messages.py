@@ -40,6 +40,13 @@ def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def _count(text: str | None) -> int | None:
+    """An optional count field (CB, CF): None unless 1 to 9 ASCII digits (a longer one is
+    noise, and int() refuses past 4,300 digits)."""
+    digits = (text or "").strip(" ")
+    return int(digits) if _digits(digits) and len(digits) <= 9 else None
+
+
 def parse_due(text: str | None) -> dt.date | None:
     """The due date (AH). SIP2 leaves its format to the ACS: accept the SIP2 timestamp and
     ISO-like dates (Koha sends "YYYYMMDD    HHMMSS", Evergreen ISO); None if unreadable."""
@@ -234,16 +241,17 @@ def patron(reply: Message) -> PatronInfo:
     count: int | None = None
     if reply.command == "64":
         text = reply.fixed[43:47]
-        if not _digits(text.strip()):
+        digits = text.strip(" ")  # str.strip() would also take \x1f, which int() refuses
+        if not _digits(digits):
             raise Sip2ProtocolError("charged items count", f"{text!r} is not a number")
-        count = int(text)
+        count = int(digits)
     limit = reply.get("CB")
     bl = reply.get("BL")
     cq = reply.get("CQ")
     return PatronInfo(
         patron_id=reply.get("AA") or "", name=reply.get("AE") or "", status=status,
         valid=None if bl is None else bl == "Y", charged_count=count,
-        charged_limit=int(limit) if limit and _digits(limit.strip()) else None,
+        charged_limit=_count(limit),
         charged_items=tuple(reply.all("AU")), text=Screen.of(reply),
         valid_password=None if cq is None else cq == "Y", hold_items=tuple(reply.all("AS")),
         overdue_items=tuple(reply.all("AT")), fine_items=tuple(reply.all("AV")),
@@ -268,11 +276,10 @@ def item(reply: Message) -> ItemInfo:
     status = reply.fixed[:2]
     if not _digits(status):
         raise Sip2ProtocolError("circulation status", f"{status!r} is not two digits")
-    queue = (reply.get("CF") or "").strip()
     return ItemInfo(item_id=reply.get("AB") or "", circulation_status=status,
                     title=reply.get("AJ") or None, due=parse_due(reply.get("AH")),
                     text=Screen.of(reply), hold_pickup_date=parse_due(reply.get("CM")),
-                    hold_queue_length=int(queue) if _digits(queue) else None)
+                    hold_queue_length=_count(reply.get("CF")))
 
 
 @dataclass(frozen=True)
