@@ -483,7 +483,7 @@ async def reader_care(app: StationApp, shots: Path | None, lang: str = "vi") -> 
 
 
 def _chain(widget: Any) -> str:
-    names = []
+    names: list[str] = []
     while widget is not None and widget is not widget.parent and len(names) < 12:
         names.append(getattr(widget, "name", "") or type(widget).__name__)
         widget = widget.parent
