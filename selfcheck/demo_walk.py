@@ -473,8 +473,8 @@ async def reader_care(app: StationApp, shots: Path | None, lang: str = "vi") -> 
     await press(station.ids.done_button)
     await until(lambda: view().mode is core.Mode.IDLE, "idle")
     await shoot.shot("idle-after")
-    shown = [w.text for w in station.walk(restrict=True) if getattr(w, "text", None)
-             and getattr(w, "opacity", 1) > 0 and title in w.text
+    shown = [(w.text, _chain(w)) for w in station.walk(restrict=True)
+             if getattr(w, "text", None) and getattr(w, "opacity", 1) > 0 and title in w.text
              and w.get_root_window() is not None and _on_current(station, w)]
     if shown:
         print(f"demo: idle shows the last reader's title in {shown}")
@@ -482,9 +482,17 @@ async def reader_care(app: StationApp, shots: Path | None, lang: str = "vi") -> 
     return 0
 
 
+def _chain(widget: Any) -> str:
+    names: list[str] = []
+    while widget is not None and widget is not widget.parent and len(names) < 12:
+        names.append(getattr(widget, "name", "") or type(widget).__name__)
+        widget = widget.parent
+    return "/".join(reversed(names))
+
+
 def _on_current(station: Any, widget: Widget) -> bool:
     """On the current screen (or the bar and banner), not on a screen not shown."""
-    screens = station.ids.screens
+    screens = station.ids.screens.__self__  # ids hold weak proxies
     w: Any = widget
     while w is not None and w is not station and w is not w.parent:
         if w.parent is screens:
