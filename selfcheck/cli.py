@@ -29,7 +29,8 @@ TABLE: dict[str, tuple[str, str]] = {
               "then check nothing was lost, doubled or reordered"),
     "bench": ("selfcheck.bench.cmd", "measure speed and memory (prints JSON lines)"),
     "schema": ("selfcheck.schema_cmd", "export the MQTT message JSON Schemas"),
-    "fuzz": ("selfcheck.fuzz.cmd", "fuzz every decoder with generated and mutated input"),
+    "fuzz": ("selfcheck.fuzz.cmd", "fuzz every decoder (tags, pad frames, SIP2, MQTT, "
+             "barcodes, station config) with generated and mutated inputs"),
     "ui": ("selfcheck.ui_cmd", "the station's screens: layout audit, gallery"),
     "fleet": ("selfcheck.fleet_cmd", "watch and steer the stations (operators)"),
     "doctor": ("selfcheck.doctor",

@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--db", default="sqlite:///var/central.db")
     c.add_argument("--id", default="central-bridge-1", help="the bridge's MQTT client id")
     c.add_argument("--ils", default=None, metavar="URL", help="as for `selfcheck central`")
+    c.add_argument("--ils-password-file", type=Path, default=None, metavar="FILE",
+                   help="as for `selfcheck central`")
     security.add_arguments(p)
     p.set_defaults(func=run)
 
@@ -253,10 +255,10 @@ def central_checks(args: argparse.Namespace, lang: str) -> list[Check]:
               Check(t("doctor.store", lang, url=_store_name(args.db)),
                     lambda: store_check(args.db, lang))]
     if args.ils:
-        from central.sip2.client import Sip2Config
+        from selfcheck.central_cmd import ils_config
 
-        try:
-            cfg = Sip2Config.parse(args.ils)
+        try:  # the central's own rules: no password in the URL, the file 0600
+            cfg = ils_config(args.ils, args.ils_password_file)
         except ValueError as exc:
             raise UserError("ils.invalid", msg=exc) from None
         checks.append(Check(t("doctor.ils", lang, ils=cfg), lambda: ils_check(cfg, lang)))

@@ -43,6 +43,7 @@ def station_config(tmp_path: Path, creds: Path, broker: Broker, *, pad_url: str,
                    lang: str = "en") -> Path:
     secret = tmp_path / "st-a.pass"
     secret.write_text(password or (creds / "secrets" / "st-a.pass").read_text())
+    secret.chmod(0o600)
     cfg = tmp_path / "station.toml"
     cfg.write_text(
         f'site = "site-1"\nstation = "st-a"\nlang = "{lang}"\n'
@@ -120,19 +121,25 @@ def test_central(tmp_path: Path, creds: Path, sbroker: Broker,
     db = tmp_path / "central.db"
     pw = tmp_path / "bridge.pass"
     pw.write_text((creds / "secrets" / "central-bridge-1.pass").read_text())
+    pw.chmod(0o600)
+    ils_pw, wrong_pw = tmp_path / "ils.pass", tmp_path / "wrong.pass"
+    for f, text in ((ils_pw, "secret\n"), (wrong_pw, "nope\n")):
+        f.write_text(text)
+        f.chmod(0o600)
     common = ["--central", "--lang", "en", "--broker", str(sbroker.plain_address),
               "--password-file", str(pw), "--db", f"sqlite:///{db}"]
     with running(lib) as (server, _proxy):
-        url = f"sip2://sc:secret@127.0.0.1:{server.port}?institution=tv-test&timeout=2"
-        code, lines = doctor(capsys, *common, "--ils", url)
+        url = f"sip2://sc@127.0.0.1:{server.port}?institution=tv-test&timeout=2"
+        common += ["--ils", url]
+        code, lines = doctor(capsys, *common, "--ils-password-file", str(ils_pw))
         assert code == 1 and "central store" in lines[1] and "central migrate" in lines[1]
         assert lines[0].endswith("connected as central-bridge-1"), lines
         assert lines[2].endswith("answers (login and status ok)"), lines
         assert main(["central", "migrate", "--db", f"sqlite:///{db}"]) == 0
         capsys.readouterr()
-        code, lines = doctor(capsys, *common, "--ils", url.replace("secret", "nope"))
+        code, lines = doctor(capsys, *common, "--ils-password-file", str(wrong_pw))
         assert code == 1, lines
         assert lines[1].startswith("ok      central store")
         assert lines[2].startswith("PROBLEM library system") and "refused the login" in lines[2]
-        code, lines = doctor(capsys, *common, "--ils", url)
+        code, lines = doctor(capsys, *common, "--ils-password-file", str(ils_pw))
         assert code == 0 and lines[-1] == "All 3 checks passed.", lines

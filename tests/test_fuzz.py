@@ -165,7 +165,8 @@ def test_broker_port_out_of_range_is_a_config_error_naming_broker(broker: str) -
 def test_config_naming_a_folder_is_an_error(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["station", "--config", str(tmp_path)]) == 2
-    out = capsys.readouterr().out
+    got = capsys.readouterr()
+    out = got.out + got.err
     assert "not a file" in out and str(tmp_path) in out
 
 
@@ -174,4 +175,5 @@ def test_long_ca_file_is_a_config_error(tmp_path: Path,
     config = tmp_path / "station.toml"
     config.write_bytes((CORPUS / "station-config" / "long-ca-file.bin").read_bytes())
     assert main(["station", "--config", str(config)]) == 2
-    assert "ca_file" in capsys.readouterr().out
+    got = capsys.readouterr()
+    assert "ca_file" in got.out + got.err

@@ -80,10 +80,15 @@ def test_central_logs_a_verdict_at_start_and_exposes_it(tmp_path: Path, case: st
         port = free_port() if case == "down" else server.port  # nothing listens on a free one
         metrics = free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "JOURNAL_STREAM": "8:1"}
+        secret = tmp_path / "ils.pass"  # the central takes the password from a 0600 file
+        secret.write_text("wrong\n")
+        secret.chmod(0o600)
         started = time.monotonic()
         p = subprocess.Popen(
             [sys.executable, "-m", "selfcheck.cli", "central", "--broker", str(broker.address),
-             "--db", f"sqlite:///{tmp_path / 'c.db'}", "--ils", _url(port, "wrong"),
+             "--db", f"sqlite:///{tmp_path / 'c.db'}",
+             "--ils", f"sip2://sc@127.0.0.1:{port}?institution=tv-test&timeout=2",
+             "--ils-password-file", str(secret),
              "--metrics", f"127.0.0.1:{metrics}"],
             cwd=ROOT, env=env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

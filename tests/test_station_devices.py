@@ -139,7 +139,9 @@ def _borrow(settings_path: Path, sim: PadSimulator, present: Callable[[], object
         pad.close()
     loans = store.on_loan()
     assert set(loans) == {"39000001", "39000003"}
-    assert pad.counters.afi_writes == 2 and pad.counters.afi_write_failures == 0
+    # One write a book; a busy machine may see a tag again before its new AFI reads back and
+    # write it once more (the same value: harmless), never fail one.
+    assert 2 <= pad.counters.afi_writes <= 4 and pad.counters.afi_write_failures == 0
 
 
 @pytest.fixture
