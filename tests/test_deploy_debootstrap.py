@@ -208,6 +208,6 @@ def test_central_setup_for_real_twice(pi_root: Path) -> None:
     before = _snapshot(root)
     second = _chroot(root, *cmd, check=False)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    changed = sorted(k for k in before.keys() | _snapshot(root).keys()
-                     if before.get(k) != _snapshot(root).get(k))
+    after = _snapshot(root)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert changed == [], changed
