@@ -83,9 +83,11 @@ def pi_root(tmp_path: Path) -> Iterator[Path]:
                         'exec /bin/uname "$@"\n'),
                        ("usr/local/sbin/udevadm",
                         '#!/bin/sh\necho "udevadm $*" >> /var/log/udevadm-shim.log\n'),
-                       # No systemd runs in a chroot: enabling works, `--now` cannot.
+                       # No systemd runs in a chroot: enabling works; starting, stopping and
+                       # reloading are only logged.
                        ("usr/local/bin/systemctl",
                         '#!/bin/sh\necho "systemctl $*" >> /var/log/systemctl-shim.log\n'
+                        'case "$1" in daemon-reload|start|stop|restart|reload) exit 0 ;; esac\n'
                         'args=""\nfor a in "$@"; do [ "$a" = --now ] || args="$args $a"; done\n'
                         'exec /bin/systemctl $args\n')):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -175,3 +177,41 @@ def test_provision_for_real_twice(pi_root: Path) -> None:
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert changed == [], changed
     assert (root / "boot/firmware/cmdline.txt").read_text() == cmdline
+
+
+# Found by this test: the second run writes etc/mosquitto/selfcheck/passwd again (make-credentials
+# hashes every password with a new salt each run), and mosquitto_passwd's file changes although
+# no password did. Everything else is left as it was. Strict: it fails once that is fixed.
+@pytest.mark.xfail(strict=True, reason="make-credentials rewrites the passwd file every run")
+def test_central_setup_for_real_twice(pi_root: Path) -> None:
+    root = pi_root
+    (root / "roles").write_text("station st-a site-1\nbridge central-bridge-1\n"
+                                "fleet central-fleet\n")
+    cmd = ("/src/deploy/central/setup.sh", "--host", "broker.lib", "/roles")
+    first = _chroot(root, *cmd, check=False)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for pkg in ("mosquitto", "openssl", "python3-venv", "rsync"):
+        assert _chroot(root, "dpkg", "-s", pkg, check=False).returncode == 0, pkg
+    assert (root / "etc/mosquitto/mosquitto.conf").read_bytes() == \
+        (ROOT / "deploy/mosquitto/secure.conf").read_bytes()
+    creds = root / "etc/mosquitto/selfcheck"
+    for name in ("ca.crt", "server.crt", "server.key", "passwd", "acl",
+                 "secrets/st-a.pass", "secrets/central-bridge-1.pass"):
+        assert (creds / name).is_file(), name
+    assert "broker.lib" in _chroot(root, "openssl", "x509", "-noout", "-text", "-in",
+                                   "/etc/mosquitto/selfcheck/server.crt").stdout
+    secret = root / "etc/selfcheck/secrets/central-bridge-1.pass"
+    assert secret.read_bytes() == (creds / "secrets/central-bridge-1.pass").read_bytes()
+    assert oct(secret.stat().st_mode & 0o777) == "0o640"
+    assert (root / "etc/selfcheck/central.env").is_file()
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    for unit in ("mosquitto.service", "selfcheck-central@1.service", "selfcheck-fleet.service"):
+        assert (wants / unit).is_symlink(), unit
+    assert "doctor" in _chroot(root, "/opt/selfcheck/.venv/bin/selfcheck", "--help").stdout
+
+    before = _snapshot(root)
+    second = _chroot(root, *cmd, check=False)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    after = _snapshot(root)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert changed == [], changed
