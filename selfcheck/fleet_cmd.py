@@ -3,12 +3,13 @@
   selfcheck fleet serve ...             run the fleet-state service (its own process)
   selfcheck fleet [--site S]            live table of every station (from the service)
   selfcheck fleet send STATION CMD k=v  send a command and wait for its final state
+  selfcheck fleet user add NAME ...     an operator of the web page (password from a prompt
+                                        or a file)
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import signal
@@ -17,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from mqtt import security
@@ -45,9 +47,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--id", default="central-fleet-1", help="MQTT client id")
     s.add_argument("--open", action="append", default=[], metavar="[SITE=]HH:MM-HH:MM",
                    help="opening hours (default all day); repeat with SITE= per site")
-    s.add_argument("--tz", default="Asia/Ho_Chi_Minh", help="time zone of the opening hours")
+    s.add_argument("--tz", default="Asia/Ho_Chi_Minh",
+                   help="time zone of the opening hours and the statistics")
+    s.add_argument("--no-login", action="store_true",
+                   help="serve the page without logins (only on a loopback address)")
+    s.add_argument("--names", type=Path, metavar="FILE",
+                   help="TOML with [sites] CODE = \"name\" and [stations] \"SITE/ID\" = "
+                   "\"name\": human names shown beside the codes")
+    s.add_argument("--stats-db", help="central store URL for the statistics page (default: "
+                   "--db, where the circulation lives)")
+    s.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    s.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    s.add_argument("--secure-cookie", action="store_true",
+                   help="mark the session cookie Secure (HTTPS at a reverse proxy)")
     security.add_arguments(s)
     s.set_defaults(func=serve)
+
+    u = verbs.add_parser("user", help="operators of the web page")
+    uverbs = u.add_subparsers(dest="user_verb", required=True)
+    ua = uverbs.add_parser("add", help="add (or with --replace change) a user")
+    ua.add_argument("name")
+    ua.add_argument("--role", choices=["viewer", "operator", "admin"], required=True)
+    ua.add_argument("--sites", default="", help="a,b: only these sites (default every site)")
+    ua.add_argument("--password-file", type=Path,
+                    help="read the password from this file (default: ask for it)")
+    ua.add_argument("--replace", action="store_true", help="change an existing user")
+    ua.add_argument("--db", default="sqlite:///var/central.db", help="central store URL")
+    ua.set_defaults(func=user_add)
+    ul = uverbs.add_parser("list", help="list the users")
+    ul.add_argument("--db", default="sqlite:///var/central.db", help="central store URL")
+    ul.set_defaults(func=user_list)
 
     c = verbs.add_parser("send", help="send a command to a station and wait for the result")
     c.add_argument("station", help="STATION or SITE/STATION")
@@ -84,13 +113,30 @@ def serve(args: argparse.Namespace) -> int:
         print(f"fleet service not started: {exc}")
         return 2
     host, _, port = args.http.rpartition(":")
+    host = host or "127.0.0.1"
+    if args.no_login and host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"fleet service not started: --no-login only on a loopback address, not {host} "
+              f"(add users with `selfcheck fleet user add`)")
+        return 2
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("fleet service not started: give both --tls-cert and --tls-key")
+        return 2
+    try:
+        names = load_names(args.names) if args.names else None
+    except (OSError, ValueError) as exc:
+        print(f"fleet service not started: names file {args.names}: {exc}")
+        return 2
     if args.db.startswith("sqlite:///"):
-        from pathlib import Path
-
         Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    service = FleetService(args.broker, args.db, http=(host or "127.0.0.1", int(port)),
+    service = FleetService(args.broker, args.db, http=(host, int(port)),
                            hours=OpeningHours(default, per_site, args.tz), client_id=args.id,
-                           security=login)
+                           security=login, login=not args.no_login, names=names,
+                           tls=(str(args.tls_cert), str(args.tls_key)) if args.tls_cert
+                           else None, secure_cookie=args.secure_cookie,
+                           stats_url=args.stats_db, tz=args.tz)
+    if not args.no_login and not service.auth.has_users():
+        print("no users yet: add one with `selfcheck fleet user add NAME --role admin`",
+              flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -99,6 +145,66 @@ def serve(args: argparse.Namespace) -> int:
     notify("READY=1")  # systemd Type=notify
     stop.wait()
     service.stop()
+    return 0
+
+
+def load_names(path: Path) -> dict[str, Any]:
+    """Human names of sites and stations, from TOML: [sites] and [stations] tables."""
+    import tomllib
+
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    out: dict[str, Any] = {}
+    for table in ("sites", "stations"):
+        values = data.get(table, {})
+        if not isinstance(values, dict) or not all(
+                isinstance(v, str) for v in values.values()):
+            raise ValueError(f"[{table}]: CODE = \"name\" lines")
+        out[table] = dict(values)
+    return out
+
+
+# -- users
+def _auth(url: str) -> Any:
+    from central.fleet.auth import Auth
+    from central.fleet.schema import metadata
+    from central.store import open_engine
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(url)
+    metadata.create_all(engine)
+    return Auth(engine)
+
+
+def user_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    if args.password_file:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").strip("\r\n")
+        except OSError as exc:
+            print(f"user not added: {exc}")
+            return 2
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("user not added: the two passwords differ")
+            return 2
+    sites = [s for s in args.sites.split(",") if s]
+    try:
+        _auth(args.db).add_user(args.name, password, args.role, sites, replace=args.replace)
+    except ValueError as exc:
+        print(f"user not added: {exc}")
+        return 2
+    print(f"user {args.name}: {args.role}, " + (f"sites {', '.join(sites)}" if sites
+                                                  else "every site"))
+    return 0
+
+
+def user_list(args: argparse.Namespace) -> int:
+    for u in _auth(args.db).users():
+        locked = " (locked)" if u["locked_until"] and u["locked_until"] > time.time() else ""
+        print(f"{u['name']}\t{u['role']}\t{u['sites'] or '*'}{locked}")
     return 0
 
 
@@ -196,9 +302,10 @@ def parse_value(text: str) -> Any:
 
 
 def send(args: argparse.Namespace) -> int:
-    from mqtt.commands import FINAL, CommandReq, CommandRes, parse_args, req_topic, res_topic
-    from mqtt.connection import connect_properties, make_client, publish_properties
-    from mqtt.messages import MessageError, decode, encode
+    from central.fleet import actions
+    from mqtt.commands import FINAL, CommandRes, res_topic
+    from mqtt.connection import connect_properties, make_client
+    from mqtt.messages import MessageError, decode
 
     site, _, station = args.station.rpartition("/")
     if not site:
@@ -215,7 +322,8 @@ def send(args: argparse.Namespace) -> int:
             return 2
         values[key] = parse_value(value)
     try:
-        parse_args(args.command, values)
+        req = actions.build(args.command, values, by=args.user, expires_s=args.expires,
+                            cmd_id=args.cmd_id)
     except MessageError as exc:
         print(f"not sent: {exc}")
         return 2
@@ -224,10 +332,7 @@ def send(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"not sent: {exc}")
         return 2
-    now = dt.datetime.now(dt.UTC)
-    cmd_id = args.cmd_id or uuid.uuid4().hex
-    req = CommandReq(cmd_id=cmd_id, issued_at=now,
-                     expires_at=now + dt.timedelta(seconds=args.expires), args=values)
+    cmd_id = req.cmd_id
     done = threading.Event()
     final: list[str] = []
     subscribed = threading.Event()
@@ -263,9 +368,9 @@ def send(args: argparse.Namespace) -> int:
         if not subscribed.wait(10):
             print(f"broker {args.broker} did not answer")
             return 2
-        props = publish_properties(MessageExpiryInterval=max(1, int(args.expires)))
-        client.publish(req_topic(site, station, args.command), encode(req), qos=1,
-                       properties=props).wait_for_publish(10)
+        topic, payload, props = actions.message(site, station, args.command, req,
+                                                args.expires)
+        client.publish(topic, payload, qos=1, properties=props).wait_for_publish(10)
         print(f"sent {args.command} to {site}/{station} as {cmd_id}", flush=True)
         if not done.wait(args.timeout):
             print(f"no final state within {args.timeout:.0f} s (station offline? the command "
