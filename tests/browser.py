@@ -107,7 +107,8 @@ class Browser:
     def wait(self, condition: str, timeout: float = 15, what: str = "") -> Any:
         deadline = time.monotonic() + timeout
         while True:
-            value = self.js(f"(() => {{ try {{ return !!({condition}); }} catch (e) {{ return false; }} }})()")
+            value = self.js(f"(() => {{ try {{ return !!({condition}); }} "
+                            "catch (e) { return false; } })()")
             if value:
                 return value
             if time.monotonic() > deadline:

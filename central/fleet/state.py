@@ -96,8 +96,11 @@ class Station:
         temp = h.get("cpu_temp_c")
         if temp is not None and temp >= HOT_C:
             out.append("hot")
+        # Measured against our clock (the health message's time on arrival), or the kernel's
+        # own estimate; "not synced" alone is common on a healthy Pi after boot.
+        offset = h.get("clock_offset_s")
         if (self.skew_s is not None and abs(self.skew_s) > CLOCK_SKEW_S) \
-                or h.get("clock_synced") is False:
+                or (offset is not None and abs(offset) > CLOCK_SKEW_S):
             out.append("clock_skew")
         return out
 

@@ -80,6 +80,17 @@ class Hub:
             q.put(None)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a browser that went away (a page reload, a closed tab)
+        super().handle_error(request, client_address)
+
+
 class WebServer:
     def __init__(self, addr: tuple[str, int], state: FleetState, hub: Hub,
                  registry: CollectorRegistry, *, auth: Auth | None = None,
@@ -97,8 +108,7 @@ class WebServer:
             # Without logins (tests, a loopback-only service) the page still needs a token.
             "open_csrf": secrets.token_urlsafe(24),
             "secure_cookie": secure_cookie or tls is not None})
-        self.httpd = ThreadingHTTPServer(addr, handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(addr, handler)
         self.scheme = "http"
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -170,7 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
             return Session(User("local", "admin"), self.open_csrf)
         return self.auth.session(self._token())
 
-    def _need(self, role: str = "viewer", site: str | None = None) -> Session | None:
+    def _need(self, role: str = "viewer", site: str | None = None, action: str = "",
+              target: str = "") -> Session | None:
         """The session if it may do this; otherwise the refusal is sent and None returned."""
         s = self._session()
         if s is None:
@@ -178,9 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if not s.user.may(role) or (site is not None and not s.user.sees(site)):
             self._json({"error": "forbidden"}, 403)
-            if self.command == "POST" and self.auth is not None:
-                self.auth.audit(s.user.name, self.path.split("?")[0].rsplit("/", 1)[-1],
-                                site or "", "forbidden")
+            if action and self.auth is not None:  # a refused action is an action too
+                self.auth.audit(s.user.name, action, target or site or "", "forbidden")
             return None
         return s
 
@@ -345,12 +355,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not hmac.compare_digest(self.headers.get("X-CSRF-Token", ""), s.csrf):
             self._json({"error": "csrf"}, 403)
             return
-        site = str(body.get("site") or "")
+        site, station = str(body.get("site") or ""), str(body.get("station") or "")
+        target = f"{site}/{station or '*'}"
         if path == "/api/ack":
-            if self._need("operator", site) is not None:
-                self._ack(s, site, str(body.get("station") or ""), str(body.get("kind") or ""))
+            kind = str(body.get("kind") or "")
+            if self._need("operator", site, "ack", f"{target} {kind}") is not None:
+                self._ack(s, site, station, kind)
         elif path == "/api/command":
-            if self._need("operator", site) is not None:
+            if self._need("operator", site, str(body.get("name") or "command")[:32],
+                          target) is not None:
                 self._command(s, site, body)
         else:
             self._json({"error": "not found"}, 404)
