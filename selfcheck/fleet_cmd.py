@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -35,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--site", help="only this site")
     p.add_argument("--once", action="store_true", help="print the table once and exit")
     p.add_argument("--lang", choices=["vi", "en"], default="vi", help="the table's language")
+    p.add_argument("--login", metavar="NAME", help="log in to a service that asks for it "
+                   "(with --login-password-file)")
+    p.add_argument("--login-password-file", type=Path, metavar="FILE")
     p.set_defaults(func=watch)
     verbs = p.add_subparsers(dest="verb")
 
@@ -209,9 +213,24 @@ def user_list(args: argparse.Namespace) -> int:
 
 
 # -- the live table
-def _stream(url: str) -> Iterator[tuple[str, Any]]:
+def _opener(args: argparse.Namespace) -> urllib.request.OpenerDirector:
+    """An HTTP client for the service, logged in when --login is given (a session cookie)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    if args.login:
+        password = args.login_password_file.read_text(encoding="utf-8").strip("\r\n") \
+            if args.login_password_file else __import__("getpass").getpass("password: ")
+        req = urllib.request.Request(
+            f"{args.url}/api/login", data=json.dumps({"name": args.login,
+                                                       "password": password}).encode(),
+            headers={"Content-Type": "application/json", "X-Requested-With": "fleet"})
+        opener.open(req, timeout=10).close()
+    return opener
+
+
+def _stream(url: str, opener: urllib.request.OpenerDirector | None = None
+            ) -> Iterator[tuple[str, Any]]:
     """(event, data) from the service's server-sent events."""
-    with urllib.request.urlopen(url, timeout=60) as resp:
+    with (opener or urllib.request.build_opener()).open(url, timeout=60) as resp:
         event, data = "message", list[str]()
         for raw in resp:
             line = raw.decode().rstrip("\n")
@@ -267,17 +286,28 @@ def watch(args: argparse.Namespace) -> int:
 
     query = f"?site={args.site}" if args.site else ""
     console = Console()
+    try:
+        opener = _opener(args)
+    except (OSError, ValueError) as exc:
+        print(f"fleet service {args.url}: login refused or unreachable ({exc})")
+        return 2
     if args.once:
         if not console.is_terminal:
             console = Console(width=200)  # a pipe or a log: do not squeeze the columns
-        with urllib.request.urlopen(f"{args.url}/api/stations{query}", timeout=10) as resp:
+        try:
+            resp = opener.open(f"{args.url}/api/stations{query}", timeout=10)
+        except urllib.error.HTTPError as exc:
+            print(f"fleet service {args.url}: {exc.code} (log in with --login NAME)"
+                  if exc.code in (401, 403) else f"fleet service {args.url}: {exc}")
+            return 2
+        with resp:
             console.print(table(json.load(resp), args.site, args.lang))
         return 0
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     with Live(table([], args.site, args.lang), console=console, refresh_per_second=4) as live:
         while True:
             try:
-                for event, data in _stream(f"{args.url}/events{query}"):
+                for event, data in _stream(f"{args.url}/events{query}", opener):
                     if event == "snapshot":
                         rows = {(r["site"], r["station"]): r for r in data}
                     elif event == "station":

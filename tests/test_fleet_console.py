@@ -241,7 +241,9 @@ def _publish_fleet(recorder: Recorder) -> None:
 
 
 def test_roles_sites_csrf_and_the_audit_log_over_http(console: FleetService,
-                                                      recorder: Recorder) -> None:
+                                                      recorder: Recorder, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
     _publish_fleet(recorder)
     wait_until(lambda: len(console.state.stations) == 4, 10, "four stations")
     anon = Client(console.url)
@@ -274,6 +276,17 @@ def test_roles_sites_csrf_and_the_audit_log_over_http(console: FleetService,
     assert ("binh", "reload_config", "forbidden") in seen
     assert admin.call("/api/logout", {})[0] == 200
     assert admin.call("/api/audit")[0] == 401
+    # The live table in a terminal logs in too, and sees what its user may see.
+    from selfcheck.cli import main
+
+    assert main(["fleet", "--url", console.url, "--once"]) == 2
+    assert "--login" in capsys.readouterr().out
+    pw = tmp_path / "chi.pass"
+    pw.write_text(PASSWORDS["chi"])
+    assert main(["fleet", "--url", console.url, "--once", "--login", "chi",
+                 "--login-password-file", str(pw)]) == 0
+    out = capsys.readouterr().out
+    assert "quay-2" in out and "tra-sach-1" not in out and "lỗi đầu đọc thẻ" in out
 
 
 # -- statistics
@@ -441,6 +454,18 @@ def _check_console(b: Browser, console: FleetService, recorder: Recorder) -> Non
     assert (cmd["by"], cmd["state"], cmd["station"]) == ("binh", "succeeded", "st-1")
     b.screenshot(SHOTS / "console-detail-1366.png")
     b.click("#d-close")
+
+    # A command for a whole site, from the site's bar.
+    b.click('#sites [data-site="tv-fleet"]')
+    b.wait("!document.getElementById('site-actions').hidden")
+    b.type('#site-actions [data-cmd="name"]', "set_offline_policy")
+    b.type('#site-actions [data-arg="policy"]', "none")
+    b.click('#site-actions [data-send="*"]')
+    b.wait("document.querySelector('#site-jobs .job.succeeded')", 30, "policy set")
+    assert "Đặt chế độ ngoại tuyến · st-1 · xong" in b.text("#site-jobs")
+    wait_until(lambda: console.state.stations[("tv-fleet", "st-1")].row(0)["policy"] == "none",
+               10, "the station's new policy in its state")
+    b.click('#sites [data-site="tv-fleet"]')
 
     # English is one touch away.
     b.click("#lang")
