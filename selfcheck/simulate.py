@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix", default="sim", help="station ids are PREFIX-1, PREFIX-2, ...: "
                    "give each simulate process on one broker its own (ids are MQTT client ids)")
     p.add_argument("--workdir", type=Path, help="where station journals go (default: temp)")
+    p.add_argument("--linger", type=float, default=0.0, metavar="S",
+                   help="stay connected S seconds after the transactions (telemetry goes on)")
     p.add_argument("--per-process", type=int, default=80,
                    help="stations per process: more are spread over child processes (paho's "
                    "select() loop cannot use file descriptors past 1023)")
@@ -74,7 +76,7 @@ async def until(check: object, timeout_s: float) -> bool:
 
 
 async def one_station(n: int, settings: StationSettings, transactions: int,
-                      tally: Tally) -> None:
+                      tally: Tally, linger_s: float = 0.0) -> None:
     pad, card = SimulatedPad(), SimulatedCardReader()
     rt = StationRuntime(settings, pad, card)
     runner = asyncio.ensure_future(rt.run())
@@ -115,19 +117,21 @@ async def one_station(n: int, settings: StationSettings, transactions: int,
                     pad.lift(uid)
                     done += 1
                 rt.feed(core.Touch("cancel"))
+        await asyncio.sleep(linger_s)
     finally:
         rt.stop()
         await runner
 
 
 async def simulate(broker: BrokerAddress, stations: int, transactions: int, site: str,
-                   workdir: Path, prefix: str = "sim", offset: int = 0) -> Tally:
+                   workdir: Path, prefix: str = "sim", offset: int = 0,
+                   linger_s: float = 0.0) -> Tally:
     tally = Tally()
     runs = []
     for n in range(offset, offset + stations):
         settings = StationSettings(site=site, station=f"{prefix}-{n + 1}", broker=str(broker),
                                    journal=workdir / f"{prefix}-{n + 1}.db", inactivity_s=120)
-        runs.append(one_station(n, settings, transactions, tally))
+        runs.append(one_station(n, settings, transactions, tally, linger_s))
     await asyncio.gather(*runs)
     return tally
 
@@ -166,7 +170,7 @@ def _timed(broker: BrokerAddress, args: argparse.Namespace, workdir: Path) -> tu
     start = time.monotonic()
     if args.stations <= args.per_process:
         tally = asyncio.run(simulate(broker, args.stations, args.transactions, args.site,
-                                     workdir, args.prefix, args.offset))
+                                     workdir, args.prefix, args.offset, args.linger))
     else:
         tally = _in_children(broker, args, workdir)
     return tally, time.monotonic() - start
@@ -181,7 +185,7 @@ def _in_children(broker: BrokerAddress, args: argparse.Namespace, workdir: Path)
             [sys.executable, "-m", "selfcheck.cli", "simulate", "--raw", "--broker", str(broker),
              "--stations", str(count), "--offset", str(args.offset + offset),
              "--transactions", str(args.transactions), "--site", args.site,
-             "--prefix", args.prefix, "--workdir", str(workdir),
+             "--prefix", args.prefix, "--workdir", str(workdir), "--linger", str(args.linger),
              "--per-process", str(args.per_process)], stdout=subprocess.PIPE, text=True))
     total = Tally()
     for child in children:

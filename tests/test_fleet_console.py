@@ -26,8 +26,8 @@ from central.schema import circulation, order_gaps, processed, reconciliation
 from central.store import CirculationStore
 from mqtt import messages
 from mqtt.telemetry import Event, Health, State
+from selfcheck.bench.browser import CHROMIUM, Browser
 from selfcheck.broker import Broker
-from tests.browser import CHROMIUM, Browser
 from tests.conftest import ROOT, wait_until
 from tests.test_fleet_integration import Recorder, StationThread, settings
 
