@@ -273,11 +273,20 @@ def table(rows: list[dict[str, Any]], site: str | None = None, lang: str = "vi")
             else (w("reader.ok") if r["pad_ok"] else f"[red]{w('reader.fault')}[/]"),
             w(f"paper.{r['paper']}") if r["paper"] else "–",
             str(r["outbox"] if r["outbox"] is not None else "–"),
-            f"{r['outbox_age_s']} s" if r["outbox_age_s"] else "–",
+            _age(r["outbox_age_s"], w) if r["outbox_age_s"] else "–",
             f"{r['temp_c']:.1f}" if r["temp_c"] is not None else "–", r["version"] or "–",
             f"{w('event.' + ev.get('kind', ''))} {ev.get('at', '')[11:19]}" if ev else "–",
             " ".join(f"[bold red]{w('alert.' + a)}[/]" for a in r["alerts"]) or "[green]–[/]")
     return t
+
+
+def _age(seconds: float, w: Any) -> str:
+    """"25 phút" rather than "1509 s"."""
+    if seconds < 60:
+        return str(w("dur.s", n=round(seconds)))
+    if seconds < 3600:
+        return str(w("dur.min", n=round(seconds / 60)))
+    return str(w("dur.h", n=int(seconds // 3600), m=round(seconds % 3600 / 60)))
 
 
 def watch(args: argparse.Namespace) -> int:

@@ -116,6 +116,8 @@ class FleetService:
                  "at": req.issued_at.isoformat()}
         with self.state.lock:
             self.state.commands[req.cmd_id] = entry
+            while len(self.state.commands) > 5000:  # keep the recent ones
+                self.state.commands.pop(next(iter(self.state.commands)))
         self.store.command(req.cmd_id, site, station, name, "sent", None)
         self._client.publish(topic, payload, qos=1, properties=props)
         self.hub.publish("command", entry)
