@@ -505,3 +505,12 @@ def _check_console(b: Browser, console: FleetService, recorder: Recorder) -> Non
                      ".map(td => td.getBoundingClientRect().right))")
         assert right <= width, (width, right)
         b.screenshot(SHOTS / f"console-stations-{width}.png")
+
+
+def test_health_history_is_sampled_into_the_store(tmp_path: Path) -> None:
+    store = FleetStore(f"sqlite:///{tmp_path / 'central.db'}")
+    t = dt.datetime.now(dt.UTC).timestamp()
+    for i, temp in enumerate((50.0, 51.0, 70.0)):  # 0 s, 60 s, 360 s
+        store.health("s", "a", {"at": t - 400 + (0, 60, 360)[i], "temp_c": temp})
+    store.flush()
+    assert [h["temp_c"] for h in store.details("s", "a")["health"]] == [50.0, 70.0]

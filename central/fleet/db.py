@@ -16,6 +16,7 @@ from central.fleet.schema import (
     fleet_alerts,
     fleet_commands,
     fleet_events,
+    fleet_health,
     fleet_stations,
     metadata,
 )
@@ -25,6 +26,8 @@ from central.store import open_engine
 log = logging.getLogger(__name__)
 
 KEEP_EVENTS_S = 90 * 86_400
+KEEP_HEALTH_S = 7 * 86_400
+HEALTH_EVERY_S = 300.0
 
 
 def _j(value: Any) -> str | None:
@@ -44,6 +47,8 @@ class FleetStore:
         self._events: list[dict[str, Any]] = []
         self._commands: dict[str, dict[str, Any]] = {}
         self._alerts: dict[tuple[str, str, str, float], dict[str, Any]] = {}
+        self._health: list[dict[str, Any]] = []
+        self._health_at: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fleet-writer", daemon=True)
@@ -70,6 +75,8 @@ class FleetStore:
         with self.engine.begin() as conn:
             conn.execute(delete(fleet_events).where(
                 fleet_events.c.received < time.time() - KEEP_EVENTS_S))
+            conn.execute(delete(fleet_health).where(
+                fleet_health.c.at < time.time() - KEEP_HEALTH_S))
         self._thread.start()
 
     def stop(self) -> None:
@@ -98,6 +105,15 @@ class FleetStore:
             self._events.append(dict(site=site, station=station, kind=kind, at=at,
                                      received=time.time(), body=_j(body)))
 
+    def health(self, site: str, station: str, sample: dict[str, Any]) -> None:
+        """Keep one sample per station every HEALTH_EVERY_S."""
+        with self._lock:
+            if sample["at"] - self._health_at.get((site, station), 0.0) < HEALTH_EVERY_S:
+                return
+            self._health_at[(site, station)] = sample["at"]
+            self._health.append(dict(site=site, station=station, at=sample["at"],
+                                     sample=_j(sample)))
+
     def command(self, cmd_id: str, site: str, station: str, name: str, state: str,
                 reason: str | None) -> None:
         with self._lock:
@@ -113,7 +129,12 @@ class FleetStore:
             commands = conn.execute(select(fleet_commands).where(
                 fleet_commands.c.site == site, fleet_commands.c.station == station).order_by(
                 fleet_commands.c.updated.desc()).limit(30)).mappings().all()
-        return {"events": [dict(kind=e["kind"], at=e["at"], received=e["received"],
+            health = conn.execute(select(fleet_health.c.sample).where(
+                fleet_health.c.site == site, fleet_health.c.station == station,
+                fleet_health.c.at > time.time() - 86_400).order_by(
+                fleet_health.c.at)).scalars().all()
+        return {"health": [_l(h) for h in health],
+                "events": [dict(kind=e["kind"], at=e["at"], received=e["received"],
                                 body=_l(e["body"])) for e in events],
                 "commands": [dict(c) for c in commands]}
 
@@ -131,7 +152,8 @@ class FleetStore:
             events, self._events = self._events, []
             commands, self._commands = self._commands, {}
             alerts, self._alerts = self._alerts, {}
-        if not (dirty or events or commands or alerts):
+            health, self._health = self._health, []
+        if not (dirty or events or commands or alerts or health):
             return
         try:
             with self.engine.begin() as conn:
@@ -148,6 +170,8 @@ class FleetStore:
                     conn.execute(delete(fleet_commands).where(
                         fleet_commands.c.cmd_id.in_(list(commands))))
                     conn.execute(insert(fleet_commands), list(commands.values()))
+                if health:
+                    conn.execute(insert(fleet_health), health)
                 if alerts:
                     for site, station, kind, since in alerts:
                         conn.execute(delete(fleet_alerts).where(
@@ -160,6 +184,7 @@ class FleetStore:
                 self._events = events + self._events
                 self._commands = {**commands, **self._commands}
                 self._alerts = {**alerts, **self._alerts}
+                self._health = health + self._health
             raise
         self.writes += 1
 

@@ -88,3 +88,14 @@ fleet_audit = Table(
     Column("result", String(32), nullable=False),
     Column("detail", Text),
 )
+
+# Health samples for a station's detail view, one per station every few minutes (the live
+# rate is kept in memory): survives a restart of the service.
+fleet_health = Table(
+    "fleet_health", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", String(64), nullable=False),
+    Column("station", String(64), nullable=False),
+    Column("at", Float, nullable=False, index=True),
+    Column("sample", Text, nullable=False),  # JSON: temp_c, outbox, load1, disk, skew
+)

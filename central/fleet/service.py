@@ -158,6 +158,8 @@ class FleetService:
             row = rec.row(now) if rec is not None else None
             if rec is not None:
                 self.store.station(rec)
+                if isinstance(msg, messages.MODELS["tele.health/1"]) and rec.history:
+                    self.store.health(site, station, rec.history[-1])
             cmd = dict(self.state.commands[msg.cmd_id]) if isinstance(msg, CommandRes) \
                 and msg.cmd_id in self.state.commands else None
         if rec is None:

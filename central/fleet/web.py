@@ -266,6 +266,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.details is not None:
             extra = self.details(site, station)
             events = extra.get("events", [])
+            # The last day from the store, then the live samples newer than those.
+            stored = extra.get("health", [])
+            last = stored[-1]["at"] if stored else 0.0
+            history = stored + [h for h in history if h["at"] > last]
             known = {c["cmd_id"] for c in cmds}
             commands += [c for c in extra.get("commands", []) if c["cmd_id"] not in known]
         return {"row": row, "history": history, "commands": commands, "events": events}
