@@ -121,6 +121,8 @@ def one_size(stations: int, window_s: float) -> Iterator[Figure]:
 def run(args: argparse.Namespace) -> Iterator[Figure]:
     if CHROMIUM is None:
         raise RuntimeError("chromium missing: scripts/bootstrap installs it")
-    sizes = (50,) if args.quick else (200, 1000)
+    # SELFCHECK_BENCH_STATIONS=200,1000 (the default) picks the fleet sizes.
+    sizes = (50,) if args.quick else tuple(
+        int(n) for n in os.environ.get("SELFCHECK_BENCH_STATIONS", "200,1000").split(","))
     for n in sizes:
         yield from one_size(n, 20.0 if args.quick else WINDOW_S)
