@@ -56,11 +56,13 @@ def one_size(stations: int, window_s: float) -> Iterator[Figure]:
             env=dict(os.environ, SELFCHECK_TELEMETRY_S="60"))
         browser = None
         try:
+            # On a loaded machine a few simulated stations may not get in: measure once 95 %
+            # are connected (the note says how many).
             t_connect = time.monotonic()
-            while _count(fleet.url) < stations:
-                if time.monotonic() - t_connect > 900:
-                    raise RuntimeError(f"only {_count(fleet.url)} of {stations} connected")
-                time.sleep(1)
+            while (online := _count(fleet.url)) < stations * 0.95:
+                if time.monotonic() - t_connect > 1200:
+                    raise RuntimeError(f"only {online} of {stations} connected")
+                time.sleep(2)
             connect_s = time.monotonic() - t_connect
             probe = make_client("probe-console")
             probe.connect(broker.address.host, broker.address.port)
@@ -69,7 +71,7 @@ def one_size(stations: int, window_s: float) -> Iterator[Figure]:
             renders = []
             for _ in range(3):
                 browser.go(f"{fleet.url}/?lang=vi")
-                browser.wait(f"document.querySelectorAll('#rows tr').length >= {stations}", 120)
+                browser.wait(f"document.querySelectorAll('#rows tr').length >= {online}", 120)
                 renders.append(float(browser.js("window.firstRenderMs")))
             browser.js("""window.seenAt = {}; window.onRendered = () => {
                 const c = document.getElementById('st-bench-console/probe-1');
@@ -104,8 +106,8 @@ def one_size(stations: int, window_s: float) -> Iterator[Figure]:
                 os.killpg(sim.pid, signal.SIGKILL)
                 sim.wait()
             fleet.stop()
-    note = (f"{stations} stations, tele/health every 60 s, {window_s:.0f} s window after all "
-            f"connected ({connect_s:.0f} s to connect); load average "
+    note = (f"{stations} stations ({online} connected), tele/health every 60 s, "
+            f"{window_s:.0f} s window after 95 % connected ({connect_s:.0f} s); load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     yield figure(f"console_{stations}_fleet_cpu_share", cpu, "% of one core", note=note)
     yield figure(f"console_{stations}_first_render", pct(renders, 50), "ms",
