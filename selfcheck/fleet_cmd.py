@@ -3,12 +3,13 @@
   selfcheck fleet serve ...             run the fleet-state service (its own process)
   selfcheck fleet [--site S]            live table of every station (from the service)
   selfcheck fleet send STATION CMD k=v  send a command and wait for its final state
+  selfcheck fleet user add NAME ...     an operator of the web page (password from a prompt
+                                        or a file)
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import signal
 import threading
@@ -17,6 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from mqtt import security
@@ -34,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--site", help="only this site")
     p.add_argument("--once", action="store_true", help="print the table once and exit")
     p.add_argument("--lang", choices=["vi", "en"], default="vi", help="the table's language")
+    p.add_argument("--login", metavar="NAME", help="log in to a service that asks for it "
+                   "(with --login-password-file)")
+    p.add_argument("--login-password-file", type=Path, metavar="FILE")
     p.set_defaults(func=watch)
     verbs = p.add_subparsers(dest="verb")
 
@@ -46,9 +51,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--id", default="central-fleet-1", help="MQTT client id")
     s.add_argument("--open", action="append", default=[], metavar="[SITE=]HH:MM-HH:MM",
                    help="opening hours (default all day); repeat with SITE= per site")
-    s.add_argument("--tz", default="Asia/Ho_Chi_Minh", help="time zone of the opening hours")
+    s.add_argument("--tz", default="Asia/Ho_Chi_Minh",
+                   help="time zone of the opening hours and the statistics")
+    s.add_argument("--no-login", action="store_true",
+                   help="serve the page without logins (only on a loopback address)")
+    s.add_argument("--names", type=Path, metavar="FILE",
+                   help="TOML with [sites] CODE = \"name\" and [stations] \"SITE/ID\" = "
+                   "\"name\": human names shown beside the codes")
+    s.add_argument("--stats-db", help="central store URL for the statistics page (default: "
+                   "--db, where the circulation lives)")
+    s.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    s.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    s.add_argument("--secure-cookie", action="store_true",
+                   help="mark the session cookie Secure (HTTPS at a reverse proxy)")
     security.add_arguments(s)
     s.set_defaults(func=serve)
+
+    u = verbs.add_parser("user", help="operators of the web page")
+    uverbs = u.add_subparsers(dest="user_verb", required=True)
+    ua = uverbs.add_parser("add", help="add (or with --replace change) a user")
+    ua.add_argument("name")
+    ua.add_argument("--role", choices=["viewer", "operator", "admin"], required=True)
+    ua.add_argument("--sites", default="", help="a,b: only these sites (default every site)")
+    ua.add_argument("--password-file", type=Path,
+                    help="read the password from this file (default: ask for it)")
+    ua.add_argument("--replace", action="store_true", help="change an existing user")
+    ua.add_argument("--db", default="sqlite:///var/central.db", help="central store URL")
+    ua.set_defaults(func=user_add)
+    ul = uverbs.add_parser("list", help="list the users")
+    ul.add_argument("--db", default="sqlite:///var/central.db", help="central store URL")
+    ul.set_defaults(func=user_list)
 
     c = verbs.add_parser("send", help="send a command to a station and wait for the result")
     c.add_argument("station", help="STATION or SITE/STATION")
@@ -84,13 +116,30 @@ def serve(args: argparse.Namespace) -> int:
         print(f"fleet service not started: {exc}")
         return 2
     host, _, port = args.http.rpartition(":")
+    host = host or "127.0.0.1"
+    if args.no_login and host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"fleet service not started: --no-login only on a loopback address, not {host} "
+              f"(add users with `selfcheck fleet user add`)")
+        return 2
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("fleet service not started: give both --tls-cert and --tls-key")
+        return 2
+    try:
+        names = load_names(args.names) if args.names else None
+    except (OSError, ValueError) as exc:
+        print(f"fleet service not started: names file {args.names}: {exc}")
+        return 2
     if args.db.startswith("sqlite:///"):
-        from pathlib import Path
-
         Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    service = FleetService(args.broker, args.db, http=(host or "127.0.0.1", int(port)),
+    service = FleetService(args.broker, args.db, http=(host, int(port)),
                            hours=OpeningHours(default, per_site, args.tz), client_id=args.id,
-                           security=login)
+                           security=login, login=not args.no_login, names=names,
+                           tls=(str(args.tls_cert), str(args.tls_key)) if args.tls_cert
+                           else None, secure_cookie=args.secure_cookie,
+                           stats_url=args.stats_db, tz=args.tz)
+    if not args.no_login and not service.auth.has_users():
+        print("no users yet: add one with `selfcheck fleet user add NAME --role admin`",
+              flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -102,10 +151,85 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_names(path: Path) -> dict[str, Any]:
+    """Human names of sites and stations, from TOML: [sites] and [stations] tables."""
+    import tomllib
+
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    out: dict[str, Any] = {}
+    for table in ("sites", "stations"):
+        values = data.get(table, {})
+        if not isinstance(values, dict) or not all(
+                isinstance(v, str) for v in values.values()):
+            raise ValueError(f"[{table}]: CODE = \"name\" lines")
+        out[table] = dict(values)
+    return out
+
+
+# -- users
+def _auth(url: str) -> Any:
+    from central.fleet.auth import Auth
+    from central.fleet.schema import metadata
+    from central.store import open_engine
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(url)
+    metadata.create_all(engine)
+    return Auth(engine)
+
+
+def user_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    if args.password_file:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").strip("\r\n")
+        except OSError as exc:
+            print(f"user not added: {exc}")
+            return 2
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("user not added: the two passwords differ")
+            return 2
+    sites = [s for s in args.sites.split(",") if s]
+    try:
+        _auth(args.db).add_user(args.name, password, args.role, sites, replace=args.replace)
+    except ValueError as exc:
+        print(f"user not added: {exc}")
+        return 2
+    print(f"user {args.name}: {args.role}, " + (f"sites {', '.join(sites)}" if sites
+                                                  else "every site"))
+    return 0
+
+
+def user_list(args: argparse.Namespace) -> int:
+    for u in _auth(args.db).users():
+        locked = " (locked)" if u["locked_until"] and u["locked_until"] > time.time() else ""
+        print(f"{u['name']}\t{u['role']}\t{u['sites'] or '*'}{locked}")
+    return 0
+
+
 # -- the live table
-def _stream(url: str) -> Iterator[tuple[str, Any]]:
+def _opener(args: argparse.Namespace) -> urllib.request.OpenerDirector:
+    """An HTTP client for the service, logged in when --login is given (a session cookie)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    if args.login:
+        password = args.login_password_file.read_text(encoding="utf-8").strip("\r\n") \
+            if args.login_password_file else __import__("getpass").getpass("password: ")
+        req = urllib.request.Request(
+            f"{args.url}/api/login", data=json.dumps({"name": args.login,
+                                                       "password": password}).encode(),
+            headers={"Content-Type": "application/json", "X-Requested-With": "fleet"})
+        opener.open(req, timeout=10).close()
+    return opener
+
+
+def _stream(url: str, opener: urllib.request.OpenerDirector | None = None
+            ) -> Iterator[tuple[str, Any]]:
     """(event, data) from the service's server-sent events."""
-    with urllib.request.urlopen(url, timeout=60) as resp:
+    with (opener or urllib.request.build_opener()).open(url, timeout=60) as resp:
         event, data = "message", list[str]()
         for raw in resp:
             line = raw.decode().rstrip("\n")
@@ -148,7 +272,7 @@ def table(rows: list[dict[str, Any]], site: str | None = None, lang: str = "vi")
             else (w("reader.ok") if r["pad_ok"] else f"[red]{w('reader.fault')}[/]"),
             w(f"paper.{r['paper']}") if r["paper"] else "–",
             str(r["outbox"] if r["outbox"] is not None else "–"),
-            f"{r['outbox_age_s']} s" if r["outbox_age_s"] else "–",
+            _age(r["outbox_age_s"], w) if r["outbox_age_s"] else "–",
             f"{r['temp_c']:.1f}" if r["temp_c"] is not None else "–", r["version"] or "–",
             f"{w('event.' + ev.get('kind', ''))} {ev.get('at', '')[11:19]}" if ev else "–",
             f"[red]{w('order.cell', gaps=r['order_gaps'], late=r['order_late'])}[/]"
@@ -157,12 +281,14 @@ def table(rows: list[dict[str, Any]], site: str | None = None, lang: str = "vi")
     return t
 
 
-def _get_rows(url: str, query: str) -> list[dict[str, Any]]:
+def _get_rows(opener: Any, url: str, query: str) -> list[dict[str, Any]]:
     try:
-        with urllib.request.urlopen(f"{url}/api/stations{query}", timeout=10) as resp:
+        with opener.open(f"{url}/api/stations{query}", timeout=10) as resp:
             rows: list[dict[str, Any]] = json.load(resp)
     except urllib.error.HTTPError as exc:  # before OSError: it is one
-        raise UserError("fleet.bad_answer", code=3, url=url, reason=f"HTTP {exc.code}") from None
+        login = " (log in with --login NAME)" if exc.code in (401, 403) else ""
+        raise UserError("fleet.bad_answer", code=3, url=url,
+                        reason=f"HTTP {exc.code}{login}") from None
     except OSError as exc:
         reason = getattr(exc, "reason", None) or exc
         raise UserError("fleet.unreachable", code=3, url=url, reason=reason) from None
@@ -171,19 +297,33 @@ def _get_rows(url: str, query: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _age(seconds: float, w: Any) -> str:
+    """"25 phút" rather than "1509 s"."""
+    if seconds < 60:
+        return str(w("dur.s", n=round(seconds)))
+    if seconds < 3600:
+        return str(w("dur.min", n=round(seconds / 60)))
+    return str(w("dur.h", n=int(seconds // 3600), m=round(seconds % 3600 / 60)))
+
+
 def watch(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
     query = f"?site={args.site}" if args.site else ""
     console = Console()
+    try:
+        opener = _opener(args)
+    except (OSError, ValueError) as exc:
+        print(f"fleet service {args.url}: login refused or unreachable ({exc})")
+        return 2
     if args.once:
         if not console.is_terminal:
             console = Console(width=200)  # a pipe or a log: do not squeeze the columns
-        found = _get_rows(args.url, query)
+        found = _get_rows(opener, args.url, query)
         if args.site and not found:
             # An empty table for a mistyped site looks like a site with no station: say so.
-            sites = sorted({r["site"] for r in _get_rows(args.url, "")})
+            sites = sorted({r["site"] for r in _get_rows(opener, args.url, "")})
             raise UserError("fleet.unknown_site", site=args.site,
                             sites=", ".join(sites) or t("fleet.no_sites", lang_of(args.lang)))
         console.print(table(found, args.site, args.lang))
@@ -192,7 +332,7 @@ def watch(args: argparse.Namespace) -> int:
     with Live(table([], args.site, args.lang), console=console, refresh_per_second=4) as live:
         while True:
             try:
-                for event, data in _stream(f"{args.url}/events{query}"):
+                for event, data in _stream(f"{args.url}/events{query}", opener):
                     if event == "snapshot":
                         rows = {(r["site"], r["station"]): r for r in data}
                     elif event == "station":
@@ -217,9 +357,10 @@ def parse_value(text: str) -> Any:
 
 
 def send(args: argparse.Namespace) -> int:
-    from mqtt.commands import FINAL, CommandReq, CommandRes, parse_args, req_topic, res_topic
-    from mqtt.connection import connect_properties, make_client, publish_properties
-    from mqtt.messages import MessageError, decode, encode
+    from central.fleet import actions
+    from mqtt.commands import FINAL, CommandRes, res_topic
+    from mqtt.connection import connect_properties, make_client
+    from mqtt.messages import MessageError, decode
 
     site, _, station = args.station.rpartition("/")
     if not site:
@@ -236,7 +377,8 @@ def send(args: argparse.Namespace) -> int:
             return 2
         values[key] = parse_value(value)
     try:
-        parse_args(args.command, values)
+        req = actions.build(args.command, values, by=args.user, expires_s=args.expires,
+                            cmd_id=args.cmd_id)
     except MessageError as exc:
         print(f"not sent: {exc}")
         return 2
@@ -245,10 +387,7 @@ def send(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"not sent: {exc}")
         return 2
-    now = dt.datetime.now(dt.UTC)
-    cmd_id = args.cmd_id or uuid.uuid4().hex
-    req = CommandReq(cmd_id=cmd_id, issued_at=now,
-                     expires_at=now + dt.timedelta(seconds=args.expires), args=values)
+    cmd_id = req.cmd_id
     done = threading.Event()
     final: list[str] = []
     subscribed = threading.Event()
@@ -284,9 +423,9 @@ def send(args: argparse.Namespace) -> int:
         if not subscribed.wait(10):
             print(f"broker {args.broker} did not answer")
             return 2
-        props = publish_properties(MessageExpiryInterval=max(1, int(args.expires)))
-        client.publish(req_topic(site, station, args.command), encode(req), qos=1,
-                       properties=props).wait_for_publish(10)
+        topic, payload, props = actions.message(site, station, args.command, req,
+                                                args.expires)
+        client.publish(topic, payload, qos=1, properties=props).wait_for_publish(10)
         print(f"sent {args.command} to {site}/{station} as {cmd_id}", flush=True)
         if not done.wait(args.timeout):
             print(f"no final state within {args.timeout:.0f} s (station offline? the command "

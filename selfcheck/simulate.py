@@ -94,6 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="after the transactions, wait until every station's outbox is empty")
     p.add_argument("--drain-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="with --drain: how long each station waits at most (default 60)")
+    p.add_argument("--linger", type=float, default=0.0, metavar="S",
+                   help="stay connected S seconds after the transactions (telemetry goes on)")
     p.add_argument("--per-process", type=int, default=80,
                    help="stations per process: more are spread over child processes (paho's "
                    "select() loop cannot use file descriptors past 1023)")
@@ -119,7 +121,8 @@ async def until(check: object, timeout_s: float) -> bool:
 
 
 async def one_station(n: int, settings: StationSettings, transactions: int, tally: Tally,
-                      progress: Progress, drain_s: float | None = None) -> None:
+                      progress: Progress, drain_s: float | None = None,
+                      linger_s: float = 0.0) -> None:
     pad, card = SimulatedPad(), SimulatedCardReader()
     rt = StationRuntime(settings, pad, card)
     runner = asyncio.ensure_future(rt.run())
@@ -175,6 +178,7 @@ async def one_station(n: int, settings: StationSettings, transactions: int, tall
             rt.feed(core.Touch("cancel"))
         if drain_s is not None:
             await until(lambda: rt.journal.depth()[0] == 0, drain_s)
+        await asyncio.sleep(linger_s)
     finally:
         tally.pending += rt.journal.depth()[0]
         rt.stop()
@@ -183,7 +187,7 @@ async def one_station(n: int, settings: StationSettings, transactions: int, tall
 
 async def simulate(broker: BrokerAddress, stations: int, transactions: int, site: str,
                    workdir: Path, prefix: str = "sim", offset: int = 0,
-                   drain_s: float | None = None) -> Tally:
+                   drain_s: float | None = None, linger_s: float = 0.0) -> Tally:
     tally = Tally()
     runs = []
     for n in range(offset, offset + stations):
@@ -191,7 +195,8 @@ async def simulate(broker: BrokerAddress, stations: int, transactions: int, site
         settings = StationSettings(site=site, station=name, broker=str(broker),
                                    journal=workdir / f"{name}.db", inactivity_s=120)
         runs.append(one_station(n, settings, transactions, tally,
-                                Progress.load(workdir / f"{name}.progress.json"), drain_s))
+                                Progress.load(workdir / f"{name}.progress.json"), drain_s,
+                                linger_s))
     await asyncio.gather(*runs)
     return tally
 
@@ -236,7 +241,7 @@ def _timed(broker: BrokerAddress, args: argparse.Namespace, workdir: Path) -> tu
     if args.stations <= args.per_process:
         tally = asyncio.run(simulate(broker, args.stations, args.transactions, args.site,
                                      workdir, args.prefix, args.offset,
-                                     args.drain_timeout if args.drain else None))
+                                     args.drain_timeout if args.drain else None, args.linger))
     else:
         tally = _in_children(broker, args, workdir)
     return tally, time.monotonic() - start
@@ -252,7 +257,7 @@ def _in_children(broker: BrokerAddress, args: argparse.Namespace, workdir: Path)
              "--stations", str(count), "--offset", str(args.offset + offset),
              "--transactions", str(args.transactions), "--site", args.site,
              "--prefix", args.prefix, "--workdir", str(workdir),
-             "--per-process", str(args.per_process),
+             "--per-process", str(args.per_process), "--linger", str(args.linger),
              *(["--drain", "--drain-timeout", str(args.drain_timeout)] if args.drain else [])],
             stdout=subprocess.PIPE, text=True))
     total = Tally()

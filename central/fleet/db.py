@@ -14,14 +14,23 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
-from central.fleet.schema import fleet_commands, fleet_events, fleet_stations, metadata
-from central.fleet.state import FleetState, Station
+from central.fleet.schema import (
+    fleet_alerts,
+    fleet_commands,
+    fleet_events,
+    fleet_health,
+    fleet_stations,
+    metadata,
+)
+from central.fleet.state import Alert, FleetState, Station
 from central.schema import order_gaps
 from central.store import open_engine
 
 log = logging.getLogger(__name__)
 
 KEEP_EVENTS_S = 90 * 86_400
+KEEP_HEALTH_S = 7 * 86_400
+HEALTH_EVERY_S = 300.0
 
 
 def _j(value: Any) -> str | None:
@@ -40,6 +49,9 @@ class FleetStore:
         self._dirty: dict[tuple[str, str], Station] = {}
         self._events: list[dict[str, Any]] = []
         self._commands: dict[str, dict[str, Any]] = {}
+        self._alerts: dict[tuple[str, str, str, float], dict[str, Any]] = {}
+        self._health: list[dict[str, Any]] = []
+        self._health_at: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fleet-writer", daemon=True)
@@ -48,6 +60,8 @@ class FleetStore:
     def load(self, state: FleetState) -> int:
         with self.engine.connect() as conn:
             rows = conn.execute(select(fleet_stations)).mappings().all()
+            alerts = conn.execute(select(fleet_alerts).where(
+                fleet_alerts.c.ended.is_(None))).mappings().all()
         with state.lock:
             for r in rows:
                 rec = state.get(r["site"], r["station"])
@@ -55,12 +69,17 @@ class FleetStore:
                 rec.last_seen, rec.changed = r["last_seen"], r["changed"] or 0.0
                 rec.state, rec.health = _l(r["state"]), _l(r["health"])
                 rec.config, rec.last_event = _l(r["config"]), _l(r["last_event"])
+            for a in alerts:
+                rec = state.get(a["site"], a["station"])
+                rec.active[a["kind"]] = Alert(a["kind"], a["since"], a["acked_by"], a["acked_at"])
         return len(rows)
 
     def start(self) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(fleet_events).where(
                 fleet_events.c.received < time.time() - KEEP_EVENTS_S))
+            conn.execute(delete(fleet_health).where(
+                fleet_health.c.at < time.time() - KEEP_HEALTH_S))
         self._thread.start()
 
     def stop(self) -> None:
@@ -95,19 +114,56 @@ class FleetStore:
 
     # -- called from the MQTT thread
     def station(self, rec: Station) -> None:
+        """Called with the state lock held (the alerts are read here)."""
+        alerts = [(a, a.cleared_at) for a in rec.ended]
+        if rec.alerts_dirty:
+            alerts += [(a, None) for a in rec.active.values()]
+        rec.ended.clear()
+        rec.alerts_dirty = False
         with self._lock:
             self._dirty[rec.key] = rec
+            for a, ended in alerts:
+                self._alerts[(rec.site, rec.station, a.kind, a.since)] = dict(
+                    site=rec.site, station=rec.station, kind=a.kind, since=a.since,
+                    acked_by=a.acked_by, acked_at=a.acked_at, ended=ended)
 
     def event(self, site: str, station: str, kind: str, at: float, body: dict[str, Any]) -> None:
         with self._lock:
             self._events.append(dict(site=site, station=station, kind=kind, at=at,
                                      received=time.time(), body=_j(body)))
 
+    def health(self, site: str, station: str, sample: dict[str, Any]) -> None:
+        """Keep one sample per station every HEALTH_EVERY_S."""
+        with self._lock:
+            if sample["at"] - self._health_at.get((site, station), 0.0) < HEALTH_EVERY_S:
+                return
+            self._health_at[(site, station)] = sample["at"]
+            self._health.append(dict(site=site, station=station, at=sample["at"],
+                                     sample=_j(sample)))
+
     def command(self, cmd_id: str, site: str, station: str, name: str, state: str,
                 reason: str | None) -> None:
         with self._lock:
             self._commands[cmd_id] = dict(cmd_id=cmd_id, site=site, station=station, name=name,
                                           state=state, reason=reason, updated=time.time())
+
+    def details(self, site: str, station: str, limit: int = 50) -> dict[str, Any]:
+        """A station's recent events and commands, for its detail view."""
+        with self.engine.connect() as conn:
+            events = conn.execute(select(fleet_events).where(
+                fleet_events.c.site == site, fleet_events.c.station == station).order_by(
+                fleet_events.c.id.desc()).limit(limit)).mappings().all()
+            commands = conn.execute(select(fleet_commands).where(
+                fleet_commands.c.site == site, fleet_commands.c.station == station).order_by(
+                fleet_commands.c.updated.desc()).limit(30)).mappings().all()
+            health = conn.execute(select(fleet_health.c.sample).where(
+                fleet_health.c.site == site, fleet_health.c.station == station,
+                fleet_health.c.at > time.time() - 86_400).order_by(
+                fleet_health.c.at)).scalars().all()
+        return {"health": [_l(h) for h in health],
+                "events": [dict(kind=e["kind"], at=e["at"], received=e["received"],
+                                body=_l(e["body"])) for e in events],
+                "commands": [dict(c) for c in commands]}
 
     # -- the writer
     def _run(self) -> None:
@@ -122,7 +178,9 @@ class FleetStore:
             dirty, self._dirty = self._dirty, {}
             events, self._events = self._events, []
             commands, self._commands = self._commands, {}
-        if not (dirty or events or commands):
+            alerts, self._alerts = self._alerts, {}
+            health, self._health = self._health, []
+        if not (dirty or events or commands or alerts or health):
             return
         try:
             with self.engine.begin() as conn:
@@ -139,11 +197,21 @@ class FleetStore:
                     conn.execute(delete(fleet_commands).where(
                         fleet_commands.c.cmd_id.in_(list(commands))))
                     conn.execute(insert(fleet_commands), list(commands.values()))
+                if health:
+                    conn.execute(insert(fleet_health), health)
+                if alerts:
+                    for site, station, kind, since in alerts:
+                        conn.execute(delete(fleet_alerts).where(
+                            fleet_alerts.c.site == site, fleet_alerts.c.station == station,
+                            fleet_alerts.c.kind == kind, fleet_alerts.c.since == since))
+                    conn.execute(insert(fleet_alerts), list(alerts.values()))
         except Exception:
             with self._lock:  # put them back for the next try; newer changes win
                 self._dirty = {**dirty, **self._dirty}
                 self._events = events + self._events
                 self._commands = {**commands, **self._commands}
+                self._alerts = {**alerts, **self._alerts}
+                self._health = health + self._health
             raise
         self.writes += 1
 

@@ -43,3 +43,59 @@ fleet_commands = Table(
     Column("reason", Text),
     Column("updated", Float, nullable=False),
 )
+
+# Alerts, raised and ended: the active ones (ended is NULL) come back after a restart; the
+# ended ones say who acknowledged what, and when.
+fleet_alerts = Table(
+    "fleet_alerts", metadata,
+    Column("site", String(64), primary_key=True),
+    Column("station", String(64), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("since", Float, primary_key=True),
+    Column("acked_by", String(64)),
+    Column("acked_at", Float),
+    Column("ended", Float, index=True),
+)
+
+# Operators of the web page. `sites` is a comma-separated list; empty means every site.
+fleet_users = Table(
+    "fleet_users", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("pw_hash", String(200), nullable=False),  # argon2id, never the password
+    Column("role", String(16), nullable=False),
+    Column("sites", Text, nullable=False, default=""),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("locked_until", Float),
+    Column("created", Float, nullable=False),
+)
+
+# A session is known by the SHA-256 of its cookie: a leaked table does not log anyone in.
+fleet_sessions = Table(
+    "fleet_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user", String(64), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("expires", Float, nullable=False),
+)
+
+fleet_audit = Table(
+    "fleet_audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("user", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(200), nullable=False, default=""),
+    Column("result", String(32), nullable=False),
+    Column("detail", Text),
+)
+
+# Health samples for a station's detail view, one per station every few minutes (the live
+# rate is kept in memory): survives a restart of the service.
+fleet_health = Table(
+    "fleet_health", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", String(64), nullable=False),
+    Column("station", String(64), nullable=False),
+    Column("at", Float, nullable=False, index=True),
+    Column("sample", Text, nullable=False),  # JSON: temp_c, outbox, load1, disk, skew
+)

@@ -13,9 +13,12 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
+from central.fleet import actions
+from central.fleet.auth import Auth
 from central.fleet.db import FleetStore
 from central.fleet.metrics import OpeningHours, registry
-from central.fleet.state import FleetState
+from central.fleet.state import FleetState, Station
+from central.fleet.stats import Stats
 from central.fleet.web import Hub, WebServer
 from mqtt import messages, topics
 from mqtt.commands import CommandRes
@@ -38,18 +41,31 @@ class FleetService:
     def __init__(self, broker: BrokerAddress, db_url: str, *, http: tuple[str, int] | None =
                  ("127.0.0.1", 0), hours: OpeningHours | None = None,
                  client_id: str = "central-fleet-1", flush_s: float = 1.0,
-                 security: ClientSecurity | None = None, order_s: float = 10.0) -> None:
+                 security: ClientSecurity | None = None, login: bool = False,
+                 names: dict[str, Any] | None = None, tls: tuple[str, str] | None = None,
+                 secure_cookie: bool = False, stats_url: str | None = None,
+                 tz: str = "Asia/Ho_Chi_Minh", tick_s: float = 5.0, order_s: float = 10.0) -> None:
         self.broker = broker
         self.state = FleetState()
         self.store = FleetStore(db_url, flush_s=flush_s)
         self.loaded = self.store.load(self.state)
         self.hub = Hub()
         self.registry = registry(self.state, hours or OpeningHours())
-        self.web = WebServer(http, self.state, self.hub, self.registry) if http else None
+        # Users live in the store whether or not logins are asked for, so that `selfcheck
+        # fleet user add` works before the first start with logins.
+        self.auth = Auth(self.store.engine)
+        self.stats = Stats(stats_url or db_url, tz)
+        self.web = WebServer(
+            http, self.state, self.hub, self.registry, auth=self.auth if login else None,
+            commander=self.send_command, names=names, details=self.store.details,
+            stats=self.stats, persist=self.store.station, tls=tls,
+            secure_cookie=secure_cookie) if http else None
+        self._tick_s = tick_s
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="fleet-tick", daemon=True)
         self.connected = threading.Event()
         self._once = OnceLog(log)
         self._order_s = order_s
-        self._stop = threading.Event()
         self._order = threading.Thread(target=self._watch_order, name="fleet-order",
                                        daemon=True)
         self._client = make_client(client_id)
@@ -73,6 +89,7 @@ class FleetService:
                                    clean_start=True, properties=connect_properties(0))
         self._client.loop_start()
         self._order.start()
+        self._ticker.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -82,6 +99,37 @@ class FleetService:
         if self.web:
             self.web.stop()
         self.store.stop()
+        self.stats.close()
+
+    def _tick(self) -> None:
+        """Alerts that come with time alone (an outbox getting old)."""
+        while not self._stop.wait(self._tick_s):
+            now = time.time()
+            with self.state.lock:
+                changed = self.state.tick(now)
+                rows = [rec.row(now) for rec in changed]
+                for rec in changed:
+                    self.store.station(rec)
+            for row in rows:
+                self.hub.publish("station", row)
+
+    def send_command(self, site: str, station: str, name: str, args: dict[str, Any],
+                     by: str) -> str:
+        """Publish an operator command (the same checks as `selfcheck fleet send`); its id.
+        Raises MessageError on arguments the command does not take."""
+        req = actions.build(name, args, by=by)
+        topic, payload, props = actions.message(site, station, name, req)
+        entry = {"cmd_id": req.cmd_id, "name": name, "state": "sent", "site": site,
+                 "station": station, "by": by, "args": args,
+                 "at": req.issued_at.isoformat()}
+        with self.state.lock:
+            self.state.commands[req.cmd_id] = entry
+            while len(self.state.commands) > 5000:  # keep the recent ones
+                self.state.commands.pop(next(iter(self.state.commands)))
+        self.store.command(req.cmd_id, site, station, name, "sent", None)
+        self._client.publish(topic, payload, qos=1, properties=props)
+        self.hub.publish("command", entry)
+        return req.cmd_id
 
     def refresh_order(self) -> None:
         """Take the order gap counts from the central's database and tell the screens."""
@@ -146,15 +194,22 @@ class FleetService:
         now = time.time()
         with self.state.lock:
             self.state.counters.messages[channel] += 1
-            rec = self.state.apply(site, station, channel, name, msg, now)
+            rec: Station | None = self.state.apply(site, station, channel, name, msg, now)
             row = rec.row(now) if rec is not None else None
+            if rec is not None:
+                self.store.station(rec)
+                if isinstance(msg, messages.MODELS["tele.health/1"]) and rec.history:
+                    self.store.health(site, station, rec.history[-1])
+            cmd = dict(self.state.commands[msg.cmd_id]) if isinstance(msg, CommandRes) \
+                and msg.cmd_id in self.state.commands else None
         if rec is None:
             return
-        self.store.station(rec)
         if isinstance(msg, Event):
             self.store.event(site, station, msg.kind, msg.at.timestamp(),
                              msg.model_dump(mode="json", by_alias=True, exclude_none=True))
         elif isinstance(msg, CommandRes):
             self.store.command(msg.cmd_id, site, station, msg.name, msg.state, msg.reason)
+            if cmd is not None:
+                self.hub.publish("command", cmd)
         assert row is not None
         self.hub.publish("station", row)

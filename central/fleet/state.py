@@ -15,9 +15,34 @@ from mqtt.commands import CommandRes
 from mqtt.telemetry import ConfigReported, Event, Health, State
 
 OUTBOX_OLD_S = 600.0
-STAFF_EVENT_S = 600.0
+OUTBOX_MANY = 50  # waiting transactions: the central has not answered for a while
 HOT_C = 80.0
 ORDER_RECENT_S = 86_400.0  # an order gap or late transaction recorded within this: an alert
+CLOCK_SKEW_S = 30.0  # station clock vs ours (receive time of its health): receipts, due dates
+HISTORY = 120  # health samples kept per station for the detail view
+
+# Lower is more urgent: the page puts stations in this order, then the oldest alert first.
+SEVERITY = {
+    "staff_needed": 0, "security_write_failed": 0, "offline": 1, "reader_fault": 1,
+    "card_reader_fault": 1, "paper_out": 2, "outbox_old": 2, "hot": 2, "clock_skew": 3,
+    "paper_low": 3, "order_gap": 3, "out_of_service": 4,
+}
+# Raised by an event, not by a condition the station reports: nothing clears them but an
+# operator (or, for a security write, staff skipping it at the station).
+LATCHED = ("staff_needed", "security_write_failed")
+
+
+@dataclass
+class Alert:
+    kind: str
+    since: float
+    acked_by: str | None = None
+    acked_at: float | None = None
+    cleared_at: float | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": self.kind, "severity": SEVERITY.get(self.kind, 5), "since": self.since,
+                "acked_by": self.acked_by, "acked_at": self.acked_at}
 
 
 @dataclass
@@ -39,6 +64,12 @@ class Station:
     order_gaps: int = 0
     order_late: int = 0
     order_last: float | None = None
+    skew_s: float | None = None  # station clock minus ours, from its last health message
+    active: dict[str, Alert] = field(default_factory=dict)
+    ended: list[Alert] = field(default_factory=list)  # cleared or acknowledged, to be written
+    alerts_dirty: bool = False  # the active alerts changed since they were last written
+    history: collections.deque[dict[str, Any]] = field(
+        default_factory=lambda: collections.deque(maxlen=HISTORY))
 
     @property
     def key(self) -> tuple[str, str]:
@@ -50,7 +81,8 @@ class Station:
             return None
         return max(0.0, now - dt.datetime.fromisoformat(oldest).timestamp())
 
-    def alerts(self, now: float) -> list[str]:
+    def conditions(self, now: float) -> list[str]:
+        """The alerts that hold while the station reports them (not the latched ones)."""
         out = []
         if self.online is False:
             out.append("offline")
@@ -64,30 +96,77 @@ class Station:
         if st.get("paper") in ("low", "out"):
             out.append(f"paper_{st['paper']}")
         age = self.outbox_age(now)
-        if age is not None and age > OUTBOX_OLD_S:
+        if (age is not None and age > OUTBOX_OLD_S) or (st.get("outbox_pending") or 0) \
+                >= OUTBOX_MANY:
             out.append("outbox_old")
-        if self.staff_at is not None and now - self.staff_at < STAFF_EVENT_S:
-            out.append("staff_needed")
-        temp = (self.health or {}).get("cpu_temp_c")
+        h = self.health or {}
+        temp = h.get("cpu_temp_c")
         if temp is not None and temp >= HOT_C:
             out.append("hot")
         if self.order_last is not None and now - self.order_last < ORDER_RECENT_S:
             out.append("order_gap")
+        # Measured against our clock (the health message's time on arrival), or the kernel's
+        # own estimate; "not synced" alone is common on a healthy Pi after boot.
+        offset = h.get("clock_offset_s")
+        if (self.skew_s is not None and abs(self.skew_s) > CLOCK_SKEW_S) \
+                or (offset is not None and abs(offset) > CLOCK_SKEW_S):
+            out.append("clock_skew")
         return out
+
+    def alerts(self, now: float) -> list[str]:
+        return self.conditions(now) + [k for k in LATCHED if k in self.active]
+
+    def raise_alert(self, kind: str, now: float) -> bool:
+        if kind in self.active:
+            return False
+        self.active[kind] = Alert(kind, now)
+        self.alerts_dirty = True
+        return True
+
+    def refresh(self, now: float) -> bool:
+        """Bring the active alerts in line with the conditions; True if any changed."""
+        held = set(self.conditions(now))
+        changed = False
+        for kind in held - set(self.active):
+            changed |= self.raise_alert(kind, now)
+        for kind in [k for k in self.active if k not in held and k not in LATCHED]:
+            alert = self.active.pop(kind)
+            alert.cleared_at = now
+            self.ended.append(alert)
+            changed = True
+        return changed
+
+    def ack(self, kind: str, user: str, now: float) -> bool:
+        alert = self.active.get(kind)
+        if alert is None or alert.acked_at is not None:
+            return False
+        alert.acked_by, alert.acked_at = user, now
+        self.alerts_dirty = True
+        if kind in LATCHED:  # acknowledged means dealt with: gone
+            self.active.pop(kind)
+            alert.cleared_at = now
+            self.ended.append(alert)
+        return True
 
     def row(self, now: float) -> dict[str, Any]:
         """What screens show: one flat row."""
         st, h = self.state or {}, self.health or {}
         age = self.outbox_age(now)
+        info = sorted((a.info() for a in self.active.values()),
+                      key=lambda a: (a["severity"], a["since"]))
         return {
             "site": self.site, "station": self.station, "online": self.online,
             "session": self.session, "version": self.version, "last_seen": self.last_seen,
-            "service": st.get("service"), "pad_ok": st.get("pad_ok"), "paper": st.get("paper"),
+            "service": st.get("service"), "service_message": st.get("service_message"),
+            "pad_ok": st.get("pad_ok"), "card_ok": st.get("card_ok"),
+            "printer": st.get("printer"), "paper": st.get("paper"),
             "outbox": st.get("outbox_pending"), "outbox_age_s": round(age) if age else None,
             "policy": st.get("offline_policy"), "config_version": st.get("config_version"),
             "temp_c": h.get("cpu_temp_c"), "uptime_s": h.get("uptime_s"),
+            "skew_s": round(self.skew_s, 1) if self.skew_s is not None else None,
             "last_event": self.last_event, "order_gaps": self.order_gaps,
-            "order_late": self.order_late, "alerts": self.alerts(now),
+            "order_late": self.order_late, "alerts": [a["kind"] for a in info],
+            "alert_info": info,
         }
 
 
@@ -131,15 +210,27 @@ class FleetState:
                 rec.version = msg.version
             elif isinstance(msg, Health):
                 rec.health = msg.model_dump(mode="json", by_alias=True)
+                rec.skew_s = msg.at.timestamp() - now
+                rec.history.append({"at": now, "temp_c": msg.cpu_temp_c,
+                                    "outbox": msg.outbox_pending, "load1": msg.load1,
+                                    "disk_free_pct": msg.disk_free_pct,
+                                    "skew_s": round(rec.skew_s, 1)})
             elif isinstance(msg, Event):
                 rec.last_event = msg.model_dump(mode="json", by_alias=True, exclude_none=True)
-                if msg.kind == "staff_needed":
-                    rec.staff_at = now
+                if msg.kind in LATCHED:
+                    rec.raise_alert(msg.kind, now)
+                elif msg.kind == "security_write_skipped":
+                    alert = rec.active.pop("security_write_failed", None)
+                    if alert is not None:  # staff dealt with it at the station
+                        alert.cleared_at, alert.acked_by = now, "station"
+                        rec.ended.append(alert)
             elif isinstance(msg, ConfigReported):
                 rec.config = msg.model_dump(mode="json", by_alias=True, exclude_none=True)
             elif isinstance(msg, CommandRes):
+                # Keep who sent it and with what (known when it was sent from the page).
                 self.commands[msg.cmd_id] = dict(
-                    msg.model_dump(mode="json", by_alias=True, exclude_none=True),
+                    self.commands.get(msg.cmd_id, {}),
+                    **msg.model_dump(mode="json", by_alias=True, exclude_none=True),
                     site=site, station=station)
                 if len(self.commands) > 5000:  # keep the recent ones
                     self.commands.pop(next(iter(self.commands)))
@@ -147,6 +238,26 @@ class FleetState:
                 return None
             if not (isinstance(msg, messages.Status) and not msg.online):
                 rec.last_seen = now  # a will is the broker speaking, not the station
+            rec.refresh(now)
+            rec.changed = now
+            return rec
+
+    def tick(self, now: float | None = None) -> list[Station]:
+        """Alerts that depend on time alone (an outbox getting old): the stations changed."""
+        now = time.time() if now is None else now
+        with self.lock:
+            changed = [rec for rec in self.stations.values() if rec.refresh(now)]
+            for rec in changed:
+                rec.changed = now
+            return changed
+
+    def ack(self, site: str, station: str, kind: str, user: str,
+            now: float | None = None) -> Station | None:
+        now = time.time() if now is None else now
+        with self.lock:
+            rec = self.stations.get((site, station))
+            if rec is None or not rec.ack(kind, user, now):
+                return None
             rec.changed = now
             return rec
 

@@ -16,6 +16,7 @@ SUITES = {
     "tags": "selfcheck.bench.tags",
     "pad": "selfcheck.bench.pad",
     "fleet": "selfcheck.bench.fleet",
+    "console": "selfcheck.bench.console",
     "central": "selfcheck.bench.central",
     "koha": "selfcheck.bench.koha",
     "offline-list": "selfcheck.bench.offline_list",

@@ -49,7 +49,7 @@ class FleetProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "selfcheck.cli", "fleet", "serve", "--broker", str(broker),
-             "--db", db_url, "--http", f"127.0.0.1:{port}"],
+             "--db", db_url, "--http", f"127.0.0.1:{port}", "--no-login"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
         assert self.proc.stdout is not None

@@ -1,0 +1,31 @@
+"""One way to make an operator command, whoever sends it (`selfcheck fleet send` or the page):
+the arguments checked against the command's model, an id, an expiry and who asked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from mqtt.commands import ARGS, CommandReq, parse_args, req_topic
+from mqtt.connection import publish_properties
+from mqtt.messages import encode
+
+DEFAULT_EXPIRES_S = 300.0
+NAMES = tuple(ARGS)
+
+
+def build(name: str, args: dict[str, Any], *, by: str = "operator",
+          expires_s: float = DEFAULT_EXPIRES_S, cmd_id: str | None = None) -> CommandReq:
+    """The request, or MessageError naming the argument that is wrong."""
+    parse_args(name, args)
+    now = dt.datetime.now(dt.UTC)
+    return CommandReq(cmd_id=cmd_id or uuid.uuid4().hex, issued_at=now, by=by[:64],
+                      expires_at=now + dt.timedelta(seconds=expires_s), args=args)
+
+
+def message(site: str, station: str, name: str, req: CommandReq,
+            expires_s: float = DEFAULT_EXPIRES_S) -> tuple[str, bytes, Any]:
+    """Topic, payload and MQTT properties to publish (QoS 1, not retained)."""
+    props = publish_properties(MessageExpiryInterval=max(1, int(expires_s)))
+    return req_topic(site, station, name), encode(req), props

@@ -1,0 +1,161 @@
+"""What the library serves, for its managers: loans, returns and renewals per day, week or
+month, per site and station; busiest hours; the share done without staff; refusals by reason;
+offline transactions the library system refused afterwards and order gaps.
+
+Read from the central store's `circulation`, `processed`, `reconciliation` and `order_gaps`
+tables. Only counts leave this module: no item, no patron reference, no title.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import datetime as dt
+import io
+import json
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
+
+from central.schema import circulation, order_gaps, processed, reconciliation
+from central.store import open_engine
+
+PERIODS = ("day", "week", "month")
+KINDS = ("loan", "return", "renew")
+MAX_DAYS = 800
+TABLES = ("periods", "hours", "refusals", "offline")
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t  # SQLite gives naive UTC
+
+
+class Stats:
+    def __init__(self, url: str, tz: str = "Asia/Ho_Chi_Minh") -> None:
+        self.url = url
+        self.tz = ZoneInfo(tz)
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = open_engine(self.url)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _label(self, t: dt.datetime, period: str) -> str:
+        local = _utc(t).astimezone(self.tz)
+        if period == "day":
+            return local.strftime("%Y-%m-%d")
+        if period == "week":
+            year, week, _ = local.isocalendar()
+            return f"{year}-W{week:02d}"
+        return local.strftime("%Y-%m")
+
+    @staticmethod
+    def _params(q: dict[str, list[str]]) -> tuple[str, int, str | None, str | None]:
+        period = (q.get("period") or ["day"])[0]
+        if period not in PERIODS:
+            raise ValueError(f"period: one of {', '.join(PERIODS)}")
+        try:
+            days = int((q.get("days") or ["30"])[0])
+        except ValueError:
+            raise ValueError("days: a whole number") from None
+        if not 1 <= days <= MAX_DAYS:
+            raise ValueError(f"days: 1 to {MAX_DAYS}")
+        site = (q.get("site") or [""])[0] or None
+        station = (q.get("station") or [""])[0] or None
+        return period, days, site, station
+
+    def report(self, q: dict[str, list[str]], sites: set[str] | None,
+               now: dt.datetime | None = None) -> dict[str, Any]:
+        period, days, site, station = self._params(q)
+        now = now or dt.datetime.now(dt.UTC)
+        since = now - dt.timedelta(days=days)
+
+        def keep(row_site: str, row_station: str) -> bool:
+            return (sites is None or row_site in sites) and (site is None or row_site == site) \
+                and (station is None or row_station == station)
+
+        per: dict[tuple[str, str, str], collections.Counter[str]] = collections.defaultdict(
+            collections.Counter)
+        hours: collections.Counter[int] = collections.Counter()
+        refusals: collections.Counter[str] = collections.Counter()
+        offline: collections.Counter[str] = collections.Counter()
+        ok = total = 0
+        try:
+            with self.engine.connect() as conn:
+                for kind, s, st, at in conn.execute(select(
+                        circulation.c.kind, circulation.c.site, circulation.c.station,
+                        circulation.c.at).where(circulation.c.at >= since)):
+                    if keep(s, st):
+                        per[(self._label(at, period), s, st)][kind] += 1
+                        hours[_utc(at).astimezone(self.tz).hour] += 1
+                for s, st, result in conn.execute(select(
+                        processed.c.site, processed.c.station, processed.c.result).where(
+                        processed.c.applied_at >= since)):
+                    if not keep(s, st):
+                        continue
+                    total += 1
+                    ack = json.loads(result)
+                    if ack.get("ok"):
+                        ok += 1
+                    else:
+                        refusals[ack.get("reason") or "refused"] += 1
+                for s, st, reason in conn.execute(select(
+                        reconciliation.c.site, reconciliation.c.station,
+                        reconciliation.c.reason).where(reconciliation.c.at >= since)):
+                    if keep(s, st):
+                        offline[f"refused.{reason}"] += 1
+                for s, st, kind in conn.execute(select(
+                        order_gaps.c.site, order_gaps.c.station, order_gaps.c.kind).where(
+                        order_gaps.c.recorded_at >= since)):
+                    if keep(s, st):
+                        offline[f"order.{kind}"] += 1
+        except DBAPIError:  # no circulation store here (a fleet database of its own)
+            return {"available": False, "period": period, "days": days}
+        rows = [{"period": p, "site": s, "station": st, **{k: c[k] for k in KINDS}}
+                for (p, s, st), c in sorted(per.items())]
+        return {
+            "available": True, "period": period, "days": days, "since": since.isoformat(),
+            "rows": rows,
+            "hours": [hours[h] for h in range(24)],
+            "self_service": {"ok": ok, "total": total,
+                             "share": round(ok / total, 4) if total else None},
+            "refusals": dict(refusals.most_common()),
+            "offline": dict(sorted(offline.items())),
+        }
+
+    def csv(self, q: dict[str, list[str]], sites: set[str] | None,
+            table: str) -> tuple[str, str]:
+        if table not in TABLES:
+            raise ValueError(f"table: one of {', '.join(TABLES)}")
+        rep = self.report(q, sites)
+        out = io.StringIO()
+        w = csv.writer(out)
+        if not rep["available"]:
+            w.writerow(["no circulation data"])
+        elif table == "periods":
+            w.writerow(["period", "site", "station", *KINDS])
+            for r in rep["rows"]:
+                w.writerow([r["period"], r["site"], r["station"], *(r[k] for k in KINDS)])
+        elif table == "hours":
+            w.writerow(["hour", "transactions"])
+            for h, n in enumerate(rep["hours"]):
+                w.writerow([f"{h:02d}:00", n])
+        elif table == "refusals":
+            w.writerow(["reason", "count"])
+            for reason, n in rep["refusals"].items():
+                w.writerow([reason, n])
+            w.writerow(["(self-service ok)", rep["self_service"]["ok"]])
+            w.writerow(["(all answered)", rep["self_service"]["total"]])
+        else:
+            w.writerow(["what", "count"])
+            for what, n in rep["offline"].items():
+                w.writerow([what, n])
+        return f"selfcheck-{table}-{rep['period']}-{rep['days']}d.csv", out.getvalue()
