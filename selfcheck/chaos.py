@@ -138,7 +138,7 @@ class Run:
             st = HeadlessStation(self.station_config(n), log=self.workdir / f"st-{n + 1}.log")
             history: list[dict[str, Any]] = []
             st.on_event = history.append
-            self.stations.append(st.start())
+            self.stations.append(st.start(90))
             self.events.append(history)
             self.up.append(threading.Event())
             self.up[-1].set()

@@ -286,9 +286,10 @@ def _get_rows(opener: Any, url: str, query: str) -> list[dict[str, Any]]:
         with opener.open(f"{url}/api/stations{query}", timeout=10) as resp:
             rows: list[dict[str, Any]] = json.load(resp)
     except urllib.error.HTTPError as exc:  # before OSError: it is one
-        login = " (log in with --login NAME)" if exc.code in (401, 403) else ""
-        raise UserError("fleet.bad_answer", code=3, url=url,
-                        reason=f"HTTP {exc.code}{login}") from None
+        if exc.code in (401, 403):  # a usage matter: say how to log in
+            raise UserError("fleet.bad_answer", code=2, url=url,
+                            reason=f"HTTP {exc.code}: log in with --login NAME") from None
+        raise UserError("fleet.bad_answer", code=3, url=url, reason=f"HTTP {exc.code}") from None
     except OSError as exc:
         reason = getattr(exc, "reason", None) or exc
         raise UserError("fleet.unreachable", code=3, url=url, reason=reason) from None

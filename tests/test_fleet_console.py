@@ -280,7 +280,8 @@ def test_roles_sites_csrf_and_the_audit_log_over_http(console: FleetService,
     from selfcheck.cli import main
 
     assert main(["fleet", "--url", console.url, "--once"]) == 2
-    assert "--login" in capsys.readouterr().out
+    told = capsys.readouterr()
+    assert "--login" in told.out + told.err
     pw = tmp_path / "chi.pass"
     pw.write_text(PASSWORDS["chi"])
     assert main(["fleet", "--url", console.url, "--once", "--login", "chi",

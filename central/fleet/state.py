@@ -261,10 +261,11 @@ class FleetState:
             rec.changed = now
             return rec
 
-    def set_order(self, counts: dict[tuple[str, str], tuple[int, int, float]]
-                  ) -> list[Station]:
+    def set_order(self, counts: dict[tuple[str, str], tuple[int, int, float]],
+                  now: float | None = None) -> list[Station]:
         """Take the central's order gap counts per station (gaps, late, newest recorded);
-        the stations whose counts changed."""
+        the stations whose counts changed (their alerts brought in line)."""
+        now = time.time() if now is None else now
         changed = []
         with self.lock:
             for key in set(counts) | {k for k, r in self.stations.items()
@@ -273,6 +274,7 @@ class FleetState:
                 rec = self.get(*key)
                 if (rec.order_gaps, rec.order_late, rec.order_last) != (gaps, late, last):
                     rec.order_gaps, rec.order_late, rec.order_last = gaps, late, last
+                    rec.refresh(now)
                     changed.append(rec)
         return changed
 
