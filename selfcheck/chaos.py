@@ -385,8 +385,8 @@ def chaos(args: argparse.Namespace, workdir: Path) -> Report:
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     run_ = Run(args, workdir)
-    run_.start()
     try:
+        run_.start()
         readers = [threading.Thread(target=run_.reader, args=(n,), daemon=True)
                    for n in range(args.stations)]
         for t in readers:

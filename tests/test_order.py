@@ -179,18 +179,21 @@ def test_loan_return_offline_then_loan_again_leaves_the_book_on_loan(
     db = f"sqlite:///{tmp_path / 'central.db'}"
     book = "49000001"
     central = CentralProcess(broker.address, db, sample_items=5, sample_patrons=2).start()
-    cfg = station_config(tmp_path / "station.toml", broker, tmp_path / "journal.db")
-    with HeadlessStation(cfg, log=tmp_path / "station.log") as st:
-        st.wait_for(lambda e: e.get("online") is True)
-        loan1 = visit(st, "card TN00001", "borrow", book, "done")
-        central.kill()
-        ret2 = visit(st, "touch return", "return", book, "offline")  # no answer in time
-        central = CentralProcess(broker.address, db, sample=False).start()
-        loan3 = visit(st, "card TN00001", "borrow", book, "done")
-        n = st.mark()
-        st.send("drain")
-        st.wait_for(lambda e: e.get("event") == "drained", 60, after=n)
-    central.stop()
+    try:
+        cfg = station_config(tmp_path / "station.toml", broker, tmp_path / "journal.db")
+        with HeadlessStation(cfg, log=tmp_path / "station.log") as st:
+            st.wait_for(lambda e: e.get("online") is True)
+            loan1 = visit(st, "card TN00001", "borrow", book, "done")
+            central.kill()
+            ret2 = visit(st, "touch return", "return", book, "offline")  # no answer in time
+            central = CentralProcess(broker.address, db, sample=False).start()
+            loan3 = visit(st, "card TN00001", "borrow", book, "done")
+            n = st.mark()
+            st.send("drain")
+            st.wait_for(lambda e: e.get("event") == "drained", 60, after=n)
+
+    finally:
+        central.stop()  # the one started last
     assert (loan1["seq"], ret2["seq"], loan3["seq"]) == (1, 2, 3)
     store = CirculationStore(db)
     try:
