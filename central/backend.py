@@ -15,7 +15,7 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from mqtt.messages import (
+from selfcheck.mqtt.messages import (
     AccountRes,
     AckTx,
     OfflineListRes,

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
-from central.backend import Tx
-from central.schema import (
+from selfcheck.central.backend import Tx
+from selfcheck.central.schema import (
     circulation,
     holds,
     items,
@@ -25,8 +25,8 @@ from central.schema import (
     reconciliation,
     rules,
 )
-from mqtt import messages
-from mqtt.messages import AckTx, TxLoan, TxReturn
+from selfcheck.mqtt import messages
+from selfcheck.mqtt.messages import AckTx, TxLoan, TxReturn
 
 KIND = {TxLoan: "loan", TxReturn: "return", messages.TxRenew: "renew"}
 Row = dict[str, Any]

@@ -18,12 +18,17 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
-from central.backend import Backend, BackendUnavailable, Tx
-from central.order import Admitted, StationOrder, key_of
-from mqtt import messages, topics
-from mqtt.connection import BrokerAddress, connect_properties, make_client, publish_properties
-from mqtt.rejections import OnceLog
-from mqtt.security import ClientSecurity, apply
+from selfcheck.central.backend import Backend, BackendUnavailable, Tx
+from selfcheck.central.order import Admitted, StationOrder, key_of
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.connection import (
+    BrokerAddress,
+    connect_properties,
+    make_client,
+    publish_properties,
+)
+from selfcheck.mqtt.rejections import OnceLog
+from selfcheck.mqtt.security import ClientSecurity, apply
 
 log = logging.getLogger(__name__)
 

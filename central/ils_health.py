@@ -35,7 +35,12 @@ Probe = Callable[[], Verdict]
 
 
 def sip2_probe(cfg: object) -> Probe:
-    from central.sip2.client import Connection, Sip2Config, Sip2LoginRefused, Sip2Unavailable
+    from selfcheck.central.sip2.client import (
+        Connection,
+        Sip2Config,
+        Sip2LoginRefused,
+        Sip2Unavailable,
+    )
 
     assert isinstance(cfg, Sip2Config)
 

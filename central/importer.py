@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from central.schema import items, patrons, rules
+from selfcheck.central.schema import items, patrons, rules
 
 Row = dict[str, Any]
 KOHA_ITEMS_TAG = "952"

@@ -11,8 +11,8 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from central.bridge import Bridge
-    from central.ils_health import IlsHealth
+    from selfcheck.central.bridge import Bridge
+    from selfcheck.central.ils_health import IlsHealth
 
 
 class BridgeCollector(Collector):

@@ -29,9 +29,9 @@ from sqlalchemy import ColumnElement, Engine, Table, delete, insert, select, upd
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from central.backend import Tx
-from central.schema import held_tx, order_gaps, processed, station_order
-from mqtt import messages
+from selfcheck.central.backend import Tx
+from selfcheck.central.schema import held_tx, order_gaps, processed, station_order
+from selfcheck.mqtt import messages
 
 log = logging.getLogger(__name__)
 

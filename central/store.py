@@ -19,10 +19,10 @@ from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from central import pin as pins
-from central.backend import Tx
-from central.batch import Batch
-from central.schema import (
+from selfcheck.central import pin as pins
+from selfcheck.central.backend import Tx
+from selfcheck.central.batch import Batch
+from selfcheck.central.schema import (
     circulation,
     fines,
     holds,
@@ -33,8 +33,8 @@ from central.schema import (
     reconciliation,
     rules,
 )
-from mqtt import messages
-from mqtt.messages import (
+from selfcheck.mqtt import messages
+from selfcheck.mqtt.messages import (
     AccountLoan,
     AccountRes,
     AckTx,
@@ -165,7 +165,7 @@ class CirculationStore:
 
     def create(self) -> None:
         """Bring the database to the newest schema revision (central/migrations)."""
-        from central import migrations  # Alembic only where the store is set up
+        from selfcheck.central import migrations  # Alembic only where the store is set up
 
         migrations.upgrade(self.engine)
 

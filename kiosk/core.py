@@ -13,8 +13,8 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from drivers.pad.watcher import SeenTag
-from kiosk.core_model import (  # noqa: F401 - the core's vocabulary, re-exported
+from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, re-exported
     NOT_FOR_LOAN,
     AccountLoaded,
     AckReceived,
@@ -64,7 +64,7 @@ from kiosk.core_model import (  # noqa: F401 - the core's vocabulary, re-exporte
     View,
     WriteSecurity,
 )
-from mqtt.messages import AccountRes, AckTx, PatronCheckRes
+from selfcheck.mqtt.messages import AccountRes, AckTx, PatronCheckRes
 
 
 @dataclass

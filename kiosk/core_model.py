@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from drivers.pad.watcher import SeenTag
-from mqtt.messages import AccountRes, AckTx, PatronCheckRes
+from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.mqtt.messages import AccountRes, AckTx, PatronCheckRes
 
 
 class Mode(StrEnum):

@@ -1,7 +1,8 @@
 """The content of a receipt, built from a session summary: pure data in, lines out.
 
-No I/O, no printer: `drivers.printer` turns the lines into ESC/POS and `drivers.printer.mail`
-into an e-mail. The words live in kiosk/locale/{vi,en}/LC_MESSAGES/receipt.po.
+No I/O, no printer: `selfcheck.drivers.printer` turns the lines into ESC/POS and
+`selfcheck.drivers.printer.mail` into an e-mail. The words live in
+kiosk/locale/{vi,en}/LC_MESSAGES/receipt.po.
 
 Privacy (Decree 13/2023): a receipt can be left on the station or read by anyone nearby, so it
 carries the reader's given name, a masked initial or nothing; never a card number or full name.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from kiosk import i18n
+from selfcheck.kiosk import i18n
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 LANGS = ("vi", "en")

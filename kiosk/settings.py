@@ -13,9 +13,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from mqtt import topics
-from mqtt.connection import BrokerAddress
-from mqtt.security import ClientSecurity, check_transport, read_password
+from selfcheck.mqtt import topics
+from selfcheck.mqtt.connection import BrokerAddress
+from selfcheck.mqtt.security import ClientSecurity, check_transport, read_password
 
 
 class StationSettings(BaseSettings):
@@ -67,7 +67,7 @@ class StationSettings(BaseSettings):
     printer_transport: Literal["none", "usb", "serial", "network", "dummy"] = "none"
     printer_url: str = Field("", description="network host[:port], serial URL or USB VID:PID")
     printer_options: dict[str, Any] = Field(default_factory=dict, description="other "
-                                            "drivers.printer settings: vietnamese, codepage...")
+                                            "driver settings: vietnamese, codepage...")
     receipt_mail: dict[str, Any] | None = Field(None, description="SMTP relay for e-mail "
                                                 "receipts (drivers.printer.mail.MailConfig)")
     resend_after_s: float = Field(10.0, gt=0)
@@ -102,7 +102,7 @@ class StationSettings(BaseSettings):
     @field_validator("screen")
     @classmethod
     def _screen(cls, value: str) -> str:
-        from kiosk.ui.boot import parse_size
+        from selfcheck.kiosk.ui.boot import parse_size
 
         if value:
             parse_size(value)
@@ -110,7 +110,7 @@ class StationSettings(BaseSettings):
 
     @property
     def screen_size(self) -> tuple[int, int] | None:
-        from kiosk.ui.boot import parse_size
+        from selfcheck.kiosk.ui.boot import parse_size
 
         return parse_size(self.screen) if self.screen else None
     @field_validator("log_level", mode="before")
@@ -155,8 +155,8 @@ class StationSettings(BaseSettings):
     @model_validator(mode="after")
     def _printer(self) -> StationSettings:
         # A bad printer or mail setting stops the station at start, naming the key.
-        from drivers.printer import load_config
-        from drivers.printer.mail import load_mail_config
+        from selfcheck.drivers.printer import load_config
+        from selfcheck.drivers.printer.mail import load_mail_config
 
         if self.printer_transport != "none":
             load_config(self.printer_config())

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
-from mqtt import messages, topics
-from mqtt.messages import Message, MessageError, OfflinePolicy, Text
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.messages import Message, MessageError, OfflinePolicy, Text
 
 CmdId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 JobState = Literal["queued", "in_progress", "succeeded", "failed", "rejected"]

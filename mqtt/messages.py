@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mqtt import bounds
+from selfcheck.mqtt import bounds
 
 MAX_PAYLOAD = 16 * 1024  # bytes; larger messages are refused before parsing
 MAX_PAGES = 1_000_000  # of the offline list: page x page size must stay a 64-bit offset
@@ -335,5 +335,5 @@ def json_schemas() -> dict[str, dict[str, object]]:
 
 # Telemetry and command models live in their own modules and register into MODELS on import;
 # importing them here makes decode() and the schema export see them whatever is imported first.
-import mqtt.commands  # noqa: E402
-import mqtt.telemetry  # noqa: E402, F401
+import selfcheck.mqtt.commands  # noqa: E402
+import selfcheck.mqtt.telemetry  # noqa: E402, F401

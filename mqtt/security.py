@@ -12,7 +12,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
-from mqtt.connection import BrokerAddress
+from selfcheck.mqtt.connection import BrokerAddress
 
 
 class InsecureBroker(ValueError):

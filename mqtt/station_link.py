@@ -13,10 +13,15 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from mqtt import messages, topics
-from mqtt.connection import BrokerAddress, connect_properties, make_client, publish_properties
-from mqtt.rejections import OnceLog
-from mqtt.security import ClientSecurity, apply
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.connection import (
+    BrokerAddress,
+    connect_properties,
+    make_client,
+    publish_properties,
+)
+from selfcheck.mqtt.rejections import OnceLog
+from selfcheck.mqtt.security import ClientSecurity, apply
 
 log = logging.getLogger(__name__)
 

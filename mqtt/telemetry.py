@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from mqtt import messages, topics
-from mqtt.messages import Message, OfflinePolicy, Text
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.messages import Message, OfflinePolicy, Text
 
 Paper = Literal["ok", "low", "out", "none"]  # none: no printer
 Printer = Literal["ok", "fault", "none"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kiosk import audio
-from kiosk.i18n import t
+from selfcheck.kiosk.i18n import t
+from selfcheck.kiosk.ui import audio
 
 
 @pytest.mark.skipif(audio.espeak() is None, reason="espeak-ng is not installed "

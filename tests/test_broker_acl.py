@@ -13,11 +13,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
-from mqtt import topics
-from mqtt.connection import make_client
-from mqtt.security import ClientSecurity, apply
-from mqtt.telemetry import FLEET_SUBSCRIPTIONS
-from selfcheck.broker import Broker
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt import topics
+from selfcheck.mqtt.connection import make_client
+from selfcheck.mqtt.security import ClientSecurity, apply
+from selfcheck.mqtt.telemetry import FLEET_SUBSCRIPTIONS
 from tests.conftest import ROOT, wait_until
 from tests.test_broker_security import Peer, connect, password
 

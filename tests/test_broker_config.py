@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from mqtt.connection import make_client
-from selfcheck.broker import Broker
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt.connection import make_client
 
 
 def test_retained_status_survives_a_broker_restart(broker: Broker) -> None:

@@ -20,17 +20,17 @@ import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
-from central.bridge import Bridge
-from central.store import CirculationStore
-from drivers.card.base import SimulatedCardReader
-from drivers.pad.simulated import SimulatedPad
-from drivers.tags import iso28560_3
-from kiosk import core
-from kiosk.runtime import StationRuntime
-from kiosk.settings import StationSettings
-from mqtt.connection import BrokerAddress, make_client
-from mqtt.security import ClientSecurity, InsecureBroker, apply
-from selfcheck.broker import Broker
+from selfcheck.central.bridge import Bridge
+from selfcheck.central.store import CirculationStore
+from selfcheck.drivers.card.base import SimulatedCardReader
+from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.drivers.tags import iso28560_3
+from selfcheck.kiosk import core
+from selfcheck.kiosk.runtime.station import StationRuntime
+from selfcheck.kiosk.settings import StationSettings
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt.connection import BrokerAddress, make_client
+from selfcheck.mqtt.security import ClientSecurity, InsecureBroker, apply
 from tests.conftest import ROOT, wait_until
 
 MAKE_CREDENTIALS = ROOT / "deploy" / "mosquitto" / "make-credentials"
@@ -305,7 +305,7 @@ def test_retained_state_and_sessions_survive_a_broker_kill(
         apply(bridge.client, broker.address,
               ClientSecurity("central-bridge-1", password(creds, "central-bridge-1"), tls=True,
                              ca_file=ca))
-        from mqtt.connection import connect_properties
+        from selfcheck.mqtt.connection import connect_properties
         bridge.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(
             "$share/bridge/lib/v1/+/+/tx/#", 1)
         subscribed = threading.Event()
@@ -387,7 +387,7 @@ def test_station_and_central_commands_refuse_to_start_insecure(tmp_path: Path) -
 def test_station_and_bridge_over_tls_with_passwords(
         sbroker: Broker, creds: Path, tmp_path: Path) -> None:
     store = CirculationStore(f"sqlite:///{tmp_path / 'central.db'}")
-    from central.sample import load_sample
+    from selfcheck.central.sample import load_sample
 
     load_sample(store)
     # the bridge on the loopback listener (password, no TLS), as in the central unit
@@ -401,7 +401,7 @@ def test_station_and_bridge_over_tls_with_passwords(
     cfg.write_text(f'site = "site-1"\nstation = "st-a"\nbroker = "localhost:{sbroker.port}"\n'
                    f'journal = "{tmp_path / "st.db"}"\ntls = true\n'
                    f'ca_file = "{creds / "ca.crt"}"\npassword_file = "{secret}"\n')
-    from kiosk.settings import load_settings
+    from selfcheck.kiosk.settings import load_settings
 
     settings = load_settings(cfg)
     pad, card = SimulatedPad(), SimulatedCardReader()

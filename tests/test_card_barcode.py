@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from drivers.card import open_card_reader
-from drivers.card.barcode import (
+from selfcheck.drivers.card import open_card_reader
+from selfcheck.drivers.card.barcode import (
     BadBarcode,
     BarcodeOptions,
     BarcodeSink,
@@ -28,11 +28,15 @@ from drivers.card.barcode import (
     LineTooLong,
     clean_barcode,
 )
-from drivers.card.barcode_serial import SerialBarcodeOptions, SerialBarcodeReader
-from drivers.card.barcode_wedge import INPUT_EVENT, EvdevBarcodeReader, StreamBarcodeReader
-from drivers.card.base import SimulatedCardReader
-from drivers.card.config import CardConfigError
-from drivers.card.stats import CardReaderStats
+from selfcheck.drivers.card.barcode_serial import SerialBarcodeOptions, SerialBarcodeReader
+from selfcheck.drivers.card.barcode_wedge import (
+    INPUT_EVENT,
+    EvdevBarcodeReader,
+    StreamBarcodeReader,
+)
+from selfcheck.drivers.card.base import SimulatedCardReader
+from selfcheck.drivers.card.config import CardConfigError
+from selfcheck.drivers.card.stats import CardReaderStats
 
 # --- pure decoding -------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ import socket
 import threading
 from pathlib import Path
 
-from drivers.card.barcode_serial import SerialBarcodeOptions, SerialBarcodeReader
-from drivers.pad.simulated import SimulatedPad
-from kiosk.runtime import StationRuntime
-from kiosk.settings import StationSettings
-from mqtt.connection import make_client
-from selfcheck.broker import Broker, free_port
+from selfcheck.drivers.card.barcode_serial import SerialBarcodeOptions, SerialBarcodeReader
+from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.kiosk.runtime.station import StationRuntime
+from selfcheck.kiosk.settings import StationSettings
+from selfcheck.lab.broker import Broker, free_port
+from selfcheck.mqtt.connection import make_client
 
 
 def test_station_reports_card_reader_lost_and_back(tmp_path: Path, broker: Broker) -> None:

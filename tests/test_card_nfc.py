@@ -19,10 +19,10 @@ import nfc
 import nfc.clf
 import pytest
 
-from drivers.card import open_card_reader
-from drivers.card.debounce import PresenceDebouncer
-from drivers.card.nfc_reader import NfcCardReader
-from drivers.card.uid_mapping import UidFormat, UidMapping
+from selfcheck.drivers.card import open_card_reader
+from selfcheck.drivers.card.debounce import PresenceDebouncer
+from selfcheck.drivers.card.nfc_reader import NfcCardReader
+from selfcheck.drivers.card.uid_mapping import UidFormat, UidMapping
 
 FELICA_IDM = bytes.fromhex("0102030405060708")
 FELICA_PMM = bytes.fromhex("03014b024f4993ff")

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.card.config import CardConfigError
-from drivers.card.uid_mapping import UidFormat, UidMapping, load_uid_mapping, map_uid
+from selfcheck.drivers.card.config import CardConfigError
+from selfcheck.drivers.card.uid_mapping import UidFormat, UidMapping, load_uid_mapping, map_uid
 
 UID = bytes.fromhex("04A2B3C4")
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from central.schema import circulation, processed
-from central.store import CirculationStore
-from mqtt import messages, topics
-from mqtt.connection import BrokerAddress, connect_properties, make_client
-from mqtt.ids import uuid7
-from mqtt.outbox import Outbox
-from selfcheck.broker import Broker
-from selfcheck.stack import CentralProcess
+from selfcheck.central.schema import circulation, processed
+from selfcheck.central.store import CirculationStore
+from selfcheck.lab.broker import Broker
+from selfcheck.lab.stack import CentralProcess
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.connection import BrokerAddress, connect_properties, make_client
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.outbox import Outbox
 from tests.conftest import wait_until
 
 SITE, STATION = "tv-tinh", "st-1"

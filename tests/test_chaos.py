@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, update
 
-from central.sample import load_sample
-from central.schema import circulation, processed
-from central.store import CirculationStore
-from kiosk.journal import Journal
-from mqtt import topics
-from mqtt.ids import uuid7
-from mqtt.messages import TxLoan, TxReturn
-from selfcheck.chaos import SITE, Report, chaos, check_store
+from selfcheck.central.sample import load_sample
+from selfcheck.central.schema import circulation, processed
+from selfcheck.central.store import CirculationStore
+from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.lab.chaos import SITE, Report, chaos, check_store
+from selfcheck.mqtt import topics
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxLoan, TxReturn
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime.now(dt.UTC)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from central.fleet.service import FleetService
-from selfcheck.broker import Broker, free_port
-from selfcheck.errors import suggest
+from selfcheck.central.fleet.service import FleetService
+from selfcheck.cli.errors import suggest
+from selfcheck.lab.broker import Broker, free_port
 from tests.conftest import ROOT
 
 

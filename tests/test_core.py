@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
-from drivers.pad.watcher import SeenTag
-from drivers.tags import TagInfo
-from kiosk import core
-from mqtt.messages import AckTx, PatronCheckRes
+from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.drivers.tags import TagInfo
+from selfcheck.kiosk import core
+from selfcheck.mqtt.messages import AckTx, PatronCheckRes
 
 _ids = (f"id-{n}" for n in itertools.count(1))
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import itertools
 
-from drivers.pad.watcher import SeenTag
-from drivers.tags import TagInfo
-from kiosk import core
-from mqtt.messages import AckTx, PatronCheckRes
+from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.drivers.tags import TagInfo
+from selfcheck.kiosk import core
+from selfcheck.mqtt.messages import AckTx, PatronCheckRes
 
 _ids = (f"0190a3c2-7b1e-7cc0-8d4e-{n:012x}" for n in itertools.count(1))
 STAFF = "NV0001"

@@ -8,13 +8,13 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
-from central.store import card_hash as central_card_hash
-from drivers.pad.watcher import SeenTag
-from drivers.tags import TagInfo
-from kiosk import core, receipt
-from kiosk.journal import Journal
-from kiosk.runtime import card_hash
-from mqtt.messages import (
+from selfcheck.central.store import card_hash as central_card_hash
+from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.drivers.tags import TagInfo
+from selfcheck.kiosk import core, receipt
+from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.kiosk.runtime.station import card_hash
+from selfcheck.mqtt.messages import (
     AccountLoan,
     AccountRes,
     AckTx,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from central.store import CirculationStore
-from selfcheck.broker import Broker
-from selfcheck.stack import CentralProcess, HeadlessStation
+from selfcheck.central.store import CirculationStore
+from selfcheck.lab.broker import Broker
+from selfcheck.lab.stack import CentralProcess, HeadlessStation
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow

@@ -15,17 +15,17 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from central.bridge import Bridge
-from central.store import CirculationStore
-from drivers.card.base import SimulatedCardReader
-from drivers.pad.simulated import SimulatedPad
-from drivers.tags import iso28560_3
-from kiosk import core
-from kiosk.runtime import StationRuntime
-from kiosk.settings import StationSettings
-from mqtt import topics
-from mqtt.connection import make_client, publish_properties
-from selfcheck.broker import Broker
+from selfcheck.central.bridge import Bridge
+from selfcheck.central.store import CirculationStore
+from selfcheck.drivers.card.base import SimulatedCardReader
+from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.drivers.tags import iso28560_3
+from selfcheck.kiosk import core
+from selfcheck.kiosk.runtime.station import StationRuntime
+from selfcheck.kiosk.settings import StationSettings
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt import topics
+from selfcheck.mqtt.connection import make_client, publish_properties
 
 CARD = "DG0001"  # the sample library's patron card
 NAME = "Nguyễn Văn An"  # and that patron's name
@@ -126,7 +126,7 @@ def test_no_card_number_or_name_in_logs_messages_or_journal(
             assert not m.retain  # nothing kept on the broker for later readers
 
     # -- log records, with their arguments and tracebacks
-    rejections = [r for r in caplog.records if r.name == "central.bridge"]
+    rejections = [r for r in caplog.records if r.name == "selfcheck.central.bridge"]
     assert len(rejections) >= 3, "the rejections were not logged"
     for record in caplog.records:
         text = record.getMessage() + (record.exc_text or "") + repr(record.args)

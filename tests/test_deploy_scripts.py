@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kiosk.settings import load_settings
+from selfcheck.kiosk.settings import load_settings
 from tests.conftest import ROOT
 
 SCRIPTS = [ROOT / "deploy" / "pi" / "provision.sh", ROOT / "deploy" / "central" / "setup.sh",

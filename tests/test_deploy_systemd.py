@@ -111,13 +111,13 @@ def test_station_sends_ready_then_watchdog_pings(how: str, tmp_path: Path) -> No
 FROZEN = """
 import asyncio, sys, time
 from pathlib import Path
-from kiosk.ui.boot import configure
+from selfcheck.kiosk.ui.boot import configure
 configure(headless=True)
-from drivers.card.base import SimulatedCardReader
-from drivers.pad.simulated import SimulatedPad
-from kiosk.runtime import StationRuntime
-from kiosk.settings import StationSettings
-from kiosk.ui.app import StationApp, run_app
+from selfcheck.drivers.card.base import SimulatedCardReader
+from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.kiosk.runtime.station import StationRuntime
+from selfcheck.kiosk.settings import StationSettings
+from selfcheck.kiosk.ui.app import StationApp, run_app
 
 async def script(app):
     await asyncio.sleep(1.5)

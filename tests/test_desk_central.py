@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from central import pin as pins
-from central.bridge import Bridge
-from central.sample import load_sample
-from central.store import CirculationStore, card_hash
-from kiosk.journal import Journal
-from mqtt import messages
-from mqtt.ids import uuid7
-from mqtt.messages import TxLoan, TxRenew, TxReturn
-from mqtt.station_link import StationLink
-from selfcheck.broker import Broker
+from selfcheck.central import pin as pins
+from selfcheck.central.bridge import Bridge
+from selfcheck.central.sample import load_sample
+from selfcheck.central.store import CirculationStore, card_hash
 from selfcheck.cli import main
+from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt import messages
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
+from selfcheck.mqtt.station_link import StationLink
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)  # sample scenario dates are from today

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from central.sip2 import messages as m
-from central.sip2.backend import Sip2Backend
-from central.sip2.codec import Message
-from mqtt.ids import uuid7
+from selfcheck.central.sip2 import messages as m
+from selfcheck.central.sip2.backend import Sip2Backend
+from selfcheck.central.sip2.codec import Message
+from selfcheck.mqtt.ids import uuid7
 from tests.sip2_server import Item, Library, Patron, running
 from tests.test_sip2_backend import loan, make, ret
 
@@ -100,7 +100,7 @@ def test_hold_refusal_and_late_offline_loans(sip: tuple[Sip2Backend, Library]) -
     assert c is not None and c.reason == "on_hold_for_other"
     from sqlalchemy import select
 
-    from central.schema import reconciliation
+    from selfcheck.central.schema import reconciliation
 
     with backend.engine.connect() as conn:
         rows = conn.execute(select(reconciliation.c.msg_id, reconciliation.c.reason)).all()

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers.pad.simulators import M810Simulator
-from drivers.printer.simulator import PrinterSimulator
-from drivers.printer.status import Paper
-from selfcheck.broker import Broker, free_port
 from selfcheck.cli import main
+from selfcheck.drivers.pad.simulators import M810Simulator
+from selfcheck.drivers.printer.simulator import PrinterSimulator
+from selfcheck.drivers.printer.status import Paper
+from selfcheck.lab.broker import Broker, free_port
 from tests.conftest import ROOT
 from tests.sip2_server import Library, running
 from tests.test_station_devices import LineSource

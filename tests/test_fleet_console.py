@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from central.fleet.auth import Auth, LoginRefused
-from central.fleet.db import FleetStore
-from central.fleet.service import FleetService
-from central.fleet.state import FleetState
-from central.fleet.stats import Stats
-from central.schema import circulation, order_gaps, processed, reconciliation
-from central.store import CirculationStore
-from mqtt import messages
-from mqtt.telemetry import Event, Health, State
-from selfcheck.bench.browser import CHROMIUM, Browser
-from selfcheck.broker import Broker
+from selfcheck.central.fleet.auth import Auth, LoginRefused
+from selfcheck.central.fleet.db import FleetStore
+from selfcheck.central.fleet.service import FleetService
+from selfcheck.central.fleet.state import FleetState
+from selfcheck.central.fleet.stats import Stats
+from selfcheck.central.schema import circulation, order_gaps, processed, reconciliation
+from selfcheck.central.store import CirculationStore
+from selfcheck.lab.bench.browser import CHROMIUM, Browser
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt import messages
+from selfcheck.mqtt.telemetry import Event, Health, State
 from tests.conftest import ROOT, wait_until
 from tests.test_fleet_integration import Recorder, StationThread, settings
 

@@ -6,12 +6,12 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
-from central.fleet.metrics import OpeningHours
-from central.fleet.state import FleetState
-from kiosk import core
-from kiosk.health import HealthProbe
-from mqtt import messages
-from mqtt.telemetry import State
+from selfcheck.central.fleet.metrics import OpeningHours
+from selfcheck.central.fleet.state import FleetState
+from selfcheck.kiosk import core
+from selfcheck.kiosk.runtime.health import HealthProbe
+from selfcheck.mqtt import messages
+from selfcheck.mqtt.telemetry import State
 from tests.test_core import borrow_session, make, tag
 
 _n = itertools.count(1)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from central.fleet.service import FleetService
-from mqtt import messages
-from selfcheck.broker import Broker
+from selfcheck.central.fleet.service import FleetService
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt import messages
 from tests.conftest import ROOT, wait_until
 from tests.test_fleet_integration import Recorder
 
@@ -65,7 +65,7 @@ def test_alert_rules_fire_when_they_should() -> None:
 def _publish_fleet(recorder: Recorder, site: str = "tv-hn") -> None:
     import datetime as dt
 
-    from mqtt.telemetry import Event, Health, State
+    from selfcheck.mqtt.telemetry import Event, Health, State
 
     now = dt.datetime.now(dt.UTC)
     rows = [("quay-1", True, "ok", True, 0), ("quay-2", True, "out", True, 3),

@@ -8,8 +8,8 @@ import sys
 import typing
 from pathlib import Path
 
-from central.fleet.i18n import catalog
-from mqtt.telemetry import EventKind
+from selfcheck.central.fleet.i18n import catalog
+from selfcheck.mqtt.telemetry import EventKind
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,5 +29,6 @@ def test_catalogs_match_and_cover_every_event_and_alert() -> None:
 
 def test_each_module_imports_first() -> None:
     # The message registry imports telemetry and commands; each must import on its own too.
-    for module in ("mqtt.telemetry", "mqtt.commands", "mqtt.messages"):
+    for module in ("selfcheck.mqtt.telemetry", "selfcheck.mqtt.commands",
+                   "selfcheck.mqtt.messages"):
         subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, check=True)

@@ -17,19 +17,19 @@ from typing import Any
 
 import pytest
 
-from central.fleet.service import FleetService
-from drivers.card.base import SimulatedCardReader
-from drivers.pad.simulated import SimulatedPad
-from kiosk import core
-from kiosk.journal import Journal
-from kiosk.runtime import StationRuntime
-from kiosk.settings import StationSettings
-from mqtt import messages
-from mqtt.commands import CommandReq, CommandRes, req_topic
-from mqtt.connection import make_client
-from mqtt.station_link import StationLink
-from mqtt.telemetry import ConfigDesired, ConfigSettings
-from selfcheck.broker import Broker
+from selfcheck.central.fleet.service import FleetService
+from selfcheck.drivers.card.base import SimulatedCardReader
+from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.kiosk import core
+from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.kiosk.runtime.station import StationRuntime
+from selfcheck.kiosk.settings import StationSettings
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt import messages
+from selfcheck.mqtt.commands import CommandReq, CommandRes, req_topic
+from selfcheck.mqtt.connection import make_client
+from selfcheck.mqtt.station_link import StationLink
+from selfcheck.mqtt.telemetry import ConfigDesired, ConfigSettings
 from tests.conftest import ROOT, wait_until
 
 SITE = "tv-fleet"
@@ -133,10 +133,10 @@ def row(fleet: FleetService, station: str = "st-1") -> dict[str, Any]:
 STATION_SCRIPT = """
 import asyncio, sys
 sys.path.insert(0, {root!r})
-from drivers.card.base import SimulatedCardReader
-from drivers.pad.simulated import SimulatedPad
-from kiosk.runtime import StationRuntime
-from kiosk.settings import StationSettings
+from selfcheck.drivers.card.base import SimulatedCardReader
+from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.kiosk.runtime.station import StationRuntime
+from selfcheck.kiosk.settings import StationSettings
 s = StationSettings(site={site!r}, station="st-k", broker={broker!r}, journal={journal!r})
 asyncio.run(StationRuntime(s, SimulatedPad(), SimulatedCardReader()).run())
 """
@@ -337,7 +337,7 @@ def test_commands_refusals_and_results(tmp_path: Path, broker: Broker, fleet: Fl
 def test_telemetry_state_health_events_and_privacy(tmp_path: Path, broker: Broker,
                                                    fleet: FleetService, recorder: Recorder,
                                                    store: Any, bridge: Any) -> None:
-    from drivers.tags import iso28560_3
+    from selfcheck.drivers.tags import iso28560_3
 
     with StationThread(settings(tmp_path, broker)) as st:
         rt = st.rt

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from central.importer import CatalogueError, parse_rules
-from central.sip2 import codec
-from drivers.pad import m810_codec
-from kiosk.settings import StationSettings
-from mqtt.connection import BrokerAddress
+from selfcheck.central.importer import CatalogueError, parse_rules
+from selfcheck.central.sip2 import codec
 from selfcheck.cli import main
-from selfcheck.fuzz.cmd import run_target
-from selfcheck.fuzz.targets import Target, all_targets
+from selfcheck.drivers.pad import m810_codec
+from selfcheck.kiosk.settings import StationSettings
+from selfcheck.lab.fuzz.cmd import run_target
+from selfcheck.lab.fuzz.targets import Target, all_targets
+from selfcheck.mqtt.connection import BrokerAddress
 
 CORPUS = Path(__file__).parent / "corpus"
 TARGETS = {t.name: t for t in all_targets()}
@@ -61,7 +61,7 @@ def test_corpus_input_gets_the_documented_error(name: str, path: Path) -> None:
 
 
 def test_sip2_unicode_digits_are_not_numbers() -> None:
-    from central.sip2 import messages as sm
+    from selfcheck.central.sip2 import messages as sm
 
     def reply(name: str) -> codec.Message:
         return codec.decode((CORPUS / "sip2-reply" / f"{name}.bin").read_bytes(),

@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kiosk.journal import Journal
-from selfcheck.stack import HeadlessStation
+from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.lab.stack import HeadlessStation
 from tests.conftest import ROOT
 
 
 def test_importing_the_headless_station_loads_no_kivy() -> None:
-    code = ("import sys, kiosk.headless, selfcheck.station_cmd; "
+    code = ("import sys, selfcheck.kiosk.runtime.headless, selfcheck.cli.station; "
             "sys.exit(any(m == 'kivy' or m.startswith('kivy.') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 

@@ -7,8 +7,8 @@ import re
 import typing
 from pathlib import Path
 
-from kiosk.i18n import LANGS, catalog, date, t
-from mqtt import messages
+from selfcheck.kiosk.i18n import LANGS, catalog, date, t
+from selfcheck.mqtt import messages
 
 ROOT = Path(__file__).resolve().parent.parent
 

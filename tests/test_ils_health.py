@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from central.ils_health import IlsHealth, sip2_probe, store_probe
-from central.sip2.client import Sip2Config
-from central.store import CirculationStore
-from selfcheck.broker import Broker, free_port
+from selfcheck.central.ils_health import IlsHealth, sip2_probe, store_probe
+from selfcheck.central.sip2.client import Sip2Config
+from selfcheck.central.store import CirculationStore
+from selfcheck.lab.broker import Broker, free_port
 from tests.conftest import ROOT, wait_until
 from tests.sip2_server import Library, running
 
@@ -27,7 +27,7 @@ def _url(port: int, password: str = "secret") -> str:
 
 def test_sip2_states_each_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     lib = Library()
-    caplog.set_level(logging.INFO, logger="central.ils_health")
+    caplog.set_level(logging.INFO, logger="selfcheck.central.ils_health")
     with running(lib) as (server, _proxy):
         health = IlsHealth(sip2_probe(Sip2Config.parse(_url(server.port))), "acs", 3600)
         for _ in range(3):
@@ -45,13 +45,13 @@ def test_sip2_states_each_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     health.check()  # the server is gone
     assert health.state == "down"
     lines = [(r.levelname, r.getMessage().split(":")[0], getattr(r, "state", None))
-             for r in caplog.records if r.name == "central.ils_health"]
+             for r in caplog.records if r.name == "selfcheck.central.ils_health"]
     assert lines == [("INFO", "library system answers", "ok"),
                      ("WARNING", "library system login refused", "login refused"),
                      ("INFO", "library system answers", "ok"),
                      ("WARNING", "library system down", "down")], lines
     assert all(getattr(r, "ils", None) == "acs" for r in caplog.records
-               if r.name == "central.ils_health")
+               if r.name == "selfcheck.central.ils_health")
 
 
 def test_store_probe(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_central_logs_a_verdict_at_start_and_exposes_it(tmp_path: Path, case: st
             assert p.stderr is not None
             verdict = ""
             for line in p.stderr:
-                if "central.ils_health" in line:
+                if "selfcheck.central.ils_health" in line:
                     verdict = line.strip()
                     break
             took = time.monotonic() - started

@@ -14,12 +14,12 @@ import pytest
 from pymarc import Field, Record, Subfield
 from sqlalchemy import func, select
 
-from central.importer import CatalogueError, import_files, marc_title, parse_marc
-from central.schema import items, patrons
-from central.store import CirculationStore
-from mqtt.ids import uuid7
-from mqtt.messages import TxLoan
+from selfcheck.central.importer import CatalogueError, import_files, marc_title, parse_marc
+from selfcheck.central.schema import items, patrons
+from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxLoan
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)

@@ -10,21 +10,21 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
-from central.bridge import Bridge
-from central.store import CirculationStore
-from drivers.card.base import SimulatedCardReader
-from drivers.pad.simulated import SimulatedPad
-from drivers.tags import iso28560_3
-from kiosk import core
-from kiosk.journal import Journal
-from kiosk.runtime import StationRuntime
-from kiosk.settings import StationSettings
-from mqtt import messages, topics
-from mqtt.connection import make_client
-from mqtt.ids import uuid7
-from mqtt.outbox import Outbox
-from mqtt.station_link import StationLink
-from selfcheck.broker import Broker
+from selfcheck.central.bridge import Bridge
+from selfcheck.central.store import CirculationStore
+from selfcheck.drivers.card.base import SimulatedCardReader
+from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.drivers.tags import iso28560_3
+from selfcheck.kiosk import core
+from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.kiosk.runtime.station import StationRuntime
+from selfcheck.kiosk.settings import StationSettings
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.connection import make_client
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.outbox import Outbox
+from selfcheck.mqtt.station_link import StationLink
 from tests.conftest import wait_until
 
 SITE = "thu-vien-test"
@@ -139,7 +139,7 @@ def test_patron_request_response_and_foreign_response_topic_refused(
     # a request asking for its answer on another station's topic is refused
     spy, seen = _collector(broker, topics.res(SITE, "victim", "patron"))
     before = bridge.counters.rejected
-    from mqtt.connection import publish_properties
+    from selfcheck.mqtt.connection import publish_properties
 
     spy.publish(topics.req(SITE, "st-3", "patron"),
                 messages.encode(messages.PatronCheckReq(card_id="DG0002")), qos=1,

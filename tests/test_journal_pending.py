@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kiosk.journal import Journal
+from selfcheck.kiosk.runtime.journal import Journal
 
 
 def test_pending_writes_survive_a_restart_and_their_end_is_logged(tmp_path: Path) -> None:

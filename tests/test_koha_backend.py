@@ -17,13 +17,13 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import func, select
 
-from central.backend import BackendUnavailable
-from central.koha.backend import KohaBackend
-from central.koha.client import KohaClient, KohaConfig
-from central.schema import processed, sip2_claims
-from central.sip2.client import Sip2Config
-from mqtt.ids import uuid7
-from mqtt.messages import TxLoan, TxRenew, TxReturn
+from selfcheck.central.backend import BackendUnavailable
+from selfcheck.central.koha.backend import KohaBackend
+from selfcheck.central.koha.client import KohaClient, KohaConfig
+from selfcheck.central.schema import processed, sip2_claims
+from selfcheck.central.sip2.client import Sip2Config
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
 from tests.koha_standin import Fault, Hold, KohaExtra, KohaStandIn, koha_running
 from tests.sip2_server import FaultProxy, Item, Library, Patron, running
 
@@ -460,7 +460,7 @@ def test_https_with_the_sites_ca(tmp_path: Path) -> None:
 # -- health: both doors
 
 def test_health_probe_sees_rest_and_sip2(tmp_path: Path) -> None:
-    from central.koha.health import koha_probe
+    from selfcheck.central.koha.health import koha_probe
 
     lib = library()
     with running(lib) as (_s, proxy):

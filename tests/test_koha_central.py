@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from mqtt import messages, topics
-from mqtt.ids import uuid7
-from mqtt.station_link import StationLink
-from selfcheck.broker import Broker
-from selfcheck.stack import CentralProcess
+from selfcheck.lab.broker import Broker
+from selfcheck.lab.stack import CentralProcess
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.station_link import StationLink
 from tests.conftest import wait_until
 from tests.koha_standin import koha_running
 from tests.sip2_server import running

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from central.koha import mapping as km
-from central.koha.client import KohaConfig, KohaProtocolError
+from selfcheck.central.koha import mapping as km
+from selfcheck.central.koha.client import KohaConfig, KohaProtocolError
 from tests.koha_spec import Spec, Violation
 from tests.koha_standin import koha_running
 from tests.sip2_server import Item, Library, Patron

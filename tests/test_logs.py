@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from central.sample import PATRONS, PINS
-from selfcheck import logs
-from selfcheck.broker import Broker
+from selfcheck.central.sample import PATRONS, PINS
+from selfcheck.cli import logs
+from selfcheck.lab.broker import Broker
 from tests.conftest import ROOT, wait_until
 
 
@@ -69,7 +69,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 # -- the formatter and the set-up
 def _line(journald: bool, **extra: object) -> str:
-    record = logging.LogRecord("central.bridge", logging.INFO, __file__, 1,
+    record = logging.LogRecord("selfcheck.central.bridge", logging.INFO, __file__, 1,
                                "answered %s", ("tx.loan/1",), None)
     record.__dict__.update(extra)
     return logs.LineFormatter(journald).format(record)
@@ -187,7 +187,8 @@ def test_station_config_sets_the_level_below_option_and_env(tmp_path: Path) -> N
     cfg = tmp_path / "station.toml"
     cfg.write_text('log_level = "warning"\nlang = "en"\n')
     code = ("import logging, sys\n"
-            "from selfcheck import cli, station_cmd\n"
+            "from selfcheck import cli\n"
+            "from selfcheck.cli import station as station_cmd\n"
             "station_cmd.preflight = lambda *a: sys.exit(logging.getLogger().level)\n"
             "cli.main(sys.argv[1:])\n")
     def level(*args: str, **env: str) -> int:

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from mqtt import messages, topics
-from mqtt.ids import uuid7
-from selfcheck.schema_cmd import SCHEMA_DIR, rendered
+from selfcheck.cli.schema import SCHEMA_DIR, rendered
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.ids import uuid7
 
 
 def loan_json(**kw: object) -> bytes:

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from central import migrations
-from central.sample import ITEMS, PATRONS, RULES
-from central.schema import metadata
-from central.store import CirculationStore, open_engine
-from mqtt.ids import uuid7
-from mqtt.messages import TxLoan
+from selfcheck.central import migrations
+from selfcheck.central.sample import ITEMS, PATRONS, RULES
+from selfcheck.central.schema import metadata
+from selfcheck.central.store import CirculationStore, open_engine
 from selfcheck.cli import main
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxLoan
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)

@@ -12,12 +12,12 @@ import paho.mqtt.client as paho
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from central.schema import held_tx
-from mqtt import messages, topics
-from mqtt.connection import make_client
-from mqtt.ids import uuid7
-from selfcheck.broker import Broker
-from selfcheck.stack import CentralProcess
+from selfcheck.central.schema import held_tx
+from selfcheck.lab.broker import Broker
+from selfcheck.lab.stack import CentralProcess
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.connection import make_client
+from selfcheck.mqtt.ids import uuid7
 from tests.conftest import wait_until
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from central.sample import load_sample
-from central.store import CirculationStore, card_hash
-from kiosk.journal import Journal
-from mqtt.ids import uuid7
-from mqtt.messages import TxLoan, TxReturn
+from selfcheck.central.sample import load_sample
+from selfcheck.central.store import CirculationStore, card_hash
 from selfcheck.cli import main
+from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxLoan, TxReturn
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from central.order import HELD_MAX, StationOrder
-from central.sample import load_sample
-from central.schema import processed
-from central.store import CirculationStore
-from mqtt.ids import uuid7
-from mqtt.messages import TxLoan, TxReturn
-from selfcheck.broker import Broker
-from selfcheck.stack import CentralProcess, HeadlessStation
+from selfcheck.central.order import HELD_MAX, StationOrder
+from selfcheck.central.sample import load_sample
+from selfcheck.central.schema import processed
+from selfcheck.central.store import CirculationStore
+from selfcheck.lab.broker import Broker
+from selfcheck.lab.stack import CentralProcess, HeadlessStation
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxLoan, TxReturn
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)

@@ -16,19 +16,19 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from central.bridge import Bridge
-from central.fleet.service import FleetService
-from central.fleet.state import ORDER_RECENT_S, FleetState
-from central.metrics import BridgeCollector
-from central.order import StationOrder
-from central.sample import load_sample
-from central.store import CirculationStore
-from mqtt import topics
-from mqtt.connection import make_client
-from mqtt.ids import uuid7
-from mqtt.messages import TxReturn, encode
-from selfcheck.broker import Broker
+from selfcheck.central.bridge import Bridge
+from selfcheck.central.fleet.service import FleetService
+from selfcheck.central.fleet.state import ORDER_RECENT_S, FleetState
+from selfcheck.central.metrics import BridgeCollector
+from selfcheck.central.order import StationOrder
+from selfcheck.central.sample import load_sample
+from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt import topics
+from selfcheck.mqtt.connection import make_client
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxReturn, encode
 from tests.conftest import wait_until
 from tests.dbs import KINDS, fresh_db
 from tests.test_order import NOW, Txs, run

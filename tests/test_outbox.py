@@ -7,11 +7,11 @@ import datetime as dt
 import sqlite3
 from pathlib import Path
 
-from kiosk.journal import Journal
-from mqtt import topics
-from mqtt.ids import uuid7
-from mqtt.messages import TxReturn, encode
-from mqtt.outbox import CATCH_UP_S, Outbox
+from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.mqtt import topics
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxReturn, encode
+from selfcheck.mqtt.outbox import CATCH_UP_S, Outbox
 
 
 class Clock:

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.pad import m810_codec as c
-from drivers.pad import open_pad
-from drivers.pad.base import PadError
-from drivers.pad.m810 import M810Pad
-from drivers.pad.simulators import M810Simulator
-from drivers.pad.transport import PadTimeout
-from drivers.tags import decode_tag, iso28560_3
+from selfcheck.drivers.pad import m810_codec as c
+from selfcheck.drivers.pad import open_pad
+from selfcheck.drivers.pad.base import PadError
+from selfcheck.drivers.pad.m810 import M810Pad
+from selfcheck.drivers.pad.simulators import M810Simulator
+from selfcheck.drivers.pad.transport import PadTimeout
+from selfcheck.drivers.tags import decode_tag, iso28560_3
 
 UID = bytes.fromhex("E00401003123AA26")
 UID2 = bytes.fromhex("E0040100017C0C38")

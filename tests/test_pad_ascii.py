@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.pad import ascii_codec as c
-from drivers.pad import open_pad
-from drivers.pad.ascii import AsciiPad
-from drivers.pad.base import PadError
-from drivers.pad.simulators import AsciiSimulator
+from selfcheck.drivers.pad import ascii_codec as c
+from selfcheck.drivers.pad import open_pad
+from selfcheck.drivers.pad.ascii import AsciiPad
+from selfcheck.drivers.pad.base import PadError
+from selfcheck.drivers.pad.simulators import AsciiSimulator
 
 UID = bytes.fromhex("E004010012345678")
 

@@ -6,13 +6,14 @@ import argparse
 
 import pytest
 
-from drivers.pad import cli, open_pad
-from drivers.pad.ascii import AsciiPad
-from drivers.pad.feig import FeigPad
-from drivers.pad.m810 import M810Pad
-from drivers.pad.simulated import SimulatedPad
-from drivers.pad.simulators import FeigSimulator, M810Simulator
-from drivers.tags import iso28560_3
+from selfcheck.cli import reader as cli
+from selfcheck.drivers.pad import open_pad
+from selfcheck.drivers.pad.ascii import AsciiPad
+from selfcheck.drivers.pad.feig import FeigPad
+from selfcheck.drivers.pad.m810 import M810Pad
+from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.drivers.pad.simulators import FeigSimulator, M810Simulator
+from selfcheck.drivers.tags import iso28560_3
 
 UID = bytes.fromhex("E004010012345678")
 BLANK = bytes.fromhex("E0040100AAAAAAAA")

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.pad import feig_codec as c
-from drivers.pad import open_pad
-from drivers.pad.base import PadError
-from drivers.pad.feig import FeigPad
-from drivers.pad.simulators import FeigSimulator
-from drivers.pad.transport import PadTimeout
-from drivers.tags import decode_tag, iso28560_3
+from selfcheck.drivers.pad import feig_codec as c
+from selfcheck.drivers.pad import open_pad
+from selfcheck.drivers.pad.base import PadError
+from selfcheck.drivers.pad.feig import FeigPad
+from selfcheck.drivers.pad.simulators import FeigSimulator
+from selfcheck.drivers.pad.transport import PadTimeout
+from selfcheck.drivers.tags import decode_tag, iso28560_3
 
 UID = bytes.fromhex("E004010012345678")
 BOOK = iso28560_3.encode("39000456", owner_isil="VN-HN0001")

@@ -7,10 +7,10 @@ import queue
 
 import pytest
 
-from drivers.pad import open_pad
-from drivers.pad.simulators import M810Simulator
-from drivers.pad.watcher import PadWatcher, SeenTag
-from drivers.tags import iso28560_2, iso28560_3
+from selfcheck.drivers.pad import open_pad
+from selfcheck.drivers.pad.simulators import M810Simulator
+from selfcheck.drivers.pad.watcher import PadWatcher, SeenTag
+from selfcheck.drivers.tags import iso28560_2, iso28560_3
 
 TITLE = "Cho tôi xin một vé đi tuổi thơ — Nguyễn Nhật Ánh"
 

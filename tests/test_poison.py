@@ -15,18 +15,18 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from central.backend import Tx
-from central.bridge import Bridge
-from central.fleet.service import FleetService
-from central.store import CirculationStore
-from drivers.pad.simulated import SimulatedPad
-from kiosk.watchdog import UiWatchdog
-from mqtt import messages, topics
-from mqtt.commands import req_topic
-from mqtt.connection import make_client, publish_properties
-from mqtt.ids import uuid7
-from mqtt.telemetry import State
-from selfcheck.broker import Broker
+from selfcheck.central.backend import Tx
+from selfcheck.central.bridge import Bridge
+from selfcheck.central.fleet.service import FleetService
+from selfcheck.central.store import CirculationStore
+from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.kiosk.runtime.watchdog import UiWatchdog
+from selfcheck.lab.broker import Broker
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.commands import req_topic
+from selfcheck.mqtt.connection import make_client, publish_properties
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.telemetry import State
 from tests.conftest import wait_until
 from tests.test_fleet_integration import (
     SITE,

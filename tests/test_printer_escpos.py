@@ -14,11 +14,18 @@ import pytest
 from escpos.printer import Dummy
 from PIL import Image, ImageFont, ImageOps
 
-from drivers.printer import Paper, PaperEvent, PrinterError, ReceiptPrinter, cp1258, load_config
-from drivers.printer.config import PrinterConfigError
-from drivers.printer.render import load_fonts, raster, render, render_image
-from drivers.printer.simulator import PrinterSimulator
-from kiosk.receipt import Receipt, ReceiptItem, ReceiptLine, SessionSummary, build_receipt
+from selfcheck.drivers.printer import (
+    Paper,
+    PaperEvent,
+    PrinterError,
+    ReceiptPrinter,
+    cp1258,
+    load_config,
+)
+from selfcheck.drivers.printer.config import PrinterConfigError
+from selfcheck.drivers.printer.render import load_fonts, raster, render, render_image
+from selfcheck.drivers.printer.simulator import PrinterSimulator
+from selfcheck.kiosk.receipt import Receipt, ReceiptItem, ReceiptLine, SessionSummary, build_receipt
 
 # -- Vietnamese in CP1258, byte by byte
 #

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from drivers.printer.config import PrinterConfigError
-from drivers.printer.mail import MailError, build_message, load_mail_config, send_receipt
-from kiosk.receipt import ReceiptItem, SessionSummary, build_receipt
+from selfcheck.drivers.printer.config import PrinterConfigError
+from selfcheck.drivers.printer.mail import MailError, build_message, load_mail_config, send_receipt
+from selfcheck.kiosk.receipt import ReceiptItem, SessionSummary, build_receipt
 
 SUMMARY = SessionSummary(
     "Thư viện tỉnh Thừa Thiên Huế", "hue-01", dt.datetime(2025, 3, 5, 14, 7),

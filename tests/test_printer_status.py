@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.printer.simulator import EscPosScanner, status_answer
-from drivers.printer.status import (
+from selfcheck.drivers.printer.simulator import EscPosScanner, status_answer
+from selfcheck.drivers.printer.status import (
     DLE_EOT_PAPER,
     GS_R_PAPER,
     Paper,

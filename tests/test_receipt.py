@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from kiosk import receipt as rc
-from kiosk.receipt import ReceiptItem, SessionSummary, build_receipt, display_name
+from selfcheck.kiosk import receipt as rc
+from selfcheck.kiosk.receipt import ReceiptItem, SessionSummary, build_receipt, display_name
 
 SUMMARY = SessionSummary(
     library="Thư viện tỉnh Thừa Thiên Huế",

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from drivers.printer.config import PrinterConfigError
-from drivers.printer.mail import load_mail_config
-from mqtt import messages, topics
-from mqtt.connection import make_client
-from mqtt.ids import uuid7
-from mqtt.security import read_password
-from selfcheck.broker import Broker
-from selfcheck.stack import CentralProcess
+from selfcheck.drivers.printer.config import PrinterConfigError
+from selfcheck.drivers.printer.mail import load_mail_config
+from selfcheck.lab.broker import Broker
+from selfcheck.lab.stack import CentralProcess
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.connection import make_client
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.security import read_password
 from tests.conftest import ROOT
 from tests.sip2_server import Item, Library, running
 
@@ -156,7 +156,7 @@ def test_smtp_password_from_a_private_file(tmp_path: Path) -> None:
 
 
 def test_station_refuses_an_open_broker_password_file(tmp_path: Path) -> None:
-    from kiosk.settings import StationSettings
+    from selfcheck.kiosk.settings import StationSettings
 
     f = secret_file(tmp_path / "broker.pass", "pw", 0o644)
     settings = StationSettings(broker="localhost:1883", password_file=f,

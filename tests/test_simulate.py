@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from selfcheck.broker import Broker
-from selfcheck.stack import CentralProcess
+from selfcheck.lab.broker import Broker
+from selfcheck.lab.stack import CentralProcess
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from central.schema import processed, sip2_claims
-from central.sip2.backend import Sip2Backend
-from central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
-from mqtt.ids import uuid7
-from mqtt.messages import TxLoan, TxRenew, TxReturn
+from selfcheck.central.schema import processed, sip2_claims
+from selfcheck.central.sip2.backend import Sip2Backend
+from selfcheck.central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
 from tests.conftest import wait_until
 from tests.sip2_server import FaultProxy, Item, Library, Patron, Sip2Library, running
 
@@ -287,7 +287,7 @@ def test_keepalive_and_wrong_password(tmp_path: Path) -> None:
         cfg = Sip2Config.parse(f"sip2://sc:secret@127.0.0.1:{proxy.port}?institution=x"
                                "&keepalive=0.2")
         pool = Sip2Pool(cfg)
-        from central.sip2 import messages as m
+        from selfcheck.central.sip2 import messages as m
         pool.call(m.sc_status(), idempotent=True)
         threading.Event().wait(0.6)  # the keepalive sends 99 on the idle connection
         assert proxy.connections == 1

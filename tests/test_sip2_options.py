@@ -10,11 +10,11 @@ from urllib.parse import quote
 
 import pytest
 
-from central.sip2.backend import Sip2Backend
-from central.sip2.client import Connection, Sip2Config, Sip2LoginRefused
-from central.sip2.codec import Profile
-from mqtt.ids import uuid7
-from mqtt.messages import TxLoan, TxReturn
+from selfcheck.central.sip2.backend import Sip2Backend
+from selfcheck.central.sip2.client import Connection, Sip2Config, Sip2LoginRefused
+from selfcheck.central.sip2.codec import Profile
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxLoan, TxReturn
 from tests.sip2_server import Item, Library, Patron, running
 
 

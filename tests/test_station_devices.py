@@ -22,15 +22,15 @@ from typing import Any
 
 import pytest
 
-from central.bridge import Bridge
-from central.store import CirculationStore
-from drivers.pad.simulators import SIMULATORS, PadSimulator
-from drivers.tags import iso28560_2, iso28560_3
-from kiosk import core
-from kiosk.devices import open_devices
-from kiosk.runtime import StationRuntime
-from kiosk.settings import load_settings
-from selfcheck.broker import Broker
+from selfcheck.central.bridge import Bridge
+from selfcheck.central.store import CirculationStore
+from selfcheck.drivers.pad.simulators import SIMULATORS, PadSimulator
+from selfcheck.drivers.tags import iso28560_2, iso28560_3
+from selfcheck.kiosk import core
+from selfcheck.kiosk.runtime.devices import open_devices
+from selfcheck.kiosk.runtime.station import StationRuntime
+from selfcheck.kiosk.settings import load_settings
+from selfcheck.lab.broker import Broker
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = "thu-vien-dev"

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from central.sample import load_sample
-from central.store import CirculationStore
-from mqtt.ids import uuid7
-from mqtt.messages import TxLoan, TxRenew, TxReturn
+from selfcheck.central.sample import load_sample
+from selfcheck.central.store import CirculationStore
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)

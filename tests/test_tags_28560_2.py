@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.tags import compaction as cp
-from drivers.tags import decode_tag, iso28560_2
-from drivers.tags.model import TagDecodeError
+from selfcheck.drivers.tags import compaction as cp
+from selfcheck.drivers.tags import decode_tag, iso28560_2
+from selfcheck.drivers.tags.model import TagDecodeError
 
 # Vectors from ISO 28560-2 Annex C and D, as printed in its Russian adoption
 # GOST R ISO 28560-2-2014 (ajdocs.ru/gsp/38726/36 and /39). The scanned text reads "86" and

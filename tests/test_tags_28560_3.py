@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.tags import decode_tag, fallback, iso28560_2, iso28560_3
-from drivers.tags.model import TagDecodeError
+from selfcheck.drivers.tags import decode_tag, fallback, iso28560_2, iso28560_3
+from selfcheck.drivers.tags.model import TagDecodeError
 
 # GallusMax/libdanrfid, src/test/java/org/rfid/libdanrfid/DDMDataTest.java and CRCTest.java:
 # a Danish data model tag for item "11223344", owner DE-705, CRC 0x3E51.
@@ -218,7 +218,7 @@ def test_34_byte_block_with_short_crc_is_accepted_as_variant() -> None:
 
 
 def test_truncated_reads_are_recognised() -> None:
-    from drivers.tags import truncated
+    from selfcheck.drivers.tags import truncated
 
     plain = iso28560_3.encode("39000001", owner_isil="VN-HN0001")
     assert not truncated(plain + b"\x00\x00")

@@ -19,7 +19,7 @@ def _entry() -> list[str]:
     # tag commands' own entry point, which builds the same `tag` parser.
     if all(importlib.util.find_spec(name) for name in selfcheck_cli.COMMANDS):
         return [sys.executable, "-m", "selfcheck.cli"]
-    return [sys.executable, "-m", "drivers.tags.cli"]
+    return [sys.executable, "-m", "selfcheck.cli.tag"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,7 +28,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_registered_in_selfcheck() -> None:
-    assert "drivers.tags.cli" in selfcheck_cli.COMMANDS
+    assert "selfcheck.cli.tag" in selfcheck_cli.COMMANDS
 
 
 def test_decode_28560_3_vector() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.ui.audit import contrast
-from kiosk.ui.theme import palette, panel_ppi
+from selfcheck.kiosk.ui.audit import contrast
+from selfcheck.kiosk.ui.theme import palette, panel_ppi
 
 pytestmark = pytest.mark.ui
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def test_nine_millimetres_on_the_usual_panels() -> None:
 
 
 BROKEN = textwrap.dedent("""
-    from kiosk.ui.boot import configure
+    from selfcheck.kiosk.ui.boot import configure
     configure(headless=True, size=(400, 300))
     from kivy.base import EventLoop
     from kivy.clock import Clock
@@ -53,7 +53,7 @@ BROKEN = textwrap.dedent("""
     from kivy.uix.button import Button
     from kivy.uix.floatlayout import FloatLayout
     from kivy.uix.label import Label
-    from kiosk.ui.audit import audit_tree
+    from selfcheck.kiosk.ui.audit import audit_tree
     EventLoop.ensure_window()
     root = FloatLayout()
     clipped = Label(text="Không mượn được: sách chỉ đọc tại chỗ " * 4, font_size=20,
@@ -111,7 +111,7 @@ def test_every_screen_passes_the_audit(sizes: tuple[str, ...], themes: tuple[str
 def test_screen_settings() -> None:
     from pydantic import ValidationError
 
-    from kiosk.settings import StationSettings
+    from selfcheck.kiosk.settings import StationSettings
 
     s = StationSettings(screen="800x480", rotation=90, screen_inches=7.0)
     assert (s.screen_size, s.rotation) == ((800, 480), 90)

@@ -7,9 +7,9 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from mqtt.commands import ARGS, CommandReq, parse_args, req_topic
-from mqtt.connection import publish_properties
-from mqtt.messages import encode
+from selfcheck.mqtt.commands import ARGS, CommandReq, parse_args, req_topic
+from selfcheck.mqtt.connection import publish_properties
+from selfcheck.mqtt.messages import encode
 
 DEFAULT_EXPIRES_S = 300.0
 NAMES = tuple(ARGS)

@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, delete, insert, select, update
 
-from central.fleet.schema import fleet_audit, fleet_sessions, fleet_users
+from selfcheck.central.fleet.schema import fleet_audit, fleet_sessions, fleet_users
 
 # The same three levels as the broker's roles (deploy/mosquitto/roles.example): a viewer
 # watches, an operator also acknowledges and sends commands, an admin also reads the audit

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from central.fleet.state import FleetState
+from selfcheck.central.fleet.state import FleetState
 
 PAPER_STATES = ("ok", "low", "out", "none")
 L = ["site", "station"]

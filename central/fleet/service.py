@@ -13,19 +13,19 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from central.fleet import actions
-from central.fleet.auth import Auth
-from central.fleet.db import FleetStore
-from central.fleet.metrics import OpeningHours, registry
-from central.fleet.state import FleetState, Station
-from central.fleet.stats import Stats
-from central.fleet.web import Hub, WebServer
-from mqtt import messages, topics
-from mqtt.commands import CommandRes
-from mqtt.connection import BrokerAddress, connect_properties, make_client
-from mqtt.rejections import OnceLog
-from mqtt.security import ClientSecurity, apply
-from mqtt.telemetry import FLEET_SUBSCRIPTIONS, Event
+from selfcheck.central.fleet import actions
+from selfcheck.central.fleet.auth import Auth
+from selfcheck.central.fleet.db import FleetStore
+from selfcheck.central.fleet.metrics import OpeningHours, registry
+from selfcheck.central.fleet.state import FleetState, Station
+from selfcheck.central.fleet.stats import Stats
+from selfcheck.central.fleet.web import Hub, WebServer
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.commands import CommandRes
+from selfcheck.mqtt.connection import BrokerAddress, connect_properties, make_client
+from selfcheck.mqtt.rejections import OnceLog
+from selfcheck.mqtt.security import ClientSecurity, apply
+from selfcheck.mqtt.telemetry import FLEET_SUBSCRIPTIONS, Event
 
 log = logging.getLogger(__name__)
 

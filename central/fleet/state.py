@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from mqtt import messages
-from mqtt.commands import CommandRes
-from mqtt.telemetry import ConfigReported, Event, Health, State
+from selfcheck.mqtt import messages
+from selfcheck.mqtt.commands import CommandRes
+from selfcheck.mqtt.telemetry import ConfigReported, Event, Health, State
 
 OUTBOX_OLD_S = 600.0
 OUTBOX_MANY = 50  # waiting transactions: the central has not answered for a while

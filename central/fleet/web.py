@@ -27,10 +27,10 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from central.fleet.auth import Auth, LoginRefused, Session, User
-from central.fleet.i18n import LANGS, catalog
-from central.fleet.state import FleetState
-from mqtt.messages import MessageError
+from selfcheck.central.fleet.auth import Auth, LoginRefused, Session, User
+from selfcheck.central.fleet.i18n import LANGS, catalog
+from selfcheck.central.fleet.state import FleetState
+from selfcheck.mqtt.messages import MessageError
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("page.html")

@@ -23,15 +23,15 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from central import pin as pins
-from central.backend import Tx
-from central.koha import mapping as km
-from central.koha.client import KohaClient, KohaConfig
-from central.sip2 import messages as m
-from central.sip2.backend import Sip2Backend
-from central.sip2.client import Sip2Config, Sip2Pool
-from central.sip2.codec import Sip2Error
-from mqtt.messages import AccountRes, AckTx, PatronCheckRes, TxLoan, TxReturn
+from selfcheck.central import pin as pins
+from selfcheck.central.backend import Tx
+from selfcheck.central.koha import mapping as km
+from selfcheck.central.koha.client import KohaClient, KohaConfig
+from selfcheck.central.sip2 import messages as m
+from selfcheck.central.sip2.backend import Sip2Backend
+from selfcheck.central.sip2.client import Sip2Config, Sip2Pool
+from selfcheck.central.sip2.codec import Sip2Error
+from selfcheck.mqtt.messages import AccountRes, AckTx, PatronCheckRes, TxLoan, TxReturn
 
 log = logging.getLogger(__name__)
 CACHE_MAX = 200_000

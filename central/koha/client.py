@@ -22,7 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from central.backend import BackendUnavailable
+from selfcheck.central.backend import BackendUnavailable
 
 log = logging.getLogger(__name__)
 

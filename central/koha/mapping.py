@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from central.koha.client import KohaProtocolError
-from mqtt.messages import AccountLoan, AccountRes, Fine, HoldReady, HoldWaiting, Reason
+from selfcheck.central.koha.client import KohaProtocolError
+from selfcheck.mqtt.messages import AccountLoan, AccountRes, Fine, HoldReady, HoldWaiting, Reason
 
 EXPONENT = {"VND": 0, "JPY": 0, "KRW": 0}  # ISO 4217 minor units; 2 for the others
 

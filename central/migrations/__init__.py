@@ -13,7 +13,7 @@ table: the initial revision creates its tables with IF NOT EXISTS, so such a sto
 and upgraded like any other.
 
 To write a new revision, change central/schema.py, then from the repository root:
-    .venv/bin/python -m central.migrations revision "what changes"
+    .venv/bin/python -m selfcheck.central.migrations revision "what changes"
 which autogenerates a script in central/migrations/versions/ from the difference between
 schema.py and a scratch database at head; read it before keeping it (tests/test_migrations.py
 fails while schema.py and the migrations disagree).
@@ -93,7 +93,7 @@ def drift(engine: Engine) -> list[Any]:
     when the migrations and schema.py agree."""
     from alembic.autogenerate import compare_metadata
 
-    from central.schema import metadata
+    from selfcheck.central.schema import metadata
 
     with engine.connect() as conn:
         return list(compare_metadata(MigrationContext.configure(conn, opts=OPTIONS), metadata))
@@ -101,7 +101,7 @@ def drift(engine: Engine) -> list[Any]:
 
 def new_revision(message: str) -> None:
     """Autogenerate a revision against a scratch SQLite database brought to head."""
-    from central.store import open_engine
+    from selfcheck.central.store import open_engine
 
     with tempfile.TemporaryDirectory() as tmp:
         engine = open_engine(f"sqlite:///{Path(tmp) / 'scratch.db'}")

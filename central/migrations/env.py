@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from central.migrations import OPTIONS
-from central.schema import metadata
+from selfcheck.central.migrations import OPTIONS
+from selfcheck.central.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -29,15 +29,15 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from central import migrations
-from central import pin as pins
-from central.backend import BackendUnavailable, Tx
-from central.schema import patron_refs, processed, reconciliation, sip2_claims
-from central.sip2 import messages as m
-from central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
-from central.sip2.codec import Sip2Error, Sip2ProtocolError
-from central.store import KIND, open_engine, site_salt
-from mqtt.messages import (
+from selfcheck.central import migrations
+from selfcheck.central import pin as pins
+from selfcheck.central.backend import BackendUnavailable, Tx
+from selfcheck.central.schema import patron_refs, processed, reconciliation, sip2_claims
+from selfcheck.central.sip2 import messages as m
+from selfcheck.central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
+from selfcheck.central.sip2.codec import Sip2Error, Sip2ProtocolError
+from selfcheck.central.store import KIND, open_engine, site_salt
+from selfcheck.mqtt.messages import (
     AccountLoan,
     AccountRes,
     AckTx,

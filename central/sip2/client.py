@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from central.backend import BackendUnavailable
-from central.sip2 import messages as m
-from central.sip2.codec import Message, Profile, Sip2Error, Sip2ProtocolError
-from central.sip2.session import Reply, Session, Write
+from selfcheck.central.backend import BackendUnavailable
+from selfcheck.central.sip2 import messages as m
+from selfcheck.central.sip2.codec import Message, Profile, Sip2Error, Sip2ProtocolError
+from selfcheck.central.sip2.session import Reply, Session, Write
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from central.sip2 import codec
-from central.sip2.codec import Framer, Message, Profile, Sip2ChecksumError, Sip2ProtocolError
+from selfcheck.central.sip2 import codec
+from selfcheck.central.sip2.codec import (
+    Framer,
+    Message,
+    Profile,
+    Sip2ChecksumError,
+    Sip2ProtocolError,
+)
 
 MAX_RESENDS = 3  # per request, each way; after that the connection is not trusted
 

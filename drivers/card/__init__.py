@@ -1,1 +1,1 @@
-from drivers.card.factory import open_card_reader as open_card_reader
+from selfcheck.drivers.card.factory import open_card_reader as open_card_reader

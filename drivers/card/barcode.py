@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers.card.base import OnCard
-from drivers.card.stats import CardReaderStats
+from selfcheck.drivers.card.base import OnCard
+from selfcheck.drivers.card.stats import CardReaderStats
 
 log = logging.getLogger(__name__)
 

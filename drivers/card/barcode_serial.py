@@ -10,10 +10,10 @@ from typing import Any
 import serial
 from pydantic import Field
 
-from drivers.card.barcode import BarcodeOptions, BarcodeSink, LineSplitter
-from drivers.card.base import OnCard
-from drivers.card.reopen import keep_open
-from drivers.card.stats import CardReaderStats
+from selfcheck.drivers.card.barcode import BarcodeOptions, BarcodeSink, LineSplitter
+from selfcheck.drivers.card.base import OnCard
+from selfcheck.drivers.card.reopen import keep_open
+from selfcheck.drivers.card.stats import CardReaderStats
 
 log = logging.getLogger(__name__)
 

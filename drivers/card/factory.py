@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers.card.base import CardReader, SimulatedCardReader
-from drivers.card.config import CardConfigError, parse_options
-from drivers.card.uid_mapping import UidMapping
+from selfcheck.drivers.card.base import CardReader, SimulatedCardReader
+from selfcheck.drivers.card.config import CardConfigError, parse_options
+from selfcheck.drivers.card.uid_mapping import UidMapping
 
 KINDS = ("nfc", "barcode-serial", "barcode-wedge", "sim")
 
@@ -42,7 +42,7 @@ def open_card_reader(kind: str, url_or_path: str, **opts: Any) -> CardReader:
     - "sim": the demo reader; `url_or_path` is ignored.
     """
     if kind == "nfc":
-        from drivers.card.nfc_reader import NfcCardReader
+        from selfcheck.drivers.card.nfc_reader import NfcCardReader
 
         o = parse_options(NfcOptions, "nfc card reader", opts)
         return NfcCardReader(
@@ -54,14 +54,14 @@ def open_card_reader(kind: str, url_or_path: str, **opts: Any) -> CardReader:
             reopen_max_s=o.reopen_max_s,
         )
     if kind == "barcode-serial":
-        from drivers.card.barcode_serial import SerialBarcodeOptions, SerialBarcodeReader
+        from selfcheck.drivers.card.barcode_serial import SerialBarcodeOptions, SerialBarcodeReader
 
         return SerialBarcodeReader(
             url_or_path, parse_options(SerialBarcodeOptions, "serial barcode scanner", opts)
         )
     if kind == "barcode-wedge":
-        from drivers.card.barcode import BarcodeOptions
-        from drivers.card.barcode_wedge import (
+        from selfcheck.drivers.card.barcode import BarcodeOptions
+        from selfcheck.drivers.card.barcode_wedge import (
             EvdevBarcodeReader,
             StreamBarcodeReader,
             WedgeOptions,

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from drivers.card.base import OnCard
-from drivers.card.debounce import PresenceDebouncer
-from drivers.card.stats import CardReaderStats
-from drivers.card.uid_mapping import UidMapping, map_uid
+from selfcheck.drivers.card.base import OnCard
+from selfcheck.drivers.card.debounce import PresenceDebouncer
+from selfcheck.drivers.card.stats import CardReaderStats
+from selfcheck.drivers.card.uid_mapping import UidMapping, map_uid
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from drivers.card.stats import CardReaderStats
+from selfcheck.drivers.card.stats import CardReaderStats
 
 log = logging.getLogger(__name__)
 D = TypeVar("D")

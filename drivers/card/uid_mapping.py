@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers.card.config import parse_options
+from selfcheck.drivers.card.config import parse_options
 
 
 class UidFormat(StrEnum):

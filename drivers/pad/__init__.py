@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, get_type_hints
 
-from drivers.pad.base import BookPad, PadCounters, PadError, TagReading
+from selfcheck.drivers.pad.base import BookPad, PadCounters, PadError, TagReading
 
 __all__ = ["KINDS", "BookPad", "PadCounters", "PadError", "TagReading", "open_pad"]
 
@@ -24,13 +24,13 @@ def open_pad(kind: str, url: str = "", **opts: Any) -> BookPad:
     # Imported here: the drivers import drivers.pad.base, which runs this module first.
     driver: type
     if kind == "3m810":
-        from drivers.pad.m810 import M810Pad as driver
+        from selfcheck.drivers.pad.m810 import M810Pad as driver
     elif kind == "feig":
-        from drivers.pad.feig import FeigPad as driver
+        from selfcheck.drivers.pad.feig import FeigPad as driver
     elif kind == "ascii":
-        from drivers.pad.ascii import AsciiPad as driver
+        from selfcheck.drivers.pad.ascii import AsciiPad as driver
     elif kind == "sim":
-        from drivers.pad.simulated import SimulatedPad
+        from selfcheck.drivers.pad.simulated import SimulatedPad
         if opts:
             raise ValueError(f"the sim pad takes no options (got {', '.join(opts)})")
         return SimulatedPad()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from drivers.pad.ascii_codec import LineDecoder
-from drivers.pad.base import PadCounters, PadError
-from drivers.pad.transport import SerialLink
+from selfcheck.drivers.pad.ascii_codec import LineDecoder
+from selfcheck.drivers.pad.base import PadCounters, PadError
+from selfcheck.drivers.pad.transport import SerialLink
 
 CANNOT = "an ASCII line reader only reports UIDs: it cannot {} (use a 3M 810 or FEIG pad)"
 

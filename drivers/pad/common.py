@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from drivers.pad.base import PadCounters, PadError
+from selfcheck.drivers.pad.base import PadCounters, PadError
 
 # ISO 15693 command code of Lock AFI. Locking makes the AFI permanent, which would leave a book
 # stuck "on loan" or "in library" for ever, so no driver sends it and no AFI write takes 0x28.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from drivers.pad import feig_codec as c
-from drivers.pad.base import PadCounters, PadError
-from drivers.pad.common import chunks, write_afi_verified
-from drivers.pad.transport import SerialLink
+from selfcheck.drivers.pad import feig_codec as c
+from selfcheck.drivers.pad.base import PadCounters, PadError
+from selfcheck.drivers.pad.common import chunks, write_afi_verified
+from selfcheck.drivers.pad.transport import SerialLink
 
 BLOCK_ORDERS = ("reversed", "tag")
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 import binascii
 from dataclasses import dataclass
 
-from drivers.pad.base import PadError
-from drivers.pad.framing import BAD, SHORT, FrameDecoder
+from selfcheck.drivers.pad.base import PadError
+from selfcheck.drivers.pad.framing import BAD, SHORT, FrameDecoder
 
 BAUDRATE = 19200
 BITS_PER_BYTE = 10  # 8N1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from drivers.pad.base import PadCounters, PadError
+from selfcheck.drivers.pad.base import PadCounters, PadError
 
 BLOCK_SIZE = 4
 

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
-from drivers.pad import ascii_codec
-from drivers.pad import feig_codec as fc
-from drivers.pad import m810_codec as mc
+from selfcheck.drivers.pad import ascii_codec
+from selfcheck.drivers.pad import feig_codec as fc
+from selfcheck.drivers.pad import m810_codec as mc
 
 _BAUD_CONSTANTS = {9600: termios.B9600, 19200: termios.B19200, 38400: termios.B38400}
 

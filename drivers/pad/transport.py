@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import serial
 
-from drivers.pad.base import PadCounters, PadError
-from drivers.pad.framing import FrameDecoder
+from selfcheck.drivers.pad.base import PadCounters, PadError
+from selfcheck.drivers.pad.framing import FrameDecoder
 
 F = TypeVar("F")
 

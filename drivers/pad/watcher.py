@@ -10,8 +10,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from drivers.pad.base import AfiPolicy, BookPad
-from drivers.tags import TagDecodeError, TagInfo, decode_tag, truncated
+from selfcheck.drivers.pad.base import AfiPolicy, BookPad
+from selfcheck.drivers.tags import TagDecodeError, TagInfo, decode_tag, truncated
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from escpos.escpos import Escpos
 from escpos.printer import Dummy, Network, Serial, Usb
 
-from drivers.printer.config import PrinterConfig
-from drivers.printer.render import render
-from drivers.printer.status import (
+from selfcheck.drivers.printer.config import PrinterConfig
+from selfcheck.drivers.printer.render import render
+from selfcheck.drivers.printer.status import (
     QUERY,
     Paper,
     PaperEvent,
@@ -23,7 +23,7 @@ from drivers.printer.status import (
     StatusCommand,
     parse_answer,
 )
-from kiosk.receipt import Receipt
+from selfcheck.kiosk.receipt import Receipt
 
 log = logging.getLogger(__name__)
 

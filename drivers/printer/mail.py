@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drivers.printer.config import PrinterConfigError
-from kiosk.receipt import Receipt
-from mqtt.security import read_password
+from selfcheck.drivers.printer.config import PrinterConfigError
+from selfcheck.kiosk.receipt import Receipt
+from selfcheck.mqtt.security import read_password
 
 
 class MailConfig(BaseModel):

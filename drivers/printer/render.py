@@ -25,9 +25,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from drivers.printer import cp1258
-from drivers.printer.config import PrinterConfig, PrinterConfigError
-from kiosk.receipt import Receipt, ReceiptLine
+from selfcheck.drivers.printer import cp1258
+from selfcheck.drivers.printer.config import PrinterConfig, PrinterConfigError
+from selfcheck.kiosk.receipt import Receipt, ReceiptLine
 
 ESC, GS = b"\x1b", b"\x1d"
 INIT = ESC + b"@"  # also resets the code page to 0, so ESC t comes after it

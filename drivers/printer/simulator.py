@@ -1,7 +1,7 @@
 """A network receipt printer on a TCP socket (like port 9100 of a real one): it records the
 bytes it receives and answers the real-time status queries with a paper state that tests set.
 
-    python -m drivers.printer.simulator --port 9100 --paper low
+    python -m selfcheck.drivers.printer.simulator --port 9100 --paper low
 
 The stream is scanned with the command lengths of the ESC/POS reference, so a 10 04 04 that
 happens to sit inside raster image data is not taken for a status query.
@@ -14,7 +14,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from drivers.printer.status import Paper
+from selfcheck.drivers.printer.status import Paper
 
 DLE, ESC, GS = 0x10, 0x1B, 0x1D
 # ESC commands with one parameter byte (ESC @ has none); others are taken as 2 bytes.

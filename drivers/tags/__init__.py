@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from drivers.tags import fallback, iso28560_2, iso28560_3
-from drivers.tags.model import TagDecodeError, TagInfo
+from selfcheck.drivers.tags import fallback, iso28560_2, iso28560_3
+from selfcheck.drivers.tags.model import TagDecodeError, TagInfo
 
 __all__ = ["DECODERS", "MODELS", "TagDecodeError", "TagInfo", "decode_tag", "truncated"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from drivers.tags.model import TagDecodeError, TagInfo
+from selfcheck.drivers.tags.model import TagDecodeError, TagInfo
 
 BARCODE = "barcode"
 UID = "uid"

@@ -12,8 +12,8 @@ never from the DSFID alone.
 
 from __future__ import annotations
 
-from drivers.tags import compaction as cp
-from drivers.tags.model import TagDecodeError, TagInfo
+from selfcheck.drivers.tags import compaction as cp
+from selfcheck.drivers.tags.model import TagDecodeError, TagInfo
 
 MODEL = "28560-2"
 DSFID = 0x06

@@ -32,7 +32,7 @@ from __future__ import annotations
 import array
 from binascii import crc_hqx
 
-from drivers.tags.model import TagDecodeError, TagInfo
+from selfcheck.drivers.tags.model import TagDecodeError, TagInfo
 
 MODEL = "28560-3"
 BLOCK_LEN = 34

@@ -12,13 +12,13 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.widget import Widget
 
-from kiosk import core
-from kiosk.audio import Prompter
-from kiosk.runtime import StationRuntime
-from kiosk.ui.demo_panel import DemoPanel
-from kiosk.ui.screens import StationRoot
-from kiosk.ui.theme import panel_ppi, theme
-from kiosk.watchdog import UiWatchdog
+from selfcheck.kiosk import core
+from selfcheck.kiosk.runtime.station import StationRuntime
+from selfcheck.kiosk.runtime.watchdog import UiWatchdog
+from selfcheck.kiosk.ui.audio import Prompter
+from selfcheck.kiosk.ui.demo_panel import DemoPanel
+from selfcheck.kiosk.ui.screens import StationRoot
+from selfcheck.kiosk.ui.theme import panel_ppi, theme
 
 Script = Callable[["StationApp"], Awaitable[int]]
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kiosk import core
-from mqtt.messages import AccountLoan, AccountRes, Fine, HoldReady, HoldWaiting
+from selfcheck.kiosk import core
+from selfcheck.mqtt.messages import AccountLoan, AccountRes, Fine, HoldReady, HoldWaiting
 
 SIZES = ((800, 480), (1024, 600), (1280, 800), (1920, 1080), (720, 1280), (1080, 1920))
 THEMES = ("normal", "large", "contrast")
@@ -325,7 +325,7 @@ class Harness:
         from kivy.base import EventLoop
         from kivy.core.window import Window
 
-        from kiosk.ui.screens import StationRoot
+        from selfcheck.kiosk.ui.screens import StationRoot
 
         EventLoop.ensure_window()
         self.window = Window
@@ -354,7 +354,7 @@ class Harness:
 
     def show(self, size: tuple[int, int], lang: str, level: str, view: core.View,
              ppi: float | None = None) -> None:
-        from kiosk.ui.theme import panel_ppi, theme
+        from selfcheck.kiosk.ui.theme import panel_ppi, theme
 
         if tuple(self.window.size) != size:
             self.window.size = size
@@ -370,7 +370,7 @@ class Harness:
         self.settle()
 
     def audit(self, screen: str, size: tuple[int, int], lang: str, level: str) -> list[Violation]:
-        from kiosk.ui.theme import theme
+        from selfcheck.kiosk.ui.theme import theme
 
         st = self.station
         current = st.ids.screens.current_screen

@@ -13,11 +13,11 @@ from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
 from kivy.uix.togglebutton import ToggleButton
 
-from drivers.card.base import SimulatedCardReader
-from drivers.pad.simulated import SimulatedPad
-from kiosk.demo_kit import DemoBook, DemoCard
-from kiosk.i18n import t
-from kiosk.ui.boot import DEMO_PANEL_WIDTH
+from selfcheck.drivers.card.base import SimulatedCardReader
+from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.kiosk.i18n import t
+from selfcheck.kiosk.ui.boot import DEMO_PANEL_WIDTH
+from selfcheck.lab.demo_kit import DemoBook, DemoCard
 
 
 class DemoPanel(BoxLayout):

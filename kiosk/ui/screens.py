@@ -23,9 +23,9 @@ from kivy.uix.button import Button
 from kivy.uix.label import Label
 from kivy.utils import escape_markup, get_hex_from_color
 
-from kiosk import core
-from kiosk.i18n import date, t
-from kiosk.ui.theme import theme
+from selfcheck.kiosk import core
+from selfcheck.kiosk.i18n import date, t
+from selfcheck.kiosk.ui.theme import theme
 
 Builder.load_file(str(Path(__file__).with_name("screens.kv")))
 

@@ -1,0 +1,284 @@
+"""The station's side of the operators' channels, wired into a StationRuntime: telemetry
+(state, health, events), operator commands and the remote config. Kept out of runtime.py so
+that the runtime stays about reader sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from selfcheck.kiosk import core
+from selfcheck.kiosk.runtime.command_log import CommandLog
+from selfcheck.kiosk.runtime.commands import CommandHandler, ConfigReconciler, Job
+from selfcheck.kiosk.runtime.health import HealthProbe
+from selfcheck.kiosk.runtime.telemetry import StationTelemetry
+from selfcheck.mqtt.commands import OfflinePolicyArgs, OutOfServiceArgs, RestartArgs
+from selfcheck.mqtt.telemetry import ConfigSettings, Health, Paper, Printer, State
+
+if TYPE_CHECKING:
+    from selfcheck.kiosk.runtime.station import StationRuntime
+    from selfcheck.kiosk.settings import StationSettings
+
+log = logging.getLogger(__name__)
+
+# `selfcheck station` exits with this after a `restart` command; the unit restarts the app on
+# it (systemd: Restart=on-failure, or RestartForceExitStatus=75). 75 is EX_TEMPFAIL.
+RESTART_EXIT_CODE = 75
+STEERABLE = ("offline_returns", "inactivity_s", "summary_s", "ack_timeout_s", "telemetry_s",
+             "lang")
+OOS_WAIT_S = 900.0  # how long an out of service waits for a reader's session to end
+
+
+class _RecentLog(logging.Handler):
+    """The last warnings and errors, for `send_diagnostics`."""
+
+    def __init__(self, size: int = 30) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: collections.deque[str] = collections.deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(f"{record.created:.0f} {record.name}: {record.getMessage()}"[:300])
+        except Exception:  # a log handler must never raise
+            pass
+
+
+
+class FleetAgent:
+    def __init__(self, rt: StationRuntime) -> None:
+        self.rt = rt
+        publish = rt.link.publish
+        self.telemetry = StationTelemetry(publish, period_s=rt.settings.telemetry_s)
+        self.log = CommandLog(shared=(rt.journal._db, rt.journal._lock))
+        self.commands = CommandHandler(self.log, publish)
+        self.commands.target = self
+        self.commands.recover()
+        self.config = ConfigReconciler(self.log, publish, self.apply_settings)
+        self.config.start()
+        self.probe = HealthProbe(rt.settings.journal.parent)
+        self.started = time.monotonic()
+        # Installed while the agent lives, never at import: logging belongs to the entry point.
+        self.recent = _RecentLog()
+        logging.getLogger().addHandler(self.recent)
+        self.printer: Printer = "none"
+        self.paper: Paper = "none"
+        self._unreadable: set[str] = set()
+        self._ticking = False
+        self._pad_lost = False
+        self._card_lost = False
+
+    def close(self) -> None:
+        logging.getLogger().removeHandler(self.recent)
+        self.log.close()
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self.rt._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    # -- from the link (paho's thread)
+    def on_channel(self, channel: str, payload: bytes) -> None:
+        if channel.startswith("cmd/req/"):
+            self.commands.on_request(channel.removeprefix("cmd/req/"), payload)
+        elif channel == "config/desired":
+            self._on_loop(self.config.on_desired, payload)
+
+    def connected(self, up: bool) -> None:
+        self.telemetry.connected(up)
+        if up:
+            self.config.report()
+
+    # -- from the runtime
+    def pad_health(self, ok: bool) -> None:
+        if ok and self._pad_lost:
+            self.telemetry.event("reader_back", "info", "the book pad answers again")
+        elif not ok:
+            self.telemetry.event("reader_lost", "critical", "the book pad does not answer")
+        self._pad_lost = not ok
+
+    def card_health(self, ok: bool) -> None:
+        if ok and self._card_lost:
+            self.telemetry.event("card_reader_back", "info", "the card reader answers again")
+        elif not ok:
+            self.telemetry.event("card_reader_lost", "critical",
+                                 "the card reader is not available")
+        self._card_lost = not ok
+
+    def security_failed(self, uid: str) -> None:
+        line = next((ln for ln in self.rt.core.view(0).lines if ln.uid == uid), None)
+        item = line.item_id if line else None
+        self.telemetry.event("security_write_failed", "warning",
+                             "the tag's security state could not be written", item_id=item)
+        self.telemetry.failure("security write failed")
+
+    def on_view(self, view: core.View) -> None:
+        for line in view.lines:
+            if line.status is core.Status.UNREADABLE and line.uid not in self._unreadable:
+                self._unreadable.add(line.uid)
+                self.telemetry.failure("unreadable tag")
+        if view.mode is core.Mode.IDLE and self._unreadable:
+            self._unreadable.clear()
+
+    def set_printer(self, printer: Printer, paper: Paper) -> None:
+        """What a printer driver reports; paper changes raise events."""
+        before, self.printer, self.paper = self.paper, printer, paper
+        if paper != before and paper in ("low", "out"):
+            self.telemetry.event("paper_low" if paper == "low" else "paper_out",
+                                 "warning" if paper == "low" else "critical")
+        elif paper == "ok" and before in ("low", "out"):
+            self.telemetry.event("paper_ok", "info")
+
+    # -- periodic (the station loop, about every second)
+    async def tick(self) -> None:
+        if self._ticking:
+            return
+        self._ticking = True
+        try:
+            count, oldest = await asyncio.to_thread(self.rt.journal.depth)
+            self.telemetry.state(self.snapshot(count, oldest))
+            if self.telemetry.health_due():
+                reading = await asyncio.to_thread(self.health, count, oldest)
+                self.telemetry.health(reading)
+            self.telemetry.flush()
+        finally:
+            self._ticking = False
+
+    def snapshot(self, count: int, oldest_age: float | None) -> State:
+        now = dt.datetime.now(dt.UTC)
+        c = self.rt.core
+        closed = c.out_of_service
+        message = None
+        if closed and c._closed is not None:
+            message = c._closed.message_en or c._closed.message_vi
+        return State(
+            at=now, version=self.rt.version, service="out_of_service" if closed else "in_service",
+            service_message=message, pad_ok=self.rt.pad_ok, card_ok=self.rt.card_ok,
+            printer=self.printer,
+            paper=self.paper, outbox_pending=count,
+            outbox_oldest_at=(now - dt.timedelta(seconds=oldest_age)).replace(microsecond=0)
+            if oldest_age is not None else None,
+            offline_policy="returns" if c.config.offline_returns else "none",
+            config_version=self.config.version)
+
+    def health(self, count: int, oldest: float | None) -> Health:
+        r = self.probe.read()
+        counters = getattr(self.rt.watcher.pad, "counters", None)
+        reader = {k: int(v) for k, v in vars(counters).items()} if counters is not None else {}
+        return Health(
+            at=dt.datetime.now(dt.UTC), uptime_s=round(time.monotonic() - self.started, 1),
+            os_uptime_s=r.os_uptime_s, cpu_temp_c=r.cpu_temp_c, throttled=r.throttled,
+            load1=r.load1, disk_free_pct=r.disk_free_pct, mem_available_pct=r.mem_available_pct,
+            clock_offset_s=r.clock_offset_s, clock_synced=r.clock_synced, outbox_pending=count,
+            outbox_oldest_s=round(oldest, 1) if oldest is not None else None, reader=reader,
+            tx=self.telemetry.tx_counts(),
+            rejected=self.rt.link.rejected + self.commands.rejected + self.config.rejected)
+
+    # -- settings steered remotely
+    def apply_settings(self, cs: ConfigSettings) -> None:
+        values = cs.model_dump(exclude_none=True)
+        cfg = self.rt.core.config
+        for key in ("offline_returns", "inactivity_s", "summary_s", "ack_timeout_s"):
+            if key in values:
+                setattr(cfg, key, values[key])
+        if "lang" in values:
+            cfg.default_lang = values["lang"]
+            if not self.rt.core.busy:
+                self.rt.core.lang = values["lang"]
+        if "telemetry_s" in values:
+            self.telemetry.period_s = values["telemetry_s"]
+        self.rt.settings = self.rt.settings.model_copy(update=values)
+
+    # -- commands (CommandTarget)
+    def refusal(self, job: Job) -> str | None:
+        c = self.rt.core
+        if job.name == "restart":
+            assert isinstance(job.args, RestartArgs)
+            if c.busy and not job.args.force:
+                return (f"a reader is using the station ({c.mode.value}); "
+                        "send with force=true to restart anyway")
+        if job.name == "reload_config" and self.rt.reload is None:
+            return "this station was started without a config file: nothing to reload"
+        return None
+
+    def schedule(self, job: Job) -> None:
+        self._on_loop(self.rt._spawn, self._run(job))
+
+    async def _run(self, job: Job) -> None:
+        report = self.commands.report
+        try:
+            report(job, "in_progress")
+            result = await self._execute(job)
+            report(job, "succeeded", result=result)
+        except _Failed as exc:
+            report(job, "failed", str(exc))
+        except Exception as exc:  # a command must never take the station down
+            log.exception("command %s (%s) failed", job.cmd_id, job.name)
+            report(job, "failed", f"{type(exc).__name__}: {exc}")
+        if job.name == "restart":
+            self.rt.exit_code = RESTART_EXIT_CODE
+            await asyncio.sleep(0.2)  # let the final state reach the broker first
+            self.rt.stop()
+
+    async def _execute(self, job: Job) -> dict[str, Any] | None:
+        rt, name, args = self.rt, job.name, job.args
+        if name == "out_of_service":
+            assert isinstance(args, OutOfServiceArgs)
+            rt.feed(core.SetService(False, args.message_vi, args.message_en))
+            if rt.core.mode is not core.Mode.OUT_OF_SERVICE:
+                self.commands.report(job, "in_progress", "waiting for the reader's session "
+                                     "to end")
+                deadline = time.monotonic() + OOS_WAIT_S
+                while rt.core.mode is not core.Mode.OUT_OF_SERVICE:
+                    if time.monotonic() > deadline or not rt.core.closing:
+                        raise _Failed("the reader's session did not end in time")
+                    await asyncio.sleep(0.25)
+            return None
+        if name == "in_service":
+            rt.feed(core.SetService(True))
+            return None
+        if name == "set_offline_policy":
+            assert isinstance(args, OfflinePolicyArgs)
+            self.apply_settings(ConfigSettings(offline_returns=args.policy == "returns"))
+            return {"offline_policy": args.policy}
+        if name == "reload_config":
+            return await self._reload()
+        if name == "send_diagnostics":
+            return await asyncio.to_thread(self.diagnostics)
+        if name == "restart":
+            return {"exit_code": RESTART_EXIT_CODE}
+        raise _Failed(f"no handler for {name}")
+
+    async def _reload(self) -> dict[str, Any]:
+        assert self.rt.reload is not None
+        try:
+            new: StationSettings = await asyncio.to_thread(self.rt.reload)
+        except Exception as exc:  # pydantic names the field in its message
+            raise _Failed(f"config not reloaded: {exc}") from None
+        old = self.rt.settings
+        changed = sorted(k for k in type(old).model_fields
+                         if getattr(old, k) != getattr(new, k))
+        self.rt.settings = new
+        self.apply_settings(ConfigSettings(**{k: getattr(new, k) for k in STEERABLE}))
+        self.apply_settings(self.config.settings)  # the operators' desired config still wins
+        return {"changed": changed,
+                "needs_restart": [k for k in changed if k not in STEERABLE]}
+
+    def diagnostics(self) -> dict[str, Any]:
+        count, oldest = self.rt.journal.depth()
+        return {
+            "health": self.health(count, oldest).model_dump(mode="json", by_alias=True),
+            "state": self.snapshot(count, oldest).model_dump(mode="json", by_alias=True),
+            "mode": self.rt.core.mode.value, "online": self.rt.core.online,
+            "session": self.rt.link.session,
+            "events_published": dict(self.telemetry.published),
+            "recent_log": list(self.recent.lines)[-20:],
+        }
+
+
+class _Failed(Exception):
+    pass

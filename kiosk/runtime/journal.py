@@ -1,0 +1,304 @@
+"""The station journal: SQLite (WAL, synchronous=FULL) holding the outbox and counters.
+
+A transaction is written here, with fsync, before the screen may call it accepted, and leaves
+only when its `ack/tx` arrives. One connection guarded by a lock: the UI loop hands writes to a
+thread, and acks are deleted from paho's network thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from selfcheck.mqtt.messages import Message, encode
+
+M = TypeVar("M", bound=Message)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    msg_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- The journal's id, made with it: the central orders a station's transactions by seq within
+-- one journal (a journal older than the id has none, and keeps none).
+CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), journal TEXT);
+-- Security writes the library system allowed but the pad could not do: kept until the book is
+-- back on the pad and written, or staff skip it (DESIGN.md invariant 3).
+CREATE TABLE IF NOT EXISTS pending_security (
+    uid TEXT PRIMARY KEY,
+    item_id TEXT,
+    title TEXT,
+    state TEXT NOT NULL CHECK (state IN ('on_loan', 'in_library')),
+    created REAL NOT NULL
+);
+-- How each pending write ended; a skip names the staff card by its hash, never its number.
+CREATE TABLE IF NOT EXISTS security_log (
+    id INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL,
+    item_id TEXT,
+    how TEXT NOT NULL CHECK (how IN ('written', 'skipped')),
+    staff_ref TEXT,
+    at REAL NOT NULL
+);
+-- Refusals that came back when the reader was gone: the staff exceptions list.
+CREATE TABLE IF NOT EXISTS exceptions (
+    msg_id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    title TEXT,
+    reason TEXT,
+    created REAL NOT NULL,
+    dismissed REAL
+);
+-- The offline list (req/offline-list): card hashes only, never card numbers. One list at a
+-- time, replaced whole; offline_meta holds its one row.
+CREATE TABLE IF NOT EXISTS offline_list (
+    card_hash TEXT PRIMARY KEY,
+    patron_ref TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    max_offline_loans INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offline_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    salt TEXT NOT NULL,
+    generated_at REAL NOT NULL,
+    valid_until REAL NOT NULL
+);
+-- Transactions done under the offline policy: what counts a patron's offline loans, and
+-- what staff and demos look back on. `acked` is set when the central's ack arrives.
+CREATE TABLE IF NOT EXISTS offline_tx (
+    msg_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    patron_ref TEXT,
+    created REAL NOT NULL,
+    acked REAL
+);
+"""
+
+
+class Journal:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO identity(id, journal) SELECT 1, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'seq')", (uuid.uuid4().hex,))
+        row = self._db.execute("SELECT journal FROM identity").fetchone()
+        self.journal_id: str | None = row[0] if row is not None else None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _bump(self, name: str) -> int:
+        row = self._db.execute(
+            "INSERT INTO counters(name, value) VALUES (?, 1) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value", (name,)
+        ).fetchone()
+        value: int = row[0]
+        return value
+
+    def next_session(self) -> int:
+        with self._lock:
+            return self._bump("session")
+
+    def add(self, kind: str, topic: str, build: Callable[[int], M]) -> M:
+        """Give the next sequence number to `build`, store the message, fsync, return it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                seq = self._bump("seq")
+                msg = build(seq)
+                msg_id = getattr(msg, "msg_id")  # noqa: B009 - every outbox message has one
+                self._db.execute(
+                    "INSERT INTO outbox(msg_id, seq, kind, topic, payload, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (msg_id, seq, kind, topic, encode(msg), time.time()))
+                if getattr(msg, "offline", False):  # counted with the outbox row, atomically
+                    self._db.execute(
+                        "INSERT INTO offline_tx(msg_id, kind, item_id, patron_ref, created) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (msg_id, kind, getattr(msg, "item_id", ""),
+                         getattr(msg, "patron_ref", None), time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return msg
+
+    def pending(self) -> list[tuple[str, str, bytes]]:
+        with self._lock:
+            return [(r[0], r[1], bytes(r[2])) for r in self._db.execute(
+                "SELECT msg_id, topic, payload FROM outbox ORDER BY seq")]
+
+    def last_seq(self) -> int:
+        """The sequence number the newest transaction got (0: none yet), acked or not."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def seq_of(self, msg_id: str) -> int | None:
+        """The sequence number of a row still waiting for its ack."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM outbox WHERE msg_id = ?",
+                                   (msg_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def delete(self, msg_id: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM outbox WHERE msg_id = ?", (msg_id,))
+            self._db.execute("UPDATE offline_tx SET acked = ? WHERE msg_id = ? AND acked IS NULL",
+                             (time.time(), msg_id))
+            return cur.rowcount > 0
+
+    def depth(self) -> tuple[int, float | None]:
+        """Rows waiting for an ack, and the age in seconds of the oldest."""
+        with self._lock:
+            count, oldest = self._db.execute(
+                "SELECT count(*), min(created) FROM outbox").fetchone()
+        return count, (time.time() - oldest) if oldest is not None else None
+
+    # -- pending security writes
+    def save_pending(self, uid: str, item_id: str | None, title: str | None,
+                     state: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO pending_security(uid, item_id, title, state, created) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(uid) DO UPDATE SET state = excluded.state",
+                (uid, item_id, title, state, time.time()))
+
+    def clear_pending(self, uid: str, how: str, staff_ref: str | None = None) -> bool:
+        """Ends a pending write (written or skipped) and logs how, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("DELETE FROM pending_security WHERE uid = ? "
+                                       "RETURNING item_id", (uid,)).fetchone()
+                if row is not None:
+                    self._db.execute(
+                        "INSERT INTO security_log(uid, item_id, how, staff_ref, at) "
+                        "VALUES (?, ?, ?, ?, ?)", (uid, row[0], how, staff_ref, time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return row is not None
+
+    def pending_writes(self) -> list[tuple[str, str | None, str | None, str]]:
+        """(uid, item_id, title, state), oldest first."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(
+                "SELECT uid, item_id, title, state FROM pending_security ORDER BY created")]
+
+    def security_log(self) -> list[tuple[str, str | None, str, str | None]]:
+        """(uid, item_id, how, staff_ref), oldest first."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(
+                "SELECT uid, item_id, how, staff_ref FROM security_log ORDER BY id")]
+
+    # -- late refusals (staff exceptions)
+    def keep_exception(self, msg_id: str, item_id: str, title: str | None,
+                       reason: str | None) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO exceptions(msg_id, item_id, title, reason, created) "
+                "VALUES (?, ?, ?, ?, ?)", (msg_id, item_id, title, reason, time.time()))
+
+    def dismiss_exception(self, msg_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE exceptions SET dismissed = ? WHERE msg_id = ?",
+                             (time.time(), msg_id))
+
+    def open_exceptions(self) -> list[tuple[str, str, str | None, str | None]]:
+        """(msg_id, item_id, title, reason) not yet dismissed, oldest first."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(
+                "SELECT msg_id, item_id, title, reason FROM exceptions "
+                "WHERE dismissed IS NULL ORDER BY created")]
+
+    # -- the offline list
+    def store_offline_list(self, salt: str, generated_at: float, valid_until: float,
+                           entries: Iterable[tuple[str, str, str, int]]) -> int:
+        """Replace the list with (card_hash, patron_ref, display_name, max_offline_loans)
+        rows, in one transaction; returns how many."""
+        rows = list(entries)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM offline_list")
+                self._db.executemany("INSERT OR REPLACE INTO offline_list VALUES (?, ?, ?, ?)",
+                                     rows)
+                self._db.execute("INSERT OR REPLACE INTO offline_meta VALUES (1, ?, ?, ?)",
+                                 (salt, generated_at, valid_until))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def drop_expired_offline_list(self, now: float) -> bool:
+        """Delete a list past its valid_until: it lends nothing any more, and card hashes
+        left on the disk of a stolen station only help a brute force. True if dropped."""
+        with self._lock:
+            row = self._db.execute("SELECT valid_until FROM offline_meta").fetchone()
+            if row is None or row[0] > now:
+                return False  # the usual case: a read, no write
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                gone = self._db.execute("DELETE FROM offline_meta WHERE valid_until <= ?",
+                                        (now,)).rowcount
+                if gone:
+                    self._db.execute("DELETE FROM offline_list")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return bool(gone)
+
+    def offline_meta(self) -> tuple[str, float, float] | None:
+        """(salt, generated_at, valid_until) of the stored list, epoch seconds; None: none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT salt, generated_at, valid_until FROM offline_meta").fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def offline_entry(self, card_hash: str, now: float) -> tuple[str, str, int] | None:
+        """(patron_ref, display_name, offline loans left) for a card hash on a list still
+        valid at `now`. Loans left: the list's limit less this patron's offline loans made
+        since the list was generated or still waiting for their ack."""
+        with self._lock:
+            meta = self._db.execute(
+                "SELECT generated_at, valid_until FROM offline_meta").fetchone()
+            if meta is None or meta[1] <= now:
+                return None  # no list, or past valid_until: returns only
+            row = self._db.execute(
+                "SELECT patron_ref, display_name, max_offline_loans FROM offline_list "
+                "WHERE card_hash = ?", (card_hash,)).fetchone()
+            if row is None:
+                return None
+            used = self._db.execute(
+                "SELECT count(*) FROM offline_tx WHERE kind = 'loan' AND patron_ref = ? "
+                "AND (acked IS NULL OR created >= ?)", (row[0], meta[0])).fetchone()[0]
+        return row[0], row[1], max(0, row[2] - used)
+
+    def offline_transactions(self) -> list[tuple[str, str, str, str | None, bool]]:
+        """(msg_id, kind, item_id, patron_ref, acked), oldest first."""
+        with self._lock:
+            return [(r[0], r[1], r[2], r[3], r[4] is not None) for r in self._db.execute(
+                "SELECT msg_id, kind, item_id, patron_ref, acked FROM offline_tx "
+                "ORDER BY created")]

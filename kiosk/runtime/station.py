@@ -1,0 +1,430 @@
+"""The station runtime: wires the self-check core to the pad, the card reader, the journal
+and the MQTT link on one asyncio loop. Blocking work (SQLite fsync, pad I/O) runs in threads.
+The Kivy UI and the headless simulator both drive a StationRuntime."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from selfcheck.drivers.card.base import CardReader
+from selfcheck.drivers.pad.base import AfiPolicy, BookPad
+from selfcheck.drivers.pad.watcher import PadWatcher, SeenTag
+from selfcheck.drivers.printer import PaperEvent, open_printer
+from selfcheck.kiosk import core, receipt
+from selfcheck.kiosk.runtime.agent import FleetAgent
+from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.kiosk.settings import StationSettings
+from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.outbox import Outbox
+from selfcheck.mqtt.station_link import StationLink
+from selfcheck.system.sdnotify import notify
+
+if TYPE_CHECKING:
+    from selfcheck.drivers.printer import ReceiptPrinter
+
+M = TypeVar("M", bound=messages.Message)
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+TICK_S = 0.25
+
+
+PAPER_POLL_S = 60.0  # how often an idle station asks the printer about its paper
+
+
+def core_config(settings: StationSettings) -> core.CoreConfig:
+    return core.CoreConfig(default_lang=settings.lang, ack_timeout_s=settings.ack_timeout_s,
+                           inactivity_s=settings.inactivity_s, summary_s=settings.summary_s,
+                           offline_returns=settings.offline_returns,
+                           station_mode=settings.mode, confirm_count=settings.confirm_count,
+                           multipart=settings.multipart, owner_isil=settings.owner_isil,
+                           staff_cards=frozenset(settings.staff_cards),
+                           help_after=settings.help_after, receipt=settings.receipt,
+                           can_print=settings.printer_transport != "none",
+                           can_email=settings.receipt_mail is not None,
+                           pin=settings.pin, offline_loans=settings.offline_loans)
+
+
+def ack_way_back(settings: StationSettings) -> float:
+    """How much earlier than the screen's own time-out a loan's deadline falls: a yes the
+    central gives just before the deadline still has this long to come back before the
+    screen tells the reader "not borrowed"."""
+    return min(1.0, settings.ack_timeout_s / 4)
+
+
+def card_hash(salt: str, card_id: str) -> str:
+    """The offline list's key for a card (messages.OfflineEntry.card_hash)."""
+    return hmac.new(bytes.fromhex(salt), card_id.encode(), "sha256").hexdigest()[:32]
+
+
+class StationRuntime:
+    def __init__(self, settings: StationSettings, pad: BookPad, card: CardReader) -> None:
+        self.settings = settings
+        self.core = core.SelfCheck(core_config(settings), uuid7)
+        self.journal = Journal(settings.journal)
+        self.link = StationLink(settings.site, settings.station, settings.broker_address,
+                                version=VERSION, next_session=self.journal.next_session,
+                                on_ack=self._on_ack, on_connected=self._on_connected,
+                                mode=lambda: self.settings.mode, security=settings.security(),
+                                channels=("cmd/req/+", "config/desired"),
+                                on_channel=lambda c, p: self.agent.on_channel(c, p))
+        self.outbox = Outbox(self.journal, self.link.send,
+                             resend_after_s=settings.resend_after_s)
+        self.watcher = PadWatcher(pad, self._on_tags,
+                                  afi=AfiPolicy(settings.afi_in_library, settings.afi_on_loan),
+                                  on_health=self._on_pad_health)
+        self.card = card
+        self.pad_ok = True
+        self.card_ok = True
+        stats = getattr(card, "stats", None)  # real card readers report open/lost
+        if stats is not None and hasattr(stats, "on_health"):
+            stats.on_health = self._on_card_health
+        self.version = VERSION
+        self.exit_code = 0  # set by a `restart` command
+        self.reload: Callable[[], StationSettings] | None = None  # re-reads the config file
+        self._listeners: list[Callable[[core.View], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._card_thread: threading.Thread | None = None
+        self._dead_reported: frozenset[str] = frozenset()
+        self.agent = FleetAgent(self)  # telemetry, operator commands, remote config
+        self.add_listener(self.agent.on_view)
+        self.printer: ReceiptPrinter | None = None
+        if settings.printer_transport != "none":
+            self.printer = open_printer(settings.printer_config(), on_paper=self._on_paper)
+            self.agent.set_printer("ok", "ok")
+        self._paper_polled = 0.0
+        self._list_fetched = 0.0  # monotonic time of the last offline list fetch (0: due)
+        self._list_task: asyncio.Task[Any] | None = None
+
+    # -- wiring
+    def add_listener(self, listener: Callable[[core.View], None]) -> None:
+        self._listeners.append(listener)
+
+    def view(self) -> core.View:
+        return self.core.view(time.monotonic())
+
+    def feed(self, event: core.Event) -> None:
+        """Give the core an event (UI loop only) and carry out what it asks for."""
+        for action in self.core.handle(event, time.monotonic()):
+            self._spawn(self._perform(action))
+        view = self.view()
+        for listener in self._listeners:
+            listener(view)
+
+    def feed_threadsafe(self, event: core.Event) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.feed, event)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- lifecycle
+    async def run(self) -> None:
+        """Run until `stop()`; the caller's loop becomes the station's loop."""
+        self._loop = asyncio.get_running_loop()
+        await self._restore()
+        self.link.start()
+        self.watcher.start()
+        self._card_thread = threading.Thread(target=self.card.run,
+                                             args=(self._on_card, self._stop),
+                                             name="card-reader", daemon=True)
+        self._card_thread.start()
+        last_resend = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self.feed(core.Tick())
+                if time.monotonic() - last_resend >= 1.0:
+                    last_resend = time.monotonic()
+                    await asyncio.to_thread(self.outbox.resend_due)
+                    self._spawn(self.agent.tick())
+                    self._maybe_fetch_list()
+                    if (self.printer is not None and not self.core.busy
+                            and time.monotonic() - self._paper_polled >= PAPER_POLL_S):
+                        self._paper_polled = time.monotonic()
+                        self._spawn(asyncio.to_thread(self._poll_paper))
+                await asyncio.sleep(TICK_S)
+        finally:
+            await self._shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def stopped_threads(self) -> list[str]:
+        """The station's threads that ended while they should run: paho's network loop,
+        the pad's polling loop, the card reader."""
+        if self._stop.is_set():
+            return []
+        dead = []
+        if not self.link.loop_alive():
+            dead.append("mqtt")
+        if not self.watcher.alive():
+            dead.append("pad")
+        card = self._card_thread
+        if card is not None and not card.is_alive():
+            dead.append("card")
+        return dead
+
+    def threads_ok(self) -> bool:
+        """For the watchdog: False when a thread died, which is reported once (log, systemd
+        status, and an event when the MQTT loop still runs) so the restart has a cause."""
+        dead = frozenset(self.stopped_threads())
+        if dead and dead != self._dead_reported:
+            self._dead_reported = dead
+            what = ", ".join(sorted(dead))
+            log.critical("thread stopped: %s; no more watchdog pings, systemd restarts us",
+                         what)
+            notify(f"STATUS=thread stopped: {what}; waiting for the watchdog restart")
+            if "mqtt" not in dead:
+                self.agent.telemetry.event("staff_needed", "critical",
+                                           f"station thread stopped: {what}; restarting")
+        return not dead
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.watcher.stop()
+        await asyncio.to_thread(self.link.stop)
+        self.agent.close()
+        if self.printer is not None:
+            self.printer.close()
+        self.journal.close()
+
+    # -- actions
+    async def _perform(self, action: core.Action) -> None:
+        if isinstance(action, core.CheckPatron):
+            await self._check_patron(action)
+        elif isinstance(action, core.CheckOffline):
+            await self._check_offline(action.card_id)
+        elif isinstance(action, core.LoadAccount):
+            await self._load_account(action.patron_ref)
+        elif isinstance(action, core.RecordTx):
+            await self._record(action)
+        elif isinstance(action, core.WriteSecurity):
+            future = self.watcher.write_security(bytes.fromhex(action.uid), action.state)
+            try:
+                await asyncio.wrap_future(future)
+                ok = True
+            except Exception as exc:
+                log.info("security write on %s failed: %s", action.uid, exc)
+                ok = False
+                self.agent.security_failed(action.uid)
+            self.feed(core.SecurityWritten(action.uid, ok))
+        elif isinstance(action, core.SavePending):
+            w = action.write
+            await asyncio.to_thread(self.journal.save_pending, w.uid, w.item_id, w.title,
+                                    w.state)
+        elif isinstance(action, core.ClearPending):
+            await asyncio.to_thread(self.journal.clear_pending, action.uid, action.how,
+                                    action.staff_ref)
+        elif isinstance(action, core.KeepException):
+            r = action.refusal
+            await asyncio.to_thread(self.journal.keep_exception, r.msg_id, r.item_id, r.title,
+                                    r.reason)
+        elif isinstance(action, core.DropException):
+            await asyncio.to_thread(self.journal.dismiss_exception, action.msg_id)
+        elif isinstance(action, core.Notify):
+            self.agent.telemetry.event(action.kind, action.severity,  # type: ignore[arg-type]
+                                       action.detail, item_id=action.item_id)
+        elif isinstance(action, core.SendReceipt):
+            ok = await asyncio.to_thread(self._send_receipt, action)
+            self.feed(core.ReceiptSent(action.via, ok))
+
+    async def _restore(self) -> None:
+        """Pending security writes and staff exceptions survive a restart in the journal."""
+        pending = await asyncio.to_thread(self.journal.pending_writes)
+        late = await asyncio.to_thread(self.journal.open_exceptions)
+        self.feed(core.Restored(
+            tuple(core.PendingWrite(u, i, t, s)  # type: ignore[arg-type]
+                  for u, i, t, s in pending),
+            tuple(core.LateRefusal(*row) for row in late)))
+
+    # -- receipts (a worker thread: printers and mail relays block)
+    def _send_receipt(self, action: core.SendReceipt) -> bool:
+        s = self.settings
+        summary = receipt.SessionSummary(
+            library=s.library_name or s.site, station=s.station,
+            when=dt.datetime.now().astimezone(), patron_name=action.patron_name,
+            items=receipt.items_from_lines(action.lines))
+        slip = receipt.build_receipt(summary, action.lang)
+        try:
+            if action.via == "print":
+                assert self.printer is not None
+                self.printer.print_receipt(slip)
+                self.agent.set_printer("ok", self.agent.paper)
+            else:
+                from selfcheck.drivers.printer.mail import load_mail_config, send_receipt
+
+                assert s.receipt_mail is not None and action.to is not None
+                send_receipt(slip, action.to, load_mail_config(s.receipt_mail))
+            return True
+        except Exception as exc:  # the session is over either way; staff see the event
+            log.warning("receipt by %s failed: %s", action.via, exc)
+            if action.via == "print":
+                self.agent.set_printer("fault", self.agent.paper)
+            return False
+
+    def _poll_paper(self) -> None:
+        assert self.printer is not None
+        self.printer.paper()  # a change calls _on_paper
+
+    def _on_paper(self, event: PaperEvent) -> None:
+        paper = event.current.value
+        if paper == "unknown":
+            self.agent.set_printer("fault", self.agent.paper)
+        else:
+            self.agent.set_printer("ok", paper)  # type: ignore[arg-type]
+
+    async def _check_patron(self, action: core.CheckPatron) -> None:
+        timeout = self.settings.ack_timeout_s
+        req = messages.PatronCheckReq(card_id=action.card_id, pin=action.pin)
+        future = self.link.request("patron", req, timeout)
+        # Sent: drop our references to the PIN (the core kept it in the action only).
+        del req, action
+        result = await self._answer(future, messages.PatronCheckRes, timeout, "patron check")
+        self.feed(core.PatronChecked(result))
+
+    async def _answer(self, future: Future[messages.Message], kind: type[M], timeout: float,
+                      what: str) -> M | None:
+        """The central's answer to a request, or None (no answer in time, offline, bad)."""
+        try:
+            answer = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except (TimeoutError, ConnectionError, messages.MessageError) as exc:
+            log.info("%s got no answer: %s", what, exc)
+            return None
+        return answer if isinstance(answer, kind) else None
+
+    async def _check_offline(self, card_id: str) -> None:
+        """The central did not answer: is this card on the stored, still valid list?"""
+        patron = await asyncio.to_thread(self._offline_lookup, card_id)
+        del card_id
+        self.feed(core.OfflineChecked(patron))
+
+    def _offline_lookup(self, card_id: str) -> core.OfflinePatron | None:
+        self.journal.drop_expired_offline_list(time.time())
+        meta = self.journal.offline_meta()
+        if meta is None:
+            return None
+        entry = self.journal.offline_entry(card_hash(meta[0], card_id), time.time())
+        return None if entry is None else core.OfflinePatron(*entry)
+
+    async def _load_account(self, patron_ref: str) -> None:
+        timeout = self.settings.ack_timeout_s
+        future = self.link.request("account", messages.AccountReq(patron_ref=patron_ref),
+                                   timeout)
+        self.feed(core.AccountLoaded(await self._answer(future, messages.AccountRes, timeout,
+                                                        "account request")))
+
+    # -- the offline list: fetched on connect and every offline_list_s
+    def _maybe_fetch_list(self) -> None:
+        if self._list_task is None or self._list_task.done():  # not while one is stored
+            self._spawn(asyncio.to_thread(self.journal.drop_expired_offline_list, time.time()))
+        if not self.settings.offline_loans or not self.link.connected.is_set():
+            return
+        if self._list_task is not None and not self._list_task.done():
+            return
+        if self._list_fetched and time.monotonic() - self._list_fetched < \
+                self.settings.offline_list_s:
+            return
+        self._list_task = asyncio.ensure_future(self.fetch_offline_list())
+        self._tasks.add(self._list_task)
+        self._list_task.add_done_callback(self._tasks.discard)
+
+    async def fetch_offline_list(self) -> bool:
+        """All pages, then stored at once; a list whose pages disagree is not stored."""
+        timeout = max(self.settings.ack_timeout_s, 5.0)
+        pages: list[messages.OfflineListRes] = []
+        page, total = 1, 1
+        try:
+            while page <= total:
+                future = self.link.request("offline-list", messages.OfflineListReq(page=page),
+                                           timeout)
+                answer = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+                if not isinstance(answer, messages.OfflineListRes):
+                    raise messages.MessageError("schema", "not res.offline-list/1")
+                if pages and (answer.salt, answer.generated_at) != (pages[0].salt,
+                                                                    pages[0].generated_at):
+                    page, total, pages = 1, 1, []  # regenerated between pages: start again
+                    continue
+                pages.append(answer)
+                total = answer.pages
+                page += 1
+        except (TimeoutError, ConnectionError, messages.MessageError) as exc:
+            log.info("offline list not fetched: %s", exc)
+            self._list_fetched = time.monotonic() - self.settings.offline_list_s + 60
+            return False  # the stored list (if still valid) stays; try again in a minute
+        first = pages[0]
+        rows = [(e.card_hash, e.patron_ref, e.display_name, e.max_offline_loans)
+                for p in pages for e in p.entries]
+        count = await asyncio.to_thread(self.journal.store_offline_list, first.salt,
+                                        first.generated_at.timestamp(),
+                                        first.valid_until.timestamp(), rows)
+        self._list_fetched = time.monotonic()
+        log.info("offline list: %d patrons, valid until %s", count, first.valid_until)
+        return True
+
+    async def _record(self, action: core.RecordTx) -> None:
+        s = self.settings
+        now = dt.datetime.now(dt.UTC)
+        topic = topics.tx(s.site, s.station, action.kind)
+
+        def build(seq: int) -> messages.TxLoan | messages.TxReturn | messages.TxRenew:
+            common: dict[str, Any] = dict(msg_id=action.msg_id, seq=seq,
+                                          journal=self.journal.journal_id, site=s.site,
+                                          station=s.station, at=now, item_id=action.item_id,
+                                          offline=action.offline)
+            if action.kind == "renew":
+                assert action.patron_ref is not None
+                return messages.TxRenew(patron_ref=action.patron_ref, **common)
+            if action.kind == "loan":
+                assert action.patron_ref is not None
+                deadline = now + dt.timedelta(seconds=s.ack_timeout_s - ack_way_back(s))
+                return messages.TxLoan(patron_ref=action.patron_ref, deadline=deadline,
+                                       **common)
+            return messages.TxReturn(**common)
+
+        # Journal first (fsync), and only then may the screen move on from "recording".
+        msg = await asyncio.to_thread(self.journal.add, action.kind, topic, build)
+        self.agent.telemetry.recorded(action.msg_id, action.kind)
+        self.feed(core.Recorded(action.msg_id))
+        await asyncio.to_thread(self.outbox.submit, action.msg_id, topic, messages.encode(msg))
+
+    # -- callbacks from other threads
+    def _on_ack(self, ack: messages.AckTx) -> None:
+        self.outbox.on_ack(ack.msg_id)
+        self.agent.telemetry.acked(ack)
+        self.feed_threadsafe(core.AckReceived(ack))
+
+    def _on_connected(self, up: bool) -> None:
+        if up:
+            self.outbox.on_connected()
+            self._list_fetched = 0.0  # every connect: fetch the offline list again
+        self.agent.connected(up)
+        self.feed_threadsafe(core.Connectivity(up))
+
+    def _on_tags(self, tags: tuple[SeenTag, ...]) -> None:
+        self.feed_threadsafe(core.TagsPresent(tags))
+
+    def _on_card(self, card_id: str) -> None:
+        self.feed_threadsafe(core.CardRead(card_id))
+
+    def _on_pad_health(self, ok: bool) -> None:
+        self.pad_ok = ok
+        self.agent.pad_health(ok)
+
+    def _on_card_health(self, ok: bool) -> None:
+        self.card_ok = ok
+        self.agent.card_health(ok)

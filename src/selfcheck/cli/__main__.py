@@ -1,0 +1,5 @@
+import sys
+
+from selfcheck.cli import main
+
+sys.exit(main())

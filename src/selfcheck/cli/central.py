@@ -1,0 +1,242 @@
+"""`selfcheck central`: run the central bridge until stopped, on the embedded store or, with
+`--ils sip2://...`, on a library system over SIP2, or with `--ils koha+https://...` and
+`--ils-circulation sip2://...` on Koha's REST API with SIP2 for returns (the --db then keeps
+the dedupe rows)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from selfcheck.cli import central_admin
+from selfcheck.cli.errors import UserError
+from selfcheck.mqtt import security
+from selfcheck.mqtt.connection import BrokerAddress
+from selfcheck.mqtt.security import read_password
+from selfcheck.system.sdnotify import notify
+
+STATUS_EVERY_S = 10.0
+
+if TYPE_CHECKING:
+    from selfcheck.central.backend import Backend
+    from selfcheck.central.sip2.client import Sip2Config
+
+SIP2_HELP = (
+    "sip2://USER:PASSWORD@HOST:PORT?institution=ID with optional &KEY=VALUE: "
+    "location=LOC (login CP; also the check-in AP unless checkin_location=LOC), "
+    "encoding=utf-8|ascii|cp850|cp1258|... (utf-8: as is; ascii: Vietnamese diacritics "
+    "stripped; a single-byte code page: text in it, characters it lacks stripped of "
+    "diacritics; passwords are always sent as typed), "
+    "timeout=SECONDS (per request, default 5), pool=N (connections, default 4), "
+    "keepalive=SECONDS (idle time before a 99 status, default 30), "
+    "error_detection=1|0 (AY/AZ checksums, default 1), terminal_password=X (AC), "
+    "language=NNN (SIP2 language code sent for patrons, default 000). "
+    "Percent-encode a '#', '/' or '?' in the user or password (%%23, %%2F, %%3F); a '+' "
+    "stays a '+'")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("central", help="run the central bridge (embedded circulation store)")
+    p.add_argument("--broker", type=BrokerAddress.parse, default=BrokerAddress(),
+                   help="HOST:PORT of the MQTT broker (default 127.0.0.1:1883)")
+    p.add_argument("--db", default="sqlite:///var/central.db",
+                   help="store URL: sqlite:///PATH or postgresql://USER@HOST/DB")
+    p.add_argument("--id", default="central-bridge-1",
+                   help="MQTT client id; give each bridge process its own")
+    p.add_argument("--ils", default=os.environ.get("SELFCHECK_ILS") or None, metavar="URL",
+                   help="library system (default $SELFCHECK_ILS, else the embedded store): "
+                   + SIP2_HELP + "; the password goes in --ils-password-file, never in the "
+                   "URL. Or Koha's REST API: koha+https://USER@HOST[/PATH] (HTTP Basic) or "
+                   "koha+https://CLIENT_ID@HOST?auth=oauth2, with &ca=FILE&timeout=S"
+                   "&library=BRANCH&loans=rest|sip2&currency=VND&confirm=CODE,...; its "
+                   "password or client secret in --ils-secret-file, and --ils-circulation "
+                   "for returns")
+    p.add_argument("--ils-password-file", type=Path, metavar="FILE",
+                   default=os.environ.get("SELFCHECK_ILS_PASSWORD_FILE") or None,
+                   help="file (mode 0600): the library system's password on the first line, "
+                   "its terminal password (AC), if any, on the second (default "
+                   "$SELFCHECK_ILS_PASSWORD_FILE)")
+    p.add_argument("--ils-secret-file", type=Path, metavar="FILE",
+                   default=os.environ.get("SELFCHECK_ILS_SECRET_FILE") or None,
+                   help="with --ils koha+https://...: file (mode 0600) with Koha's password "
+                   "(HTTP Basic) or OAuth2 client secret on its first line (default "
+                   "$SELFCHECK_ILS_SECRET_FILE)")
+    p.add_argument("--ils-circulation", metavar="SIP2_URL",
+                   default=os.environ.get("SELFCHECK_ILS_CIRCULATION") or None,
+                   help="with --ils koha+https://...: the SIP2 URL (as above, its password "
+                   "in --ils-password-file) for returns, which Koha's REST API cannot do, "
+                   "and for titles; required with Koha (default $SELFCHECK_ILS_CIRCULATION)")
+    p.add_argument("--ils-check", type=float, default=30.0, metavar="SECONDS",
+                   help="how often the library system is checked (SIP2 93 login and 99 "
+                   "status, or a store query); each change of its state is logged once")
+    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus metrics here (the library system's state, the "
+                   "bridge's counters), e.g. 127.0.0.1:9110")
+    p.add_argument("--offline-salt-days", type=_days, default=7.0, metavar="DAYS",
+                   help="replace each site's offline-list card-hash key this often "
+                   "(default 7; 0: never)")
+    p.add_argument("--offline-recent-days", type=_days, default=0.0, metavar="DAYS",
+                   help="offline list: only patrons who used this site within DAYS "
+                   "(default 0: every patron in good standing)")
+    p.add_argument("--load-sample", action="store_true",
+                   help="fill an empty store with the sample library")
+    p.add_argument("--sample-items", type=int, default=0, help="extra synthetic items")
+    p.add_argument("--sample-patrons", type=int, default=0, help="extra synthetic patrons")
+    p.add_argument("--order-wait", type=float, default=30.0, metavar="SECONDS",
+                   help="how long a station's transaction waits for a missing predecessor "
+                   "before it is applied anyway and the gap recorded (central report)")
+    # The benchmark's baseline only: apply whatever arrives at once, without per-station order.
+    p.add_argument("--no-order", action="store_true", help=argparse.SUPPRESS)
+    security.add_arguments(p)
+    p.set_defaults(func=run)
+    central_admin.register(p)  # `central migrate`, `central import`
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 <= value <= 3650:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 to 3650 days")
+    return value
+
+
+def ils_config(url: str, password_file: Path | None) -> Sip2Config:
+    """The SIP2 settings, with the password from its file: a password in the URL would show
+    in `ps` and in the unit file, so it is refused."""
+    from selfcheck.central.sip2.client import Sip2Config
+
+    cfg = Sip2Config.parse(url)
+    if cfg.password or cfg.terminal_password:
+        raise ValueError("--ils: a password in the URL shows in `ps`; put it in a file (mode "
+                         "0600) and give --ils-password-file")
+    if password_file is None:
+        if cfg.user:
+            raise ValueError(f"--ils: user {cfg.user!r} needs --ils-password-file")
+        return cfg
+    password = read_password(password_file, "--ils-password-file")
+    # An optional second line: the terminal password (AC) some library systems ask for.
+    lines = Path(password_file).read_text().splitlines()
+    return dataclasses.replace(cfg, password=password or "",
+                               terminal_password=lines[1] if len(lines) > 1 else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so that other subcommands (the station above all) never load SQLAlchemy.
+    from selfcheck.central.bridge import Bridge
+    from selfcheck.central.ils_health import IlsHealth, sip2_probe, store_probe
+    from selfcheck.central.sample import load_sample
+    from selfcheck.central.store import CirculationStore
+
+    try:  # before anything else: refuse clear text off this machine, bad paths, no password
+        client_security = security.from_args(args, args.id, args.broker)
+    except ValueError as exc:
+        raise UserError("options.invalid", command="central", msg=exc) from None
+    if args.db.startswith("sqlite:///"):
+        Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    backend: Backend
+    if args.ils and args.ils.startswith("koha+"):
+        backend, where = _koha(args)
+        from selfcheck.central.koha.backend import KohaBackend
+        from selfcheck.central.koha.health import koha_probe
+
+        assert isinstance(backend, KohaBackend)
+        # Both doors: REST for loans and accounts, SIP2 for returns.
+        health = IlsHealth(koha_probe(backend.client, backend.cfg), where,
+                           args.ils_check).start()
+    elif args.ils_circulation:
+        raise UserError("ils.invalid", msg="--ils-circulation goes with --ils koha+https://...")
+    elif args.ils:
+        from selfcheck.central.sip2.backend import Sip2Backend
+
+        try:
+            cfg = ils_config(args.ils, args.ils_password_file)
+        except ValueError as exc:
+            raise UserError("ils.invalid", msg=exc) from None
+        probe = sip2_probe(cfg)  # before the backend: the verdict comes as soon as it can
+        health = IlsHealth(probe, str(cfg), args.ils_check).start()
+        backend = Sip2Backend(cfg, args.db, owner=args.id)
+        where = str(cfg)
+    else:
+        import datetime as dt
+
+        def days(n: float) -> dt.timedelta | None:
+            return dt.timedelta(days=n) if n else None
+
+        store = CirculationStore(args.db, offline_salt_age=days(args.offline_salt_days),
+                                 offline_recent=days(args.offline_recent_days))
+        if args.load_sample:
+            load_sample(store, args.sample_items, args.sample_patrons, scenarios=True)
+        else:
+            store.create()
+        backend = store
+        where = store.engine.url.render_as_string(hide_password=True)
+        health = IlsHealth(store_probe(store.engine), "store", args.ils_check).start()
+    bridge = Bridge(backend, args.broker, client_id=args.id, security=client_security,
+                    order_wait_s=args.order_wait, order=not args.no_order)
+    if args.metrics:
+        from selfcheck.central.metrics import serve
+
+        try:
+            serve(args.metrics, health, bridge)
+        except (OSError, ValueError) as exc:
+            raise UserError("options.invalid", command="central",
+                            msg=f"--metrics {args.metrics}: {exc}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    bridge.start()
+    # Ready once subscribed, so that nothing sent right after is lost; a broker that is not
+    # there yet does not hold the central back (it connects by itself).
+    if not bridge.connected.wait(10):
+        logging.getLogger("selfcheck.central").warning("broker %s not reached yet", args.broker)
+    logging.getLogger("selfcheck.central").info("bridge %s on %s, backend %s", args.id, args.broker,
+                                      where)
+    print("central ready", flush=True)
+    notify("READY=1")  # systemd Type=notify: the bridge is up and connects by itself
+    # What operators see in `systemctl status`: what went through and what was rejected.
+    rejected = 0
+    while not stop.wait(STATUS_EVERY_S):
+        notify(f"STATUS={bridge.counters.summary()}")
+        if bridge.counters.rejected != rejected:  # new rejections: one summary line
+            rejected = bridge.counters.rejected
+            logging.getLogger("selfcheck.central").warning("bridge %s: %s", args.id,
+                                                 bridge.counters.summary())
+    bridge.stop()
+    health.stop()
+    backend.close()
+    return 0
+
+
+def _koha(args: argparse.Namespace) -> tuple[Backend, str]:
+    """Koha over REST with SIP2 for returns."""
+    from selfcheck.central.koha.backend import KohaBackend
+    from selfcheck.central.koha.client import KohaConfig
+
+    try:
+        koha = KohaConfig.parse(args.ils)
+        if koha.secret:
+            raise ValueError("--ils: a password in the URL shows in `ps`; put it in a file "
+                             "(mode 0600) and give --ils-secret-file")
+        secret = read_password(args.ils_secret_file, "--ils-secret-file")
+        if secret is None:
+            raise ValueError(f"--ils: Koha user {koha.user!r} needs --ils-secret-file")
+        koha = dataclasses.replace(koha, secret=secret)
+        if not args.ils_circulation:
+            raise ValueError("Koha's REST API has no check-in: give --ils-circulation "
+                             "sip2://USER@HOST:PORT?institution=ID for returns (its "
+                             "password in --ils-password-file)")
+        circulation = ils_config(args.ils_circulation, args.ils_password_file)
+    except ValueError as exc:
+        raise UserError("ils.invalid", msg=exc) from None
+    if koha.ca_file and not Path(koha.ca_file).is_file():
+        raise UserError("ils.invalid", msg=f"ca file {koha.ca_file} not found")
+    return (KohaBackend(koha, circulation, args.db, owner=args.id),
+            f"{koha} + {circulation}")

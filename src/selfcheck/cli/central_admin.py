@@ -1,0 +1,177 @@
+"""`selfcheck central migrate` and `selfcheck central import`: set up and fill the central
+store without running a bridge."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # SQLAlchemy is loaded only when a command runs
+    from sqlalchemy import Engine
+
+DB_HELP = "store URL: sqlite:///PATH or postgresql://USER@HOST/DB"
+
+
+def register(central: argparse.ArgumentParser) -> None:
+    actions = central.add_subparsers(dest="action",
+                                     metavar="{migrate,import,report,rotate-salt}",
+                                     help="(none: run the bridge)")
+    p = actions.add_parser("migrate", help="bring the store's schema to the newest revision")
+    p.add_argument("--db", required=True, help=DB_HELP)
+    p.add_argument("--check", action="store_true",
+                   help="change nothing; exit 1 if the database differs from the schema "
+                   "the code expects")
+    p.set_defaults(func=migrate)
+
+    p = actions.add_parser(
+        "import", help="import loan rules, patrons and items (CSV, MARC21, MARCXML)",
+        description="One transaction: a bad row (reported with its line or record, field "
+        "and reason) rejects the whole import unless --skip-bad is given. Existing rows are "
+        "updated; nothing is deleted.")
+    p.add_argument("--db", required=True, help=DB_HELP)
+    p.add_argument("--rules", type=Path, metavar="FILE.csv",
+                   help="loan rules: category, loan_days, max_loans")
+    p.add_argument("--patrons", type=Path, metavar="FILE.csv",
+                   help="Koha borrowers export (cardnumber, surname, firstname, categorycode,"
+                   " dateexpiry) or card_id, name, category, expires")
+    p.add_argument("--items", type=Path, metavar="FILE",
+                   help="items: .csv (barcode, title, author, itemcallnumber, notforloan, "
+                   "location), .mrc (MARC21) or .xml (MARCXML), holdings in 952")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="import the good rows and list the bad ones as skipped")
+    p.set_defaults(func=import_)
+
+    p = actions.add_parser(
+        "report", help="offline transactions refused on arrival, and order gaps "
+        "(reconciliation)",
+        description="Loans and returns done while a station was offline that the library "
+        "system refused when they arrived: the reader was told yes, so staff follow them up. "
+        "Then the order gaps: a station's transactions whose predecessor never came within "
+        "the order wait (applied past the gap), and the missing ones that came after all "
+        "(applied late, out of order): the books concerned may need a look.")
+    p.add_argument("--db", required=True, help=DB_HELP)
+    p.add_argument("--site", help="only this site")
+    p.add_argument("--since", type=_date, metavar="YYYY-MM-DD",
+                   help="only transactions done on or after this day (UTC)")
+    p.set_defaults(func=report)
+
+    p = actions.add_parser(
+        "rotate-salt", help="replace the offline lists' card-hash key now (after a theft)",
+        description="Each site gets a new random key for the card hashes of its offline "
+        "list; the stations replace their whole list with the next fetch (every "
+        "offline_list_s), so the hashes on a stolen disk match nothing sent afterwards.")
+    p.add_argument("--db", required=True, help=DB_HELP)
+    p.add_argument("--site", help="only this site (default: every site)")
+    p.set_defaults(func=rotate_salt)
+
+
+def rotate_salt(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from selfcheck.central.store import rotate_salts
+
+    sites = rotate_salts(_engine(args.db), dt.datetime.now(dt.UTC), args.site)
+    if not sites:
+        print(f"no offline-list key for {args.site or 'any site'} yet: nothing to rotate",
+              file=sys.stderr)
+        return 1
+    print(f"new offline-list key for: {', '.join(sorted(sites))}")
+    return 0
+
+
+def _date(text: str) -> object:
+    import datetime as dt
+
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def _engine(url: str) -> Engine:
+    from selfcheck.central.store import open_engine
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return open_engine(url)
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from selfcheck.central import migrations
+
+    engine = _engine(args.db)
+    try:
+        if args.check:
+            diff = migrations.drift(engine)
+            print(f"revision {migrations.current(engine)} (code: {migrations.head()})")
+            for d in diff:
+                print(f"differs: {d}")
+            return 1 if diff or migrations.current(engine) != migrations.head() else 0
+        before = migrations.current(engine)
+        after = migrations.upgrade(engine)
+        print(f"store at revision {after}" + (f" (was {before})" if before != after
+                                              else " (up to date)"))
+        return 0
+    finally:
+        engine.dispose()
+
+
+def import_(args: argparse.Namespace) -> int:
+    from selfcheck.central import migrations
+    from selfcheck.central.importer import CatalogueError, import_files
+
+    if not (args.rules or args.patrons or args.items):
+        print("import: give --rules, --patrons and/or --items", file=sys.stderr)
+        return 2
+    engine = _engine(args.db)
+    try:
+        migrations.upgrade(engine)
+        report = import_files(engine, rules_csv=args.rules, patrons_csv=args.patrons,
+                              items_file=args.items, skip_bad=args.skip_bad)
+    except CatalogueError as exc:
+        print(f"import: {exc}; nothing imported", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    for line in report.lines():
+        print(line)
+    return 0 if report.committed else 1
+
+
+def report(args: argparse.Namespace) -> int:
+    from selfcheck.central.order import StationOrder
+    from selfcheck.central.store import CirculationStore
+
+    store = CirculationStore(args.db)
+    try:
+        rows = store.reconciliation(site=args.site, since=args.since)
+        gaps: list[dict[str, Any]] = StationOrder(store.engine).gaps(site=args.site,
+                                                                      since=args.since)
+    finally:
+        store.close()
+    head = ("at (UTC)", "site", "station", "kind", "item", "patron ref", "reason", "msg_id")
+    _print_table([head] + [(r["at"].strftime("%Y-%m-%d %H:%M"), r["site"], r["station"],
+                            r["kind"], r["item_id"], r["patron_ref"] or "-", r["reason"],
+                            r["msg_id"]) for r in rows])
+    print(f"{len(rows)} refused offline transaction(s)")
+    print()
+    # A seq counts within one journal: a reinstalled station starts again at 1.
+    _print_table([("recorded (UTC)", "site", "station", "journal", "kind", "seq", "msg_id")] + [
+        (g["recorded_at"].strftime("%Y-%m-%d %H:%M"), g["site"], g["station"],
+         g["journal"][:8] or "-", g["kind"],
+         str(g["first_seq"]) if g["first_seq"] == g["last_seq"]
+         else f"{g['first_seq']}-{g['last_seq']}", g["msg_id"] or "-") for g in gaps])
+    given_up = sum(g["kind"] == "gap" for g in gaps)
+    print(f"{given_up} order gap(s) given up, {len(gaps) - given_up} late transaction(s) "
+          "applied out of order")
+    return 0
+
+
+def _print_table(table: Sequence[Sequence[object]]) -> None:
+    widths = [max(len(str(row[n])) for row in table) for n in range(len(table[0]))]
+    for row in table:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

@@ -1,0 +1,306 @@
+"""`selfcheck doctor`: is this station (or central) set up right? One line per check.
+
+    selfcheck doctor --config station.toml     config, broker (TLS, password), book pad and its
+                                               version, card reader, printer and its paper
+    selfcheck doctor --central --ils URL ...   the central's broker login, store, library system
+
+Each line says ok, or the problem and what to do next, in Vietnamese or English (--lang, else
+the station's `lang`, else LANG). Exit 0 when all is well, 1 on any problem, 2 when the config
+itself cannot be read.
+
+The station's checks connect to the broker as the station (the broker makes the client id the
+username) and open its devices: run it with the station app stopped, or it drops the app's
+connection for a moment. The broker session is resumed without taking anything from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selfcheck.cli.errors import LANGS, config_problems, lang_of, t
+
+Result = tuple[str, str]  # ("ok" | "problem", the line's text)
+
+
+@dataclass
+class Check:
+    title: str
+    run: Callable[[], Result]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from selfcheck.mqtt import security
+    from selfcheck.mqtt.connection import BrokerAddress
+
+    p = sub.add_parser("doctor", help="check a station's or the central's set-up, one line "
+                       "per check", description="\n\n".join(__doc__.split("\n\n")[:3]),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help="station TOML file (SELFCHECK_* env overrides)")
+    p.add_argument("--central", action="store_true",
+                   help="check the central instead: --broker, --db, --ils and broker security")
+    p.add_argument("--lang", choices=LANGS, help="vi or en (default: the station's lang, LANG)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per network check")
+    c = p.add_argument_group("central (with --central)")
+    c.add_argument("--broker", type=BrokerAddress.parse, default=BrokerAddress())
+    c.add_argument("--db", default="sqlite:///var/central.db")
+    c.add_argument("--id", default="central-bridge-1", help="the bridge's MQTT client id")
+    c.add_argument("--ils", default=None, metavar="URL", help="as for `selfcheck central`")
+    c.add_argument("--ils-password-file", type=Path, default=None, metavar="FILE",
+                   help="as for `selfcheck central`")
+    security.add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.central:
+        lang = lang_of(args.lang)
+        checks = central_checks(args, lang)
+    else:
+        from selfcheck.cli.station import config_lang
+
+        lang = lang_of(args.lang or config_lang(args.config))
+        settings, first = _station_config(args.config, lang)
+        print(_line(first[0], t("doctor.config", lang, path=args.config or "SELFCHECK_*"),
+                    first[1], lang), flush=True)
+        if settings is None:
+            return 2
+        checks = station_checks(settings, lang, args.timeout)
+        lang = args.lang or settings.lang
+    problems = 0
+    for check in checks:
+        try:
+            status, text = check.run()
+        except Exception as exc:  # a check that breaks is a problem to show, not a crash
+            status, text = "problem", f"{type(exc).__name__}: {exc}"
+        problems += status != "ok"
+        print(_line(status, check.title, text, lang), flush=True)
+    total = len(checks) + (0 if args.central else 1)
+    print(t("doctor.summary.problems", lang, problems=problems, count=total) if problems
+          else t("doctor.summary.ok", lang, count=total))
+    return 1 if problems else 0
+
+
+def _line(status: str, title: str, text: str, lang: str) -> str:
+    mark = t("doctor.ok" if status == "ok" else "doctor.problem", lang)
+    return f"{mark:<7} {title}: {text}"
+
+
+# -- the station
+def _station_config(path: Path | None, lang: str) -> tuple[Any, Result]:
+    from pydantic import ValidationError
+
+    from selfcheck.kiosk.settings import StationSettings, load_settings
+
+    try:
+        s = load_settings(path)
+    except FileNotFoundError:
+        return None, ("problem", t("config.not_found", lang, path=path))
+    except ValidationError as exc:
+        lines = config_problems(exc, StationSettings.model_fields, lang)
+        return None, ("problem", "; ".join(lines))
+    except ValueError as exc:
+        return None, ("problem", str(exc))
+    return s, ("ok", t("doctor.config.ok", lang, site=s.site, station=s.station))
+
+
+def station_checks(s: Any, lang: str, timeout: float) -> list[Check]:
+    from selfcheck.kiosk.settings import StationSettings
+
+    assert isinstance(s, StationSettings)
+    checks = [Check(t("doctor.broker", lang, broker=s.broker),
+                    lambda: broker_check(s.broker_address, s.security(), s.station, lang,
+                                         timeout, keep_session=True)),
+              Check(t("doctor.pad", lang, kind=s.pad, url=s.pad_url).rstrip(),
+                    lambda: pad_check(s.pad, s.pad_url, s.pad_options, lang)),
+              Check(t("doctor.card", lang, kind=s.card_reader, url=s.card_url).rstrip(),
+                    lambda: card_check(s.card_reader, s.card_url, s.card_options, lang))]
+    checks.append(Check(t("doctor.printer", lang, kind=s.printer_transport,
+                          url=s.printer_url).rstrip(),
+                        lambda: printer_check(s, lang)))
+    return checks
+
+
+def broker_check(address: Any, sec: Any, user: str, lang: str, timeout: float, *,
+                 keep_session: bool) -> Result:
+    import ssl
+
+    from selfcheck.mqtt import security
+    from selfcheck.mqtt.connection import SESSION_EXPIRY_S, connect_properties, make_client
+
+    client_id = user if sec.username else f"doctor-{uuid.uuid4().hex[:12]}"
+    # manual_ack and no acks: whatever the broker kept for the station goes back to it.
+    client = make_client(client_id, manual_ack=True)
+    security.apply(client, address, sec)
+    answer: list[Any] = []
+    done = threading.Event()
+
+    def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any = None) -> None:
+        answer.append(rc)
+        done.set()
+
+    client.on_connect = on_connect
+    # The station's own session expiry: a doctor must not end the session the station keeps.
+    props = connect_properties(SESSION_EXPIRY_S if keep_session and sec.username else 0)
+    props.ReceiveMaximum = 1
+    try:
+        client.connect(address.host, address.port, keepalive=10,
+                       clean_start=not (keep_session and sec.username), properties=props)
+    except ssl.SSLError as exc:
+        return "problem", t("doctor.broker.tls", lang, reason=exc.reason or exc)
+    except OSError as exc:
+        return "problem", t("doctor.broker.down", lang, reason=exc)
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            return "problem", t("doctor.broker.down", lang, reason=f"no CONNACK in {timeout:g} s")
+        rc = answer[0]
+        if rc.is_failure:
+            return "problem", t("doctor.broker.refused", lang, reason=rc)
+        login = t("doctor.broker.login", lang, user=user) if sec.username else ""
+        return "ok", t("doctor.broker.ok", lang, login=login)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def pad_check(kind: str, url: str, options: dict[str, Any], lang: str) -> Result:
+    if kind == "sim":
+        return "ok", t("doctor.pad.sim", lang)
+    from selfcheck.drivers.pad import open_pad
+    from selfcheck.drivers.pad.base import PadError
+
+    # No reconnect window: a doctor says at once that the port is not there.
+    pad = open_pad(kind, url, **{"reconnect_window": 0.0, **options})
+    try:
+        version = pad.version() if hasattr(pad, "version") else None
+        if version is None:
+            pad.inventory()
+    except (PadError, OSError, ValueError) as exc:
+        return "problem", t("doctor.pad.down", lang, reason=exc)
+    finally:
+        try:
+            pad.close()
+        except Exception:  # closing a port that never opened
+            pass
+    return "ok", t("doctor.pad.ok", lang, version=f" ({version})" if version else "")
+
+
+def card_check(kind: str, url: str, options: dict[str, Any], lang: str) -> Result:
+    if kind == "sim":
+        return "ok", t("doctor.card.sim", lang)
+    try:
+        if kind == "nfc":
+            import nfc
+
+            clf = nfc.ContactlessFrontend()
+            if not clf.open(url):
+                raise OSError(f"no reader at {url}")
+            clf.close()
+        elif kind == "barcode-serial":
+            import serial
+
+            serial.serial_for_url(url, timeout=1).close()
+        elif url not in ("-", "stdin"):  # barcode-wedge: a file, a FIFO or an input device
+            with open(url, "rb", buffering=0):
+                pass
+    except Exception as exc:  # nfcpy and pyserial raise their own kinds of errors
+        return "problem", t("doctor.card.down", lang, reason=exc)
+    return "ok", t("doctor.card.ok", lang)
+
+
+def printer_check(s: Any, lang: str) -> Result:
+    if s.printer_transport == "none":
+        return "ok", t("doctor.printer.none", lang)
+    from selfcheck.drivers.printer import load_config
+    from selfcheck.drivers.printer.device import ReceiptPrinter
+    from selfcheck.drivers.printer.status import Paper
+
+    printer = ReceiptPrinter(load_config(s.printer_config()))
+    try:
+        if printer.can_read_status:
+            paper = printer.paper()
+            if paper is Paper.UNKNOWN:
+                return "problem", t("doctor.printer.down", lang, reason=paper.value)
+            if paper in (Paper.LOW, Paper.OUT):
+                return "problem", t("doctor.printer.paper", lang, paper=paper.value)
+            return "ok", t("doctor.printer.ok", lang, paper=paper.value)
+        _ = printer.escpos.device  # opens the transport
+        return "ok", t("doctor.printer.ok", lang, paper="?")
+    except Exception as exc:  # python-escpos transports raise their own errors
+        return "problem", t("doctor.printer.down", lang, reason=exc)
+    finally:
+        printer.close()
+
+
+# -- the central
+def central_checks(args: argparse.Namespace, lang: str) -> list[Check]:
+    from selfcheck.cli.errors import UserError
+    from selfcheck.mqtt import security
+
+    try:
+        sec = security.from_args(args, args.id, args.broker)
+    except ValueError as exc:
+        raise UserError("options.invalid", command="doctor", msg=exc) from None
+    checks = [Check(t("doctor.broker", lang, broker=args.broker),
+                    lambda: broker_check(args.broker, sec, args.id, lang, args.timeout,
+                                         keep_session=False)),
+              Check(t("doctor.store", lang, url=_store_name(args.db)),
+                    lambda: store_check(args.db, lang))]
+    if args.ils:
+        from selfcheck.cli.central import ils_config
+
+        try:  # the central's own rules: no password in the URL, the file 0600
+            cfg = ils_config(args.ils, args.ils_password_file)
+        except ValueError as exc:
+            raise UserError("ils.invalid", msg=exc) from None
+        checks.append(Check(t("doctor.ils", lang, ils=cfg), lambda: ils_check(cfg, lang)))
+    return checks
+
+
+def _store_name(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def store_check(url: str, lang: str) -> Result:
+    from sqlalchemy import create_engine
+
+    from selfcheck.central.ils_health import store_probe
+
+    path = url.removeprefix("sqlite:///")
+    if url.startswith("sqlite:///") and not os.path.exists(path):
+        return "problem", t("doctor.store.missing", lang, path=path)
+    engine = create_engine(url)
+    try:
+        verdict = store_probe(engine)()
+    finally:
+        engine.dispose()
+    if verdict.state == "ok":
+        return "ok", t("doctor.ils.store_ok", lang)
+    return "problem", t("doctor.store.down", lang, reason=verdict.detail)
+
+
+def ils_check(cfg: Any, lang: str) -> Result:
+    from selfcheck.central.ils_health import sip2_probe
+
+    verdict = sip2_probe(cfg)()
+    if verdict.state == "ok":
+        return "ok", t("doctor.ils.ok", lang)
+    if verdict.state == "login refused":
+        return "problem", t("doctor.ils.login", lang, reason=verdict.detail)
+    return "problem", t("doctor.ils.down", lang, reason=verdict.detail)
+
+
+if __name__ == "__main__":
+    from selfcheck.cli import main
+
+    sys.exit(main(["doctor", *sys.argv[1:]]))

@@ -1,0 +1,148 @@
+"""`selfcheck station`: run the station app (Kivy) with the devices its config names."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from selfcheck.cli import logs
+from selfcheck.cli.errors import ConfigInvalid, UserError, t
+from selfcheck.kiosk.settings import StationSettings, load_settings
+
+if TYPE_CHECKING:
+    from selfcheck.drivers.card.base import CardReader
+    from selfcheck.drivers.pad.base import BookPad
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("station", help="run the station app")
+    p.add_argument("--config", type=Path, help="station TOML file (SELFCHECK_* env overrides)")
+    p.add_argument("--broker", help="HOST:PORT of the MQTT broker")
+    p.add_argument("--journal", type=Path, help="station journal (SQLite file)")
+    p.add_argument("--headless", action="store_true",
+                   help="no screen and no Kivy: the runtime alone (with simulated devices, "
+                   "driven by commands on standard input; see kiosk/headless.py)")
+    p.add_argument("--events", action="store_true",
+                   help="with --headless: one JSON line per transaction state change")
+    p.add_argument("--offscreen", action="store_true",
+                   help="the station's screens rendered offscreen (no display)")
+    p.add_argument("--fullscreen", action="store_true")
+    p.set_defaults(func=run)
+
+
+def settings_from(args: argparse.Namespace) -> StationSettings:
+    overrides = {k: v for k, v in (("broker", args.broker), ("journal", args.journal))
+                 if v is not None}
+    if args.fullscreen:
+        overrides["fullscreen"] = True
+    return load_settings(args.config, **overrides)
+
+
+def config_lang(path: Path | None) -> str | None:
+    """The `lang` of a station TOML, read even when the rest of it is not valid, so that its
+    errors come in the station's language."""
+    if path is None:
+        return None
+    import tomllib
+
+    try:
+        value = tomllib.loads(path.read_text(encoding="utf-8")).get("lang")
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def load_or_explain(args: argparse.Namespace) -> StationSettings:
+    """The settings, or a UserError that names each wrong key (and the one probably meant)."""
+    where = args.config or "SELFCHECK_*"
+    try:
+        return settings_from(args)
+    except FileNotFoundError:
+        raise UserError("config.not_found", path=args.config) from None
+    except ValidationError as exc:
+        raise ConfigInvalid(where, exc, StationSettings.model_fields) from None
+    except ValueError as exc:
+        raise UserError("config.invalid.one", path=where, msg=exc) from None
+
+
+def preflight(settings: StationSettings, lang: str) -> None:
+    """Say at once what will not work, instead of a silent screen: the broker and the pad.
+    The station starts anyway (it works offline and keeps trying)."""
+    import socket
+
+    addr = settings.broker_address
+    try:
+        socket.create_connection((addr.host, addr.port), timeout=2).close()
+    except OSError as exc:
+        print(t("station.broker_unreachable", lang, broker=settings.broker, reason=exc),
+              file=sys.stderr, flush=True)
+    if settings.pad != "sim":
+        import serial
+
+        try:
+            serial.serial_for_url(settings.pad_url, timeout=1).close()
+        except (OSError, ValueError, serial.SerialException) as exc:
+            print(t("station.pad_unreachable", lang, url=settings.pad_url, reason=exc),
+                  file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.lang = config_lang(args.config)  # the language of the errors (selfcheck.cli)
+    settings = load_or_explain(args)
+    args.lang = lang = settings.lang
+    if getattr(args, "log_level", None) is None and not os.environ.get(logs.ENV):
+        logs.set_level(settings.log_level)  # the config's, below the option and the env
+    from selfcheck.kiosk.runtime.devices import open_devices
+
+    try:  # before the UI starts: a wrong device setting is a config error, exit 2
+        devices = open_devices(settings)
+    except ValueError as exc:
+        raise UserError("station.device_invalid", msg=exc) from None
+    preflight(settings, lang)
+    if args.headless:
+        from selfcheck.kiosk.runtime.headless import run_headless
+
+        return asyncio.run(run_headless(settings, *devices, events=args.events))
+    code = asyncio.run(run_station(settings, headless=args.offscreen, devices=devices,
+                                   reload=lambda: settings_from(args)))
+    return code
+
+
+async def run_station(settings: StationSettings, *, headless: bool = False,
+                      devices: tuple[BookPad, CardReader] | None = None,
+                      reload: Callable[[], StationSettings] | None = None) -> int:
+    from selfcheck.kiosk.ui.boot import configure
+
+    configure(headless=headless, fullscreen=settings.fullscreen, size=settings.screen_size,
+              rotation=settings.rotation)
+    from selfcheck.drivers.card.base import SimulatedCardReader
+    from selfcheck.drivers.pad.simulated import SimulatedPad
+    from selfcheck.kiosk.runtime.devices import open_devices
+    from selfcheck.kiosk.runtime.station import StationRuntime
+    from selfcheck.kiosk.ui.app import StationApp, run_app
+    from selfcheck.kiosk.ui.demo_panel import DemoPanel
+    from selfcheck.lab.demo_library import demo_books, demo_cards
+
+    try:
+        pad, card = devices or open_devices(settings)
+    except ValueError as exc:
+        raise UserError("station.device_invalid", msg=exc) from None
+    runtime = StationRuntime(settings, pad, card)
+    runtime.reload = reload  # the `reload_config` command re-reads the same sources
+    demo = None
+    if isinstance(pad, SimulatedPad) and isinstance(card, SimulatedCardReader):
+        sim_pad, sim_card = pad, card
+
+        def demo() -> DemoPanel:
+            return DemoPanel(sim_pad, sim_card, demo_books(), demo_cards(),
+                             lambda: runtime.core.lang)
+
+    code = await run_app(StationApp(runtime, demo))
+    return runtime.exit_code or code  # 75 after a `restart` command: systemd restarts us

@@ -1,0 +1,536 @@
+"""The scripted headless scenarios of `selfcheck demo`: the walk (a card, three books
+borrowed, the same three returned), refusals, and the self-service desk's stack, multi-part,
+pending security write, return station, receipt, PIN, account and offline loans. Driven by
+touches on the real widgets; a PNG of every screen they pass. What each must leave behind:
+selfcheck/demo_scenarios.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from kivy.core.window import Window
+from kivy.tests.common import UnitTestTouch
+from kivy.uix.widget import Widget
+
+from selfcheck.kiosk import core
+from selfcheck.kiosk.ui.app import StationApp
+from selfcheck.lab.demo_library import OTHER_ITEM, SET_ITEM, STAFF_CARD
+from selfcheck.lab.demo_scenarios import (
+    ACCOUNT_CARD,
+    OFFLINE_CARD,
+    OFFLINE_LOAN,
+    OFFLINE_RETURN,
+    PIN_CARD,
+    PIN_ITEM,
+    RS_ITEMS,
+    STACK_ITEMS,
+    WALK_ITEMS,
+)
+
+WALK_CARD = "DG0001"
+CENTRAL: Any = None  # the demo's CentralProcess, set by selfcheck.demo.play
+
+
+async def press(widget: Widget) -> None:
+    """A finger on the widget's centre, after a frame so that the layout is current."""
+    await asyncio.sleep(0.1)
+    x, y = widget.to_window(*widget.center)
+    touch = UnitTestTouch(x, y)
+    touch.touch_down()
+    touch.touch_up()
+
+
+async def until(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class Shooter:
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.count = 0
+        self.files: list[Path] = []
+
+    async def shot(self, name: str) -> None:
+        if self.folder is None:
+            return
+        await asyncio.sleep(0.25)  # let Kivy draw the frame the change asked for
+        self.count += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / f"{self.count:02d}-{name}.png"
+        shoot_station(target)
+        self.files.append(target)
+
+
+def shoot_station(target: Path) -> None:
+    """A PNG of the station alone, at its own size (the demo panel is not part of it)."""
+    from kivy.app import App
+
+    app = App.get_running_app()
+    station = getattr(app, "station", None)
+    if station is None:
+        written = Window.screenshot(name=str(target.with_name("shot.png")))
+        Path(written).replace(target)
+        return
+    station.export_to_png(str(target))
+
+
+def confirmed(view: Callable[[], core.View], count: int) -> Callable[[], bool]:
+    return lambda: sum(ln.status is core.Status.DONE for ln in view().lines) == count
+
+
+async def finish(app: StationApp, shoot: Shooter | None = None, shot: str | None = None) -> None:
+    """Finish, the summary (a PNG of it when named), then Done: back to idle."""
+    station, view = app.station, app.runtime.view
+    assert station is not None
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    if shoot is not None and shot:
+        await shoot.shot(shot)
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+
+
+async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    rt, demo, station = app.runtime, app.demo, app.station
+    assert demo is not None and station is not None
+    shoot = Shooter(shots)
+    view = rt.view
+    await until(lambda: view().online, "the station to connect")
+    if view().lang != lang:
+        await press(station.ids.lang)
+    await shoot.shot("idle")
+
+    await sign_in(app, WALK_CARD, lang)
+    await shoot.shot("patron")
+    for n, item in enumerate(WALK_ITEMS, start=1):
+        await press(demo.book_buttons[item])
+        await until(confirmed(view, n), f"loan {n} to be confirmed")
+        await shoot.shot(f"borrowed-{n}")
+    await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
+    await press(demo.lift_all)
+    await finish(app, shoot, "borrow-summary")
+
+    await press(station.ids.return_button)
+    await until(lambda: view().mode is core.Mode.RETURN, "the return screen")
+    if view().lang != lang:
+        await press(station.ids.lang)
+    await shoot.shot("return")
+    for n, item in enumerate(WALK_ITEMS, start=1):
+        await press(demo.book_buttons[item])
+        await until(confirmed(view, n), f"return {n} to be confirmed")
+        await shoot.shot(f"returned-{n}")
+    await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    await shoot.shot("return-summary")
+    await press(demo.lift_all)
+    # Left alone, the countdown brings the station back to idle.
+    await until(lambda: view().mode is core.Mode.IDLE, "the countdown to reach idle",
+                timeout_s=rt.settings.summary_s + 5)
+    await shoot.shot("idle-again")
+    return 0
+
+
+async def refusals(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """A blocked card, then a reference-only book: both refused with their reasons."""
+    rt, demo, station = app.runtime, app.demo, app.station
+    assert demo is not None and station is not None
+    shoot = Shooter(shots)
+    view = rt.view
+    await until(lambda: view().online, "the station to connect")
+    if view().lang != lang:
+        await press(station.ids.lang)
+    await press(demo.card_buttons["DG0004"])
+    await until(lambda: view().message == "patron_refused", "the refusal")
+    await shoot.shot("blocked-card")
+    await press(demo.card_buttons[WALK_CARD])
+    await until(lambda: view().mode is core.Mode.BORROW, "the patron screen")
+    if view().lang != lang:
+        await press(station.ids.lang)
+    await press(demo.book_buttons["39000007"])
+    await until(lambda: any(ln.status is core.Status.REFUSED for ln in view().lines),
+                "the refusal of a reference book")
+    await shoot.shot("not-for-loan")
+    await press(demo.lift_all)
+    await finish(app, shoot, "refusal-summary")
+    return 0
+
+
+async def start(app: StationApp, lang: str) -> tuple[Callable[[], core.View], Any, Any]:
+    rt, demo, station = app.runtime, app.demo, app.station
+    assert demo is not None and station is not None
+    await until(lambda: rt.view().online, "the station to connect")
+    if rt.view().lang != lang:
+        await press(station.ids.lang)
+    return rt.view, demo, station
+
+
+async def sign_in(app: StationApp, card: str, lang: str) -> None:
+    assert app.demo is not None and app.station is not None
+    await press(app.demo.card_buttons[card])
+    await until(lambda: app.runtime.view().mode is core.Mode.BORROW, "the patron screen")
+    if app.runtime.view().lang != lang:
+        await press(app.station.ids.lang)
+
+
+def both(a: Callable[[], bool], b: Callable[[], bool]) -> Callable[[], bool]:
+    return lambda: a() and b()
+
+
+def settled(view: Callable[[], core.View]) -> Callable[[], bool]:
+    """Every line has its answer and every security write is done."""
+    busy = (core.Status.RECORDING, core.Status.WAITING)
+    return lambda: all(ln.status not in busy and ln.security != "pending"
+                       for ln in view().lines)
+
+
+async def stack(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Three books at once, one of another library; the reader says 4, we read 3: the
+    mismatch is explained, the missing book is put down, the count then matches."""
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await sign_in(app, "DG0002", lang)
+    for key in (*STACK_ITEMS[:2], OTHER_ITEM):
+        demo.book_buttons[key].state = "down"  # put down together: one stack
+    await until(lambda: len(view().lines) == 3 and settled(view)(), "the stack")
+    await shoot.shot("stack")
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.CONFIRM_COUNT, "the count question")
+    for _ in range(4):
+        await press(station.ids.count_plus)
+    await shoot.shot("count-4")
+    await press(station.ids.count_ok)
+    await until(lambda: view().count_read == 3, "the mismatch")
+    await shoot.shot("count-mismatch")
+    await press(station.ids.count_back)
+    await until(lambda: view().mode is core.Mode.BORROW, "back to the pad")
+    await press(demo.book_buttons[STACK_ITEMS[2]])
+    await until(lambda: len(view().lines) == 4 and settled(view)(), "the fourth book")
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.CONFIRM_COUNT, "the count question")
+    for _ in range(4):
+        await press(station.ids.count_plus)
+    await press(station.ids.count_ok)
+    await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
+    await shoot.shot("stack-summary")
+    await press(demo.lift_all)
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    return 0
+
+
+async def multipart(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """A set of two parts under the site rule 'refuse': part 1 alone waits, with the reason;
+    part 2 joins, one loan is made and both tags are secured."""
+    view, demo, _station = await start(app, lang)
+    shoot = Shooter(shots)
+    await sign_in(app, "DG0003", lang)
+    await press(demo.book_buttons[f"{SET_ITEM}/1"])
+    await until(lambda: any(ln.status is core.Status.PARTS for ln in view().lines),
+                "part 1 waiting for part 2")
+    await shoot.shot("part-missing")
+    await press(demo.book_buttons[f"{SET_ITEM}/2"])
+    await until(lambda: confirmed(view, 1)() and settled(view)(), "the set lent and secured")
+    await shoot.shot("set-complete")
+    pad = app.runtime.watcher.pad
+    afis = {pad.afi_of(b.uid) for b in demo._books  # type: ignore[attr-defined]
+            if b.item_id == SET_ITEM}
+    if afis != {app.runtime.settings.afi_on_loan}:
+        print(f"demo: the set's tags have AFI {afis}, expected on loan")
+        return 1
+    await press(demo.lift_all)
+    await finish(app, shoot, "multipart-summary")
+    return 0
+
+
+async def security_pending(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Two loans whose security write fails (lifted too early): both kept as pending writes
+    and shown after the session. The first book is put back and written; staff skip the
+    second with a staff card."""
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    pad = app.runtime.watcher.pad
+    books = {b.item_id: b for b in demo._books}
+    first, second = books["39000001"], books["39000002"]
+    pad.failing_writes |= {first.uid, second.uid}  # type: ignore[attr-defined]
+    await sign_in(app, WALK_CARD, lang)
+    await press(demo.book_buttons[first.item_id])
+    await press(demo.book_buttons[second.item_id])
+    await until(lambda: len(view().pending) == 2, "two pending security writes")
+    await shoot.shot("write-failed")
+    await press(demo.lift_all)
+    await finish(app)
+    await shoot.shot("idle-pending")
+    pad.failing_writes.clear()  # type: ignore[attr-defined]
+    await press(demo.book_buttons[first.item_id])  # put back: written now
+    await until(lambda: len(view().pending) == 1, "the first write to be done")
+    await press(demo.lift_all)
+    await press(demo.card_buttons[STAFF_CARD])
+    await until(lambda: view().mode is core.Mode.STAFF, "staff mode")
+    await shoot.shot("staff-exceptions")
+    line = next(iter(station.ids.staff_lines.children))
+    await press(line.children[0])  # the line's skip button
+    await until(lambda: not view().pending, "the skip")
+    await shoot.shot("staff-skipped")
+    await press(station.ids.staff_exit)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await asyncio.sleep(0.5)  # let the journal writes land
+    return 0
+
+
+async def return_station(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """A return station: no card; books come one after another, each shows its title, its
+    sort bin and any hold or transit alert."""
+    view, demo, _ = await start(app, lang)
+    shoot = Shooter(shots)
+    assert view().mode is core.Mode.RETURN_STATION
+    await shoot.shot("return-station")
+    for n, item in enumerate(RS_ITEMS, start=1):
+        await press(demo.book_buttons[item])
+        await until(both(confirmed(view, n), settled(view)), f"return {n}")
+        await shoot.shot(f"rs-returned-{n}")
+        await press(demo.book_buttons[item])  # into the bin
+    await press(demo.card_buttons[WALK_CARD])
+    await until(lambda: view().message == "return_station_no_card", "the no-card hint")
+    await shoot.shot("rs-no-card")
+    return 0
+
+
+async def receipt(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """A loan, then the receipt question: print; the printer simulator gets the slip."""
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await sign_in(app, WALK_CARD, lang)
+    await press(demo.book_buttons["39000001"])
+    await until(lambda: confirmed(view, 1)() and settled(view)(), "the loan")
+    await press(demo.lift_all)
+    await press(station.ids.finish_button)
+    await until(lambda: view().mode is core.Mode.RECEIPT, "the receipt question")
+    await shoot.shot("receipt-choice")
+    await press(station.ids.receipt_print)
+    await until(lambda: view().receipt_state in ("printed", "failed"), "the receipt")
+    await shoot.shot("receipt-printed")
+    if view().receipt_state != "printed":
+        print("demo: the receipt was not printed")
+        return 1
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    return 0
+
+
+async def type_pin(app: StationApp, digits: str) -> None:
+    station = app.station
+    assert station is not None
+    for d in digits:
+        await press(station.pin_buttons[d])
+
+
+async def pin(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """PIN pad on every card (site rule `always`): a wrong PIN shows the tries left, the
+    right one opens the session; one book borrowed."""
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await press(demo.card_buttons[PIN_CARD])
+    await until(lambda: view().mode is core.Mode.PIN, "the PIN pad")
+    await shoot.shot("pin-pad")
+    await type_pin(app, "9999")
+    if station.ids.pin_dots.text != "••••":
+        print(f"demo: the PIN pad shows {station.ids.pin_dots.text!r}, not four dots")
+        return 1
+    await shoot.shot("pin-typed")
+    await press(station.ids.pin_ok)
+    await until(lambda: view().mode is core.Mode.PIN and view().pin_error == "wrong_pin",
+                "the wrong-PIN answer")
+    await shoot.shot("pin-wrong")
+    await type_pin(app, "1234")
+    await press(station.ids.pin_ok)
+    await until(lambda: view().mode is core.Mode.BORROW, "the patron screen")
+    await shoot.shot("pin-accepted")
+    await press(demo.book_buttons[PIN_ITEM])
+    await until(lambda: confirmed(view, 1)() and settled(view)(), "the loan")
+    await shoot.shot("pin-borrowed")
+    await press(demo.lift_all)
+    await finish(app)
+    return 0
+
+
+async def account(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """DG0005's account: an overdue loan held for another reader, a loan to renew, a hold
+    ready, a hold waiting (second in line), 37 000 VND of fines. Renew all: the renewable
+    loan is renewed, the other shows why not."""
+    view, _, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await sign_in(app, ACCOUNT_CARD, lang)
+    await shoot.shot("account-patron")
+    await press(station.ids.account_button)
+    await until(lambda: view().mode is core.Mode.ACCOUNT and view().account is not None,
+                "the account")
+    await shoot.shot("account")
+    await press(station.ids.renew_all)
+    await until(lambda: bool(view().renewals) and all(
+        r.status in (core.Status.DONE, core.Status.REFUSED) for r in view().renewals),
+        "the renewals")
+    await shoot.shot("account-renewed")
+    results = {r.item_id: r.status for r in view().renewals}
+    if results != {"39000011": core.Status.DONE}:
+        print(f"demo: renewals {results}")
+        return 1
+    await press(station.ids.account_back)
+    await until(lambda: view().mode is core.Mode.BORROW, "back to the pad")
+    await finish(app)
+    return 0
+
+
+async def offline(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """The offline list arrives on connect; the central stops; a reader on the list borrows
+    a book offline and another book is returned; the central starts again and the outbox
+    drains into it."""
+    view, demo, station = await start(app, lang)
+    rt = app.runtime
+    shoot = Shooter(shots)
+    await until(lambda: rt.journal.offline_meta() is not None, "the offline list")
+    assert CENTRAL is not None
+    await asyncio.to_thread(CENTRAL.stop)
+    await shoot.shot("offline-idle")
+    await press(demo.card_buttons[OFFLINE_CARD])
+    await until(lambda: view().mode is core.Mode.BORROW, "the offline patron screen")
+    if view().lang != lang:
+        await press(station.ids.lang)
+    if not view().offline_session:
+        print("demo: the session is not an offline one")
+        return 1
+    await shoot.shot("offline-patron")
+    await press(demo.book_buttons[OFFLINE_LOAN])
+    await until(lambda: any(ln.status is core.Status.OFFLINE for ln in view().lines)
+                and settled(view)(), "the offline loan")
+    await shoot.shot("offline-borrowed")
+    await press(demo.lift_all)
+    await finish(app, shoot, "offline-summary")
+    await press(station.ids.return_button)
+    await until(lambda: view().mode is core.Mode.RETURN, "the return screen")
+    if view().lang != lang:
+        await press(station.ids.lang)
+    await press(demo.book_buttons[OFFLINE_RETURN])
+    await until(lambda: any(ln.status is core.Status.OFFLINE for ln in view().lines)
+                and settled(view)(), "the offline return")
+    await shoot.shot("offline-returned")
+    await press(demo.lift_all)
+    await finish(app)
+    await asyncio.to_thread(CENTRAL.start)
+    await until(lambda: rt.journal.depth()[0] == 0, "the outbox to drain", timeout_s=60)
+    await shoot.shot("offline-synced")
+    return 0
+
+
+async def reader_care(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Time limits, help and the summary's advice: the time-out question shows only in the
+    last 20 s and its button gives the time back; help explains, and staff come only on
+    its own button; a refused book's summary says to leave it; idle shows no title."""
+    from selfcheck.kiosk.i18n import t
+
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    rt = app.runtime
+    await sign_in(app, WALK_CARD, lang)
+    if station.more_time_shown:
+        print("demo: the time-out question showed before the last 20 s")
+        return 1
+    await until(lambda: station.more_time_shown, "the time-out question",
+                timeout_s=rt.settings.inactivity_s)
+    await shoot.shot("more-time")
+    await press(station.ids.more_time_button)
+    await until(lambda: not station.more_time_shown and view().mode is core.Mode.BORROW
+                and (view().countdown or 0) > 20, "more time")
+    await press(station.ids.help)
+    await until(lambda: view().mode is core.Mode.HELP, "the help screen")
+    if not station.call_shown or view().help_reason != "button":
+        print("demo: help called staff before the reader asked")
+        return 1
+    await shoot.shot("help")
+    await press(station.ids.help_call)
+    await until(lambda: view().help_reason == "called", "staff called")
+    await shoot.shot("help-called")
+    await press(station.ids.help_back)
+    await until(lambda: view().mode is core.Mode.BORROW, "back to the pad")
+    await press(demo.book_buttons["39000007"])
+    await until(lambda: any(ln.status is core.Status.REFUSED for ln in view().lines),
+                "the refusal of a reference book")
+    await press(demo.lift_all)
+    await press(station.ids.finish_button)
+    title = view().lines[0].title or "?"
+    advice = t("summary.leave_refused", lang)
+    await until(lambda: view().mode is core.Mode.SUMMARY
+                and station.ids.summary_thanks.text == advice, "the summary's advice")
+    await shoot.shot("refused-summary")
+    await press(station.ids.done_button)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    await shoot.shot("idle-after")
+    shown = [(w.text, _chain(w)) for w in station.walk(restrict=True)
+             if getattr(w, "text", None) and getattr(w, "opacity", 1) > 0 and title in w.text
+             and w.get_root_window() is not None and _on_current(station, w)]
+    if shown:
+        print(f"demo: idle shows the last reader's title in {shown}")
+        return 1
+    return 0
+
+
+def _chain(widget: Any) -> str:
+    names: list[str] = []
+    while widget is not None and widget is not widget.parent and len(names) < 12:
+        names.append(getattr(widget, "name", "") or type(widget).__name__)
+        widget = widget.parent
+    return "/".join(reversed(names))
+
+
+def _on_current(station: Any, widget: Widget) -> bool:
+    """On the current screen (or the bar and banner), not on a screen not shown."""
+    screens = station.ids.screens.__self__  # ids hold weak proxies
+    w: Any = widget
+    while w is not None and w is not station and w is not w.parent:
+        if w.parent is screens:
+            return w is screens.current_screen
+        w = w.parent
+    return True
+
+
+Script = Callable[[StationApp, Path | None, str], Awaitable[int]]
+async def accessibility(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Large text, then high contrast, from the accessibility button; a loan in each; the
+    theme goes back to normal at idle."""
+    from selfcheck.kiosk.ui.theme import theme
+
+    view, demo, station = await start(app, lang)
+    shoot = Shooter(shots)
+    await press(station.ids.a11y)
+    await until(lambda: theme.level == "large", "large text")
+    await shoot.shot("large-idle")
+    await sign_in(app, WALK_CARD, lang)
+    await press(demo.book_buttons[WALK_ITEMS[0]])
+    await until(both(confirmed(view, 1), settled(view)), "the loan in large text")
+    await shoot.shot("large-borrowed")
+    await press(station.ids.a11y)
+    await until(lambda: theme.level == "contrast", "high contrast")
+    await press(demo.lift_all)
+    await press(demo.book_buttons[WALK_ITEMS[1]])
+    await until(both(confirmed(view, 2), settled(view)), "the loan in high contrast")
+    await shoot.shot("contrast-borrowed")
+    await press(demo.lift_all)
+    await finish(app, shoot, "contrast-summary")
+    await until(lambda: theme.level == "normal", "the theme back to normal at idle")
+    return 0
+
+
+SCENARIOS: dict[str, Script] = {
+    "pin": pin, "account": account, "stack": stack, "multipart": multipart,
+    "security-pending": security_pending, "return-station": return_station,
+    "offline": offline, "receipt": receipt, "walk": walk, "refusals": refusals,
+    "accessibility": accessibility, "reader-care": reader_care,
+}
