@@ -95,7 +95,7 @@ def test_central_logs_a_verdict_at_start_and_exposes_it(tmp_path: Path, case: st
             assert p.stderr is not None
             verdict = ""
             for line in p.stderr:
-                if "selfcheck.central.ils_health" in line:
+                if "central.ils_health" in line:
                     verdict = line.strip()
                     break
             took = time.monotonic() - started
