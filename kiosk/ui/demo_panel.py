@@ -15,9 +15,9 @@ from kivy.uix.togglebutton import ToggleButton
 
 from selfcheck.drivers.card.base import SimulatedCardReader
 from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.kiosk.demo_kit import DemoBook, DemoCard
 from selfcheck.kiosk.i18n import t
 from selfcheck.kiosk.ui.boot import DEMO_PANEL_WIDTH
-from selfcheck.lab.demo_kit import DemoBook, DemoCard
 
 
 class DemoPanel(BoxLayout):

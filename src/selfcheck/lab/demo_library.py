@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from selfcheck.central.sample import ITEMS, PATRONS
 from selfcheck.drivers.tags import iso28560_3
-from selfcheck.lab.demo_kit import DemoBook, DemoCard
+from selfcheck.kiosk.demo_kit import DemoBook, DemoCard
 
 OWNER_ISIL = "VN-DEMO"
 STAFF_CARD = "NV0001"
