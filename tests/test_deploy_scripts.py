@@ -3,6 +3,7 @@ step and changes nothing, the udev rules are well formed, the station example co
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -170,3 +171,27 @@ def test_station_command_prints_the_bad_key(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "is not valid" in out.stderr and "'lang'" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and "pydantic" not in out.stderr
+
+
+def test_make_credentials_twice_writes_the_same_file(tmp_path: Path) -> None:
+    # A second run with the same roles and passwords changes nothing (setup.sh runs it on every
+    # upgrade); a changed password gets a new salt and hash, the others stay.
+    roles = tmp_path / "roles"
+    roles.write_text("station st-a site-1\nstation st-b site-1\nbridge central-bridge-1\n")
+    out = tmp_path / "out"
+    make = [str(ROOT / "deploy/mosquitto/make-credentials"), str(roles), str(out)]
+    subprocess.run(make, check=True, capture_output=True)
+    first = (out / "dynamic-security.json").read_bytes()
+    subprocess.run(make, check=True, capture_output=True)
+    assert (out / "dynamic-security.json").read_bytes() == first
+
+    (out / "secrets/st-b.pass").write_text("a-new-password-for-st-b\n")
+    subprocess.run(make, check=True, capture_output=True)
+
+    def salts(raw: bytes) -> dict[str, str]:
+        return {c["username"]: c["salt"] for c in json.loads(raw)["clients"]}
+
+    before, after = salts(first), salts((out / "dynamic-security.json").read_bytes())
+    assert before["st-a"] == after["st-a"]
+    assert before["central-bridge-1"] == after["central-bridge-1"]
+    assert before["st-b"] != after["st-b"]

@@ -3,7 +3,7 @@
 Each module in COMMANDS has `register(subparsers)` which adds its parser and sets `func`
 (a callable taking the parsed args and returning an exit code).
 
-Logging is set up here, once, for every command (selfcheck/logs.py); an expected failure
+Logging is set up here, once, for every command (selfcheck/cli/logs.py); an expected failure
 raised as selfcheck.errors.UserError is printed in the user's language, without a traceback.
 """
 

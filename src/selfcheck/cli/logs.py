@@ -1,4 +1,4 @@
-"""Logging for every `selfcheck` command, set up once by the entry point (selfcheck/cli.py).
+"""Logging for every `selfcheck` command, set up once by the entry point (selfcheck.cli).
 
 One line per event, to stderr: `LEVEL logger: message key=value ...`. The context keys come
 from `extra=` (`log.info("applied", extra=ctx(station=..., msg_id=...))`), so that a line can

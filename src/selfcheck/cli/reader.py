@@ -155,7 +155,7 @@ def simulate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- `selfcheck tag program`, hooked into drivers/tags/cli.py's TAG_COMMANDS
+# -- `selfcheck tag program`, hooked into cli/tag.py's TAG_COMMANDS
 
 def register_tag_program(tag_sub: argparse._SubParsersAction) -> None:
     p = tag_sub.add_parser("program", help="write a new ISO 28560-3 tag on a connected pad")
@@ -172,7 +172,7 @@ def register_tag_program(tag_sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=program_cmd)
 
 
-register_tag = register_tag_program  # the name drivers/tags/cli.py's TAG_COMMANDS calls
+register_tag = register_tag_program  # the name cli/tag.py's TAG_COMMANDS calls
 
 
 def program_cmd(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--journal", type=Path, help="station journal (SQLite file)")
     p.add_argument("--headless", action="store_true",
                    help="no screen and no Kivy: the runtime alone (with simulated devices, "
-                   "driven by commands on standard input; see kiosk/headless.py)")
+                   "driven by commands on standard input; see kiosk/runtime/headless.py)")
     p.add_argument("--events", action="store_true",
                    help="with --headless: one JSON line per transaction state change")
     p.add_argument("--offscreen", action="store_true",

@@ -1,5 +1,5 @@
 """What each `selfcheck demo --headless --scenario NAME` needs besides its script (the script
-lives in selfcheck/demo_walk.py, which loads Kivy): the site settings it plays under, what the
+lives in selfcheck/lab/demo_walk.py, which loads Kivy): the site settings it plays under, what the
 central store holds before it starts, and what the store and the station journal must hold
 after it. Kivy-free, so that the CLI can list the scenarios without opening a window.
 

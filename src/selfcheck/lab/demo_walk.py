@@ -2,7 +2,7 @@
 borrowed, the same three returned), refusals, and the self-service desk's stack, multi-part,
 pending security write, return station, receipt, PIN, account and offline loans. Driven by
 touches on the real widgets; a PNG of every screen they pass. What each must leave behind:
-selfcheck/demo_scenarios.py."""
+selfcheck/lab/demo_scenarios.py."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ class CentralProcess(ChildProcess):
 
 class HeadlessStation(ChildProcess):
     """`selfcheck station --headless --events` in a child process: commands in on standard
-    input (kiosk/headless.py), one JSON event per transaction state change out."""
+    input (kiosk/runtime/headless.py), one JSON event per transaction state change out."""
 
     def __init__(self, config: Path, log: Path | None = None) -> None:
         super().__init__()
