@@ -137,17 +137,6 @@ class StationOrder:
                 out += self._pull(conn, key, mark + 1)
         return out
 
-    def gaps(self, site: str | None = None,
-             since: dt.datetime | None = None) -> list[dict[str, object]]:
-        """Gaps given up and late arrivals, oldest first (for reconciliation)."""
-        query = select(order_gaps).order_by(order_gaps.c.recorded_at, order_gaps.c.id)
-        if site is not None:
-            query = query.where(order_gaps.c.site == site)
-        if since is not None:
-            query = query.where(order_gaps.c.recorded_at >= since)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
-
     def held_count(self) -> int:
         with self.engine.connect() as conn:
             return len(conn.execute(select(held_tx.c.seq)).all())
