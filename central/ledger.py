@@ -113,6 +113,9 @@ class Ledger:
     def release_due(self, now: dt.datetime | None = None) -> list[Tx]:
         return self.order.release_due(now)
 
+    def held_count(self) -> int:
+        return self.order.held_count()
+
     # -- exactly once
     def apply(self, batch: Sequence[Tx], now: dt.datetime | None = None) -> list[AckTx | None]:
         """One ack (or None: no answer now) per transaction, in order, each only after its
