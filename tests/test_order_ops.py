@@ -175,7 +175,7 @@ def test_bridge_metrics_count_held_released_and_given_up(tmp_path: Path,
         seq2 = TxReturn(msg_id=uuid7(), seq=2, journal="0" * 32, site="s", station="st-9",
                         at=dt.datetime.now(dt.UTC), item_id="49000001")
         client.publish(topics.tx("s", "st-9", "return"), encode(seq2), qos=1).wait_for_publish(10)
-        wait_until(lambda: bridge.order.order.counters.gaps == 1, what="the gap given up")
+        wait_until(lambda: bridge.order.counters.gaps == 1, what="the gap given up")
         text = generate_latest(registry).decode()
         for name, value in (("held", 1), ("released", 1), ("gaps", 1), ("late", 0)):
             assert f"selfcheck_bridge_order_{name}_total {value:.1f}" in text, name
