@@ -1,4 +1,5 @@
-"""Per-station order: each station's transactions reach the backend in `seq` order.
+"""The ledger's per-station order (central/ledger.py): each station's transactions reach the
+backend in `seq` order.
 
 A station numbers the transactions of its journal 1, 2, 3, ... and the central's effect must
 equal applying them in that order, whatever reaches which bridge when. So, in front of any
@@ -10,10 +11,11 @@ backend:
   the shared group can release it, and released as soon as the gap fills;
 - a gap that does not fill within the order wait is given up: the held ones are applied and
   the missing numbers recorded (`order_gaps`, kind 'gap'); a missing one that comes later is
-  applied when it comes and recorded too (kind 'late'): both are for reconciliation.
+  applied when it comes and recorded too (kind 'late'): both are for reconciliation
+  (`ledger.gaps`).
 
 How far a journal is applied (`station_order.applied`) moves on lazily from the dedupe rows:
-a bridge killed between the backend's commit and any bookkeeping here leaves nothing wrong,
+a bridge killed between the ledger's commit and any bookkeeping here leaves nothing wrong,
 and a held row lost with a bridge comes back with the station's next resend (the station keeps
 every transaction until its ack).
 """
