@@ -118,6 +118,7 @@ class StationOrder:
         release what was held behind them."""
         now = now or dt.datetime.now(dt.UTC)
         out: list[Tx] = []
+        given_up = 0
         with self.engine.begin() as conn:
             keys = sorted({(r.site, r.station, r.journal) for r in conn.execute(
                 select(held_tx.c.site, held_tx.c.station, held_tx.c.journal)
@@ -132,11 +133,14 @@ class StationOrder:
                         site=key[0], station=key[1], journal=key[2], kind="gap",
                         first_seq=mark + 1, last_seq=first - 1, msg_id=None, recorded_at=now))
                     self._set_mark(conn, key, first - 1, now)
-                    self.counters.gaps += 1
+                    given_up += 1
                     log.warning("order gap given up: site=%s station=%s seq=%d..%d",
                                 key[0], key[1], mark + 1, first - 1)
                     mark = first - 1
                 out += self._pull(conn, key, mark + 1)
+        # Counted once committed, and after what it released: whoever sees the gap counted
+        # sees the release too.
+        self.counters.gaps += given_up
         return out
 
     def held_count(self) -> int:
