@@ -1,19 +1,30 @@
 """What the bridge needs from a library system: apply transactions, answer station requests
 (patron check, account, offline list).
 
-The embedded CirculationStore is one backend; others (SIP2, ...) implement the same calls.
-A backend applies each msg_id once and answers a repeat with the stored result. When it
-cannot answer now (the library system is down or slow), it gives None for that transaction:
-nothing is acknowledged to the station, whose outbox sends it again.
+Exactly-once and per-station order are the ledger's (central/ledger.py), in front of every
+backend: a backend is given each msg_id's first copy only, and never sees a repeat. There are
+two kinds:
+
+- LocalBackend (the embedded CirculationStore) applies inside the ledger's own database
+  transaction, so that its effect and the dedupe row commit together.
+- RemoteBackend (SIP2, Koha) talks to a library system that knows nothing of msg_ids: the
+  ledger claims each msg_id before the backend sends anything and commits the results after
+  it answered; the backend is told which outcomes are unknown (ask before acting) and which
+  msg_ids another bridge is at work on (leave them, and what follows them, for now).
+
+When a backend cannot answer now (the library system is down or slow), it gives None for that
+transaction: nothing is acknowledged to the station, whose outbox sends it again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 
 from selfcheck.mqtt.messages import (
     AccountRes,
@@ -26,19 +37,15 @@ from selfcheck.mqtt.messages import (
 )
 
 Tx = TxLoan | TxReturn | TxRenew
+KIND = {TxLoan: "loan", TxReturn: "return", TxRenew: "renew"}
+# A msg_id's claim: 'new', 'taken_over' (an earlier claim outlived its lease: the outcome is
+# unknown) or 'busy' (another bridge is at work on it).
+Claim = Literal["new", "taken_over", "busy"]
 
 
 class Backend(Protocol):
-    # The central's own database: dedupe rows, and the per-station order (central/order.py).
+    # The central's own database: the ledger's rows, and what the backend keeps itself.
     engine: Engine
-
-    def apply(self, batch: Sequence[Tx],
-              now: dt.datetime | None = None) -> Sequence[AckTx | None]:
-        """One ack (or None: no answer now) per transaction, in order, each only after it is
-        committed. One station's transactions come in seq order and take effect in that
-        order: after the first of a station's that gets no answer, none of its later ones in
-        the batch is applied."""
-        ...
 
     def check_patron(self, card_id: str, today: dt.date | None = None, *,
                      pin: str | None = None) -> PatronCheckRes:
@@ -52,6 +59,34 @@ class Backend(Protocol):
                      now: dt.datetime | None = None) -> OfflineListRes: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class LocalBackend(Backend, Protocol):
+    def apply_in(self, conn: Connection, batch: Sequence[Tx],
+                 now: dt.datetime) -> list[AckTx]:
+        """One ack per transaction, in order, applied in `conn` (the caller commits)."""
+        ...
+
+
+@dataclass
+class Outcome:
+    acks: list[AckTx | None]
+    # Unanswered ones whose request may have gone out: the next attempt asks first.
+    unsure: set[int] = field(default_factory=set)
+
+
+class RemoteBackend(Backend, Protocol):
+    # Longer than the worst a bridge can spend on one transaction: a claim older than this is
+    # taken over.
+    lease: dt.timedelta
+
+    def apply(self, batch: Sequence[Tx], now: dt.datetime,
+              claims: Sequence[Claim]) -> Outcome:
+        """One ack (or None: no answer now) per transaction, in order. One station's
+        transactions come in seq order and take effect in that order: after the first of a
+        station's that gets no answer (or is busy), none of its later ones is sent."""
+        ...
 
 
 class BackendUnavailable(Exception):

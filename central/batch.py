@@ -1,8 +1,9 @@
 """Applying a batch of transactions with a handful of statements instead of several per tx.
 
-Everything the batch touches (dedupe rows, items, patrons with their rules, loans and loan
-counts) is read up front, the rules run in memory in order, and the results are written back
-with bulk statements, all inside the caller's database transaction.
+Everything the batch touches (items, patrons with their rules, loans and loan counts, holds)
+is read up front, the rules run in memory in order, and the results are written back with bulk
+statements, all inside the caller's database transaction (the ledger's: central/ledger.py,
+which keeps the dedupe and reconciliation rows and hands over first copies only).
 """
 
 from __future__ import annotations
@@ -14,37 +15,19 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
-from selfcheck.central.backend import Tx
-from selfcheck.central.schema import (
-    circulation,
-    holds,
-    items,
-    loans,
-    patrons,
-    processed,
-    reconciliation,
-    rules,
-)
+from selfcheck.central.backend import KIND, Tx
+from selfcheck.central.schema import circulation, holds, items, loans, patrons, rules
 from selfcheck.mqtt import messages
 from selfcheck.mqtt.messages import AckTx, TxLoan, TxReturn
 
-KIND = {TxLoan: "loan", TxReturn: "return", messages.TxRenew: "renew"}
 Row = dict[str, Any]
 
 
 class Batch:
     def __init__(self, conn: Connection, txs: Sequence[Tx], *, hold_days: int = 7) -> None:
         self.hold_days = hold_days
-        ids = {tx.msg_id for tx in txs}
-        stations = {(tx.site, tx.station) for tx in txs}
         item_ids = {tx.item_id for tx in txs}
         refs = {tx.patron_ref for tx in txs if not isinstance(tx, TxReturn)}
-        # Keyed by station and msg_id: no station's message passes for another's.
-        self.done: dict[tuple[str, str, str], str] = {
-            (r.site, r.station, r.msg_id): r.result for r in conn.execute(
-                select(processed.c.site, processed.c.station, processed.c.msg_id,
-                       processed.c.result).where(processed.c.msg_id.in_(ids)))
-            if (r.site, r.station) in stations}
         self.items: dict[str, Row] = {r["item_id"]: dict(r) for r in conn.execute(
             select(items).where(items.c.item_id.in_(item_ids))).mappings()}
         self.patrons: dict[str, Row] = {r["ref"]: dict(r) for r in conn.execute(
@@ -63,38 +46,20 @@ class Batch:
             self.holds.setdefault(r["item_id"], []).append(dict(r))
         self.changed: set[str] = set()
         self.holds_changed: dict[int, Row | None] = {}  # id -> new row, or None: removed
-        self.new_processed: list[Row] = []
         self.new_circulation: list[Row] = []
-        self.new_reconciliation: list[Row] = []
 
     def apply(self, tx: Tx, now: dt.datetime) -> AckTx:
-        key = (tx.site, tx.station, tx.msg_id)
-        stored = self.done.get(key)
-        if stored is not None:
-            return AckTx.model_validate_json(stored).model_copy(update={"repeat": True})
         if isinstance(tx, TxLoan):
             ack = self._loan(tx, now)
         elif isinstance(tx, TxReturn):
             ack = self._return(tx)
         else:
             ack = self._renew(tx, now)
-        kind = KIND[type(tx)]
         if ack.ok:
             self.new_circulation.append(dict(
-                msg_id=tx.msg_id, kind=kind, item_id=tx.item_id,
+                msg_id=tx.msg_id, kind=KIND[type(tx)], item_id=tx.item_id,
                 patron_ref=getattr(tx, "patron_ref", None), site=tx.site, station=tx.station,
                 at=tx.at))
-        if tx.offline and not ack.ok:
-            # The reader was told yes while offline: staff and operators must follow it up.
-            self.new_reconciliation.append(dict(
-                msg_id=tx.msg_id, site=tx.site, station=tx.station, kind=kind,
-                item_id=tx.item_id, patron_ref=getattr(tx, "patron_ref", None),
-                reason=ack.reason or "refused", at=tx.at, recorded_at=now))
-        result = ack.model_dump_json(by_alias=True)
-        self.done[key] = result
-        self.new_processed.append(dict(msg_id=tx.msg_id, site=tx.site, station=tx.station,
-                                       journal=tx.journal or "", seq=tx.seq, kind=kind,
-                                       result=result, applied_at=now))
         return ack
 
     def write(self, conn: Connection) -> None:
@@ -109,12 +74,8 @@ class Batch:
             else:
                 conn.execute(holds.update().where(holds.c.id == hold_id)
                              .values(status=row["status"], pickup_by=row["pickup_by"]))
-        if self.new_reconciliation:
-            conn.execute(insert(reconciliation), self.new_reconciliation)
         if self.new_circulation:
             conn.execute(insert(circulation), self.new_circulation)
-        if self.new_processed:
-            conn.execute(insert(processed), self.new_processed)
 
     # -- the rules
     def _title(self, item_id: str) -> str | None:

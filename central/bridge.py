@@ -1,9 +1,10 @@
 """The central bridge: takes station transactions and requests from a shared subscription,
-applies them to the store in batches, and answers after the commit.
+applies them through the ledger (exactly once, in each station's order: central/ledger.py)
+to the backend in batches, and answers after the commit.
 
 Messages are acknowledged to the broker (manual PUBACK) only after their batch committed, so a
-bridge killed mid-batch leaves them to the broker to deliver again; the dedupe rows make that
-harmless.
+bridge killed mid-batch leaves them to the broker to deliver again; the ledger's dedupe rows
+make that harmless.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
-from selfcheck.central.backend import Backend, BackendUnavailable, Tx
-from selfcheck.central.order import Admitted, StationOrder, key_of
+from selfcheck.central.backend import BackendUnavailable, LocalBackend, RemoteBackend, Tx
+from selfcheck.central.ledger import Admitted, Ledger, key_of
 from selfcheck.mqtt import messages, topics
 from selfcheck.mqtt.connection import (
     BrokerAddress,
@@ -55,7 +56,7 @@ class BridgeCounters:
 
 
 class Bridge:
-    def __init__(self, backend: Backend, broker: BrokerAddress, *,
+    def __init__(self, backend: LocalBackend | RemoteBackend, broker: BrokerAddress, *,
                  client_id: str = "central-bridge-1", batch_max: int = 500,
                  security: ClientSecurity | None = None, order_wait_s: float = 30.0,
                  order: bool = True) -> None:
@@ -65,7 +66,10 @@ class Bridge:
         self.backend = backend
         self.broker = broker
         self.counters = BridgeCounters()
-        self.order = StationOrder(backend.engine, wait_s=order_wait_s)
+        # The backend's database is the central's: the ledger keeps its rows there too.
+        self.ledger = Ledger(backend.engine, backend, owner=client_id,
+                             order_wait_s=order_wait_s)
+        self.order = self.ledger.order
         self.rejection_log = OnceLog(log)
         self._rejections_lock = threading.Lock()
         # False: whatever arrives is applied at once, as before per-station order; only the
@@ -151,7 +155,7 @@ class Bridge:
                           getattr(step, "__name__", step))
 
     def _release_due(self) -> None:
-        released = self.order.release_due()
+        released = self.ledger.release_due()
         if released:
             self._apply(released)
 
@@ -198,7 +202,7 @@ class Bridge:
         is in; one not applied and not answered is PUBACKed too, so that the broker does not
         hold it in flight: the station's outbox sends it again (same msg_id)."""
         try:
-            admitted = (self.order.admit([tx for _, tx in txs]) if self.ordered
+            admitted = (self.ledger.admit([tx for _, tx in txs]) if self.ordered
                         else Admitted(ready=[tx for _, tx in txs]))
             self._apply(admitted.ready)
         except BackendUnavailable as exc:  # nobody's fault: the outboxes send them again
@@ -225,7 +229,7 @@ class Bridge:
     def _apply(self, ready: list[Tx]) -> None:
         """Apply, answer after the commit, then whatever that lets through from the held."""
         while ready:
-            acks = self.backend.apply(ready)
+            acks = self.ledger.apply(ready)
             self.counters.batches += 1
             for tx, ack in zip(ready, acks, strict=True):
                 if ack is None:
@@ -242,7 +246,7 @@ class Bridge:
                           extra={"station": tx.station, "msg_id": tx.msg_id, "seq": tx.seq})
                 self._client.publish(topics.ack_tx(tx.site, tx.station), messages.encode(ack),
                                      qos=1)
-            ready = self.order.release({key_of(tx) for tx in ready}) if self.ordered else []
+            ready = self.ledger.release({key_of(tx) for tx in ready}) if self.ordered else []
 
     def _reject(self, m: paho.MQTTMessage, reason: str, detail: str, *,
                 trace: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""Per-station order: each station's transactions reach the backend in `seq` order.
+"""The ledger's per-station order (central/ledger.py): each station's transactions reach the
+backend in `seq` order.
 
 A station numbers the transactions of its journal 1, 2, 3, ... and the central's effect must
 equal applying them in that order, whatever reaches which bridge when. So, in front of any
@@ -10,10 +11,11 @@ backend:
   the shared group can release it, and released as soon as the gap fills;
 - a gap that does not fill within the order wait is given up: the held ones are applied and
   the missing numbers recorded (`order_gaps`, kind 'gap'); a missing one that comes later is
-  applied when it comes and recorded too (kind 'late'): both are for reconciliation.
+  applied when it comes and recorded too (kind 'late'): both are for reconciliation
+  (`ledger.gaps`).
 
 How far a journal is applied (`station_order.applied`) moves on lazily from the dedupe rows:
-a bridge killed between the backend's commit and any bookkeeping here leaves nothing wrong,
+a bridge killed between the ledger's commit and any bookkeeping here leaves nothing wrong,
 and a held row lost with a bridge comes back with the station's next resend (the station keeps
 every transaction until its ack).
 """
@@ -116,6 +118,7 @@ class StationOrder:
         release what was held behind them."""
         now = now or dt.datetime.now(dt.UTC)
         out: list[Tx] = []
+        given_up = 0
         with self.engine.begin() as conn:
             keys = sorted({(r.site, r.station, r.journal) for r in conn.execute(
                 select(held_tx.c.site, held_tx.c.station, held_tx.c.journal)
@@ -130,23 +133,15 @@ class StationOrder:
                         site=key[0], station=key[1], journal=key[2], kind="gap",
                         first_seq=mark + 1, last_seq=first - 1, msg_id=None, recorded_at=now))
                     self._set_mark(conn, key, first - 1, now)
-                    self.counters.gaps += 1
+                    given_up += 1
                     log.warning("order gap given up: site=%s station=%s seq=%d..%d",
                                 key[0], key[1], mark + 1, first - 1)
                     mark = first - 1
                 out += self._pull(conn, key, mark + 1)
+        # Counted once committed, and after what it released: whoever sees the gap counted
+        # sees the release too.
+        self.counters.gaps += given_up
         return out
-
-    def gaps(self, site: str | None = None,
-             since: dt.datetime | None = None) -> list[dict[str, object]]:
-        """Gaps given up and late arrivals, oldest first (for reconciliation)."""
-        query = select(order_gaps).order_by(order_gaps.c.recorded_at, order_gaps.c.id)
-        if site is not None:
-            query = query.where(order_gaps.c.site == site)
-        if since is not None:
-            query = query.where(order_gaps.c.recorded_at >= since)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
 
     def held_count(self) -> int:
         with self.engine.connect() as conn:

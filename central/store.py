@@ -1,36 +1,34 @@
-"""The embedded circulation store: patrons, items, loans and rules, and the dedupe rows.
+"""The embedded circulation store: patrons, items, loans, holds, fines and rules.
 
-`apply()` applies a batch of station transactions in one database transaction: each msg_id
-once (the dedupe row and the effect commit together), a repeat answered with the stored result.
+`apply_in()` applies a batch of station transactions inside the ledger's database transaction
+(central/ledger.py): the ledger hands over each msg_id's first copy only and commits its dedupe
+row with the effect.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import logging
 import math
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from selfcheck.central import pin as pins
-from selfcheck.central.backend import Tx
+from selfcheck.central.backend import KIND, Tx
 from selfcheck.central.batch import Batch
+from selfcheck.central.ledger import open_engine
+from selfcheck.central.salts import card_hash, rotate_salts, site_salt
 from selfcheck.central.schema import (
     circulation,
     fines,
     holds,
     items,
     loans,
-    offline_salts,
     patrons,
-    reconciliation,
     rules,
 )
 from selfcheck.mqtt import messages
@@ -44,95 +42,19 @@ from selfcheck.mqtt.messages import (
     OfflineEntry,
     OfflineListRes,
     PatronCheckRes,
-    TxLoan,
-    TxRenew,
-    TxReturn,
 )
 
 log = logging.getLogger(__name__)
 
-KIND = {TxLoan: "loan", TxReturn: "return", TxRenew: "renew"}
-
-
-def open_engine(url: str) -> Engine:
-    """SQLite (WAL, synchronous=FULL, BEGIN IMMEDIATE) or PostgreSQL, by URL."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # Take the write lock at the start so two bridges never deadlock on an upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+__all__ = ["KIND", "CirculationStore", "card_hash", "open_engine", "rotate_salts", "site_salt"]
 
 
 OFFLINE_PAGE = 50  # entries per res/offline-list page: about 8 KiB of JSON
 
 
-def card_hash(salt: str, card_id: str) -> str:
-    """The offline list's card key (see messages.OfflineEntry.card_hash)."""
-    return hmac.new(bytes.fromhex(salt), card_id.encode(), hashlib.sha256).hexdigest()[:32]
-
-
 def given_name(name: str) -> str:
     """The last word of a Vietnamese name (family name first): all the offline list shows."""
     return (name.split() or ["?"])[-1][:64]
-
-
-def site_salt(engine: Engine, site: str, now: dt.datetime,
-              max_age: dt.timedelta | None = None) -> str:
-    """The per-site key of the offline list's card hashes, made on first use and replaced
-    once older than `max_age`: a list taken from a stolen station then matches no list sent
-    after it, and the stations' next fetch replaces every hash made with the old key."""
-    with engine.connect() as conn:
-        row = conn.execute(select(offline_salts.c.salt, offline_salts.c.created_at)
-                           .where(offline_salts.c.site == site)).first()
-    if row is not None:
-        created = _aware(row.created_at)
-        if max_age is None or created is None or now - created < max_age:
-            return str(row.salt)
-        rotate_salts(engine, now, site, only_if=str(row.salt))
-        return site_salt(engine, site, now)
-    try:
-        with engine.begin() as conn:
-            salt = secrets.token_hex(16)
-            conn.execute(insert(offline_salts).values(site=site, salt=salt, created_at=now))
-            return salt
-    except IntegrityError:  # another bridge made it just now
-        return site_salt(engine, site, now)
-
-
-def rotate_salts(engine: Engine, now: dt.datetime, site: str | None = None, *,
-                 only_if: str | None = None) -> list[str]:
-    """A new random salt for `site` (None: every site that has one); the sites rotated.
-    `only_if`: only while the salt is still this one (two bridges rotating at once)."""
-    rotated = []
-    with engine.begin() as conn:
-        query = select(offline_salts.c.site, offline_salts.c.salt)
-        if site is not None:
-            query = query.where(offline_salts.c.site == site)
-        for row in conn.execute(query).all():
-            if only_if is not None and row.salt != only_if:
-                continue
-            done = conn.execute(update(offline_salts).where(
-                offline_salts.c.site == row.site, offline_salts.c.salt == row.salt).values(
-                salt=secrets.token_hex(16), created_at=now))
-            if done.rowcount:
-                rotated.append(str(row.site))
-    return rotated
 
 
 def _aware(when: dt.datetime | None) -> dt.datetime | None:
@@ -304,37 +226,16 @@ class CirculationStore:
                               page=page, pages=max(1, math.ceil(total / OFFLINE_PAGE)),
                               entries=entries)
 
-    def reconciliation(self, site: str | None = None,
-                       since: dt.datetime | None = None) -> list[dict[str, Any]]:
-        """Offline transactions refused on arrival, oldest first."""
-        query = select(reconciliation).order_by(reconciliation.c.at, reconciliation.c.msg_id)
-        if site is not None:
-            query = query.where(reconciliation.c.site == site)
-        if since is not None:
-            query = query.where(reconciliation.c.at >= since)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
-
     # -- transactions
-    def apply(self, batch: Sequence[Tx], now: dt.datetime | None = None) -> list[AckTx]:
-        """Apply a batch in one database transaction; one ack per transaction, in order.
-
-        Another bridge committing the same msg_id or item first makes the commit fail on a
-        key; the batch is then read and applied again, and sees what the other one did.
-        """
-        now = now or dt.datetime.now(dt.UTC)
-        for attempt in range(3):
-            try:
-                with self.engine.begin() as conn:
-                    work = Batch(conn, batch, hold_days=self.hold_days)
-                    acks = [work.apply(tx, now) for tx in batch]
-                    work.write(conn)
-                return acks
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                log.info("batch collided with another bridge; applying it again")
-        raise AssertionError("unreachable")
+    def apply_in(self, conn: Connection, batch: Sequence[Tx],
+                 now: dt.datetime) -> list[AckTx]:
+        """Apply a batch in the ledger's database transaction; one ack per transaction."""
+        if not batch:
+            return []
+        work = Batch(conn, batch, hold_days=self.hold_days)
+        acks = [work.apply(tx, now) for tx in batch]
+        work.write(conn)
+        return acks
 
     # -- catalogue
     def add_rules(self, rows: Iterable[dict[str, Any]]) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
 
 from selfcheck.central.bridge import Bridge  # noqa: E402
+from selfcheck.central.ledger import Ledger  # noqa: E402
 from selfcheck.central.sample import load_sample  # noqa: E402
 from selfcheck.central.store import CirculationStore  # noqa: E402
 from selfcheck.lab.broker import Broker  # noqa: E402
@@ -42,6 +45,12 @@ def bridge(store: CirculationStore, broker: Broker) -> Iterator[Bridge]:
     assert b.connected.wait(10)
     yield b
     b.stop()
+
+
+def applied(backend: Any, txs: Any, now: dt.datetime | None = None) -> list[Any]:
+    """A batch through the ledger, as a bridge applies it: exactly once, repeats answered
+    from the stored ack."""
+    return Ledger(backend.engine, backend).apply(txs, now)
 
 
 def wait_until(check: Callable[[], object], timeout_s: float = 10.0, what: str = "") -> None:

@@ -18,6 +18,7 @@ from selfcheck.lab.chaos import SITE, Report, chaos, check_store
 from selfcheck.mqtt import topics
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxReturn
+from tests.conftest import applied
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime.now(dt.UTC)
@@ -62,7 +63,7 @@ def test_the_checks_catch_a_lost_and_a_reordered_transaction(tmp_path: Path) -> 
     load_sample(store, 10, 2)
     journal, txs = journal_with(tmp_path / "st-1.db", store, ["loan", "return", "loan"])
     journal.close()
-    store.apply(txs, NOW)
+    applied(store, txs, NOW)
     events = [[{"event": "tx", "msg_id": t.msg_id, "kind": "loan" if isinstance(t, TxLoan)
                 else "return", "status": "done", "item": t.item_id} for t in txs]]
     clean = Report(seed=0, stations=1)
@@ -93,7 +94,7 @@ def test_the_checks_catch_a_screen_that_disagrees_with_the_store(tmp_path: Path)
     load_sample(store, 10, 2)
     journal, txs = journal_with(tmp_path / "st-1.db", store, ["loan"])
     journal.close()
-    store.apply(txs, NOW)  # lent
+    applied(store, txs, NOW)  # lent
     events = [[{"event": "tx", "msg_id": txs[0].msg_id, "kind": "loan",
                 "status": "unconfirmed", "item": "49000001"}]]  # ...but told it was not
     report = Report(seed=0, stations=1, drained=True)

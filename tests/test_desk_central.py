@@ -14,6 +14,7 @@ import pytest
 
 from selfcheck.central import pin as pins
 from selfcheck.central.bridge import Bridge
+from selfcheck.central.ledger import refused_offline
 from selfcheck.central.sample import load_sample
 from selfcheck.central.store import CirculationStore, card_hash
 from selfcheck.cli import main
@@ -23,6 +24,7 @@ from selfcheck.mqtt import messages
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
 from selfcheck.mqtt.station_link import StationLink
+from tests.conftest import applied
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)  # sample scenario dates are from today
@@ -110,9 +112,9 @@ def test_pin_never_in_repr_or_errors() -> None:
 # -- holds and transit
 def test_loan_refused_when_on_hold_for_another_and_holder_may_borrow(
         desk: CirculationStore) -> None:
-    (refused,) = desk.apply([loan(desk, "DG0001", "39000009")], NOW)
+    (refused,) = applied(desk, [loan(desk, "DG0001", "39000009")], NOW)
     assert (refused.ok, refused.reason, refused.title) == (False, "on_hold_for_other", "Lão Hạc")
-    (own,) = desk.apply([loan(desk, "DG0002", "39000009")], NOW)
+    (own,) = applied(desk, [loan(desk, "DG0002", "39000009")], NOW)
     assert own.ok  # the holder: the hold is fulfilled
     assert desk.account(desk.ref_of("DG0002"), TODAY).holds_waiting == [
         messages.HoldWaiting(title="Chí Phèo", position=1),
@@ -121,7 +123,7 @@ def test_loan_refused_when_on_hold_for_another_and_holder_may_borrow(
 
 def test_return_with_hold_here_elsewhere_and_of_another_branch(desk: CirculationStore) -> None:
     s = desk
-    here, there, foreign, plain = s.apply([ret("39000009"), ret("39000014"), ret("39000011"),
+    here, there, foreign, plain = applied(s, [ret("39000009"), ret("39000014"), ret("39000011"),
                                            ret("39000001")], NOW)
     assert (here.hold, here.alert_type, here.hold_for, here.transit_to, here.sort_bin) == (
         True, "01", s.ref_of("DG0002"), None, "A")
@@ -134,14 +136,14 @@ def test_return_with_hold_here_elsewhere_and_of_another_branch(desk: Circulation
     assert [(h.item_id, h.title, h.pickup_by) for h in ready] == [
         ("39000009", "Lão Hạc", TODAY + dt.timedelta(days=7))]
     # returned at the home branch: no transit
-    (home,) = s.apply([ret("39000011", site="chi-nhanh-2")], NOW)
+    (home,) = applied(s, [ret("39000011", site="chi-nhanh-2")], NOW)
     assert (home.alert_type, home.transit_to) == (None, None)
 
 
 def test_renewal_refused_while_another_reader_waits(desk: CirculationStore) -> None:
     renew = TxRenew(msg_id=uuid7(), seq=next(seq), site=SITE, station="st-1", at=NOW,
                     item_id="39000010", patron_ref=desk.ref_of("DG0005"))
-    (ack,) = desk.apply([renew], NOW)
+    (ack,) = applied(desk, [renew], NOW)
     assert (ack.ok, ack.reason) == (False, "on_hold_for_other")
 
 
@@ -210,19 +212,19 @@ def test_late_offline_loans_apply_and_refusals_are_reconciled(
                         at=long_ago)
     offline_blocked = loan(desk, "DG0004", "39000004", deadline=long_ago, offline=True,
                            at=long_ago)
-    acks = desk.apply([online_late, offline_ok, offline_held, offline_blocked], NOW)
+    acks = applied(desk, [online_late, offline_ok, offline_held, offline_blocked], NOW)
     assert [(a.ok, a.reason) for a in acks] == [
         (False, "late"), (True, None), (False, "on_hold_for_other"), (False, "patron_blocked")]
-    rows = desk.reconciliation(site=SITE)
+    rows = refused_offline(desk.engine, site=SITE)
     # Both were done at the same instant: the report orders them by msg_id, and two UUIDv7
     # from the same millisecond differ only in their random bits.
     assert [(r["msg_id"], r["kind"], r["item_id"], r["reason"]) for r in rows] == sorted([
         (offline_held.msg_id, "loan", "39000009", "on_hold_for_other"),
         (offline_blocked.msg_id, "loan", "39000004", "patron_blocked")])
-    desk.apply([offline_held], NOW)  # a repeat records nothing new
-    assert len(desk.reconciliation()) == 2
-    assert desk.reconciliation(site="other") == []
-    assert desk.reconciliation(since=NOW + dt.timedelta(days=1)) == []
+    applied(desk, [offline_held], NOW)  # a repeat records nothing new
+    assert len(refused_offline(desk.engine)) == 2
+    assert refused_offline(desk.engine, site="other") == []
+    assert refused_offline(desk.engine, since=NOW + dt.timedelta(days=1)) == []
     assert main(["central", "report", "--db", desk.url, "--site", SITE,
                  "--since", str(TODAY - dt.timedelta(days=1))]) == 0
     out = capsys.readouterr().out

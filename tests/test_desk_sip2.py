@@ -15,6 +15,7 @@ from selfcheck.central.sip2 import messages as m
 from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.sip2.codec import Message
 from selfcheck.mqtt.ids import uuid7
+from tests.conftest import applied
 from tests.sip2_server import Item, Library, Patron, running
 from tests.test_sip2_backend import loan, make, ret
 
@@ -88,13 +89,13 @@ def test_hold_refusal_and_late_offline_loans(sip: tuple[Sip2Backend, Library]) -
     backend, lib = sip
     ref = backend.check_patron("DG0001").patron_ref
     assert ref
-    (held,) = backend.apply([loan(ref, "39000009")])
+    (held,) = applied(backend, [loan(ref, "39000009")])
     assert held is not None and (held.ok, held.reason) == (False, "on_hold_for_other")
     past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
     late = loan(ref, "39000001").model_copy(update={"deadline": past})
     offline = late.model_copy(update={"msg_id": uuid7(), "offline": True})
     refused = loan(ref, "39000009").model_copy(update={"deadline": past, "offline": True})
-    a, b, c = backend.apply([late, offline, refused])
+    a, b, c = applied(backend, [late, offline, refused])
     assert a is not None and (a.ok, a.reason) == (False, "late")
     assert b is not None and b.ok and lib.items["39000001"].charged_to == "DG0001"
     assert c is not None and c.reason == "on_hold_for_other"
@@ -105,7 +106,7 @@ def test_hold_refusal_and_late_offline_loans(sip: tuple[Sip2Backend, Library]) -
     with backend.engine.connect() as conn:
         rows = conn.execute(select(reconciliation.c.msg_id, reconciliation.c.reason)).all()
     assert [tuple(r) for r in rows] == [(refused.msg_id, "on_hold_for_other")]
-    (back,) = backend.apply([ret("39000001")])
+    (back,) = applied(backend, [ret("39000001")])
     assert back is not None and back.ok and back.transit_to is None
 
 

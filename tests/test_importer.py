@@ -20,6 +20,7 @@ from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan
+from tests.conftest import applied
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
@@ -132,7 +133,7 @@ def test_koha_patrons_rules_and_marcxml_items(store: CirculationStore, tmp_path:
     for card, item, days in (("DG1003", "39200001", 7), ("DG1001", "39200003", 21)):
         ref = store.check_patron(card, NOW.date()).patron_ref
         assert ref
-        (ack,) = store.apply([TxLoan(msg_id=uuid7(), seq=1, site="s", station="st-1", at=NOW,
+        (ack,) = applied(store, [TxLoan(msg_id=uuid7(), seq=1, site="s", station="st-1", at=NOW,
                                      item_id=item, patron_ref=ref,
                                      deadline=NOW + dt.timedelta(seconds=5))], NOW)
         assert ack.ok and ack.due == NOW.date() + dt.timedelta(days=days), ack

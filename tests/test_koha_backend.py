@@ -20,10 +20,12 @@ from sqlalchemy import func, select
 from selfcheck.central.backend import BackendUnavailable
 from selfcheck.central.koha.backend import KohaBackend
 from selfcheck.central.koha.client import KohaClient, KohaConfig
+from selfcheck.central.ledger import open_db
 from selfcheck.central.schema import processed, sip2_claims
 from selfcheck.central.sip2.client import Sip2Config
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
+from tests.conftest import applied
 from tests.koha_standin import Fault, Hold, KohaExtra, KohaStandIn, koha_running
 from tests.sip2_server import FaultProxy, Item, Library, Patron, running
 
@@ -67,7 +69,7 @@ def make(tmp_path: Path, koha: KohaStandIn, proxy: FaultProxy, *, name: str = "c
     sip2 = (f"sip2://sc:secret@127.0.0.1:{proxy.port}?institution=tv-test&location=tang-1"
             "&timeout=1&pool=2")
     return KohaBackend(KohaConfig.parse(url), Sip2Config.parse(sip2),
-                       f"sqlite:///{tmp_path / f'{name}.db'}", owner=name)
+                       open_db(f"sqlite:///{tmp_path / f'{name}.db'}"))
 
 
 @pytest.fixture
@@ -139,14 +141,14 @@ def test_loan_over_rest_once(env: Env) -> None:
     ref = ref_of(backend)
     tx = loan(ref, "39000001")
     before = len(koha.requests)
-    [ack] = backend.apply([tx])
+    [ack] = applied(backend, [tx])
     assert koha.requests[before:] == [("GET", "/items"), ("GET", "/checkouts/availability"),
                                       ("POST", "/checkouts")]  # the patron id is known
     assert ack is not None and ack.ok and ack.title == "Truyện Kiều"
     assert ack.due == TODAY + dt.timedelta(days=14) and ack.desensitize
     assert lib.items["39000001"].charged_to == "DG0001" and lib.count("11", "39000001") == 1
     posts = koha.count("POST", "/checkouts")
-    [again] = backend.apply([tx])  # the station sent it again
+    [again] = applied(backend, [tx])  # the station sent it again
     assert again is not None and again.repeat and again.due == ack.due
     assert koha.count("POST", "/checkouts") == posts and lib.count("11", "39000001") == 1
 
@@ -160,24 +162,24 @@ def test_loan_over_rest_once(env: Env) -> None:
 ])
 def test_loan_refusals(env: Env, card: str, item: str, reason: str) -> None:
     backend, lib, koha, _ = env
-    [ack] = backend.apply([loan(ref_of(backend, card), item)])
+    [ack] = applied(backend, [loan(ref_of(backend, card), item)])
     assert ack is not None and not ack.ok and ack.reason == reason
     assert koha.count("POST", "/checkouts") == 0 and not lib.log
 
 
 def test_loan_refused_when_on_loan_to_another_or_too_many(env: Env) -> None:
     backend, _lib, _, _ = env
-    [first] = backend.apply([loan(ref_of(backend, "DG0005"), "39000001")])
+    [first] = applied(backend, [loan(ref_of(backend, "DG0005"), "39000001")])
     assert first is not None and first.ok
-    [other] = backend.apply([loan(ref_of(backend, "DG0001"), "39000001")])
+    [other] = applied(backend, [loan(ref_of(backend, "DG0001"), "39000001")])
     assert other is not None and other.reason == "on_loan_to_other"
-    [many] = backend.apply([loan(ref_of(backend, "DG0005"), "39000003")])
+    [many] = applied(backend, [loan(ref_of(backend, "DG0005"), "39000003")])
     assert many is not None and many.reason == "too_many_loans"
 
 
 def test_loan_with_confirmation_token(env: Env) -> None:
     backend, lib, koha, _ = env
-    [ack] = backend.apply([loan(ref_of(backend), "39000004")])  # PREVISSUE: the reader may
+    [ack] = applied(backend, [loan(ref_of(backend), "39000004")])  # PREVISSUE: the reader may
     assert ack is not None and ack.ok and lib.items["39000004"].charged_to == "DG0001"
     assert koha.count("POST", "/checkouts") == 1  # with the token: no 412 first
 
@@ -187,11 +189,11 @@ def test_412_and_403_from_the_checkout(env: Env) -> None:
     ref = ref_of(backend)
     koha.faults.append(Fault("/checkouts", "POST", status=412,
                              body={"error": "Needs confirmation"}))
-    [needs] = backend.apply([loan(ref, "39000001")])
+    [needs] = applied(backend, [loan(ref, "39000001")])
     assert needs is not None and needs.reason == "refused"
     koha.faults.append(Fault("/checkouts", "POST", status=403,
                              body={"error": "Checkout not authorized (DEBARRED)"}))
-    [blocked] = backend.apply([loan(ref, "39000003")])
+    [blocked] = applied(backend, [loan(ref, "39000003")])
     assert blocked is not None and blocked.reason == "patron_blocked"
     assert not lib.log
 
@@ -201,7 +203,7 @@ def test_412_and_403_from_the_checkout(env: Env) -> None:
 def test_return_over_sip2_ends_the_rest_checkout(env: Env) -> None:
     backend, lib, koha, _ = env
     ref = ref_of(backend)
-    acks = backend.apply([loan(ref, "39000001"), ret("39000001"), loan(ref, "39000001")])
+    acks = applied(backend, [loan(ref, "39000001"), ret("39000001"), loan(ref, "39000001")])
     assert [a.ok for a in acks if a] == [True, True, True] and len(acks) == 3
     assert lib.log == [("11", "39000001"), ("09", "39000001"), ("11", "39000001")]
     pid = koha.patron_id("DG0001")
@@ -214,7 +216,7 @@ def test_loans_with_sip2_when_the_site_says_so(tmp_path: Path) -> None:
     with running(lib) as (_s, proxy), koha_running(lib, extra()) as koha:
         backend = make(tmp_path, koha, proxy, loans="sip2")
         try:
-            [ack] = backend.apply([loan(ref_of(backend), "39000001")])
+            [ack] = applied(backend, [loan(ref_of(backend), "39000001")])
             assert ack is not None and ack.ok and koha.count("POST", "/checkouts") == 0
             assert lib.count("11", "39000001") == 1
         finally:
@@ -224,16 +226,16 @@ def test_loans_with_sip2_when_the_site_says_so(tmp_path: Path) -> None:
 
 def test_two_bridges_apply_each_once_across_rest_and_sip2(env: Env) -> None:
     backend, lib, _, _ = env
-    other = KohaBackend(backend.koha, backend.cfg, str(backend.engine.url), owner="b")
+    other = KohaBackend(backend.koha, backend.cfg, open_db(str(backend.engine.url)))
     try:
         ref = ref_of(backend)
         lib.items["39000002"].charged_to, lib.items["39000002"].due = "DG0002", TODAY
         batch = [loan(ref, "39000001"), ret("39000002"), loan(ref, "39000003", "st-2"),
                  ret("39000003", "st-2"), loan(ref, "39000004", "st-3")]
         with ThreadPoolExecutor(2) as pool:  # the same batch to both at once
-            list(pool.map(lambda b: b.apply(batch), [backend, other]))
+            list(pool.map(lambda b: applied(b, batch), [backend, other]))
         for _ in range(3):  # the stations send what got no answer again
-            last = backend.apply(batch)
+            last = applied(backend, batch)
         assert all(a is not None and a.ok for a in last)
         for item, command in (("39000001", "11"), ("39000002", "09"), ("39000003", "11"),
                               ("39000003", "09"), ("39000004", "11")):
@@ -248,28 +250,28 @@ def test_two_bridges_apply_each_once_across_rest_and_sip2(env: Env) -> None:
 def test_renewal_and_why_not(env: Env) -> None:
     backend, lib, koha, _ = env
     ref = ref_of(backend)
-    backend.apply([loan(ref, "39000001")])
-    [ok] = backend.apply([renew(ref, "39000001")])
+    applied(backend, [loan(ref, "39000001")])
+    [ok] = applied(backend, [renew(ref, "39000001")])
     assert ok is not None and ok.ok and ok.due == TODAY + dt.timedelta(days=28)
-    backend.apply([renew(ref, "39000001")])
-    [too_many] = backend.apply([renew(ref, "39000001")])  # max_renewals 2
+    applied(backend, [renew(ref, "39000001")])
+    [too_many] = applied(backend, [renew(ref, "39000001")])  # max_renewals 2
     assert too_many is not None and too_many.reason == "refused"
     assert lib.count("29", "39000001") == 2
-    [nothing] = backend.apply([renew(ref, "39000003")])
+    [nothing] = applied(backend, [renew(ref, "39000003")])
     assert nothing is not None and nothing.reason == "not_on_loan"
     koha.x.holds.append(Hold("DG0002", "Dế Mèn phiêu lưu ký"))
     lib.items["39000003"].charged_to, lib.items["39000003"].due = "DG0001", TODAY
-    [held] = backend.apply([renew(ref, "39000003")])
+    [held] = applied(backend, [renew(ref, "39000003")])
     assert held is not None and held.reason == "on_hold_for_other"
 
 
 def test_404_checkout_gone_is_not_on_loan(env: Env) -> None:
     backend, lib, koha, _ = env
     ref = ref_of(backend)
-    backend.apply([loan(ref, "39000001")])
+    applied(backend, [loan(ref, "39000001")])
     koha.faults.append(Fault("/checkouts/{checkout_id}/allows_renewal", status=404,
                              body={"error": "Checkout not found"}))
-    [gone] = backend.apply([renew(ref, "39000001")])
+    [gone] = applied(backend, [renew(ref, "39000001")])
     assert gone is not None and gone.reason == "not_on_loan"
     assert lib.count("29", "39000001") == 0
 
@@ -279,7 +281,7 @@ def test_404_checkout_gone_is_not_on_loan(env: Env) -> None:
 def test_account_has_queue_positions_and_fine_amounts(env: Env) -> None:
     backend, _lib, _, _ = env
     ref = ref_of(backend)
-    backend.apply([loan(ref, "39000001"), loan(ref, "39000003")])
+    applied(backend, [loan(ref, "39000001"), loan(ref, "39000003")])
     res = backend.account(ref)
     assert res.ok
     assert [(ln.item_id, ln.title, ln.due) for ln in res.loans] == [
@@ -304,11 +306,11 @@ def test_5xx_is_no_answer_and_the_station_waits(env: Env) -> None:
     ref = ref_of(backend)
     koha.faults.append(Fault("/checkouts/availability", status=500))
     batch = [loan(ref, "39000001"), ret("39000002"), ret("39000003", station="st-2")]
-    first, later, other = backend.apply(batch)
+    first, later, other = applied(backend, batch)
     assert first is None and later is None  # nothing after it from that station either
     assert other is not None and other.ok  # another station goes on
     assert lib.count("09", "39000002") == 0 and lib.count("09", "39000003") == 1
-    retry = backend.apply(batch[:2])
+    retry = applied(backend, batch[:2])
     assert all(a is not None and a.ok for a in retry)
     assert lib.count("11", "39000001") == 1
 
@@ -325,11 +327,11 @@ def test_post_timeout_is_settled_by_asking(env: Env) -> None:
     ref = ref_of(backend)
     tx = loan(ref, "39000001")
     koha.faults.append(Fault("/checkouts", "POST", hold_s=3, after=True))
-    [lost] = backend.apply([tx])  # applied by Koha, but the answer came too late
+    [lost] = applied(backend, [tx])  # applied by Koha, but the answer came too late
     assert lost is None and lib.count("11", "39000001") == 1
     with backend.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(sip2_claims)).scalar_one() == 1
-    [ack] = backend.apply([tx])  # the outcome was unknown: asked first, not lent twice
+    [ack] = applied(backend, [tx])  # the outcome was unknown: asked first, not lent twice
     assert ack is not None and ack.ok and ack.due == TODAY + dt.timedelta(days=14)
     assert lib.count("11", "39000001") == 1 and backend.counters.reconciled == 1
     with backend.engine.connect() as conn:
@@ -340,7 +342,7 @@ def test_malformed_answer_is_counted_never_a_crash(env: Env) -> None:
     backend, _, koha, _ = env
     ref = ref_of(backend)
     koha.faults.append(Fault("/items", garbage=True))
-    [ack] = backend.apply([loan(ref, "39000001")])
+    [ack] = applied(backend, [loan(ref, "39000001")])
     assert ack is None and backend.client.counters.malformed == 1
     koha.faults.append(Fault("/patrons", garbage=True))
     with pytest.raises(BackendUnavailable):
@@ -356,7 +358,7 @@ def test_koha_down_is_no_answer(tmp_path: Path, caplog: pytest.LogCaptureFixture
         try:
             ref = ref_of(backend)
             koha.stop()
-            acks = backend.apply([loan(ref, "39000001"), ret("39000002")])
+            acks = applied(backend, [loan(ref, "39000001"), ret("39000002")])
             assert acks == [None, None] and not lib.log
             caplog.set_level(logging.DEBUG)
             with pytest.raises(BackendUnavailable):
@@ -375,7 +377,7 @@ def test_oauth2_token_cached_and_renewed_once_on_401(tmp_path: Path) -> None:
         backend = make(tmp_path, koha, proxy, auth="oauth2")
         try:
             ref = ref_of(backend)
-            backend.apply([loan(ref, "39000001")])
+            applied(backend, [loan(ref, "39000001")])
             assert koha.count("POST", "/oauth/token") == 1  # one token for every request
             koha.revoke_tokens()  # Koha restarted: the token no longer works
             assert backend.account(ref).ok
@@ -413,7 +415,7 @@ def test_wrong_credentials_are_no_answer(tmp_path: Path, auth: str) -> None:
         try:
             with pytest.raises(BackendUnavailable, match="refused"):
                 backend.check_patron("DG0001")
-            assert backend.apply([ret("39000001")])[0] is not None  # SIP2 returns go on
+            assert applied(backend, [ret("39000001")])[0] is not None  # SIP2 returns go on
         finally:
             backend.close()
         assert koha.violations == []
@@ -445,8 +447,9 @@ def test_https_with_the_sites_ca(tmp_path: Path) -> None:
         base = (f"koha+https://{koha.x.user}:{quote(koha.x.password)}@127.0.0.1:{koha.port}"
                 "?timeout=2")
         trusted = KohaBackend(KohaConfig.parse(f"{base}&ca={ca}"), sip2,
-                              f"sqlite:///{tmp_path / 'a.db'}")
-        untrusted = KohaBackend(KohaConfig.parse(base), sip2, f"sqlite:///{tmp_path / 'b.db'}")
+                              open_db(f"sqlite:///{tmp_path / 'a.db'}"))
+        untrusted = KohaBackend(KohaConfig.parse(base), sip2,
+                                open_db(f"sqlite:///{tmp_path / 'b.db'}"))
         try:
             assert trusted.check_patron("DG0001").ok
             with pytest.raises(BackendUnavailable):  # not a CA the system knows

@@ -19,6 +19,7 @@ from selfcheck.central.store import CirculationStore, open_engine
 from selfcheck.cli import main
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan
+from tests.conftest import applied
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
@@ -71,7 +72,7 @@ def test_a_store_at_the_initial_revision_upgrades_with_its_data(kind: str,
         assert "ix_circulation_at" in _indexes(url, "circulation")
         assert migrations.drift(store.engine) == []
         # The old rows are there and work with the new code.
-        (ack,) = store.apply([TxLoan(msg_id=uuid7(), seq=1, site="s", station="st-1", at=NOW,
+        (ack,) = applied(store, [TxLoan(msg_id=uuid7(), seq=1, site="s", station="st-1", at=NOW,
                                      item_id="39000001", patron_ref="p-1",
                                      deadline=NOW + dt.timedelta(seconds=5))], NOW)
         assert ack.ok and ack.title == "Truyện Kiều"

@@ -16,6 +16,7 @@ from selfcheck.cli import main
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxReturn
+from tests.conftest import applied
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -96,13 +97,13 @@ def test_a_site_lists_only_its_recent_readers(url: str) -> None:
         for card, item, site, at in (("DG0001", "39000001", SITE, NOW),
                                      ("DG0002", "39000002", "chi-nhanh-2", NOW),
                                      ("DG0003", "39000003", SITE, old)):
-            acks = store.apply([TxLoan(msg_id=uuid7(), seq=1, site=site, station="st-1",
+            acks = applied(store, [TxLoan(msg_id=uuid7(), seq=1, site=site, station="st-1",
                                        at=at, item_id=item, patron_ref=store.ref_of(card),
                                        deadline=at + dt.timedelta(days=1), offline=True)],
                                at)
             assert acks[0].ok, acks[0]
         back = old + dt.timedelta(hours=1)  # DG0003's loan came back long ago: in good standing
-        assert store.apply([TxReturn(msg_id=uuid7(), seq=2, site=SITE, station="st-1", at=back,
+        assert applied(store, [TxReturn(msg_id=uuid7(), seq=2, site=SITE, station="st-1", at=back,
                                      item_id="39000003")], back)[0].ok
         assert _cards(store, SITE, NOW) == {"DG0001"}
         assert _cards(store, "chi-nhanh-2", NOW) == {"DG0002"}

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from selfcheck.central.order import HELD_MAX, StationOrder
+from selfcheck.central.ledger import Ledger, gaps
+from selfcheck.central.order import HELD_MAX
 from selfcheck.central.sample import load_sample
 from selfcheck.central.schema import processed
 from selfcheck.central.store import CirculationStore
@@ -19,6 +20,7 @@ from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess, HeadlessStation
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxReturn
+from tests.conftest import applied
 from tests.dbs import KINDS, fresh_db
 
 NOW = dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)
@@ -54,13 +56,13 @@ class Txs:
                         station=self.station, at=NOW, item_id=item, offline=offline)
 
 
-def run(store: CirculationStore, order: StationOrder, *txs: TxLoan | TxReturn,
+def run(store: CirculationStore, order: Ledger, *txs: TxLoan | TxReturn,
         now: dt.datetime = NOW) -> list[str]:
     """What a bridge does with a batch: admit, apply, release; the msg_ids applied."""
     admitted = order.admit(list(txs), now)
     ready, applied = admitted.ready, []
     while ready:
-        store.apply(ready, now)
+        order.apply(ready, now)
         applied += [t.msg_id for t in ready]
         ready = order.release({(t.site, t.station, t.journal or "") for t in ready}, now)
     return applied
@@ -68,7 +70,7 @@ def run(store: CirculationStore, order: StationOrder, *txs: TxLoan | TxReturn,
 
 def test_a_return_that_comes_after_the_next_loan_is_applied_before_it(
         store: CirculationStore) -> None:
-    order, st = StationOrder(store.engine), Txs(store)
+    order, st = Ledger(store.engine, store), Txs(store)
     loan1, ret2, loan3 = st.loan("49000001"), st.ret("49000001", offline=True), \
         st.loan("49000001")
     assert run(store, order, loan1) == [loan1.msg_id]
@@ -83,7 +85,7 @@ def test_a_return_that_comes_after_the_next_loan_is_applied_before_it(
 
 
 def test_a_batch_in_any_order_is_applied_in_seq_order(store: CirculationStore) -> None:
-    order, st = StationOrder(store.engine), Txs(store)
+    order, st = Ledger(store.engine, store), Txs(store)
     txs = [st.loan("49000002"), st.ret("49000002"), st.loan("49000002"), st.ret("49000002")]
     applied = run(store, order, *reversed(txs))
     assert applied == [t.msg_id for t in txs]
@@ -92,14 +94,14 @@ def test_a_batch_in_any_order_is_applied_in_seq_order(store: CirculationStore) -
 
 def test_a_gap_that_never_fills_is_given_up_after_the_wait_and_recorded(
         store: CirculationStore) -> None:
-    order, st = StationOrder(store.engine, wait_s=30), Txs(store)
+    order, st = Ledger(store.engine, store, order_wait_s=30), Txs(store)
     loan1, lost2, ret3 = st.loan("49000003"), st.loan("49000004"), st.ret("49000003")
     run(store, order, loan1)
     assert run(store, order, ret3) == []
     assert order.release_due(NOW + dt.timedelta(seconds=29)) == []  # still inside the wait
     released = order.release_due(NOW + dt.timedelta(seconds=31))
     assert [t.msg_id for t in released] == [ret3.msg_id]
-    store.apply(released, NOW)
+    applied(store, released, NOW)
     (gap,) = order.gaps()
     assert (gap["kind"], gap["first_seq"], gap["last_seq"]) == ("gap", 2, 2)
     # The missing one comes at last: applied then, and recorded as late.
@@ -113,7 +115,7 @@ def test_a_gap_that_never_fills_is_given_up_after_the_wait_and_recorded(
 
 
 def test_each_journal_and_station_has_its_own_numbers(store: CirculationStore) -> None:
-    order = StationOrder(store.engine)
+    order = Ledger(store.engine, store)
     a, b, new = Txs(store, "st-a"), Txs(store, "st-b"), Txs(store, "st-a", journal="f" * 32)
     a1, b1, new1 = a.loan("49000005"), b.loan("49000006"), new.loan("49000007")
     assert sorted(run(store, order, a1, b1, new1)) == sorted([a1.msg_id, b1.msg_id,
@@ -130,21 +132,21 @@ def test_a_repeat_of_a_station_message_id_from_another_station_is_not_a_repeat(
     a, b = Txs(store, "st-a"), Txs(store, "st-b")
     mine = a.loan("49000008")
     theirs = b.ret("49000008").model_copy(update={"msg_id": mine.msg_id})
-    (ack,) = store.apply([mine], NOW)
+    (ack,) = applied(store, [mine], NOW)
     assert ack.ok and not ack.repeat
-    (other,) = store.apply([theirs], NOW)
+    (other,) = applied(store, [theirs], NOW)
     assert other.ok and not other.repeat  # applied as its own: the book is back
     assert store.on_loan() == {}
 
 
 def test_a_station_that_skips_numbers_cannot_fill_the_database(
         store: CirculationStore) -> None:
-    order, st = StationOrder(store.engine), Txs(store)
+    order, st = Ledger(store.engine, store), Txs(store)
     next(st.seq)  # seq 1 never comes
     txs = [st.ret("49000009") for _ in range(HELD_MAX + 5)]
     admitted = order.admit(txs, NOW)
     assert len(admitted.held) == HELD_MAX and admitted.ready == []
-    assert order.counters.refused == 5
+    assert order.order.counters.refused == 5
 
 
 # -- the whole path: a station process, a bridge killed and started again
@@ -199,6 +201,6 @@ def test_loan_return_offline_then_loan_again_leaves_the_book_on_loan(
     try:
         assert book in store.on_loan()
         assert [r["kind"] for r in store.history([book])] == ["loan", "return", "loan"]
-        assert StationOrder(store.engine).gaps() == []
+        assert gaps(store.engine) == []
     finally:
         store.close()

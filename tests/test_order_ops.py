@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.fleet.service import FleetService
 from selfcheck.central.fleet.state import ORDER_RECENT_S, FleetState
+from selfcheck.central.ledger import Ledger, gaps
 from selfcheck.central.metrics import BridgeCollector
-from selfcheck.central.order import StationOrder
 from selfcheck.central.sample import load_sample
 from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
@@ -29,7 +29,7 @@ from selfcheck.mqtt import topics
 from selfcheck.mqtt.connection import make_client
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxReturn, encode
-from tests.conftest import wait_until
+from tests.conftest import applied, wait_until
 from tests.dbs import KINDS, fresh_db
 from tests.test_order import NOW, Txs, run
 
@@ -47,20 +47,20 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Circulatio
         s.close()
 
 
-def give_up_gap(store: CirculationStore, order: StationOrder, st: Txs, *missing: int,
+def give_up_gap(store: CirculationStore, order: Ledger, st: Txs, *missing: int,
                 at: dt.datetime = NOW) -> list[Any]:
     """A loan, `missing` transactions that do not come, a return: the gap is given up after
     the wait. The missing ones, to send late."""
     run(store, order, st.loan("49000003"), now=at)
     lost = [st.ret("49000009") for _ in missing]
     assert run(store, order, st.ret("49000003"), now=at) == []  # held behind the gap
-    store.apply(order.release_due(at + WAIT), at + WAIT)
+    applied(store, order.release_due(at + WAIT), at + WAIT)
     return lost
 
 
 def test_report_lists_gaps_and_late_transactions_with_a_count(
         store: CirculationStore, capsys: pytest.CaptureFixture[str]) -> None:
-    order = StationOrder(store.engine)
+    order = Ledger(store.engine, store)
     st = Txs(store, station="quay-2")
     lost2, _ = give_up_gap(store, order, st, 2, 3)
     run(store, order, lost2, now=NOW + 2 * WAIT)  # seq 2 after all: applied, late
@@ -108,7 +108,7 @@ def get(url: str) -> Any:
 @pytest.fixture
 def fleet(store: CirculationStore, broker: Broker) -> Iterator[FleetService]:
     """The fleet service on the central's database, where quay-2 had a gap given up."""
-    give_up_gap(store, StationOrder(store.engine), Txs(store, station="quay-2"), 2,
+    give_up_gap(store, Ledger(store.engine, store), Txs(store, station="quay-2"), 2,
                 at=dt.datetime.now(dt.UTC) - WAIT)
     svc = FleetService(broker.address, store.engine.url.render_as_string(hide_password=False),
                        flush_s=0.2, order_s=0.2)
@@ -132,7 +132,7 @@ def test_fleet_service_shows_order_gaps_from_the_central_database(
     metrics = get(f"{fleet.url}/metrics")
     assert 'selfcheck_station_order_gaps{kind="gap",site="s",station="quay-2"} 1.0' in metrics
     # a second station's gap while the service runs: it shows up without a restart
-    give_up_gap(store, StationOrder(store.engine), Txs(store, station="quay-3"), 2,
+    give_up_gap(store, Ledger(store.engine, store), Txs(store, station="quay-3"), 2,
                 at=dt.datetime.now(dt.UTC))
     wait_until(lambda: station_row(fleet, "quay-3").get("order_gaps") == 1,
                what="the new gap in the fleet")
@@ -179,7 +179,7 @@ def test_bridge_metrics_count_held_released_and_given_up(tmp_path: Path,
         text = generate_latest(registry).decode()
         for name, value in (("held", 1), ("released", 1), ("gaps", 1), ("late", 0)):
             assert f"selfcheck_bridge_order_{name}_total {value:.1f}" in text, name
-        assert [g["kind"] for g in StationOrder(store.engine).gaps()] == ["gap"]
+        assert [g["kind"] for g in gaps(store.engine)] == ["gap"]
     finally:
         client.disconnect()
         client.loop_stop()

@@ -14,6 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from sqlalchemy.engine import Connection
 
 from selfcheck.central.backend import Tx
 from selfcheck.central.bridge import Bridge
@@ -160,13 +161,14 @@ class FailsOn:
         self.entered, self.gate = threading.Event(), threading.Event()
         self.sizes: list[int] = []
 
-    def apply(self, txs: Sequence[Tx]) -> list[messages.AckTx | None]:
+    def apply_in(self, conn: Connection, txs: Sequence[Tx],
+                 now: dt.datetime) -> list[messages.AckTx]:
         self.entered.set()
         assert self.gate.wait(10)
         self.sizes.append(len(txs))
         if any(tx.item_id == self.item for tx in txs):
             raise OverflowError("Python int too large to convert to SQLite INTEGER")
-        return list(self.store.apply(txs))
+        return self.store.apply_in(conn, txs, now)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from selfcheck.central.ledger import Ledger, open_db
 from selfcheck.central.schema import processed, sip2_claims
 from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
-from tests.conftest import wait_until
+from tests.conftest import applied, wait_until
 from tests.sip2_server import FaultProxy, Item, Library, Patron, Sip2Library, running
 
 
@@ -38,8 +39,7 @@ def make(tmp_path: Path, proxy: FaultProxy, name: str = "c", **query: str) -> Si
               **query}
     url = f"sip2://sc:secret@127.0.0.1:{proxy.port}?" + "&".join(f"{k}={v}"
                                                                for k, v in params.items())
-    return Sip2Backend(Sip2Config.parse(url), f"sqlite:///{tmp_path / f'{name}.db'}",
-                       owner=name)
+    return Sip2Backend(Sip2Config.parse(url), open_db(f"sqlite:///{tmp_path / f'{name}.db'}"))
 
 
 @pytest.fixture
@@ -92,15 +92,15 @@ def test_patron_check_maps_63(env: Env) -> None:
 def test_loan_renew_return_carry_sip2_results_into_the_ack(env: Env) -> None:
     backend, lib, _ = env
     ref = ref_of(backend)
-    (a,) = backend.apply([loan(ref, "39000001")])
+    (a,) = applied(backend, [loan(ref, "39000001")])
     assert a is not None and a.ok and a.title == "Truyện Kiều" and a.desensitize is True
     assert a.due == dt.date.today() + dt.timedelta(days=14)
     assert a.screen_message == ["Mượn thành công"] and a.print_lines
     assert "Truyện Kiều" in a.print_lines[0]
     assert lib.items["39000001"].charged_to == "DG0001"
-    (r,) = backend.apply([renew(ref, "39000001")])
+    (r,) = applied(backend, [renew(ref, "39000001")])
     assert r is not None and r.ok and r.due == dt.date.today() + dt.timedelta(days=28)
-    (b,) = backend.apply([ret("39000001")])
+    (b,) = applied(backend, [ret("39000001")])
     assert b is not None and b.ok and b.resensitize is True and b.sort_bin == "A"
     assert b.screen_message == ["Trả sách thành công"] and lib.items["39000001"].charged_to is None
     assert "tang-1" in lib.seen  # AP on the checkin
@@ -111,7 +111,7 @@ def test_refusals_get_a_reason_and_the_library_systems_words(env: Env) -> None:
     ref, other = ref_of(backend), ref_of(backend, "DG0005")
     lib.items["39000002"].charged_to = "DG0005"
     blocked = ref_of(backend, "DG0004")
-    acks = backend.apply([loan(ref, "39000002"), loan(ref, "NOPE"), loan(blocked, "39000003"),
+    acks = applied(backend, [loan(ref, "39000002"), loan(ref, "NOPE"), loan(blocked, "39000003"),
                           renew(ref, "39000004"), loan(other, "39000004"),
                           loan("p-unknown", "39000001")])
     assert [(a.ok, a.reason) for a in acks if a] == [
@@ -123,8 +123,8 @@ def test_refusals_get_a_reason_and_the_library_systems_words(env: Env) -> None:
 def test_a_repeat_is_answered_from_the_store_not_sent_again(env: Env) -> None:
     backend, lib, _ = env
     tx = loan(ref_of(backend), "39000003")
-    (first,) = backend.apply([tx])
-    (again,) = backend.apply([tx])
+    (first,) = applied(backend, [tx])
+    (again,) = applied(backend, [tx])
     assert first and again and again.repeat and again.due == first.due
     assert lib.count("11", "39000003") == 1
 
@@ -137,7 +137,7 @@ def test_a_batch_keeps_each_stations_order_and_each_items(env: Env) -> None:
     b1, b2 = loan(ref, "39000002"), ret("39000002")
     b1, b2 = (t.model_copy(update={"station": "st-2"}) for t in (b1, b2))
     c1 = loan(ref, "39000003")
-    acks = backend.apply([a1, b1, a2, c1, b2])
+    acks = applied(backend, [a1, b1, a2, c1, b2])
     assert all(a and a.ok for a in acks)
     assert lib.items["39000001"].charged_to is None and lib.items["39000003"].charged_to
     for first, then in ((a1, a2), (b1, b2), (a2, c1)):  # c1 follows a2 at station st-1
@@ -159,9 +159,9 @@ def test_after_a_station_transaction_without_answer_its_later_ones_wait(env: Env
     ref = ref_of(backend)
     first, later = loan(ref, "39000001"), ret("39000002")
     proxy.drop_request = True
-    assert backend.apply([first, later]) == [None, None]  # both come again, in order
+    assert applied(backend, [first, later]) == [None, None]  # both come again, in order
     assert lib.count("09", "39000002") == 0
-    again = backend.apply([first, later])
+    again = applied(backend, [first, later])
     assert all(a and a.ok and not a.repeat for a in again)
     assert lib.count("11", "39000001") == 1 and lib.count("09", "39000002") == 1
 
@@ -173,9 +173,9 @@ def test_ascii_profile_against_a_cp850_server(tmp_path: Path) -> None:
         backend = make(tmp_path, proxy, encoding="ascii", location="Thư-viện-tỉnh")
         try:
             ref = ref_of(backend)
-            (a,) = backend.apply([loan(ref, "1")])
+            (a,) = applied(backend, [loan(ref, "1")])
             assert a is not None and a.ok and a.title == "Café Élan"
-            (b,) = backend.apply([ret("1")])
+            (b,) = applied(backend, [ret("1")])
             assert b is not None and b.ok
         finally:
             backend.close()
@@ -187,10 +187,10 @@ def test_crlf_replies_and_garbled_frames_both_ways(env: Env) -> None:
     ref = ref_of(backend)
     proxy.crlf = True
     proxy.corrupt_request = True  # the ACS answers 96; the same frame goes again
-    (a,) = backend.apply([loan(ref, "39000001")])
+    (a,) = applied(backend, [loan(ref, "39000001")])
     assert a is not None and a.ok
     proxy.corrupt_reply = True  # we ask 97; the ACS sends its last reply again
-    (b,) = backend.apply([ret("39000001")])
+    (b,) = applied(backend, [ret("39000001")])
     assert b is not None and b.ok
     assert lib.count("11", "39000001") == 1 and lib.count("09", "39000001") == 1
 
@@ -200,8 +200,8 @@ def test_connection_dropped_before_the_request_reaches_the_ils(env: Env) -> None
     ref = ref_of(backend)
     proxy.drop_request = True
     tx = loan(ref, "39000001")
-    assert backend.apply([tx]) == [None]  # no answer now: the station sends it again
-    (a,) = backend.apply([tx])
+    assert applied(backend, [tx]) == [None]  # no answer now: the station sends it again
+    (a,) = applied(backend, [tx])
     assert a is not None and a.ok and not a.repeat
     assert lib.count("11", "39000001") == 1
 
@@ -211,16 +211,16 @@ def test_answer_lost_after_the_ils_did_it_is_settled_not_doubled(env: Env) -> No
     ref = ref_of(backend)
     tx = loan(ref, "39000002")
     proxy.drop_reply = True
-    assert backend.apply([tx]) == [None]
+    assert applied(backend, [tx]) == [None]
     assert lib.items["39000002"].charged_to == "DG0001"  # the ILS did it
-    (a,) = backend.apply([tx])  # the resend: asked (63 charged items), not sent again
+    (a,) = applied(backend, [tx])  # the resend: asked (63 charged items), not sent again
     assert a is not None and a.ok and a.desensitize and a.title == "Số đỏ"
     assert a.due == dt.date.today() + dt.timedelta(days=14)
     assert lib.count("11", "39000002") == 1 and backend.counters.reconciled == 1
     back = ret("39000002")
     proxy.drop_reply = True
-    assert backend.apply([back]) == [None]
-    (b,) = backend.apply([back])
+    assert applied(backend, [back]) == [None]
+    (b,) = applied(backend, [back])
     assert b is not None and b.ok and lib.count("09", "39000002") == 1
 
 
@@ -229,10 +229,10 @@ def test_slow_answers_time_out_and_the_retry_settles(env: Env) -> None:
     ref = ref_of(backend)
     tx = loan(ref, "39000004")
     lib.delay_s = 4.5  # over the 3 s timeout
-    assert backend.apply([tx]) == [None]
+    assert applied(backend, [tx]) == [None]
     lib.delay_s = 0
     wait_until(lambda: lib.count("11", "39000004") == 1, 30)  # the slow checkout lands
-    (a,) = backend.apply([tx])
+    (a,) = applied(backend, [tx])
     assert a is not None and a.ok and lib.count("11", "39000004") == 1
     with backend.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(sip2_claims)).scalar_one() == 0
@@ -247,15 +247,17 @@ def test_a_crash_between_the_ils_answer_and_the_local_commit(tmp_path: Path) -> 
         a = make(tmp_path, proxy, name="shared")
         ref = ref_of(a)
         tx = loan(ref, "39000001")
-        a._commit_many = lambda *args: (_ for _ in ()).throw(SystemExit("killed"))  # type: ignore
+        bridge_a = Ledger(a.engine, a, owner="a")
+        bridge_a._commit = lambda *args: (_ for _ in ()).throw(SystemExit("killed"))  # type: ignore
         with pytest.raises(SystemExit):  # dies after the ILS answered, before its commit
-            a.apply([tx])
+            bridge_a.apply([tx])
         assert lib.count("11", "39000001") == 1
         b = make(tmp_path, proxy, name="shared")
         b.lease = dt.timedelta(seconds=5)
-        assert b.apply([tx]) == [None]  # A's claim is still inside its lease: A may be alive
+        bridge_b = Ledger(b.engine, b, owner="b")
+        assert bridge_b.apply([tx]) == [None]  # A's claim is still inside its lease: A may be alive
         threading.Event().wait(5.1)  # the lease itself: after it, A's claim is B's to settle
-        (ack,) = b.apply([tx])
+        (ack,) = bridge_b.apply([tx])
         assert ack is not None and ack.ok and lib.count("11", "39000001") == 1
         a.close()
         b.close()
@@ -269,12 +271,12 @@ def test_ils_down_then_back(tmp_path: Path) -> None:
     ref = ref_of(backend)
     server.stop()
     tx = loan(ref, "39000001")
-    assert backend.apply([tx]) == [None]
+    assert applied(backend, [tx]) == [None]
     with pytest.raises(Sip2Unavailable):
         backend.check_patron("DG0001")
     server2 = Sip2Library(lib).start()
     proxy.target = server2.port
-    (a,) = backend.apply([tx])
+    (a,) = applied(backend, [tx])
     assert a is not None and a.ok and lib.count("11", "39000001") == 1
     backend.close()
     proxy.close()

@@ -10,11 +10,13 @@ from urllib.parse import quote
 
 import pytest
 
+from selfcheck.central.ledger import open_db
 from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.sip2.client import Connection, Sip2Config, Sip2LoginRefused
 from selfcheck.central.sip2.codec import Profile
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxReturn
+from tests.conftest import applied
 from tests.sip2_server import Item, Library, Patron, running
 
 
@@ -43,16 +45,16 @@ def test_code_page_server_and_a_password_never_folded(tmp_path: Path) -> None:
                                    location="Thư-viện-Café", checkin_location="quầy-trả"))
         assert cfg.password == "pä+ss#1" and cfg.profile.name == "cp850"
         Connection(cfg).close()  # 93 accepted: the password went as typed, in cp850
-        backend = Sip2Backend(cfg, f"sqlite:///{tmp_path / 'c.db'}", owner="t")
+        backend = Sip2Backend(cfg, open_db(f"sqlite:///{tmp_path / 'c.db'}"))
         try:
             res = backend.check_patron("DG0001")
             assert res.ok and res.patron_ref
             now = dt.datetime.now(dt.UTC)
-            (a,) = backend.apply([TxLoan(msg_id=uuid7(), seq=1, site="s", station="st",
+            (a,) = applied(backend, [TxLoan(msg_id=uuid7(), seq=1, site="s", station="st",
                                          at=now, item_id="1", patron_ref=res.patron_ref,
                                          deadline=now + dt.timedelta(seconds=30))])
             assert a is not None and a.ok and a.title == "Café Élan"  # read back in cp850
-            (b,) = backend.apply([TxReturn(msg_id=uuid7(), seq=2, site="s", station="st",
+            (b,) = applied(backend, [TxReturn(msg_id=uuid7(), seq=2, site="s", station="st",
                                            at=now, item_id="1")])
             assert b is not None and b.ok
         finally:
@@ -78,7 +80,7 @@ def test_language_and_options() -> None:
                                    keepalive="60", error_detection="0"))
         assert (cfg.language, cfg.terminal_password, cfg.keepalive_s) == ("001", "t+1", 60)
         assert cfg.profile.error_detection is False
-        backend = Sip2Backend(cfg, "sqlite://", owner="t")
+        backend = Sip2Backend(cfg, open_db("sqlite://"))
         try:
             assert backend.check_patron("DG0001").ok
         finally:

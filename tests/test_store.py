@@ -13,6 +13,7 @@ from selfcheck.central.sample import load_sample
 from selfcheck.central.store import CirculationStore
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
+from tests.conftest import applied
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
@@ -72,10 +73,10 @@ def ret(item: str) -> TxReturn:
 
 
 def test_loan_then_return_with_due_date_and_sort_bin(any_store: CirculationStore) -> None:
-    (ack,) = any_store.apply([loan(any_store, "DG0001", "39000001")], NOW)
+    (ack,) = applied(any_store, [loan(any_store, "DG0001", "39000001")], NOW)
     assert ack.ok and ack.title == "Truyện Kiều" and ack.due == dt.date(2026, 12, 6)
     assert any_store.on_loan() == {"39000001": ref(any_store, "DG0001")}
-    (back,) = any_store.apply([ret("39000001")], NOW)
+    (back,) = applied(any_store, [ret("39000001")], NOW)
     assert back.ok and back.sort_bin == "A"
     assert any_store.on_loan() == {}
     kinds = [r["kind"] for r in any_store.history(["39000001"])]
@@ -85,8 +86,8 @@ def test_loan_then_return_with_due_date_and_sort_bin(any_store: CirculationStore
 def test_a_repeat_is_answered_from_the_dedupe_row_and_applied_once(
         any_store: CirculationStore) -> None:
     tx = loan(any_store, "DG0001", "39000002")
-    first, again_in_batch = any_store.apply([tx, tx], NOW)
-    (later,) = any_store.apply([tx], NOW + dt.timedelta(hours=1))
+    first, again_in_batch = applied(any_store, [tx, tx], NOW)
+    (later,) = applied(any_store, [tx], NOW + dt.timedelta(hours=1))
     assert first.ok and not first.repeat
     assert again_in_batch.repeat and later.repeat
     assert later.due == first.due
@@ -102,17 +103,17 @@ def test_rules_refuse_with_reasons(any_store: CirculationStore) -> None:
         (loan(s, "DG0001", "39000004", patron_ref="p-nobody"), "unknown_patron"),
     ]
     for tx, reason in cases:
-        (ack,) = s.apply([tx], NOW)
+        (ack,) = applied(s, [tx], NOW)
         assert (ack.ok, ack.reason) == (False, reason), reason
     assert s.check_patron("DG0004").reason == "patron_blocked"
     assert s.check_patron("nope").reason == "unknown_patron"
-    s.apply([loan(s, "DG0001", "39000005")], NOW)
-    (other,) = s.apply([loan(s, "DG0002", "39000005")], NOW)
+    applied(s, [loan(s, "DG0001", "39000005")], NOW)
+    (other,) = applied(s, [loan(s, "DG0002", "39000005")], NOW)
     assert other.reason == "on_loan_to_other"
     # a child may hold 3 loans
     for item in ("39000001", "39000002", "39000003"):
-        assert s.apply([loan(s, "DG0003", item)], NOW)[0].ok
-    (over,) = s.apply([loan(s, "DG0003", "39000006")], NOW)
+        assert applied(s, [loan(s, "DG0003", item)], NOW)[0].ok
+    (over,) = applied(s, [loan(s, "DG0003", "39000006")], NOW)
     assert over.reason == "too_many_loans"
     assert s.check_patron("DG0003").loans == 3
     assert s.history(["39000007", "39000006"]) == []
@@ -120,14 +121,14 @@ def test_rules_refuse_with_reasons(any_store: CirculationStore) -> None:
 
 def test_renew_moves_the_due_date(any_store: CirculationStore) -> None:
     s = any_store
-    s.apply([loan(s, "DG0001", "39000008")], NOW)
+    applied(s, [loan(s, "DG0001", "39000008")], NOW)
     later = NOW + dt.timedelta(days=10)
     renew = TxRenew(msg_id=uuid7(), seq=next(seq), site="s", station="st-1", at=later,
                     item_id="39000008", patron_ref=ref(s, "DG0001"))
-    (ack,) = s.apply([renew], later)
+    (ack,) = applied(s, [renew], later)
     assert ack.ok and ack.due == dt.date(2026, 12, 16)
     stranger = renew.model_copy(update={"msg_id": uuid7(), "patron_ref": ref(s, "DG0002")})
-    assert s.apply([stranger], later)[0].reason == "not_on_loan"
+    assert applied(s, [stranger], later)[0].reason == "not_on_loan"
 
 
 def test_expired_card_is_refused(any_store: CirculationStore) -> None:
@@ -143,7 +144,7 @@ def test_one_batch_applies_in_order(any_store: CirculationStore) -> None:
     other = loan(s, "DG0002", "49000001")
     back = ret("49000001")
     again = loan(s, "DG0002", "49000001")
-    acks = s.apply([first, other, back, again], NOW)
+    acks = applied(s, [first, other, back, again], NOW)
     assert [(a.ok, a.reason) for a in acks] == [(True, None), (False, "on_loan_to_other"),
                                                 (True, None), (True, None)]
     assert s.on_loan() == {"49000001": ref(s, "DG0002")}

@@ -7,11 +7,11 @@
 - SIP2: returns (mainline Koha has no check-in endpoint) and titles (the REST subset we
   rely on has no biblio endpoint; SIP2 item information names the title).
 
-Both go through the SIP2 backend's machinery, so the exactly-once and per-station order rules
-hold across them: one `processed` row per msg_id, a claim committed before any request goes
-out, one station's transactions in seq order in a chain that stops at the first without an
-answer. A REST loan whose outcome is unknown (a timeout after the POST) is settled the same
-way as over SIP2: by asking whether the item is among the patron's checkouts.
+Exactly once is the ledger's (central/ledger.py), as for SIP2; both go through the SIP2
+backend's chains, so one station's transactions go out in seq order, a chain stopping at the
+first without an answer. A REST loan whose outcome is unknown (a timeout after the POST) is
+settled the same way as over SIP2: by asking whether the item is among the patron's
+checkouts.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from sqlalchemy import Engine
 
 from selfcheck.central import pin as pins
 from selfcheck.central.backend import Tx
@@ -38,14 +40,14 @@ CACHE_MAX = 200_000
 
 
 class KohaBackend(Sip2Backend):
-    def __init__(self, koha: KohaConfig, circulation: Sip2Config, db_url: str, *,
-                 owner: str = "bridge", lease_s: float | None = None,
-                 pool: Sip2Pool | None = None, client: KohaClient | None = None,
+    def __init__(self, koha: KohaConfig, circulation: Sip2Config, engine: Engine, *,
+                 lease_s: float | None = None, pool: Sip2Pool | None = None,
+                 client: KohaClient | None = None,
                  pin_policy: pins.PinPolicy | None = None) -> None:
         if lease_s is None:  # longer than the worst a transaction can take over either
             # protocol: up to four REST requests (GETs tried twice) and two SIP2 ones
             lease_s = max(6 * circulation.timeout_s, 8 * koha.timeout_s) + 10
-        super().__init__(circulation, db_url, owner=owner, lease_s=lease_s, pool=pool,
+        super().__init__(circulation, engine, lease_s=lease_s, pool=pool,
                          pin_policy=pin_policy, currency=koha.currency)
         self.koha = koha
         self.client = client or KohaClient(koha)
@@ -186,7 +188,7 @@ class KohaBackend(Sip2Backend):
                 out[b] = t
         return out
 
-    # -- transactions (apply, claims and commits: Sip2Backend)
+    # -- transactions (apply and its chains: Sip2Backend)
     def _send(self, tx: Tx, card: str | None, now: dt.datetime, *,
               unknown_outcome: bool) -> AckTx:
         if isinstance(tx, TxReturn) or (isinstance(tx, TxLoan) and self.koha.loans == "sip2"):

@@ -1,18 +1,16 @@
 """The SIP2 backend: station transactions applied to a library system (Koha, Evergreen, ...).
 
-Exactly once, with a library system that knows nothing of msg_ids:
-- The dedupe rows (`processed`) live in the local database, as with the embedded store: a
-  repeat is answered from the stored result and never sent to the library system again.
-- Before a request goes out, a claim row is committed for its msg_id; the `processed` row and
-  the removal of the claim commit together after the answer.
-- A crash (or a timeout, or a dropped connection) between the request and that commit leaves
-  the claim: the outcome is unknown. Whoever meets the claim after its lease has run out
-  *asks before acting*: a loan whose item is already among the patron's charged items (63) is
-  taken as done; a return whose item is no longer charged (17) is taken as done; anything
-  else is sent again. A renewal cannot be told apart this way and is sent again: the worst
-  case is one extra renewal counted by the library system, with the same due date.
-- A claim still inside its lease belongs to a bridge at work on it: the transaction gets no
-  answer now (the station sends it again and then meets the stored result).
+Exactly once is the ledger's (central/ledger.py): it claims each msg_id before this backend
+sends anything, commits the results after, and answers repeats itself. What is left here is
+what only the library system can settle: when a claim outlived its lease (a bridge died, or
+the answer never came), the outcome is unknown, and this backend *asks before acting*: a loan
+whose item is already among the patron's charged items (63) is taken as done; a return whose
+item is no longer charged (17) is taken as done; anything else is sent again. A renewal
+cannot be told apart this way and is sent again: the worst case is one extra renewal counted
+by the library system, with the same due date.
+
+The local database (the ledger's, opened and migrated by whoever starts the bridge) keeps the
+patrons' pseudonymous references and their PIN failures, and the offline list's keys.
 """
 
 from __future__ import annotations
@@ -23,20 +21,18 @@ import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from selfcheck.central import migrations
 from selfcheck.central import pin as pins
-from selfcheck.central.backend import BackendUnavailable, Tx
-from selfcheck.central.schema import patron_refs, processed, reconciliation, sip2_claims
+from selfcheck.central.backend import KIND, BackendUnavailable, Claim, Outcome, Tx
+from selfcheck.central.ledger import aware
+from selfcheck.central.salts import site_salt
+from selfcheck.central.schema import patron_refs
 from selfcheck.central.sip2 import messages as m
 from selfcheck.central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
 from selfcheck.central.sip2.codec import Sip2Error, Sip2ProtocolError
-from selfcheck.central.store import KIND, open_engine, site_salt
 from selfcheck.mqtt.messages import (
     AccountLoan,
     AccountRes,
@@ -54,8 +50,6 @@ from selfcheck.mqtt.messages import (
 
 log = logging.getLogger(__name__)
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-Claim = Literal["new", "taken_over", "busy"]
 HOLD_ALERTS = {"01", "02"}  # CV: the returned book is wanted by someone (local / remote hold)
 TRANSIT_ALERTS = {"02", "04"}  # CV: the book goes to another branch (hold there / its home)
 EXPONENT = {"VND": 0, "JPY": 0, "KRW": 0}  # ISO 4217 minor units; 2 for the others
@@ -80,10 +74,6 @@ def _minor(amount: str | None, currency: str) -> int:
     except ValueError:
         return 0
     return max(0, round(value * 10 ** EXPONENT.get(currency, 2)))
-
-
-def _key(tx: Tx) -> tuple[str, str, str]:
-    return (tx.site, tx.station, tx.msg_id)
 
 
 def _chains(batch: Sequence[Tx], todo: list[int]) -> list[list[int]]:
@@ -111,20 +101,15 @@ def _chains(batch: Sequence[Tx], todo: list[int]) -> list[list[int]]:
     return list(chains.values())
 
 
-def _aware(when: dt.datetime) -> dt.datetime:
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)  # SQLite drops the zone
-
-
 class Sip2Backend:
-    def __init__(self, cfg: Sip2Config, db_url: str, *, owner: str = "bridge",
-                 lease_s: float | None = None, pool: Sip2Pool | None = None,
-                 pin_policy: pins.PinPolicy | None = None, currency: str = "VND") -> None:
+    def __init__(self, cfg: Sip2Config, engine: Engine, *, lease_s: float | None = None,
+                 pool: Sip2Pool | None = None, pin_policy: pins.PinPolicy | None = None,
+                 currency: str = "VND") -> None:
+        """`engine`: the central's database, already migrated (ledger.open_db)."""
         self.cfg = cfg
         self.pin_policy = pin_policy or pins.PinPolicy()
         self.currency = currency  # when the ACS sends no BH
-        self.owner = owner
-        self.engine = open_engine(db_url)
-        migrations.upgrade(self.engine)
+        self.engine = engine
         self.pool = pool or Sip2Pool(cfg)
         # Longer than the worst a bridge can spend on one transaction: up to five requests.
         self.lease = dt.timedelta(seconds=lease_s if lease_s is not None
@@ -184,7 +169,7 @@ class Sip2Backend:
             row = conn.execute(select(patron_refs.c.pin_failures, patron_refs.c.pin_locked_until)
                                .where(patron_refs.c.ref == ref)).one()
         return pins.PinState(row.pin_failures, None if row.pin_locked_until is None
-                             else _aware(row.pin_locked_until))
+                             else aware(row.pin_locked_until))
 
     def _set_pin_state(self, ref: str, state: pins.PinState) -> None:
         with self.engine.begin() as conn:
@@ -295,165 +280,47 @@ class Sip2Backend:
         return None if card is None else str(card)
 
     # -- transactions
-    def apply(self, batch: Sequence[Tx], now: dt.datetime | None = None) -> list[AckTx | None]:
-        """One local transaction claims the batch, the requests go out (in parallel over the
-        pool for different items, in order for one item, a chain stopping at the first that
-        gets no answer), and one local transaction commits the results: two commits a batch
-        rather than two a transaction. A crash in between leaves claims: see the module doc."""
-        when = now or dt.datetime.now(dt.UTC)
-        results: list[AckTx | None] = [None] * len(batch)
-        done: dict[int, AckTx] = {}  # answered now: to commit
+    def apply(self, batch: Sequence[Tx], now: dt.datetime,
+              claims: Sequence[Claim]) -> Outcome:
+        """The requests go out in parallel over the pool for different items, in order for
+        one station and for one item, a chain stopping at the first that gets no answer or
+        that another bridge is at work on (busy)."""
+        acks: list[AckTx | None] = [None] * len(batch)
         cards: dict[int, str | None] = {}
         todo: list[int] = []
-        seen: set[tuple[str, str, str]] = set()
-        stored = self._stored_many(batch)
         for i, tx in enumerate(batch):
-            if _key(tx) in stored:
-                results[i] = stored[_key(tx)]
-            elif _key(tx) in seen:
-                continue  # the same message twice in one batch: the first one answers
-            elif isinstance(tx, TxLoan) and when > tx.deadline and not tx.offline:
-                done[i] = AckTx(msg_id=tx.msg_id, ok=False, reason="late", item_id=tx.item_id)
+            if claims[i] == "busy":
+                todo.append(i)  # stops its chain
+            elif isinstance(tx, TxLoan) and now > tx.deadline and not tx.offline:
+                acks[i] = AckTx(msg_id=tx.msg_id, ok=False, reason="late", item_id=tx.item_id)
             elif isinstance(tx, TxLoan | TxRenew) and (card := self._card(tx.patron_ref)) is None:
-                done[i] = AckTx(msg_id=tx.msg_id, ok=False, reason="unknown_patron",
+                acks[i] = AckTx(msg_id=tx.msg_id, ok=False, reason="unknown_patron",
                                 item_id=tx.item_id)
             else:
                 cards[i] = card if isinstance(tx, TxLoan | TxRenew) else None
                 todo.append(i)
-            seen.add(_key(tx))
-        claims = self._claim_many([batch[i].msg_id for i in todo])
-        failed: dict[int, bool] = {}  # no answer: True when the request may have gone out
+        unsure: set[int] = set()  # no answer, and the request may have gone out
 
         def run(chain: list[int]) -> None:
-            for n, i in enumerate(chain):
+            for i in chain:
                 tx = batch[i]
-                if claims[tx.msg_id] == "busy":  # another bridge is at work on it
+                if claims[i] == "busy":  # another bridge is at work on it
                     self.counters.busy += 1
-                    failed.update({j: False for j in chain[n:]
-                                   if claims[batch[j].msg_id] != "busy"})
                     return
                 try:
-                    done[i] = self._send(tx, cards[i], when,
-                                         unknown_outcome=claims[tx.msg_id] == "taken_over")
+                    acks[i] = self._send(tx, cards[i], now,
+                                         unknown_outcome=claims[i] == "taken_over")
                 except (BackendUnavailable, Sip2ProtocolError) as exc:  # any library system
                     log.warning("%s %s: no usable answer from the library system (%s)",
                                 KIND[type(tx)], tx.msg_id, exc)
-                    failed[i] = getattr(exc, "sent", True)
-                    failed.update({j: False for j in chain[n + 1:]})
+                    if getattr(exc, "sent", True):
+                        unsure.add(i)
                     return
 
         for future in [self._workers.submit(run, chain) for chain in _chains(batch, todo)]:
             future.result()
-        for i, ack in self._commit_many(batch, done, failed, when).items():
-            results[i] = ack
-        self.counters.unanswered += results.count(None)
-        return results
-
-    def _stored(self, tx: Tx) -> AckTx | None:
-        return self._stored_many([tx]).get(_key(tx))
-
-    def _stored_many(self, txs: Sequence[Tx]) -> dict[tuple[str, str, str], AckTx]:
-        """The stored results, keyed by station and msg_id."""
-        wanted = {_key(tx) for tx in txs}
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(processed.c.site, processed.c.station,
-                                       processed.c.msg_id, processed.c.result)
-                                .where(processed.c.msg_id.in_([k[2] for k in wanted]))).all()
-        return {(r.site, r.station, r.msg_id):
-                AckTx.model_validate_json(r.result).model_copy(update={"repeat": True})
-                for r in rows if (r.site, r.station, r.msg_id) in wanted}
-
-    def _claim_many(self, msg_ids: list[str]) -> dict[str, Claim]:
-        """Claim each msg_id: 'new', 'taken_over' (an earlier claim outlived its lease: the
-        outcome is unknown) or 'busy' (another bridge is at work on it)."""
-        if not msg_ids:
-            return {}
-        now = dt.datetime.now(dt.UTC)
-        out: dict[str, Claim] = {}
-        try:
-            with self.engine.begin() as conn:
-                held = {r.msg_id: r.claimed_at for r in conn.execute(
-                    select(sip2_claims.c.msg_id, sip2_claims.c.claimed_at)
-                    .where(sip2_claims.c.msg_id.in_(msg_ids)))}
-                fresh = [i for i in msg_ids if i not in held]
-                if fresh:
-                    conn.execute(insert(sip2_claims), [
-                        {"msg_id": i, "owner": self.owner, "claimed_at": now} for i in fresh])
-                out.update(dict.fromkeys(fresh, "new"))
-                for msg_id, claimed_at in held.items():
-                    if _aware(claimed_at) > now - self.lease:
-                        out[msg_id] = "busy"
-                        continue
-                    taken = conn.execute(
-                        update(sip2_claims).where(sip2_claims.c.msg_id == msg_id,
-                                                  sip2_claims.c.claimed_at == claimed_at)
-                        .values(owner=self.owner, claimed_at=now)).rowcount
-                    out[msg_id] = "taken_over" if taken == 1 else "busy"
-            return out
-        except IntegrityError:  # another bridge claimed one of them meanwhile: one by one
-            return {i: self._claim(i) for i in msg_ids}
-
-    def _claim(self, msg_id: str) -> Claim:
-        try:
-            return self._claim_many([msg_id])[msg_id]
-        except IntegrityError:
-            return "busy"
-
-    def _commit_many(self, batch: Sequence[Tx], done: dict[int, AckTx],
-                     failed: dict[int, bool], now: dt.datetime) -> dict[int, AckTx]:
-        """The results and their dedupe rows in one transaction, claims settled with them:
-        removed for answered ones and for requests that surely did not go out; kept with an
-        expired lease where the outcome is unknown, so the next attempt asks first."""
-        def rows(i: int, ack: AckTx) -> dict[str, object]:
-            tx = batch[i]
-            return {"msg_id": tx.msg_id, "site": tx.site, "station": tx.station,
-                    "journal": tx.journal or "", "seq": tx.seq, "kind": KIND[type(tx)],
-                    "result": ack.model_dump_json(by_alias=True), "applied_at": now}
-
-        def refused_offline(items: dict[int, AckTx]) -> list[dict[str, object]]:
-            return [{"msg_id": batch[i].msg_id, "site": batch[i].site,
-                     "station": batch[i].station, "kind": KIND[type(batch[i])],
-                     "item_id": batch[i].item_id,
-                     "patron_ref": getattr(batch[i], "patron_ref", None),
-                     "reason": a.reason or "refused", "at": batch[i].at, "recorded_at": now}
-                    for i, a in items.items() if batch[i].offline and not a.ok]
-
-        def settle(conn: Connection, items: dict[int, AckTx]) -> None:
-            if items:
-                conn.execute(insert(processed), [rows(i, a) for i, a in items.items()])
-                if recon := refused_offline(items):
-                    conn.execute(insert(reconciliation), recon)
-            gone = [batch[i].msg_id for i in items] + \
-                [batch[i].msg_id for i, sent in failed.items() if not sent]
-            if gone:
-                conn.execute(delete(sip2_claims).where(sip2_claims.c.msg_id.in_(gone)))
-            unknown = [batch[i].msg_id for i, sent in failed.items() if sent]
-            if unknown:
-                conn.execute(update(sip2_claims).where(sip2_claims.c.msg_id.in_(unknown))
-                             .values(claimed_at=EPOCH))
-
-        try:
-            with self.engine.begin() as conn:
-                settle(conn, done)
-            return done
-        except IntegrityError:  # a bridge that outlived its lease got there first: one by one
-            out: dict[int, AckTx] = {}
-            for i, ack in done.items():
-                try:
-                    with self.engine.begin() as conn:
-                        conn.execute(insert(processed), [rows(i, ack)])
-                        if recon := refused_offline({i: ack}):
-                            conn.execute(insert(reconciliation), recon)
-                        conn.execute(delete(sip2_claims)
-                                     .where(sip2_claims.c.msg_id == batch[i].msg_id))
-                    out[i] = ack
-                except IntegrityError:
-                    stored = self._stored(batch[i])
-                    if stored is not None:
-                        out[i] = stored
-            with self.engine.begin() as conn:
-                settle(conn, {})
-            return out
+        self.counters.unanswered += acks.count(None)
+        return Outcome(acks, unsure)
 
     # -- the requests
     def _send(self, tx: Tx, card: str | None, now: dt.datetime, *,

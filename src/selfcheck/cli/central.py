@@ -162,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("ils.invalid", msg=exc) from None
         probe = sip2_probe(cfg)  # before the backend: the verdict comes as soon as it can
         health = IlsHealth(probe, str(cfg), args.ils_check).start()
-        backend = Sip2Backend(cfg, args.db, owner=args.id)
+        from selfcheck.central.ledger import open_db
+
+        backend = Sip2Backend(cfg, open_db(args.db))
         where = str(cfg)
     else:
         import datetime as dt
@@ -238,5 +240,7 @@ def _koha(args: argparse.Namespace) -> tuple[Backend, str]:
         raise UserError("ils.invalid", msg=exc) from None
     if koha.ca_file and not Path(koha.ca_file).is_file():
         raise UserError("ils.invalid", msg=f"ca file {koha.ca_file} not found")
-    return (KohaBackend(koha, circulation, args.db, owner=args.id),
+    from selfcheck.central.ledger import open_db
+
+    return (KohaBackend(koha, circulation, open_db(args.db)),
             f"{koha} + {circulation}")

@@ -143,16 +143,14 @@ def import_(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from selfcheck.central.order import StationOrder
-    from selfcheck.central.store import CirculationStore
+    from selfcheck.central import ledger
 
-    store = CirculationStore(args.db)
+    engine = _engine(args.db)
     try:
-        rows = store.reconciliation(site=args.site, since=args.since)
-        gaps: list[dict[str, Any]] = StationOrder(store.engine).gaps(site=args.site,
-                                                                      since=args.since)
+        rows = ledger.refused_offline(engine, site=args.site, since=args.since)
+        gaps: list[dict[str, Any]] = ledger.gaps(engine, site=args.site, since=args.since)
     finally:
-        store.close()
+        engine.dispose()
     head = ("at (UTC)", "site", "station", "kind", "item", "patron ref", "reason", "msg_id")
     _print_table([head] + [(r["at"].strftime("%Y-%m-%d %H:%M"), r["site"], r["station"],
                             r["kind"], r["item_id"], r["patron_ref"] or "-", r["reason"],

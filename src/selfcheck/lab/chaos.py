@@ -320,7 +320,7 @@ def check_store(store: CirculationStore, journals: list[Path],
     """Lost, doubled, out of order, screen against store, and each book's final state."""
     from sqlalchemy import select
 
-    from selfcheck.central.order import StationOrder
+    from selfcheck.central.ledger import gaps as order_gaps
     from selfcheck.central.schema import circulation, processed, reconciliation
     from selfcheck.mqtt.messages import AckTx
 
@@ -376,7 +376,7 @@ def check_store(store: CirculationStore, journals: list[Path],
             if (item in on_loan) != lent:
                 report.wrong_state.append(f"{item}: store {'on loan' if item in on_loan else 'in'}"
                                           f", journal order says {'on loan' if lent else 'in'}")
-    gaps = StationOrder(store.engine).gaps()
+    gaps = order_gaps(store.engine)
     report.gaps = sum(1 for g in gaps if g["kind"] == "gap")
     report.late = sum(1 for g in gaps if g["kind"] == "late")
 

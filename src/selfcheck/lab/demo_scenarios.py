@@ -104,14 +104,16 @@ def _security(out: Outcome) -> list[str]:
 
 def _seed_loans(store: Any) -> None:
     """The return station's books are on loan before it starts, one with a hold."""
+    from selfcheck.central.ledger import Ledger
     from selfcheck.mqtt.ids import uuid7
     from selfcheck.mqtt.messages import TxLoan
 
     now = dt.datetime.now(dt.UTC)
     ref = store.ref_of("DG0001")
-    store.apply([TxLoan(msg_id=uuid7(), seq=n, site="demo-lib", station="seed", at=now,
-                        item_id=item, patron_ref=ref, deadline=now + dt.timedelta(hours=1))
-                 for n, item in enumerate(RS_ITEMS, 1)])
+    Ledger(store.engine, store).apply([
+        TxLoan(msg_id=uuid7(), seq=n, site="demo-lib", station="seed", at=now, item_id=item,
+               patron_ref=ref, deadline=now + dt.timedelta(hours=1))
+        for n, item in enumerate(RS_ITEMS, 1)])
     try:  # holds come with part B of issue 4; without them the demo shows sort bins only
         store.add_holds([{"item_id": RS_HOLD_ITEM, "patron_ref": store.ref_of("DG0002"),
                           "placed_at": now}])
@@ -206,6 +208,8 @@ OFFLINE_CARD, OFFLINE_LOAN, OFFLINE_RETURN = "DG0001", "39000001", "39000011"
 
 
 def _offline(out: Outcome) -> list[str]:
+    from selfcheck.central.ledger import refused_offline
+
     rows = out.store.history((OFFLINE_LOAN, OFFLINE_RETURN))
     applied = {(r["kind"], r["item_id"]): r["msg_id"] for r in rows}
     offline = {(kind, item): (msg_id, acked)
@@ -220,7 +224,7 @@ def _offline(out: Outcome) -> list[str]:
             problems.append(f"offline: the {key[0]} of {key[1]} was not sent as offline")
         elif not offline[key][1]:
             problems.append(f"offline: the {key[0]} of {key[1]} has no ack in the journal")
-    if out.store.reconciliation():
+    if refused_offline(out.store.engine):
         problems.append("offline: the central refused an offline transaction")
     return problems
 

@@ -37,6 +37,8 @@ BATCH = 32
 
 
 def _loans(backend: Any, cards: list[str], barcodes: list[str]) -> float:
+    from selfcheck.central.ledger import Ledger
+
     """Seconds to lend every barcode, round robin over the stations' patrons."""
     refs = [backend.check_patron(c).patron_ref for c in cards]
     now = dt.datetime.now(dt.UTC)
@@ -44,9 +46,10 @@ def _loans(backend: Any, cards: list[str], barcodes: list[str]) -> float:
                   station=f"st-{n % STATIONS}", at=now, item_id=b,
                   patron_ref=refs[n % STATIONS], deadline=now + dt.timedelta(hours=1))
            for n, b in enumerate(barcodes)]
+    ledger = Ledger(backend.engine, backend, owner="bench")
     start = time.perf_counter()
     for i in range(0, len(txs), BATCH):
-        acks = backend.apply(txs[i:i + BATCH])
+        acks = ledger.apply(txs[i:i + BATCH])
         if not all(a is not None and a.ok for a in acks):
             raise RuntimeError("a loan was not made")
     return time.perf_counter() - start
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
         return
     from selfcheck.central.koha.backend import KohaBackend
     from selfcheck.central.koha.client import KohaConfig
+    from selfcheck.central.ledger import open_db
     from selfcheck.central.sip2.backend import Sip2Backend
     from selfcheck.central.sip2.client import Sip2Config
 
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
             running(lib) as (server, _proxy):
         sip2 = Sip2Config.parse(f"sip2://{lib.user}:{lib.password}@127.0.0.1:{server.port}"
                                 f"?institution=bench&location=bench&pool={POOL}")
-        sip2_backend = Sip2Backend(sip2, f"sqlite:///{tmp}/sip2.db", owner="bench")
+        sip2_backend = Sip2Backend(sip2, open_db(f"sqlite:///{tmp}/sip2.db"))
         try:
             before = len(lib.log)
             took = _loans(sip2_backend, cards, barcodes[:count])
@@ -97,8 +101,8 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
             hello = json.loads(koha.stdout.readline())
             url = (f"koha+http://{hello['user']}:{quote(hello['password'])}@127.0.0.1:"
                    f"{hello['port']}?pool={POOL}")
-            rest = KohaBackend(KohaConfig.parse(url), sip2, f"sqlite:///{tmp}/koha.db",
-                               owner="bench")
+            rest = KohaBackend(KohaConfig.parse(url), sip2,
+                               open_db(f"sqlite:///{tmp}/koha.db"))
             try:
                 _loans(rest, cards, [])  # patron ids cached, as in a running bridge
                 sent_before = rest.client.counters.requests
