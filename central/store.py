@@ -7,8 +7,6 @@ once (the dedupe row and the effect commit together), a repeat answered with the
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import logging
 import math
 import secrets
@@ -80,11 +78,6 @@ def open_engine(url: str) -> Engine:
 
 
 OFFLINE_PAGE = 50  # entries per res/offline-list page: about 8 KiB of JSON
-
-
-def card_hash(salt: str, card_id: str) -> str:
-    """The offline list's card key (see messages.OfflineEntry.card_hash)."""
-    return hmac.new(bytes.fromhex(salt), card_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def given_name(name: str) -> str:
@@ -296,7 +289,7 @@ class CirculationStore:
             total = conn.execute(select(func.count()).select_from(good.subquery())).scalar_one()
             rows = conn.execute(good.order_by(patrons.c.ref).limit(OFFLINE_PAGE)
                                 .offset((page - 1) * OFFLINE_PAGE)).all()
-        entries = [OfflineEntry(card_hash=card_hash(salt, r.card_id), patron_ref=r.ref,
+        entries = [OfflineEntry(card_hash=messages.card_hash(salt, r.card_id), patron_ref=r.ref,
                                 display_name=given_name(r.name),
                                 max_offline_loans=min(self.offline_max_loans, r.left))
                    for r in rows]

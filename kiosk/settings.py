@@ -13,9 +13,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from selfcheck.drivers.pad.base import afi_problem
 from selfcheck.mqtt import topics
 from selfcheck.mqtt.connection import BrokerAddress
-from selfcheck.mqtt.security import ClientSecurity, check_transport, read_password
+from selfcheck.mqtt.security import ClientSecurity, check_transport
+from selfcheck.system.secrets import read_password
 
 
 class StationSettings(BaseSettings):
@@ -127,8 +129,8 @@ class StationSettings(BaseSettings):
     @field_validator("afi_in_library", "afi_on_loan")
     @classmethod
     def _not_lock(cls, value: int) -> int:
-        if value == 0x28:
-            raise ValueError("0x28 is Lock AFI, which is permanent: never use it")
+        if why := afi_problem(value):
+            raise ValueError(why)
         return value
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ model or raises MessageError naming the field and the reason; nothing else escap
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 from typing import Annotated, Literal
 
@@ -229,6 +230,12 @@ class OfflineEntry(Message):
                               "a Vietnamese name), never the full name")
     max_offline_loans: int = Field(ge=1, description="loans this patron may make offline, "
                                    "over all offline sessions until the list is renewed")
+
+
+def card_hash(salt: str, card_id: str) -> str:
+    """An offline list's key for a card (OfflineEntry.card_hash): the station and the central
+    must compute it alike, so both take it from here."""
+    return hmac.new(bytes.fromhex(salt), card_id.encode(), "sha256").hexdigest()[:32]
 
 
 class OfflineListRes(Message):

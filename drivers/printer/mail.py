@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from selfcheck.drivers.printer.config import PrinterConfigError
 from selfcheck.kiosk.receipt import Receipt
-from selfcheck.mqtt.security import read_password
+from selfcheck.system.secrets import read_password
 
 
 class MailConfig(BaseModel):
