@@ -16,13 +16,9 @@ import textwrap
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from selfcheck.kiosk import i18n
-
-LOCALE_DIR = Path(__file__).resolve().parent / "locale"
-LANGS = ("vi", "en")
 
 Outcome = Literal[
     "borrowed", "borrowed_offline", "renewed", "returned", "returned_offline", "refused",
@@ -84,22 +80,8 @@ def wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(unicodedata.normalize("NFC", text), width) or [""]
 
 
-def catalog(lang: str) -> dict[str, str]:
-    return i18n.catalog(lang, "receipt")
-
-
-def t(key: str, lang: str, **args: object) -> str:
-    text = catalog(lang)[key]  # a missing key is a bug the catalog test catches
-    return text.format(**args) if args else text
-
-
-def reason_text(code: str | None, lang: str) -> str:
-    """The kiosk's friendly words for a refusal code; an unknown code shows as itself."""
-    if not code:
-        return "?"
-    key = f"reason.{code}"
-    text = i18n.t(key, lang)
-    return code if text == key else text
+catalog = i18n.RECEIPT.texts
+t = i18n.RECEIPT.t
 
 
 _DIGITS = re.compile(r"\d")
@@ -180,9 +162,9 @@ def _outcome_text(item: ReceiptItem, lang: str) -> str:
         case "returned_offline":
             return t("receipt.returned_offline", lang)
         case "refused":
-            return t("receipt.refused", lang, reason=reason_text(item.reason, lang))
+            return t("receipt.refused", lang, reason=i18n.reason_text(item.reason, lang))
         case "not_borrowed":
-            return t("receipt.not_borrowed", lang, reason=reason_text(item.reason, lang))
+            return t("receipt.not_borrowed", lang, reason=i18n.reason_text(item.reason, lang))
         case _:
             return t("receipt.pending", lang)
 
