@@ -13,13 +13,13 @@ import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, insert, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from selfcheck.central import pin as pins
 from selfcheck.central.backend import Tx
 from selfcheck.central.batch import Batch
+from selfcheck.central.engine import open_engine
 from selfcheck.central.schema import (
     circulation,
     fines,
@@ -50,31 +50,6 @@ from selfcheck.mqtt.messages import (
 log = logging.getLogger(__name__)
 
 KIND = {TxLoan: "loan", TxReturn: "return", TxRenew: "renew"}
-
-
-def open_engine(url: str) -> Engine:
-    """SQLite (WAL, synchronous=FULL, BEGIN IMMEDIATE) or PostgreSQL, by URL."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # Take the write lock at the start so two bridges never deadlock on an upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 OFFLINE_PAGE = 50  # entries per res/offline-list page: about 8 KiB of JSON

@@ -169,9 +169,9 @@ def load_names(path: Path) -> dict[str, Any]:
 
 # -- users
 def _auth(url: str) -> Any:
+    from selfcheck.central.engine import open_engine
     from selfcheck.central.fleet.auth import Auth
     from selfcheck.central.fleet.schema import metadata
-    from selfcheck.central.store import open_engine
 
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
