@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kivy.core.window import Window
 from kivy.tests.common import UnitTestTouch
@@ -99,13 +99,7 @@ async def finish(app: StationApp, shoot: Shooter | None = None, shot: str | None
 
 
 async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
-    rt, demo, station = app.runtime, app.demo, app.station
-    assert demo is not None and station is not None
-    shoot = Shooter(shots)
-    view = rt.view
-    await until(lambda: view().online, "the station to connect")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    view, demo, station, shoot = await start(app, lang, shots)
     await shoot.shot("idle")
 
     await sign_in(app, WALK_CARD, lang)
@@ -134,20 +128,14 @@ async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     await press(demo.lift_all)
     # Left alone, the countdown brings the station back to idle.
     await until(lambda: view().mode is core.Mode.IDLE, "the countdown to reach idle",
-                timeout_s=rt.settings.summary_s + 5)
+                timeout_s=app.runtime.settings.summary_s + 5)
     await shoot.shot("idle-again")
     return 0
 
 
 async def refusals(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """A blocked card, then a reference-only book: both refused with their reasons."""
-    rt, demo, station = app.runtime, app.demo, app.station
-    assert demo is not None and station is not None
-    shoot = Shooter(shots)
-    view = rt.view
-    await until(lambda: view().online, "the station to connect")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    view, demo, station, shoot = await start(app, lang, shots)
     await press(demo.card_buttons["DG0004"])
     await until(lambda: view().message == "patron_refused", "the refusal")
     await shoot.shot("blocked-card")
@@ -164,13 +152,24 @@ async def refusals(app: StationApp, shots: Path | None, lang: str = "vi") -> int
     return 0
 
 
-async def start(app: StationApp, lang: str) -> tuple[Callable[[], core.View], Any, Any]:
+class Stage(NamedTuple):
+    """What every scenario works with: the station's view, the demo panel, the station
+    screen and the screenshot taker."""
+
+    view: Callable[[], core.View]
+    demo: Any
+    station: Any
+    shoot: Shooter
+
+
+async def start(app: StationApp, lang: str, shots: Path | None = None) -> Stage:
+    """Every scenario's prologue: wait for the station to connect, switch to `lang`."""
     rt, demo, station = app.runtime, app.demo, app.station
     assert demo is not None and station is not None
     await until(lambda: rt.view().online, "the station to connect")
     if rt.view().lang != lang:
         await press(station.ids.lang)
-    return rt.view, demo, station
+    return Stage(rt.view, demo, station, Shooter(shots))
 
 
 async def sign_in(app: StationApp, card: str, lang: str) -> None:
@@ -195,8 +194,7 @@ def settled(view: Callable[[], core.View]) -> Callable[[], bool]:
 async def stack(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """Three books at once, one of another library; the reader says 4, we read 3: the
     mismatch is explained, the missing book is put down, the count then matches."""
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     await sign_in(app, "DG0002", lang)
     for key in (*STACK_ITEMS[:2], OTHER_ITEM):
         demo.book_buttons[key].state = "down"  # put down together: one stack
@@ -230,8 +228,7 @@ async def stack(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
 async def multipart(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """A set of two parts under the site rule 'refuse': part 1 alone waits, with the reason;
     part 2 joins, one loan is made and both tags are secured."""
-    view, demo, _station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, _station, shoot = await start(app, lang, shots)
     await sign_in(app, "DG0003", lang)
     await press(demo.book_buttons[f"{SET_ITEM}/1"])
     await until(lambda: any(ln.status is core.Status.PARTS for ln in view().lines),
@@ -255,8 +252,7 @@ async def security_pending(app: StationApp, shots: Path | None, lang: str = "vi"
     """Two loans whose security write fails (lifted too early): both kept as pending writes
     and shown after the session. The first book is put back and written; staff skip the
     second with a staff card."""
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     pad = app.runtime.watcher.pad
     books = {b.item_id: b for b in demo._books}
     first, second = books["39000001"], books["39000002"]
@@ -289,8 +285,7 @@ async def security_pending(app: StationApp, shots: Path | None, lang: str = "vi"
 async def return_station(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """A return station: no card; books come one after another, each shows its title, its
     sort bin and any hold or transit alert."""
-    view, demo, _ = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, _, shoot = await start(app, lang, shots)
     assert view().mode is core.Mode.RETURN_STATION
     await shoot.shot("return-station")
     for n, item in enumerate(RS_ITEMS, start=1):
@@ -306,8 +301,7 @@ async def return_station(app: StationApp, shots: Path | None, lang: str = "vi") 
 
 async def receipt(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """A loan, then the receipt question: print; the printer simulator gets the slip."""
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     await sign_in(app, WALK_CARD, lang)
     await press(demo.book_buttons["39000001"])
     await until(lambda: confirmed(view, 1)() and settled(view)(), "the loan")
@@ -336,8 +330,7 @@ async def type_pin(app: StationApp, digits: str) -> None:
 async def pin(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """PIN pad on every card (site rule `always`): a wrong PIN shows the tries left, the
     right one opens the session; one book borrowed."""
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     await press(demo.card_buttons[PIN_CARD])
     await until(lambda: view().mode is core.Mode.PIN, "the PIN pad")
     await shoot.shot("pin-pad")
@@ -366,8 +359,7 @@ async def account(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """DG0005's account: an overdue loan held for another reader, a loan to renew, a hold
     ready, a hold waiting (second in line), 37 000 VND of fines. Renew all: the renewable
     loan is renewed, the other shows why not."""
-    view, _, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, _, station, shoot = await start(app, lang, shots)
     await sign_in(app, ACCOUNT_CARD, lang)
     await shoot.shot("account-patron")
     await press(station.ids.account_button)
@@ -393,9 +385,8 @@ async def offline(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """The offline list arrives on connect; the central stops; a reader on the list borrows
     a book offline and another book is returned; the central starts again and the outbox
     drains into it."""
-    view, demo, station = await start(app, lang)
+    view, demo, station, shoot = await start(app, lang, shots)
     rt = app.runtime
-    shoot = Shooter(shots)
     await until(lambda: rt.journal.offline_meta() is not None, "the offline list")
     assert CENTRAL is not None
     await asyncio.to_thread(CENTRAL.stop)
@@ -436,8 +427,7 @@ async def reader_care(app: StationApp, shots: Path | None, lang: str = "vi") -> 
     its own button; a refused book's summary says to leave it; idle shows no title."""
     from selfcheck.kiosk.i18n import t
 
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     rt = app.runtime
     await sign_in(app, WALK_CARD, lang)
     if station.more_time_shown:
@@ -507,8 +497,7 @@ async def accessibility(app: StationApp, shots: Path | None, lang: str = "vi") -
     theme goes back to normal at idle."""
     from selfcheck.kiosk.ui.theme import theme
 
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     await press(station.ids.a11y)
     await until(lambda: theme.level == "large", "large text")
     await shoot.shot("large-idle")
