@@ -71,7 +71,6 @@ STATUS_TEXT = {
 
 TR_TYPE_ISO15693 = 0x03
 MIN_LEN = 5  # LEN ADR CMD CRC CRC
-MAX_BLOCK_BYTES = 128  # one read multiple blocks answers at most 128 data bytes
 
 # Bit-reversal of every byte value, so the reflected CRC runs on binascii's C crc_hqx.
 _REV8 = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))

@@ -112,10 +112,7 @@ async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     await press(demo.lift_all)
     await finish(app, shoot, "borrow-summary")
 
-    await press(station.ids.return_button)
-    await until(lambda: view().mode is core.Mode.RETURN, "the return screen")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    await to_returns(app, lang)
     await shoot.shot("return")
     for n, item in enumerate(WALK_ITEMS, start=1):
         await press(demo.book_buttons[item])
@@ -135,14 +132,11 @@ async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
 
 async def refusals(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """A blocked card, then a reference-only book: both refused with their reasons."""
-    view, demo, station, shoot = await start(app, lang, shots)
+    view, demo, _station, shoot = await start(app, lang, shots)
     await press(demo.card_buttons["DG0004"])
     await until(lambda: view().message == "patron_refused", "the refusal")
     await shoot.shot("blocked-card")
-    await press(demo.card_buttons[WALK_CARD])
-    await until(lambda: view().mode is core.Mode.BORROW, "the patron screen")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    await sign_in(app, WALK_CARD, lang)
     await press(demo.book_buttons["39000007"])
     await until(lambda: any(ln.status is core.Status.REFUSED for ln in view().lines),
                 "the refusal of a reference book")
@@ -173,9 +167,22 @@ async def start(app: StationApp, lang: str, shots: Path | None = None) -> Stage:
 
 
 async def sign_in(app: StationApp, card: str, lang: str) -> None:
-    assert app.demo is not None and app.station is not None
-    await press(app.demo.card_buttons[card])
-    await until(lambda: app.runtime.view().mode is core.Mode.BORROW, "the patron screen")
+    assert app.demo is not None
+    await _enter(app, app.demo.card_buttons[card], core.Mode.BORROW, "the patron screen", lang)
+
+
+async def to_returns(app: StationApp, lang: str) -> None:
+    assert app.station is not None
+    await _enter(app, app.station.ids.return_button, core.Mode.RETURN, "the return screen", lang)
+
+
+async def _enter(app: StationApp, button: Widget, mode: core.Mode, what: str,
+                 lang: str) -> None:
+    """Press `button`, wait for `mode`; a new session starts in the site's language, so
+    switch to `lang` again."""
+    assert app.station is not None
+    await press(button)
+    await until(lambda: app.runtime.view().mode is mode, what)
     if app.runtime.view().lang != lang:
         await press(app.station.ids.lang)
 
@@ -405,10 +412,7 @@ async def offline(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     await shoot.shot("offline-borrowed")
     await press(demo.lift_all)
     await finish(app, shoot, "offline-summary")
-    await press(station.ids.return_button)
-    await until(lambda: view().mode is core.Mode.RETURN, "the return screen")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    await to_returns(app, lang)
     await press(demo.book_buttons[OFFLINE_RETURN])
     await until(lambda: any(ln.status is core.Status.OFFLINE for ln in view().lines)
                 and settled(view)(), "the offline return")
