@@ -20,6 +20,17 @@ from selfcheck.mqtt.security import ClientSecurity, check_transport
 from selfcheck.system.secrets import read_password
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """'800x480' -> (800, 480): the `screen` setting, also the UI tools' --size."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit():
+        raise ValueError(f"screen size {text!r}: write it as WIDTHxHEIGHT, e.g. 800x480")
+    size = int(w), int(h)
+    if min(size) < 200 or max(size) > 8000:
+        raise ValueError(f"screen size {text!r}: out of range")
+    return size
+
+
 class StationSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SELFCHECK_", extra="forbid")
 
@@ -104,16 +115,12 @@ class StationSettings(BaseSettings):
     @field_validator("screen")
     @classmethod
     def _screen(cls, value: str) -> str:
-        from selfcheck.kiosk.ui.boot import parse_size
-
         if value:
             parse_size(value)
         return value
 
     @property
     def screen_size(self) -> tuple[int, int] | None:
-        from selfcheck.kiosk.ui.boot import parse_size
-
         return parse_size(self.screen) if self.screen else None
     @field_validator("log_level", mode="before")
     @classmethod

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _size(text: str) -> str:
-    from selfcheck.kiosk.ui.boot import parse_size
+    from selfcheck.kiosk.settings import parse_size
 
     try:
         parse_size(text)
