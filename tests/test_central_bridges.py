@@ -142,8 +142,9 @@ def test_sigkill_one_of_three_bridges_mid_stream_loses_and_doubles_nothing(
             station.submit(tx)
             if n == count // 3:
                 # SIGKILL mid-stream: the flood is still being worked through, so some
-                # messages are in flight to bridge 2 (delivered, not yet PUBACKed).
-                assert station.ack_count > 0
+                # messages are in flight to bridge 2 (delivered, not yet PUBACKed). On a busy
+                # machine the first acks may come later than a third of the flood.
+                wait_until(lambda: station.ack_count > 0, 60, "first acks")
                 bridges[1].kill()
             if n % 100 == 0:
                 time.sleep(0.01)

@@ -200,7 +200,7 @@ def test_central_setup_for_real_twice(pi_root: Path) -> None:
                                    "/etc/mosquitto/selfcheck/server.crt").stdout
     secret = root / "etc/selfcheck/secrets/central-bridge-1.pass"
     assert secret.read_bytes() == (creds / "secrets/central-bridge-1.pass").read_bytes()
-    assert oct(secret.stat().st_mode & 0o777) == "0o640"
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"  # systemd hands it on (LoadCredential)
     assert (root / "etc/selfcheck/central.env").is_file()
     wants = root / "etc/systemd/system/multi-user.target.wants"
     for unit in ("mosquitto.service", "selfcheck-central@1.service", "selfcheck-fleet.service"):

@@ -18,7 +18,8 @@ from selfcheck.kiosk.settings import load_settings
 from tests.conftest import ROOT
 
 SCRIPTS = [ROOT / "deploy" / "pi" / "provision.sh", ROOT / "deploy" / "central" / "setup.sh",
-           ROOT / "deploy" / "mosquitto" / "make-credentials", ROOT / "scripts" / "bootstrap"]
+           ROOT / "deploy" / "mosquitto" / "make-credentials", ROOT / "scripts" / "bootstrap",
+           ROOT / "scripts" / "bench-compare"]
 PROVISION = ROOT / "deploy" / "pi" / "provision.sh"
 
 

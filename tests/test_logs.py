@@ -88,7 +88,8 @@ def test_under_journald_no_timestamp_and_a_priority_prefix() -> None:
 
 
 def test_importing_every_command_leaves_logging_alone() -> None:
-    code = ("import logging, selfcheck.cli as c, kiosk.agent, kiosk.runtime, central.bridge\n"
+    code = ("import logging, selfcheck.cli as c, selfcheck.kiosk.runtime.agent\n"
+            "import selfcheck.kiosk.runtime.station, selfcheck.central.bridge\n"
             "c.build_parser()\n"
             "root = logging.getLogger()\n"
             "print(len(root.handlers), root.level)\n")

@@ -3,9 +3,10 @@
 A station TOML names a 3M 810 or FEIG pad on a `socket://` URL (the simulator speaking the
 real frames at the real baud rate) and a serial barcode scanner (a TCP line source) or an
 nfcpy reader on nfcpy's `udp` device (a FeliCa card emulated by nfcpy). The station is built
-through load_settings + kiosk.devices.open_devices, exactly as `selfcheck station --config`
-does, and runs against a real Mosquitto and the central bridge: the loan must reach the
-central store, and the AFI on the simulated tag must become the site's on-loan value.
+through load_settings + selfcheck.kiosk.runtime.devices.open_devices, exactly as
+`selfcheck station --config` does, and runs against a real Mosquitto and the central bridge:
+the loan must reach the central store, and the AFI on the simulated tag must become the site's
+on-loan value.
 """
 
 from __future__ import annotations
