@@ -99,26 +99,19 @@ async def finish(app: StationApp, shoot: Shooter | None = None, shot: str | None
 
 
 async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
-    view, demo, station, shoot = await start(app, lang, shots)
+    stage = await start(app, lang, shots)
+    view, demo, station, shoot = stage
     await shoot.shot("idle")
 
     await sign_in(app, WALK_CARD, lang)
     await shoot.shot("patron")
-    for n, item in enumerate(WALK_ITEMS, start=1):
-        await press(demo.book_buttons[item])
-        await until(confirmed(view, n), f"loan {n} to be confirmed")
-        await shoot.shot(f"borrowed-{n}")
-    await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
+    await one_by_one(stage, WALK_ITEMS, "loan", "borrowed")
     await press(demo.lift_all)
     await finish(app, shoot, "borrow-summary")
 
     await to_returns(app, lang)
     await shoot.shot("return")
-    for n, item in enumerate(WALK_ITEMS, start=1):
-        await press(demo.book_buttons[item])
-        await until(confirmed(view, n), f"return {n} to be confirmed")
-        await shoot.shot(f"returned-{n}")
-    await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
+    await one_by_one(stage, WALK_ITEMS, "return", "returned")
     await press(station.ids.finish_button)
     await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
     await shoot.shot("return-summary")
@@ -164,6 +157,16 @@ async def start(app: StationApp, lang: str, shots: Path | None = None) -> Stage:
     if rt.view().lang != lang:
         await press(station.ids.lang)
     return Stage(rt.view, demo, station, Shooter(shots))
+
+
+async def one_by_one(stage: Stage, items: tuple[str, ...], what: str, shot: str) -> None:
+    """Each book put on the pad in turn, confirmed before the next; then its security write."""
+    view = stage.view
+    for n, item in enumerate(items, start=1):
+        await press(stage.demo.book_buttons[item])
+        await until(confirmed(view, n), f"{what} {n} to be confirmed")
+        await stage.shoot.shot(f"{shot}-{n}")
+    await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
 
 
 async def sign_in(app: StationApp, card: str, lang: str) -> None:
