@@ -92,3 +92,15 @@ class RemoteBackend(Backend, Protocol):
 class BackendUnavailable(Exception):
     """The library system cannot answer now; the request gets no answer (the station decides
     what to do offline)."""
+
+
+def ils_number(query: dict[str, str], name: str, default: float, low: float,
+               high: float) -> float:
+    """A number parameter of an `ils` URL's query, within [low, high]; ValueError names it."""
+    try:
+        value = float(query.get(name, default))
+    except ValueError:
+        raise ValueError(f"ils: {name} is not a number") from None
+    if not low <= value <= high:
+        raise ValueError(f"ils: {name} must be between {low:g} and {high:g}")
+    return value

@@ -82,8 +82,7 @@ class IlsHealth(Collector):
         self.period_s = period_s
         self.verdict: Verdict | None = None
         self.since = 0.0
-        self.checks = 0
-        self.checked = threading.Condition()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ils-health", daemon=True)
 
@@ -105,8 +104,7 @@ class IlsHealth(Collector):
         except Exception as exc:  # a bug in a probe must not silence the others' checks
             log.exception("library system check failed")
             verdict = Verdict("down", f"check failed: {exc}")
-        with self.checked:
-            self.checks += 1
+        with self._lock:
             if self.verdict is None or verdict.state != self.verdict.state:
                 self.since = time.time()
                 extra = {"ils": self.name, "state": verdict.state}
@@ -116,12 +114,7 @@ class IlsHealth(Collector):
                     log.warning("library system %s: %s", verdict.state, verdict.detail,
                                 extra=extra)
             self.verdict = verdict
-            self.checked.notify_all()
         return verdict
-
-    def wait_checks(self, count: int, timeout_s: float) -> bool:
-        with self.checked:
-            return self.checked.wait_for(lambda: self.checks >= count, timeout_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():

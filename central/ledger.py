@@ -31,11 +31,12 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, delete, event, insert, select, update
+from sqlalchemy import Engine, Table, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from selfcheck.central.backend import KIND, Claim, LocalBackend, Outcome, RemoteBackend, Tx
+from selfcheck.central.engine import open_engine
 from selfcheck.central.order import Admitted, Key, StationOrder, key_of
 from selfcheck.central.schema import order_gaps, processed, reconciliation, sip2_claims
 from selfcheck.mqtt.messages import AckTx
@@ -47,31 +48,6 @@ TRIES = 3  # a local batch that collides with another bridge's commit is applied
 
 __all__ = ["Admitted", "Key", "Ledger", "gaps", "key_of", "open_db", "open_engine",
            "refused_offline"]
-
-
-def open_engine(url: str) -> Engine:
-    """SQLite (WAL, synchronous=FULL, BEGIN IMMEDIATE) or PostgreSQL, by URL."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # Take the write lock at the start so two bridges never deadlock on an upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 def open_db(url: str) -> Engine:

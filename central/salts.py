@@ -4,8 +4,6 @@ them, and they are replaced now and then (central/store.py, central/sip2/backend
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import secrets
 
 from sqlalchemy import Engine, insert, select, update
@@ -13,11 +11,6 @@ from sqlalchemy.exc import IntegrityError
 
 from selfcheck.central.ledger import aware
 from selfcheck.central.schema import offline_salts
-
-
-def card_hash(salt: str, card_id: str) -> str:
-    """The offline list's card key (see messages.OfflineEntry.card_hash)."""
-    return hmac.new(bytes.fromhex(salt), card_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def site_salt(engine: Engine, site: str, now: dt.datetime,

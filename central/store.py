@@ -20,8 +20,8 @@ from sqlalchemy.engine import Connection
 from selfcheck.central import pin as pins
 from selfcheck.central.backend import KIND, Tx
 from selfcheck.central.batch import Batch
-from selfcheck.central.ledger import open_engine
-from selfcheck.central.salts import card_hash, rotate_salts, site_salt
+from selfcheck.central.engine import open_engine
+from selfcheck.central.salts import rotate_salts, site_salt
 from selfcheck.central.schema import (
     circulation,
     fines,
@@ -46,7 +46,7 @@ from selfcheck.mqtt.messages import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KIND", "CirculationStore", "card_hash", "open_engine", "rotate_salts", "site_salt"]
+__all__ = ["KIND", "CirculationStore", "open_engine", "rotate_salts", "site_salt"]
 
 
 OFFLINE_PAGE = 50  # entries per res/offline-list page: about 8 KiB of JSON
@@ -218,7 +218,7 @@ class CirculationStore:
             total = conn.execute(select(func.count()).select_from(good.subquery())).scalar_one()
             rows = conn.execute(good.order_by(patrons.c.ref).limit(OFFLINE_PAGE)
                                 .offset((page - 1) * OFFLINE_PAGE)).all()
-        entries = [OfflineEntry(card_hash=card_hash(salt, r.card_id), patron_ref=r.ref,
+        entries = [OfflineEntry(card_hash=messages.card_hash(salt, r.card_id), patron_ref=r.ref,
                                 display_name=given_name(r.name),
                                 max_offline_loans=min(self.offline_max_loans, r.left))
                    for r in rows]

@@ -1,33 +1,40 @@
-"""Screen texts in Vietnamese and English, read from the gettext catalogs with Babel."""
+"""Screen and receipt texts in Vietnamese and English (catalogs under kiosk/locale)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from functools import cache
 from pathlib import Path
 
 from babel.dates import format_date
-from babel.messages.pofile import read_po
+
+from selfcheck.system.i18n import LANGS, Catalog
+
+__all__ = ["LANGS", "LOCALE_DIR", "RECEIPT", "SCREENS", "catalog", "date", "reason_text", "t"]
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
-LANGS = ("vi", "en")
+SCREENS = Catalog(LOCALE_DIR, "kiosk")
+RECEIPT = Catalog(LOCALE_DIR, "receipt")
+_DOMAINS = {"kiosk": SCREENS, "receipt": RECEIPT}
 _DATE_FORMAT = {"vi": "dd/MM/yyyy", "en": "d MMM yyyy"}
 
 
-@cache
 def catalog(lang: str, domain: str = "kiosk") -> dict[str, str]:
     """One gettext catalog: `kiosk` for the screens, `receipt` for printed receipts."""
-    if lang not in LANGS:
-        raise ValueError(f"language {lang!r}: one of {', '.join(LANGS)}")
-    with open(LOCALE_DIR / lang / "LC_MESSAGES" / f"{domain}.po", "rb") as f:
-        cat = read_po(f, locale=lang)
-    return {str(m.id): str(m.string) for m in cat if m.id and m.string}
+    return _DOMAINS[domain].texts(lang)
 
 
 def t(key: str, lang: str, **args: object) -> str:
-    """The text for `key` in `lang`; a missing key shows as itself so it is noticed."""
-    text = catalog(lang).get(key, key)
-    return text.format(**args) if args else text
+    """The screen text for `key` in `lang` (a missing key shows as itself, see system.i18n)."""
+    return SCREENS.t(key, lang, **args)
+
+
+def reason_text(code: str | None, lang: str) -> str:
+    """The friendly words for a refusal code, for screens and receipts alike. The one fallback:
+    no code is "?" and a code the catalog lacks shows as itself; the library system may send
+    codes we never listed, so that is data, not a gap in the catalog, and is not logged."""
+    if not code:
+        return "?"
+    return SCREENS.texts(lang).get(f"reason.{code}", code)
 
 
 def date(value: dt.date, lang: str) -> str:

@@ -1,7 +1,7 @@
 """The content of a receipt, built from a session summary: pure data in, lines out.
 
-No I/O, no printer: `selfcheck.drivers.printer` turns the lines into ESC/POS and
-`selfcheck.drivers.printer.mail` into an e-mail. The words live in
+No I/O, no printer: the lines are a `selfcheck.drivers.printer.document.Receipt`, which the
+printer turns into ESC/POS and `selfcheck.drivers.printer.mail` into an e-mail. The words live in
 kiosk/locale/{vi,en}/LC_MESSAGES/receipt.po.
 
 Privacy (Decree 13/2023): a receipt can be left on the station or read by anyone nearby, so it
@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import textwrap
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
+from selfcheck.drivers.printer.document import Receipt, ReceiptLine
 from selfcheck.kiosk import i18n
-
-LOCALE_DIR = Path(__file__).resolve().parent / "locale"
-LANGS = ("vi", "en")
 
 Outcome = Literal[
     "borrowed", "borrowed_offline", "renewed", "returned", "returned_offline", "refused",
     "not_borrowed", "pending"
 ]
-Style = Literal["title", "text", "bold", "rule", "blank", "center"]
 NameStyle = Literal["given", "masked", "none"]
 NameOrder = Literal["family-first", "given-first"]
 
@@ -52,54 +47,8 @@ class SessionSummary:
     items: tuple[ReceiptItem, ...]
 
 
-@dataclass(frozen=True)
-class ReceiptLine:
-    text: str
-    style: Style = "text"
-
-
-@dataclass(frozen=True)
-class Receipt:
-    lang: str
-    subject: str  # for the e-mail
-    lines: tuple[ReceiptLine, ...]
-
-    def as_text(self, width: int = 42) -> str:
-        """Plain text (UTF-8 e-mail, logs of a demo): rules drawn, long lines wrapped."""
-        out: list[str] = []
-        for line in self.lines:
-            if line.style == "rule":
-                out.append("-" * width)
-            elif line.style == "blank":
-                out.append("")
-            elif line.style in ("title", "center"):
-                out.extend(w.center(width).rstrip() for w in wrap(line.text, width))
-            else:
-                out.extend(wrap(line.text, width))
-        return "\n".join(out) + "\n"
-
-
-def wrap(text: str, width: int) -> list[str]:
-    """Lines of at most `width` characters (NFC, so a Vietnamese letter counts as one)."""
-    return textwrap.wrap(unicodedata.normalize("NFC", text), width) or [""]
-
-
-def catalog(lang: str) -> dict[str, str]:
-    return i18n.catalog(lang, "receipt")
-
-
-def t(key: str, lang: str, **args: object) -> str:
-    text = catalog(lang)[key]  # a missing key is a bug the catalog test catches
-    return text.format(**args) if args else text
-
-
-def reason_text(code: str | None, lang: str) -> str:
-    """The kiosk's friendly words for a refusal code; an unknown code shows as itself."""
-    if not code:
-        return "?"
-    key = f"reason.{code}"
-    text = i18n.t(key, lang)
-    return code if text == key else text
+catalog = i18n.RECEIPT.texts
+t = i18n.RECEIPT.t
 
 
 _DIGITS = re.compile(r"\d")
@@ -180,9 +129,9 @@ def _outcome_text(item: ReceiptItem, lang: str) -> str:
         case "returned_offline":
             return t("receipt.returned_offline", lang)
         case "refused":
-            return t("receipt.refused", lang, reason=reason_text(item.reason, lang))
+            return t("receipt.refused", lang, reason=i18n.reason_text(item.reason, lang))
         case "not_borrowed":
-            return t("receipt.not_borrowed", lang, reason=reason_text(item.reason, lang))
+            return t("receipt.not_borrowed", lang, reason=i18n.reason_text(item.reason, lang))
         case _:
             return t("receipt.pending", lang)
 

@@ -13,9 +13,22 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from selfcheck.drivers.pad.base import afi_problem
 from selfcheck.mqtt import topics
 from selfcheck.mqtt.connection import BrokerAddress
-from selfcheck.mqtt.security import ClientSecurity, check_transport, read_password
+from selfcheck.mqtt.security import ClientSecurity, check_transport
+from selfcheck.system.secrets import read_password
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'800x480' -> (800, 480): the `screen` setting, also the UI tools' --size."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit():
+        raise ValueError(f"screen size {text!r}: write it as WIDTHxHEIGHT, e.g. 800x480")
+    size = int(w), int(h)
+    if min(size) < 200 or max(size) > 8000:
+        raise ValueError(f"screen size {text!r}: out of range")
+    return size
 
 
 class StationSettings(BaseSettings):
@@ -102,16 +115,12 @@ class StationSettings(BaseSettings):
     @field_validator("screen")
     @classmethod
     def _screen(cls, value: str) -> str:
-        from selfcheck.kiosk.ui.boot import parse_size
-
         if value:
             parse_size(value)
         return value
 
     @property
     def screen_size(self) -> tuple[int, int] | None:
-        from selfcheck.kiosk.ui.boot import parse_size
-
         return parse_size(self.screen) if self.screen else None
     @field_validator("log_level", mode="before")
     @classmethod
@@ -127,8 +136,8 @@ class StationSettings(BaseSettings):
     @field_validator("afi_in_library", "afi_on_loan")
     @classmethod
     def _not_lock(cls, value: int) -> int:
-        if value == 0x28:
-            raise ValueError("0x28 is Lock AFI, which is permanent: never use it")
+        if why := afi_problem(value):
+            raise ValueError(why)
         return value
 
     @model_validator(mode="after")

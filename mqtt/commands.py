@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
-from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt import topics
 from selfcheck.mqtt.messages import Message, MessageError, OfflinePolicy, Text
 
 CmdId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -61,7 +61,7 @@ class CommandRes(Message):
     result: dict[str, Any] | None = None
 
 
-messages.MODELS.update({"cmd.req/1": CommandReq, "cmd.res/1": CommandRes})
+MODELS: dict[str, type[Message]] = {"cmd.req/1": CommandReq, "cmd.res/1": CommandRes}
 
 
 def parse_args(name: str, args: dict[str, Any]) -> Message:

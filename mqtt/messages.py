@@ -7,7 +7,9 @@ model or raises MessageError naming the field and the reason; nothing else escap
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -231,6 +233,12 @@ class OfflineEntry(Message):
                                    "over all offline sessions until the list is renewed")
 
 
+def card_hash(salt: str, card_id: str) -> str:
+    """An offline list's key for a card (OfflineEntry.card_hash): the station and the central
+    must compute it alike, so both take it from here."""
+    return hmac.new(bytes.fromhex(salt), card_id.encode(), "sha256").hexdigest()[:32]
+
+
 class OfflineListRes(Message):
     schema_: Literal["res.offline-list/1"] = Field("res.offline-list/1", alias="schema")
     site: str = Field(description="the site the list is for (the topic's)")
@@ -277,8 +285,10 @@ def encode(msg: Message) -> bytes:
     return msg.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
-def decode(payload: bytes | bytearray, *expected: type[Message]) -> Message:
-    """Parse a payload into one of `expected` (all models when none is named).
+def decode(payload: bytes | bytearray, *expected: type[Message],
+           known: Mapping[str, type[Message]] | None = None) -> Message:
+    """Parse a payload into one of `expected`; when none is named, into any of `known` (by
+    default the models of this module; selfcheck.mqtt.registry.decode passes every v1 one).
 
     What it takes is bounded before anything is parsed (size, nesting depth), and what the
     models accept is bounded after: integers a signed 64-bit column holds, finite numbers,
@@ -294,8 +304,12 @@ def decode(payload: bytes | bytearray, *expected: type[Message]) -> Message:
     if not isinstance(raw, dict):
         raise MessageError("payload", "not a JSON object")
     schema = raw.get("schema")
-    model = MODELS.get(schema) if isinstance(schema, str) else None
-    if model is None or (expected and model not in expected):
+    if expected:
+        known = {m.model_fields["schema_"].default: m for m in expected}
+    elif known is None:
+        known = MODELS
+    model = known.get(schema) if isinstance(schema, str) else None
+    if model is None:
         wanted = ", ".join(m.model_fields["schema_"].default for m in expected) or "a v1 schema"
         shown = schema[:40] if isinstance(schema, str) else type(schema).__name__
         raise MessageError("schema", f"{shown!r} is not {wanted}")
@@ -327,13 +341,3 @@ def decode_tx(payload: bytes | bytearray, kind: str | None = None
     assert isinstance(msg, TxLoan | TxReturn | TxRenew)
     return msg
 
-
-def json_schemas() -> dict[str, dict[str, object]]:
-    """JSON Schema of every message, by schema name: exported into mqtt/schema/."""
-    return {name: model.model_json_schema(by_alias=True) for name, model in MODELS.items()}
-
-
-# Telemetry and command models live in their own modules and register into MODELS on import;
-# importing them here makes decode() and the schema export see them whatever is imported first.
-import selfcheck.mqtt.commands  # noqa: E402
-import selfcheck.mqtt.telemetry  # noqa: E402, F401

@@ -3,9 +3,7 @@ never cross a network in clear text unless the config says so explicitly."""
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,33 +34,6 @@ class ClientSecurity:
         return (f"ClientSecurity(username={self.username!r}, tls={self.tls}, "
                 f"ca_file={self.ca_file}, cert_file={self.cert_file}, "
                 f"allow_insecure={self.allow_insecure})")
-
-
-def check_private(path: Path, key: str) -> None:
-    """Refuse a secret file that its group or others may read or change: only the service's
-    user (a 0600 file, or systemd's LoadCredential= copy) should hold a password."""
-    try:
-        mode = Path(path).stat().st_mode
-    except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from exc
-    if mode & 0o077:
-        raise ValueError(f"{key}: {path} is open to group or others (mode {mode & 0o777:04o});"
-                         f" make it private: chmod 600 {path}")
-
-
-def read_password(path: Path | None, key: str = "password_file") -> str | None:
-    """The first line of a password file (kept apart from the config so the config can be
-    read by more people than the secret, and out of argv, which `ps` shows to everyone)."""
-    if path is None:
-        return None
-    check_private(Path(path), key)
-    try:
-        text = Path(path).read_text().splitlines()
-    except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from exc
-    if not text or not text[0]:
-        raise ValueError(f"{key}: {path} is empty")
-    return text[0]
 
 
 def is_loopback(host: str) -> bool:
@@ -97,33 +68,3 @@ def apply(client: paho.Client, broker: BrokerAddress, security: ClientSecurity) 
             context.load_cert_chain(str(security.cert_file),
                                     str(security.key_file) if security.key_file else None)
         client.tls_set_context(context)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Broker login and TLS options for the central services' commands."""
-    g = parser.add_argument_group("broker security")
-    g.add_argument("--password-file", type=Path,
-                   default=os.environ.get("SELFCHECK_PASSWORD_FILE") or None,
-                   help="file (mode 0600) holding this client's broker password (username = "
-                   "--id); default $SELFCHECK_PASSWORD_FILE")
-    g.add_argument("--tls", action="store_true", help="connect with TLS")
-    g.add_argument("--ca-file", type=Path, help="CA that signed the broker's certificate")
-    g.add_argument("--cert-file", type=Path, help="client certificate, if the broker asks")
-    g.add_argument("--key-file", type=Path, help="key of the client certificate")
-    g.add_argument("--allow-insecure", action="store_true",
-                   help="allow clear text to a broker that is not on this machine")
-
-
-def from_args(args: argparse.Namespace, username: str, broker: BrokerAddress) -> ClientSecurity:
-    """ClientSecurity from `add_arguments` options; ValueError names the bad option."""
-    for opt in ("ca_file", "cert_file", "key_file"):
-        path = getattr(args, opt)
-        if path is not None and not Path(path).is_file():
-            raise ValueError(f"--{opt.replace('_', '-')}: {path} does not exist")
-    password = read_password(args.password_file, "--password-file")
-    security = ClientSecurity(username=username if password is not None else None,
-                              password=password, tls=args.tls, ca_file=args.ca_file,
-                              cert_file=args.cert_file, key_file=args.key_file,
-                              allow_insecure=args.allow_insecure)
-    check_transport(broker, security, "--broker")
-    return security

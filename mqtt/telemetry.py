@@ -98,10 +98,10 @@ class ConfigReported(Message):
     refused_version: int | None = None
 
 
-messages.MODELS.update({
+MODELS: dict[str, type[Message]] = {  # in selfcheck.mqtt.registry
     "state/1": State, "tele.health/1": Health, "evt/1": Event,
     "config.desired/1": ConfigDesired, "config.reported/1": ConfigReported,
-})
+}
 
 
 def channel(site: str, station: str, name: str) -> str:

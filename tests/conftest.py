@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,3 +61,45 @@ def wait_until(check: Callable[[], object], timeout_s: float = 10.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
         time.sleep(0.02)
+
+
+class RunningReader:
+    """A card reader's run() on its own thread, as the station runs it; cards land in a queue."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.cards: queue.Queue[str] = queue.Queue()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=reader.run, args=(self.cards.put, self.stop),
+                                       daemon=True)
+        self.thread.start()
+
+    def take(self, n: int, timeout: float = 5.0) -> list[str]:
+        return [self.cards.get(timeout=timeout) for _ in range(n)]
+
+    def next_card(self, timeout: float = 10.0) -> str:
+        return self.cards.get(timeout=timeout)
+
+    def assert_no_card(self, within: float) -> None:
+        with pytest.raises(queue.Empty):
+            extra = self.cards.get(timeout=within)
+            pytest.fail(f"unexpected card {extra!r}")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "reader did not stop"
+
+
+@pytest.fixture
+def run_reader() -> Iterator[Callable[[Any], RunningReader]]:
+    """Start card readers; each is stopped (and must stop) when the test ends."""
+    started: list[RunningReader] = []
+
+    def start(reader: Any) -> RunningReader:
+        started.append(RunningReader(reader))
+        return started[-1]
+
+    yield start
+    for r in started:
+        r.close()

@@ -6,14 +6,12 @@ from __future__ import annotations
 import io
 import os
 import pty
-import queue
 import socket
 import struct
 import termios
-import threading
 import time
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -128,37 +126,6 @@ def test_key_decoder_shift_enter_and_unknown_keys():
 # --- serial transport ----------------------------------------------------------------
 
 
-class Running:
-    def __init__(self, reader: Any) -> None:
-        self.reader = reader
-        self.cards: queue.Queue[str] = queue.Queue()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=reader.run, args=(self.cards.put, self.stop),
-                                       daemon=True)
-        self.thread.start()
-
-    def take(self, n: int, timeout: float = 5.0) -> list[str]:
-        return [self.cards.get(timeout=timeout) for _ in range(n)]
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        assert not self.thread.is_alive(), "reader did not stop"
-
-
-@pytest.fixture
-def run() -> Iterator[Callable[[Any], Running]]:
-    started: list[Running] = []
-
-    def start(reader: Any) -> Running:
-        started.append(Running(reader))
-        return started[-1]
-
-    yield start
-    for r in started:
-        r.close()
-
-
 def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -166,14 +133,14 @@ def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def test_serial_scanner_on_a_pty_at_its_baud(run):
+def test_serial_scanner_on_a_pty_at_its_baud(run_reader):
     master, slave = pty.openpty()
     tty.setraw(master)
     try:
         path = os.ttyname(slave)
         reader = open_card_reader("barcode-serial", path, baudrate=115200, prefix="%",
                                   max_len=20)
-        r = run(reader)
+        r = run_reader(reader)
         time.sleep(0.3)  # let the reader open the port (raw mode) before we write
         os.write(master, b"%30012345678\r\n")
         os.write(master, b"300\x1b99\r")  # garbled: dropped
@@ -194,7 +161,7 @@ def test_serial_scanner_on_a_pty_at_its_baud(run):
         os.close(slave)
 
 
-def test_serial_scanner_reconnects_after_unplug_and_drops_the_cut_line(run):
+def test_serial_scanner_reconnects_after_unplug_and_drops_the_cut_line(run_reader):
     # socket:// stands in for a USB-serial scanner: closing the connection is the unplug.
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(5)
@@ -204,7 +171,7 @@ def test_serial_scanner_reconnects_after_unplug_and_drops_the_cut_line(run):
                                      SerialBarcodeOptions(reopen_delay_s=0.05))
         health: list[bool] = []
         reader.stats.on_health = health.append  # the station's card_reader_lost/back
-        r = run(reader)
+        r = run_reader(reader)
         # pyserial's socket:// open() discards input that arrives while it connects
         # (reset_input_buffer), as a real port's open flushes; so wait before sending.
         conn, _ = server.accept()
@@ -224,12 +191,12 @@ def test_serial_scanner_reconnects_after_unplug_and_drops_the_cut_line(run):
         server.close()
 
 
-def test_serial_scanner_absent_at_start_is_retried(run, tmp_path):
+def test_serial_scanner_absent_at_start_is_retried(run_reader, tmp_path):
     path = tmp_path / "ttyMissing"
     reader = SerialBarcodeReader(str(path), SerialBarcodeOptions(reopen_delay_s=0.05))
     health: list[bool] = []
     reader.stats.on_health = health.append
-    r = run(reader)
+    r = run_reader(reader)
     time.sleep(0.3)
     assert r.thread.is_alive()
     assert health == [False]  # told once, not at every retry
@@ -250,19 +217,19 @@ def test_serial_scanner_absent_at_start_is_retried(run, tmp_path):
 # --- keyboard wedge ------------------------------------------------------------------
 
 
-def test_wedge_lines_from_a_text_stream(run):
+def test_wedge_lines_from_a_text_stream(run_reader):
     stream = io.StringIO("30012345678\n\n\x1b[A\n 4455 \nLAST")
     reader = StreamBarcodeReader(stream, BarcodeOptions())
-    r = run(reader)
+    r = run_reader(reader)
     assert r.take(3) == ["30012345678", "4455", "LAST"]
     wait_until(lambda: reader.stats.rejected == {"non-printable": 1})
 
 
-def test_wedge_lines_from_a_pipe_fd(run):
+def test_wedge_lines_from_a_pipe_fd(run_reader):
     rfd, wfd = os.pipe()
     with open(rfd, "rb", buffering=0) as rf:
         reader = StreamBarcodeReader(rf, BarcodeOptions(suffix="!"))
-        r = run(reader)
+        r = run_reader(reader)
         os.write(wfd, b"AB12!\r\nCD")
         os.write(wfd, b"34\n")
         assert r.take(2) == ["AB12", "CD34"]
@@ -274,13 +241,13 @@ def event_bytes(events: list[tuple[int, int, int]]) -> bytes:
     return b"".join(INPUT_EVENT.pack(0, 0, *e) for e in events)
 
 
-def test_wedge_evdev_events_from_a_fifo_with_reconnect(run, tmp_path):
+def test_wedge_evdev_events_from_a_fifo_with_reconnect(run_reader, tmp_path):
     fifo = tmp_path / "event-kbd"
     os.mkfifo(fifo)
     reader = open_card_reader("barcode-wedge", str(fifo), source="evdev",
                               reopen_delay_s=0.05)
     assert isinstance(reader, EvdevBarcodeReader)
-    r = run(reader)
+    r = run_reader(reader)
     # The writer side of the FIFO is the "device": closing it is an unplug.
     with open(fifo, "wb", buffering=0) as dev:
         data = event_bytes(keys("Card-77")) + event_bytes([(1, 59, 1), (1, 28, 1)])
@@ -330,7 +297,7 @@ def test_factory_config_errors_name_the_field(kind, opts, field):
     assert repr(field) in str(err.value)
 
 
-def test_serial_loop_url(run):
+def test_serial_loop_url(run_reader):
     # loop:// echoes what is written; the reader opens its own instance, so drive it
     # through an opener that keeps a handle for the test.
     import serial
@@ -342,7 +309,7 @@ def test_serial_loop_url(run):
         return ports[-1]
 
     reader = SerialBarcodeReader("loop://", SerialBarcodeOptions(baudrate=19200), opener=opener)
-    r = run(reader)
+    r = run_reader(reader)
     wait_until(lambda: bool(ports))
     ports[0].write(b"LOOP42\r")
     assert r.take(1) == ["LOOP42"]

@@ -8,11 +8,10 @@ port because the card side binds one.
 from __future__ import annotations
 
 import errno
-import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import nfc
@@ -118,45 +117,9 @@ def type_b(pupi: bytes) -> Callable[[Any, threading.Event], None]:
     return serve
 
 
-class RunningReader:
-    def __init__(self, reader: Any) -> None:
-        self.reader = reader
-        self.cards: queue.Queue[str] = queue.Queue()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=reader.run, args=(self.cards.put, self.stop),
-                                       daemon=True)
-        self.thread.start()
-
-    def next_card(self, timeout: float = 10.0) -> str:
-        return self.cards.get(timeout=timeout)
-
-    def assert_no_card(self, within: float) -> None:
-        with pytest.raises(queue.Empty):
-            extra = self.cards.get(timeout=within)
-            pytest.fail(f"unexpected card {extra!r}")
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "reader did not stop"
-
-
 @pytest.fixture
 def port() -> int:
     return free_udp_port()
-
-
-@pytest.fixture
-def run_reader() -> Iterator[Callable[[Any], RunningReader]]:
-    started: list[RunningReader] = []
-
-    def start(reader: Any) -> RunningReader:
-        started.append(RunningReader(reader))
-        return started[-1]
-
-    yield start
-    for r in started:
-        r.close()
 
 
 def test_felica_idm_reported_once_while_held_and_again_after_removal(port, run_reader):

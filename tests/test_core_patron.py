@@ -5,22 +5,23 @@ offline list, and the receipt's use of the library system's print lines."""
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import itertools
 from pathlib import Path
 
-from selfcheck.central.store import card_hash as central_card_hash
 from selfcheck.drivers.pad.watcher import SeenTag
 from selfcheck.drivers.tags import TagInfo
 from selfcheck.kiosk import core, receipt
 from selfcheck.kiosk.runtime.journal import Journal
-from selfcheck.kiosk.runtime.station import card_hash
 from selfcheck.mqtt.messages import (
     AccountLoan,
     AccountRes,
     AckTx,
+    OfflineEntry,
     PatronCheckRes,
     TxLoan,
     TxReturn,
+    card_hash,
 )
 
 _ids = (f"0190a3c2-7b1e-7cc0-8d4e-{n:012x}" for n in itertools.count(1))
@@ -288,9 +289,12 @@ def test_print_lines_and_alerts_reach_the_lines() -> None:
 
 
 # -- the journal's offline list
-def test_card_hash_matches_the_central() -> None:
+def test_card_hash_is_the_documented_hmac() -> None:
+    # The station and the central share card_hash; it must stay the formula the contract states.
     salt = "00112233445566778899aabbccddeeff"
-    assert card_hash(salt, CARD) == central_card_hash(salt, CARD)
+    want = hmac.new(bytes.fromhex(salt), CARD.encode(), "sha256").hexdigest()[:32]
+    assert card_hash(salt, CARD) == want
+    assert "hexdigest()[:32]" in (OfflineEntry.model_fields["card_hash"].description or "")
 
 
 def test_journal_offline_list_expiry_counts_and_no_card_numbers(tmp_path: Path) -> None:

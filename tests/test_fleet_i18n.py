@@ -30,5 +30,5 @@ def test_catalogs_match_and_cover_every_event_and_alert() -> None:
 def test_each_module_imports_first() -> None:
     # The message registry imports telemetry and commands; each must import on its own too.
     for module in ("selfcheck.mqtt.telemetry", "selfcheck.mqtt.commands",
-                   "selfcheck.mqtt.messages"):
+                   "selfcheck.mqtt.messages", "selfcheck.mqtt.registry"):
         subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, check=True)

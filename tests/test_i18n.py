@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import typing
 from pathlib import Path
 
-from selfcheck.kiosk.i18n import LANGS, catalog, date, t
+import pytest
+
+from selfcheck.kiosk.i18n import LANGS, catalog, date, reason_text, t
 from selfcheck.mqtt import messages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,3 +68,35 @@ def test_vietnamese_follows_the_glossary() -> None:
     assert (t("item.unknown_title", "vi", item="39000008"),
             t("item.unknown_title", "en", item="39000008")) == ("Mã sách 39000008",
                                                                  "Item 39000008")
+
+
+def test_one_loader_one_missing_key_behaviour(caplog: pytest.LogCaptureFixture) -> None:
+    # Screens, receipts, the operators' page and the CLI share system.i18n: a missing key
+    # shows as itself and is logged once; an unknown language is refused.
+    from selfcheck.central.fleet import i18n as fleet_i18n
+    from selfcheck.cli import errors
+    from selfcheck.kiosk import receipt
+
+    for tr in (t, receipt.t, fleet_i18n.t, errors.t):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="selfcheck.system.i18n"):
+            assert tr("no.such.key", "vi") == "no.such.key"
+            assert tr("no.such.key", "vi", x=1) == "no.such.key"
+        assert len(caplog.records) == 1
+        with pytest.raises(ValueError, match="language 'fr'"):
+            tr("no.such.key", "fr")
+
+
+def test_cli_catalogs_have_the_same_keys() -> None:
+    from selfcheck.cli.errors import catalog as cli_catalog
+
+    vi, en = cli_catalog("vi"), cli_catalog("en")
+    assert set(vi) == set(en)
+    for key in vi:
+        assert set(re.findall(r"{(\w+)}", vi[key])) == set(re.findall(r"{(\w+)}", en[key])), key
+
+
+def test_reason_text_has_one_fallback() -> None:
+    assert reason_text(None, "en") == "?" and reason_text("", "vi") == "?"
+    assert reason_text("no_such_code", "en") == "no_such_code"
+    assert reason_text("on_hold_for_other", "en") == t("reason.on_hold_for_other", "en")

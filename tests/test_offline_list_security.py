@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from selfcheck.central.sample import load_sample
-from selfcheck.central.store import CirculationStore, card_hash
+from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.mqtt.ids import uuid7
-from selfcheck.mqtt.messages import TxLoan, TxReturn
+from selfcheck.mqtt.messages import TxLoan, TxReturn, card_hash
 from tests.conftest import applied
 from tests.dbs import KINDS, fresh_db
 

@@ -76,3 +76,15 @@ def test_simulate_command_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("reader", "simulate", "--type", "feig", "--pty", "--book", "39000001",
                "--tag", "E004010012345678:00112233:C2", "--seconds", "0.2") == 0
     assert "with 2 tag(s)" in capsys.readouterr().out
+
+
+def test_one_lock_afi_rule_for_drivers_simulator_and_settings() -> None:
+    # The simulated pad and the station's settings refuse 0x28 by the drivers' own rule.
+    from selfcheck.drivers.pad.base import LOCK_AFI, PadError, afi_problem
+
+    why = afi_problem(LOCK_AFI)
+    assert why is not None and "Lock AFI" in why
+    assert afi_problem(0x07) is None and afi_problem(0x100) == "AFI 256 is not a byte"
+    pad = SimulatedPad()
+    with pytest.raises(PadError, match="Lock AFI"):
+        pad.write_afi(b"\xe0" + bytes(7), LOCK_AFI)

@@ -23,9 +23,10 @@ from selfcheck.drivers.printer import (
     load_config,
 )
 from selfcheck.drivers.printer.config import PrinterConfigError
+from selfcheck.drivers.printer.document import Receipt, ReceiptLine
 from selfcheck.drivers.printer.render import load_fonts, raster, render, render_image
 from selfcheck.drivers.printer.simulator import PrinterSimulator
-from selfcheck.kiosk.receipt import Receipt, ReceiptItem, ReceiptLine, SessionSummary, build_receipt
+from selfcheck.kiosk.receipt import ReceiptItem, SessionSummary, build_receipt
 
 # -- Vietnamese in CP1258, byte by byte
 #

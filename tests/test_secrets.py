@@ -21,7 +21,7 @@ from selfcheck.lab.stack import CentralProcess
 from selfcheck.mqtt import messages, topics
 from selfcheck.mqtt.connection import make_client
 from selfcheck.mqtt.ids import uuid7
-from selfcheck.mqtt.security import read_password
+from selfcheck.system.secrets import read_password
 from tests.conftest import ROOT
 from tests.sip2_server import Item, Library, running
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
+from selfcheck.central.engine import open_engine
 from selfcheck.central.fleet.schema import (
     fleet_alerts,
     fleet_commands,
@@ -24,7 +25,6 @@ from selfcheck.central.fleet.schema import (
 )
 from selfcheck.central.fleet.state import Alert, FleetState, Station
 from selfcheck.central.schema import order_gaps
-from selfcheck.central.store import open_engine
 
 log = logging.getLogger(__name__)
 

@@ -25,15 +25,14 @@ from selfcheck.mqtt.commands import CommandRes
 from selfcheck.mqtt.connection import BrokerAddress, connect_properties, make_client
 from selfcheck.mqtt.rejections import OnceLog
 from selfcheck.mqtt.security import ClientSecurity, apply
-from selfcheck.mqtt.telemetry import FLEET_SUBSCRIPTIONS, Event
+from selfcheck.mqtt.telemetry import FLEET_SUBSCRIPTIONS, ConfigReported, Event, Health, State
 
 log = logging.getLogger(__name__)
 
 # Which model each channel may carry: a message on the wrong channel is refused.
 EXPECTED: dict[str, tuple[type[messages.Message], ...]] = {
-    "status": (messages.Status,), "state": (messages.MODELS["state/1"],),
-    "tele": (messages.MODELS["tele.health/1"],), "evt": (Event,), "cmd": (CommandRes,),
-    "config": (messages.MODELS["config.reported/1"],),
+    "status": (messages.Status,), "state": (State,), "tele": (Health,), "evt": (Event,),
+    "cmd": (CommandRes,), "config": (ConfigReported,),
 }
 
 
@@ -198,7 +197,7 @@ class FleetService:
             row = rec.row(now) if rec is not None else None
             if rec is not None:
                 self.store.station(rec)
-                if isinstance(msg, messages.MODELS["tele.health/1"]) and rec.history:
+                if isinstance(msg, Health) and rec.history:
                     self.store.health(site, station, rec.history[-1])
             cmd = dict(self.state.commands[msg.cmd_id]) if isinstance(msg, CommandRes) \
                 and msg.cmd_id in self.state.commands else None

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 
+from selfcheck.central.engine import open_engine
 from selfcheck.central.schema import circulation, order_gaps, processed, reconciliation
-from selfcheck.central.store import open_engine
 
 PERIODS = ("day", "week", "month")
 KINDS = ("loan", "return", "renew")

@@ -22,7 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from selfcheck.central.backend import BackendUnavailable
+from selfcheck.central.backend import BackendUnavailable, ils_number
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,6 @@ class KohaConfig:
         if not user:  # the secret may come from a file instead (selfcheck central)
             raise ValueError("ils: USER@ (or CLIENT_ID@ with auth=oauth2) is required")
 
-        def number(name: str, default: float, low: float, high: float) -> float:
-            try:
-                value = float(query.get(name, default))
-            except ValueError:
-                raise ValueError(f"ils: {name} is not a number") from None
-            if not low <= value <= high:
-                raise ValueError(f"ils: {name} must be between {low:g} and {high:g}")
-            return value
-
         currency = query.get("currency", "VND").upper()
         if len(currency) != 3 or not currency.isalpha():
             raise ValueError("ils: currency must be an ISO 4217 code such as VND")
@@ -126,8 +117,10 @@ class KohaConfig:
                     if "confirm" in query else DEFAULT_CONFIRMS)
         return cls(base_url=f"{scheme}://{netloc}{path}", user=user, secret=secret,
                    auth=auth,  # type: ignore[arg-type]
-                   ca_file=query.get("ca") or None, timeout_s=number("timeout", 5.0, 0.05, 300),
-                   pool_size=int(number("pool", 8, 1, 64)), library_id=query.get("library"),
+                   ca_file=query.get("ca") or None,
+                   timeout_s=ils_number(query, "timeout", 5.0, 0.05, 300),
+                   pool_size=int(ils_number(query, "pool", 8, 1, 64)),
+                   library_id=query.get("library"),
                    loans=loans,  # type: ignore[arg-type]
                    currency=currency, confirms=confirms)
 

@@ -1,12 +1,12 @@
 """Schema migrations of the central store (Alembic), shipped inside the package.
 
 Run from code, never from an alembic.ini: `upgrade(engine)` brings a SQLite file or a
-PostgreSQL database to the newest revision, `CirculationStore.create()`,
-`open_db()` (central/ledger.py) and `selfcheck central migrate --db URL` call it.
+PostgreSQL database to the newest revision, `CirculationStore.create()` and
+`selfcheck central migrate --db URL` call it.
 
 Several bridges may start at once against one database: the whole upgrade is one transaction,
 and it holds the write lock from its first statement (SQLite: BEGIN IMMEDIATE, see
-central/ledger.py; PostgreSQL: an advisory lock), so the second one finds the work done.
+central/engine.py; PostgreSQL: an advisory lock), so the second one finds the work done.
 
 A store made by `metadata.create_all()` before migrations existed has no `alembic_version`
 table: the initial revision creates its tables with IF NOT EXISTS, so such a store is adopted
@@ -101,7 +101,7 @@ def drift(engine: Engine) -> list[Any]:
 
 def new_revision(message: str) -> None:
     """Autogenerate a revision against a scratch SQLite database brought to head."""
-    from selfcheck.central.ledger import open_engine
+    from selfcheck.central.engine import open_engine
 
     with tempfile.TemporaryDirectory() as tmp:
         engine = open_engine(f"sqlite:///{Path(tmp) / 'scratch.db'}")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from selfcheck.central.backend import BackendUnavailable
+from selfcheck.central.backend import BackendUnavailable, ils_number
 from selfcheck.central.sip2 import messages as m
 from selfcheck.central.sip2.codec import Message, Profile, Sip2Error, Sip2ProtocolError
 from selfcheck.central.sip2.session import Reply, Session, Write
@@ -98,15 +98,6 @@ class Sip2Config:
             raise ValueError("ils: language is a 3-digit SIP2 code (000 unknown, 001 English, "
                              "...)")
 
-        def number(name: str, default: float, low: float, high: float) -> float:
-            try:
-                value = float(query.get(name, default))
-            except ValueError:
-                raise ValueError(f"ils: {name} is not a number") from None
-            if not low <= value <= high:
-                raise ValueError(f"ils: {name} must be between {low:g} and {high:g}")
-            return value
-
         try:
             profile = Profile(query.get("encoding", "utf-8").lower(),
                               error_detection=query.get("error_detection", "1") != "0")
@@ -128,9 +119,9 @@ class Sip2Config:
                    location=query.get("location", ""),
                    checkin_location=query.get("checkin_location", ""),
                    terminal_password=query.get("terminal_password", ""), profile=profile,
-                   timeout_s=number("timeout", 5.0, 0.05, 300),
-                   pool_size=int(number("pool", 4, 1, 64)),
-                   keepalive_s=number("keepalive", 30.0, 0.1, 3600), language=language)
+                   timeout_s=ils_number(query, "timeout", 5.0, 0.05, 300),
+                   pool_size=int(ils_number(query, "pool", 4, 1, 64)),
+                   keepalive_s=ils_number(query, "keepalive", 30.0, 0.1, 3600), language=language)
 
     def __str__(self) -> str:  # never the password
         return f"sip2://{self.user}@{self.host}:{self.port}?institution={self.institution}"

@@ -12,8 +12,8 @@ from pydantic import Field
 
 from selfcheck.drivers.card.barcode import BarcodeOptions, BarcodeSink, LineSplitter
 from selfcheck.drivers.card.base import OnCard
-from selfcheck.drivers.card.reopen import keep_open
 from selfcheck.drivers.card.stats import CardReaderStats
+from selfcheck.drivers.reopen import keep_open
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,6 @@ class SimulatedCardReader:
         self._on_card = on_card
         stop.wait()
 
-    def attach(self, on_card: OnCard) -> None:
-        self._on_card = on_card
-
     def present(self, card_id: str) -> None:
         if self._on_card is not None:
             self._on_card(card_id)

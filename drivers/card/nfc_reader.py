@@ -19,6 +19,7 @@ from selfcheck.drivers.card.base import OnCard
 from selfcheck.drivers.card.debounce import PresenceDebouncer
 from selfcheck.drivers.card.stats import CardReaderStats
 from selfcheck.drivers.card.uid_mapping import UidMapping, map_uid
+from selfcheck.drivers.reopen import keep_open
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,13 @@ def target_uid(target: Any) -> bytes | None:
     if getattr(target, "rid_res", None) and len(target.rid_res) >= 6:
         return bytes(target.rid_res[2:6])  # type 1 (Topaz): UID0-3
     return None
+
+
+def _close(clf: Any) -> None:
+    try:
+        clf.close()
+    except OSError:
+        pass
 
 
 class NfcCardReader:
@@ -76,42 +84,12 @@ class NfcCardReader:
         self._held: bytes | None = None  # UID inside nfcpy's presence loop
 
     def run(self, on_card: OnCard, stop: threading.Event) -> None:
-        delay = self.reopen_delay_s
-        lost = False
-        while not stop.is_set():
-            try:
-                clf = self._factory(self.path)
-            except (OSError, ValueError) as exc:
-                # nfcpy raises OSError(ENODEV) for a missing reader; keep trying, the
-                # reader may be plugged in later.
-                log.warning("card reader %s not available (%s); retry in %.1fs",
-                            self.path, exc, delay)
-                lost = True
-                self.stats.health(False)
-                stop.wait(delay)
-                delay = min(delay * 2, self.reopen_max_s)
-                continue
-            if lost:
-                self.stats.count_reconnect()
-            self.stats.health(True)
-            opened_at = self._clock()
-            try:
-                self._poll(clf, on_card, stop)
-            finally:
-                try:
-                    clf.close()
-                except OSError:
-                    pass
-            if not stop.is_set():
-                # A device that fails right after every open backs off like a missing one,
-                # rather than flooding the log twice a second.
-                if self._clock() - opened_at > 10.0:
-                    delay = self.reopen_delay_s
-                log.warning("card reader %s lost; reopening in %.1fs", self.path, delay)
-                lost = True
-                self.stats.health(False)
-                stop.wait(delay)
-                delay = min(delay * 2, self.reopen_max_s)
+        # nfcpy raises OSError(ENODEV) for a missing reader; keep trying, the reader may be
+        # plugged in later.
+        keep_open(f"card reader {self.path}", lambda: self._factory(self.path),
+                  lambda clf: self._poll(clf, on_card, stop), _close, stats=self.stats,
+                  stop=stop, delay_s=self.reopen_delay_s, max_delay_s=self.reopen_max_s,
+                  errors=(OSError, ValueError), clock=self._clock)
 
     def _poll(self, clf: Any, on_card: OnCard, stop: threading.Event) -> None:
         """Poll until `stop` is set (returns) or the device fails (returns too)."""

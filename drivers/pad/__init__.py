@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, get_type_hints
 
-from selfcheck.drivers.pad.base import BookPad, PadCounters, PadError, TagReading
+from selfcheck.drivers.pad.base import BookPad, PadCounters, PadError
 
-__all__ = ["KINDS", "BookPad", "PadCounters", "PadError", "TagReading", "open_pad"]
+__all__ = ["KINDS", "BookPad", "PadCounters", "PadError", "open_pad"]
 
 KINDS = ("3m810", "feig", "ascii", "sim")
 

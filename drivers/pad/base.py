@@ -6,12 +6,26 @@ loop. UIDs are 8 bytes, most significant byte first (E0 ... for ISO 15693).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 
 class PadError(Exception):
     """The pad did not do what was asked (no answer, RF error, tag gone)."""
+
+
+# ISO 15693 command code of Lock AFI. Locking makes the AFI permanent, which would leave a book
+# stuck "on loan" or "in library" for ever, so no driver sends it and no AFI write takes 0x28.
+LOCK_AFI = 0x28
+
+
+def afi_problem(afi: int) -> str | None:
+    """Why `afi` may never be written (the one rule for drivers, simulators and settings)."""
+    if afi == LOCK_AFI:
+        return "0x28 is the Lock AFI command code: never written, locking is permanent"
+    if not 0 <= afi <= 0xFF:
+        return f"AFI {afi} is not a byte"
+    return None
 
 
 @dataclass
@@ -25,19 +39,6 @@ class PadCounters:
     afi_write_failures: int = 0
     frame_errors: int = 0
     reconnects: int = 0
-
-
-@dataclass(frozen=True)
-class TagReading:
-    """One tag on the pad: its UID, user memory and AFI as read."""
-
-    uid: bytes
-    data: bytes
-    afi: int | None = None
-
-    @property
-    def uid_hex(self) -> str:
-        return self.uid.hex().upper()
 
 
 class BookPad(Protocol):
@@ -68,4 +69,3 @@ class AfiPolicy:
 
     in_library: int = 0x07
     on_loan: int = 0xC2
-    extra: dict[str, int] = field(default_factory=dict)

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from selfcheck.drivers.pad.base import PadCounters, PadError
-
-# ISO 15693 command code of Lock AFI. Locking makes the AFI permanent, which would leave a book
-# stuck "on loan" or "in library" for ever, so no driver sends it and no AFI write takes 0x28.
-LOCK_AFI = 0x28
+from selfcheck.drivers.pad.base import PadCounters, PadError, afi_problem
 
 
 def chunks(first: int, count: int, size: int) -> list[tuple[int, int]]:
@@ -16,14 +12,37 @@ def chunks(first: int, count: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(size, first + count - s)) for s in range(first, first + count, size)]
 
 
+def read_chunked(counters: PadCounters, first: int, count: int, max_blocks: int,
+                 read_part: Callable[[int, int], bytes]) -> bytes:
+    """`count` blocks from `first`, read `max_blocks` at a time by read_part(start, n); counted
+    once as a read or a read error."""
+    data = bytearray()
+    try:
+        for start, n in chunks(first, count, max_blocks):
+            data += read_part(start, n)
+    except PadError:
+        counters.read_errors += 1
+        raise
+    counters.reads += 1
+    return bytes(data)
+
+
+def write_chunked(first: int, data: bytes, block_size: int, max_blocks: int,
+                  write_part: Callable[[int, int, bytes], None]) -> None:
+    """`data`, zero-padded to whole blocks, written `max_blocks` at a time by
+    write_part(start, n, part)."""
+    if len(data) % block_size:
+        data = data + bytes(-len(data) % block_size)
+    for start, n in chunks(first, len(data) // block_size, max_blocks):
+        write_part(start, n, data[(start - first) * block_size:(start - first + n) * block_size])
+
+
 def write_afi_verified(counters: PadCounters, uid: bytes, afi: int,
                        write_once: Callable[[bytes, int], None],
                        read_back: Callable[[bytes], int], attempts: int = 3) -> None:
     """Write the AFI, read it back, retry a few times; count the outcome."""
-    if afi == LOCK_AFI:
-        raise PadError("0x28 is the Lock AFI command code: never written, locking is permanent")
-    if not 0 <= afi <= 0xFF:
-        raise PadError(f"AFI {afi} is not a byte")
+    if why := afi_problem(afi):
+        raise PadError(why)
     last: Exception | None = None
     for _ in range(max(1, attempts)):
         try:

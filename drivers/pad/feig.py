@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from selfcheck.drivers.pad import feig_codec as c
 from selfcheck.drivers.pad.base import PadCounters, PadError
-from selfcheck.drivers.pad.common import chunks, write_afi_verified
+from selfcheck.drivers.pad.common import read_chunked, write_afi_verified, write_chunked
 from selfcheck.drivers.pad.transport import SerialLink
 
 BLOCK_ORDERS = ("reversed", "tag")
@@ -60,27 +60,23 @@ class FeigPad:
 
     def read_blocks(self, uid: bytes, first: int, count: int) -> bytes:
         self._check_uid(uid)
-        data = bytearray()
-        try:
-            for start, n in chunks(first, count, self._max_blocks):
-                size, raw = c.parse_read(self._call(c.read_request(uid, start, n, self._adr)), n)
-                self._block_size = size
-                data += c.reorder_blocks(raw, size, self._reversed)
-        except PadError:
-            self.counters.read_errors += 1
-            raise
-        self.counters.reads += 1
-        return bytes(data)
+
+        def read_part(start: int, n: int) -> bytes:
+            size, raw = c.parse_read(self._call(c.read_request(uid, start, n, self._adr)), n)
+            self._block_size = size  # the tag says its block size; writes use it
+            return c.reorder_blocks(raw, size, self._reversed)
+
+        return read_chunked(self.counters, first, count, self._max_blocks, read_part)
 
     def write_blocks(self, uid: bytes, first: int, data: bytes) -> None:
         self._check_uid(uid)
         size = self._block_size
-        if len(data) % size:
-            data = data + bytes(-len(data) % size)
-        for start, n in chunks(first, len(data) // size, self._max_blocks):
-            part = data[(start - first) * size:(start - first + n) * size]
+
+        def write_part(start: int, n: int, part: bytes) -> None:
             wire = c.reorder_blocks(part, size, self._reversed)
             c.check_status(self._call(c.write_request(uid, start, wire, size, self._adr)))
+
+        write_chunked(first, data, size, self._max_blocks, write_part)
 
     def read_afi(self, uid: bytes) -> int:
         self._check_uid(uid)

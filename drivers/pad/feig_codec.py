@@ -25,7 +25,7 @@ from __future__ import annotations
 import binascii
 from dataclasses import dataclass
 
-from selfcheck.drivers.pad.base import PadError
+from selfcheck.drivers.pad.base import LOCK_AFI, PadError
 from selfcheck.drivers.pad.framing import BAD, SHORT, FrameDecoder
 
 BAUDRATE = 38400
@@ -43,7 +43,7 @@ ISO_INVENTORY = 0x01
 ISO_READ_MULTIPLE = 0x23
 ISO_WRITE_MULTIPLE = 0x24
 ISO_WRITE_AFI = 0x27
-ISO_LOCK_AFI = 0x28
+ISO_LOCK_AFI = LOCK_AFI
 ISO_SYSTEM_INFO = 0x2B
 
 MODE_ADDRESSED = 0x01
@@ -71,7 +71,6 @@ STATUS_TEXT = {
 
 TR_TYPE_ISO15693 = 0x03
 MIN_LEN = 5  # LEN ADR CMD CRC CRC
-MAX_BLOCK_BYTES = 128  # one read multiple blocks answers at most 128 data bytes
 
 # Bit-reversal of every byte value, so the reflected CRC runs on binascii's C crc_hqx.
 _REV8 = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))

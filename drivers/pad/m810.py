@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from selfcheck.drivers.pad import m810_codec as c
 from selfcheck.drivers.pad.base import PadCounters, PadError
-from selfcheck.drivers.pad.common import chunks, write_afi_verified
+from selfcheck.drivers.pad.common import read_chunked, write_afi_verified, write_chunked
 from selfcheck.drivers.pad.transport import SerialLink
 
 
@@ -54,27 +54,21 @@ class M810Pad:
 
     def read_blocks(self, uid: bytes, first: int, count: int) -> bytes:
         wire = self._to_wire(uid)
-        data = bytearray()
-        try:
-            for start, n in chunks(first, count, self._max_blocks):
-                frame = self._call(c.read_request(wire, start, n), wire)
-                data += c.parse_read(frame, start, n)[1]
-        except PadError:
-            self.counters.read_errors += 1
-            raise
-        self.counters.reads += 1
-        return bytes(data)
+
+        def read_part(start: int, n: int) -> bytes:
+            return c.parse_read(self._call(c.read_request(wire, start, n), wire), start, n)[1]
+
+        return read_chunked(self.counters, first, count, self._max_blocks, read_part)
 
     def write_blocks(self, uid: bytes, first: int, data: bytes) -> None:
         wire = self._to_wire(uid)
-        if len(data) % c.BLOCK_SIZE:
-            data = data + bytes(-len(data) % c.BLOCK_SIZE)
-        size = c.BLOCK_SIZE
-        for start, n in chunks(first, len(data) // size, self._max_blocks):
-            part = data[(start - first) * size:(start - first + n) * size]
+
+        def write_part(start: int, n: int, part: bytes) -> None:
             _, written = c.parse_write(self._call(c.write_request(wire, start, part), wire))
             if written != n:
                 raise PadError(f"pad wrote {written} of {n} blocks")
+
+        write_chunked(first, data, c.BLOCK_SIZE, self._max_blocks, write_part)
 
     def read_afi(self, uid: bytes) -> int:
         wire = self._to_wire(uid)

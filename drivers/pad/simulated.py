@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from selfcheck.drivers.pad.base import PadCounters, PadError
+from selfcheck.drivers.pad.base import PadCounters, PadError, afi_problem
 
 BLOCK_SIZE = 4
 
@@ -79,8 +79,8 @@ class SimulatedPad:
             return self._tag(uid).afi
 
     def write_afi(self, uid: bytes, afi: int) -> None:
-        if afi == 0x28:
-            raise PadError("Lock AFI (0x28) is never sent: it is permanent")
+        if why := afi_problem(afi):
+            raise PadError(why)
         with self._lock:
             try:
                 if uid in self.failing_writes:

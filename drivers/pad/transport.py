@@ -2,8 +2,8 @@
 
 `serial.serial_for_url` makes the same code run on ``/dev/ttyUSB0``, ``socket://host:port`` and
 ``loop://``. A USB-serial pad that is unplugged makes the device node vanish (SerialException or
-OSError); we close, then reopen the same URL with backoff until it is back or the reconnect
-window runs out, and count the reconnect.
+OSError); we close, then reopen the same URL with backoff (selfcheck.drivers.reopen, the loop
+every device shares) until it is back or the reconnect window runs out, and count the reconnect.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import serial
 
 from selfcheck.drivers.pad.base import PadCounters, PadError
 from selfcheck.drivers.pad.framing import FrameDecoder
+from selfcheck.drivers.reopen import Backoff, reopen
 
 F = TypeVar("F")
 
@@ -68,19 +69,21 @@ class SerialLink:
     def _reconnect(self, cause: BaseException) -> None:
         self.close()
         deadline = time.monotonic() + self.reconnect_window
-        delay = 0.05
-        while True:
-            try:
-                self.open()
-            except PadUnplugged:
-                if time.monotonic() + delay > deadline:
-                    raise PadUnplugged(f"{self.url} is gone ({cause}) and did not come back "
-                                       f"within {self.reconnect_window:g} s") from cause
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                continue
-            self.counters.reconnects += 1
-            return
+
+        def wait(delay: float) -> bool:  # give up rather than sleep past the window
+            if time.monotonic() + delay > deadline:
+                return True
+            time.sleep(delay)
+            return False
+
+        if reopen(self._open_once, Backoff(0.05, 1.0), wait, errors=(PadUnplugged,)) is None:
+            raise PadUnplugged(f"{self.url} is gone ({cause}) and did not come back "
+                               f"within {self.reconnect_window:g} s") from cause
+        self.counters.reconnects += 1
+
+    def _open_once(self) -> bool:
+        self.open()
+        return True
 
     def _ensure_open(self) -> None:
         if self._port is None:

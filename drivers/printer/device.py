@@ -14,6 +14,7 @@ from escpos.escpos import Escpos
 from escpos.printer import Dummy, Network, Serial, Usb
 
 from selfcheck.drivers.printer.config import PrinterConfig
+from selfcheck.drivers.printer.document import Receipt
 from selfcheck.drivers.printer.render import render
 from selfcheck.drivers.printer.status import (
     QUERY,
@@ -23,7 +24,6 @@ from selfcheck.drivers.printer.status import (
     StatusCommand,
     parse_answer,
 )
-from selfcheck.kiosk.receipt import Receipt
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from selfcheck.drivers.printer.config import PrinterConfigError
-from selfcheck.kiosk.receipt import Receipt
-from selfcheck.mqtt.security import read_password
+from selfcheck.drivers.printer.document import Receipt
+from selfcheck.system.secrets import read_password
 
 
 class MailConfig(BaseModel):

@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from selfcheck.drivers.printer import cp1258
 from selfcheck.drivers.printer.config import PrinterConfig, PrinterConfigError
-from selfcheck.kiosk.receipt import Receipt, ReceiptLine
+from selfcheck.drivers.printer.document import Receipt, ReceiptLine
 
 ESC, GS = b"\x1b", b"\x1d"
 INIT = ESC + b"@"  # also resets the code page to 0, so ESC t comes after it

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
 import logging
 import threading
 import time
@@ -60,11 +59,6 @@ def ack_way_back(settings: StationSettings) -> float:
     central gives just before the deadline still has this long to come back before the
     screen tells the reader "not borrowed"."""
     return min(1.0, settings.ack_timeout_s / 4)
-
-
-def card_hash(salt: str, card_id: str) -> str:
-    """The offline list's key for a card (messages.OfflineEntry.card_hash)."""
-    return hmac.new(bytes.fromhex(salt), card_id.encode(), "sha256").hexdigest()[:32]
 
 
 class StationRuntime:
@@ -318,7 +312,7 @@ class StationRuntime:
         meta = self.journal.offline_meta()
         if meta is None:
             return None
-        entry = self.journal.offline_entry(card_hash(meta[0], card_id), time.time())
+        entry = self.journal.offline_entry(messages.card_hash(meta[0], card_id), time.time())
         return None if entry is None else core.OfflinePatron(*entry)
 
     async def _load_account(self, patron_ref: str) -> None:

@@ -21,8 +21,6 @@ from selfcheck.kiosk.i18n import t
 log = logging.getLogger(__name__)
 
 VOICES = {"vi": "vi", "en": "en-gb"}
-PROMPTS = ("idle", "borrow", "return", "summary", "help", "count", "receipt",
-           "security_pending", "refused")
 
 
 def espeak() -> str | None:

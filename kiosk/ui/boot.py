@@ -9,17 +9,6 @@ DEFAULT_SIZE = (1280, 800)
 DEMO_PANEL_WIDTH = 300  # px: the demo's simulator beside the station
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'800x480' -> (800, 480)."""
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.strip().isdigit() or not h.strip().isdigit():
-        raise ValueError(f"screen size {text!r}: write it as WIDTHxHEIGHT, e.g. 800x480")
-    size = int(w), int(h)
-    if min(size) < 200 or max(size) > 8000:
-        raise ValueError(f"screen size {text!r}: out of range")
-    return size
-
-
 def configure(*, headless: bool = False, fullscreen: bool = False,
               size: tuple[int, int] | None = None, rotation: int = 0) -> None:
     """Window set-up. `size` None: fullscreen takes the display's own size, a window opens

@@ -24,7 +24,7 @@ from kivy.uix.label import Label
 from kivy.utils import escape_markup, get_hex_from_color
 
 from selfcheck.kiosk import core
-from selfcheck.kiosk.i18n import date, t
+from selfcheck.kiosk.i18n import date, reason_text, t
 from selfcheck.kiosk.ui.theme import theme
 
 Builder.load_file(str(Path(__file__).with_name("screens.kv")))
@@ -47,10 +47,6 @@ WARN_S = 20  # the time-out question shows in the last seconds only (WCAG 2.2.1)
 PIN_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "back")
 PIN_MAX = 12
 Say = Callable[[str, str], None]
-
-
-def reason_text(reason: str | None, lang: str) -> str:
-    return t(f"reason.{reason}", lang) if reason else ""
 
 
 def line_status(line: core.Line, lang: str) -> tuple[str, str]:
@@ -546,7 +542,7 @@ class StationRoot(BoxLayout):
             note = ""
         elif renewal is not None and renewal.status in (s.REFUSED, s.UNCONFIRMED):
             status, color = t("account.renew_refused", lang,
-                              reason=reason_text(renewal.reason, lang) or "?"), "red"
+                              reason=reason_text(renewal.reason, lang)), "red"
         elif renewal is not None:
             status = t("account.renewing", lang)
         elif not loan.renewable:
@@ -590,7 +586,7 @@ class StationRoot(BoxLayout):
         for e in view.exceptions:
             box.add_widget(ExceptionLine(
                 text=t("staff.late", lang, title=e.title or e.item_id,
-                       reason=reason_text(e.reason, lang) or "?"),
+                       reason=reason_text(e.reason, lang)),
                 button_text=t("staff.dismiss", lang),
                 action=lambda m=e.msg_id: self._on_event(core.StaffDismiss(m))))
         if not view.pending and not view.exceptions:

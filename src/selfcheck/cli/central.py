@@ -14,12 +14,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from selfcheck.cli import central_admin
+from selfcheck.cli import broker_options, central_admin
 from selfcheck.cli.errors import UserError
-from selfcheck.mqtt import security
 from selfcheck.mqtt.connection import BrokerAddress
-from selfcheck.mqtt.security import read_password
 from selfcheck.system.sdnotify import notify
+from selfcheck.system.secrets import read_password
 
 STATUS_EVERY_S = 10.0
 
@@ -93,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "before it is applied anyway and the gap recorded (central report)")
     # The benchmark's baseline only: apply whatever arrives at once, without per-station order.
     p.add_argument("--no-order", action="store_true", help=argparse.SUPPRESS)
-    security.add_arguments(p)
+    broker_options.add_arguments(p)
     p.set_defaults(func=run)
     central_admin.register(p)  # `central migrate`, `central import`
 
@@ -136,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from selfcheck.central.store import CirculationStore
 
     try:  # before anything else: refuse clear text off this machine, bad paths, no password
-        client_security = security.from_args(args, args.id, args.broker)
+        client_security = broker_options.from_args(args, args.id, args.broker)
     except ValueError as exc:
         raise UserError("options.invalid", command="central", msg=exc) from None
     if args.db.startswith("sqlite:///"):

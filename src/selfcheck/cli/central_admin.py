@@ -93,7 +93,7 @@ def _date(text: str) -> object:
 
 
 def _engine(url: str) -> Engine:
-    from selfcheck.central.store import open_engine
+    from selfcheck.central.engine import open_engine
 
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

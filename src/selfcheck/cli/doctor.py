@@ -37,7 +37,7 @@ class Check:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from selfcheck.mqtt import security
+    from selfcheck.cli import broker_options
     from selfcheck.mqtt.connection import BrokerAddress
 
     p = sub.add_parser("doctor", help="check a station's or the central's set-up, one line "
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--ils", default=None, metavar="URL", help="as for `selfcheck central`")
     c.add_argument("--ils-password-file", type=Path, default=None, metavar="FILE",
                    help="as for `selfcheck central`")
-    security.add_arguments(p)
+    broker_options.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -242,11 +242,11 @@ def printer_check(s: Any, lang: str) -> Result:
 
 # -- the central
 def central_checks(args: argparse.Namespace, lang: str) -> list[Check]:
+    from selfcheck.cli import broker_options
     from selfcheck.cli.errors import UserError
-    from selfcheck.mqtt import security
 
     try:
-        sec = security.from_args(args, args.id, args.broker)
+        sec = broker_options.from_args(args, args.id, args.broker)
     except ValueError as exc:
         raise UserError("options.invalid", command="doctor", msg=exc) from None
     checks = [Check(t("doctor.broker", lang, broker=args.broker),

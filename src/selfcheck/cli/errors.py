@@ -3,8 +3,8 @@
 A command raises `UserError(key, **args)` for an expected condition (a service that is down, a
 bad URL, an unknown site, a wrong config key); the entry point prints it as one or a few lines
 in the user's language and exits with its code. Never a traceback for those. The words live in
-selfcheck/locale/{vi,en}/LC_MESSAGES/cli.po (gettext catalogs read with Babel, like the
-station's screens and the operators' table).
+selfcheck/cli/locale/{vi,en}/LC_MESSAGES/cli.po (gettext catalogs read by selfcheck.system.i18n,
+like the station's screens and the operators' table).
 """
 
 from __future__ import annotations
@@ -12,21 +12,14 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-LANGS = ("vi", "en")
+from selfcheck.system.i18n import LANGS, Catalog
+
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
-
-
-@cache
-def catalog(lang: str) -> dict[str, str]:
-    from babel.messages.pofile import read_po  # here: `selfcheck --help` stays quick
-
-    with open(LOCALE_DIR / lang / "LC_MESSAGES" / "cli.po", "rb") as f:
-        cat = read_po(f, locale=lang)
-    return {str(m.id): str(m.string) for m in cat if m.id and m.string}
+CLI = Catalog(LOCALE_DIR, "cli")
+catalog = CLI.texts
 
 
 def lang_of(choice: str | None = None) -> str:
@@ -42,8 +35,7 @@ def lang_of(choice: str | None = None) -> str:
 
 
 def t(key: str, lang: str, /, **args: object) -> str:
-    text = catalog(lang if lang in LANGS else "en").get(key) or catalog("en").get(key, key)
-    return text.format(**args) if args else text
+    return CLI.t(key, lang, **args)
 
 
 class UserError(Exception):

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from selfcheck.cli import broker_options
 from selfcheck.cli.errors import UserError, lang_of, t
 from selfcheck.mqtt import security
 from selfcheck.system.sdnotify import notify
@@ -64,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     s.add_argument("--secure-cookie", action="store_true",
                    help="mark the session cookie Secure (HTTPS at a reverse proxy)")
-    security.add_arguments(s)
+    broker_options.add_arguments(s)
     s.set_defaults(func=serve)
 
     u = verbs.add_parser("user", help="operators of the web page")
@@ -94,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--cmd-id", help="reuse an id (a repeat returns the stored result)")
     c.add_argument("--user", default="operator",
                    help="broker username of this operator (with --password-file)")
-    security.add_arguments(c)
+    broker_options.add_arguments(c)
     c.set_defaults(func=send)
 
 
@@ -111,7 +112,7 @@ def serve(args: argparse.Namespace) -> int:
         else:
             default = hours
     try:
-        login = security.from_args(args, args.id, args.broker)
+        login = broker_options.from_args(args, args.id, args.broker)
     except ValueError as exc:
         print(f"fleet service not started: {exc}")
         return 2
@@ -168,9 +169,9 @@ def load_names(path: Path) -> dict[str, Any]:
 
 # -- users
 def _auth(url: str) -> Any:
+    from selfcheck.central.engine import open_engine
     from selfcheck.central.fleet.auth import Auth
     from selfcheck.central.fleet.schema import metadata
-    from selfcheck.central.store import open_engine
 
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -384,7 +385,7 @@ def send(args: argparse.Namespace) -> int:
         print(f"not sent: {exc}")
         return 2
     try:
-        login = security.from_args(args, args.user, args.broker)
+        login = broker_options.from_args(args, args.user, args.broker)
     except ValueError as exc:
         print(f"not sent: {exc}")
         return 2

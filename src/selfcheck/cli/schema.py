@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from selfcheck.mqtt.messages import json_schemas
+from selfcheck.mqtt.registry import json_schemas
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "mqtt" / "schema"
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from selfcheck.kiosk.ui.boot import parse_size
+from selfcheck.kiosk.settings import parse_size
 
 SIZES = ("800x480", "1024x600", "1280x800", "1920x1080", "720x1280", "1080x1920")
 

@@ -21,7 +21,13 @@ from typing import Any
 
 from selfcheck.kiosk.settings import StationSettings
 from selfcheck.lab.broker import Broker
-from selfcheck.lab.demo_scenarios import RECEIPT_PRINTER, SCENARIOS, Outcome, Scenario
+from selfcheck.lab.demo_scenarios import (
+    RECEIPT_PRINTER,
+    SCENARIOS,
+    Outcome,
+    Scenario,
+    journal_path,
+)
 from selfcheck.lab.stack import CentralProcess
 
 SITE, STATION = "demo-lib", "demo-1"
@@ -46,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _size(text: str) -> str:
-    from selfcheck.kiosk.ui.boot import parse_size
+    from selfcheck.kiosk.settings import parse_size
 
     try:
         parse_size(text)
@@ -76,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         site.update(printer_transport="network", printer_url=f"127.0.0.1:{printer.port}",
                     printer_options=options)
     settings = StationSettings(site=SITE, station=STATION, broker=str(broker.address),
-                               journal=workdir / "station.db", lang=args.lang,
+                               journal=journal_path(workdir), lang=args.lang,
                                summary_s=4.0 if args.headless else 12.0,
                                audio=not args.headless, audio_cache=workdir / "prompts",
                                screen=args.size or "", fullscreen=args.fullscreen, **site)
@@ -94,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.headless and code == 0:
         out = Outcome(None, None, bytes(printer.printed) if printer else b"", args.lang,
                       started, dt.datetime.now(dt.UTC))
-        code = check(db_url, workdir / "station.db", scenario, out)
+        code = check(db_url, journal_path(workdir), scenario, out)
     if args.workdir is None and code == 0:
         shutil.rmtree(workdir, ignore_errors=True)
     elif code != 0:

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kivy.core.window import Window
 from kivy.tests.common import UnitTestTouch
@@ -99,62 +99,37 @@ async def finish(app: StationApp, shoot: Shooter | None = None, shot: str | None
 
 
 async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
-    rt, demo, station = app.runtime, app.demo, app.station
-    assert demo is not None and station is not None
-    shoot = Shooter(shots)
-    view = rt.view
-    await until(lambda: view().online, "the station to connect")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    stage = await start(app, lang, shots)
+    view, demo, station, shoot = stage
     await shoot.shot("idle")
 
     await sign_in(app, WALK_CARD, lang)
     await shoot.shot("patron")
-    for n, item in enumerate(WALK_ITEMS, start=1):
-        await press(demo.book_buttons[item])
-        await until(confirmed(view, n), f"loan {n} to be confirmed")
-        await shoot.shot(f"borrowed-{n}")
-    await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
+    await one_by_one(stage, WALK_ITEMS, "loan", "borrowed")
     await press(demo.lift_all)
     await finish(app, shoot, "borrow-summary")
 
-    await press(station.ids.return_button)
-    await until(lambda: view().mode is core.Mode.RETURN, "the return screen")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    await to_returns(app, lang)
     await shoot.shot("return")
-    for n, item in enumerate(WALK_ITEMS, start=1):
-        await press(demo.book_buttons[item])
-        await until(confirmed(view, n), f"return {n} to be confirmed")
-        await shoot.shot(f"returned-{n}")
-    await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
+    await one_by_one(stage, WALK_ITEMS, "return", "returned")
     await press(station.ids.finish_button)
     await until(lambda: view().mode is core.Mode.SUMMARY, "the summary")
     await shoot.shot("return-summary")
     await press(demo.lift_all)
     # Left alone, the countdown brings the station back to idle.
     await until(lambda: view().mode is core.Mode.IDLE, "the countdown to reach idle",
-                timeout_s=rt.settings.summary_s + 5)
+                timeout_s=app.runtime.settings.summary_s + 5)
     await shoot.shot("idle-again")
     return 0
 
 
 async def refusals(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """A blocked card, then a reference-only book: both refused with their reasons."""
-    rt, demo, station = app.runtime, app.demo, app.station
-    assert demo is not None and station is not None
-    shoot = Shooter(shots)
-    view = rt.view
-    await until(lambda: view().online, "the station to connect")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    view, demo, _station, shoot = await start(app, lang, shots)
     await press(demo.card_buttons["DG0004"])
     await until(lambda: view().message == "patron_refused", "the refusal")
     await shoot.shot("blocked-card")
-    await press(demo.card_buttons[WALK_CARD])
-    await until(lambda: view().mode is core.Mode.BORROW, "the patron screen")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    await sign_in(app, WALK_CARD, lang)
     await press(demo.book_buttons["39000007"])
     await until(lambda: any(ln.status is core.Status.REFUSED for ln in view().lines),
                 "the refusal of a reference book")
@@ -164,19 +139,53 @@ async def refusals(app: StationApp, shots: Path | None, lang: str = "vi") -> int
     return 0
 
 
-async def start(app: StationApp, lang: str) -> tuple[Callable[[], core.View], Any, Any]:
+class Stage(NamedTuple):
+    """What every scenario works with: the station's view, the demo panel, the station
+    screen and the screenshot taker."""
+
+    view: Callable[[], core.View]
+    demo: Any
+    station: Any
+    shoot: Shooter
+
+
+async def start(app: StationApp, lang: str, shots: Path | None = None) -> Stage:
+    """Every scenario's prologue: wait for the station to connect, switch to `lang`."""
     rt, demo, station = app.runtime, app.demo, app.station
     assert demo is not None and station is not None
     await until(lambda: rt.view().online, "the station to connect")
     if rt.view().lang != lang:
         await press(station.ids.lang)
-    return rt.view, demo, station
+    return Stage(rt.view, demo, station, Shooter(shots))
+
+
+async def one_by_one(stage: Stage, items: tuple[str, ...], what: str, shot: str) -> None:
+    """Each book put on the pad in turn, confirmed before the next; then its security write."""
+    view = stage.view
+    for n, item in enumerate(items, start=1):
+        await press(stage.demo.book_buttons[item])
+        await until(confirmed(view, n), f"{what} {n} to be confirmed")
+        await stage.shoot.shot(f"{shot}-{n}")
+    await until(lambda: all(ln.security == "done" for ln in view().lines), "security writes")
 
 
 async def sign_in(app: StationApp, card: str, lang: str) -> None:
-    assert app.demo is not None and app.station is not None
-    await press(app.demo.card_buttons[card])
-    await until(lambda: app.runtime.view().mode is core.Mode.BORROW, "the patron screen")
+    assert app.demo is not None
+    await _enter(app, app.demo.card_buttons[card], core.Mode.BORROW, "the patron screen", lang)
+
+
+async def to_returns(app: StationApp, lang: str) -> None:
+    assert app.station is not None
+    await _enter(app, app.station.ids.return_button, core.Mode.RETURN, "the return screen", lang)
+
+
+async def _enter(app: StationApp, button: Widget, mode: core.Mode, what: str,
+                 lang: str) -> None:
+    """Press `button`, wait for `mode`; a new session starts in the site's language, so
+    switch to `lang` again."""
+    assert app.station is not None
+    await press(button)
+    await until(lambda: app.runtime.view().mode is mode, what)
     if app.runtime.view().lang != lang:
         await press(app.station.ids.lang)
 
@@ -195,8 +204,7 @@ def settled(view: Callable[[], core.View]) -> Callable[[], bool]:
 async def stack(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """Three books at once, one of another library; the reader says 4, we read 3: the
     mismatch is explained, the missing book is put down, the count then matches."""
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     await sign_in(app, "DG0002", lang)
     for key in (*STACK_ITEMS[:2], OTHER_ITEM):
         demo.book_buttons[key].state = "down"  # put down together: one stack
@@ -230,8 +238,7 @@ async def stack(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
 async def multipart(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """A set of two parts under the site rule 'refuse': part 1 alone waits, with the reason;
     part 2 joins, one loan is made and both tags are secured."""
-    view, demo, _station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, _station, shoot = await start(app, lang, shots)
     await sign_in(app, "DG0003", lang)
     await press(demo.book_buttons[f"{SET_ITEM}/1"])
     await until(lambda: any(ln.status is core.Status.PARTS for ln in view().lines),
@@ -255,8 +262,7 @@ async def security_pending(app: StationApp, shots: Path | None, lang: str = "vi"
     """Two loans whose security write fails (lifted too early): both kept as pending writes
     and shown after the session. The first book is put back and written; staff skip the
     second with a staff card."""
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     pad = app.runtime.watcher.pad
     books = {b.item_id: b for b in demo._books}
     first, second = books["39000001"], books["39000002"]
@@ -289,8 +295,7 @@ async def security_pending(app: StationApp, shots: Path | None, lang: str = "vi"
 async def return_station(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """A return station: no card; books come one after another, each shows its title, its
     sort bin and any hold or transit alert."""
-    view, demo, _ = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, _, shoot = await start(app, lang, shots)
     assert view().mode is core.Mode.RETURN_STATION
     await shoot.shot("return-station")
     for n, item in enumerate(RS_ITEMS, start=1):
@@ -306,8 +311,7 @@ async def return_station(app: StationApp, shots: Path | None, lang: str = "vi") 
 
 async def receipt(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """A loan, then the receipt question: print; the printer simulator gets the slip."""
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     await sign_in(app, WALK_CARD, lang)
     await press(demo.book_buttons["39000001"])
     await until(lambda: confirmed(view, 1)() and settled(view)(), "the loan")
@@ -336,8 +340,7 @@ async def type_pin(app: StationApp, digits: str) -> None:
 async def pin(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """PIN pad on every card (site rule `always`): a wrong PIN shows the tries left, the
     right one opens the session; one book borrowed."""
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     await press(demo.card_buttons[PIN_CARD])
     await until(lambda: view().mode is core.Mode.PIN, "the PIN pad")
     await shoot.shot("pin-pad")
@@ -366,8 +369,7 @@ async def account(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """DG0005's account: an overdue loan held for another reader, a loan to renew, a hold
     ready, a hold waiting (second in line), 37 000 VND of fines. Renew all: the renewable
     loan is renewed, the other shows why not."""
-    view, _, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, _, station, shoot = await start(app, lang, shots)
     await sign_in(app, ACCOUNT_CARD, lang)
     await shoot.shot("account-patron")
     await press(station.ids.account_button)
@@ -393,9 +395,8 @@ async def offline(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """The offline list arrives on connect; the central stops; a reader on the list borrows
     a book offline and another book is returned; the central starts again and the outbox
     drains into it."""
-    view, demo, station = await start(app, lang)
+    view, demo, station, shoot = await start(app, lang, shots)
     rt = app.runtime
-    shoot = Shooter(shots)
     await until(lambda: rt.journal.offline_meta() is not None, "the offline list")
     assert CENTRAL is not None
     await asyncio.to_thread(CENTRAL.stop)
@@ -414,10 +415,7 @@ async def offline(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     await shoot.shot("offline-borrowed")
     await press(demo.lift_all)
     await finish(app, shoot, "offline-summary")
-    await press(station.ids.return_button)
-    await until(lambda: view().mode is core.Mode.RETURN, "the return screen")
-    if view().lang != lang:
-        await press(station.ids.lang)
+    await to_returns(app, lang)
     await press(demo.book_buttons[OFFLINE_RETURN])
     await until(lambda: any(ln.status is core.Status.OFFLINE for ln in view().lines)
                 and settled(view)(), "the offline return")
@@ -436,8 +434,7 @@ async def reader_care(app: StationApp, shots: Path | None, lang: str = "vi") -> 
     its own button; a refused book's summary says to leave it; idle shows no title."""
     from selfcheck.kiosk.i18n import t
 
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     rt = app.runtime
     await sign_in(app, WALK_CARD, lang)
     if station.more_time_shown:
@@ -507,8 +504,7 @@ async def accessibility(app: StationApp, shots: Path | None, lang: str = "vi") -
     theme goes back to normal at idle."""
     from selfcheck.kiosk.ui.theme import theme
 
-    view, demo, station = await start(app, lang)
-    shoot = Shooter(shots)
+    view, demo, station, shoot = await start(app, lang, shots)
     await press(station.ids.a11y)
     await until(lambda: theme.level == "large", "large text")
     await shoot.shot("large-idle")

@@ -48,18 +48,24 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return fields["Rss"] / 1024, private / 1024
 
 
+def settled_memory(proc: subprocess.Popen[bytes], cmd: list[str],
+                   settle_s: float) -> tuple[float, float]:
+    """After `settle_s`, the largest (rss, private) MB of five samples 0.2 s apart."""
+    time.sleep(settle_s)
+    if proc.poll() is not None:
+        raise RuntimeError(f"{cmd} exited with {proc.returncode}")
+    samples = []
+    for _ in range(5):
+        time.sleep(0.2)
+        samples.append(memory_mb(proc.pid))
+    return max(samples)
+
+
 def idle_memory(cmd: list[str], settle_s: float) -> tuple[float, float]:
     env = dict(os.environ, SDL_VIDEODRIVER="offscreen")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(settle_s)
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd} exited with {proc.returncode}")
-        samples = []
-        for _ in range(5):
-            time.sleep(0.2)
-            samples.append(memory_mb(proc.pid))
-        return max(samples)
+        return settled_memory(proc, cmd, settle_s)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -82,14 +88,8 @@ def ready_and_memory(cmd: list[str], screen: str, settle_s: float,
             while b"READY=1" not in sock.recv(4096):
                 pass
             ready = time.monotonic() - started
-            time.sleep(settle_s)  # the idle screen's first minutes: broker, offline list
-            if proc.poll() is not None:
-                raise RuntimeError(f"{cmd} exited with {proc.returncode}")
-            samples = []
-            for _ in range(5):
-                time.sleep(0.2)
-                samples.append(memory_mb(proc.pid))
-            rss, private = max(samples)
+            # the idle screen's first minutes: broker, offline list
+            rss, private = settled_memory(proc, cmd, settle_s)
             return ready, rss, private
         finally:
             proc.terminate()

@@ -167,9 +167,9 @@ def _sip2_target() -> Target:
 
 # -- MQTT messages: every model, the topic's kind for transactions, command arguments
 def _mqtt(data: bytes) -> None:
-    from selfcheck.mqtt import commands, messages
+    from selfcheck.mqtt import commands, messages, registry
 
-    msg = messages.decode(data)
+    msg = registry.decode(data)
     if isinstance(msg, messages.TxBase):  # again, as the bridge does with the topic's kind
         try:
             messages.decode_tx(data, ("loan", "return", "renew", "other")[len(data) % 4])
