@@ -12,24 +12,14 @@ from typing import TYPE_CHECKING, Literal
 
 from selfcheck.drivers.pad.base import AfiPolicy
 from selfcheck.kiosk.timeouts import StationTimeouts
-from selfcheck.mqtt.connection import BrokerAddress
-from selfcheck.mqtt.security import ClientSecurity
+from selfcheck.mqtt.security import BrokerConfig
+
+__all__ = ["BrokerConfig", "DeskConfig", "OfflinePolicy", "StationConfig"]
 
 if TYPE_CHECKING:
     from selfcheck.drivers.printer.config import PrinterConfig
     from selfcheck.drivers.printer.mail import MailConfig
     from selfcheck.mqtt.telemetry import ConfigSettings
-
-
-@dataclass(frozen=True)
-class BrokerConfig:
-    """Where the broker is and how this station proves who it is (password already read)."""
-
-    address: BrokerAddress
-    security: ClientSecurity
-
-    def __str__(self) -> str:
-        return str(self.address)
 
 
 @dataclass(frozen=True)

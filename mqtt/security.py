@@ -38,6 +38,18 @@ class ClientSecurity:
                 f"allow_insecure={self.allow_insecure})")
 
 
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where the broker is and how this client proves who it is, parsed and checked once
+    (the password already read from its file)."""
+
+    address: BrokerAddress
+    security: ClientSecurity
+
+    def __str__(self) -> str:
+        return str(self.address)
+
+
 def check_private(path: Path, key: str) -> None:
     """Refuse a secret file that its group or others may read or change: only the service's
     user (a 0600 file, or systemd's LoadCredential= copy) should hold a password."""
@@ -50,11 +62,10 @@ def check_private(path: Path, key: str) -> None:
                          f" make it private: chmod 600 {path}")
 
 
-def read_password(path: Path | None, key: str = "password_file") -> str | None:
-    """The first line of a password file (kept apart from the config so the config can be
-    read by more people than the secret, and out of argv, which `ps` shows to everyone)."""
-    if path is None:
-        return None
+def read_secret(path: Path, key: str = "password_file") -> list[str]:
+    """The lines of a password file, the first not empty (kept apart from the config so the
+    config can be read by more people than the secret, and out of argv, which `ps` shows to
+    everyone)."""
     check_private(Path(path), key)
     try:
         text = Path(path).read_text().splitlines()
@@ -62,7 +73,12 @@ def read_password(path: Path | None, key: str = "password_file") -> str | None:
         raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from exc
     if not text or not text[0]:
         raise ValueError(f"{key}: {path} is empty")
-    return text[0]
+    return text
+
+
+def read_password(path: Path | None, key: str = "password_file") -> str | None:
+    """The first line of a password file; None without one."""
+    return None if path is None else read_secret(path, key)[0]
 
 
 def is_loopback(host: str) -> bool:
@@ -114,8 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="allow clear text to a broker that is not on this machine")
 
 
-def from_args(args: argparse.Namespace, username: str, broker: BrokerAddress) -> ClientSecurity:
-    """ClientSecurity from `add_arguments` options; ValueError names the bad option."""
+def from_args(args: argparse.Namespace, username: str) -> BrokerConfig:
+    """The broker (`--broker`, parsed by argparse) and this client's login from
+    `add_arguments` options, checked once; ValueError names the bad option."""
     for opt in ("ca_file", "cert_file", "key_file"):
         path = getattr(args, opt)
         if path is not None and not Path(path).is_file():
@@ -125,5 +142,5 @@ def from_args(args: argparse.Namespace, username: str, broker: BrokerAddress) ->
                               password=password, tls=args.tls, ca_file=args.ca_file,
                               cert_file=args.cert_file, key_file=args.key_file,
                               allow_insecure=args.allow_insecure)
-    check_transport(broker, security, "--broker")
-    return security
+    check_transport(args.broker, security, "--broker")
+    return BrokerConfig(args.broker, security)

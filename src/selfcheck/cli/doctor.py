@@ -246,11 +246,12 @@ def central_checks(args: argparse.Namespace, lang: str) -> list[Check]:
     from selfcheck.mqtt import security
 
     try:
-        sec = security.from_args(args, args.id, args.broker)
+        broker = security.from_args(args, args.id)
     except ValueError as exc:
         raise UserError("options.invalid", command="doctor", msg=exc) from None
     checks = [Check(t("doctor.broker", lang, broker=args.broker),
-                    lambda: broker_check(args.broker, sec, args.id, lang, args.timeout,
+                    lambda: broker_check(broker.address, broker.security, args.id, lang,
+                                         args.timeout,
                                          keep_session=False)),
               Check(t("doctor.store", lang, url=_store_name(args.db)),
                     lambda: store_check(args.db, lang))]
