@@ -115,13 +115,14 @@ class StationRuntime:
         """Take a new config (an operator's remote change; `settings`: a reloaded file) and
         hand it to what uses it. UI loop only. What only a restart changes (the broker, the
         journal, the devices) is left as it is."""
-        self.config = config
+        old, self.config = self.config, config
         if settings is not None:
             self.settings = settings
-        lang = self.core.lang
+        # Where this meets the core: replaced whole, as a Reconfigure event will do it.
         self.core.config = core_config(config)
-        # The language of a session in progress stays; the next one starts in the new one.
-        self.core.lang = lang if self.core.busy else config.desk.lang
+        # A session in progress keeps its language; the next one starts in the new one.
+        if config.desk.lang != old.desk.lang and not self.core.busy:
+            self.core.lang = config.desk.lang
         self.agent.reconfigured(config)
 
     def run_soon(self, fn: Callable[..., Any], *args: Any) -> None:
