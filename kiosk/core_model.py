@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Literal
 
 from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S
 from selfcheck.mqtt.messages import AccountRes, AckTx, PatronCheckRes
 
 
@@ -347,7 +348,7 @@ class View:
 class CoreConfig:
     default_lang: str = "vi"
     langs: tuple[str, ...] = ("vi", "en")
-    ack_timeout_s: float = 5.0
+    ack_timeout_s: float = ACK_TIMEOUT_S
     inactivity_s: float = 45.0
     summary_s: float = 12.0
     message_s: float = 8.0

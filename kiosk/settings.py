@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -13,7 +14,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from selfcheck.drivers.pad.base import afi_problem
+from selfcheck.drivers.pad.base import AfiPolicy, afi_problem
+from selfcheck.kiosk.config import BrokerConfig, DeskConfig, OfflinePolicy, StationConfig
+from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S, RESEND_AFTER_S, StationTimeouts
 from selfcheck.mqtt import topics
 from selfcheck.mqtt.connection import BrokerAddress
 from selfcheck.mqtt.security import ClientSecurity, check_transport
@@ -32,7 +35,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 class StationSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SELFCHECK_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="SELFCHECK_", extra="forbid", frozen=True)
+    _config: StationConfig | None = PrivateAttr(None)
 
     site: str = "demo-lib"
     station: str = "station-1"
@@ -49,7 +53,7 @@ class StationSettings(BaseSettings):
                                          description="e.g. format = 'decimal-reversed'")
     afi_in_library: int = Field(0x07, ge=0, le=255)
     afi_on_loan: int = Field(0xC2, ge=0, le=255)
-    ack_timeout_s: float = Field(5.0, gt=0)
+    ack_timeout_s: float = Field(ACK_TIMEOUT_S, gt=0)
     inactivity_s: float = Field(45.0, gt=0)
     summary_s: float = Field(12.0, gt=0)
     offline_returns: bool = True
@@ -83,7 +87,7 @@ class StationSettings(BaseSettings):
                                             "driver settings: vietnamese, codepage...")
     receipt_mail: dict[str, Any] | None = Field(None, description="SMTP relay for e-mail "
                                                 "receipts (drivers.printer.mail.MailConfig)")
-    resend_after_s: float = Field(10.0, gt=0)
+    resend_after_s: float = Field(RESEND_AFTER_S, gt=0)
     fullscreen: bool = False
     # -- the screen: its size, how it is mounted, and its real size (for 9 mm touch targets)
     screen: str = Field("", description="WIDTHxHEIGHT of the panel, e.g. 800x480; empty: "
@@ -130,7 +134,7 @@ class StationSettings(BaseSettings):
     @field_validator("broker")
     @classmethod
     def _broker(cls, value: str) -> str:
-        BrokerAddress.parse(value)
+        BrokerAddress.parse(value)  # here too, so that the error names the key
         return value
 
     @field_validator("afi_in_library", "afi_on_loan")
@@ -141,54 +145,61 @@ class StationSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _secure_transport(self) -> StationSettings:
-        check_transport(self.broker_address, self.security(with_password=False))
+    def _parse(self) -> StationSettings:
+        # The one place a setting is parsed and checked: everything below gets the typed
+        # configs. A bad broker, printer or mail setting stops the station at start, naming
+        # the key.
+        address = BrokerAddress.parse(self.broker)
+        has_login = self.password is not None or self.password_file is not None
+        security = ClientSecurity(username=self.station if has_login else None,
+                                  tls=self.tls, ca_file=self.ca_file, cert_file=self.cert_file,
+                                  key_file=self.key_file, allow_insecure=self.allow_insecure)
+        check_transport(address, security)
         for key in ("ca_file", "cert_file", "key_file", "password_file"):
             path = getattr(self, key)
             if path is not None and not _is_file(Path(path)):
                 raise ValueError(f"{key}: {str(path)[:200]} does not exist or is not a file")
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file: set cert_file too")
-        return self
-
-    @model_validator(mode="after")
-    def _device_urls(self) -> StationSettings:
         if self.pad != "sim" and not self.pad_url:
             raise ValueError(f"pad_url: a {self.pad} pad needs a serial URL "
                              "(/dev/ttyUSB0, socket://host:port)")
         if self.card_reader != "sim" and not self.card_url:
             raise ValueError(f"card_url: a {self.card_reader} card reader needs a device "
                              "(tty:AMA0:pn532, usb, /dev/ttyACM0, /dev/input/...)")
-        return self
-
-    @model_validator(mode="after")
-    def _printer(self) -> StationSettings:
-        # A bad printer or mail setting stops the station at start, naming the key.
+        # The password is read here, once: a file open to others stops the station at start.
+        password = (self.password.get_secret_value() if self.password is not None
+                    else read_password(self.password_file))
         from selfcheck.drivers.printer import load_config
         from selfcheck.drivers.printer.mail import load_mail_config
 
+        printer = None
         if self.printer_transport != "none":
-            load_config(self.printer_config())
-        if self.receipt_mail is not None:
-            load_mail_config(self.receipt_mail)
+            printer = load_config({"transport": self.printer_transport, "url": self.printer_url,
+                                   **self.printer_options})
+        mail = load_mail_config(self.receipt_mail) if self.receipt_mail is not None else None
+        self._config = StationConfig(
+            site=self.site, station=self.station, journal=self.journal,
+            broker=BrokerConfig(address, dataclasses.replace(security, password=password)),
+            timeouts=StationTimeouts(ack_s=self.ack_timeout_s, inactivity_s=self.inactivity_s,
+                                     summary_s=self.summary_s, telemetry_s=self.telemetry_s,
+                                     resend_after_s=self.resend_after_s),
+            offline=OfflinePolicy(returns=self.offline_returns, loans=self.offline_loans,
+                                  list_every_s=self.offline_list_s),
+            desk=DeskConfig(lang=self.lang, mode=self.mode, confirm_count=self.confirm_count,
+                            multipart=self.multipart, owner_isil=self.owner_isil,
+                            staff_cards=frozenset(self.staff_cards),
+                            help_after=self.help_after, receipt=self.receipt, pin=self.pin,
+                            library_name=self.library_name or self.site),
+            afi=AfiPolicy(self.afi_in_library, self.afi_on_loan),
+            printer=printer, mail=mail)
         return self
 
-    def printer_config(self) -> dict[str, Any]:
-        return {"transport": self.printer_transport, "url": self.printer_url,
-                **self.printer_options}
-
     @property
-    def broker_address(self) -> BrokerAddress:
-        return BrokerAddress.parse(self.broker)
-
-    def security(self, *, with_password: bool = True) -> ClientSecurity:
-        password = self.password.get_secret_value() if self.password else None
-        if with_password and password is None:
-            password = read_password(self.password_file)
-        has_login = self.password is not None or self.password_file is not None
-        return ClientSecurity(username=self.station if has_login else None, password=password,
-                              tls=self.tls, ca_file=self.ca_file, cert_file=self.cert_file,
-                              key_file=self.key_file, allow_insecure=self.allow_insecure)
+    def config(self) -> StationConfig:
+        """The typed configs the runtime, the link and the drivers are handed."""
+        assert self._config is not None  # set by the validator above
+        return self._config
 
     @classmethod
     def settings_customise_sources(

@@ -25,8 +25,9 @@ CATCH_UP_S = 1.0  # an older row not sent for this long goes out again before a 
 
 
 class Outbox:
-    def __init__(self, store: OutboxStore, send: Send, *, resend_after_s: float = 10.0,
+    def __init__(self, store: OutboxStore, send: Send, *, resend_after_s: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        # resend_after_s has no default here: the station's settings own it.
         self._store = store
         self._send = send
         self._resend_after = resend_after_s

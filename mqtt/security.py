@@ -36,6 +36,18 @@ class ClientSecurity:
                 f"allow_insecure={self.allow_insecure})")
 
 
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where the broker is and how this client proves who it is, parsed and checked once
+    (the password already read from its file)."""
+
+    address: BrokerAddress
+    security: ClientSecurity
+
+    def __str__(self) -> str:
+        return str(self.address)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

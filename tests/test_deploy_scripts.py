@@ -127,7 +127,7 @@ def test_station_example_config_loads(tmp_path: Path, monkeypatch: pytest.Monkey
     s = load_settings(_example(tmp_path))
     assert (s.site, s.station, s.tls, s.pad, s.card_reader) == (
         "thu-vien-hn", "quay-1", True, "3m810", "nfc")
-    sec = s.security()
+    sec = s.config.broker.security
     assert sec.username == "quay-1" and sec.password == "s3cret" and sec.tls
     assert "s3cret" not in repr(s) and "s3cret" not in repr(sec)  # never in a log line
 

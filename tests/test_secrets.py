@@ -159,12 +159,13 @@ def test_station_refuses_an_open_broker_password_file(tmp_path: Path) -> None:
     from selfcheck.kiosk.settings import StationSettings
 
     f = secret_file(tmp_path / "broker.pass", "pw", 0o644)
+    # The password is read once, with the settings: an open file stops the station at start.
+    with pytest.raises(ValidationError, match="open to group or others"):
+        StationSettings(broker="localhost:1883", password_file=f, journal=tmp_path / "j.db")
+    f.chmod(0o600)
     settings = StationSettings(broker="localhost:1883", password_file=f,
                                journal=tmp_path / "j.db")
-    with pytest.raises(ValueError, match="open to group or others"):
-        settings.security()
-    f.chmod(0o600)
-    assert settings.security().password == "pw"
+    assert settings.config.broker.security.password == "pw"
     with pytest.raises(ValidationError, match="open to group or others"):
         StationSettings(broker="localhost:1883", journal=tmp_path / "j.db",
                         receipt_mail={"host": "smtp.lan", "sender": "a@b.vn",

@@ -1,6 +1,6 @@
 """The station's side of the operators' channels, wired into a StationRuntime: telemetry
 (state, health, events), operator commands and the remote config. Kept out of runtime.py so
-that the runtime stays about reader sessions."""
+that the runtime stays about reader sessions; it sees the runtime only as a `Station`."""
 
 from __future__ import annotations
 
@@ -8,20 +8,25 @@ import asyncio
 import collections
 import datetime as dt
 import logging
+import sqlite3
+import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from selfcheck.kiosk import core
+from selfcheck.kiosk.core import SelfCheck
+from selfcheck.kiosk.core_model import Event as CoreEvent
 from selfcheck.kiosk.runtime.command_log import CommandLog
 from selfcheck.kiosk.runtime.commands import CommandHandler, ConfigReconciler, Job
 from selfcheck.kiosk.runtime.health import HealthProbe
 from selfcheck.kiosk.runtime.telemetry import StationTelemetry
 from selfcheck.mqtt.commands import OfflinePolicyArgs, OutOfServiceArgs, RestartArgs
+from selfcheck.mqtt.station_link import StationLink
 from selfcheck.mqtt.telemetry import ConfigSettings, Health, Paper, Printer, State
 
 if TYPE_CHECKING:
-    from selfcheck.kiosk.runtime.station import StationRuntime
+    from selfcheck.kiosk.config import StationConfig
     from selfcheck.kiosk.settings import StationSettings
 
 log = logging.getLogger(__name__)
@@ -49,18 +54,57 @@ class _RecentLog(logging.Handler):
 
 
 
+class Station(Protocol):
+    """What the agent needs of the station runtime (StationRuntime is one)."""
+
+    version: str
+    pad_ok: bool
+    card_ok: bool
+    exit_code: int  # set by a `restart` command
+
+    @property
+    def settings(self) -> StationSettings: ...  # the file's, as last (re)loaded
+
+    @property
+    def config(self) -> StationConfig: ...  # what the station acts on now
+
+    @property
+    def core(self) -> SelfCheck: ...  # read only: the agent feeds it events
+
+    @property
+    def reload(self) -> Callable[[], StationSettings] | None: ...  # re-reads the file
+
+    def reconfigure(self, config: StationConfig,
+                    settings: StationSettings | None = None) -> None: ...
+
+    def feed(self, event: CoreEvent) -> None: ...
+
+    def run_soon(self, fn: Callable[..., Any], *args: Any) -> None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def service_message(self) -> str | None: ...
+
+    def outbox_depth(self) -> tuple[int, float | None]: ...
+
+    def reader_counters(self) -> dict[str, int]: ...
+
+
 class FleetAgent:
-    def __init__(self, rt: StationRuntime) -> None:
+    def __init__(self, rt: Station, link: StationLink,
+                 db: tuple[sqlite3.Connection, threading.Lock]) -> None:
         self.rt = rt
-        publish = rt.link.publish
-        self.telemetry = StationTelemetry(publish, period_s=rt.settings.telemetry_s)
-        self.log = CommandLog(shared=(rt.journal._db, rt.journal._lock))
+        self.link = link
+        publish = link.publish
+        self.telemetry = StationTelemetry(publish, period_s=rt.config.timeouts.telemetry_s)
+        self.log = CommandLog(shared=db)  # the journal's connection: no extra descriptors
         self.commands = CommandHandler(self.log, publish)
         self.commands.target = self
         self.commands.recover()
         self.config = ConfigReconciler(self.log, publish, self.apply_settings)
-        self.config.start()
-        self.probe = HealthProbe(rt.settings.journal.parent)
+        self.probe = HealthProbe(rt.config.journal.parent)
         self.started = time.monotonic()
         # Installed while the agent lives, never at import: logging belongs to the entry point.
         self.recent = _RecentLog()
@@ -72,21 +116,24 @@ class FleetAgent:
         self._pad_lost = False
         self._card_lost = False
 
+    def start(self) -> None:
+        """Apply the remote config applied before the restart (once the runtime is wired)."""
+        self.config.start()
+
     def close(self) -> None:
         logging.getLogger().removeHandler(self.recent)
         self.log.close()
 
-    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        loop = self.rt._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(fn, *args)
+    def reconfigured(self, config: StationConfig) -> None:
+        """The runtime took a new config: the agent's own part of it."""
+        self.telemetry.period_s = config.timeouts.telemetry_s
 
     # -- from the link (paho's thread)
     def on_channel(self, channel: str, payload: bytes) -> None:
         if channel.startswith("cmd/req/"):
             self.commands.on_request(channel.removeprefix("cmd/req/"), payload)
         elif channel == "config/desired":
-            self._on_loop(self.config.on_desired, payload)
+            self.rt.run_soon(self.config.on_desired, payload)
 
     def connected(self, up: bool) -> None:
         self.telemetry.connected(up)
@@ -139,7 +186,7 @@ class FleetAgent:
             return
         self._ticking = True
         try:
-            count, oldest = await asyncio.to_thread(self.rt.journal.depth)
+            count, oldest = await asyncio.to_thread(self.rt.outbox_depth)
             self.telemetry.state(self.snapshot(count, oldest))
             if self.telemetry.health_due():
                 reading = await asyncio.to_thread(self.health, count, oldest)
@@ -150,25 +197,21 @@ class FleetAgent:
 
     def snapshot(self, count: int, oldest_age: float | None) -> State:
         now = dt.datetime.now(dt.UTC)
-        c = self.rt.core
-        closed = c.out_of_service
-        message = None
-        if closed and c._closed is not None:
-            message = c._closed.message_en or c._closed.message_vi
+        closed = self.rt.core.out_of_service
         return State(
             at=now, version=self.rt.version, service="out_of_service" if closed else "in_service",
-            service_message=message, pad_ok=self.rt.pad_ok, card_ok=self.rt.card_ok,
+            service_message=self.rt.service_message(), pad_ok=self.rt.pad_ok,
+            card_ok=self.rt.card_ok,
             printer=self.printer,
             paper=self.paper, outbox_pending=count,
             outbox_oldest_at=(now - dt.timedelta(seconds=oldest_age)).replace(microsecond=0)
             if oldest_age is not None else None,
-            offline_policy="returns" if c.config.offline_returns else "none",
+            offline_policy="returns" if self.rt.config.offline.returns else "none",
             config_version=self.config.version)
 
     def health(self, count: int, oldest: float | None) -> Health:
         r = self.probe.read()
-        counters = getattr(self.rt.watcher.pad, "counters", None)
-        reader = {k: int(v) for k, v in vars(counters).items()} if counters is not None else {}
+        reader = self.rt.reader_counters()
         return Health(
             at=dt.datetime.now(dt.UTC), uptime_s=round(time.monotonic() - self.started, 1),
             os_uptime_s=r.os_uptime_s, cpu_temp_c=r.cpu_temp_c, throttled=r.throttled,
@@ -176,22 +219,12 @@ class FleetAgent:
             clock_offset_s=r.clock_offset_s, clock_synced=r.clock_synced, outbox_pending=count,
             outbox_oldest_s=round(oldest, 1) if oldest is not None else None, reader=reader,
             tx=self.telemetry.tx_counts(),
-            rejected=self.rt.link.rejected + self.commands.rejected + self.config.rejected)
+            rejected=self.link.rejected + self.commands.rejected + self.config.rejected)
 
     # -- settings steered remotely
     def apply_settings(self, cs: ConfigSettings) -> None:
-        values = cs.model_dump(exclude_none=True)
-        cfg = self.rt.core.config
-        for key in ("offline_returns", "inactivity_s", "summary_s", "ack_timeout_s"):
-            if key in values:
-                setattr(cfg, key, values[key])
-        if "lang" in values:
-            cfg.default_lang = values["lang"]
-            if not self.rt.core.busy:
-                self.rt.core.lang = values["lang"]
-        if "telemetry_s" in values:
-            self.telemetry.period_s = values["telemetry_s"]
-        self.rt.settings = self.rt.settings.model_copy(update=values)
+        """An operator's settings: a new config for the runtime, the rest left as it is."""
+        self.rt.reconfigure(self.rt.config.steered(cs))
 
     # -- commands (CommandTarget)
     def refusal(self, job: Job) -> str | None:
@@ -206,7 +239,7 @@ class FleetAgent:
         return None
 
     def schedule(self, job: Job) -> None:
-        self._on_loop(self.rt._spawn, self._run(job))
+        self.rt.run_soon(self.rt.spawn, self._run(job))
 
     async def _run(self, job: Job) -> None:
         report = self.commands.report
@@ -262,19 +295,20 @@ class FleetAgent:
         old = self.rt.settings
         changed = sorted(k for k in type(old).model_fields
                          if getattr(old, k) != getattr(new, k))
-        self.rt.settings = new
-        self.apply_settings(ConfigSettings(**{k: getattr(new, k) for k in STEERABLE}))
-        self.apply_settings(self.config.settings)  # the operators' desired config still wins
+        # Only what may change without a restart; the operators' desired config still wins.
+        from_file = ConfigSettings(**{k: getattr(new, k) for k in STEERABLE})
+        self.rt.reconfigure(self.rt.config.steered(from_file).steered(self.config.settings),
+                            settings=new)
         return {"changed": changed,
                 "needs_restart": [k for k in changed if k not in STEERABLE]}
 
     def diagnostics(self) -> dict[str, Any]:
-        count, oldest = self.rt.journal.depth()
+        count, oldest = self.rt.outbox_depth()
         return {
             "health": self.health(count, oldest).model_dump(mode="json", by_alias=True),
             "state": self.snapshot(count, oldest).model_dump(mode="json", by_alias=True),
             "mode": self.rt.core.mode.value, "online": self.rt.core.online,
-            "session": self.rt.link.session,
+            "session": self.link.session,
             "events_published": dict(self.telemetry.published),
             "recent_log": list(self.recent.lines)[-20:],
         }

@@ -105,6 +105,11 @@ class Journal:
         with self._lock:
             self._db.close()
 
+    def shared_connection(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        """The connection and its lock, for tables others keep in the same file (the
+        command log): a station then costs no extra file descriptors."""
+        return self._db, self._lock
+
     def _bump(self, name: str) -> int:
         row = self._db.execute(
             "INSERT INTO counters(name, value) VALUES (?, 1) "

@@ -14,10 +14,11 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from selfcheck.drivers.card.base import CardReader
-from selfcheck.drivers.pad.base import AfiPolicy, BookPad
+from selfcheck.drivers.pad.base import BookPad
 from selfcheck.drivers.pad.watcher import PadWatcher, SeenTag
 from selfcheck.drivers.printer import PaperEvent, open_printer
 from selfcheck.kiosk import core, receipt
+from selfcheck.kiosk.config import StationConfig
 from selfcheck.kiosk.runtime.agent import FleetAgent
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.kiosk.settings import StationSettings
@@ -41,41 +42,38 @@ TICK_S = 0.25
 PAPER_POLL_S = 60.0  # how often an idle station asks the printer about its paper
 
 
-def core_config(settings: StationSettings) -> core.CoreConfig:
-    return core.CoreConfig(default_lang=settings.lang, ack_timeout_s=settings.ack_timeout_s,
-                           inactivity_s=settings.inactivity_s, summary_s=settings.summary_s,
-                           offline_returns=settings.offline_returns,
-                           station_mode=settings.mode, confirm_count=settings.confirm_count,
-                           multipart=settings.multipart, owner_isil=settings.owner_isil,
-                           staff_cards=frozenset(settings.staff_cards),
-                           help_after=settings.help_after, receipt=settings.receipt,
-                           can_print=settings.printer_transport != "none",
-                           can_email=settings.receipt_mail is not None,
-                           pin=settings.pin, offline_loans=settings.offline_loans)
-
-
-def ack_way_back(settings: StationSettings) -> float:
-    """How much earlier than the screen's own time-out a loan's deadline falls: a yes the
-    central gives just before the deadline still has this long to come back before the
-    screen tells the reader "not borrowed"."""
-    return min(1.0, settings.ack_timeout_s / 4)
+def core_config(config: StationConfig) -> core.CoreConfig:
+    desk, t = config.desk, config.timeouts
+    return core.CoreConfig(default_lang=desk.lang, ack_timeout_s=t.ack_s,
+                           inactivity_s=t.inactivity_s, summary_s=t.summary_s,
+                           offline_returns=config.offline.returns,
+                           station_mode=desk.mode, confirm_count=desk.confirm_count,
+                           multipart=desk.multipart, owner_isil=desk.owner_isil,
+                           staff_cards=desk.staff_cards, help_after=desk.help_after,
+                           receipt=desk.receipt, can_print=config.printer is not None,
+                           can_email=config.mail is not None, pin=desk.pin,
+                           offline_loans=config.offline.loans)
 
 
 class StationRuntime:
     def __init__(self, settings: StationSettings, pad: BookPad, card: CardReader) -> None:
+        # The file's settings, for the screen and the devices; what the runtime acts on is
+        # `config`, replaced whole by `reconfigure` (never edited).
         self.settings = settings
-        self.core = core.SelfCheck(core_config(settings), uuid7)
-        self.journal = Journal(settings.journal)
-        self.link = StationLink(settings.site, settings.station, settings.broker_address,
+        self.config: StationConfig = settings.config
+        config = self.config
+        self.core = core.SelfCheck(core_config(config), uuid7)
+        self.journal = Journal(config.journal)
+        self.link = StationLink(config.site, config.station, config.broker.address,
                                 version=VERSION, next_session=self.journal.next_session,
                                 on_ack=self._on_ack, on_connected=self._on_connected,
-                                mode=lambda: self.settings.mode, security=settings.security(),
+                                mode=lambda: self.config.desk.mode,
+                                security=config.broker.security,
                                 channels=("cmd/req/+", "config/desired"),
                                 on_channel=lambda c, p: self.agent.on_channel(c, p))
         self.outbox = Outbox(self.journal, self.link.send,
-                             resend_after_s=settings.resend_after_s)
-        self.watcher = PadWatcher(pad, self._on_tags,
-                                  afi=AfiPolicy(settings.afi_in_library, settings.afi_on_loan),
+                             resend_after_s=config.timeouts.resend_after_s)
+        self.watcher = PadWatcher(pad, self._on_tags, afi=config.afi,
                                   on_health=self._on_pad_health)
         self.card = card
         self.pad_ok = True
@@ -92,17 +90,55 @@ class StationRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._card_thread: threading.Thread | None = None
         self._dead_reported: frozenset[str] = frozenset()
-        self.agent = FleetAgent(self)  # telemetry, operator commands, remote config
+        # Telemetry, operator commands, remote config; it steers this runtime only through
+        # the methods of agent.Station.
+        self.agent = FleetAgent(self, self.link, self.journal.shared_connection())
+        self.agent.start()  # the remote config applied before the restart, before anything
         self.add_listener(self.agent.on_view)
         self.printer: ReceiptPrinter | None = None
-        if settings.printer_transport != "none":
-            self.printer = open_printer(settings.printer_config(), on_paper=self._on_paper)
+        if config.printer is not None:
+            self.printer = open_printer(config.printer, on_paper=self._on_paper)
             self.agent.set_printer("ok", "ok")
         self._paper_polled = 0.0
         self._list_fetched = 0.0  # monotonic time of the last offline list fetch (0: due)
         self._list_task: asyncio.Task[Any] | None = None
 
     # -- wiring
+    def reconfigure(self, config: StationConfig,
+                    settings: StationSettings | None = None) -> None:
+        """Take a new config (an operator's remote change; `settings`: a reloaded file) and
+        hand it to what uses it. UI loop only. What only a restart changes (the broker, the
+        journal, the devices) is left as it is."""
+        old, self.config = self.config, config
+        if settings is not None:
+            self.settings = settings
+        # Where this meets the core: replaced whole, as a Reconfigure event will do it.
+        self.core.config = core_config(config)
+        # A session in progress keeps its language; the next one starts in the new one.
+        if config.desk.lang != old.desk.lang and not self.core.busy:
+            self.core.lang = config.desk.lang
+        self.agent.reconfigured(config)
+
+    def run_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call `fn(*args)` on the station's loop, from any thread; dropped before `run`
+        and after the loop closed."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def outbox_depth(self) -> tuple[int, float | None]:
+        """Transactions waiting for their ack, and the age in seconds of the oldest."""
+        return self.journal.depth()
+
+    def reader_counters(self) -> dict[str, int]:
+        """The pad driver's counters, for tele/health (empty when it keeps none)."""
+        counters = getattr(self.watcher.pad, "counters", None)
+        return {k: int(v) for k, v in vars(counters).items()} if counters is not None else {}
+
+    def service_message(self) -> str | None:
+        """Staff's out-of-service message, English first (for operators), None in service."""
+        closed = self.core._closed
+        return None if closed is None else closed.message_en or closed.message_vi
+
     def add_listener(self, listener: Callable[[core.View], None]) -> None:
         self._listeners.append(listener)
 
@@ -112,16 +148,16 @@ class StationRuntime:
     def feed(self, event: core.Event) -> None:
         """Give the core an event (UI loop only) and carry out what it asks for."""
         for action in self.core.handle(event, time.monotonic()):
-            self._spawn(self._perform(action))
+            self.spawn(self._perform(action))
         view = self.view()
         for listener in self._listeners:
             listener(view)
 
     def feed_threadsafe(self, event: core.Event) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.feed, event)
+        self.run_soon(self.feed, event)
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
+        """Run a coroutine on the station's loop (from the loop), kept until it ends."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -144,12 +180,12 @@ class StationRuntime:
                 if time.monotonic() - last_resend >= 1.0:
                     last_resend = time.monotonic()
                     await asyncio.to_thread(self.outbox.resend_due)
-                    self._spawn(self.agent.tick())
+                    self.spawn(self.agent.tick())
                     self._maybe_fetch_list()
                     if (self.printer is not None and not self.core.busy
                             and time.monotonic() - self._paper_polled >= PAPER_POLL_S):
                         self._paper_polled = time.monotonic()
-                        self._spawn(asyncio.to_thread(self._poll_paper))
+                        self.spawn(asyncio.to_thread(self._poll_paper))
                 await asyncio.sleep(TICK_S)
         finally:
             await self._shutdown()
@@ -248,9 +284,9 @@ class StationRuntime:
 
     # -- receipts (a worker thread: printers and mail relays block)
     def _send_receipt(self, action: core.SendReceipt) -> bool:
-        s = self.settings
+        c = self.config
         summary = receipt.SessionSummary(
-            library=s.library_name or s.site, station=s.station,
+            library=c.desk.library_name, station=c.station,
             when=dt.datetime.now().astimezone(), patron_name=action.patron_name,
             items=receipt.items_from_lines(action.lines))
         slip = receipt.build_receipt(summary, action.lang)
@@ -260,10 +296,10 @@ class StationRuntime:
                 self.printer.print_receipt(slip)
                 self.agent.set_printer("ok", self.agent.paper)
             else:
-                from selfcheck.drivers.printer.mail import load_mail_config, send_receipt
+                from selfcheck.drivers.printer.mail import send_receipt
 
-                assert s.receipt_mail is not None and action.to is not None
-                send_receipt(slip, action.to, load_mail_config(s.receipt_mail))
+                assert c.mail is not None and action.to is not None
+                send_receipt(slip, action.to, c.mail)
             return True
         except Exception as exc:  # the session is over either way; staff see the event
             log.warning("receipt by %s failed: %s", action.via, exc)
@@ -283,7 +319,7 @@ class StationRuntime:
             self.agent.set_printer("ok", paper)  # type: ignore[arg-type]
 
     async def _check_patron(self, action: core.CheckPatron) -> None:
-        timeout = self.settings.ack_timeout_s
+        timeout = self.config.timeouts.request_s
         req = messages.PatronCheckReq(card_id=action.card_id, pin=action.pin)
         future = self.link.request("patron", req, timeout)
         # Sent: drop our references to the PIN (the core kept it in the action only).
@@ -316,7 +352,7 @@ class StationRuntime:
         return None if entry is None else core.OfflinePatron(*entry)
 
     async def _load_account(self, patron_ref: str) -> None:
-        timeout = self.settings.ack_timeout_s
+        timeout = self.config.timeouts.request_s
         future = self.link.request("account", messages.AccountReq(patron_ref=patron_ref),
                                    timeout)
         self.feed(core.AccountLoaded(await self._answer(future, messages.AccountRes, timeout,
@@ -325,13 +361,13 @@ class StationRuntime:
     # -- the offline list: fetched on connect and every offline_list_s
     def _maybe_fetch_list(self) -> None:
         if self._list_task is None or self._list_task.done():  # not while one is stored
-            self._spawn(asyncio.to_thread(self.journal.drop_expired_offline_list, time.time()))
-        if not self.settings.offline_loans or not self.link.connected.is_set():
+            self.spawn(asyncio.to_thread(self.journal.drop_expired_offline_list, time.time()))
+        if not self.config.offline.loans or not self.link.connected.is_set():
             return
         if self._list_task is not None and not self._list_task.done():
             return
         if self._list_fetched and time.monotonic() - self._list_fetched < \
-                self.settings.offline_list_s:
+                self.config.offline.list_every_s:
             return
         self._list_task = asyncio.ensure_future(self.fetch_offline_list())
         self._tasks.add(self._list_task)
@@ -339,7 +375,7 @@ class StationRuntime:
 
     async def fetch_offline_list(self) -> bool:
         """All pages, then stored at once; a list whose pages disagree is not stored."""
-        timeout = max(self.settings.ack_timeout_s, 5.0)
+        timeout = self.config.timeouts.offline_list_request_s
         pages: list[messages.OfflineListRes] = []
         page, total = 1, 1
         try:
@@ -358,7 +394,7 @@ class StationRuntime:
                 page += 1
         except (TimeoutError, ConnectionError, messages.MessageError) as exc:
             log.info("offline list not fetched: %s", exc)
-            self._list_fetched = time.monotonic() - self.settings.offline_list_s + 60
+            self._list_fetched = time.monotonic() - self.config.offline.list_every_s + 60
             return False  # the stored list (if still valid) stays; try again in a minute
         first = pages[0]
         rows = [(e.card_hash, e.patron_ref, e.display_name, e.max_offline_loans)
@@ -371,7 +407,7 @@ class StationRuntime:
         return True
 
     async def _record(self, action: core.RecordTx) -> None:
-        s = self.settings
+        s = self.config
         now = dt.datetime.now(dt.UTC)
         topic = topics.tx(s.site, s.station, action.kind)
 
@@ -385,7 +421,7 @@ class StationRuntime:
                 return messages.TxRenew(patron_ref=action.patron_ref, **common)
             if action.kind == "loan":
                 assert action.patron_ref is not None
-                deadline = now + dt.timedelta(seconds=s.ack_timeout_s - ack_way_back(s))
+                deadline = now + dt.timedelta(seconds=s.timeouts.loan_deadline_s)
                 return messages.TxLoan(patron_ref=action.patron_ref, deadline=deadline,
                                        **common)
             return messages.TxReturn(**common)

@@ -6,8 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from selfcheck.mqtt.connection import BrokerAddress
-from selfcheck.mqtt.security import ClientSecurity, check_transport
+from selfcheck.mqtt.security import BrokerConfig, ClientSecurity, check_transport
 from selfcheck.system.secrets import read_password
 
 
@@ -26,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="allow clear text to a broker that is not on this machine")
 
 
-def from_args(args: argparse.Namespace, username: str, broker: BrokerAddress) -> ClientSecurity:
-    """ClientSecurity from `add_arguments` options; ValueError names the bad option."""
+def from_args(args: argparse.Namespace, username: str) -> BrokerConfig:
+    """The broker (`--broker`, parsed by argparse) and this client's login from
+    `add_arguments` options, checked once; ValueError names the bad option."""
     for opt in ("ca_file", "cert_file", "key_file"):
         path = getattr(args, opt)
         if path is not None and not Path(path).is_file():
@@ -37,5 +37,5 @@ def from_args(args: argparse.Namespace, username: str, broker: BrokerAddress) ->
                               password=password, tls=args.tls, ca_file=args.ca_file,
                               cert_file=args.cert_file, key_file=args.key_file,
                               allow_insecure=args.allow_insecure)
-    check_transport(broker, security, "--broker")
-    return security
+    check_transport(args.broker, security, "--broker")
+    return BrokerConfig(args.broker, security)

@@ -18,7 +18,7 @@ from selfcheck.cli import broker_options, central_admin
 from selfcheck.cli.errors import UserError
 from selfcheck.mqtt.connection import BrokerAddress
 from selfcheck.system.sdnotify import notify
-from selfcheck.system.secrets import read_password
+from selfcheck.system.secrets import read_password, read_secret
 
 STATUS_EVERY_S = 10.0
 
@@ -120,10 +120,9 @@ def ils_config(url: str, password_file: Path | None) -> Sip2Config:
         if cfg.user:
             raise ValueError(f"--ils: user {cfg.user!r} needs --ils-password-file")
         return cfg
-    password = read_password(password_file, "--ils-password-file")
+    lines = read_secret(password_file, "--ils-password-file")
     # An optional second line: the terminal password (AC) some library systems ask for.
-    lines = Path(password_file).read_text().splitlines()
-    return dataclasses.replace(cfg, password=password or "",
+    return dataclasses.replace(cfg, password=lines[0],
                                terminal_password=lines[1] if len(lines) > 1 else "")
 
 
@@ -135,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from selfcheck.central.store import CirculationStore
 
     try:  # before anything else: refuse clear text off this machine, bad paths, no password
-        client_security = broker_options.from_args(args, args.id, args.broker)
+        broker = broker_options.from_args(args, args.id)
     except ValueError as exc:
         raise UserError("options.invalid", command="central", msg=exc) from None
     if args.db.startswith("sqlite:///"):
@@ -180,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         backend = store
         where = store.engine.url.render_as_string(hide_password=True)
         health = IlsHealth(store_probe(store.engine), "store", args.ils_check).start()
-    bridge = Bridge(backend, args.broker, client_id=args.id, security=client_security,
+    bridge = Bridge(backend, broker.address, client_id=args.id, security=broker.security,
                     order_wait_s=args.order_wait, order=not args.no_order)
     if args.metrics:
         from selfcheck.central.metrics import serve
@@ -197,8 +196,8 @@ def run(args: argparse.Namespace) -> int:
     # Ready once subscribed, so that nothing sent right after is lost; a broker that is not
     # there yet does not hold the central back (it connects by itself).
     if not bridge.connected.wait(10):
-        logging.getLogger("selfcheck.central").warning("broker %s not reached yet", args.broker)
-    logging.getLogger("selfcheck.central").info("bridge %s on %s, backend %s", args.id, args.broker,
+        logging.getLogger("selfcheck.central").warning("broker %s not reached yet", broker)
+    logging.getLogger("selfcheck.central").info("bridge %s on %s, backend %s", args.id, broker,
                                       where)
     print("central ready", flush=True)
     notify("READY=1")  # systemd Type=notify: the bridge is up and connects by itself

@@ -116,8 +116,8 @@ def station_checks(s: Any, lang: str, timeout: float) -> list[Check]:
 
     assert isinstance(s, StationSettings)
     checks = [Check(t("doctor.broker", lang, broker=s.broker),
-                    lambda: broker_check(s.broker_address, s.security(), s.station, lang,
-                                         timeout, keep_session=True)),
+                    lambda: broker_check(s.config.broker.address, s.config.broker.security,
+                                         s.station, lang, timeout, keep_session=True)),
               Check(t("doctor.pad", lang, kind=s.pad, url=s.pad_url).rstrip(),
                     lambda: pad_check(s.pad, s.pad_url, s.pad_options, lang)),
               Check(t("doctor.card", lang, kind=s.card_reader, url=s.card_url).rstrip(),
@@ -219,11 +219,11 @@ def card_check(kind: str, url: str, options: dict[str, Any], lang: str) -> Resul
 def printer_check(s: Any, lang: str) -> Result:
     if s.printer_transport == "none":
         return "ok", t("doctor.printer.none", lang)
-    from selfcheck.drivers.printer import load_config
     from selfcheck.drivers.printer.device import ReceiptPrinter
     from selfcheck.drivers.printer.status import Paper
 
-    printer = ReceiptPrinter(load_config(s.printer_config()))
+    assert s.config.printer is not None  # parsed with the settings
+    printer = ReceiptPrinter(s.config.printer)
     try:
         if printer.can_read_status:
             paper = printer.paper()
@@ -246,11 +246,12 @@ def central_checks(args: argparse.Namespace, lang: str) -> list[Check]:
     from selfcheck.cli.errors import UserError
 
     try:
-        sec = broker_options.from_args(args, args.id, args.broker)
+        broker = broker_options.from_args(args, args.id)
     except ValueError as exc:
         raise UserError("options.invalid", command="doctor", msg=exc) from None
     checks = [Check(t("doctor.broker", lang, broker=args.broker),
-                    lambda: broker_check(args.broker, sec, args.id, lang, args.timeout,
+                    lambda: broker_check(broker.address, broker.security, args.id, lang,
+                                         args.timeout,
                                          keep_session=False)),
               Check(t("doctor.store", lang, url=_store_name(args.db)),
                     lambda: store_check(args.db, lang))]

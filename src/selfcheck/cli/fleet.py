@@ -112,7 +112,7 @@ def serve(args: argparse.Namespace) -> int:
         else:
             default = hours
     try:
-        login = broker_options.from_args(args, args.id, args.broker)
+        broker = broker_options.from_args(args, args.id)
     except ValueError as exc:
         print(f"fleet service not started: {exc}")
         return 2
@@ -132,9 +132,9 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     if args.db.startswith("sqlite:///"):
         Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    service = FleetService(args.broker, args.db, http=(host, int(port)),
+    service = FleetService(broker.address, args.db, http=(host, int(port)),
                            hours=OpeningHours(default, per_site, args.tz), client_id=args.id,
-                           security=login, login=not args.no_login, names=names,
+                           security=broker.security, login=not args.no_login, names=names,
                            tls=(str(args.tls_cert), str(args.tls_key)) if args.tls_cert
                            else None, secure_cookie=args.secure_cookie,
                            stats_url=args.stats_db, tz=args.tz)
@@ -385,7 +385,7 @@ def send(args: argparse.Namespace) -> int:
         print(f"not sent: {exc}")
         return 2
     try:
-        login = broker_options.from_args(args, args.user, args.broker)
+        broker = broker_options.from_args(args, args.user)
     except ValueError as exc:
         print(f"not sent: {exc}")
         return 2
@@ -394,8 +394,9 @@ def send(args: argparse.Namespace) -> int:
     final: list[str] = []
     subscribed = threading.Event()
     # With a login the broker forces client id = username; without, any unique id does.
-    client = make_client(args.user if login.username else f"fleet-send-{uuid.uuid4().hex[:12]}")
-    security.apply(client, args.broker, login)
+    client = make_client(args.user if broker.security.username
+                         else f"fleet-send-{uuid.uuid4().hex[:12]}")
+    security.apply(client, broker.address, broker.security)
 
     def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any = None) -> None:
         c.subscribe(res_topic(site, station, cmd_id), qos=1)
@@ -418,12 +419,12 @@ def send(args: argparse.Namespace) -> int:
     client.on_connect = on_connect
     client.on_subscribe = lambda *a: subscribed.set()
     client.on_message = on_message
-    client.connect(args.broker.host, args.broker.port, keepalive=15, clean_start=True,
+    client.connect(broker.address.host, broker.address.port, keepalive=15, clean_start=True,
                    properties=connect_properties(0))
     client.loop_start()
     try:
         if not subscribed.wait(10):
-            print(f"broker {args.broker} did not answer")
+            print(f"broker {broker} did not answer")
             return 2
         topic, payload, props = actions.message(site, station, args.command, req,
                                                 args.expires)

@@ -77,7 +77,7 @@ def preflight(settings: StationSettings, lang: str) -> None:
     The station starts anyway (it works offline and keeps trying)."""
     import socket
 
-    addr = settings.broker_address
+    addr = settings.config.broker.address
     try:
         socket.create_connection((addr.host, addr.port), timeout=2).close()
     except OSError as exc:

@@ -118,7 +118,7 @@ async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     await press(demo.lift_all)
     # Left alone, the countdown brings the station back to idle.
     await until(lambda: view().mode is core.Mode.IDLE, "the countdown to reach idle",
-                timeout_s=app.runtime.settings.summary_s + 5)
+                timeout_s=app.runtime.config.timeouts.summary_s + 5)
     await shoot.shot("idle-again")
     return 0
 
@@ -250,7 +250,7 @@ async def multipart(app: StationApp, shots: Path | None, lang: str = "vi") -> in
     pad = app.runtime.watcher.pad
     afis = {pad.afi_of(b.uid) for b in demo._books  # type: ignore[attr-defined]
             if b.item_id == SET_ITEM}
-    if afis != {app.runtime.settings.afi_on_loan}:
+    if afis != {app.runtime.config.afi.on_loan}:
         print(f"demo: the set's tags have AFI {afis}, expected on loan")
         return 1
     await press(demo.lift_all)
@@ -441,7 +441,7 @@ async def reader_care(app: StationApp, shots: Path | None, lang: str = "vi") -> 
         print("demo: the time-out question showed before the last 20 s")
         return 1
     await until(lambda: station.more_time_shown, "the time-out question",
-                timeout_s=rt.settings.inactivity_s)
+                timeout_s=rt.config.timeouts.inactivity_s)
     await shoot.shot("more-time")
     await press(station.ids.more_time_button)
     await until(lambda: not station.more_time_shown and view().mode is core.Mode.BORROW

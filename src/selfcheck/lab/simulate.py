@@ -130,7 +130,7 @@ async def one_station(n: int, settings: StationSettings, transactions: int, tall
              for b in range(BOOKS_PER_VISIT)]
     card_id = f"TN{n + 1:05d}"
     view = rt.view
-    timeout = settings.ack_timeout_s + 5
+    timeout = settings.config.timeouts.ack_s + 5
     done = progress.resume_at(rt.journal.last_seq())
     tally.resumed += min(done, transactions)
     try:

@@ -18,11 +18,10 @@ def check_private(path: Path, key: str) -> None:
                          f" make it private: chmod 600 {path}")
 
 
-def read_password(path: Path | None, key: str = "password_file") -> str | None:
-    """The first line of a password file (kept apart from the config so the config can be
-    read by more people than the secret, and out of argv, which `ps` shows to everyone)."""
-    if path is None:
-        return None
+def read_secret(path: Path, key: str = "password_file") -> list[str]:
+    """The lines of a secret file, the first not empty (kept apart from the config so the
+    config can be read by more people than the secret, and out of argv, which `ps` shows to
+    everyone)."""
     check_private(Path(path), key)
     try:
         text = Path(path).read_text().splitlines()
@@ -30,4 +29,9 @@ def read_password(path: Path | None, key: str = "password_file") -> str | None:
         raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from exc
     if not text or not text[0]:
         raise ValueError(f"{key}: {path} is empty")
-    return text[0]
+    return text
+
+
+def read_password(path: Path | None, key: str = "password_file") -> str | None:
+    """The first line of a password file; None without one."""
+    return None if path is None else read_secret(path, key)[0]

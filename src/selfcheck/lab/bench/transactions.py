@@ -24,6 +24,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.kiosk.timeouts import RESEND_AFTER_S
 from selfcheck.lab.bench.cmd import Figure, figure
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess
@@ -101,7 +102,7 @@ class Station:
         self.acked = threading.Event()
         self.link = StationLink(SITE, name, broker, version="bench",
                                 next_session=self.journal.next_session, on_ack=self._on_ack)
-        self.outbox = Outbox(self.journal, self.link.send)
+        self.outbox = Outbox(self.journal, self.link.send, resend_after_s=RESEND_AFTER_S)
         self.topic = topics.tx(SITE, name, "return")
         self.link.start()
         self.link.connected.wait(10)
