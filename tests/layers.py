@@ -5,7 +5,8 @@ Layers, bottom to top; a module may import its own layer and those below, never 
     system        the OS edge: systemd notify, secret files
     drivers | mqtt    the hardware edge and the wire contract (neither imports the other)
     kiosk | central   the station and the library side (neither imports the other);
-                      inside the station: core < shared (settings, texts, receipt) < runtime < ui
+                      inside the station: core (and its timeouts) < shared (settings, texts, receipt)
+                      < runtime < ui
     lab           demo, simulation, chaos, benchmarks, fuzzing, the process harness
     cli           the `selfcheck` command
 """
@@ -26,6 +27,7 @@ LAYERS: list[tuple[str, int, str]] = [
     ("selfcheck.mqtt", 1, "mqtt"),
     ("selfcheck.kiosk.core", 2, "kiosk.core"),
     ("selfcheck.kiosk.core_model", 2, "kiosk.core"),
+    ("selfcheck.kiosk.timeouts", 2, "kiosk.core"),  # pure values the core and runtime share
     ("selfcheck.kiosk.runtime", 4, "kiosk.runtime"),
     ("selfcheck.kiosk.ui", 5, "kiosk.ui"),
     ("selfcheck.kiosk", 3, "kiosk.shared"),
