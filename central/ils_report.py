@@ -31,6 +31,7 @@ class IlsReporter:
         self.health = health
         self._client = client
         self._lock = threading.Lock()  # one report at a time: the newest is the last sent
+        self._gone = False  # after a clean stop nothing may bring back an old verdict
         client.will_set(self.topic, self._payload("gone", None, ""), qos=1, retain=True)
         # paho types its callbacks for every API version; this client is VERSION2.
         chained: Callable[..., Any] | None = client.on_connect
@@ -59,12 +60,15 @@ class IlsReporter:
         if verdict is None:
             return
         with self._lock:
+            if self._gone:
+                return
             self._client.publish(self.topic, self._payload(verdict.state, since, verdict.detail),
                                  qos=1, retain=True)
 
     def gone(self, timeout_s: float = 3.0) -> None:
         """A clean stop: say so before disconnecting (a normal disconnect sends no will)."""
         with self._lock:
+            self._gone = True
             info = self._client.publish(self.topic, self._payload("gone", None, ""), qos=1,
                                         retain=True)
         try:

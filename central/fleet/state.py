@@ -30,6 +30,7 @@ SEVERITY = {
 }
 # A bridge's verdict on the library system and the alert it holds.
 ILS_ALERTS = {"down": "ils_down", "login refused": "ils_login_refused"}
+ILS_ENDED = 50
 # Raised by an event, not by a condition the station reports: nothing clears them but an
 # operator (or, for a security write, staff skipping it at the station).
 LATCHED = ("staff_needed", "security_write_failed")
@@ -199,6 +200,7 @@ class BridgeIlsRec:
         if self.alert is not None and self.alert.kind != kind:
             self.alert.cleared_at = now
             self.ended.append(self.alert)
+            del self.ended[:-ILS_ENDED]  # not written anywhere yet: the recent ones only
             self.alert = None
         if kind is not None and self.alert is None:
             self.alert = Alert(kind, since)

@@ -2,10 +2,11 @@
 
 Open to anyone who reaches the port: `/` the page (it asks for a login), `/i18n.json`,
 `/metrics` (Prometheus; bind it to a private address). Behind a login: `/events` server-sent
-events, `/api/stations`, `/api/station`, `/api/commands`, `/api/stats`, `/stats.csv`; with the
-operator role `POST /api/ack` and `POST /api/command`; admins `GET /api/audit`. Every POST
-needs the `X-Requested-With: fleet` header (a cross-site form cannot send it) and, once logged
-in, the session's CSRF token in `X-CSRF-Token`.
+events, `/api/stations`, `/api/station`, `/api/ils` (each bridge's library system),
+`/api/commands`, `/api/stats`, `/stats.csv`; with the operator role `POST /api/ack` (a
+station's alert, or with `bridge` a library-system alert) and `POST /api/command`; admins
+`GET /api/audit`. Every POST needs the `X-Requested-With: fleet` header (a cross-site form
+cannot send it) and, once logged in, the session's CSRF token in `X-CSRF-Token`.
 """
 
 from __future__ import annotations
