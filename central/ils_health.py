@@ -76,8 +76,11 @@ class IlsHealth(Collector):
     """Runs `probe` now and every `period_s` in a thread; `state`, `since` (wall clock) and
     `changed` (set on every change, for waiting in tests) say the latest verdict."""
 
-    def __init__(self, probe: Probe, name: str, period_s: float = 30.0) -> None:
+    def __init__(self, probe: Probe, name: str, period_s: float = 30.0,
+                 on_change: Callable[[Verdict, float], None] | None = None) -> None:
         self.probe = probe
+        # Called with the new verdict and its since, in the check's thread, after each change.
+        self.on_change = on_change
         self.name = name
         self.period_s = period_s
         self.verdict: Verdict | None = None
@@ -89,6 +92,11 @@ class IlsHealth(Collector):
     @property
     def state(self) -> State | None:
         return self.verdict.state if self.verdict else None
+
+    def latest(self) -> tuple[Verdict | None, float]:
+        """The latest verdict and since when, read together."""
+        with self._lock:
+            return self.verdict, self.since
 
     def start(self) -> IlsHealth:
         self._thread.start()
@@ -105,7 +113,8 @@ class IlsHealth(Collector):
             log.exception("library system check failed")
             verdict = Verdict("down", f"check failed: {exc}")
         with self._lock:
-            if self.verdict is None or verdict.state != self.verdict.state:
+            changed = self.verdict is None or verdict.state != self.verdict.state
+            if changed:
                 self.since = time.time()
                 extra = {"ils": self.name, "state": verdict.state}
                 if verdict.state == "ok":
@@ -114,6 +123,13 @@ class IlsHealth(Collector):
                     log.warning("library system %s: %s", verdict.state, verdict.detail,
                                 extra=extra)
             self.verdict = verdict
+            since = self.since
+        hook = self.on_change
+        if changed and hook is not None:
+            try:
+                hook(verdict, since)
+            except Exception:  # telling others must not stop the checks
+                log.exception("library system change not passed on")
         return verdict
 
     def _run(self) -> None:

@@ -98,8 +98,24 @@ class ConfigReported(Message):
     refused_version: int | None = None
 
 
+IlsState = Literal["ok", "down", "login refused", "gone"]
+
+
+class BridgeIls(Message):
+    """A bridge's verdict on the library system, retained on `topics.bridge_ils`. `gone` is
+    the bridge's Last Will or clean stop: nobody checks any more, so nothing is known."""
+
+    schema_: Literal["bridge.ils/1"] = Field("bridge.ils/1", alias="schema")
+    bridge: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
+    state: IlsState
+    since: dt.datetime | None = Field(None, description="when this state began (bridge "
+                                      "clock); none in the Last Will")
+    ils: Text = Field("", description="which library system, without any password")
+    detail: Text | None = Field(None, description="why it is down, as the check saw it")
+
+
 MODELS: dict[str, type[Message]] = {  # in selfcheck.mqtt.registry
-    "state/1": State, "tele.health/1": Health, "evt/1": Event,
+    "bridge.ils/1": BridgeIls, "state/1": State, "tele.health/1": Health, "evt/1": Event,
     "config.desired/1": ConfigDesired, "config.reported/1": ConfigReported,
 }
 

@@ -1,4 +1,6 @@
-"""Topic names of the MQTT contract v1 (DESIGN.md): `lib/v1/{site}/{station}/...`."""
+"""Topic names of the MQTT contract v1 (DESIGN.md): `lib/v1/{site}/{station}/...` for the
+stations, `lib/central/v1/{bridge}/...` for what the central bridges say about themselves (a
+root of its own, so that `parse` can never take a bridge's report for a station's message)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 VERSION_ROOT = "lib/v1"
+CENTRAL_ROOT = "lib/central/v1"
 SHARE_GROUP = "bridge"
 _ID = re.compile(r"^[a-z0-9-]{1,64}$")
 
@@ -47,6 +50,21 @@ def req(site: str, station: str, name: str) -> str:
 def res(site: str, station: str, name: str) -> str:
     return f"{root(site, station)}/res/{name}"
 
+
+def bridge_ils(bridge: str) -> str:
+    """Where a bridge keeps its retained verdict on the library system."""
+    return f"{CENTRAL_ROOT}/{check_id(bridge, 'bridge')}/ils"
+
+
+def parse_bridge_ils(topic: str) -> str:
+    """The bridge id of a `bridge_ils` topic; TopicError if it is not one."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != CENTRAL_ROOT or parts[4] != "ils":
+        raise TopicError(f"topic {topic[:200]!r} is not {CENTRAL_ROOT}/{{bridge}}/ils")
+    return check_id(parts[3], "bridge")
+
+
+FLEET_ILS = f"{CENTRAL_ROOT}/+/ils"
 
 # What the central bridges subscribe to, as one shared-subscription group.
 BRIDGE_TX = f"$share/{SHARE_GROUP}/{VERSION_ROOT}/+/+/tx/#"

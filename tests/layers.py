@@ -5,8 +5,8 @@ Layers, bottom to top; a module may import its own layer and those below, never 
     system        the OS edge: systemd notify, secret files
     drivers | mqtt    the hardware edge and the wire contract (neither imports the other)
     kiosk | central   the station and the library side (neither imports the other);
-                      inside the station: core (and its timeouts) < shared (settings, texts, receipt)
-                      < runtime < ui
+                      inside the station: core (and its timeouts) < shared (settings,
+                      texts, receipt) < runtime < ui
     lab           demo, simulation, chaos, benchmarks, fuzzing, the process harness
     cli           the `selfcheck` command
 """

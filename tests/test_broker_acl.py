@@ -322,3 +322,35 @@ def test_a_removed_station_is_locked_out(tmp_path: Path) -> None:
         peer.close()
     finally:
         broker.stop()
+
+
+# -- the bridges' verdict on the library system
+def test_only_its_bridge_publishes_the_library_system_state(
+        sbroker: Broker, creds: Path, peers: list[Peer]) -> None:
+    own = topics.bridge_ils("central-bridge-1")
+    bridge = login(sbroker, creds, peers, "central-bridge-1")
+    bridge.client.publish(own, b"ils-ok", qos=1, retain=True).wait_for_publish(5)
+    for name, topic in (("st-a", own), ("central-bridge-2", own),
+                        ("op-all", own), ("central-fleet", own)):
+        peer = login(sbroker, creds, peers, name)
+        info = peer.client.publish(topic, b"forged", qos=1, retain=True)
+        wait_until(lambda p=peer, mid=info.mid: mid in p.pubacks, 5, f"PUBACK for {name}")
+        assert str(peer.pubacks[info.mid]) == "Not authorized", name
+    # the fleet service and every operator, a site's operator too, see it (retained)
+    assert _retained(sbroker, creds, peers, topics.FLEET_ILS) == b"ils-ok"
+    for name in ("op-site2", "op-all"):
+        op = login(sbroker, creds, peers, name)
+        subscribe(op, topics.FLEET_ILS)
+        wait_until(lambda o=op: b"ils-ok" in payloads(o), 5, f"the report at {name}")
+    st = login(sbroker, creds, peers, "st-c")
+    assert granted(subscribe(st, topics.FLEET_ILS)) == []  # not a station's business
+
+
+def test_a_bridge_will_marks_its_report_gone(
+        sbroker: Broker, creds: Path, peers: list[Peer]) -> None:
+    fleet = login(sbroker, creds, peers, "central-fleet")
+    subscribe(fleet, topics.FLEET_ILS)
+    first = _with_will(sbroker, creds, "central-bridge-2", topics.bridge_ils("central-bridge-2"))
+    login(sbroker, creds, peers, "central-bridge-2")
+    first.loop_stop()
+    wait_until(lambda: b"forged-will" in payloads(fleet), 5, "the bridge's will")

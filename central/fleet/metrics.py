@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 from selfcheck.central.fleet.state import FleetState
 
 PAPER_STATES = ("ok", "low", "out", "none")
+ILS_STATES = ("ok", "down", "login refused", "gone")
 L = ["site", "station"]
 
 
@@ -74,7 +75,25 @@ class FleetCollector(Collector):
             "(kind=late)", labels=[*L, "kind"])
         site_open = GaugeMetricFamily("selfcheck_site_open", "1 during the site's opening hours",
                                       labels=["site"])
+        ils_state = GaugeMetricFamily(
+            "selfcheck_fleet_ils_state", "each bridge's report on the library system (1 = "
+            "current; gone: the bridge stopped or died)", labels=["bridge", "state"])
+        ils_since = GaugeMetricFamily("selfcheck_fleet_ils_state_since_seconds", "when the "
+                                      "bridge's current report began (Unix time)",
+                                      labels=["bridge"])
+        ils_alert = GaugeMetricFamily(
+            "selfcheck_fleet_ils_alert", "1 while a bridge reports the library system down or "
+            "refusing its login", labels=["bridge", "kind", "acked"])
         with self.state.lock:
+            for b in self.state.bridges.values():
+                for s in ILS_STATES:
+                    ils_state.add_metric([b.bridge, s.replace(" ", "_")],
+                                         1.0 if b.state == s else 0.0)
+                if b.since is not None:
+                    ils_since.add_metric([b.bridge], b.since)
+                if b.alert is not None:
+                    ils_alert.add_metric([b.bridge, b.alert.kind,
+                                          "1" if b.alert.acked_at else "0"], 1.0)
             stations = list(self.state.stations.values())
             counters = self.state.counters
             msgs, rejected, stale = dict(counters.messages), dict(counters.rejected), \
@@ -110,7 +129,7 @@ class FleetCollector(Collector):
         for site in sorted(sites):
             site_open.add_metric([site], 1.0 if self.hours.is_open(site, now) else 0.0)
         yield from g.values()
-        yield from (paper, info, tx, order, site_open)
+        yield from (paper, info, tx, order, site_open, ils_state, ils_since, ils_alert)
         m = CounterMetricFamily("selfcheck_fleet_messages", "messages taken", labels=["channel"])
         for channel, n in msgs.items():
             m.add_metric([channel], n)

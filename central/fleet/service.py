@@ -17,7 +17,7 @@ from selfcheck.central.fleet import actions
 from selfcheck.central.fleet.auth import Auth
 from selfcheck.central.fleet.db import FleetStore
 from selfcheck.central.fleet.metrics import OpeningHours, registry
-from selfcheck.central.fleet.state import FleetState, Station
+from selfcheck.central.fleet.state import ILS_ALERTS, FleetState, Station
 from selfcheck.central.fleet.stats import Stats
 from selfcheck.central.fleet.web import Hub, WebServer
 from selfcheck.mqtt import messages, topics
@@ -25,7 +25,14 @@ from selfcheck.mqtt.commands import CommandRes
 from selfcheck.mqtt.connection import BrokerAddress, connect_properties, make_client
 from selfcheck.mqtt.rejections import OnceLog
 from selfcheck.mqtt.security import ClientSecurity, apply
-from selfcheck.mqtt.telemetry import FLEET_SUBSCRIPTIONS, ConfigReported, Event, Health, State
+from selfcheck.mqtt.telemetry import (
+    FLEET_SUBSCRIPTIONS,
+    BridgeIls,
+    ConfigReported,
+    Event,
+    Health,
+    State,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +162,7 @@ class FleetService:
         if rc.is_failure:
             log.warning("broker refused the fleet service: %s", rc)
             return
-        client.subscribe([(t, 1) for t in FLEET_SUBSCRIPTIONS])
+        client.subscribe([(t, 1) for t in [*FLEET_SUBSCRIPTIONS, topics.FLEET_ILS]])
         self.connected.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, m: paho.MQTTMessage) -> None:
@@ -167,6 +174,9 @@ class FleetService:
             self._rejected(m, "error", f"{type(exc).__name__}: {exc}", trace=True)
 
     def _receive(self, m: paho.MQTTMessage) -> None:
+        if m.topic.startswith(topics.CENTRAL_ROOT + "/"):
+            self._receive_ils(m)
+            return
         try:
             where = topics.parse(m.topic)
             if not m.payload:
@@ -179,6 +189,24 @@ class FleetService:
             self._rejected(m, getattr(exc, "field", "topic"), str(exc))
             return
         self.take(where.site, where.station, where.channel, where.name, msg)
+
+    def _receive_ils(self, m: paho.MQTTMessage) -> None:
+        """A bridge's report on the library system: the console's banner."""
+        try:
+            bridge = topics.parse_bridge_ils(m.topic)
+            decoded = messages.decode(m.payload, BridgeIls) if m.payload else None
+            msg = decoded if isinstance(decoded, BridgeIls) else None
+            if msg is not None and msg.bridge != bridge:
+                raise messages.MessageError("bridge", "not the bridge of the topic")
+        except (messages.MessageError, topics.TopicError) as exc:
+            self._rejected(m, getattr(exc, "field", "topic"), str(exc))
+            return
+        with self.state.lock:
+            self.state.counters.messages["ils"] += 1
+        if self.state.apply_ils(bridge, msg):
+            if msg is not None and msg.state in ILS_ALERTS:
+                log.warning("bridge %s: library system %s", bridge, msg.state)
+            self.hub.publish("ils", self.state.ils_rows())
 
     def _rejected(self, m: paho.MQTTMessage, field: str, detail: str, *,
                   trace: bool = False) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from selfcheck.mqtt import messages
 from selfcheck.mqtt.commands import CommandRes
-from selfcheck.mqtt.telemetry import ConfigReported, Event, Health, State
+from selfcheck.mqtt.telemetry import BridgeIls, ConfigReported, Event, Health, State
 
 OUTBOX_OLD_S = 600.0
 OUTBOX_MANY = 50  # waiting transactions: the central has not answered for a while
@@ -26,7 +26,11 @@ SEVERITY = {
     "staff_needed": 0, "security_write_failed": 0, "offline": 1, "reader_fault": 1,
     "card_reader_fault": 1, "paper_out": 2, "outbox_old": 2, "hot": 2, "clock_skew": 3,
     "paper_low": 3, "order_gap": 3, "out_of_service": 4,
+    "ils_down": 0, "ils_login_refused": 0,  # every station of the bridge's sites is stuck
 }
+# A bridge's verdict on the library system and the alert it holds.
+ILS_ALERTS = {"down": "ils_down", "login refused": "ils_login_refused"}
+ILS_ENDED = 50
 # Raised by an event, not by a condition the station reports: nothing clears them but an
 # operator (or, for a security write, staff skipping it at the station).
 LATCHED = ("staff_needed", "security_write_failed")
@@ -171,6 +175,50 @@ class Station:
 
 
 @dataclass
+class BridgeIlsRec:
+    """One bridge's last report on the library system (`bridge.ils/1`) and its alert."""
+
+    bridge: str
+    state: str = "gone"
+    since: float | None = None  # the bridge's own since, else when we heard it
+    ils: str = ""
+    detail: str | None = None
+    received: float = 0.0
+    alert: Alert | None = None
+    ended: list[Alert] = field(default_factory=list)
+
+    def take(self, msg: BridgeIls, now: float) -> bool:
+        """Take a report; True if anything changed. The alert follows the state: raised on
+        down or login refused, cleared when ok (or gone: nobody checks, nothing is known)."""
+        since = msg.since.timestamp() if msg.since else now
+        if (msg.state, msg.ils, msg.detail) == (self.state, self.ils, self.detail) \
+                and (msg.since is None or since == self.since):
+            return False  # the same retained report again (our reconnect)
+        self.state, self.ils, self.detail, self.received = msg.state, msg.ils, msg.detail, now
+        self.since = since
+        kind = ILS_ALERTS.get(msg.state)
+        if self.alert is not None and self.alert.kind != kind:
+            self.alert.cleared_at = now
+            self.ended.append(self.alert)
+            del self.ended[:-ILS_ENDED]  # not written anywhere yet: the recent ones only
+            self.alert = None
+        if kind is not None and self.alert is None:
+            self.alert = Alert(kind, since)
+        return True
+
+    def ack(self, kind: str, user: str, now: float) -> bool:
+        if self.alert is None or self.alert.kind != kind or self.alert.acked_at is not None:
+            return False
+        self.alert.acked_by, self.alert.acked_at = user, now
+        return True
+
+    def row(self) -> dict[str, Any]:
+        return {"bridge": self.bridge, "state": self.state, "since": self.since,
+                "ils": self.ils, "detail": self.detail, "received": self.received,
+                "alert": self.alert.info() if self.alert else None}
+
+
+@dataclass
 class Counters:
     messages: collections.Counter[str] = field(default_factory=collections.Counter)
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -181,6 +229,7 @@ class FleetState:
     def __init__(self) -> None:
         self.stations: dict[tuple[str, str], Station] = {}
         self.commands: dict[str, dict[str, Any]] = {}
+        self.bridges: dict[str, BridgeIlsRec] = {}  # their reports on the library system
         self.counters = Counters()
         self.lock = threading.RLock()
 
@@ -277,6 +326,28 @@ class FleetState:
                     rec.refresh(now)
                     changed.append(rec)
         return changed
+
+    def apply_ils(self, bridge: str, msg: BridgeIls | None,
+                  now: float | None = None) -> bool:
+        """Take a bridge's report (None: its retained report was deleted); True if changed."""
+        now = time.time() if now is None else now
+        with self.lock:
+            if msg is None:
+                rec = self.bridges.pop(bridge, None)
+                if rec is not None and rec.alert is not None:
+                    rec.alert.cleared_at = now
+                return rec is not None
+            return self.bridges.setdefault(bridge, BridgeIlsRec(bridge)).take(msg, now)
+
+    def ack_ils(self, bridge: str, kind: str, user: str, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        with self.lock:
+            rec = self.bridges.get(bridge)
+            return rec is not None and rec.ack(kind, user, now)
+
+    def ils_rows(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [rec.row() for _, rec in sorted(self.bridges.items())]
 
     def rows(self, site: str | None = None, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now

@@ -2,10 +2,11 @@
 
 Open to anyone who reaches the port: `/` the page (it asks for a login), `/i18n.json`,
 `/metrics` (Prometheus; bind it to a private address). Behind a login: `/events` server-sent
-events, `/api/stations`, `/api/station`, `/api/commands`, `/api/stats`, `/stats.csv`; with the
-operator role `POST /api/ack` and `POST /api/command`; admins `GET /api/audit`. Every POST
-needs the `X-Requested-With: fleet` header (a cross-site form cannot send it) and, once logged
-in, the session's CSRF token in `X-CSRF-Token`.
+events, `/api/stations`, `/api/station`, `/api/ils` (each bridge's library system),
+`/api/commands`, `/api/stats`, `/stats.csv`; with the operator role `POST /api/ack` (a
+station's alert, or with `bridge` a library-system alert) and `POST /api/command`; admins
+`GET /api/audit`. Every POST needs the `X-Requested-With: fleet` header (a cross-site form
+cannot send it) and, once logged in, the session's CSRF token in `X-CSRF-Token`.
 """
 
 from __future__ import annotations
@@ -225,6 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/stations":
             if (s := self._need()) is not None:
                 self._json(self._rows(s, site))
+        elif path == "/api/ils":
+            if self._need() is not None:  # the library system is every site's concern
+                self._json(self.state.ils_rows())
         elif path == "/api/station":
             station = (q.get("station") or [""])[0]
             if site and (s := self._need("viewer", site)) is not None:
@@ -301,6 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             snapshot = json.dumps(self._rows(s, site), ensure_ascii=False)
             self.wfile.write(f"event: snapshot\ndata: {snapshot}\n\n".encode())
+            ils = json.dumps(self.state.ils_rows(), ensure_ascii=False)
+            self.wfile.write(f"event: ils\ndata: {ils}\n\n".encode())
             self.wfile.flush()
             while True:
                 try:
@@ -361,7 +367,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         site, station = str(body.get("site") or ""), str(body.get("station") or "")
         target = f"{site}/{station or '*'}"
-        if path == "/api/ack":
+        if path == "/api/ack" and body.get("bridge"):
+            bridge, kind = str(body["bridge"])[:64], str(body.get("kind") or "")
+            if self._need("operator", None, "ack", f"bridge {bridge} {kind}") is not None:
+                self._ack_ils(s, bridge, kind)
+        elif path == "/api/ack":
             kind = str(body.get("kind") or "")
             if self._need("operator", site, "ack", f"{target} {kind}") is not None:
                 self._ack(s, site, station, kind)
@@ -406,6 +416,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self.persist(rec)
         self.hub.publish("station", row)
         self._json(row)
+
+    def _ack_ils(self, s: Session, bridge: str, kind: str) -> None:
+        done = self.state.ack_ils(bridge, kind, s.user.name)
+        result = "ok" if done else "not_active"
+        if self.auth is not None:
+            self.auth.audit(s.user.name, "ack", f"bridge {bridge} {kind}", result)
+        if not done:
+            self._json({"error": result}, 409)
+            return
+        rows = self.state.ils_rows()
+        self.hub.publish("ils", rows)
+        self._json(rows)
 
     def _command(self, s: Session, site: str, body: dict[str, Any]) -> None:
         name = str(body.get("name") or "")

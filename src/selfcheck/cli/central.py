@@ -24,6 +24,9 @@ STATUS_EVERY_S = 10.0
 
 if TYPE_CHECKING:
     from selfcheck.central.backend import Backend
+    from selfcheck.central.bridge import Bridge
+    from selfcheck.central.ils_health import IlsHealth
+    from selfcheck.central.ils_report import IlsReporter
     from selfcheck.central.sip2.client import Sip2Config
 
 SIP2_HELP = (
@@ -181,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         health = IlsHealth(store_probe(store.engine), "store", args.ils_check).start()
     bridge = Bridge(backend, broker.address, client_id=args.id, security=broker.security,
                     order_wait_s=args.order_wait, order=not args.no_order)
+    reporter = _ils_reporter(bridge, args.id, health)  # before start: the will goes with connect
     if args.metrics:
         from selfcheck.central.metrics import serve
 
@@ -209,10 +213,26 @@ def run(args: argparse.Namespace) -> int:
             rejected = bridge.counters.rejected
             logging.getLogger("selfcheck.central").warning("bridge %s: %s", args.id,
                                                  bridge.counters.summary())
+    if reporter is not None:
+        reporter.gone()
     bridge.stop()
     health.stop()
     backend.close()
     return 0
+
+
+def _ils_reporter(bridge: Bridge, bridge_id: str, health: IlsHealth) -> IlsReporter | None:
+    """The library system's state for the operators' console, on the bridge's own client (its
+    credentials may publish there; a second connection would need a second account)."""
+    from selfcheck.central.ils_report import IlsReporter
+    from selfcheck.mqtt.topics import TopicError
+
+    try:
+        return IlsReporter(bridge._client, bridge_id, health)
+    except TopicError as exc:
+        logging.getLogger("selfcheck.central").warning(
+            "the library system's state is not published for the console: %s", exc)
+        return None
 
 
 def _koha(args: argparse.Namespace) -> tuple[Backend, str]:
