@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from selfcheck.drivers.pad.watcher import SeenTag
-from selfcheck.mqtt.messages import AccountRes, AckTx, PatronCheckRes
+from selfcheck.drivers.seen import SeenTag
+
+if TYPE_CHECKING:  # the account screen's data passes through untouched: typing only
+    from selfcheck.mqtt.messages import AccountRes, AckTx, PatronCheckRes
 
 
 class Mode(StrEnum):
@@ -202,9 +204,22 @@ class ReceiptSent:
     ok: bool
 
 
+@dataclass(frozen=True)
+class Reconfigure:
+    """Operators changed settings remotely: None leaves a setting as it is. A new language
+    becomes the default; it shows at once unless a reader is busy."""
+
+    offline_returns: bool | None = None
+    inactivity_s: float | None = None
+    summary_s: float | None = None
+    ack_timeout_s: float | None = None
+    default_lang: str | None = None
+
+
 Event = (CardRead | PatronChecked | TagsPresent | Recorded | AckReceived | SecurityWritten
          | Touch | Tick | Connectivity | SetService | Restored | StaffSkip | StaffDismiss
-         | EmailEntered | ReceiptSent | PinEntered | OfflineChecked | AccountLoaded | Renew)
+         | EmailEntered | ReceiptSent | PinEntered | OfflineChecked | AccountLoaded | Renew
+         | Reconfigure)
 
 
 # -- actions
@@ -314,7 +329,7 @@ class Line:
         return (self.uid, *self.parts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # by keyword: 26 fields are too many to place
 class View:
     mode: Mode
     lang: str

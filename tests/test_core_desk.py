@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.drivers.seen import SeenTag
 from selfcheck.drivers.tags import TagInfo
 from selfcheck.kiosk import core
 from selfcheck.mqtt.messages import AckTx, PatronCheckRes

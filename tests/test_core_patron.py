@@ -9,7 +9,7 @@ import itertools
 from pathlib import Path
 
 from selfcheck.central.store import card_hash as central_card_hash
-from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.drivers.seen import SeenTag
 from selfcheck.drivers.tags import TagInfo
 from selfcheck.kiosk import core, receipt
 from selfcheck.kiosk.runtime.journal import Journal

@@ -181,14 +181,11 @@ class FleetAgent:
     # -- settings steered remotely
     def apply_settings(self, cs: ConfigSettings) -> None:
         values = cs.model_dump(exclude_none=True)
-        cfg = self.rt.core.config
-        for key in ("offline_returns", "inactivity_s", "summary_s", "ack_timeout_s"):
-            if key in values:
-                setattr(cfg, key, values[key])
-        if "lang" in values:
-            cfg.default_lang = values["lang"]
-            if not self.rt.core.busy:
-                self.rt.core.lang = values["lang"]
+        # The core takes the change as an event, between two others, not as a live setattr.
+        self.rt.feed(core.Reconfigure(
+            offline_returns=values.get("offline_returns"),
+            inactivity_s=values.get("inactivity_s"), summary_s=values.get("summary_s"),
+            ack_timeout_s=values.get("ack_timeout_s"), default_lang=values.get("lang")))
         if "telemetry_s" in values:
             self.telemetry.period_s = values["telemetry_s"]
         self.rt.settings = self.rt.settings.model_copy(update=values)

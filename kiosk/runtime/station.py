@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from selfcheck.drivers.card.base import CardReader
 from selfcheck.drivers.pad.base import AfiPolicy, BookPad
-from selfcheck.drivers.pad.watcher import PadWatcher, SeenTag
+from selfcheck.drivers.pad.watcher import PadWatcher
 from selfcheck.drivers.printer import PaperEvent, open_printer
+from selfcheck.drivers.seen import SeenTag
 from selfcheck.kiosk import core, receipt
 from selfcheck.kiosk.runtime.agent import FleetAgent
 from selfcheck.kiosk.runtime.journal import Journal
