@@ -41,6 +41,7 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     Notify,
     OfflineChecked,
     OfflinePatron,
+    PatronAnswer,
     PatronChecked,
     PendingWrite,
     PinEntered,
@@ -52,6 +53,7 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     RecordTx,
     Renew,
     Restored,
+    Route,
     SavePending,
     SecState,
     Security,
@@ -64,12 +66,13 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     TagsPresent,
     Tick,
     Touch,
+    TxAnswer,
     View,
     WriteSecurity,
 )
 
 if TYPE_CHECKING:
-    from selfcheck.mqtt.messages import AccountRes, AckTx, PatronCheckRes
+    from selfcheck.mqtt.messages import AccountRes
 
 
 @dataclass
@@ -410,7 +413,7 @@ class SelfCheck:
         # The PIN lives in this action only: the runtime sends it and lets go of it.
         return [CheckPatron(self._card_id, pin)]
 
-    def _patron(self, result: PatronCheckRes | None, now: float) -> list[Action]:
+    def _patron(self, result: PatronAnswer | None, now: float) -> list[Action]:
         if self.mode is not Mode.CHECKING:
             return []
         if result is None:
@@ -698,7 +701,7 @@ class SelfCheck:
                        f"skipped by {self._staff}", pending.item_id)]
 
     # -- answers
-    def _ack(self, ack: AckTx) -> list[Action]:
+    def _ack(self, ack: TxAnswer) -> list[Action]:
         line = self.line(ack.msg_id)
         if line is None or (not ack.ok and line.status is Status.OFFLINE):
             # A refusal the reader can no longer see (or a return already accepted offline):
@@ -723,12 +726,11 @@ class SelfCheck:
                 self._update(ack.msg_id, status=Status.REFUSED, reason=ack.reason,
                              title=ack.title or line.title, screen_message=words)
             return []
-        alert = _alert(ack)
+        alert = None if ack.route is Route.SHELF else ack.route.value
         common: dict[str, object] = dict(status=Status.DONE, title=ack.title or line.title,
                                          sort_bin=ack.sort_bin, screen_message=words,
-                                         alert=alert,
-                                         transit_to=getattr(ack, "transit_to", None),
-                                         print_lines=tuple(ack.print_lines or ()))
+                                         alert=alert, transit_to=ack.transit_to,
+                                         print_lines=ack.print_lines)
         if line.status is Status.OFFLINE:  # already secured under the offline policy
             self._update(ack.msg_id, due=ack.due, **common)
             return []
@@ -918,13 +920,3 @@ class SelfCheck:
                 if ln.msg_id == msg_id:
                     lines[i] = replace(ln, **changes)  # type: ignore[arg-type]
 
-
-def _alert(ack: AckTx) -> Alert | None:
-    """Where a returned book goes next, from the SIP2 alert type or the hold flags."""
-    if ack.alert_type == "02":
-        return "hold_transit"
-    if ack.alert_type == "01" or ack.hold:
-        return "hold"
-    if ack.alert_type in ("03", "04") or getattr(ack, "transit_to", None):
-        return "transit"
-    return None

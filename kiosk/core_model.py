@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from selfcheck.drivers.seen import SeenTag
 
 if TYPE_CHECKING:  # the account screen's data passes through untouched: typing only
-    from selfcheck.mqtt.messages import AccountRes, AckTx, PatronCheckRes
+    from selfcheck.mqtt.messages import AccountRes
 
 
 class Mode(StrEnum):
@@ -58,6 +58,16 @@ PinRule = Literal["never", "always", "central"]
 NOT_FOR_LOAN = 2  # ISO 28560 type of usage
 
 
+class Route(StrEnum):
+    """Where a returned book goes next. The runtime reads it from the answer's wire fields
+    (SIP2 alert type, hold flags, transit); the core knows only this."""
+
+    SHELF = "shelf"
+    HOLD_HERE = "hold"
+    HOLD_ELSEWHERE = "hold_transit"
+    TRANSIT = "transit"
+
+
 # -- persistent state the core shows (the runtime keeps it in the journal)
 @dataclass(frozen=True)
 class PendingWrite:
@@ -87,9 +97,22 @@ class CardRead:
     card_id: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class PatronAnswer:
+    """The central's answer to a patron check, in the core's words."""
+
+    ok: bool
+    reason: str | None = None
+    patron_ref: str | None = None
+    display_name: str | None = None
+    pin_required: bool = False
+    pin_tries_left: int | None = None
+    pin_locked_until: dt.datetime | None = None
+
+
 @dataclass(frozen=True)
 class PatronChecked:
-    result: PatronCheckRes | None  # None: no answer (offline or timed out)
+    result: PatronAnswer | None  # None: no answer (offline or timed out)
 
 
 @dataclass(frozen=True)
@@ -136,9 +159,28 @@ class Recorded:
     msg_id: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class TxAnswer:
+    """The library system's answer to a transaction, in the core's words."""
+
+    msg_id: str
+    ok: bool
+    item_id: str
+    reason: str | None = None
+    title: str | None = None
+    due: dt.date | None = None
+    sort_bin: str | None = None
+    screen_message: tuple[str, ...] = ()  # SIP2 AF
+    print_lines: tuple[str, ...] = ()  # SIP2 AG
+    route: Route = Route.SHELF
+    transit_to: str | None = None
+    desensitize: bool | None = None  # None: not said (always write the tag)
+    resensitize: bool | None = None
+
+
 @dataclass(frozen=True)
 class AckReceived:
-    ack: AckTx
+    ack: TxAnswer
 
 
 @dataclass(frozen=True)

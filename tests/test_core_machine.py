@@ -14,7 +14,8 @@ import pytest
 
 from selfcheck.cli.ui import machine_doc
 from selfcheck.kiosk import core
-from selfcheck.mqtt.messages import PatronCheckRes
+from selfcheck.kiosk.runtime.edge import patron_checked, tx_answer
+from selfcheck.mqtt.messages import AckTx, PatronCheckRes
 from tests.test_core import borrow_session, make
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ def test_every_event_has_a_row_and_a_handler() -> None:
 def test_events_outside_their_modes_are_recorded_not_handled() -> None:
     sc = make()
     late = PatronCheckRes(ok=True, patron_ref="p-1", display_name="An", max_loans=5)
-    assert sc.handle(core.PatronChecked(late), 1) == []
+    assert sc.handle(patron_checked(late), 1) == []
     assert sc.mode is core.Mode.IDLE  # a late answer opens no session
     assert sc.handle(core.StaffSkip("E001"), 1) == []
     assert sc.ignored == {(core.Mode.IDLE, "PatronChecked"): 1, (core.Mode.IDLE, "StaffSkip"): 1}
@@ -93,3 +94,23 @@ def test_importing_the_core_loads_no_io() -> None:
     bad = sorted(m for m in loaded if m.split(".")[0] in heavy or m == "_socket")
     assert bad == []
     assert not any(m.startswith("selfcheck.mqtt") for m in loaded)
+
+
+@pytest.mark.parametrize(("alert_type", "hold", "transit_to", "expected"), [
+    (None, False, None, core.Route.SHELF),
+    ("01", True, None, core.Route.HOLD_HERE),
+    (None, True, None, core.Route.HOLD_HERE),
+    ("02", True, "CN-B", core.Route.HOLD_ELSEWHERE),
+    ("03", False, None, core.Route.TRANSIT),
+    ("04", False, "CN-B", core.Route.TRANSIT),
+    (None, False, "CN-B", core.Route.TRANSIT),
+])
+def test_the_edge_turns_sip2_alerts_into_routes(alert_type: str | None, hold: bool,
+                                                transit_to: str | None,
+                                                expected: core.Route) -> None:
+    ack = AckTx(msg_id="0190a3c2-7b1e-7cc0-8d4e-1234567890ab", ok=True, item_id="39000001",
+                alert_type=alert_type, hold=hold, transit_to=transit_to)
+    answer = tx_answer(ack)
+    assert answer.route is expected
+    assert (answer.msg_id, answer.item_id, answer.transit_to) == (ack.msg_id, "39000001",
+                                                                  transit_to)

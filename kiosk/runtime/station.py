@@ -20,6 +20,7 @@ from selfcheck.drivers.pad.watcher import PadWatcher
 from selfcheck.drivers.printer import PaperEvent, open_printer
 from selfcheck.drivers.seen import SeenTag
 from selfcheck.kiosk import core, receipt
+from selfcheck.kiosk.runtime import edge
 from selfcheck.kiosk.runtime.agent import FleetAgent
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.kiosk.settings import StationSettings
@@ -296,7 +297,7 @@ class StationRuntime:
         # Sent: drop our references to the PIN (the core kept it in the action only).
         del req, action
         result = await self._answer(future, messages.PatronCheckRes, timeout, "patron check")
-        self.feed(core.PatronChecked(result))
+        self.feed(edge.patron_checked(result))
 
     async def _answer(self, future: Future[messages.Message], kind: type[M], timeout: float,
                       what: str) -> M | None:
@@ -326,8 +327,8 @@ class StationRuntime:
         timeout = self.settings.ack_timeout_s
         future = self.link.request("account", messages.AccountReq(patron_ref=patron_ref),
                                    timeout)
-        self.feed(core.AccountLoaded(await self._answer(future, messages.AccountRes, timeout,
-                                                        "account request")))
+        self.feed(edge.account_loaded(await self._answer(future, messages.AccountRes, timeout,
+                                                          "account request")))
 
     # -- the offline list: fetched on connect and every offline_list_s
     def _maybe_fetch_list(self) -> None:
@@ -407,7 +408,7 @@ class StationRuntime:
     def _on_ack(self, ack: messages.AckTx) -> None:
         self.outbox.on_ack(ack.msg_id)
         self.agent.telemetry.acked(ack)
-        self.feed_threadsafe(core.AckReceived(ack))
+        self.feed_threadsafe(edge.ack_received(ack))
 
     def _on_connected(self, up: bool) -> None:
         if up:
