@@ -85,6 +85,14 @@ class _Session:
     account: AccountRes | None = None
     account_failed: bool = False
     renewals: list[Line] = field(default_factory=list)
+    # The card being checked: kept from the card read until the check ends (the PIN pad may
+    # sit in between); never shown, and gone with the session.
+    card_id: str | None = field(default=None, repr=False)
+    pin_error: str | None = None
+    pin_tries: int | None = None
+    count: int = 0  # the reader's count of books (confirm_count)
+    count_read: int | None = None
+    help_from: Mode | None = None  # where the help screen goes back to
 
 
 def staff_ref(card_id: str) -> str:
@@ -173,17 +181,9 @@ class SelfCheck:
         self._writing: dict[str, SecState] = {}  # writes in flight, by uid
         self._exceptions: list[LateRefusal] = []
         self._failures = 0  # failed reads / refused cards in a row
-        self._help_from: Mode | None = None
         self._help_reason: str | None = None
         self._staff: str | None = None
-        self._count = 0
-        self._count_read: int | None = None
         self._receipt_state: str | None = None
-        # The card being checked: kept from the card read until the check ends (the PIN pad
-        # may sit in between); dropped with the session.
-        self._card_id: str | None = None
-        self._pin_error: str | None = None
-        self._pin_tries: int | None = None
         # False after the central failed to answer while the broker was up: returns are then
         # accepted at once, marked offline. Any answer from the central sets it back.
         self._central_ok = True
@@ -207,12 +207,12 @@ class SelfCheck:
                     patron_name=s.patron_name, lines=tuple(s.lines), countdown=countdown,
                     message=message, message_arg=arg, service_message=self._service_message(),
                     pending=tuple(self._pending.values()), exceptions=tuple(self._exceptions),
-                    count=self._count, count_read=self._count_read,
+                    count=self._session.count, count_read=self._session.count_read,
                     receipt_options=self._receipt_options(),
                     receipt_state=self._receipt_state, out_of_service=self._closed is not None,
                     help_reason=self._help_reason if self.mode is Mode.HELP else None,
-                    pin_error=self._pin_error if self.mode is Mode.PIN else None,
-                    pin_tries_left=self._pin_tries if self.mode is Mode.PIN else None,
+                    pin_error=self._session.pin_error if self.mode is Mode.PIN else None,
+                    pin_tries_left=self._session.pin_tries if self.mode is Mode.PIN else None,
                     offline_session=s.offline, offline_left=s.offline_left,
                     account=s.account, account_failed=s.account_failed,
                     renewals=tuple(s.renewals), central_ok=self._central_ok)
@@ -389,13 +389,14 @@ class SelfCheck:
         if self.mode in (Mode.IDLE, Mode.RETURN, Mode.SUMMARY):
             if not self.online:
                 if self.config.offline_loans:
-                    self._card_id = card_id
+                    self._session.card_id = card_id
                     self.mode = Mode.CHECKING
                     return [CheckOffline(card_id)]
                 self._show("offline_no_loans", None, now)
                 return []
-            self._card_id = card_id
-            self._pin_error = self._pin_tries = None
+            self._session.card_id = card_id
+            s = self._session
+            s.pin_error = s.pin_tries = None
             if self.config.pin == "always":
                 self.mode = Mode.PIN
                 return []
@@ -404,30 +405,30 @@ class SelfCheck:
         return self._ignore(CardRead(card_id))  # a card mid-session: finish first
 
     def _pin(self, pin: str | None, now: float) -> list[Action]:
-        if self.mode is not Mode.PIN or self._card_id is None:
+        if self.mode is not Mode.PIN or self._session.card_id is None:
             return []
         if not pin:
             self._to_idle()
             return []
         self.mode = Mode.CHECKING
         # The PIN lives in this action only: the runtime sends it and lets go of it.
-        return [CheckPatron(self._card_id, pin)]
+        return [CheckPatron(self._session.card_id, pin)]
 
     def _patron(self, result: PatronAnswer | None, now: float) -> list[Action]:
         if self.mode is not Mode.CHECKING:
             return []
         if result is None:
             self._central_ok = False
-            if self.config.offline_loans and self._card_id is not None:
-                return [CheckOffline(self._card_id)]  # stay in CHECKING for the answer
+            if self.config.offline_loans and self._session.card_id is not None:
+                return [CheckOffline(self._session.card_id)]  # stay in CHECKING for the answer
             self._to_idle()
             self._show("offline_no_loans", None, now)
             return []
         self._central_ok = True
         if (not result.ok and result.pin_required and self.config.pin != "never"
                 and result.reason in ("wrong_pin", "pin_required")):
-            self._pin_error = result.reason
-            self._pin_tries = result.pin_tries_left
+            self._session.pin_error = result.reason
+            self._session.pin_tries = result.pin_tries_left
             self.mode = Mode.PIN
             return []
         if not result.ok:
@@ -439,7 +440,7 @@ class SelfCheck:
                 self._show("patron_refused", result.reason, now)
             return self._failure("refused card")
         self._failures = 0
-        self._card_id = None
+        self._session.card_id = None
         self._session = _Session(result.patron_ref, result.display_name)
         self.mode = Mode.BORROW
         return self._scan(now)
@@ -447,7 +448,7 @@ class SelfCheck:
     def _offline_patron(self, patron: OfflinePatron | None, now: float) -> list[Action]:
         if self.mode is not Mode.CHECKING:
             return []
-        self._card_id = None
+        self._session.card_id = None
         if patron is None:
             self._to_idle()
             self._show("offline_no_loans", None, now)
@@ -516,7 +517,7 @@ class SelfCheck:
     def _call_help(self, reason: str, detail: str) -> list[Action]:
         if self.mode in (Mode.HELP, Mode.STAFF, Mode.OUT_OF_SERVICE):
             return []
-        self._help_from = self.mode
+        self._session.help_from = self.mode
         self._help_reason = reason
         self.mode = Mode.HELP
         if reason == "button":
@@ -758,7 +759,7 @@ class SelfCheck:
             self._help_reason = "called"
             return [Notify("staff_needed", "critical", "the reader asked for staff")]
         elif mode is Mode.HELP and button == "cancel":
-            back = self._help_from
+            back = self._session.help_from
             if back in (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT, Mode.EMAIL,
                         Mode.SUMMARY, Mode.ACCOUNT):
                 self.mode = back  # the reader's session goes on where it was
@@ -781,7 +782,7 @@ class SelfCheck:
             self._to_idle()
         elif button == "finish" and mode in (Mode.BORROW, Mode.RETURN):
             if self.config.confirm_count and self._session.lines:
-                self._count, self._count_read = 0, None
+                self._session.count, self._session.count_read = 0, None
                 self.mode = Mode.CONFIRM_COUNT
                 return []
             return self._finish()
@@ -801,18 +802,18 @@ class SelfCheck:
 
     def _count_touch(self, button: str) -> list[Action]:
         if button == "count_plus":
-            self._count = min(99, self._count + 1)
+            self._session.count = min(99, self._session.count + 1)
         elif button == "count_minus":
-            self._count = max(0, self._count - 1)
+            self._session.count = max(0, self._session.count - 1)
         elif button == "count_back":
-            self._count_read = None
+            self._session.count_read = None
             self.mode = Mode.BORROW if self._session.patron_ref else Mode.RETURN
         elif button == "count_ok":
             read = len(self._session.lines)  # a set of parts is one item, as readers count
-            if self._count == read:
-                self._count_read = None
+            if self._session.count == read:
+                self._session.count_read = None
                 return self._finish()
-            self._count_read = read
+            self._session.count_read = read
         return []
 
     def _staff_touch(self, button: str) -> list[Action]:
@@ -891,14 +892,10 @@ class SelfCheck:
 
     # -- helpers
     def _to_idle(self) -> None:
-        self._card_id = None
-        self._pin_error = self._pin_tries = None
         self.mode = self._home()
         self.lang = self.config.default_lang
         self._session = _Session()
-        self._count, self._count_read = 0, None
         self._receipt_state = None
-        self._help_from = None
         if self._closing is not None:
             self._close(self._closing)
         elif self._closed is not None:  # staff closed it, or it was closed before help
