@@ -181,14 +181,9 @@ class FleetAgent:
     # -- settings steered remotely
     def apply_settings(self, cs: ConfigSettings) -> None:
         values = cs.model_dump(exclude_none=True)
-        # The core takes the change as an event, between two others, not as a live setattr.
-        self.rt.feed(core.Reconfigure(
-            offline_returns=values.get("offline_returns"),
-            inactivity_s=values.get("inactivity_s"), summary_s=values.get("summary_s"),
-            ack_timeout_s=values.get("ack_timeout_s"), default_lang=values.get("lang")))
         if "telemetry_s" in values:
             self.telemetry.period_s = values["telemetry_s"]
-        self.rt.settings = self.rt.settings.model_copy(update=values)
+        self.rt.reconfigure(values)
 
     # -- commands (CommandTarget)
     def refusal(self, job: Job) -> str | None:

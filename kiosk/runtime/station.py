@@ -125,6 +125,16 @@ class StationRuntime:
         for listener in self._listeners:
             listener(view)
 
+    def reconfigure(self, values: dict[str, Any]) -> None:
+        """Settings steered remotely: the core takes them as an event, between two others;
+        the runtime's own copy follows (its derived values, such as the ack deadline's way
+        back, read it)."""
+        self.feed(core.Reconfigure(
+            offline_returns=values.get("offline_returns"),
+            inactivity_s=values.get("inactivity_s"), summary_s=values.get("summary_s"),
+            ack_timeout_s=values.get("ack_timeout_s"), default_lang=values.get("lang")))
+        self.settings = self.settings.model_copy(update=values)
+
     def feed_threadsafe(self, event: core.Event) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.feed, event)
