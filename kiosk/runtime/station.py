@@ -119,8 +119,12 @@ class StationRuntime:
 
     def feed(self, event: core.Event) -> None:
         """Give the core an event (UI loop only) and carry out what it asks for."""
+        ignored = self.core.ignored.total()
         for action in self.core.handle(event, time.monotonic()):
             self._spawn(self._perform(action))
+        if self.core.ignored.total() != ignored:
+            log.debug("core ignored %s in mode %s", type(event).__name__,
+                      self.core.ignored_recent[-1][0].value)
         view = self.view()
         for listener in self._listeners:
             listener(view)
