@@ -100,13 +100,21 @@ def staff_ref(card_id: str) -> str:
     return "staff-" + hashlib.sha256(card_id.encode()).hexdigest()[:10]
 
 
-_READER_MODES = (Mode.CHECKING, Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT,
-                 Mode.EMAIL, Mode.SUMMARY, Mode.HELP, Mode.STAFF, Mode.PIN, Mode.ACCOUNT)
+# The mode groups, named once. A reader's session: help goes back to where it was.
+_SESSION_MODES = (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT, Mode.EMAIL,
+                  Mode.SUMMARY, Mode.ACCOUNT)
+# Someone is at the station: no closing under them.
+_READER_MODES = (*_SESSION_MODES, Mode.CHECKING, Mode.HELP, Mode.STAFF, Mode.PIN)
+# Back to idle after inactivity_s with no touch (the summary and help screens have their own).
+_INACTIVITY_MODES = (*(m for m in _SESSION_MODES if m is not Mode.SUMMARY), Mode.STAFF,
+                     Mode.PIN)
+# Where a reader's card asks for a patron check.
+_CHECK_MODES = (Mode.IDLE, Mode.RETURN, Mode.SUMMARY)
 
 
 # Where a reader's card starts a session (or, at a return station, is told off), and where a
 # staff card opens the staff screen; elsewhere a card is ignored: finish first.
-_READER_CARD_MODES = (Mode.IDLE, Mode.RETURN, Mode.SUMMARY, Mode.RETURN_STATION)
+_READER_CARD_MODES = (*_CHECK_MODES, Mode.RETURN_STATION)
 _STAFF_CARD_MODES = (Mode.IDLE, Mode.SUMMARY, Mode.HELP, Mode.RETURN_STATION,
                      Mode.OUT_OF_SERVICE)
 _ALL = frozenset(Mode)
@@ -246,8 +254,7 @@ class SelfCheck:
         return next((ln for ln in (*s.lines, *s.renewals) if ln.msg_id == msg_id), None)
 
     def _limit(self) -> float | None:
-        if self.mode in (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT,
-                         Mode.EMAIL, Mode.STAFF, Mode.PIN, Mode.ACCOUNT):
+        if self.mode in _INACTIVITY_MODES:
             return self.config.inactivity_s
         if self.mode is Mode.SUMMARY:
             return self.config.summary_s
@@ -386,7 +393,7 @@ class SelfCheck:
         if self.mode is Mode.RETURN_STATION:
             self._show("return_station_no_card", None, now)
             return []
-        if self.mode in (Mode.IDLE, Mode.RETURN, Mode.SUMMARY):
+        if self.mode in _CHECK_MODES:
             if not self.online:
                 if self.config.offline_loans:
                     self._session.card_id = card_id
@@ -760,8 +767,7 @@ class SelfCheck:
             return [Notify("staff_needed", "critical", "the reader asked for staff")]
         elif mode is Mode.HELP and button == "cancel":
             back = self._session.help_from
-            if back in (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT, Mode.EMAIL,
-                        Mode.SUMMARY, Mode.ACCOUNT):
+            if back in _SESSION_MODES:
                 self.mode = back  # the reader's session goes on where it was
             else:
                 self._to_idle()
