@@ -10,10 +10,12 @@ Shaped like h11: everything testable without hardware, broker or screen. The voc
 from __future__ import annotations
 
 import hashlib
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.drivers.seen import SeenTag
 from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, re-exported
     NOT_FOR_LOAN,
     AccountLoaded,
@@ -39,16 +41,19 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     Notify,
     OfflineChecked,
     OfflinePatron,
+    PatronAnswer,
     PatronChecked,
     PendingWrite,
     PinEntered,
     PinRule,
     ReceiptSent,
     ReceiptVia,
+    Reconfigure,
     Recorded,
     RecordTx,
     Renew,
     Restored,
+    Route,
     SavePending,
     SecState,
     Security,
@@ -61,10 +66,13 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     TagsPresent,
     Tick,
     Touch,
+    TxAnswer,
     View,
     WriteSecurity,
 )
-from selfcheck.mqtt.messages import AccountRes, AckTx, PatronCheckRes
+
+if TYPE_CHECKING:
+    from selfcheck.mqtt.messages import AccountRes
 
 
 @dataclass
@@ -77,6 +85,14 @@ class _Session:
     account: AccountRes | None = None
     account_failed: bool = False
     renewals: list[Line] = field(default_factory=list)
+    # The card being checked: kept from the card read until the check ends (the PIN pad may
+    # sit in between); never shown, and gone with the session.
+    card_id: str | None = field(default=None, repr=False)
+    pin_error: str | None = None
+    pin_tries: int | None = None
+    count: int = 0  # the reader's count of books (confirm_count)
+    count_read: int | None = None
+    help_from: Mode | None = None  # where the help screen goes back to
 
 
 def staff_ref(card_id: str) -> str:
@@ -84,8 +100,74 @@ def staff_ref(card_id: str) -> str:
     return "staff-" + hashlib.sha256(card_id.encode()).hexdigest()[:10]
 
 
-_READER_MODES = (Mode.CHECKING, Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT,
-                 Mode.EMAIL, Mode.SUMMARY, Mode.HELP, Mode.STAFF, Mode.PIN, Mode.ACCOUNT)
+# The mode groups, named once. A reader's session: help goes back to where it was.
+_SESSION_MODES = (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT, Mode.EMAIL,
+                  Mode.SUMMARY, Mode.ACCOUNT)
+# Someone is at the station: no closing under them.
+_READER_MODES = (*_SESSION_MODES, Mode.CHECKING, Mode.HELP, Mode.STAFF, Mode.PIN)
+# Back to idle after inactivity_s with no touch (the summary and help screens have their own).
+_INACTIVITY_MODES = (*(m for m in _SESSION_MODES if m is not Mode.SUMMARY), Mode.STAFF,
+                     Mode.PIN)
+# Where a reader's card asks for a patron check.
+_CHECK_MODES = (Mode.IDLE, Mode.RETURN, Mode.SUMMARY)
+
+
+# Where a reader's card starts a session (or, at a return station, is told off), and where a
+# staff card opens the staff screen; elsewhere a card is ignored: finish first.
+_READER_CARD_MODES = (*_CHECK_MODES, Mode.RETURN_STATION)
+_STAFF_CARD_MODES = (Mode.IDLE, Mode.SUMMARY, Mode.HELP, Mode.RETURN_STATION,
+                     Mode.OUT_OF_SERVICE)
+_ALL = frozenset(Mode)
+
+# The machine's table: for each event, the modes it applies in and the method that takes
+# it. An event outside its modes is recorded as ignored (`SelfCheck.ignored`), not handled.
+# Touches apply everywhere: which button does what in which mode is `_touch`'s business.
+TABLE: dict[type, tuple[frozenset[Mode], str]] = {
+    CardRead: (frozenset(_READER_CARD_MODES + _STAFF_CARD_MODES), "_on_card"),
+    PatronChecked: (frozenset({Mode.CHECKING}), "_on_patron"),
+    PinEntered: (frozenset({Mode.PIN}), "_on_pin"),
+    OfflineChecked: (frozenset({Mode.CHECKING}), "_on_offline_patron"),
+    AccountLoaded: (frozenset({Mode.ACCOUNT}), "_on_account"),
+    Renew: (frozenset({Mode.ACCOUNT}), "_on_renew"),
+    TagsPresent: (_ALL, "_on_tags"),
+    Recorded: (_ALL, "_on_recorded"),
+    AckReceived: (_ALL, "_on_ack"),
+    SecurityWritten: (_ALL, "_on_written"),
+    Touch: (_ALL, "_on_touch"),
+    Tick: (_ALL, "_on_tick"),
+    Connectivity: (_ALL, "_on_connectivity"),
+    SetService: (_ALL, "_on_service"),
+    Restored: (_ALL, "_on_restored"),
+    StaffSkip: (frozenset({Mode.STAFF}), "_on_skip"),
+    StaffDismiss: (frozenset({Mode.STAFF}), "_on_dismiss"),
+    EmailEntered: (frozenset({Mode.EMAIL}), "_on_email"),
+    ReceiptSent: (_ALL, "_on_receipt_sent"),
+    Reconfigure: (_ALL, "_on_reconfigure"),
+}
+
+
+def transitions() -> list[tuple[Mode, str, str]]:
+    """(mode, event, handler) for every pair the machine takes, in table order."""
+    return [(mode, event.__name__, handler) for event, (modes, handler) in TABLE.items()
+            for mode in Mode if mode in modes]
+
+
+def diagram() -> str:
+    """The table as a Mermaid flowchart: each mode, the mode-bound events it takes, and the
+    events every mode takes in one box (docs/core-machine.md is this, generated)."""
+    lines = ["flowchart LR"]
+    everywhere = [e.__name__ for e, (modes, _) in TABLE.items() if modes == _ALL]
+    lines.append(f'    any["any mode: {", ".join(everywhere)}"]')
+    for mode in Mode:
+        lines.append(f'    {mode.value}(["{mode.value}"])')
+    for event, (modes, handler) in TABLE.items():
+        if modes == _ALL:
+            continue
+        for mode in Mode:
+            if mode in modes:
+                lines.append(f"    {mode.value} -- \"{event.__name__} / {handler}\" --> "
+                             f"{mode.value}_{event.__name__}[[{handler}]]")
+    return "\n".join(lines) + "\n"
 
 
 class SelfCheck:
@@ -107,20 +189,16 @@ class SelfCheck:
         self._writing: dict[str, SecState] = {}  # writes in flight, by uid
         self._exceptions: list[LateRefusal] = []
         self._failures = 0  # failed reads / refused cards in a row
-        self._help_from: Mode | None = None
         self._help_reason: str | None = None
         self._staff: str | None = None
-        self._count = 0
-        self._count_read: int | None = None
         self._receipt_state: str | None = None
-        # The card being checked: kept from the card read until the check ends (the PIN pad
-        # may sit in between); dropped with the session.
-        self._card_id: str | None = None
-        self._pin_error: str | None = None
-        self._pin_tries: int | None = None
         # False after the central failed to answer while the broker was up: returns are then
         # accepted at once, marked offline. Any answer from the central sets it back.
         self._central_ok = True
+        # Events that did not apply in the mode they came in: counted, and the latest kept,
+        # so that tests and logs can tell a dropped event from a handled one.
+        self.ignored: Counter[tuple[Mode, str]] = Counter()
+        self.ignored_recent: deque[tuple[Mode, str]] = deque(maxlen=50)
         self.mode = self._home()
 
     # -- reading
@@ -133,16 +211,19 @@ class SelfCheck:
         if self._message and self._message[2] > now:
             message, arg = self._message[0], self._message[1]
         s = self._session
-        return View(self.mode, self.lang, self.online, s.patron_name,
-                    tuple(s.lines), countdown, message, arg,
-                    self._service_message(), tuple(self._pending.values()),
-                    tuple(self._exceptions), self._count, self._count_read,
-                    self._receipt_options(), self._receipt_state, self._closed is not None,
-                    self._help_reason if self.mode is Mode.HELP else None,
-                    self._pin_error if self.mode is Mode.PIN else None,
-                    self._pin_tries if self.mode is Mode.PIN else None,
-                    s.offline, s.offline_left, s.account, s.account_failed,
-                    tuple(s.renewals), self._central_ok)
+        return View(mode=self.mode, lang=self.lang, online=self.online,
+                    patron_name=s.patron_name, lines=tuple(s.lines), countdown=countdown,
+                    message=message, message_arg=arg, service_message=self._service_message(),
+                    pending=tuple(self._pending.values()), exceptions=tuple(self._exceptions),
+                    count=self._session.count, count_read=self._session.count_read,
+                    receipt_options=self._receipt_options(),
+                    receipt_state=self._receipt_state, out_of_service=self._closed is not None,
+                    help_reason=self._help_reason if self.mode is Mode.HELP else None,
+                    pin_error=self._session.pin_error if self.mode is Mode.PIN else None,
+                    pin_tries_left=self._session.pin_tries if self.mode is Mode.PIN else None,
+                    offline_session=s.offline, offline_left=s.offline_left,
+                    account=s.account, account_failed=s.account_failed,
+                    renewals=tuple(s.renewals), central_ok=self._central_ok)
 
     @property
     def busy(self) -> bool:
@@ -173,8 +254,7 @@ class SelfCheck:
         return next((ln for ln in (*s.lines, *s.renewals) if ln.msg_id == msg_id), None)
 
     def _limit(self) -> float | None:
-        if self.mode in (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT,
-                         Mode.EMAIL, Mode.STAFF, Mode.PIN, Mode.ACCOUNT):
+        if self.mode in _INACTIVITY_MODES:
             return self.config.inactivity_s
         if self.mode is Mode.SUMMARY:
             return self.config.summary_s
@@ -183,66 +263,100 @@ class SelfCheck:
         return None
 
     # -- writing
+    def _ignore(self, event: Event) -> list[Action]:
+        key = (self.mode, type(event).__name__)
+        self.ignored[key] += 1
+        self.ignored_recent.append(key)
+        return []
+
+    def _reconfigure(self, event: Reconfigure) -> None:
+        old, self.config = self.config, event.config
+        if event.config.default_lang != old.default_lang and not self.busy:
+            self.lang = event.config.default_lang
+
     def handle(self, event: Event, now: float) -> list[Action]:
         if isinstance(event, CardRead | TagsPresent | Touch | PatronChecked | EmailEntered
                       | StaffSkip | StaffDismiss | PinEntered | OfflineChecked | Renew):
-            self._last_activity = now
-        match event:
-            case CardRead(card_id):
-                return self._card(card_id, now)
-            case PatronChecked(result):
-                return self._patron(result, now)
-            case PinEntered():
-                return self._pin(event.pin, now)
-            case OfflineChecked(patron):
-                return self._offline_patron(patron, now)
-            case AccountLoaded(result):
-                if self.mode is Mode.ACCOUNT:
-                    self._session.account = result
-                    self._session.account_failed = result is None
-                return []
-            case Renew(item_id):
-                return self._renew([item_id])
-            case TagsPresent(tags):
-                self._present = {t.uid: t for t in tags}
-                return self._pending_writes() + self._scan(now)
-            case Recorded(msg_id):
-                return self._recorded(msg_id, now)
-            case AckReceived(ack):
-                self._central_ok = True
-                return self._ack(ack)
-            case SecurityWritten(uid, ok):
-                return self._written(uid, ok)
-            case Touch(button):
-                return self._touch(button, now)
-            case Tick():
-                return self._tick(now)
-            case Connectivity(online):
-                self.online = online
-                if online:
-                    self._central_ok = True  # a new connection: ask the central again
-                return []
-            case SetService():
-                self._set_service(event)
-                return []
-            case Restored(pending, exceptions):
-                self._pending.update({p.uid: p for p in pending})
-                known = {e.msg_id for e in self._exceptions}
-                self._exceptions += [e for e in exceptions if e.msg_id not in known]
-                return self._pending_writes()
-            case StaffSkip(uid):
-                return self._skip(uid)
-            case StaffDismiss(msg_id):
-                if self.mode is not Mode.STAFF:
-                    return []
-                self._exceptions = [e for e in self._exceptions if e.msg_id != msg_id]
-                return [DropException(msg_id)]
-            case EmailEntered(address):
-                return self._email(address)
-            case ReceiptSent(via, ok):
-                self._receipt_state = (("printed" if via == "print" else "sent") if ok
-                                       else "failed")
-                return []
+            self._last_activity = now  # the reader is there, even if the event is ignored
+        if self.mode not in TABLE[type(event)][0]:
+            return self._ignore(event)
+        handler: Callable[[Event, float], list[Action]] = getattr(self, TABLE[type(event)][1])
+        return handler(event, now)
+
+    # -- the table's handlers: one per event type, called only in the modes it lists
+    def _on_card(self, event: CardRead, now: float) -> list[Action]:
+        return self._card(event.card_id, now)
+
+    def _on_patron(self, event: PatronChecked, now: float) -> list[Action]:
+        return self._patron(event.result, now)
+
+    def _on_pin(self, event: PinEntered, now: float) -> list[Action]:
+        return self._pin(event.pin, now)
+
+    def _on_offline_patron(self, event: OfflineChecked, now: float) -> list[Action]:
+        return self._offline_patron(event.patron, now)
+
+    def _on_account(self, event: AccountLoaded, now: float) -> list[Action]:
+        self._session.account = event.result
+        self._session.account_failed = event.result is None
+        return []
+
+    def _on_renew(self, event: Renew, now: float) -> list[Action]:
+        return self._renew([event.item_id])
+
+    def _on_tags(self, event: TagsPresent, now: float) -> list[Action]:
+        self._present = {t.uid: t for t in event.tags}
+        return self._pending_writes() + self._scan(now)
+
+    def _on_recorded(self, event: Recorded, now: float) -> list[Action]:
+        return self._recorded(event.msg_id, now)
+
+    def _on_ack(self, event: AckReceived, now: float) -> list[Action]:
+        self._central_ok = True
+        return self._ack(event.ack)
+
+    def _on_written(self, event: SecurityWritten, now: float) -> list[Action]:
+        return self._written(event.uid, event.ok)
+
+    def _on_touch(self, event: Touch, now: float) -> list[Action]:
+        return self._touch(event.button, now)
+
+    def _on_tick(self, event: Tick, now: float) -> list[Action]:
+        return self._tick(now)
+
+    def _on_connectivity(self, event: Connectivity, now: float) -> list[Action]:
+        self.online = event.online
+        if event.online:
+            self._central_ok = True  # a new connection: ask the central again
+        return []
+
+    def _on_service(self, event: SetService, now: float) -> list[Action]:
+        self._set_service(event)
+        return []
+
+    def _on_restored(self, event: Restored, now: float) -> list[Action]:
+        self._pending.update({p.uid: p for p in event.pending})
+        known = {e.msg_id for e in self._exceptions}
+        self._exceptions += [e for e in event.exceptions if e.msg_id not in known]
+        return self._pending_writes()
+
+    def _on_skip(self, event: StaffSkip, now: float) -> list[Action]:
+        return self._skip(event.uid)
+
+    def _on_dismiss(self, event: StaffDismiss, now: float) -> list[Action]:
+        self._exceptions = [e for e in self._exceptions if e.msg_id != event.msg_id]
+        return [DropException(event.msg_id)]
+
+    def _on_email(self, event: EmailEntered, now: float) -> list[Action]:
+        return self._email(event.address)
+
+    def _on_receipt_sent(self, event: ReceiptSent, now: float) -> list[Action]:
+        ok, via = event.ok, event.via
+        self._receipt_state = ("printed" if via == "print" else "sent") if ok else "failed"
+        return []
+
+    def _on_reconfigure(self, event: Reconfigure, now: float) -> list[Action]:
+        self._reconfigure(event)
         return []
 
     # -- service
@@ -267,58 +381,59 @@ class SelfCheck:
     # -- cards
     def _card(self, card_id: str, now: float) -> list[Action]:
         if card_id in self.config.staff_cards:
-            if self.mode in (Mode.IDLE, Mode.SUMMARY, Mode.HELP, Mode.RETURN_STATION,
-                             Mode.OUT_OF_SERVICE):
-                self._staff = staff_ref(card_id)
-                self._session = _Session()
-                self._failures = 0
-                self.mode = Mode.STAFF
+            if self.mode not in _STAFF_CARD_MODES:
+                return self._ignore(CardRead(card_id))
+            self._staff = staff_ref(card_id)
+            self._session = _Session()
+            self._failures = 0
+            self.mode = Mode.STAFF
             return []
         if self.mode is Mode.RETURN_STATION:
             self._show("return_station_no_card", None, now)
             return []
-        if self.mode in (Mode.IDLE, Mode.RETURN, Mode.SUMMARY):
+        if self.mode in _CHECK_MODES:
             if not self.online:
                 if self.config.offline_loans:
-                    self._card_id = card_id
+                    self._session.card_id = card_id
                     self.mode = Mode.CHECKING
                     return [CheckOffline(card_id)]
                 self._show("offline_no_loans", None, now)
                 return []
-            self._card_id = card_id
-            self._pin_error = self._pin_tries = None
+            self._session.card_id = card_id
+            s = self._session
+            s.pin_error = s.pin_tries = None
             if self.config.pin == "always":
                 self.mode = Mode.PIN
                 return []
             self.mode = Mode.CHECKING
             return [CheckPatron(card_id)]
-        return []  # a card during a borrowing session is ignored: finish first
+        return self._ignore(CardRead(card_id))  # a card mid-session: finish first
 
     def _pin(self, pin: str | None, now: float) -> list[Action]:
-        if self.mode is not Mode.PIN or self._card_id is None:
+        if self.mode is not Mode.PIN or self._session.card_id is None:
             return []
         if not pin:
             self._to_idle()
             return []
         self.mode = Mode.CHECKING
         # The PIN lives in this action only: the runtime sends it and lets go of it.
-        return [CheckPatron(self._card_id, pin)]
+        return [CheckPatron(self._session.card_id, pin)]
 
-    def _patron(self, result: PatronCheckRes | None, now: float) -> list[Action]:
+    def _patron(self, result: PatronAnswer | None, now: float) -> list[Action]:
         if self.mode is not Mode.CHECKING:
             return []
         if result is None:
             self._central_ok = False
-            if self.config.offline_loans and self._card_id is not None:
-                return [CheckOffline(self._card_id)]  # stay in CHECKING for the answer
+            if self.config.offline_loans and self._session.card_id is not None:
+                return [CheckOffline(self._session.card_id)]  # stay in CHECKING for the answer
             self._to_idle()
             self._show("offline_no_loans", None, now)
             return []
         self._central_ok = True
         if (not result.ok and result.pin_required and self.config.pin != "never"
                 and result.reason in ("wrong_pin", "pin_required")):
-            self._pin_error = result.reason
-            self._pin_tries = result.pin_tries_left
+            self._session.pin_error = result.reason
+            self._session.pin_tries = result.pin_tries_left
             self.mode = Mode.PIN
             return []
         if not result.ok:
@@ -330,7 +445,7 @@ class SelfCheck:
                 self._show("patron_refused", result.reason, now)
             return self._failure("refused card")
         self._failures = 0
-        self._card_id = None
+        self._session.card_id = None
         self._session = _Session(result.patron_ref, result.display_name)
         self.mode = Mode.BORROW
         return self._scan(now)
@@ -338,7 +453,7 @@ class SelfCheck:
     def _offline_patron(self, patron: OfflinePatron | None, now: float) -> list[Action]:
         if self.mode is not Mode.CHECKING:
             return []
-        self._card_id = None
+        self._session.card_id = None
         if patron is None:
             self._to_idle()
             self._show("offline_no_loans", None, now)
@@ -407,7 +522,7 @@ class SelfCheck:
     def _call_help(self, reason: str, detail: str) -> list[Action]:
         if self.mode in (Mode.HELP, Mode.STAFF, Mode.OUT_OF_SERVICE):
             return []
-        self._help_from = self.mode
+        self._session.help_from = self.mode
         self._help_reason = reason
         self.mode = Mode.HELP
         if reason == "button":
@@ -592,7 +707,7 @@ class SelfCheck:
                        f"skipped by {self._staff}", pending.item_id)]
 
     # -- answers
-    def _ack(self, ack: AckTx) -> list[Action]:
+    def _ack(self, ack: TxAnswer) -> list[Action]:
         line = self.line(ack.msg_id)
         if line is None or (not ack.ok and line.status is Status.OFFLINE):
             # A refusal the reader can no longer see (or a return already accepted offline):
@@ -617,12 +732,11 @@ class SelfCheck:
                 self._update(ack.msg_id, status=Status.REFUSED, reason=ack.reason,
                              title=ack.title or line.title, screen_message=words)
             return []
-        alert = _alert(ack)
+        alert = None if ack.route is Route.SHELF else ack.route.value
         common: dict[str, object] = dict(status=Status.DONE, title=ack.title or line.title,
                                          sort_bin=ack.sort_bin, screen_message=words,
-                                         alert=alert,
-                                         transit_to=getattr(ack, "transit_to", None),
-                                         print_lines=tuple(ack.print_lines or ()))
+                                         alert=alert, transit_to=ack.transit_to,
+                                         print_lines=ack.print_lines)
         if line.status is Status.OFFLINE:  # already secured under the offline policy
             self._update(ack.msg_id, due=ack.due, **common)
             return []
@@ -650,9 +764,8 @@ class SelfCheck:
             self._help_reason = "called"
             return [Notify("staff_needed", "critical", "the reader asked for staff")]
         elif mode is Mode.HELP and button == "cancel":
-            back = self._help_from
-            if back in (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT, Mode.EMAIL,
-                        Mode.SUMMARY, Mode.ACCOUNT):
+            back = self._session.help_from
+            if back in _SESSION_MODES:
                 self.mode = back  # the reader's session goes on where it was
             else:
                 self._to_idle()
@@ -673,7 +786,7 @@ class SelfCheck:
             self._to_idle()
         elif button == "finish" and mode in (Mode.BORROW, Mode.RETURN):
             if self.config.confirm_count and self._session.lines:
-                self._count, self._count_read = 0, None
+                self._session.count, self._session.count_read = 0, None
                 self.mode = Mode.CONFIRM_COUNT
                 return []
             return self._finish()
@@ -693,18 +806,18 @@ class SelfCheck:
 
     def _count_touch(self, button: str) -> list[Action]:
         if button == "count_plus":
-            self._count = min(99, self._count + 1)
+            self._session.count = min(99, self._session.count + 1)
         elif button == "count_minus":
-            self._count = max(0, self._count - 1)
+            self._session.count = max(0, self._session.count - 1)
         elif button == "count_back":
-            self._count_read = None
+            self._session.count_read = None
             self.mode = Mode.BORROW if self._session.patron_ref else Mode.RETURN
         elif button == "count_ok":
             read = len(self._session.lines)  # a set of parts is one item, as readers count
-            if self._count == read:
-                self._count_read = None
+            if self._session.count == read:
+                self._session.count_read = None
                 return self._finish()
-            self._count_read = read
+            self._session.count_read = read
         return []
 
     def _staff_touch(self, button: str) -> list[Action]:
@@ -783,14 +896,10 @@ class SelfCheck:
 
     # -- helpers
     def _to_idle(self) -> None:
-        self._card_id = None
-        self._pin_error = self._pin_tries = None
         self.mode = self._home()
         self.lang = self.config.default_lang
         self._session = _Session()
-        self._count, self._count_read = 0, None
         self._receipt_state = None
-        self._help_from = None
         if self._closing is not None:
             self._close(self._closing)
         elif self._closed is not None:  # staff closed it, or it was closed before help
@@ -812,13 +921,3 @@ class SelfCheck:
                 if ln.msg_id == msg_id:
                     lines[i] = replace(ln, **changes)  # type: ignore[arg-type]
 
-
-def _alert(ack: AckTx) -> Alert | None:
-    """Where a returned book goes next, from the SIP2 alert type or the hold flags."""
-    if ack.alert_type == "02":
-        return "hold_transit"
-    if ack.alert_type == "01" or ack.hold:
-        return "hold"
-    if ack.alert_type in ("03", "04") or getattr(ack, "transit_to", None):
-        return "transit"
-    return None

@@ -7,11 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.drivers.seen import SeenTag
 from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S
-from selfcheck.mqtt.messages import AccountRes, AckTx, PatronCheckRes
+
+if TYPE_CHECKING:  # the account screen's data passes through untouched: typing only
+    from selfcheck.mqtt.messages import AccountRes
 
 
 class Mode(StrEnum):
@@ -57,6 +59,16 @@ PinRule = Literal["never", "always", "central"]
 NOT_FOR_LOAN = 2  # ISO 28560 type of usage
 
 
+class Route(StrEnum):
+    """Where a returned book goes next. The runtime reads it from the answer's wire fields
+    (SIP2 alert type, hold flags, transit); the core knows only this."""
+
+    SHELF = "shelf"
+    HOLD_HERE = "hold"
+    HOLD_ELSEWHERE = "hold_transit"
+    TRANSIT = "transit"
+
+
 # -- persistent state the core shows (the runtime keeps it in the journal)
 @dataclass(frozen=True)
 class PendingWrite:
@@ -86,9 +98,22 @@ class CardRead:
     card_id: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class PatronAnswer:
+    """The central's answer to a patron check, in the core's words."""
+
+    ok: bool
+    reason: str | None = None
+    patron_ref: str | None = None
+    display_name: str | None = None
+    pin_required: bool = False
+    pin_tries_left: int | None = None
+    pin_locked_until: dt.datetime | None = None
+
+
 @dataclass(frozen=True)
 class PatronChecked:
-    result: PatronCheckRes | None  # None: no answer (offline or timed out)
+    result: PatronAnswer | None  # None: no answer (offline or timed out)
 
 
 @dataclass(frozen=True)
@@ -135,9 +160,28 @@ class Recorded:
     msg_id: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class TxAnswer:
+    """The library system's answer to a transaction, in the core's words."""
+
+    msg_id: str
+    ok: bool
+    item_id: str
+    reason: str | None = None
+    title: str | None = None
+    due: dt.date | None = None
+    sort_bin: str | None = None
+    screen_message: tuple[str, ...] = ()  # SIP2 AF
+    print_lines: tuple[str, ...] = ()  # SIP2 AG
+    route: Route = Route.SHELF
+    transit_to: str | None = None
+    desensitize: bool | None = None  # None: not said (always write the tag)
+    resensitize: bool | None = None
+
+
 @dataclass(frozen=True)
 class AckReceived:
-    ack: AckTx
+    ack: TxAnswer
 
 
 @dataclass(frozen=True)
@@ -203,9 +247,19 @@ class ReceiptSent:
     ok: bool
 
 
+@dataclass(frozen=True)
+class Reconfigure:
+    """The station's settings changed (an operator, a reloaded file): the whole config is
+    replaced. A new default language shows at once unless a reader is busy; a session in
+    progress keeps its own."""
+
+    config: CoreConfig
+
+
 Event = (CardRead | PatronChecked | TagsPresent | Recorded | AckReceived | SecurityWritten
          | Touch | Tick | Connectivity | SetService | Restored | StaffSkip | StaffDismiss
-         | EmailEntered | ReceiptSent | PinEntered | OfflineChecked | AccountLoaded | Renew)
+         | EmailEntered | ReceiptSent | PinEntered | OfflineChecked | AccountLoaded | Renew
+         | Reconfigure)
 
 
 # -- actions
@@ -315,7 +369,7 @@ class Line:
         return (self.uid, *self.parts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # by keyword: 26 fields are too many to place
 class View:
     mode: Mode
     lang: str

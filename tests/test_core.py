@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
-from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.drivers.seen import SeenTag
 from selfcheck.drivers.tags import TagInfo
 from selfcheck.kiosk import core
+from selfcheck.kiosk.runtime.edge import ack_received, patron_checked
 from selfcheck.mqtt.messages import AckTx, PatronCheckRes
 
 _ids = (f"id-{n}" for n in itertools.count(1))
@@ -32,12 +33,12 @@ def ok_patron() -> PatronCheckRes:
 def borrow_session(sc: core.SelfCheck) -> None:
     assert sc.handle(core.CardRead("DG0001"), 1) == [core.CheckPatron("DG0001")]
     assert sc.mode is core.Mode.CHECKING
-    sc.handle(core.PatronChecked(ok_patron()), 1.1)
+    sc.handle(patron_checked(ok_patron()), 1.1)
     assert sc.mode is core.Mode.BORROW
 
 
 def ack(msg_id: str, ok: bool = True, **kw: object) -> core.AckReceived:
-    return core.AckReceived(AckTx(msg_id=f"0190a3c2-7b1e-7cc0-8d4e-{msg_id[-12:]:0>12}",
+    return ack_received(AckTx(msg_id=f"0190a3c2-7b1e-7cc0-8d4e-{msg_id[-12:]:0>12}",
                                   ok=ok, item_id="x", **kw))  # type: ignore[arg-type]
 
 
@@ -52,13 +53,13 @@ def test_loan_is_recorded_then_confirmed_then_secured() -> None:
     sc.handle(core.Recorded(rec.msg_id), 2.1)
     assert sc.view(2.1).lines[0].status is core.Status.WAITING
     due = dt.date(2026, 12, 6)
-    out = sc.handle(core.AckReceived(AckTx(msg_id="0190a3c2-7b1e-7cc0-8d4e-1234567890ab",
+    out = sc.handle(ack_received(AckTx(msg_id="0190a3c2-7b1e-7cc0-8d4e-1234567890ab",
                                            ok=True, item_id="39000001")), 2.2)
     assert out == []  # an ack for another msg_id changes nothing
     real = AckTx.model_construct(msg_id=rec.msg_id, ok=True, item_id="39000001",
                                  title="Truyện Kiều", due=due, reason=None, sort_bin=None,
                                  hold=False, repeat=False)
-    out = sc.handle(core.AckReceived(real), 2.3)
+    out = sc.handle(ack_received(real), 2.3)
     assert out == [core.WriteSecurity("E001", "on_loan")]  # tag second, after the yes
     line = sc.view(2.3).lines[0]
     assert (line.status, line.title, line.due, line.security) == (
@@ -78,7 +79,7 @@ def _ack(msg_id: str, ok: bool, **kw: object) -> core.AckReceived:
     fields = dict(msg_id=msg_id, ok=ok, item_id="x", title=None, due=None, reason=None,
                   sort_bin=None, hold=False, repeat=False)
     fields.update(kw)
-    return core.AckReceived(AckTx.model_construct(**fields))  # type: ignore[arg-type]
+    return ack_received(AckTx.model_construct(**fields))  # type: ignore[arg-type]
 
 
 def test_refused_loan_shows_reason_and_does_not_touch_the_tag() -> None:
@@ -151,12 +152,12 @@ def test_offline_station_refuses_cards_but_takes_returns() -> None:
 def test_refused_patron_back_to_idle_with_reason() -> None:
     sc = make()
     sc.handle(core.CardRead("DG0004"), 1)
-    sc.handle(core.PatronChecked(PatronCheckRes(ok=False, reason="patron_blocked")), 1.2)
+    sc.handle(patron_checked(PatronCheckRes(ok=False, reason="patron_blocked")), 1.2)
     view = sc.view(1.3)
     assert (view.mode, view.message, view.message_arg) == (core.Mode.IDLE, "patron_refused",
                                                            "patron_blocked")
     sc.handle(core.CardRead("DG0001"), 2)
-    sc.handle(core.PatronChecked(None), 3)  # no answer
+    sc.handle(patron_checked(None), 3)  # no answer
     assert sc.view(3).message == "offline_no_loans"
 
 
@@ -164,7 +165,7 @@ def test_books_already_on_the_pad_are_borrowed_when_the_card_is_read() -> None:
     sc = make()
     sc.handle(core.TagsPresent((tag("E1", "1"), tag("E2", "2"))), 0.5)
     sc.handle(core.CardRead("DG0001"), 1)
-    actions = sc.handle(core.PatronChecked(ok_patron()), 1.1)
+    actions = sc.handle(patron_checked(ok_patron()), 1.1)
     assert sorted(a.item_id for a in actions if isinstance(a, core.RecordTx)) == ["1", "2"]
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import itertools
 
-from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.drivers.seen import SeenTag
 from selfcheck.drivers.tags import TagInfo
 from selfcheck.kiosk import core
+from selfcheck.kiosk.runtime.edge import ack_received, patron_checked
 from selfcheck.mqtt.messages import AckTx, PatronCheckRes
 
 _ids = (f"0190a3c2-7b1e-7cc0-8d4e-{n:012x}" for n in itertools.count(1))
@@ -30,7 +31,7 @@ def tag(uid: str, item: str | None = "39000001", **info: object) -> SeenTag:
 
 def borrow(sc: core.SelfCheck, now: float = 1) -> None:
     sc.handle(core.CardRead("DG0001"), now)
-    sc.handle(core.PatronChecked(PatronCheckRes(ok=True, patron_ref="p-1",
+    sc.handle(patron_checked(PatronCheckRes(ok=True, patron_ref="p-1",
                                                 display_name="Nguyễn Văn An")), now)
     assert sc.mode is core.Mode.BORROW
 
@@ -48,7 +49,7 @@ def records(actions: list[core.Action]) -> list[core.RecordTx]:
 
 
 def ack(msg_id: str, ok: bool = True, **kw: object) -> core.AckReceived:
-    return core.AckReceived(AckTx(msg_id=msg_id, ok=ok, item_id=str(kw.pop("item_id", "x")),
+    return ack_received(AckTx(msg_id=msg_id, ok=ok, item_id=str(kw.pop("item_id", "x")),
                                   **kw))  # type: ignore[arg-type]
 
 
@@ -343,7 +344,7 @@ def test_three_refused_cards_in_a_row_call_staff() -> None:
     out: list[core.Action] = []
     for n in range(3):
         sc.handle(core.CardRead("DG0004"), n)
-        out = sc.handle(core.PatronChecked(refused), n + 0.1)
+        out = sc.handle(patron_checked(refused), n + 0.1)
     assert sc.mode is core.Mode.HELP and sc.view(3).help_reason == "failures"
     assert [a.kind for a in out if isinstance(a, core.Notify)] == ["staff_needed"]
     sc.handle(core.Touch("cancel"), 4)

@@ -9,9 +9,10 @@ import hmac
 import itertools
 from pathlib import Path
 
-from selfcheck.drivers.pad.watcher import SeenTag
+from selfcheck.drivers.seen import SeenTag
 from selfcheck.drivers.tags import TagInfo
 from selfcheck.kiosk import core, receipt
+from selfcheck.kiosk.runtime.edge import account_loaded, ack_received, patron_checked
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.mqtt.messages import (
     AccountLoan,
@@ -58,7 +59,7 @@ def test_pin_always_shows_the_pad_before_the_check_and_sends_the_pin_once() -> N
     assert sc.mode is core.Mode.CHECKING
     assert PIN not in strings_in(sc)  # held in the action only
     assert PIN not in repr(actions) and CARD not in repr(actions)  # safe to log
-    sc.handle(core.PatronChecked(OK), 3)
+    sc.handle(patron_checked(OK), 3)
     assert sc.mode is core.Mode.BORROW and CARD not in strings_in(sc)
 
 
@@ -66,7 +67,7 @@ def test_wrong_pin_shows_the_tries_left_and_asks_again() -> None:
     sc = make(pin="always")
     sc.handle(core.CardRead(CARD), 1)
     sc.handle(core.PinEntered("9999"), 2)
-    sc.handle(core.PatronChecked(PatronCheckRes(ok=False, reason="wrong_pin",
+    sc.handle(patron_checked(PatronCheckRes(ok=False, reason="wrong_pin",
                                                 pin_required=True, pin_tries_left=2)), 3)
     v = sc.view(3)
     assert (v.mode, v.pin_error, v.pin_tries_left) == (core.Mode.PIN, "wrong_pin", 2)
@@ -79,7 +80,7 @@ def test_pin_locked_goes_back_to_idle_saying_until_when() -> None:
     until = dt.datetime(2026, 5, 1, 3, 15, tzinfo=dt.UTC)
     sc.handle(core.CardRead(CARD), 1)
     sc.handle(core.PinEntered("0000"), 2)
-    sc.handle(core.PatronChecked(PatronCheckRes(ok=False, reason="pin_locked",
+    sc.handle(patron_checked(PatronCheckRes(ok=False, reason="pin_locked",
                                                 pin_locked_until=until)), 3)
     v = sc.view(3)
     assert (v.mode, v.message, v.message_arg) == (core.Mode.IDLE, "pin_locked",
@@ -99,18 +100,18 @@ def test_cancel_on_the_pad_goes_back_to_idle_and_forgets_the_card() -> None:
 def test_pin_central_asks_only_when_the_central_says_so() -> None:
     sc = make(pin="central")
     assert sc.handle(core.CardRead(CARD), 1) == [core.CheckPatron(CARD)]
-    sc.handle(core.PatronChecked(PatronCheckRes(ok=False, reason="pin_required",
+    sc.handle(patron_checked(PatronCheckRes(ok=False, reason="pin_required",
                                                 pin_required=True)), 2)
     assert sc.mode is core.Mode.PIN and sc.view(2).pin_error == "pin_required"
     assert sc.handle(core.PinEntered(PIN), 3) == [core.CheckPatron(CARD, PIN)]
-    sc.handle(core.PatronChecked(OK), 4)
+    sc.handle(patron_checked(OK), 4)
     assert sc.mode is core.Mode.BORROW
 
 
 def test_pin_never_shows_a_pin_required_answer_as_a_refusal() -> None:
     sc = make(pin="never")
     sc.handle(core.CardRead(CARD), 1)
-    sc.handle(core.PatronChecked(PatronCheckRes(ok=False, reason="pin_required",
+    sc.handle(patron_checked(PatronCheckRes(ok=False, reason="pin_required",
                                                 pin_required=True)), 2)
     v = sc.view(2)
     assert (v.mode, v.message, v.message_arg) == (core.Mode.IDLE, "patron_refused",
@@ -135,10 +136,10 @@ ACCOUNT = AccountRes(ok=True, loans=[
 
 def open_account(sc: core.SelfCheck) -> None:
     sc.handle(core.CardRead(CARD), 1)
-    sc.handle(core.PatronChecked(OK), 1)
+    sc.handle(patron_checked(OK), 1)
     assert sc.handle(core.Touch("account"), 2) == [core.LoadAccount("p-1")]
     assert sc.mode is core.Mode.ACCOUNT and sc.view(2).account is None  # loading
-    sc.handle(core.AccountLoaded(ACCOUNT), 3)
+    sc.handle(account_loaded(ACCOUNT), 3)
 
 
 def test_renew_all_sends_one_renewal_per_renewable_loan() -> None:
@@ -151,9 +152,9 @@ def test_renew_all_sends_one_renewal_per_renewable_loan() -> None:
     for a in actions:
         sc.handle(core.Recorded(a.msg_id), 5)  # type: ignore[union-attr]
     first, second = only(actions, core.RecordTx)
-    sc.handle(core.AckReceived(AckTx(msg_id=first.msg_id, ok=True, item_id="39000011",
+    sc.handle(ack_received(AckTx(msg_id=first.msg_id, ok=True, item_id="39000011",
                                      due=dt.date(2026, 3, 1))), 6)
-    out = sc.handle(core.AckReceived(AckTx(msg_id=second.msg_id, ok=False,
+    out = sc.handle(ack_received(AckTx(msg_id=second.msg_id, ok=False,
                                            reason="on_hold_for_other",
                                            item_id="39000012")), 6)
     assert out == []  # no tag to write, no exception: the reader sees it
@@ -180,9 +181,9 @@ def test_renew_one_and_no_answer_is_unconfirmed() -> None:
 def test_account_without_an_answer_says_so_and_back_returns_to_the_pad() -> None:
     sc = make()
     sc.handle(core.CardRead(CARD), 1)
-    sc.handle(core.PatronChecked(OK), 1)
+    sc.handle(patron_checked(OK), 1)
     sc.handle(core.Touch("account"), 2)
-    sc.handle(core.AccountLoaded(None), 3)
+    sc.handle(account_loaded(None), 3)
     assert sc.view(3).account_failed
     assert sc.handle(core.Touch("renew_all"), 3) == []
     sc.handle(core.Touch("done"), 4)
@@ -195,7 +196,7 @@ def test_renewals_go_on_the_receipt() -> None:
     open_account(sc)
     (rec,) = only(sc.handle(core.Renew("39000011"), 4), core.RecordTx)
     sc.handle(core.Recorded(rec.msg_id), 4)
-    sc.handle(core.AckReceived(AckTx(msg_id=rec.msg_id, ok=True, item_id="39000011",
+    sc.handle(ack_received(AckTx(msg_id=rec.msg_id, ok=True, item_id="39000011",
                                      due=dt.date(2026, 3, 1))), 5)
     sc.handle(core.Touch("done"), 6)
     (send,) = only(sc.handle(core.Touch("finish"), 6), core.SendReceipt)
@@ -229,7 +230,7 @@ def test_offline_card_is_looked_up_on_the_list_and_lends_up_to_its_limit() -> No
     line = sc.line(rec.msg_id)
     assert line is not None and line.status is core.Status.OFFLINE
     # A refusal that comes back later is a staff exception.
-    out = sc.handle(core.AckReceived(AckTx(msg_id=rec.msg_id, ok=False,
+    out = sc.handle(ack_received(AckTx(msg_id=rec.msg_id, ok=False,
                                            reason="too_many_loans", item_id="1")), 5)
     assert only(out, core.KeepException) and sc.view(5).exceptions[0].msg_id == rec.msg_id
 
@@ -245,7 +246,7 @@ def test_offline_card_not_on_the_list_or_no_list_is_returns_only() -> None:
 def test_central_silent_behind_a_live_broker_falls_back_to_the_list() -> None:
     sc = make(offline_loans=True, ack_timeout_s=5)
     assert sc.handle(core.CardRead(CARD), 1) == [core.CheckPatron(CARD)]
-    assert sc.handle(core.PatronChecked(None), 6) == [core.CheckOffline(CARD)]
+    assert sc.handle(patron_checked(None), 6) == [core.CheckOffline(CARD)]
     assert not sc.view(6).central_ok
     sc.handle(core.OfflineChecked(core.OfflinePatron("p-1", "An", 3)), 6)
     assert sc.view(6).offline_session
@@ -258,14 +259,14 @@ def test_central_silent_behind_a_live_broker_falls_back_to_the_list() -> None:
     sc.handle(core.Recorded(rec.msg_id), 8)
     assert only(sc.handle(core.Tick(), 14), core.WriteSecurity)  # no answer: accepted
     # Any ack means the central is back.
-    sc.handle(core.AckReceived(AckTx(msg_id=rec.msg_id, ok=True, item_id="9")), 9)
+    sc.handle(ack_received(AckTx(msg_id=rec.msg_id, ok=True, item_id="9")), 9)
     assert sc.view(9).central_ok
 
 
 def test_online_loans_are_not_marked_offline() -> None:
     sc = make(offline_loans=True)
     sc.handle(core.CardRead(CARD), 1)
-    sc.handle(core.PatronChecked(OK), 1)
+    sc.handle(patron_checked(OK), 1)
     (rec,) = only(sc.handle(core.TagsPresent((tag("E1", "1"),)), 2), core.RecordTx)
     assert rec.offline is False
 
@@ -276,7 +277,7 @@ def test_print_lines_and_alerts_reach_the_lines() -> None:
     sc.handle(core.Touch("return"), 1)
     (rec,) = only(sc.handle(core.TagsPresent((tag("E1", "1"),)), 1), core.RecordTx)
     sc.handle(core.Recorded(rec.msg_id), 1)
-    sc.handle(core.AckReceived(AckTx(msg_id=rec.msg_id, ok=True, item_id="1", hold=True,
+    sc.handle(ack_received(AckTx(msg_id=rec.msg_id, ok=True, item_id="1", hold=True,
                                      alert_type="01", print_lines=["Giữ cho bạn đọc khác"])),
               2)
     line = sc.line(rec.msg_id)

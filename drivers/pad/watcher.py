@@ -8,19 +8,12 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 
 from selfcheck.drivers.pad.base import AfiPolicy, BookPad
-from selfcheck.drivers.tags import TagDecodeError, TagInfo, decode_tag, truncated
+from selfcheck.drivers.seen import SeenTag
+from selfcheck.drivers.tags import TagDecodeError, decode_tag, truncated
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SeenTag:
-    uid: str  # 16 upper-case hex digits, MSB first
-    item: TagInfo | None
-    error: str | None = None
 
 
 OnTags = Callable[[tuple[SeenTag, ...]], None]

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from selfcheck.drivers.card.base import CardReader
 from selfcheck.drivers.pad.base import BookPad
-from selfcheck.drivers.pad.watcher import PadWatcher, SeenTag
+from selfcheck.drivers.pad.watcher import PadWatcher
 from selfcheck.drivers.printer import PaperEvent, open_printer
+from selfcheck.drivers.seen import SeenTag
 from selfcheck.kiosk import core, receipt
 from selfcheck.kiosk.config import StationConfig
+from selfcheck.kiosk.runtime import edge
 from selfcheck.kiosk.runtime.agent import FleetAgent
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.kiosk.settings import StationSettings
@@ -109,14 +111,11 @@ class StationRuntime:
         """Take a new config (an operator's remote change; `settings`: a reloaded file) and
         hand it to what uses it. UI loop only. What only a restart changes (the broker, the
         journal, the devices) is left as it is."""
-        old, self.config = self.config, config
+        self.config = config
         if settings is not None:
             self.settings = settings
-        # Where this meets the core: replaced whole, as a Reconfigure event will do it.
-        self.core.config = core_config(config)
-        # A session in progress keeps its language; the next one starts in the new one.
-        if config.desk.lang != old.desk.lang and not self.core.busy:
-            self.core.lang = config.desk.lang
+        # The core takes it as an event, between two others (a session keeps its language).
+        self.feed(core.Reconfigure(core_config(config)))
         self.agent.reconfigured(config)
 
     def run_soon(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -147,8 +146,12 @@ class StationRuntime:
 
     def feed(self, event: core.Event) -> None:
         """Give the core an event (UI loop only) and carry out what it asks for."""
+        ignored = self.core.ignored.total()
         for action in self.core.handle(event, time.monotonic()):
             self.spawn(self._perform(action))
+        if self.core.ignored.total() != ignored:
+            log.debug("core ignored %s in mode %s", type(event).__name__,
+                      self.core.ignored_recent[-1][0].value)
         view = self.view()
         for listener in self._listeners:
             listener(view)
@@ -325,7 +328,7 @@ class StationRuntime:
         # Sent: drop our references to the PIN (the core kept it in the action only).
         del req, action
         result = await self._answer(future, messages.PatronCheckRes, timeout, "patron check")
-        self.feed(core.PatronChecked(result))
+        self.feed(edge.patron_checked(result))
 
     async def _answer(self, future: Future[messages.Message], kind: type[M], timeout: float,
                       what: str) -> M | None:
@@ -355,8 +358,8 @@ class StationRuntime:
         timeout = self.config.timeouts.request_s
         future = self.link.request("account", messages.AccountReq(patron_ref=patron_ref),
                                    timeout)
-        self.feed(core.AccountLoaded(await self._answer(future, messages.AccountRes, timeout,
-                                                        "account request")))
+        self.feed(edge.account_loaded(await self._answer(future, messages.AccountRes, timeout,
+                                                          "account request")))
 
     # -- the offline list: fetched on connect and every offline_list_s
     def _maybe_fetch_list(self) -> None:
@@ -436,7 +439,7 @@ class StationRuntime:
     def _on_ack(self, ack: messages.AckTx) -> None:
         self.outbox.on_ack(ack.msg_id)
         self.agent.telemetry.acked(ack)
-        self.feed_threadsafe(core.AckReceived(ack))
+        self.feed_threadsafe(edge.ack_received(ack))
 
     def _on_connected(self, up: bool) -> None:
         if up:

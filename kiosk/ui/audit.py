@@ -56,7 +56,8 @@ def sample_views(lang: str) -> list[tuple[str, core.View]]:
     """One View per screen the station shows, with the long and difficult cases in it."""
     s = core.Status
     name = "Nguyễn Thị Minh Khai"
-    v = core.View(core.Mode.IDLE, lang, True, None, (), None, None)
+    v = core.View(mode=core.Mode.IDLE, lang=lang, online=True, patron_name=None, lines=(),
+                  countdown=None, message=None)
     borrowed = (
         _line(1, title="Truyện Kiều"),
         _line(2, title=_LONG),
