@@ -10,6 +10,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 
+# How long a connection waits for another one's lock before "database is locked".
+BUSY_WAIT_S = 30.0
+
 
 def open_engine(url: str) -> Engine:
     """SQLite (WAL, synchronous=FULL, BEGIN IMMEDIATE) or PostgreSQL, by URL."""
@@ -17,7 +20,8 @@ def open_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False,
+                                              "timeout": BUSY_WAIT_S})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -36,11 +40,11 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
-def _wal(cur: sqlite3.Cursor, wait_s: float = 30.0) -> None:
+def _wal(cur: sqlite3.Cursor) -> None:
     """Switch to WAL, waiting for other connections. SQLite answers "database is locked" at
     once, without its busy handler, when several connections switch a fresh file together
     (bridges starting at the same moment), so the wait is ours."""
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + BUSY_WAIT_S
     while True:
         try:
             cur.execute("PRAGMA journal_mode=WAL")
