@@ -320,7 +320,11 @@ def test_retained_state_and_sessions_survive_a_broker_kill(
         a.client.publish(f"{A}/status", b'{"online": true}', qos=1, retain=True).wait_for_publish(5)
         a.client.publish(f"{A}/tx/loan", b"queued", qos=1).wait_for_publish(5)
         a.close()
-        time.sleep(6)  # autosave_interval 5 in secure.conf
+        # secure.conf saves every autosave_interval seconds; a SIGKILL keeps only what is saved
+        saved = broker.datadir / "mosquitto.db"
+        wait_until(lambda: saved.exists() and b"queued" in saved.read_bytes()
+                   and f"{A}/status".encode() in saved.read_bytes(), 30,
+                   "the broker's autosave")
         broker.kill()
         broker.start()
         fleet = connect(broker, "central-fleet", password(creds, "central-fleet"), ca=ca,
