@@ -22,6 +22,7 @@ from selfcheck.drivers.card import open_card_reader
 from selfcheck.drivers.card.debounce import PresenceDebouncer
 from selfcheck.drivers.card.nfc_reader import NfcCardReader
 from selfcheck.drivers.card.uid_mapping import UidFormat, UidMapping
+from tests.conftest import wait_until
 
 FELICA_IDM = bytes.fromhex("0102030405060708")
 FELICA_PMM = bytes.fromhex("03014b024f4993ff")
@@ -129,7 +130,9 @@ def test_felica_idm_reported_once_while_held_and_again_after_removal(port, run_r
     assert running.next_card() == "0102030405060708"
     running.assert_no_card(within=2.0)  # held: nfcpy's presence check keeps it connected
     card.remove()
-    time.sleep(2.0)  # presence check fails, then sensing finds nothing for > release_s
+    # nfcpy's presence check notices the removal; then the card must stay away for release_s
+    wait_until(lambda: reader._held is None, 10, "nfcpy to notice the removal")
+    time.sleep(0.5 + 0.2)
     card.present()
     try:
         assert running.next_card() == "0102030405060708"
