@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 
 from selfcheck.central.backend import BackendUnavailable, LocalBackend, RemoteBackend, Tx
 from selfcheck.central.ledger import Admitted, Ledger, key_of
+from selfcheck.central.throttle import StationThrottle, Verdict
 from selfcheck.mqtt import messages, topics
 from selfcheck.mqtt.connection import (
     BrokerAddress,
@@ -34,6 +35,10 @@ from selfcheck.mqtt.security import ClientSecurity, apply
 log = logging.getLogger(__name__)
 
 ORDER_CHECK_S = 1.0  # how often a bridge looks for gaps that have waited long enough
+# Each station's share of a bridge (central/throttle.py): far above what a self-check sends,
+# even catching up after a day offline, and far below what a bridge can apply (about 1,600/s).
+STATION_RATE_PER_S = 20.0
+STATION_BURST = 2_000
 
 
 @dataclass
@@ -43,6 +48,7 @@ class BridgeCounters:
     unanswered: int = 0  # the backend could not answer now; the station sends them again
     requests: int = 0
     rejected: int = 0
+    throttled: int = 0  # over the station's share: left for the station to send again
     batches: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # refusals in acks, by reason
     rejections: dict[str, int] = field(default_factory=dict)  # rejected messages, by field
@@ -52,14 +58,16 @@ class BridgeCounters:
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(self.rejections.items()))
         return (f"applied {self.applied}, repeats {self.repeats}, requests {self.requests}, "
                 f"unanswered {self.unanswered}, rejected {self.rejected}"
-                + (f" ({rejected})" if rejected else ""))
+                + (f" ({rejected})" if rejected else "")
+                + (f", throttled {self.throttled}" if self.throttled else ""))
 
 
 class Bridge:
     def __init__(self, backend: LocalBackend | RemoteBackend, broker: BrokerAddress, *,
                  client_id: str = "central-bridge-1", batch_max: int = 500,
                  security: ClientSecurity | None = None, order_wait_s: float = 30.0,
-                 order: bool = True) -> None:
+                 order: bool = True, station_rate_per_s: float = STATION_RATE_PER_S,
+                 station_burst: int = STATION_BURST) -> None:
         # First of all: refuse clear text off this machine before touching anything else.
         self._client = make_client(client_id, manual_ack=True)
         apply(self._client, broker, security or ClientSecurity())
@@ -70,6 +78,7 @@ class Bridge:
         self.ledger = Ledger(backend.engine, backend, owner=client_id,
                              order_wait_s=order_wait_s)
         self.order = self.ledger.order
+        self.throttle = StationThrottle(station_rate_per_s, station_burst)
         self.rejection_log = OnceLog(log)
         self._rejections_lock = threading.Lock()
         # False: whatever arrives is applied at once, as before per-station order; only the
@@ -85,7 +94,7 @@ class Bridge:
         self._client.on_connect = self._connected
         self._client.on_subscribe = self._subscribed
         self._client.on_disconnect = lambda *a: self.connected.clear()
-        self._client.on_message = lambda c, u, m: self._inbox.put(m)
+        self._client.on_message = self._received
         self._worker = threading.Thread(target=self._run, name="bridge-worker", daemon=True)
 
     def start(self) -> None:
@@ -178,6 +187,32 @@ class Bridge:
                 txs.append((m, tx))
         if txs:
             self._take(txs)
+
+    def _received(self, client: paho.Client, userdata: Any, m: paho.MQTTMessage) -> None:
+        """On paho's network thread: a message over its station's share is dropped here,
+        before the worker's queue, so that a flood costs the other stations as little as it
+        can; the rest go to the worker."""
+        try:
+            over = self._over_share(m, topics.parse(m.topic))
+        except Exception:  # a bad topic: the worker rejects it with its reason
+            over = False
+        if not over:
+            self._inbox.put(m)
+
+    def _over_share(self, m: paho.MQTTMessage, where: topics.Parsed) -> bool:
+        """Drop, undecoded, a message over its station's share (PUBACKed unanswered: a
+        transaction comes back from the station's outbox, a request times out there)."""
+        verdict = self.throttle.take(where.site, where.station)
+        if verdict is Verdict.OK:
+            return False
+        self.counters.throttled += 1
+        if verdict is Verdict.STARTED:
+            log.warning("station %s/%s is over its share (%d messages at once, %g/s after); "
+                        "its messages are left for it to send again",
+                        where.site, where.station, self.throttle.burst, self.throttle.rate,
+                        extra={"station": where.station})
+        self._client.ack(m.mid, m.qos)
+        return True
 
     def _intake(self, m: paho.MQTTMessage) -> Tx | None:
         """The transaction a message carries; a request is answered here (None)."""

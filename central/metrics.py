@@ -28,6 +28,12 @@ class BridgeCollector(Collector):
                 ("requests", c.requests, "station requests answered"),
                 ("rejected", c.rejected, "malformed or misaddressed messages")):
             yield CounterMetricFamily(f"selfcheck_bridge_{name}", doc, value=value)
+        throttled = CounterMetricFamily(
+            "selfcheck_bridge_throttled", "messages over their station's share, left for the "
+            "station to send again", labels=["station"])
+        for station, n in sorted(dict(self.bridge.throttle.refused).items()):
+            throttled.add_metric([station], n)
+        yield throttled
         # Per-station order, as this bridge process saw it since it started (the central's
         # database keeps the gaps themselves: central report, the fleet).
         o = self.bridge.order.counters

@@ -4,6 +4,7 @@ station's thread."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import socket
@@ -87,14 +88,22 @@ class Client:
         self.client.loop_stop()
 
 
+@contextlib.contextmanager
+def running_bridge(store: CirculationStore, broker: Broker, **options: Any) -> Iterator[Bridge]:
+    b = Bridge(store, broker.address, **options)
+    b.start()
+    assert b.connected.wait(10)
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
 @pytest.fixture
 def small_bridge(store: CirculationStore, broker: Broker) -> Iterator[Bridge]:
     # A receive window of 4: a poison message left unacknowledged would soon close it.
-    b = Bridge(store, broker.address, batch_max=2)
-    b.start()
-    assert b.connected.wait(10)
-    yield b
-    b.stop()
+    with running_bridge(store, broker, batch_max=2) as b:
+        yield b
 
 
 def test_poison_transactions_are_rejected_acknowledged_and_never_block_the_others(

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,6 +94,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--order-wait", type=float, default=30.0, metavar="SECONDS",
                    help="how long a station's transaction waits for a missing predecessor "
                    "before it is applied anyway and the gap recorded (central report)")
+    p.add_argument("--station-rate", type=_bounded(0, 100_000, "messages a second"),
+                   default=20.0, metavar="PER_S",
+                   help="each station's share of a bridge: messages a second after its burst "
+                   "(default 20; 0: no limit). Over it, a station's messages are left for it "
+                   "to send again, so a flooding station cannot hold up the others")
+    p.add_argument("--station-burst", type=_bounded(1, 1_000_000, "messages", integer=True),
+                   default=2000, metavar="N",
+                   help="each station's share: messages at once (default 2000, more than a "
+                   "day offline leaves behind)")
     # The benchmark's baseline only: apply whatever arrives at once, without per-station order.
     p.add_argument("--no-order", action="store_true", help=argparse.SUPPRESS)
     broker_options.add_arguments(p)
@@ -100,14 +110,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     central_admin.register(p)  # `central migrate`, `central import`
 
 
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
-    if not 0 <= value <= 3650:
-        raise argparse.ArgumentTypeError(f"{text!r}: give 0 to 3650 days")
-    return value
+def _bounded(low: float, high: float, what: str,
+             integer: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {what}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r}: give {low:g} to {high:g} {what}")
+        return value
+    return parse
+
+
+_days = _bounded(0, 3650, "days")
 
 
 def ils_config(url: str, password_file: Path | None) -> Sip2Config:
@@ -183,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
         where = store.engine.url.render_as_string(hide_password=True)
         health = IlsHealth(store_probe(store.engine), "store", args.ils_check).start()
     bridge = Bridge(backend, broker.address, client_id=args.id, security=broker.security,
-                    order_wait_s=args.order_wait, order=not args.no_order)
+                    order_wait_s=args.order_wait, order=not args.no_order,
+                    station_rate_per_s=args.station_rate, station_burst=int(args.station_burst))
     reporter = _ils_reporter(bridge, args.id, health)  # before start: the will goes with connect
     if args.metrics:
         from selfcheck.central.metrics import serve

@@ -20,6 +20,7 @@ SUITES = {
     "central": "selfcheck.lab.bench.central",
     "koha": "selfcheck.lab.bench.koha",
     "offline-list": "selfcheck.lab.bench.offline_list",
+    "flood": "selfcheck.lab.bench.flood",
 }
 
 Figure = dict[str, Any]

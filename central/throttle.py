@@ -1,0 +1,79 @@
+"""Each station's share of a bridge: a token bucket per station.
+
+A self-check station sends a few messages a minute, and a backlog of a few hundred after an
+outage. A stolen or reflashed one can send thousands a second of perfectly valid loans, and the
+bridge applies messages in the order they come: without a share per station, everybody else's
+patron checks and loans wait behind the flood. Messages over a station's share are dropped
+before they are decoded (the bridge PUBACKs them unanswered, so the station's outbox sends them
+again later, when it is within its share).
+
+Once a station's bucket is empty it stays refused until the bucket is back to a tenth of its
+size, rather than letting one message through now and then: a station's outbox sends oldest
+first, so a station that resumes resumes in order, and the central holds no later transaction
+waiting for an earlier one that was dropped. No I/O; time is passed in.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+RESUME_SHARE = 0.1  # a refused station is let through again once its bucket is this full
+MAX_STATIONS = 10_000  # buckets kept; full ones (idle stations) are forgotten beyond it
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    STARTED = "started"  # the first refusal of a run: say it once
+    REFUSED = "refused"
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+    refusing: bool = False
+
+
+class StationThrottle:
+    """`rate_per_s` messages a second per station, `burst` at once; a rate of 0 lets all in."""
+
+    def __init__(self, rate_per_s: float, burst: int, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if rate_per_s < 0 or burst < 1:
+            raise ValueError("station share: rate must be >= 0 and burst >= 1")
+        self.rate = rate_per_s
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self.refused: collections.Counter[str] = collections.Counter()  # by "site/station"
+
+    def take(self, site: str, station: str) -> Verdict:
+        if not self.rate:
+            return Verdict.OK
+        now = self._clock()
+        key = (site, station)
+        b = self._buckets.get(key)
+        if b is None:
+            if len(self._buckets) >= MAX_STATIONS:
+                self._forget_full(now)
+            b = self._buckets[key] = _Bucket(float(self.burst), now)
+        b.tokens = min(float(self.burst), b.tokens + (now - b.at) * self.rate)
+        b.at = now
+        if b.refusing and b.tokens >= max(1.0, self.burst * RESUME_SHARE):
+            b.refusing = False
+        if not b.refusing and b.tokens >= 1.0:
+            b.tokens -= 1.0
+            return Verdict.OK
+        started = not b.refusing
+        b.refusing = True
+        self.refused[f"{site}/{station}"] += 1
+        return Verdict.STARTED if started else Verdict.REFUSED
+
+    def _forget_full(self, now: float) -> None:
+        for key in [k for k, b in self._buckets.items()
+                    if b.tokens + (now - b.at) * self.rate >= self.burst]:
+            del self._buckets[key]
