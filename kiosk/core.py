@@ -121,7 +121,7 @@ _ALL = frozenset(Mode)
 
 # The machine's table: for each event, the modes it applies in and the method that takes
 # it. An event outside its modes is recorded as ignored (`SelfCheck.ignored`), not handled.
-# Touches apply everywhere: which button does what in which mode is `_touch`'s business.
+# Touches apply everywhere: which button does what in which mode is TOUCHES' business.
 TABLE: dict[type, tuple[frozenset[Mode], str]] = {
     CardRead: (frozenset(_READER_CARD_MODES + _STAFF_CARD_MODES), "_on_card"),
     PatronChecked: (frozenset({Mode.CHECKING}), "_on_patron"),
@@ -145,29 +145,70 @@ TABLE: dict[type, tuple[frozenset[Mode], str]] = {
     Reconfigure: (_ALL, "_on_reconfigure"),
 }
 
+# Which button does what in which mode: (mode, button) -> method; a None mode is every mode.
+# A button with no row for the mode it is pressed in is recorded as ignored.
+_DONE_GOES_IDLE = frozenset(Mode) - {Mode.OUT_OF_SERVICE, Mode.RETURN_STATION, Mode.STAFF,
+                                     Mode.ACCOUNT, Mode.CONFIRM_COUNT}
+TOUCHES: dict[tuple[Mode | None, str], str] = {
+    (None, "lang"): "_press_lang",
+    (None, "help"): "_press_help",
+    **{(m, b): "_press_idle" for m in Mode if m in _DONE_GOES_IDLE for b in ("done", "cancel")},
+    (Mode.HELP, "call_staff"): "_press_call_staff",
+    (Mode.HELP, "cancel"): "_press_help_back",
+    (Mode.IDLE, "return"): "_press_return",
+    (Mode.SUMMARY, "return"): "_press_return",
+    (Mode.BORROW, "account"): "_press_account",
+    (Mode.BORROW, "finish"): "_press_finish",
+    (Mode.RETURN, "finish"): "_press_finish",
+    (Mode.ACCOUNT, "renew_all"): "_press_renew_all",
+    (Mode.ACCOUNT, "cancel"): "_press_back_to_pad",
+    (Mode.ACCOUNT, "done"): "_press_back_to_pad",
+    (Mode.CONFIRM_COUNT, "count_plus"): "_press_count_plus",
+    (Mode.CONFIRM_COUNT, "count_minus"): "_press_count_minus",
+    (Mode.CONFIRM_COUNT, "count_back"): "_press_count_back",
+    (Mode.CONFIRM_COUNT, "count_ok"): "_press_count_ok",
+    (Mode.RECEIPT, "receipt_print"): "_press_receipt_print",
+    (Mode.RECEIPT, "receipt_email"): "_press_receipt_email",
+    (Mode.RECEIPT, "receipt_none"): "_press_receipt_none",
+    (Mode.STAFF, "staff_oos"): "_press_staff_oos",
+    (Mode.STAFF, "staff_in_service"): "_press_staff_in_service",
+    **{(Mode.STAFF, b): "_press_staff_exit" for b in ("staff_exit", "cancel", "done")},
+}
+
 
 def transitions() -> list[tuple[Mode, str, str]]:
-    """(mode, event, handler) for every pair the machine takes, in table order."""
-    return [(mode, event.__name__, handler) for event, (modes, handler) in TABLE.items()
-            for mode in Mode if mode in modes]
+    """(mode, event, handler) for every pair the machine takes, in table order; a touch is
+    one row per button ("Touch finish")."""
+    rows = [(mode, event.__name__, handler) for event, (modes, handler) in TABLE.items()
+            if event is not Touch for mode in Mode if mode in modes]
+    return rows + [(mode, f"Touch {button}", handler)
+                   for (where, button), handler in TOUCHES.items()
+                   for mode in Mode if where in (None, mode)
+                   and TOUCHES.get((mode, button), handler) == handler]
 
 
 def diagram() -> str:
-    """The table as a Mermaid flowchart: each mode, the mode-bound events it takes, and the
-    events every mode takes in one box (docs/core-machine.md is this, generated)."""
+    """The tables as a Mermaid flowchart: each mode, the mode-bound events and buttons it
+    takes, and the events and buttons every mode takes in one box (docs/core-machine.md is
+    this, generated)."""
     lines = ["flowchart LR"]
-    everywhere = [e.__name__ for e, (modes, _) in TABLE.items() if modes == _ALL]
-    lines.append(f'    any["any mode: {", ".join(everywhere)}"]')
+    everywhere = [e.__name__ for e, (modes, _) in TABLE.items() if modes == _ALL and e is not Touch]
+    buttons = [b for (where, b) in TOUCHES if where is None]
+    lines.append(f'    any["any mode: {", ".join(everywhere)}; Touch {", ".join(buttons)}"]')
     for mode in Mode:
         lines.append(f'    {mode.value}(["{mode.value}"])')
-    for event, (modes, handler) in TABLE.items():
-        if modes == _ALL:
+    for mode, event, handler in transitions():
+        if event.startswith("Touch "):
+            if TOUCHES.get((None, event[6:])) == handler:
+                continue
+        elif TABLE[EVENTS[event]][0] == _ALL:
             continue
-        for mode in Mode:
-            if mode in modes:
-                lines.append(f"    {mode.value} -- \"{event.__name__} / {handler}\" --> "
-                             f"{mode.value}_{event.__name__}[[{handler}]]")
+        node = f"{mode.value}_{event.replace(' ', '_')}"
+        lines.append(f'    {mode.value} -- "{event} / {handler}" --> {node}[[{handler}]]')
     return "\n".join(lines) + "\n"
+
+
+EVENTS = {e.__name__: e for e in TABLE}
 
 
 class SelfCheck:
@@ -263,8 +304,8 @@ class SelfCheck:
         return None
 
     # -- writing
-    def _ignore(self, event: Event) -> list[Action]:
-        key = (self.mode, type(event).__name__)
+    def _ignore(self, event: Event, what: str | None = None) -> list[Action]:
+        key = (self.mode, what or type(event).__name__)
         self.ignored[key] += 1
         self.ignored_recent.append(key)
         return []
@@ -319,7 +360,11 @@ class SelfCheck:
         return self._written(event.uid, event.ok)
 
     def _on_touch(self, event: Touch, now: float) -> list[Action]:
-        return self._touch(event.button, now)
+        name = TOUCHES.get((self.mode, event.button)) or TOUCHES.get((None, event.button))
+        if name is None:  # no such button here: recorded like any event that does not apply
+            return self._ignore(event, f"Touch {event.button}")
+        press: Callable[[float], list[Action]] = getattr(self, name)
+        return press(now)
 
     def _on_tick(self, event: Tick, now: float) -> list[Action]:
         return self._tick(now)
@@ -751,83 +796,99 @@ class SelfCheck:
         return self._secure(updated)
 
     # -- touches
-    def _touch(self, button: str, now: float) -> list[Action]:
-        mode = self.mode
-        if button == "lang":
-            langs = self.config.langs
-            self.lang = langs[(langs.index(self.lang) + 1) % len(langs)]
-        elif button == "help":
-            return self._call_help("button", "the help button")
-        elif mode is Mode.HELP and button == "call_staff":
-            if self._help_reason != "button":
-                return []  # already called
-            self._help_reason = "called"
-            return [Notify("staff_needed", "critical", "the reader asked for staff")]
-        elif mode is Mode.HELP and button == "cancel":
-            back = self._session.help_from
-            if back in _SESSION_MODES:
-                self.mode = back  # the reader's session goes on where it was
-            else:
-                self._to_idle()
-        elif mode is Mode.STAFF:
-            return self._staff_touch(button)
-        elif button == "return" and mode in (Mode.IDLE, Mode.SUMMARY):
-            self._session = _Session()
-            self.mode = Mode.RETURN
-            return self._scan(now)
-        elif button == "account" and mode is Mode.BORROW:
-            return self._open_account()
-        elif mode is Mode.ACCOUNT and button == "renew_all":
-            return self._renew(self._renewable())
-        elif mode is Mode.ACCOUNT and button in ("cancel", "done"):
-            self.mode = Mode.BORROW  # back to the pad: the session goes on
-            return self._scan(now)
-        elif mode is Mode.PIN and button == "cancel":
-            self._to_idle()
-        elif button == "finish" and mode in (Mode.BORROW, Mode.RETURN):
-            if self.config.confirm_count and self._session.lines:
-                self._session.count, self._session.count_read = 0, None
-                self.mode = Mode.CONFIRM_COUNT
-                return []
-            return self._finish()
-        elif mode is Mode.CONFIRM_COUNT:
-            return self._count_touch(button)
-        elif mode is Mode.RECEIPT and button.startswith("receipt_"):
-            if button == "receipt_print" and self.config.can_print:
-                return self._send("print")
-            if button == "receipt_email" and self.config.can_email:
-                self.mode = Mode.EMAIL
-            elif button == "receipt_none":
-                self.mode = Mode.SUMMARY
-        elif button in ("done", "cancel") and mode not in (Mode.OUT_OF_SERVICE,
-                                                           Mode.RETURN_STATION):
+    # -- buttons (TOUCHES says which one does what in which mode)
+    def _press_lang(self, now: float) -> list[Action]:
+        langs = self.config.langs
+        self.lang = langs[(langs.index(self.lang) + 1) % len(langs)]
+        return []
+
+    def _press_help(self, now: float) -> list[Action]:
+        return self._call_help("button", "the help button")
+
+    def _press_call_staff(self, now: float) -> list[Action]:
+        if self._help_reason != "button":
+            return []  # already called
+        self._help_reason = "called"
+        return [Notify("staff_needed", "critical", "the reader asked for staff")]
+
+    def _press_help_back(self, now: float) -> list[Action]:
+        back = self._session.help_from
+        if back in _SESSION_MODES:
+            self.mode = back  # the reader's session goes on where it was
+        else:
             self._to_idle()
         return []
 
-    def _count_touch(self, button: str) -> list[Action]:
-        if button == "count_plus":
-            self._session.count = min(99, self._session.count + 1)
-        elif button == "count_minus":
-            self._session.count = max(0, self._session.count - 1)
-        elif button == "count_back":
+    def _press_return(self, now: float) -> list[Action]:
+        self._session = _Session()
+        self.mode = Mode.RETURN
+        return self._scan(now)
+
+    def _press_account(self, now: float) -> list[Action]:
+        return self._open_account()
+
+    def _press_renew_all(self, now: float) -> list[Action]:
+        return self._renew(self._renewable())
+
+    def _press_back_to_pad(self, now: float) -> list[Action]:
+        self.mode = Mode.BORROW  # back to the pad: the session goes on
+        return self._scan(now)
+
+    def _press_finish(self, now: float) -> list[Action]:
+        if self.config.confirm_count and self._session.lines:
+            self._session.count, self._session.count_read = 0, None
+            self.mode = Mode.CONFIRM_COUNT
+            return []
+        return self._finish()
+
+    def _press_count_plus(self, now: float) -> list[Action]:
+        self._session.count = min(99, self._session.count + 1)
+        return []
+
+    def _press_count_minus(self, now: float) -> list[Action]:
+        self._session.count = max(0, self._session.count - 1)
+        return []
+
+    def _press_count_back(self, now: float) -> list[Action]:
+        self._session.count_read = None
+        self.mode = Mode.BORROW if self._session.patron_ref else Mode.RETURN
+        return []
+
+    def _press_count_ok(self, now: float) -> list[Action]:
+        read = len(self._session.lines)  # a set of parts is one item, as readers count
+        if self._session.count == read:
             self._session.count_read = None
-            self.mode = Mode.BORROW if self._session.patron_ref else Mode.RETURN
-        elif button == "count_ok":
-            read = len(self._session.lines)  # a set of parts is one item, as readers count
-            if self._session.count == read:
-                self._session.count_read = None
-                return self._finish()
-            self._session.count_read = read
+            return self._finish()
+        self._session.count_read = read
         return []
 
-    def _staff_touch(self, button: str) -> list[Action]:
-        if button == "staff_oos":
-            self._closed = SetService(False)
-        elif button == "staff_in_service":
-            self._closed = self._closing = None
-        elif button in ("staff_exit", "cancel", "done"):
-            self._staff = None
-            self._to_idle()
+    def _press_receipt_print(self, now: float) -> list[Action]:
+        return self._send("print") if self.config.can_print else []
+
+    def _press_receipt_email(self, now: float) -> list[Action]:
+        if self.config.can_email:
+            self.mode = Mode.EMAIL
+        return []
+
+    def _press_receipt_none(self, now: float) -> list[Action]:
+        self.mode = Mode.SUMMARY
+        return []
+
+    def _press_staff_oos(self, now: float) -> list[Action]:
+        self._closed = SetService(False)
+        return []
+
+    def _press_staff_in_service(self, now: float) -> list[Action]:
+        self._closed = self._closing = None
+        return []
+
+    def _press_staff_exit(self, now: float) -> list[Action]:
+        self._staff = None
+        self._to_idle()
+        return []
+
+    def _press_idle(self, now: float) -> list[Action]:
+        self._to_idle()
         return []
 
     def _finish(self) -> list[Action]:

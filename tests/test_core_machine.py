@@ -50,6 +50,24 @@ def test_events_outside_their_modes_are_recorded_not_handled() -> None:
     assert sum(sc.ignored.values()) == before  # handled events are not counted
 
 
+def test_every_button_has_a_row_per_mode_and_others_are_recorded() -> None:
+    for (_mode, button), handler in core.TOUCHES.items():
+        assert callable(getattr(core.SelfCheck, handler)), (button, handler)
+    pairs = core.transitions()
+    assert (core.Mode.BORROW, "Touch finish", "_press_finish") in pairs
+    # a mode's own row wins over the rows for many modes: cancel leaves the staff screen
+    assert (core.Mode.STAFF, "Touch cancel", "_press_staff_exit") in pairs
+    assert (core.Mode.STAFF, "Touch cancel", "_press_idle") not in pairs
+    assert (core.Mode.HELP, "Touch cancel", "_press_help_back") in pairs
+    assert (core.Mode.OUT_OF_SERVICE, "Touch lang", "_press_lang") in pairs
+    assert not any(e == "Touch done" for m, e, _ in pairs if m is core.Mode.OUT_OF_SERVICE)
+    sc = make()
+    assert sc.handle(core.Touch("finish"), 1) == [] and sc.mode is core.Mode.IDLE
+    assert sc.handle(core.Touch("no-such-button"), 1) == []
+    assert sc.ignored == {(core.Mode.IDLE, "Touch finish"): 1,
+                          (core.Mode.IDLE, "Touch no-such-button"): 1}
+
+
 def test_an_ignored_card_still_counts_as_activity() -> None:
     sc = make(inactivity_s=10.0)
     borrow_session(sc)
