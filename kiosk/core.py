@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from selfcheck.drivers.seen import SeenTag
+from selfcheck.drivers.seen import SeenTag, TagUid
 from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, re-exported
     NOT_FOR_LOAN,
     AccountLoaded,
@@ -220,14 +220,14 @@ class SelfCheck:
         self.lang = config.default_lang
         self.online = False
         self._session = _Session()
-        self._present: dict[str, SeenTag] = {}
+        self._present: dict[TagUid, SeenTag] = {}
         self._last_activity = 0.0
         self._message: tuple[str, str | None, float] | None = None  # key, arg, until
         # Out of service asked for while a reader is busy: applied when their session ends.
         self._closing: SetService | None = None
         self._closed: SetService | None = None
-        self._pending: dict[str, PendingWrite] = {}
-        self._writing: dict[str, SecState] = {}  # writes in flight, by uid
+        self._pending: dict[TagUid, PendingWrite] = {}
+        self._writing: dict[TagUid, SecState] = {}  # writes in flight, by uid
         self._exceptions: list[LateRefusal] = []
         self._failures = 0  # failed reads / refused cards in a row
         self._help_reason: str | None = None
@@ -535,7 +535,7 @@ class SelfCheck:
                 continue
             msg_id = self._new_id()
             s.renewals = [r for r in s.renewals if r.item_id != item_id]
-            s.renewals.append(Line(f"renew:{item_id}", "renew", Status.RECORDING,
+            s.renewals.append(Line(None, "renew", Status.RECORDING,
                                    item_id=item_id, msg_id=msg_id, title=loan.title,
                                    due=loan.due))
             actions.append(RecordTx(msg_id, "renew", item_id, s.patron_ref))
@@ -665,7 +665,7 @@ class SelfCheck:
     def _reachable(self) -> bool:
         return self.online and self._central_ok
 
-    def _join(self, line: Line, uid: str, tag: SeenTag, now: float) -> list[Action]:
+    def _join(self, line: Line, uid: TagUid, tag: SeenTag, now: float) -> list[Action]:
         assert tag.item is not None
         number = tag.item.part_number or len(line.part_numbers) + 1
         joined = replace(line, parts=(*line.parts, uid),
@@ -714,7 +714,7 @@ class SelfCheck:
                 actions.append(WriteSecurity(uid, pending.state))
         return actions
 
-    def _written(self, uid: str, ok: bool) -> list[Action]:
+    def _written(self, uid: TagUid, ok: bool) -> list[Action]:
         state = self._writing.pop(uid, None)
         line = next((ln for ln in self._session.lines if uid in ln.uids), None)
         if ok:
@@ -730,7 +730,7 @@ class SelfCheck:
         self._pending[uid] = pending
         return [SavePending(pending)]
 
-    def _set_security(self, uid: str, value: Security) -> None:
+    def _set_security(self, uid: TagUid, value: Security) -> None:
         """A line's security is the worst of its tags': failed, then pending, then done."""
         for ln in self._session.lines:
             if uid not in ln.uids:
@@ -743,7 +743,7 @@ class SelfCheck:
                     value = "failed"
             self._replace(ln, replace(ln, security=value))
 
-    def _skip(self, uid: str) -> list[Action]:
+    def _skip(self, uid: TagUid) -> list[Action]:
         if self.mode is not Mode.STAFF or uid not in self._pending:
             return []
         pending = self._pending.pop(uid)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
-from selfcheck.drivers.seen import SeenTag
+from selfcheck.drivers.seen import SeenTag, TagUid
 from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S
 
 if TYPE_CHECKING:  # the account screen's data passes through untouched: typing only
@@ -75,7 +75,7 @@ class PendingWrite:
     """A security write the library system allowed but the pad could not do (book lifted
     too early): kept across sessions and restarts until written or skipped by staff."""
 
-    uid: str
+    uid: TagUid
     item_id: str | None
     title: str | None
     state: SecState
@@ -186,7 +186,7 @@ class AckReceived:
 
 @dataclass(frozen=True)
 class SecurityWritten:
-    uid: str
+    uid: TagUid
     ok: bool
 
 
@@ -226,7 +226,7 @@ class Restored:
 class StaffSkip:
     """Staff skip a pending security write (the book is gone, or they will fix it by hand)."""
 
-    uid: str
+    uid: TagUid
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,7 @@ class RecordTx:
 
 @dataclass(frozen=True)
 class WriteSecurity:
-    uid: str
+    uid: TagUid
     state: SecState
 
 
@@ -303,7 +303,7 @@ class SavePending:
 
 @dataclass(frozen=True)
 class ClearPending:
-    uid: str
+    uid: TagUid
     how: Literal["written", "skipped"]
     staff_ref: str | None = None  # who skipped it: a hash of the staff card, not the card
 
@@ -344,7 +344,7 @@ Action = (CheckPatron | RecordTx | WriteSecurity | SavePending | ClearPending | 
 # -- what the screen shows
 @dataclass(frozen=True)
 class Line:
-    uid: str
+    uid: TagUid | None  # None: a renewal, with no tag on the pad
     kind: Kind
     status: Status
     item_id: str | None = None
@@ -355,7 +355,7 @@ class Line:
     sort_bin: str | None = None
     security: Security = "none"
     sent_at: float = 0.0
-    parts: tuple[str, ...] = ()  # the other tags of a multi-part item (same item id)
+    parts: tuple[TagUid, ...] = ()  # the other tags of a multi-part item (same item id)
     parts_in_item: int = 1
     part_numbers: frozenset[int] = frozenset()
     warning: str | None = None  # parts_missing under the 'warn' rule
@@ -365,8 +365,8 @@ class Line:
     print_lines: tuple[str, ...] = ()  # the library system's receipt text (SIP2 AG)
 
     @property
-    def uids(self) -> tuple[str, ...]:
-        return (self.uid, *self.parts)
+    def uids(self) -> tuple[TagUid, ...]:
+        return (self.uid, *self.parts) if self.uid is not None else self.parts
 
 
 @dataclass(frozen=True, kw_only=True)  # by keyword: 26 fields are too many to place

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from selfcheck.drivers.pad.base import PadCounters, PadError, afi_problem
+from selfcheck.drivers.seen import tag_uid
 
 
 def chunks(first: int, count: int, size: int) -> list[tuple[int, int]]:
@@ -56,4 +57,4 @@ def write_afi_verified(counters: PadCounters, uid: bytes, afi: int,
             return
         last = PadError(f"AFI read back {got:02X} after writing {afi:02X}")
     counters.afi_write_failures += 1
-    raise PadError(f"security (AFI) write to {uid.hex().upper()} failed: {last}") from last
+    raise PadError(f"security (AFI) write to {tag_uid(uid)} failed: {last}") from last

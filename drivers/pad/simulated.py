@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 
 from selfcheck.drivers.pad.base import PadCounters, PadError, afi_problem
+from selfcheck.drivers.seen import tag_uid
 
 BLOCK_SIZE = 4
 
@@ -51,7 +52,7 @@ class SimulatedPad:
     def _tag(self, uid: bytes) -> SimTag:
         tag = self._tags.get(uid)
         if tag is None:
-            raise PadError(f"tag {uid.hex().upper()} is not in the field")
+            raise PadError(f"tag {tag_uid(uid)} is not in the field")
         return tag
 
     def inventory(self) -> list[bytes]:
@@ -84,7 +85,7 @@ class SimulatedPad:
         with self._lock:
             try:
                 if uid in self.failing_writes:
-                    raise PadError(f"tag {uid.hex().upper()}: no answer to write AFI")
+                    raise PadError(f"tag {tag_uid(uid)}: no answer to write AFI")
                 self._tag(uid).afi = afi
             except PadError:
                 self.counters.afi_write_failures += 1

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from selfcheck.drivers.pad.base import AfiPolicy, BookPad
-from selfcheck.drivers.seen import SeenTag
+from selfcheck.drivers.seen import SeenTag, tag_uid
 from selfcheck.drivers.tags import TagDecodeError, decode_tag, truncated
 
 log = logging.getLogger(__name__)
@@ -107,15 +107,15 @@ class PadWatcher:
         if data is None:
             return None
         try:
-            return SeenTag(uid.hex().upper(), decode_tag(data, uid=uid))
+            return SeenTag(tag_uid(uid), decode_tag(data, uid=uid))
         except TagDecodeError as exc:
-            return SeenTag(uid.hex().upper(), None, str(exc))
+            return SeenTag(tag_uid(uid), None, str(exc))
 
     def _read_data(self, uid: bytes) -> bytes | None:
         try:
             return read_tag_data(self.pad, uid, self._blocks, self._max_blocks)
         except Exception as exc:
-            log.info("read of %s failed: %s", uid.hex().upper(), exc)
+            log.info("read of %s failed: %s", tag_uid(uid), exc)
             return None
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+from selfcheck.drivers.seen import TagUid
 from selfcheck.kiosk import core
 from selfcheck.kiosk.core import SelfCheck
 from selfcheck.kiosk.core_model import Event as CoreEvent
@@ -111,7 +112,7 @@ class FleetAgent:
         logging.getLogger().addHandler(self.recent)
         self.printer: Printer = "none"
         self.paper: Paper = "none"
-        self._unreadable: set[str] = set()
+        self._unreadable: set[TagUid] = set()
         self._ticking = False
         self._pad_lost = False
         self._card_lost = False
@@ -156,7 +157,7 @@ class FleetAgent:
                                  "the card reader is not available")
         self._card_lost = not ok
 
-    def security_failed(self, uid: str) -> None:
+    def security_failed(self, uid: TagUid) -> None:
         line = next((ln for ln in self.rt.core.view(0).lines if ln.uid == uid), None)
         item = line.item_id if line else None
         self.telemetry.event("security_write_failed", "warning",
@@ -165,7 +166,8 @@ class FleetAgent:
 
     def on_view(self, view: core.View) -> None:
         for line in view.lines:
-            if line.status is core.Status.UNREADABLE and line.uid not in self._unreadable:
+            if (line.status is core.Status.UNREADABLE and line.uid is not None
+                    and line.uid not in self._unreadable):
                 self._unreadable.add(line.uid)
                 self.telemetry.failure("unreadable tag")
         if view.mode is core.Mode.IDLE and self._unreadable:

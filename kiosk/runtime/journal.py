@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
+from selfcheck.drivers.seen import TagUid
 from selfcheck.mqtt.messages import Message, encode
 
 M = TypeVar("M", bound=Message)
@@ -179,7 +180,7 @@ class Journal:
         return count, (time.time() - oldest) if oldest is not None else None
 
     # -- pending security writes
-    def save_pending(self, uid: str, item_id: str | None, title: str | None,
+    def save_pending(self, uid: TagUid, item_id: str | None, title: str | None,
                      state: str) -> None:
         with self._lock:
             self._db.execute(
@@ -187,7 +188,7 @@ class Journal:
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(uid) DO UPDATE SET state = excluded.state",
                 (uid, item_id, title, state, time.time()))
 
-    def clear_pending(self, uid: str, how: str, staff_ref: str | None = None) -> bool:
+    def clear_pending(self, uid: TagUid, how: str, staff_ref: str | None = None) -> bool:
         """Ends a pending write (written or skipped) and logs how, in one transaction."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -204,7 +205,7 @@ class Journal:
                 raise
             return row is not None
 
-    def pending_writes(self) -> list[tuple[str, str | None, str | None, str]]:
+    def pending_writes(self) -> list[tuple[TagUid, str | None, str | None, str]]:
         """(uid, item_id, title, state), oldest first."""
         with self._lock:
             return [tuple(r) for r in self._db.execute(

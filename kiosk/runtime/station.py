@@ -17,7 +17,7 @@ from selfcheck.drivers.card.base import CardReader
 from selfcheck.drivers.pad.base import BookPad
 from selfcheck.drivers.pad.watcher import PadWatcher
 from selfcheck.drivers.printer import PaperEvent, open_printer
-from selfcheck.drivers.seen import SeenTag
+from selfcheck.drivers.seen import SeenTag, uid_bytes
 from selfcheck.kiosk import core, receipt
 from selfcheck.kiosk.config import StationConfig
 from selfcheck.kiosk.runtime import edge
@@ -247,7 +247,7 @@ class StationRuntime:
         elif isinstance(action, core.RecordTx):
             await self._record(action)
         elif isinstance(action, core.WriteSecurity):
-            future = self.watcher.write_security(bytes.fromhex(action.uid), action.state)
+            future = self.watcher.write_security(uid_bytes(action.uid), action.state)
             try:
                 await asyncio.wrap_future(future)
                 ok = True

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from selfcheck.drivers.seen import TagUid
 from selfcheck.kiosk import core
 from selfcheck.mqtt.messages import AccountLoan, AccountRes, Fine, HoldReady, HoldWaiting
 
@@ -86,7 +87,7 @@ def sample_views(lang: str) -> list[tuple[str, core.View]]:
                                pickup_by=_DUE, pickup_at="VN-HN-01")],
         holds_waiting=[HoldWaiting(title="Nỗi buồn chiến tranh", position=2)],
         fines=[Fine(description="Trả sách quá hạn", amount=37000)])
-    pending = (core.PendingWrite("E004015000000001", "39000001", "Truyện Kiều", "on_loan"),)
+    pending = (core.PendingWrite(TagUid("E004015000000001"), "39000001", "Truyện Kiều", "on_loan"),)
     late = (core.LateRefusal("m9", "39000009", "Vang bóng một thời", "on_loan_to_other"),)
     session = replace(v, mode=core.Mode.BORROW, patron_name=name, lines=borrowed,
                       countdown=40)

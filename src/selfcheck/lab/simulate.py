@@ -24,6 +24,7 @@ from pathlib import Path
 
 from selfcheck.drivers.card.base import SimulatedCardReader
 from selfcheck.drivers.pad.simulated import SimulatedPad
+from selfcheck.drivers.seen import tag_uid
 from selfcheck.drivers.tags import iso28560_3
 from selfcheck.kiosk import core
 from selfcheck.kiosk.runtime.station import StationRuntime
@@ -158,9 +159,9 @@ async def one_station(n: int, settings: StationSettings, transactions: int, tall
                 start = time.monotonic()
                 pad.place(uid, iso28560_3.encode(item))
                 finished = await until(lambda uid=uid: any(
-                    ln.uid == uid.hex().upper() and ln.status in FINAL
+                    ln.uid == tag_uid(uid) and ln.status in FINAL
                     for ln in view().lines), timeout)
-                line = next((ln for ln in view().lines if ln.uid == uid.hex().upper()), None)
+                line = next((ln for ln in view().lines if ln.uid == tag_uid(uid)), None)
                 if finished and line is not None and line.status is core.Status.DONE:
                     tally.ok += 1
                     tally.latencies_ms.append((time.monotonic() - start) * 1000)
