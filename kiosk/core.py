@@ -13,12 +13,13 @@ import hashlib
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from selfcheck.drivers.seen import SeenTag, TagUid
 from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, re-exported
     NOT_FOR_LOAN,
+    Account,
     AccountLoaded,
+    AccountLoan,
     AckReceived,
     Action,
     Alert,
@@ -32,6 +33,9 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     DropException,
     EmailEntered,
     Event,
+    Fine,
+    HoldReady,
+    HoldWaiting,
     KeepException,
     Kind,
     LateRefusal,
@@ -71,9 +75,6 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     WriteSecurity,
 )
 
-if TYPE_CHECKING:
-    from selfcheck.mqtt.messages import AccountRes
-
 
 @dataclass
 class _Session:
@@ -82,7 +83,7 @@ class _Session:
     lines: list[Line] = field(default_factory=list)
     offline: bool = False  # lent against the offline list: every loan goes as offline
     offline_left: int = 0
-    account: AccountRes | None = None
+    account: Account | None = None
     account_failed: bool = False
     renewals: list[Line] = field(default_factory=list)
     # The card being checked: kept from the card read until the check ends (the PIN pad may
@@ -278,6 +279,11 @@ class SelfCheck:
     @property
     def out_of_service(self) -> bool:
         return self._closed is not None
+
+    @property
+    def closed_by(self) -> SetService | None:
+        """What put the station out of service (its messages), None in service."""
+        return self._closed
 
     def _home(self) -> Mode:
         if self.config.station_mode == "return-station":

@@ -7,13 +7,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from selfcheck.drivers.seen import SeenTag, TagUid
 from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S
-
-if TYPE_CHECKING:  # the account screen's data passes through untouched: typing only
-    from selfcheck.mqtt.messages import AccountRes
 
 
 class Mode(StrEnum):
@@ -138,9 +135,53 @@ class OfflineChecked:
     patron: OfflinePatron | None  # None: not on the list, or no valid list
 
 
+# -- a reader's account, as the account screen shows it (the edge builds it from the answer)
+@dataclass(frozen=True)
+class AccountLoan:
+    item_id: str
+    title: str | None = None
+    due: dt.date | None = None
+    overdue: bool = False
+    renewable: bool = True  # not refused for a known reason; the renewal's answer decides
+
+
+@dataclass(frozen=True)
+class HoldReady:
+    """On the hold shelf, waiting for the reader."""
+
+    item_id: str
+    title: str | None = None
+    pickup_by: dt.date | None = None
+    pickup_at: str | None = None  # site code of the pickup branch
+
+
+@dataclass(frozen=True)
+class HoldWaiting:
+    title: str
+    position: int | None = None  # 1 = next; None when the library system does not say
+
+
+@dataclass(frozen=True)
+class Fine:
+    description: str
+    amount: int | None = None  # in minor units (see Account.currency_exponent)
+
+
+@dataclass(frozen=True)
+class Account:
+    ok: bool  # False: the central does not know the reader; the lists are empty
+    loans: tuple[AccountLoan, ...] = ()
+    holds_ready: tuple[HoldReady, ...] = ()
+    holds_waiting: tuple[HoldWaiting, ...] = ()
+    fines_total: int = 0  # in minor units
+    currency: str = "VND"
+    currency_exponent: int = 0  # minor units per major unit as a power of ten
+    fines: tuple[Fine, ...] = ()
+
+
 @dataclass(frozen=True)
 class AccountLoaded:
-    result: AccountRes | None  # None: no answer
+    result: Account | None  # None: no answer
 
 
 @dataclass(frozen=True)
@@ -392,7 +433,7 @@ class View:
     pin_tries_left: int | None = None
     offline_session: bool = False  # the patron came from the offline list
     offline_left: int = 0  # offline loans this patron may still make
-    account: AccountRes | None = None  # the account screen's data; None: loading
+    account: Account | None = None  # the account screen's data; None: loading
     account_failed: bool = False  # no answer to the account request
     renewals: tuple[Line, ...] = ()  # kind "renew", one per loan asked for
     central_ok: bool = True  # False: the broker is up but the central stopped answering

@@ -4,6 +4,7 @@ and what importing it costs."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -134,3 +135,30 @@ def test_the_edge_turns_sip2_alerts_into_routes(alert_type: str | None, hold: bo
     assert answer.route is expected
     assert (answer.msg_id, answer.item_id, answer.transit_to) == (ack.msg_id, "39000001",
                                                                   transit_to)
+
+
+def test_the_edge_turns_the_wire_account_into_the_cores_own() -> None:
+    from selfcheck.kiosk.runtime.edge import account_loaded
+    from selfcheck.mqtt.messages import (
+        AccountLoan,
+        AccountRes,
+        Fine,
+        HoldReady,
+        HoldWaiting,
+    )
+
+    due = dt.date(2026, 12, 1)
+    res = AccountRes(ok=True, fines_total=5, currency="USD", currency_exponent=2,
+                     loans=[AccountLoan(item_id="39000010", title="Chí Phèo", due=due,
+                                        overdue=True, renewable=False)],
+                     holds_ready=[HoldReady(item_id="39000012", pickup_by=due,
+                                            pickup_at="VN-HN-01")],
+                     holds_waiting=[HoldWaiting(title="Số đỏ", position=2)],
+                     fines=[Fine(description="Trả sách quá hạn", amount=5)])
+    account = account_loaded(res).result
+    assert account == core.Account(
+        ok=True, fines_total=5, currency="USD", currency_exponent=2,
+        loans=(core.AccountLoan("39000010", "Chí Phèo", due, True, False),),
+        holds_ready=(core.HoldReady("39000012", None, due, "VN-HN-01"),),
+        holds_waiting=(core.HoldWaiting("Số đỏ", 2),), fines=(core.Fine("Trả sách quá hạn", 5),))
+    assert account_loaded(None).result is None

@@ -40,6 +40,20 @@ def patron_checked(res: PatronCheckRes | None) -> core.PatronChecked:
         pin_tries_left=res.pin_tries_left, pin_locked_until=res.pin_locked_until))
 
 
+def account(res: AccountRes) -> core.Account:
+    return core.Account(
+        ok=res.ok, fines_total=res.fines_total, currency=res.currency,
+        currency_exponent=res.currency_exponent,
+        loans=tuple(core.AccountLoan(item_id=x.item_id, title=x.title, due=x.due,
+                                     overdue=x.overdue, renewable=x.renewable)
+                    for x in res.loans),
+        holds_ready=tuple(core.HoldReady(item_id=x.item_id, title=x.title,
+                                         pickup_by=x.pickup_by, pickup_at=x.pickup_at)
+                          for x in res.holds_ready),
+        holds_waiting=tuple(core.HoldWaiting(title=x.title, position=x.position)
+                            for x in res.holds_waiting),
+        fines=tuple(core.Fine(description=x.description, amount=x.amount) for x in res.fines))
+
+
 def account_loaded(res: AccountRes | None) -> core.AccountLoaded:
-    """The account passes through as it came: the core keeps it for the screen."""
-    return core.AccountLoaded(res)
+    return core.AccountLoaded(None if res is None else account(res))

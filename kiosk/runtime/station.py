@@ -135,7 +135,7 @@ class StationRuntime:
 
     def service_message(self) -> str | None:
         """Staff's out-of-service message, English first (for operators), None in service."""
-        closed = self.core._closed
+        closed = self.core.closed_by
         return None if closed is None else closed.message_en or closed.message_vi
 
     def add_listener(self, listener: Callable[[core.View], None]) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 
 from selfcheck.drivers.seen import TagUid
 from selfcheck.kiosk import core
-from selfcheck.mqtt.messages import AccountLoan, AccountRes, Fine, HoldReady, HoldWaiting
 
 SIZES = ((800, 480), (1024, 600), (1280, 800), (1920, 1080), (720, 1280), (1080, 1920))
 THEMES = ("normal", "large", "contrast")
@@ -76,17 +75,17 @@ def sample_views(lang: str) -> list[tuple[str, core.View]]:
         _line(24, kind="return", status=s.REFUSED, reason="not_on_loan", due=None,
               title="Tắt đèn"),
     )
-    account = AccountRes(
+    account = core.Account(
         ok=True, fines_total=37000,
-        loans=[AccountLoan(item_id="39000010", title="Nhật ký trong tù", due=_DUE,
-                           overdue=True, renewable=False),
-               AccountLoan(item_id="39000011", title=_LONG, due=_DUE),
-               *(AccountLoan(item_id=f"390001{n:02d}", title=f"Giáo trình {n}", due=_DUE)
-                 for n in range(1, 6))],
-        holds_ready=[HoldReady(item_id="39000012", title="Đất rừng phương Nam",
-                               pickup_by=_DUE, pickup_at="VN-HN-01")],
-        holds_waiting=[HoldWaiting(title="Nỗi buồn chiến tranh", position=2)],
-        fines=[Fine(description="Trả sách quá hạn", amount=37000)])
+        loans=(core.AccountLoan(item_id="39000010", title="Nhật ký trong tù", due=_DUE,
+                                overdue=True, renewable=False),
+               core.AccountLoan(item_id="39000011", title=_LONG, due=_DUE),
+               *(core.AccountLoan(item_id=f"390001{n:02d}", title=f"Giáo trình {n}", due=_DUE)
+                 for n in range(1, 6))),
+        holds_ready=(core.HoldReady(item_id="39000012", title="Đất rừng phương Nam",
+                                    pickup_by=_DUE, pickup_at="VN-HN-01"),),
+        holds_waiting=(core.HoldWaiting(title="Nỗi buồn chiến tranh", position=2),),
+        fines=(core.Fine(description="Trả sách quá hạn", amount=37000),))
     pending = (core.PendingWrite(TagUid("E004015000000001"), "39000001", "Truyện Kiều", "on_loan"),)
     late = (core.LateRefusal("m9", "39000009", "Vang bóng một thời", "on_loan_to_other"),)
     session = replace(v, mode=core.Mode.BORROW, patron_name=name, lines=borrowed,
