@@ -81,6 +81,11 @@ class StationSettings(BaseSettings):
     audio_cache: Path = Field(Path("var/prompts"), description="pre-rendered prompt WAVs")
     receipt: Literal["none", "print", "email", "ask"] = "none"
     library_name: str = Field("", description="the receipt's heading (default: the site)")
+    desk_where_vi: str = Field("", max_length=120, description="where the staff desk "
+                               "is, shown in Help, in Vietnamese (e.g. 'tầng 1, cạnh cửa ra "
+                               "vào'); empty: Help says only 'the staff desk'")
+    desk_where_en: str = Field("", max_length=120, description="the same in English (e.g. "
+                               "'ground floor, by the entrance'); empty: the Vietnamese one")
     printer_transport: Literal["none", "usb", "serial", "network", "dummy"] = "none"
     printer_url: str = Field("", description="network host[:port], serial URL or USB VID:PID")
     printer_options: dict[str, Any] = Field(default_factory=dict, description="other "

@@ -55,7 +55,9 @@ class StationApp(App):
         theme.set_panel(panel_ppi(panel, s.screen_dpi, s.screen_inches))
         self.prompter = Prompter(s.audio, s.audio_cache)
         self.station = StationRoot(on_button=self._button, on_event=self.runtime.feed,
-                                   say=self.prompter.say)
+                                   say=self.prompter.say,
+                                   desk_where={"vi": s.desk_where_vi or s.desk_where_en,
+                                               "en": s.desk_where_en or s.desk_where_vi})
         root: Widget = self.station
         if self._make_demo is not None:
             self.demo = self._make_demo()

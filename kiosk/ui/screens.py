@@ -202,9 +202,11 @@ class StationRoot(BoxLayout):
 
     def __init__(self, on_button: Callable[[str], None],
                  on_event: Callable[[core.Event], None] | None = None,
-                 say: Say | None = None, **kw: Any) -> None:
+                 say: Say | None = None, desk_where: dict[str, str] | None = None,
+                 **kw: Any) -> None:
         super().__init__(**kw)
         self._on_button = on_button
+        self._desk_where = desk_where or {}  # by language: where the librarian's desk is
         self._on_event = on_event or (lambda e: None)
         self._say = say or (lambda prompt, lang: None)
         self._last: core.View | None = None
@@ -563,7 +565,9 @@ class StationRoot(BoxLayout):
         ids, lang = self.ids, view.lang
         reason = view.help_reason or "button"
         ids.help_title.text = t(f"help.title.{reason}", lang)
-        ids.help_text.text = t(f"help.{reason}", lang)
+        where = self._desk_where.get(lang, "")
+        ids.help_text.text = t(f"help.{reason}", lang) + (
+            "\n" + t("help.desk", lang, where=where) if where and reason == "button" else "")
         ids.help_back.text = t("help.back", lang)
         ids.help_call.text = t("help.call", lang)
         self.call_shown = reason == "button"

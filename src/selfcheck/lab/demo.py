@@ -21,6 +21,7 @@ from typing import Any
 
 from selfcheck.kiosk.settings import StationSettings
 from selfcheck.lab.broker import Broker
+from selfcheck.lab.demo_library import DESK_WHERE
 from selfcheck.lab.demo_scenarios import (
     RECEIPT_PRINTER,
     SCENARIOS,
@@ -85,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
                                journal=journal_path(workdir), lang=args.lang,
                                summary_s=4.0 if args.headless else 12.0,
                                audio=not args.headless, audio_cache=workdir / "prompts",
-                               screen=args.size or "", fullscreen=args.fullscreen, **site)
+                               screen=args.size or "", fullscreen=args.fullscreen,
+                               desk_where_vi=DESK_WHERE["vi"], desk_where_en=DESK_WHERE["en"],
+                               **site)
     started = dt.datetime.now(dt.UTC)
     try:
         if args.headless and scenario.seed is not None:

@@ -10,6 +10,7 @@ OWNER_ISIL = "VN-DEMO"
 STAFF_CARD = "NV0001"
 SET_ITEM = "39000008"  # tagged as a set of two parts in the desk scenarios
 OTHER_ITEM = "51000001"  # a book of another library, left on our pad
+DESK_WHERE = {"vi": "tầng 1, cạnh cửa ra vào", "en": "ground floor, by the entrance"}
 
 
 def demo_books(desk: bool = False) -> list[DemoBook]:

@@ -18,7 +18,7 @@ from kivy.uix.widget import Widget
 
 from selfcheck.kiosk import core
 from selfcheck.kiosk.ui.app import StationApp
-from selfcheck.lab.demo_library import OTHER_ITEM, SET_ITEM, STAFF_CARD
+from selfcheck.lab.demo_library import DESK_WHERE, OTHER_ITEM, SET_ITEM, STAFF_CARD
 from selfcheck.lab.demo_scenarios import (
     ACCOUNT_CARD,
     OFFLINE_CARD,
@@ -450,6 +450,9 @@ async def reader_care(app: StationApp, shots: Path | None, lang: str = "vi") -> 
     await until(lambda: view().mode is core.Mode.HELP, "the help screen")
     if not station.call_shown or view().help_reason != "button":
         print("demo: help called staff before the reader asked")
+        return 1
+    if DESK_WHERE[lang] not in station.ids.help_text.text:
+        print("demo: help does not say where the staff desk is")
         return 1
     await shoot.shot("help")
     await press(station.ids.help_call)
