@@ -71,6 +71,7 @@ class Event(Message):
     severity: Literal["info", "warning", "critical"] = "warning"
     detail: Text | None = None
     item_id: messages.ItemId | None = None  # which book, never who had it
+    title: Text | None = None  # the book's title, when the station knows it
 
 
 class ConfigSettings(Message):

@@ -444,9 +444,16 @@ def _check_console(b: Browser, console: FleetService, recorder: Recorder) -> Non
     wait_until(lambda: "staff_needed" not in console.state.stations[("tv-hn", "quay-1")].active,
                5, "acked in the service")
 
-    # A command to the real station, and its job state shown live.
+    # A command to the real station, and its job state shown live; its events name the book.
+    recorder.publish("lib/v1/tv-fleet/st-1/evt/security_write_failed", messages.encode(Event(
+        kind="security_write_failed", at=dt.datetime.now(dt.UTC), item_id="39000001",
+        title="Truyện Kiều", detail="the tag's security state could not be written")))
+    wait_until(lambda: any(e["kind"] == "security_write_failed"
+                           for e in console.store.details("tv-fleet", "st-1")["events"]),
+               10, "the event stored")
     b.click('[data-detail="tv-fleet/st-1"]')
     b.wait("document.getElementById('detail').open")
+    assert "\u201cTruyện Kiều\u201d (39000001)" in b.text("#d-body")
     b.type('#d-body [data-cmd="name"]', "send_diagnostics")
     b.click('#d-body [data-send="st-1"]')
     b.wait("document.querySelector('#d-jobs .job.succeeded')", 30, "diagnostics succeeded")

@@ -393,6 +393,31 @@ def test_telemetry_state_health_events_and_privacy(tmp_path: Path, broker: Broke
     assert f'selfcheck_station_info{{{key},version="0.1.0"}} 1.0' in text
 
 
+def test_a_failed_security_write_reaches_staff_and_the_fleet_with_its_title(
+        tmp_path: Path, broker: Broker, fleet: FleetService, store: Any, bridge: Any) -> None:
+    from selfcheck.drivers.tags import iso28560_3
+
+    uid = bytes.fromhex("E004010000000001")
+    with StationThread(settings(tmp_path, broker)) as st:
+        rt = st.rt
+        st.pad.failing_writes.add(uid)
+        st.card.present("DG0001")
+        wait_until(lambda: rt.view().mode is core.Mode.BORROW, 10, "borrow")
+        st.pad.place(uid, iso28560_3.encode("39000001"))
+        wait_until(lambda: rt.view().pending, 15, "the pending write")
+        (pending,) = rt.view().pending
+        assert (pending.item_id, pending.title) == ("39000001", "Truyện Kiều")
+        wait_until(lambda: "security_write_failed" in row(fleet).get("alerts", []), 10,
+                   "the alert")
+        wait_until(lambda: any(e["kind"] == "security_write_failed"
+                               for e in fleet.store.details(SITE, "st-1")["events"]), 10,
+                   "the stored event")
+    (event,) = [e for e in fleet.store.details(SITE, "st-1")["events"]
+                if e["kind"] == "security_write_failed"]
+    assert event["body"]["item_id"] == "39000001" and event["body"]["title"] == "Truyện Kiều"
+    assert "DG0001" not in json.dumps(event)
+
+
 def test_config_desired_reconciled_on_connect(tmp_path: Path, broker: Broker,
                                               fleet: FleetService, recorder: Recorder) -> None:
     s = settings(tmp_path, broker)

@@ -159,9 +159,10 @@ class FleetAgent:
 
     def security_failed(self, uid: TagUid) -> None:
         line = next((ln for ln in self.rt.core.view(0).lines if ln.uid == uid), None)
-        item = line.item_id if line else None
         self.telemetry.event("security_write_failed", "warning",
-                             "the tag's security state could not be written", item_id=item)
+                             "the tag's security state could not be written",
+                             item_id=line.item_id if line else None,
+                             title=line.title if line else None)
         self.telemetry.failure("security write failed")
 
     def on_view(self, view: core.View) -> None:

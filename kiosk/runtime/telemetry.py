@@ -71,9 +71,9 @@ class StationTelemetry:
 
     # -- events
     def event(self, kind: EventKind, severity: str = "warning", detail: str | None = None,
-              item_id: str | None = None) -> None:
+              item_id: str | None = None, title: str | None = None) -> None:
         evt = Event(kind=kind, at=_now(), severity=severity,
-                    detail=detail, item_id=item_id)
+                    detail=detail, item_id=item_id, title=title and title[:500])
         with self._lock:
             self._buffer.append(evt)
         self.flush()
