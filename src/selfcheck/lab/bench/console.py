@@ -26,7 +26,7 @@ from pathlib import Path
 
 from selfcheck.lab.bench.browser import CHROMIUM, Browser
 from selfcheck.lab.bench.cmd import Figure, figure
-from selfcheck.lab.bench.fleet import FleetProcess, cpu_seconds, pct
+from selfcheck.lab.bench.fleet import TICK, FleetProcess, cpu_seconds, pct
 from selfcheck.lab.broker import Broker, free_port
 from selfcheck.lab.stack import CentralProcess
 from selfcheck.mqtt import messages
@@ -42,6 +42,34 @@ def _count(url: str) -> int:
         return sum(1 for r in json.load(resp) if r["online"])
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds of every live process in a process group (the simulator and its children)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def _settle(pgid: int, every_s: float = 5.0, limit_s: float = 300.0) -> float:
+    """Wait until the process group's CPU share is steady (two `every_s` samples within 15 %
+    of each other, or under 5 % of a core); returns the last share (bounded by `limit_s`)."""
+    deadline = time.monotonic() + limit_s
+    last = None
+    while True:
+        before, t0 = group_cpu_seconds(pgid), time.monotonic()
+        time.sleep(every_s)
+        share = 100 * (group_cpu_seconds(pgid) - before) / (time.monotonic() - t0)
+        if (share < 5 or (last is not None and abs(share - last) <= 0.15 * last)
+                or time.monotonic() > deadline):
+            return share
+        last = share
+
+
 def one_size(stations: int, window_s: float) -> Iterator[Figure]:
     work = Path(tempfile.mkdtemp(prefix="selfcheck-bench-console-"))
     with Broker(work / "broker") as broker, CentralProcess(
@@ -50,7 +78,7 @@ def one_size(stations: int, window_s: float) -> Iterator[Figure]:
         fleet = FleetProcess(broker.address, f"sqlite:///{work / 'fleet.db'}", free_port())
         sim = subprocess.Popen(
             [sys.executable, "-m", "selfcheck.cli", "simulate", "--stations", str(stations),
-             "--broker", str(broker.address), "--site", SITE, "--transactions", "6",
+             "--broker", str(broker.address), "--site", SITE, "--transactions", "0",
              "--linger", str(window_s + 600), "--workdir", str(work / "stations")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             env=dict(os.environ, SELFCHECK_TELEMETRY_S="60"))
@@ -64,6 +92,9 @@ def one_size(stations: int, window_s: float) -> Iterator[Figure]:
                     raise RuntimeError(f"only {online} of {stations} connected")
                 time.sleep(2)
             connect_s = time.monotonic() - t_connect
+            # Starting a thousand stations (journals, connections) loads this machine for a
+            # while: measure once the simulated stations are down to their steady cost.
+            settled_cpu = _settle(sim.pid)
             probe = make_client("probe-console")
             probe.connect(broker.address.host, broker.address.port)
             probe.loop_start()
@@ -107,7 +138,8 @@ def one_size(stations: int, window_s: float) -> Iterator[Figure]:
                 sim.wait()
             fleet.stop()
     note = (f"{stations} stations ({online} connected), tele/health every 60 s, "
-            f"{window_s:.0f} s window after 95 % connected ({connect_s:.0f} s); load average "
+            f"{window_s:.0f} s window after 95 % connected ({connect_s:.0f} s) and the "
+            f"simulated stations settled ({settled_cpu:.0f} % of a core); load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     yield figure(f"console_{stations}_fleet_cpu_share", cpu, "% of one core", note=note)
     yield figure(f"console_{stations}_first_render", pct(renders, 50), "ms",
