@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
     settle = 6.0 if getattr(args, "quick", False) else 12.0
     with tempfile.TemporaryDirectory(prefix="selfcheck-mem-") as tmp, \
             Broker(Path(tmp) / "broker") as broker:
-        station = idle_memory([sys.executable, "-m", "selfcheck.cli", "station", "--headless",
+        station = idle_memory([sys.executable, "-m", "selfcheck.cli", "station", "--offscreen",
                             "--broker", str(broker.address), "--journal",
                             str(Path(tmp) / "station.db")], settle)
         script = Path(tmp) / "bare_kivy.py"  # Kivy wants a source file to find .kv beside
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
         script.write_text(BARE_KIVY)
         for screen in SCREENS:
             st = ready_and_memory([sys.executable, "-m", "selfcheck.cli", "station",
-                                   "--headless", "--broker", str(broker.address), "--journal",
+                                   "--offscreen", "--broker", str(broker.address), "--journal",
                                    str(folder / f"station-{screen}.db")], screen, settle,
                                   folder)
             bk = ready_and_memory([sys.executable, str(script)], screen, settle, folder)
