@@ -202,14 +202,15 @@ class Bridge:
     def _over_share(self, m: paho.MQTTMessage, where: topics.Parsed) -> bool:
         """Drop, undecoded, a message over its station's share (PUBACKed unanswered: a
         transaction comes back from the station's outbox, a request times out there)."""
-        verdict = self.throttle.take(where.site, where.station)
+        verdict = self.throttle.take(where.site, where.station, where.channel)
         if verdict is Verdict.OK:
             return False
         self.counters.throttled += 1
         if verdict is Verdict.STARTED:
-            log.warning("station %s/%s is over its share (%d messages at once, %g/s after); "
-                        "its messages are left for it to send again",
-                        where.site, where.station, self.throttle.burst, self.throttle.rate,
+            log.warning("station %s/%s is over its share of %s (%d messages at once, %g/s "
+                        "after); its messages are left for it to send again",
+                        where.site, where.station, where.channel[:8], self.throttle.burst,
+                        self.throttle.rate,
                         extra={"station": where.station})
         self._client.ack(m.mid, m.qos)
         return True

@@ -9,8 +9,12 @@ again later, when it is within its share).
 
 Once a station's bucket is empty it stays refused until the bucket is back to a tenth of its
 size, rather than letting one message through now and then: a station's outbox sends oldest
-first, so a station that resumes resumes in order, and the central holds no later transaction
-waiting for an earlier one that was dropped. No I/O; time is passed in.
+first, so a station that resumes mostly resumes in order. Where it does not (a flood long
+enough to resume in its middle, or several bridges, each with its own buckets, taking turns
+at one station's messages), the central's per-station order holds the later transactions
+until the earlier ones come again (central/order.py). Transactions and requests have a bucket
+each, so a station catching up on a backlog still gets its patron checks answered. No I/O;
+time is passed in.
 """
 
 from __future__ import annotations
@@ -48,14 +52,15 @@ class StationThrottle:
         self.rate = rate_per_s
         self.burst = burst
         self._clock = clock
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._buckets: dict[tuple[str, str, str], _Bucket] = {}
         self.refused: collections.Counter[str] = collections.Counter()  # by "site/station"
 
-    def take(self, site: str, station: str) -> Verdict:
+    def take(self, site: str, station: str, channel: str = "tx") -> Verdict:
+        """Whether one more message of this station's `channel` (tx or req) goes in."""
         if not self.rate:
             return Verdict.OK
         now = self._clock()
-        key = (site, station)
+        key = (site, station, channel)
         b = self._buckets.get(key)
         if b is None:
             if len(self._buckets) >= MAX_STATIONS:

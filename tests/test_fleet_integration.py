@@ -409,13 +409,25 @@ def test_a_failed_security_write_reaches_staff_and_the_fleet_with_its_title(
         assert (pending.item_id, pending.title) == ("39000001", "Truyện Kiều")
         wait_until(lambda: "security_write_failed" in row(fleet).get("alerts", []), 10,
                    "the alert")
-        wait_until(lambda: any(e["kind"] == "security_write_failed"
-                               for e in fleet.store.details(SITE, "st-1")["events"]), 10,
-                   "the stored event")
-    (event,) = [e for e in fleet.store.details(SITE, "st-1")["events"]
-                if e["kind"] == "security_write_failed"]
-    assert event["body"]["item_id"] == "39000001" and event["body"]["title"] == "Truyện Kiều"
-    assert "DG0001" not in json.dumps(event)
+        # The reader leaves; the book comes back on the pad and the retried write fails
+        # again: the event still names the book, now from the pending write.
+        rt.feed_threadsafe(core.Touch("cancel"))
+        wait_until(lambda: rt.view().mode is core.Mode.IDLE, 10, "idle")
+        st.pad.lift(uid)
+        seen = rt.reader_counters()["inventories"]
+        wait_until(lambda: rt.reader_counters()["inventories"] >= seen + 2, 10,
+                   "the watcher to see the pad empty")
+        st.pad.place(uid, iso28560_3.encode("39000001"))
+
+        def failed() -> list[dict[str, Any]]:
+            return [e for e in fleet.store.details(SITE, "st-1")["events"]
+                    if e["kind"] == "security_write_failed"]
+
+        wait_until(lambda: len(failed()) == 2, 15, "both events stored")
+    for event in failed():
+        assert event["body"]["item_id"] == "39000001"
+        assert event["body"]["title"] == "Truyện Kiều"
+        assert "DG0001" not in json.dumps(event)
 
 
 def test_config_desired_reconciled_on_connect(tmp_path: Path, broker: Broker,

@@ -34,6 +34,7 @@ def test_a_burst_then_the_rate() -> None:
     assert t.take("s", "a") is Verdict.STARTED  # said once
     assert t.take("s", "a") is Verdict.REFUSED
     assert t.take("s", "b") is Verdict.OK  # another station has its own share
+    assert t.take("s", "a", "req") is Verdict.OK  # and so do its requests
     clock.now += 10  # refilled (capped at the burst)
     assert [t.take("s", "a") for _ in range(6)] == [Verdict.OK] * 5 + [Verdict.STARTED]
     assert t.refused == {"s/a": 3}
@@ -78,7 +79,8 @@ def test_idle_stations_are_forgotten_beyond_the_limit() -> None:
 
 @pytest.fixture
 def shared_bridge(store: CirculationStore, broker: Broker) -> Iterator[Bridge]:
-    with running_bridge(store, broker, station_rate_per_s=1.0, station_burst=20) as b:
+    # Next to no refill: what gets in does not depend on how long the flood takes to send.
+    with running_bridge(store, broker, station_rate_per_s=0.001, station_burst=20) as b:
         yield b
 
 
@@ -97,22 +99,19 @@ def test_a_flooding_station_is_held_to_its_share_and_the_others_are_answered(
                "the other station's ack")
     wait_until(lambda: any(getattr(m.properties, "CorrelationData", b"") == b"good"
                            for m in c.got), 15, "the other station's answer")
-    c.close()
     wait_until(lambda: bridge.counters.throttled + bridge.counters.applied
                + bridge.order.counters.held >= 301, 15,
                "every message of the flood taken or refused")
-    # Only its share went in: the first 20 at once, and runs of a few more if the flood
-    # lasted seconds; the rest were left for its outbox.
-    let_in = 300 - bridge.counters.throttled
-    assert 20 <= let_in <= 40, let_in
-    evil_acked = {a.msg_id for a in c.acks()} - {good["msg_id"]}
-    assert {b["msg_id"] for b in flood[:20]} <= evil_acked  # the burst is the oldest ones
-    assert bridge.throttle.refused == {f"{SITE}/st-evil": 300 - let_in}
+    # Only its share went in, the oldest 20; the rest were left for its outbox.
+    assert bridge.counters.throttled == 280
+    wait_until(lambda: len(c.acks()) == 21, 10, "the share answered")
+    assert {a.msg_id for a in c.acks()} == {b["msg_id"] for b in flood[:20]} | {good["msg_id"]}
+    c.close()
+    assert bridge.throttle.refused == {f"{SITE}/st-evil": 280}
     registry = CollectorRegistry()
     registry.register(BridgeCollector(bridge))
     text = generate_latest(registry).decode()
-    assert f'selfcheck_bridge_throttled_total{{station="{SITE}/st-evil"}} {300 - let_in}.0' \
-        in text
+    assert f'selfcheck_bridge_throttled_total{{station="{SITE}/st-evil"}} 280.0' in text
 
 
 def test_the_share_is_set_from_the_command_line() -> None:

@@ -158,11 +158,15 @@ class FleetAgent:
         self._card_lost = not ok
 
     def security_failed(self, uid: TagUid) -> None:
-        line = next((ln for ln in self.rt.core.view(0).lines if ln.uid == uid), None)
+        # The book's line in this session (any of a set's parts), else its pending write
+        # (a retry after the session ended).
+        view = self.rt.core.view(0)
+        book = next((ln for ln in view.lines if uid in ln.uids), None) \
+            or next((p for p in view.pending if p.uid == uid), None)
         self.telemetry.event("security_write_failed", "warning",
                              "the tag's security state could not be written",
-                             item_id=line.item_id if line else None,
-                             title=line.title if line else None)
+                             item_id=book.item_id if book else None,
+                             title=book.title if book else None)
         self.telemetry.failure("security write failed")
 
     def on_view(self, view: core.View) -> None:
