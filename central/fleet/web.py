@@ -81,14 +81,41 @@ class Hub:
             q.put(None)
 
 
+HANDSHAKE_S = 30.0  # a TLS client gets this long to finish its handshake
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    tls: ssl.SSLContext | None = None  # HTTPS directly, without a reverse proxy
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        # accept() must never wait: a connection gone between select() and accept() (a port
+        # scan, a client that gave up) would hold the whole server, and its shutdown, until
+        # the next one came.
+        self.socket.setblocking(False)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = self.socket.accept()
+        sock.setblocking(True)
+        if self.tls is not None:
+            # The handshake is done in the request's own thread (finish_request), not here:
+            # a client that never finishes it must not hold the others.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(HANDSHAKE_S)
+            request.do_handshake()
+            request.settimeout(None)
+        super().finish_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # a browser that went away (a page reload, a closed tab)
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
+            return  # a browser that went away (a page reload, a closed tab), a bad handshake
         super().handle_error(request, client_address)
 
 
@@ -115,7 +142,7 @@ class WebServer:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.load_cert_chain(*tls)
-            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.httpd.tls = ctx
             self.scheme = "https"
         self.hub = hub
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="fleet-http",
