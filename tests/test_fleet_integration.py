@@ -476,7 +476,7 @@ def test_fleet_send_cli_waits_for_the_final_state(tmp_path: Path, broker: Broker
 
     with StationThread(settings(tmp_path, broker)) as st:
         code = main(["fleet", "send", f"{SITE}/st-1", "out_of_service",
-                     "message_vi=Tạm nghỉ", "--broker", str(broker.address), "--timeout", "10"])
+                     "message_vi=Tạm nghỉ", "--broker", str(broker.address), "--timeout", "60"])
         out = capsys.readouterr().out
         assert code == 0, out
         assert "queued" in out and "succeeded" in out
