@@ -21,7 +21,12 @@ from paho.mqtt.properties import Properties
 
 from selfcheck.central.backend import BackendUnavailable, LocalBackend, RemoteBackend, Tx
 from selfcheck.central.ledger import Admitted, Ledger, key_of
-from selfcheck.central.throttle import StationThrottle, Verdict
+from selfcheck.central.throttle import (
+    STATION_BURST,
+    STATION_RATE_PER_S,
+    StationThrottle,
+    Verdict,
+)
 from selfcheck.mqtt import messages, topics
 from selfcheck.mqtt.connection import (
     BrokerAddress,
@@ -35,10 +40,6 @@ from selfcheck.mqtt.security import ClientSecurity, apply
 log = logging.getLogger(__name__)
 
 ORDER_CHECK_S = 1.0  # how often a bridge looks for gaps that have waited long enough
-# Each station's share of a bridge (central/throttle.py): far above what a self-check sends,
-# even catching up after a day offline, and far below what a bridge can apply (about 1,600/s).
-STATION_RATE_PER_S = 20.0
-STATION_BURST = 2_000
 
 
 @dataclass

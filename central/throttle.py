@@ -25,6 +25,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# The default share: far above what a self-check sends, even catching up after a day offline,
+# and far below what a bridge can apply (about 1,600/s).
+STATION_RATE_PER_S = 20.0
+STATION_BURST = 2_000
 RESUME_SHARE = 0.1  # a refused station is let through again once its bucket is this full
 MAX_STATIONS = 10_000  # buckets kept; full ones (idle stations) are forgotten beyond it
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from selfcheck.central.throttle import STATION_BURST, STATION_RATE_PER_S
 from selfcheck.cli import broker_options, central_admin
 from selfcheck.cli.errors import UserError
 from selfcheck.mqtt.connection import BrokerAddress
@@ -95,13 +96,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how long a station's transaction waits for a missing predecessor "
                    "before it is applied anyway and the gap recorded (central report)")
     p.add_argument("--station-rate", type=_bounded(0, 100_000, "messages a second"),
-                   default=20.0, metavar="PER_S",
+                   default=STATION_RATE_PER_S, metavar="PER_S",
                    help="each station's share of a bridge: messages a second after its burst "
-                   "(default 20; 0: no limit). Over it, a station's messages are left for it "
-                   "to send again, so a flooding station cannot hold up the others")
+                   "(default %(default)g; 0: no limit). Over it, a station's messages are "
+                   "left for it to send again, so a flooding station cannot hold up the others")
     p.add_argument("--station-burst", type=_bounded(1, 1_000_000, "messages", integer=True),
-                   default=2000, metavar="N",
-                   help="each station's share: messages at once (default 2000, more than a "
+                   default=STATION_BURST, metavar="N",
+                   help="each station's share: messages at once (default %(default)d, more than a "
                    "day offline leaves behind)")
     # The benchmark's baseline only: apply whatever arrives at once, without per-station order.
     p.add_argument("--no-order", action="store_true", help=argparse.SUPPRESS)
