@@ -48,9 +48,11 @@ class Backend(Protocol):
     engine: Engine
 
     def check_patron(self, card_id: str, today: dt.date | None = None, *,
-                     pin: str | None = None) -> PatronCheckRes:
-        """With `pin`: verify it (wrong PINs counted and limited); the patron_ref is given only
-        when the check passed. Never log the card id or the PIN."""
+                     pin: str | None = None, site: str | None = None) -> PatronCheckRes:
+        """With `pin`: verify it (wrong PINs counted and limited); without: pin_required when
+        the backend's PIN rules (central/pin_rules.py) want one for this card at `site`. A
+        locked card is refused either way. The patron_ref is given only when the check
+        passed, and the given name only (central/names.py). Never log the card id or PIN."""
         ...
 
     def account(self, patron_ref: str, today: dt.date | None = None) -> AccountRes: ...

@@ -91,12 +91,13 @@ class Batch:
 
         if now > tx.deadline and not tx.offline:  # offline: the reader already has the book
             return refuse("late")
+        when = tx.at if tx.offline else now  # offline: as of the day it was lent
         patron = self.patrons.get(tx.patron_ref)
         if patron is None:
             return refuse("unknown_patron")
         if patron["blocked"]:
             return refuse("patron_blocked")
-        if patron["expires"] is not None and patron["expires"] < now.date():
+        if patron["expires"] is not None and patron["expires"] < when.date():
             return refuse("card_expired")
         if item is None:
             return refuse("unknown_item")
@@ -115,9 +116,9 @@ class Batch:
             return refuse("too_many_loans")
         if queue:  # the reader's own hold, fulfilled by this loan
             self.holds_changed[queue.pop(0)["id"]] = None
-        due = now.date() + dt.timedelta(days=patron["loan_days"])
+        due = when.date() + dt.timedelta(days=patron["loan_days"])
         self.loans[tx.item_id] = dict(item_id=tx.item_id, patron_ref=tx.patron_ref,
-                                      loaned_at=now, due=due)
+                                      loaned_at=when, due=due)
         self.counts[tx.patron_ref] = self.counts.get(tx.patron_ref, 0) + 1
         self.changed.add(tx.item_id)
         return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=item["title"], due=due)

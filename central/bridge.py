@@ -5,10 +5,15 @@ to the backend in batches, and answers after the commit.
 Messages are acknowledged to the broker (manual PUBACK) only after their batch committed, so a
 bridge killed mid-batch leaves them to the broker to deliver again; the ledger's dedupe rows
 make that harmless.
+
+A station is trusted with no reader on its word: the backend applies the central's PIN rules
+to every patron check (central/pin_rules.py), a successful one opens a session for that reader
+at that station, and the account, online loans and renewals need it (central/sessions.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -21,6 +26,7 @@ from paho.mqtt.properties import Properties
 
 from selfcheck.central.backend import BackendUnavailable, LocalBackend, RemoteBackend, Tx
 from selfcheck.central.ledger import Admitted, Ledger, key_of
+from selfcheck.central.sessions import IDLE, Sessions
 from selfcheck.central.throttle import (
     STATION_BURST,
     STATION_RATE_PER_S,
@@ -68,16 +74,19 @@ class Bridge:
                  client_id: str = "central-bridge-1", batch_max: int = 500,
                  security: ClientSecurity | None = None, order_wait_s: float = 30.0,
                  order: bool = True, station_rate_per_s: float = STATION_RATE_PER_S,
-                 station_burst: int = STATION_BURST) -> None:
+                 station_burst: int = STATION_BURST,
+                 session_idle: dt.timedelta = IDLE) -> None:
         # First of all: refuse clear text off this machine before touching anything else.
         self._client = make_client(client_id, manual_ack=True)
         apply(self._client, broker, security or ClientSecurity())
         self.backend = backend
         self.broker = broker
         self.counters = BridgeCounters()
-        # The backend's database is the central's: the ledger keeps its rows there too.
+        # The backend's database is the central's: the ledger keeps its rows there too, and
+        # the patron sessions every bridge of the group shares.
+        self.sessions = Sessions(backend.engine, session_idle)
         self.ledger = Ledger(backend.engine, backend, owner=client_id,
-                             order_wait_s=order_wait_s)
+                             order_wait_s=order_wait_s, sessions=self.sessions)
         self.order = self.ledger.order
         self.throttle = StationThrottle(station_rate_per_s, station_burst)
         self.rejection_log = OnceLog(log)
@@ -309,9 +318,18 @@ class Bridge:
         req = messages.decode(m.payload, model[0])
         res: messages.Message
         if isinstance(req, messages.PatronCheckReq):
-            res = self.backend.check_patron(req.card_id, pin=req.pin)
+            res = self.backend.check_patron(req.card_id, pin=req.pin, site=where.site)
+            if res.ok and res.patron_ref:
+                self.sessions.open(where.site, where.station, res.patron_ref,
+                                   dt.datetime.now(dt.UTC))
         elif isinstance(req, messages.AccountReq):
-            res = self.backend.account(req.patron_ref)
+            # Only the reader this station checked, while their session lasts: nothing is
+            # said of a reference it merely holds, not even whether it exists.
+            if self.sessions.use(where.site, where.station, req.patron_ref,
+                                 dt.datetime.now(dt.UTC)):
+                res = self.backend.account(req.patron_ref)
+            else:
+                res = messages.AccountRes(ok=False, reason="no_session")
         elif isinstance(req, messages.OfflineListReq):
             res = self.backend.offline_list(where.site, req.page)
         else:  # a name in REQUESTS with no branch here: a programming error

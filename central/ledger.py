@@ -16,9 +16,14 @@ backend (central/backend.py).
   bridge of the shared subscription group): no answer now, the station sends it again and
   then meets the stored result.
 - An offline transaction refused on arrival gets a `reconciliation` row with its `processed`
-  row: the reader was told yes while offline, and staff must follow it up.
+  row: the reader was told yes while offline, and staff must follow it up. So does a return a
+  station sent by itself to undo a loan made after the reader was told it was not
+  (`compensates`): what the reader was last shown is what the library system ends up holding.
 - Per-station order (central/order.py): a transaction that came before a predecessor is held
   until the gap fills, or until the order wait gives the gap up (`order_gaps`).
+- Patron sessions (central/sessions.py, when given): an online loan or renewal with no session
+  open for its reader at its station is refused (`no_session`) before any backend sees it, so
+  one check holds for every backend. A repeat is still answered from its stored ack.
 
 The database is migrated once, by whoever opens it at start-up (`open_db`), never by a
 backend.
@@ -39,6 +44,7 @@ from selfcheck.central.backend import KIND, Claim, LocalBackend, Outcome, Remote
 from selfcheck.central.engine import open_engine
 from selfcheck.central.order import Admitted, Key, StationOrder, key_of
 from selfcheck.central.schema import order_gaps, processed, reconciliation, sip2_claims
+from selfcheck.central.sessions import Sessions, needs_session
 from selfcheck.mqtt.messages import AckTx
 
 log = logging.getLogger(__name__)
@@ -73,10 +79,12 @@ def _repeat(result: str) -> AckTx:
 
 class Ledger:
     def __init__(self, engine: Engine, backend: LocalBackend | RemoteBackend, *,
-                 owner: str = "bridge", order_wait_s: float = 30.0) -> None:
+                 owner: str = "bridge", order_wait_s: float = 30.0,
+                 sessions: Sessions | None = None) -> None:
         self.engine = engine
         self.backend = backend
         self.owner = owner  # who holds a claim, for whoever looks at the rows
+        self.sessions = sessions  # None: no session needed (tools and tests that apply)
         self.order = StationOrder(engine, wait_s=order_wait_s)
 
     # -- per-station order (central/order.py)
@@ -131,14 +139,35 @@ class Ledger:
             results[i] = None if ack is None else _repeat(ack.model_dump_json(by_alias=True))
         return results
 
+    def _without_session(self, conn: Connection, batch: Sequence[Tx], todo: list[int],
+                         now: dt.datetime) -> dict[int, AckTx]:
+        """The refusals of online loans and renewals whose reader has no session open at
+        their station (the others' sessions are extended in `conn`)."""
+        if self.sessions is None:
+            return {}
+        gated = [(i, tx) for i in todo if needs_session(tx := batch[i])]
+        allowed = self.sessions.admit(
+            conn, [(tx.site, tx.station, tx.patron_ref, tx.at) for _, tx in gated], now)
+        refused: dict[int, AckTx] = {}
+        for (i, tx), ok in zip(gated, allowed, strict=True):
+            if not ok:
+                refused[i] = AckTx(msg_id=tx.msg_id, ok=False, reason="no_session",
+                                   item_id=tx.item_id)
+                log.info("%s refused: no session for patron %s at this station",
+                         KIND[type(tx)], tx.patron_ref,
+                         extra={"station": tx.station, "msg_id": tx.msg_id})
+        return refused
+
     def _apply_local(self, backend: LocalBackend, batch: Sequence[Tx],
                      now: dt.datetime) -> list[AckTx | None]:
         for attempt in range(TRIES):
             try:
                 with self.engine.begin() as conn:
                     results, todo, copies = self._sort(conn, batch)
+                    refused = self._without_session(conn, batch, todo, now)
+                    todo = [i for i in todo if i not in refused]
                     acks = backend.apply_in(conn, [batch[i] for i in todo], now)
-                    done = dict(zip(todo, acks, strict=True))
+                    done = {**refused, **dict(zip(todo, acks, strict=True))}
                     self._record(conn, batch, done, now)
                 for i, ack in done.items():
                     results[i] = ack
@@ -153,8 +182,19 @@ class Ledger:
                       now: dt.datetime) -> list[AckTx | None]:
         """One local transaction claims the batch, the backend sends, and one local
         transaction commits the results: two commits a batch rather than two a transaction."""
-        with self.engine.connect() as conn:
-            results, todo, copies = self._sort(conn, batch)
+        for attempt in range(TRIES):
+            try:
+                with self.engine.begin() as conn:
+                    results, todo, copies = self._sort(conn, batch)
+                    refused = self._without_session(conn, batch, todo, now)
+                    self._record(conn, batch, refused, now)
+                break
+            except IntegrityError:  # another bridge answered one of them meanwhile
+                if attempt == TRIES - 1:
+                    raise
+        for i, ack in refused.items():
+            results[i] = ack
+        todo = [i for i in todo if i not in refused]
         txs = [batch[i] for i in todo]
         claims = self._claim([tx.msg_id for tx in txs], backend.lease)
         ours = [claims[tx.msg_id] for tx in txs]
@@ -241,7 +281,7 @@ class Ledger:
     def _record(conn: Connection, batch: Sequence[Tx], acks: dict[int, AckTx],
                 now: dt.datetime) -> None:
         """The `processed` rows of answered transactions, and a `reconciliation` row for each
-        offline one refused on arrival."""
+        offline one refused on arrival and for each compensating return (done or not)."""
         if not acks:
             return
         conn.execute(insert(processed), [
@@ -249,13 +289,16 @@ class Ledger:
              "journal": batch[i].journal or "", "seq": batch[i].seq,
              "kind": KIND[type(batch[i])], "result": ack.model_dump_json(by_alias=True),
              "applied_at": now} for i, ack in acks.items()])
-        refused = [{"msg_id": tx.msg_id, "site": tx.site, "station": tx.station,
-                    "kind": KIND[type(tx)], "item_id": tx.item_id,
-                    "patron_ref": getattr(tx, "patron_ref", None),
-                    "reason": ack.reason or "refused", "at": tx.at, "recorded_at": now}
-                   for i, ack in acks.items() if (tx := batch[i]).offline and not ack.ok]
-        if refused:
-            conn.execute(insert(reconciliation), refused)
+        follow_up = [{"msg_id": tx.msg_id, "site": tx.site, "station": tx.station,
+                      "kind": KIND[type(tx)], "item_id": tx.item_id,
+                      "patron_ref": getattr(tx, "patron_ref", None),
+                      "reason": "compensated" if ack.ok else ack.reason or "refused",
+                      "at": tx.at, "recorded_at": now, "compensates": undone}
+                     for i, ack in acks.items()
+                     if ((undone := getattr(tx := batch[i], "compensates", None)) is not None
+                         or (tx.offline and not ack.ok))]
+        if follow_up:
+            conn.execute(insert(reconciliation), follow_up)
 
     # -- for staff: what needs following up, oldest first
     def reconciliation(self, site: str | None = None,
@@ -269,7 +312,8 @@ class Ledger:
 
 def refused_offline(engine: Engine, site: str | None = None,
                     since: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Offline transactions refused on arrival (`reconciliation`), oldest first."""
+    """Offline transactions refused on arrival and compensating returns (`reconciliation`),
+    oldest first."""
     return _rows(engine, reconciliation, reconciliation.c.at, site, since,
                  reconciliation.c.msg_id)
 

@@ -90,7 +90,9 @@ fines = Table(
 )
 
 # Offline transactions the library system refused when they arrived: the reader had been
-# told yes, so staff and operators must act (`selfcheck central report`).
+# told yes, so staff and operators must act (`selfcheck central report`). Also the returns a
+# station sent by itself to undo a loan made after the reader was told it was not
+# (`compensates`: that loan's msg_id; reason 'compensated', or why the return failed).
 reconciliation = Table(
     "reconciliation", metadata,
     Column("msg_id", String(36), nullable=False),
@@ -102,6 +104,7 @@ reconciliation = Table(
     Column("reason", String(32), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("compensates", String(36)),
     PrimaryKeyConstraint("site", "station", "msg_id", name="pk_reconciliation"),
 )
 
@@ -197,6 +200,9 @@ sip2_claims = Table(
     Column("msg_id", String(36), primary_key=True),
     Column("owner", String(64), nullable=False),
     Column("claimed_at", DateTime(timezone=True), nullable=False),
+    # What the library system said before the request went out (a renewal's count or due
+    # date): an unknown outcome is settled by comparing, so a renewal is never sent twice.
+    Column("note", String(64)),
 )
 
 # Pseudonymous patron references for a library system that knows patrons by card number only.
@@ -208,4 +214,18 @@ patron_refs = Table(
     # Wrong PINs (CQ=N) counted here too: the lockout does not depend on the library system.
     Column("pin_failures", Integer, nullable=False, server_default="0"),
     Column("pin_locked_until", DateTime(timezone=True)),
+)
+
+# -- patron sessions (central/sessions.py), shared by every bridge
+
+# Opened by a successful patron check for one reader at one station: that station's account
+# requests, loans and renewals for that reader need it. Kept a day after it ends, to judge
+# transactions that arrive late.
+patron_sessions = Table(
+    "patron_sessions", metadata,
+    Column("site", String(64), primary_key=True),
+    Column("station", String(64), primary_key=True),
+    Column("patron_ref", String(64), primary_key=True),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=False, index=True),
 )

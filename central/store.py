@@ -21,6 +21,8 @@ from selfcheck.central import pin as pins
 from selfcheck.central.backend import KIND, Tx
 from selfcheck.central.batch import Batch
 from selfcheck.central.engine import open_engine
+from selfcheck.central.names import given_name
+from selfcheck.central.pin_rules import Demand, PinRules, demand, refusal
 from selfcheck.central.salts import rotate_salts, site_salt
 from selfcheck.central.schema import (
     circulation,
@@ -52,31 +54,26 @@ __all__ = ["KIND", "CirculationStore", "open_engine", "rotate_salts", "site_salt
 OFFLINE_PAGE = 50  # entries per res/offline-list page: about 8 KiB of JSON
 
 
-def given_name(name: str) -> str:
-    """The last word of a Vietnamese name (family name first): all the offline list shows."""
-    return (name.split() or ["?"])[-1][:64]
-
-
 def _aware(when: dt.datetime | None) -> dt.datetime | None:
     return when if when is None or when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 class CirculationStore:
-    def __init__(self, url: str, *, require_pin: bool = False,
+    def __init__(self, url: str, *, pin_rules: PinRules | None = None,
                  pin_policy: pins.PinPolicy | None = None, hold_days: int = 7,
                  offline_max_loans: int = 3, offline_valid: dt.timedelta = dt.timedelta(hours=24),
                  offline_max_fines: int = 50_000,
                  offline_salt_age: dt.timedelta | None = dt.timedelta(days=7),
                  offline_recent: dt.timedelta | None = None) -> None:
-        """require_pin: a patron with a PIN on file must give it (res.patron pin_required),
-        whatever the station's own policy. The offline list leaves out patrons owing more
-        than offline_max_fines (VND). Its card-hash key is replaced every offline_salt_age;
-        offline_recent keeps on a site's list only the patrons who borrowed, returned or
-        renewed there within that time (None: every patron in good standing), the smallest
-        list that serves the site's regular readers."""
+        """pin_rules: when a patron check needs the PIN (central/pin_rules.py; by default
+        never, the caller decides), whatever the station sends. The offline list leaves out
+        patrons owing more than offline_max_fines (VND). Its card-hash key is replaced every
+        offline_salt_age; offline_recent keeps on a site's list only the patrons who borrowed,
+        returned or renewed there within that time (None: every patron in good standing), the
+        smallest list that serves the site's regular readers."""
         self.url = url
         self.engine = open_engine(url)
-        self.require_pin = require_pin
+        self.pin_rules = pin_rules or PinRules()
         self.pin_policy = pin_policy or pins.PinPolicy()
         self.hold_days = hold_days
         self.offline_max_loans = offline_max_loans
@@ -96,41 +93,44 @@ class CirculationStore:
 
     # -- station requests
     def check_patron(self, card_id: str, today: dt.date | None = None, *,
-                     pin: str | None = None, now: dt.datetime | None = None) -> PatronCheckRes:
+                     pin: str | None = None, now: dt.datetime | None = None,
+                     site: str | None = None) -> PatronCheckRes:
         now = now or dt.datetime.now(dt.UTC)
         today = today or dt.date.today()
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(patrons, rules.c.max_loans).join(rules)
                 .where(patrons.c.card_id == card_id)).mappings().first()
-            if row is None:
-                return PatronCheckRes(ok=False, reason="unknown_patron")
+            if row is None:  # the site's rule: `always` must not tell a guesser it is unknown
+                wanted = demand(self.pin_rules.rule(site, None), None, now,
+                                pin_given=pin is not None)
+                return refusal(wanted, None) or PatronCheckRes(ok=False,
+                                                               reason="unknown_patron")
             count = conn.execute(select(func.count()).select_from(loans)
                                  .where(loans.c.patron_ref == row["ref"])).scalar_one()
-        if pin is not None or (self.require_pin and row["pin_hash"]):
+        state = pins.PinState(row["pin_failures"], _aware(row["pin_locked_until"]))
+        wanted = demand(self.pin_rules.rule(site, row["category"]), state, now,
+                        pin_given=pin is not None)
+        refused = refusal(wanted, state)
+        if refused is None and wanted is Demand.CHECK and pin is not None:
             refused = self._check_pin(card_id, row, pin, now)
-            if refused is not None:
-                return refused
+        if refused is not None:
+            return refused
         reason: messages.Reason | None = None
         if row["blocked"]:
             reason = "patron_blocked"
         elif row["expires"] is not None and row["expires"] < today:
             reason = "card_expired"
         return PatronCheckRes(ok=reason is None, reason=reason, patron_ref=row["ref"],
-                              display_name=row["name"], loans=count,
+                              display_name=given_name(row["name"]), loans=count,
                               max_loans=row["max_loans"])
 
-    def _check_pin(self, card_id: str, row: Any, pin: str | None,
+    def _check_pin(self, card_id: str, row: Any, pin: str,
                    now: dt.datetime) -> PatronCheckRes | None:
         """None when the PIN is right (failures reset), else the refusal (failure counted).
         No name and no ref in a refusal: they are for the card's owner only."""
         policy = self.pin_policy
         state = pins.PinState(row["pin_failures"], _aware(row["pin_locked_until"]))
-        if pins.locked(state, now):
-            return PatronCheckRes(ok=False, reason="pin_locked",
-                                  pin_locked_until=state.locked_until)
-        if pin is None:
-            return PatronCheckRes(ok=False, reason="pin_required", pin_required=True)
         where = patrons.c.card_id == card_id
         if pins.verify_pin(pin, row["pin_hash"]):
             if state.failures or state.locked_until is not None:
@@ -219,7 +219,7 @@ class CirculationStore:
             rows = conn.execute(good.order_by(patrons.c.ref).limit(OFFLINE_PAGE)
                                 .offset((page - 1) * OFFLINE_PAGE)).all()
         entries = [OfflineEntry(card_hash=messages.card_hash(salt, r.card_id), patron_ref=r.ref,
-                                display_name=given_name(r.name),
+                                display_name=given_name(r.name) or "?",
                                 max_offline_loans=min(self.offline_max_loans, r.left))
                    for r in rows]
         return OfflineListRes(site=site, salt=salt, generated_at=now, valid_until=valid_until,

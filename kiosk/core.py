@@ -28,6 +28,7 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     CheckOffline,
     CheckPatron,
     ClearPending,
+    Confirmation,
     Connectivity,
     CoreConfig,
     DropException,
@@ -41,6 +42,7 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     LateRefusal,
     Line,
     LoadAccount,
+    LoanUndone,
     Mode,
     Notify,
     OfflineChecked,
@@ -69,6 +71,7 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     Status,
     TagsPresent,
     Tick,
+    ToldNotLent,
     Touch,
     TxAnswer,
     View,
@@ -94,6 +97,12 @@ class _Session:
     count: int = 0  # the reader's count of books (confirm_count)
     count_read: int | None = None
     help_from: Mode | None = None  # where the help screen goes back to
+    # Finish was pressed: a loan the library system wants confirmed is then not borrowed
+    # (no question after the reader has said they are done)
+    finished: bool = False
+    # The loans whose question the reader answered: a repeat of the question is not news
+    # (after a yes their line carries the new loan's msg_id)
+    answered: set[str] = field(default_factory=set)
 
 
 def staff_ref(card_id: str) -> str:
@@ -103,7 +112,7 @@ def staff_ref(card_id: str) -> str:
 
 # The mode groups, named once. A reader's session: help goes back to where it was.
 _SESSION_MODES = (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT, Mode.EMAIL,
-                  Mode.SUMMARY, Mode.ACCOUNT)
+                  Mode.SUMMARY, Mode.ACCOUNT, Mode.CONFIRM_LOAN)
 # Someone is at the station: no closing under them.
 _READER_MODES = (*_SESSION_MODES, Mode.CHECKING, Mode.HELP, Mode.STAFF, Mode.PIN)
 # Back to idle after inactivity_s with no touch (the summary and help screens have their own).
@@ -133,6 +142,7 @@ TABLE: dict[type, tuple[frozenset[Mode], str]] = {
     TagsPresent: (_ALL, "_on_tags"),
     Recorded: (_ALL, "_on_recorded"),
     AckReceived: (_ALL, "_on_ack"),
+    LoanUndone: (_ALL, "_on_undone"),
     SecurityWritten: (_ALL, "_on_written"),
     Touch: (_ALL, "_on_touch"),
     Tick: (_ALL, "_on_tick"),
@@ -149,7 +159,7 @@ TABLE: dict[type, tuple[frozenset[Mode], str]] = {
 # Which button does what in which mode: (mode, button) -> method; a None mode is every mode.
 # A button with no row for the mode it is pressed in is recorded as ignored.
 _DONE_GOES_IDLE = frozenset(Mode) - {Mode.OUT_OF_SERVICE, Mode.RETURN_STATION, Mode.STAFF,
-                                     Mode.ACCOUNT, Mode.CONFIRM_COUNT}
+                                     Mode.ACCOUNT, Mode.CONFIRM_COUNT, Mode.CONFIRM_LOAN}
 TOUCHES: dict[tuple[Mode | None, str], str] = {
     (None, "lang"): "_press_lang",
     (None, "help"): "_press_help",
@@ -168,6 +178,8 @@ TOUCHES: dict[tuple[Mode | None, str], str] = {
     (Mode.CONFIRM_COUNT, "count_minus"): "_press_count_minus",
     (Mode.CONFIRM_COUNT, "count_back"): "_press_count_back",
     (Mode.CONFIRM_COUNT, "count_ok"): "_press_count_ok",
+    (Mode.CONFIRM_LOAN, "loan_yes"): "_press_loan_yes",
+    **{(Mode.CONFIRM_LOAN, b): "_press_loan_no" for b in ("loan_no", "cancel")},
     (Mode.RECEIPT, "receipt_print"): "_press_receipt_print",
     (Mode.RECEIPT, "receipt_email"): "_press_receipt_email",
     (Mode.RECEIPT, "receipt_none"): "_press_receipt_none",
@@ -360,7 +372,19 @@ class SelfCheck:
 
     def _on_ack(self, event: AckReceived, now: float) -> list[Action]:
         self._central_ok = True
+        if event.ack.msg_id in self._session.answered:
+            return []
         return self._ack(event.ack)
+
+    def _on_undone(self, event: LoanUndone, now: float) -> list[Action]:
+        """The line, if still on screen, keeps saying "not borrowed": that is now true."""
+        self._central_ok = True
+        if any(e.msg_id == event.msg_id for e in self._exceptions):
+            return []
+        undone = LateRefusal(event.msg_id, event.item_id, event.title, "compensated")
+        self._exceptions.append(undone)
+        return [KeepException(undone),
+                Notify("loan_undone", "warning", "checked back in", event.item_id)]
 
     def _on_written(self, event: SecurityWritten, now: float) -> list[Action]:
         return self._written(event.uid, event.ok)
@@ -665,7 +689,8 @@ class SelfCheck:
                                     warning=warning))
         assert line.item_id is not None
         return [RecordTx(msg_id, line.kind, line.item_id,
-                         s.patron_ref if line.kind == "loan" else None, offline)]
+                         s.patron_ref if line.kind == "loan" else None, offline,
+                         confirmed=line.confirmed)]
 
     @property
     def _reachable(self) -> bool:
@@ -779,9 +804,17 @@ class SelfCheck:
                          screen_message=words)
             return []
         if not ack.ok:
-            if line.status is not Status.UNCONFIRMED:
-                self._update(ack.msg_id, status=Status.REFUSED, reason=ack.reason,
-                             title=ack.title or line.title, screen_message=words)
+            if line.status is Status.UNCONFIRMED:
+                return []
+            # What the reader may still accept is asked on screen, unless they have finished
+            # (or already answered: a repeat of the question asks nothing)
+            asks = (ack.confirm is not None and not self._session.finished
+                    and line.status in (Status.WAITING, Status.ASKING))
+            self._update(ack.msg_id, status=Status.ASKING if asks else Status.REFUSED,
+                         reason=ack.reason, title=ack.title or line.title,
+                         screen_message=words, confirm=ack.confirm if asks else None)
+            if asks and self.mode is Mode.BORROW:
+                self.mode = Mode.CONFIRM_LOAN
             return []
         alert = None if ack.route is Route.SHELF else ack.route.value
         common: dict[str, object] = dict(status=Status.DONE, title=ack.title or line.title,
@@ -819,7 +852,9 @@ class SelfCheck:
 
     def _press_help_back(self, now: float) -> list[Action]:
         back = self._session.help_from
-        if back in _SESSION_MODES:
+        if back in (Mode.BORROW, Mode.CONFIRM_LOAN):
+            self.mode = self._pad_mode()
+        elif back in _SESSION_MODES:
             self.mode = back  # the reader's session goes on where it was
         else:
             self._to_idle()
@@ -837,8 +872,34 @@ class SelfCheck:
         return self._renew(self._renewable())
 
     def _press_back_to_pad(self, now: float) -> list[Action]:
-        self.mode = Mode.BORROW  # back to the pad: the session goes on
+        self.mode = self._pad_mode()  # back to the pad: the session goes on
         return self._scan(now)
+
+    def _press_loan_yes(self, now: float) -> list[Action]:
+        line = self._asked()
+        actions: list[Action] = []
+        if line is not None and line.confirm is not None and line.msg_id is not None:
+            self._session.answered.add(line.msg_id)
+            # a new loan (new msg_id, next seq): the refused one is settled by its ack
+            yes = replace(line, confirm=None, confirmed=(*line.confirmed, line.confirm.code))
+            actions = self._start(yes, now)
+        return actions + self._press_back_to_pad(now)
+
+    def _press_loan_no(self, now: float) -> list[Action]:
+        line = self._asked()
+        if line is not None and line.msg_id is not None:
+            # nothing to send: the library system has not lent it
+            self._session.answered.add(line.msg_id)
+            self._replace(line, replace(line, status=Status.REFUSED, confirm=None))
+        return self._press_back_to_pad(now)
+
+    def _asked(self) -> Line | None:
+        """The book the reader is asked about: the first one waiting for an answer."""
+        return next((ln for ln in self._session.lines if ln.status is Status.ASKING), None)
+
+    def _pad_mode(self) -> Mode:
+        """Back to the pad of a borrowing session: a question waiting comes first."""
+        return Mode.CONFIRM_LOAN if self._asked() is not None else Mode.BORROW
 
     def _press_finish(self, now: float) -> list[Action]:
         if self.config.confirm_count and self._session.lines:
@@ -857,7 +918,7 @@ class SelfCheck:
 
     def _press_count_back(self, now: float) -> list[Action]:
         self._session.count_read = None
-        self.mode = Mode.BORROW if self._session.patron_ref else Mode.RETURN
+        self.mode = self._pad_mode() if self._session.patron_ref else Mode.RETURN
         return []
 
     def _press_count_ok(self, now: float) -> list[Action]:
@@ -901,6 +962,9 @@ class SelfCheck:
         for ln in list(self._session.lines):
             if ln.status is Status.PARTS:  # the set never came together: not borrowed
                 self._replace(ln, replace(ln, status=Status.REFUSED))
+            elif ln.status is Status.ASKING:  # never answered: not borrowed
+                self._replace(ln, replace(ln, status=Status.REFUSED, confirm=None))
+        self._session.finished = True
         self._receipt_state = None
         options = self._receipt_options()
         has_items = any(ln.item_id for ln in (*self._session.lines, *self._session.renewals))
@@ -955,6 +1019,8 @@ class SelfCheck:
                     actions += self._secure(line)
                 else:
                     self._update(line.msg_id, status=Status.UNCONFIRMED, reason="no_answer")
+                    if line.kind == "loan" and line.item_id is not None:
+                        actions.append(ToldNotLent(line.msg_id, line.item_id, line.title))
         limit = self._limit()
         if limit is not None and now - self._last_activity >= limit:
             self._staff = None

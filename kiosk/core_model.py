@@ -28,6 +28,9 @@ class Mode(StrEnum):
     OUT_OF_SERVICE = "out_of_service"  # an operator closed the station; shows their message
     PIN = "pin"  # the PIN pad, before the patron check (site rule) or after pin_required
     ACCOUNT = "account"  # the reader's loans, holds and fines; renew from there
+    # A loan the library system makes only if the reader accepts something (a rental
+    # charge): the question on screen, one book at a time
+    CONFIRM_LOAN = "confirm_loan"
 
 
 class Status(StrEnum):
@@ -40,6 +43,7 @@ class Status(StrEnum):
     UNCONFIRMED = "unconfirmed"  # a loan with no answer in time: not borrowed
     UNREADABLE = "unreadable"  # the tag's data fits no model
     PARTS = "parts"  # a multi-part item waiting for its other parts (site rule: refuse)
+    ASKING = "asking"  # not lent: waits for the reader's yes to its `confirm` (no is a refusal)
 
 
 Kind = Literal["loan", "return", "renew"]
@@ -51,7 +55,7 @@ ReceiptVia = Literal["print", "email"]
 Button = Literal["return", "finish", "lang", "cancel", "done", "help", "count_plus",
                  "count_minus", "count_ok", "count_back", "receipt_print", "receipt_email",
                  "receipt_none", "staff_oos", "staff_in_service", "staff_exit", "account",
-                 "renew_all", "more_time", "call_staff"]
+                 "renew_all", "more_time", "call_staff", "loan_yes", "loan_no"]
 PinRule = Literal["never", "always", "central"]
 NOT_FOR_LOAN = 2  # ISO 28560 type of usage
 
@@ -201,6 +205,17 @@ class Recorded:
     msg_id: str
 
 
+@dataclass(frozen=True)
+class Confirmation:
+    """What the library system asks the reader to accept before it lends (a rental charge).
+    The loan was not made: on a yes the station sends a new one with `code` confirmed."""
+
+    code: str
+    amount: int | None = None  # in minor units of `currency`
+    currency: str | None = None
+    currency_exponent: int = 0
+
+
 @dataclass(frozen=True, kw_only=True)
 class TxAnswer:
     """The library system's answer to a transaction, in the core's words."""
@@ -218,11 +233,23 @@ class TxAnswer:
     transit_to: str | None = None
     desensitize: bool | None = None  # None: not said (always write the tag)
     resensitize: bool | None = None
+    confirm: Confirmation | None = None  # a refused loan the reader may still accept
 
 
 @dataclass(frozen=True)
 class AckReceived:
     ack: TxAnswer
+
+
+@dataclass(frozen=True)
+class LoanUndone:
+    """A loan the reader was told they did not get came back as made (its answer lost or too
+    late): the runtime has checked it back in (a return in the journal) and kept an
+    exception for staff, in one journal transaction."""
+
+    msg_id: str
+    item_id: str
+    title: str | None
 
 
 @dataclass(frozen=True)
@@ -297,7 +324,8 @@ class Reconfigure:
     config: CoreConfig
 
 
-Event = (CardRead | PatronChecked | TagsPresent | Recorded | AckReceived | SecurityWritten
+Event = (CardRead | PatronChecked | TagsPresent | Recorded | AckReceived | LoanUndone
+         | SecurityWritten
          | Touch | Tick | Connectivity | SetService | Restored | StaffSkip | StaffDismiss
          | EmailEntered | ReceiptSent | PinEntered | OfflineChecked | AccountLoaded | Renew
          | Reconfigure)
@@ -329,6 +357,7 @@ class RecordTx:
     item_id: str
     patron_ref: str | None
     offline: bool = False  # done under the offline policy: the tx says so
+    confirmed: tuple[str, ...] = ()  # a loan: what the reader accepted on screen
 
 
 @dataclass(frozen=True)
@@ -347,6 +376,16 @@ class ClearPending:
     uid: TagUid
     how: Literal["written", "skipped"]
     staff_ref: str | None = None  # who skipped it: a hash of the staff card, not the card
+
+
+@dataclass(frozen=True)
+class ToldNotLent:
+    """The screen told the reader a loan did not go through: the journal remembers it until
+    its answer comes, so that a loan made after all is checked back in (LoanUndone)."""
+
+    msg_id: str
+    item_id: str
+    title: str | None
 
 
 @dataclass(frozen=True)
@@ -379,6 +418,7 @@ class SendReceipt:
 
 
 Action = (CheckPatron | RecordTx | WriteSecurity | SavePending | ClearPending | KeepException
+          | ToldNotLent
           | DropException | Notify | SendReceipt | CheckOffline | LoadAccount)
 
 
@@ -404,6 +444,8 @@ class Line:
     alert: Alert | None = None  # returns: hold here, hold elsewhere, transit
     transit_to: str | None = None
     print_lines: tuple[str, ...] = ()  # the library system's receipt text (SIP2 AG)
+    confirm: Confirmation | None = None  # asking: what the reader is asked to accept
+    confirmed: tuple[str, ...] = ()  # what the reader accepted: sent with the loan
 
     @property
     def uids(self) -> tuple[TagUid, ...]:

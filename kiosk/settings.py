@@ -63,8 +63,9 @@ class StationSettings(BaseSettings):
     offline_list_s: float = Field(4 * 3600.0, ge=60, description="how often the offline "
                                   "list is fetched again (and on every connect)")
     pin: Literal["never", "always", "central"] = Field(
-        "never", description="PIN pad: never; always (before every patron check); central "
-        "(only when the central answers pin_required)")
+        "central", description="PIN pad: central (when the central answers pin_required: "
+        "its rule decides); always (before every patron check); never (a reader whose card "
+        "needs a PIN is refused here)")
     # -- the self-service desk (issue 4): each a per-site choice
     mode: Literal["selfcheck", "return-station"] = Field(
         "selfcheck", description="return-station: no card, books keep coming, sort bins shown")

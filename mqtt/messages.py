@@ -51,15 +51,34 @@ class TxBase(Message):
                           "report`)")
 
 
+# What a library system may ask the reader to accept before a loan (Koha's needsconfirmation
+# that a reader, not staff, may answer).
+ConfirmCode = Literal["rental_charge"]
+
+
+class LoanConfirm(Message):
+    code: ConfirmCode
+    amount: int | None = Field(None, ge=0, description="in minor units of `currency`")
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    currency_exponent: int = Field(0, ge=0, le=4)
+
+
 class TxLoan(TxBase):
     schema_: Literal["tx.loan/1"] = Field("tx.loan/1", alias="schema")
     patron_ref: PatronRef = Field(description="pseudonymous patron reference from the patron check")
     deadline: dt.datetime = Field(description="a loan reaching the central after this is refused "
                                   "as late: the station has already told the reader it failed")
+    confirmed: list[ConfirmCode] = Field(default_factory=list, max_length=8, description=(
+        "what the reader accepted on screen after an ack with `confirm` (a rental charge): "
+        "the central lends only if what the library system asks is among these"))
 
 
 class TxReturn(TxBase):
     schema_: Literal["tx.return/1"] = Field("tx.return/1", alias="schema")
+    compensates: MsgId | None = Field(None, description=(
+        "a check-in the station sends by itself: the loan `compensates` was made by the "
+        "library system after the reader had been told it was not (an answer lost or too "
+        "late). Recorded for staff as a compensation"))
 
 
 class TxRenew(TxBase):
@@ -77,6 +96,15 @@ Reason = Literal[
     "pin_locked",  # res.patron: too many wrong PINs; locked until pin_locked_until
     "pin_required",  # res.patron: the central wants a PIN for this card: ask, send it again
     "on_hold_for_other",  # loan / renewal: the item is reserved for another reader
+    "needs_confirmation",  # loan: the reader must accept `confirm` first (ack.confirm)
+    "needs_staff",  # loan: staff must check something first (e.g. the parts of a set)
+    "too_many_renewals",  # renewal: no renewals left
+    "too_soon",  # renewal: not yet (the library renews only near the due date)
+    "auto_renew",  # renewal: the library renews this loan by itself
+    "overdue_blocks",  # renewal: overdue loans block renewing
+    # account / online loan / renewal: no session open at this station for this reader (none
+    # was, or it ended after its idle time): check the card again
+    "no_session",
 ]
 
 
@@ -91,6 +119,9 @@ class AckTx(Message):
     sort_bin: str | None = None
     hold: bool = False
     repeat: bool = Field(False, description="answered from the dedupe row, not applied again")
+    confirm: LoanConfirm | None = Field(None, description=(
+        "with reason needs_confirmation: what the reader must accept; the station asks and, "
+        "on a yes, sends a new loan with `confirmed`"))
     # From a library system over SIP2 (absent with the embedded store):
     screen_message: list[str] | None = Field(None, description="SIP2 AF: show to the reader")
     print_lines: list[str] | None = Field(None, description="SIP2 AG: print on the receipt")
@@ -129,19 +160,22 @@ class PatronCheckReq(Message):
         "the PIN typed by the reader, when the site asks for one (station config) or the "
         "central answered pin_required. Checked by the central (salted hash, or SIP2 AD/CQ); "
         "never stored, logged or published by either side. Absent: no PIN check, unless the "
-        "central requires one (then: pin_required)"))
+        "central's rule for the card wants one (then: pin_required); a locked card is "
+        "refused (pin_locked) with or without it"))
 
 
 class PatronCheckRes(Message):
     """The answer to req.patron. patron_ref is given only when the check passed (ok, or a
-    refusal like patron_blocked after a correct PIN): holding a ref proves the check, so the
-    central needs no other proof that a loan's PIN was verified."""
+    refusal like patron_blocked after a correct PIN). An ok answer also opens the central's
+    session for that reader at this station, which the account, online loans and renewals
+    need: a ref alone proves nothing."""
 
     schema_: Literal["res.patron/1"] = Field("res.patron/1", alias="schema")
     ok: bool
     reason: Reason | None = None
     patron_ref: PatronRef | None = None
-    display_name: str | None = None
+    display_name: str | None = Field(None, description="the given name only (the last word "
+                                     "of a Vietnamese name), never the full name")
     loans: int = Field(0, ge=0)
     max_loans: int = Field(0, ge=0)
     screen_message: list[str] | None = Field(None, description="SIP2 AF: show to the reader")
@@ -159,7 +193,9 @@ class PatronCheckRes(Message):
 
 class AccountReq(Message):
     schema_: Literal["req.account/1"] = Field("req.account/1", alias="schema")
-    patron_ref: PatronRef = Field(description="from a successful res.patron of this session")
+    patron_ref: PatronRef = Field(description="from a successful res.patron of this session: "
+                                  "the central answers only within the session it opened for "
+                                  "that reader at this station (else reason no_session)")
 
 
 class AccountLoan(Message):

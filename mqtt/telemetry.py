@@ -23,6 +23,7 @@ EventKind = Literal[
     "paper_out", "paper_ok", "security_write_failed", "staff_needed", "offline", "online",
     "security_write_skipped",  # staff skipped a pending security write (logged in the journal)
     "tx_refused_late",  # a refusal that came back after the reader left: a staff exception
+    "loan_undone",  # a loan made after the reader was told it was not: checked back in
 ]
 
 

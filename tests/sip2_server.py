@@ -57,6 +57,7 @@ from pysip2.models import (
 )
 
 LOAN_DAYS = 14
+FINE_PER_DAY = 1_000  # VND per day late, charged at the return as Koha does
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Item:
     sort_bin: str | None = None
     hold_queue: int = 0  # CF
     hold_pickup: dt.date | None = None  # CM
+    returned_on: dt.date | None = None  # the return date of the last check-in (09)
 
 
 def _now18() -> str:
@@ -87,6 +89,14 @@ def _now18() -> str:
 
 def _due18(day: dt.date) -> str:
     return day.strftime("%Y%m%d") + "    235900"
+
+
+def _day(text: str) -> dt.date | None:
+    """A date field the way Koha's SIP server reads it: by position, the zone ignored."""
+    try:
+        return dt.date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
 
 
 def _flags(patron: Patron | None, charged: int) -> str:
@@ -111,6 +121,7 @@ class Library:
     seen: list[str] = field(default_factory=list)  # locations as received (CP, AP)
     requests: list[Any] = field(default_factory=list)  # 65, 35 and 37 as pysip2 parsed them
     languages: list[str] = field(default_factory=list)  # the language of each 23 and 63
+    circulation: list[Any] = field(default_factory=list)  # 11 and 09 as pysip2 parsed them
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def charged(self, card: str) -> list[str]:
@@ -118,6 +129,13 @@ class Library:
 
     def count(self, command: str, item: str) -> int:
         return self.log.count((command, item))
+
+    def charge_overdue(self, it: Item, returned: dt.date) -> None:
+        """The overdue fine Koha charges on a return: per day late at the return date."""
+        late = (returned - it.due).days if it.due else 0
+        patron = self.patrons.get(it.charged_to or "")
+        if late > 0 and patron is not None:
+            patron.fines.append((f"Trả sách quá hạn: {it.title}", late * FINE_PER_DAY))
 
 
 def build_server(lib: Library, encoding: str) -> SIP2Server:
@@ -188,8 +206,12 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
     @app.route(CHECKOUT)
     async def checkout(req: CheckoutRequest, ctx: Any) -> CheckoutResponse:
         await slow()
+        lib.circulation.append(req)
         card, item_id = req.patron_identifier, req.item_identifier
         p, it = lib.patrons.get(card), lib.items.get(item_id)
+        # No block (done offline): Koha lends whatever the holds and limits, the reader has
+        # the book; its nb due date is when the loan was made.
+        no_block = req.no_block == "Y"
         refusal = None
         if p is None:
             refusal = say("Thẻ không hợp lệ")
@@ -199,9 +221,9 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
             refusal = say("Không tìm thấy sách")
         elif it.charged_to not in (None, card):
             refusal = say("Sách đang được mượn")
-        elif it.hold_queue:
+        elif it.hold_queue and not no_block:
             refusal = say("Sách đang được giữ cho bạn đọc khác")
-        elif it.charged_to is None and len(lib.charged(card)) >= p.limit:
+        elif it.charged_to is None and len(lib.charged(card)) >= p.limit and not no_block:
             refusal = say("Quá số sách được mượn")
         if refusal is not None or it is None:
             return CheckoutResponse(
@@ -210,14 +232,16 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
                 patron_identifier=card, item_identifier=item_id,
                 title_identifier=it.title if it else "", due_date="",
                 screen_message=(say(refusal or ""),))
+        lent_on = _day(req.nb_due_date) if no_block else None
         with lib.lock:
             lib.log.append(("11", item_id))
             it.charged_to = card
-            it.due = dt.date.today() + dt.timedelta(days=LOAN_DAYS)
+            it.due = (lent_on or dt.date.today()) + dt.timedelta(days=LOAN_DAYS)
         return CheckoutResponse(
             ok="1", renewal_ok="N", magnetic_media="N", desensitize="Y",
             transaction_date=_now18(), institution_id=req.institution_id, patron_identifier=card,
-            item_identifier=item_id, title_identifier=it.title, due_date=_due18(it.due),
+            item_identifier=item_id, title_identifier=it.title,
+            due_date="" if no_block else _due18(it.due),  # Koha's offline path sends none
             screen_message=(say("Mượn thành công"),),
             print_line=(say(f"{it.title} - hạn {it.due}"),))
 
@@ -225,6 +249,7 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
     async def checkin(req: CheckinRequest, ctx: Any) -> CheckinResponse:
         await slow()
         lib.seen.append(req.current_location)
+        lib.circulation.append(req)
         it = lib.items.get(req.item_identifier)
         if it is None:
             return CheckinResponse(
@@ -232,9 +257,12 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
                 transaction_date=_now18(), institution_id=req.institution_id,
                 item_identifier=req.item_identifier, permanent_location="",
                 screen_message=(say("Không tìm thấy sách"),))
+        # Koha returns the loan as of the return date, with or without no block.
+        returned = _day(req.return_date) or dt.date.today()
         with lib.lock:
             lib.log.append(("09", req.item_identifier))
-            it.charged_to, it.due = None, None
+            lib.charge_overdue(it, returned)
+            it.charged_to, it.due, it.returned_on = None, None, returned
         return CheckinResponse(
             ok="1", resensitize="Y", magnetic_media="N", alert="N", transaction_date=_now18(),
             institution_id=req.institution_id, item_identifier=req.item_identifier,
@@ -365,7 +393,8 @@ class FaultProxy:
       the answer is lost);
     - corrupt_request / corrupt_reply: flip one bit of the next frame (a bad checksum);
     - crlf: end every reply with CR LF instead of CR;
-    - hold_reply_s: sit on every reply this long.
+    - hold_reply_s: sit on every reply this long;
+    - only: the drops wait for a request of this message code ("29"), letting others by.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -374,6 +403,7 @@ class FaultProxy:
         self.corrupt_request = self.corrupt_reply = False
         self.crlf = False
         self.hold_reply_s = 0.0
+        self.only: str | None = None
         self.connections = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -418,13 +448,14 @@ class FaultProxy:
 
     def _up(self, client: socket.socket, server: socket.socket, mute: threading.Event) -> None:
         for frame in self._frames(client):
-            if self.drop_request:
+            aimed = self.only is None or frame.startswith(self.only.encode())
+            if self.drop_request and aimed:
                 self.drop_request = False
                 return self._close(client, server)
             if self.corrupt_request:
                 self.corrupt_request = False
                 frame = self._flip(frame)
-            if self.drop_reply:
+            if self.drop_reply and aimed:
                 self.drop_reply = False
                 mute.set()
                 server.sendall(frame)

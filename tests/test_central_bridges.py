@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from selfcheck.central.schema import circulation, processed
+from selfcheck.central.sessions import Sessions
 from selfcheck.central.store import CirculationStore
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess
@@ -101,6 +102,9 @@ def transactions(store: CirculationStore, count: int, station: str = STATION
     """Loans of distinct synthetic items to synthetic patrons (four each), and returns."""
     refs = [store.check_patron(f"TN{n:05d}").patron_ref for n in range(1, count // 8 + 2)]
     now = dt.datetime.now(dt.UTC)
+    for ref in refs:  # as the bridges would have on these patron checks
+        assert ref is not None
+        Sessions(store.engine).open(SITE, station, ref, now)
     for n in range(count):
         item = f"49{n // 2 + 1:06d}"
         common = dict(msg_id=uuid7(), seq=n + 1, site=SITE, station=station, at=now,

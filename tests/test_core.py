@@ -111,9 +111,12 @@ def test_no_answer_loan_is_unconfirmed_return_is_accepted_offline() -> None:
     borrow_session(sc)
     _recorded(sc, "E001", "39000001", 2)
     assert sc.handle(core.Tick(), 6.9) == []
-    assert sc.handle(core.Tick(), 7.1) == []
+    # the journal keeps what the reader was told until the answer comes
+    (told,) = sc.handle(core.Tick(), 7.1)
+    assert isinstance(told, core.ToldNotLent) and told.item_id == "39000001"
     line = sc.view(7.1).lines[0]
     assert (line.status, line.reason) == (core.Status.UNCONFIRMED, "no_answer")
+    assert sc.handle(core.Tick(), 7.5) == []  # told once
 
     sc.handle(core.TagsPresent(()), 7.5)  # the reader takes the book off again
     sc.handle(core.Touch("cancel"), 8)
@@ -209,3 +212,19 @@ def test_touches_that_do_not_apply_change_nothing() -> None:
     assert sc.mode is core.Mode.BORROW
     assert sc.handle(core.CardRead("DG0002"), 3) == []  # finish first
     assert sc.view(3).patron_name == "Nguyễn Văn An"
+
+
+def test_a_loan_undone_after_the_reader_was_told_no_is_kept_for_staff_once() -> None:
+    sc = make(ack_timeout_s=5)
+    borrow_session(sc)
+    _recorded(sc, "E001", "39000001", 2)
+    sc.handle(core.Tick(), 7.1)
+    undone = core.LoanUndone("id-1", "39000001", "Truyện Kiều")
+    kept = core.LateRefusal("id-1", "39000001", "Truyện Kiều", "compensated")
+    assert sc.handle(undone, 8) == [
+        core.KeepException(kept),
+        core.Notify("loan_undone", "warning", "checked back in", "39000001")]
+    line = sc.view(8).lines[0]
+    assert (line.status, line.reason) == (core.Status.UNCONFIRMED, "no_answer")
+    assert sc.handle(undone, 9) == []  # a repeat adds nothing
+    assert sc.view(9).exceptions == (kept,)

@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 from selfcheck.kiosk.runtime.journal import Journal
-from selfcheck.lab.stack import HeadlessStation
+from selfcheck.lab.broker import Broker
+from selfcheck.lab.stack import CentralProcess, HeadlessStation
 from tests.conftest import ROOT
+from tests.koha_standin import KohaExtra, koha_running
+from tests.sip2_server import running
+from tests.test_koha_backend import library
 
 
 def test_importing_the_headless_station_loads_no_kivy() -> None:
@@ -41,3 +45,84 @@ def test_offline_return_reported_then_kept_across_a_kill(tmp_path: Path) -> None
     kept = Journal(journal)
     assert kept.depth()[0] == 1 and kept.seq_of(done["msg_id"]) == 1
     kept.close()
+
+
+def test_the_loan_question_buttons_are_commands() -> None:
+    from selfcheck.kiosk import core
+    from selfcheck.kiosk.runtime.headless import BUTTONS, Commands
+
+    fed: list[object] = []
+
+    class Runtime:
+        feed = fed.append
+
+    commands = Commands(Runtime(), None, None, None, lambda: None)  # type: ignore[arg-type]
+    commands.do("touch loan_yes")
+    commands.do("touch loan_no")
+    assert {"loan_yes", "loan_no"} <= BUTTONS
+    assert fed == [core.Touch("loan_yes"), core.Touch("loan_no")]
+
+
+def test_a_rental_charge_asked_on_screen_through_koha(tmp_path: Path, broker: Broker) -> None:
+    """Koha asks for RENTALCHARGE: the station shows the question, the reader's yes sends a
+    new loan with it confirmed and Koha lends; a no sends nothing and Koha lends nothing.
+    ADDITIONAL_MATERIALS is for staff: a refusal that sends the reader to the desk."""
+    lib = library()
+    rental = KohaExtra(rental={"39000002": "5000.000000", "39000004": "5000.000000"},
+                       materials={"39000003": "1 CD"})
+    with running(lib) as (_server, proxy), koha_running(lib, rental) as koha:
+        central = CentralProcess(broker.address, f"sqlite:///{tmp_path / 'central.db'}",
+                                 sample=False, log=tmp_path / "central.log")
+        for name, text in {"koha": koha.x.password, "sip2": "secret"}.items():
+            (tmp_path / name).write_text(text + "\n")
+            (tmp_path / name).chmod(0o600)
+        central.args += [
+            "--ils", f"koha+http://{koha.x.user}@127.0.0.1:{koha.port}?timeout=2"
+            "&currency=VND&library=TVTINH",
+            "--ils-secret-file", str(tmp_path / "koha"),
+            "--ils-circulation", f"sip2://sc@127.0.0.1:{proxy.port}"
+            "?institution=tv-test&location=tang-1",
+            "--ils-password-file", str(tmp_path / "sip2")]
+        cfg = tmp_path / "station.toml"
+        cfg.write_text(f'site = "tv-tinh"\nstation = "st-q"\nbroker = "{broker.address}"\n'
+                       f'journal = "{tmp_path / "journal.db"}"\ninactivity_s = 600\n')
+        central.start()
+        st = HeadlessStation(cfg, log=tmp_path / "station.log").start(60)
+        try:
+            st.wait_for(lambda e: e.get("event") == "screen" and e.get("online") is True)
+            st.send("card DG0001")
+            st.wait_for(lambda e: e.get("mode") == "borrow")
+            st.send("place 39000002")
+            asked = st.tx("39000002", "asking")
+            assert asked["reason"] == "needs_confirmation"
+            assert asked["confirm"] == {"code": "rental_charge", "amount": 5000,
+                                        "currency": "VND", "currency_exponent": 0}
+            st.wait_for(lambda e: e.get("mode") == "confirm_loan")
+            assert lib.items["39000002"].charged_to is None  # nothing lent before the yes
+            st.send("touch loan_yes")
+            done = st.tx("39000002", "done")
+            assert done["msg_id"] != asked["msg_id"] and done["seq"] == asked["seq"] + 1
+            assert lib.items["39000002"].charged_to == "DG0001"
+            st.send("place 39000004")
+            st.tx("39000004", "asking")
+            st.send("touch loan_no")
+            no = st.tx("39000004", "refused")
+            assert no["reason"] == "needs_confirmation"
+            st.send("place 39000003")
+            assert st.tx("39000003", "refused")["reason"] == "needs_staff"
+            st.send("touch finish")
+            st.wait_for(lambda e: e.get("mode") == "summary")
+            st.send("drain")
+            st.wait_for(lambda e: e.get("event") == "drained")
+        finally:
+            st.stop()
+            central.stop()
+        assert lib.items["39000004"].charged_to is None
+        assert lib.items["39000003"].charged_to is None
+        assert koha.count("POST", "/checkouts") == 1
+        assert koha.violations == []
+        kept = Journal(tmp_path / "journal.db")
+        try:
+            assert kept.depth()[0] == 0
+        finally:
+            kept.close()

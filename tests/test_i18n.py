@@ -100,3 +100,17 @@ def test_reason_text_has_one_fallback() -> None:
     assert reason_text(None, "en") == "?" and reason_text("", "vi") == "?"
     assert reason_text("no_such_code", "en") == "no_such_code"
     assert reason_text("on_hold_for_other", "en") == t("reason.on_hold_for_other", "en")
+
+
+def test_the_loan_question_and_its_answers() -> None:
+    assert t("confirm.rental_charge", "vi", amount="5.000 ₫") == ("Sách này có phí thuê "
+                                                                  "5.000 ₫.\nBạn vẫn mượn?")
+    assert t("confirm.rental_charge", "en", amount="₫5,000") == (
+        "This book has a rental charge of ₫5,000.\nBorrow it anyway?")
+    assert (t("confirm.yes", "vi"), t("confirm.no", "vi")) == ("Mượn", "Không mượn")
+    assert (t("confirm.yes", "en"), t("confirm.no", "en")) == ("Borrow", "Don't borrow")
+    # a "no" is a refusal like any other; staff checks send the reader to the desk
+    assert t("status.refused", "vi", reason=reason_text("needs_confirmation", "vi")) == (
+        "Không mượn được: cần bạn xác nhận trước khi mượn")
+    assert "gặp thủ thư" in reason_text("needs_staff", "vi")
+    assert "staff" in reason_text("needs_staff", "en")

@@ -32,7 +32,8 @@ def test_central_on_koha_and_sip2(tmp_path: Path, broker: Broker) -> None:
             (tmp_path / name).write_text(text + "\n")
             (tmp_path / name).chmod(0o600)
         central.args += [
-            "--ils", f"koha+http://{koha.x.user}@127.0.0.1:{koha.port}?timeout=2",
+            "--ils", f"koha+http://{koha.x.user}@127.0.0.1:{koha.port}?timeout=2"
+            "&branches=tv-tinh:TVTINH",
             "--ils-secret-file", str(tmp_path / "koha"),
             "--ils-circulation", f"sip2://sc@127.0.0.1:{proxy.port}"
             "?institution=tv-test&location=tang-1",
@@ -46,7 +47,7 @@ def test_central_on_koha_and_sip2(tmp_path: Path, broker: Broker) -> None:
             check = link.request("patron", messages.PatronCheckReq(card_id="DG0001",
                                                                    pin="2468")).result(15)
             assert isinstance(check, messages.PatronCheckRes) and check.ok
-            assert check.display_name == "Nguyễn Văn An" and check.patron_ref
+            assert check.display_name == "An" and check.patron_ref
             now = dt.datetime.now(dt.UTC)
             lend = messages.TxLoan(msg_id=uuid7(), seq=1, site=SITE, station=STATION, at=now,
                                    item_id="39000001", patron_ref=check.patron_ref,

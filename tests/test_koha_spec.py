@@ -97,6 +97,13 @@ def test_config_parse() -> None:
     assert (cfg.auth, cfg.library_id, cfg.timeout_s, cfg.ca_file) == (
         "basic", "TVTINH", 3.0, "/etc/ssl/koha.pem")
     assert cfg.confirms == {"PREVISSUE"} and cfg.loans == "rest"
+    assert cfg.branch("tv-huyen") == "TVTINH"  # library= for every site
+    b = KohaConfig.parse("koha+https://sc@koha?library=TVTINH&branches=tv-huyen:TVHUYEN,"
+                         "tv-xa:TVXA")
+    assert (b.branch("tv-huyen"), b.branch("tv-xa"), b.branch("tv-tinh")) == (
+        "TVHUYEN", "TVXA", "TVTINH")
+    assert KohaConfig.parse("koha+https://sc@koha").branch("tvtinh") == "TVTINH"
+    assert KohaConfig.parse("koha+https://sc@koha").confirms == {"PREVISSUE"}
     assert "mật" not in str(cfg) and "mật" not in repr(cfg)
     o = KohaConfig.parse("koha+https://id:sec@10.0.0.5:8443/koha/api/v1?auth=oauth2&loans=sip2")
     assert o.base_url == "https://10.0.0.5:8443/koha/api/v1" and o.auth == "oauth2"
@@ -110,6 +117,11 @@ def test_config_parse() -> None:
     ("koha+https://a:b@koha?timeout=x", "timeout is not a number"),
     ("koha+https://a:b@koha?barcode=1", "unknown parameter"),
     ("koha+https://a:b@koha?loans=rfid", "rest or sip2"),
+    ("koha+https://a:b@koha?confirm=PREVISSUE,RENTALCHARGE", "reader's to accept"),
+    ("koha+https://a:b@koha?branches=tv-huyen", "site:CODE"),
+    ("koha+https://a:b@koha?branches=TV:X", "site:CODE"),
+    ("koha+https://a:b@koha?branches=tv:A,tv:B", "twice"),
+    ("koha+https://a:b@koha?library=TV TINH", "branch code"),
 ])
 def test_config_errors(url: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
@@ -138,17 +150,59 @@ def test_central_needs_a_sip2_url_for_returns_and_no_secret_in_argv(tmp_path: Pa
 def test_loan_decision() -> None:
     ok = frozenset({"PREVISSUE"})
     a = km.KAvailability
-    assert km.loan_decision(a(blockers={"TOO_MANY": 5}), ok) == "too_many_loans"
-    assert km.loan_decision(a(blockers={"EXPIRED": 1, "DEBT": 2}), ok) == "patron_blocked"
-    assert km.loan_decision(a(confirms={"RESERVED": 1}, confirmation_token="t"), ok) == \
-        "on_hold_for_other"
-    assert km.loan_decision(a(confirms={"PREVISSUE": 1}, confirmation_token="t"), ok) is None
-    assert km.loan_decision(a(confirms={"PREVISSUE": 1}), ok) == "refused"  # no token
-    assert km.loan_decision(a(confirms={"RENEW_ISSUE": 1}), ok) == km.ALREADY_YOURS
-    assert km.loan_decision(a(), ok) is None
+
+    def decide(avail: km.KAvailability, confirmed: tuple[str, ...] = ()) -> km.LoanDecision:
+        return km.loan_decision(avail, ok, confirmed, currency="VND")
+
+    assert decide(a(blockers={"TOO_MANY": 5, "current_loan_count": 5})).reason == \
+        "too_many_loans"
+    assert decide(a(blockers={"EXPIRED": 1, "DEBT": 2})).reason == "patron_blocked"
+    assert decide(a(blockers={"NO_MORE_RENEWALS": 1})).reason == "too_many_renewals"
+    assert decide(a(confirms={"RESERVED": 1, "resfirstname": "An"},
+                    confirmation_token="t")).reason == "on_hold_for_other"
+    assert decide(a(confirms={"PREVISSUE": 1}, confirmation_token="t")).go
+    assert decide(a(confirms={"PREVISSUE": 1})).reason == "refused"  # no token
+    assert decide(a(confirms={"RENEW_ISSUE": 1})).already
+    assert decide(a()).go
+    # a librarian's: the parts of a set, the loan period a desk shortens, an age limit
+    for code in ("ADDITIONAL_MATERIALS", "HIGHHOLDS", "AGE_RESTRICTION", "ITEM_LOST",
+                 "SOMETHING_NEWER"):
+        assert decide(a(confirms={code: 1}, confirmation_token="t")).reason == "needs_staff"
+    # the reader's: asked with the amount, lent once confirmed
+    rent = a(confirms={"RENTALCHARGE": "5000.000000"}, confirmation_token="t")
+    asked = decide(rent)
+    assert asked.reason == "needs_confirmation" and not asked.go and asked.confirm is not None
+    assert (asked.confirm.code, asked.confirm.amount, asked.confirm.currency) == (
+        "rental_charge", 5000, "VND")
+    assert decide(rent, ("rental_charge",)).go
+    both = a(confirms={"RENTALCHARGE": 5000, "ADDITIONAL_MATERIALS": "CD"},
+             confirmation_token="t")
+    assert decide(both, ("rental_charge",)).reason == "needs_staff"  # staff first
+    usd = km.loan_decision(a(confirms={"RENTALCHARGE": 1.5}, confirmation_token="t"), ok, (),
+                           currency="USD")
+    assert usd.confirm is not None and (usd.confirm.amount, usd.confirm.currency_exponent) == (
+        150, 2)
     assert km.forbidden_reason({"error": "Checkout not authorized (WTHDRAWN)"}) == \
         "not_for_loan"
     assert km.forbidden_reason("nonsense") == "refused"
+    assert km.conflict_reason({"error": "Item not found", "error_code": "ITEM_NOT_FOUND"}) == \
+        "unknown_item"
+    assert km.conflict_reason({"error": "Patron not found"}) == "unknown_patron"
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    ("too_many", "too_many_renewals"), ("item_denied_renewal", "too_many_renewals"),
+    ("auto_too_late", "too_many_renewals"), ("too_soon", "too_soon"),
+    ("auto_renew", "auto_renew"), ("auto_too_soon", "auto_renew"),
+    ("overdue", "overdue_blocks"), ("restriction", "patron_blocked"),
+    ("auto_too_much_oweing", "patron_blocked"), ("auto_account_expired", "card_expired"),
+    ("on_reserve", "on_hold_for_other"), ("recalled", "on_hold_for_other"),
+    ("onsite_checkout", "not_for_loan"), ("too_unseen", "needs_staff"),
+    ("no_checkout", "not_on_loan"), ("a_code_from_a_later_koha", "refused"),
+])
+def test_each_renewal_error_has_its_reason(error: str, reason: str) -> None:
+    assert km.renewal_reason(km.KAllowsRenewal(allows_renewal=False, error=error)) == reason
+    assert km.renewal_refusal({"error": f"Renewal not authorized ({error})"}) == reason
 
 
 def test_malformed_answers_raise_protocol_errors() -> None:

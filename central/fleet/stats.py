@@ -107,11 +107,12 @@ class Stats:
                         ok += 1
                     else:
                         refusals[ack.get("reason") or "refused"] += 1
-                for s, st, reason in conn.execute(select(
-                        reconciliation.c.site, reconciliation.c.station,
-                        reconciliation.c.reason).where(reconciliation.c.at >= since)):
-                    if keep(s, st):
-                        offline[f"refused.{reason}"] += 1
+                for s, st, reason, undone in conn.execute(select(
+                        reconciliation.c.site, reconciliation.c.station, reconciliation.c.reason,
+                        reconciliation.c.compensates).where(reconciliation.c.at >= since)):
+                    if keep(s, st):  # a compensating return: a loan the reader did not get
+                        offline[f"refused.{reason}" if undone is None else
+                                f"undone.{reason}"] += 1
                 for s, st, kind in conn.execute(select(
                         order_gaps.c.site, order_gaps.c.station, order_gaps.c.kind).where(
                         order_gaps.c.recorded_at >= since)):

@@ -4,6 +4,13 @@ This module only moves requests and keeps the credentials fresh; what the answer
 mapping.py. Retries: only GETs are sent again after a read error or a 502/503/504 (urllib3
 Retry); a request that never reached the server (connect error) is retried whatever its
 method. A POST that may have reached Koha is never resent here: the caller settles it.
+
+Two of Koha's habits every caller must know (Koha/REST/Plugin/Query.pm, Objects.pm):
+a filtered list matches `LIKE '%value%'` unless `_match=exact` (patron 12's checkouts would
+include those of 112 and 120), and it pages by 20 unless `_per_page=-1`: `get_all` sends
+both. And 401/403 are about us (the API user, its password, its permissions, the branch in
+`x-koha-library`), never about a patron: KohaAuthRefused, except a 403 that carries the
+operation's own refusal (`forbidden`).
 """
 
 from __future__ import annotations
@@ -27,10 +34,17 @@ from selfcheck.central.backend import BackendUnavailable, ils_number
 log = logging.getLogger(__name__)
 
 Auth = Literal["basic", "oauth2"]
-# Availability confirmations a self-service station may accept for the reader (Koha's
-# needsconfirmation keys); any other one needs staff and refuses the loan.
-DEFAULT_CONFIRMS = frozenset({"PREVISSUE", "HIGHHOLDS", "RENTALCHARGE", "ADDITIONAL_MATERIALS"})
+# Koha's needsconfirmation keys the central accepts for the reader without asking: only what
+# Koha's own self-check (C4/SIP/ILS/Transaction/Checkout.pm) lets through with a message and
+# no change to the loan. HIGHHOLDS is not among them: SIP2 shortens the loan for it, but
+# POST /checkouts cannot (AddIssue without a due date), so a desk must lend it. RENTALCHARGE
+# is the reader's own to accept on screen (Koha: "rental must be confirmed by the borrower"),
+# never the site's. mapping.py says what every other key becomes.
+DEFAULT_CONFIRMS = frozenset({"PREVISSUE"})
+READER_CONFIRMS = frozenset({"RENTALCHARGE"})
 TOKEN_MARGIN_S = 30.0  # renew a token up to this long before Koha says it expires
+MAX_PAGES = 1000  # of one list, should a Koha page it in spite of _per_page=-1
+_BRANCH = re.compile(r"^[A-Za-z0-9_-]{1,10}$")  # Koha's branchcode: varchar(10)
 
 
 class KohaUnavailable(BackendUnavailable):
@@ -66,17 +80,25 @@ class KohaConfig:
     ca_file: str | None = None
     timeout_s: float = 5.0
     pool_size: int = 8
-    library_id: str | None = None  # the checkout's library (branch code); Koha's default else
+    library_id: str | None = None  # branch code of the sites `branches` does not name
     loans: Literal["rest", "sip2"] = "rest"
     currency: str = "VND"
     confirms: frozenset[str] = DEFAULT_CONFIRMS
+    branches: tuple[tuple[str, str], ...] = ()  # (station site, Koha branch code)
+
+    def branch(self, site: str) -> str:
+        """The Koha branch a station's site lends at (sent as x-koha-library: Koha records a
+        REST loan there, not at a library_id in the body): from `branches`, else `library`,
+        else the site's code in capitals."""
+        return dict(self.branches).get(site) or self.library_id or site.upper()
 
     @classmethod
     def parse(cls, url: str) -> KohaConfig:
         """`koha+https://USER[:PASSWORD]@HOST[:PORT][/PATH]` (HTTP Basic) or, with
         `?auth=oauth2`, CLIENT_ID[:SECRET]; optionally `&ca=FILE&timeout=S&pool=N&library=CODE
-        &loans=rest|sip2&currency=VND&confirm=CODE,CODE`. Plain `koha+http://` only to this
-        machine. Raises ValueError naming the part that is wrong, never the secret."""
+        &branches=SITE:CODE,SITE:CODE&loans=rest|sip2&currency=VND&confirm=CODE,CODE`. Plain
+        `koha+http://` only to this machine. Raises ValueError naming the part that is wrong,
+        never the secret."""
         parts = urlsplit(url)
         if parts.scheme not in ("koha+https", "koha+http"):
             raise ValueError(f"ils: scheme {parts.scheme!r} is not koha+https://")
@@ -90,7 +112,8 @@ class KohaConfig:
         if parts.scheme == "koha+http" and not _loopback(host):
             raise ValueError("ils: koha+http:// only to this machine; use koha+https://")
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        known = {"auth", "ca", "timeout", "pool", "library", "loans", "currency", "confirm"}
+        known = {"auth", "ca", "timeout", "pool", "library", "loans", "currency", "confirm",
+                 "branches"}
         if unknown := set(query) - known:
             raise ValueError(f"ils: unknown parameter {sorted(unknown)[0]!r}")
         auth = query.get("auth", "basic")
@@ -113,19 +136,43 @@ class KohaConfig:
         if ":" in host:
             netloc = f"[{host}]" if port is None else f"[{host}]:{port}"
         scheme = parts.scheme.removeprefix("koha+")
-        confirms = (frozenset(c.strip().upper() for c in query["confirm"].split(",") if c)
+        confirms = (frozenset(c.strip().upper() for c in query["confirm"].split(",")
+                              if c.strip())
                     if "confirm" in query else DEFAULT_CONFIRMS)
+        if reader := confirms & READER_CONFIRMS:
+            raise ValueError(f"ils: confirm={min(reader)} is the reader's to accept on the "
+                             "screen, not the site's")
+        library = query.get("library") or None
+        if library is not None and not _BRANCH.match(library):
+            raise ValueError("ils: library must be a Koha branch code (letters, digits, _ -)")
         return cls(base_url=f"{scheme}://{netloc}{path}", user=user, secret=secret,
                    auth=auth,  # type: ignore[arg-type]
                    ca_file=query.get("ca") or None,
                    timeout_s=ils_number(query, "timeout", 5.0, 0.05, 300),
                    pool_size=int(ils_number(query, "pool", 8, 1, 64)),
-                   library_id=query.get("library"),
+                   library_id=library,
                    loans=loans,  # type: ignore[arg-type]
-                   currency=currency, confirms=confirms)
+                   currency=currency, confirms=confirms,
+                   branches=_branches(query.get("branches", "")))
 
     def __str__(self) -> str:  # never the secret
         return f"koha+{self.base_url} (auth {self.auth}, loans via {self.loans})"
+
+
+def _branches(text: str) -> tuple[tuple[str, str], ...]:
+    """`site1:CODE1,site2:CODE2` (station sites as in the topics) as pairs."""
+    out: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        site, sep, code = (x.strip() for x in part.partition(":"))
+        if not sep or not re.fullmatch(r"[a-z0-9-]{1,64}", site) or not _BRANCH.match(code):
+            raise ValueError("ils: branches must read site:CODE,site:CODE (a station site, "
+                             "then its Koha branch code)")
+        if site in out:
+            raise ValueError(f"ils: branches names site {site!r} twice")
+        out[site] = code
+    return tuple(sorted(out.items()))
 
 
 @dataclass
@@ -164,12 +211,16 @@ class KohaClient:
         self.clock = clock
         _guard_urllib3_logs()
         self.counters = KohaCounters()
+        self._count_lock = threading.Lock()  # the backend sends from several threads at once
         self.session = requests.Session()
         retry = Retry(total=3, connect=2, read=1, status=2, backoff_factor=0.05,
                       status_forcelist=(502, 503, 504), allowed_methods=frozenset({"GET"}),
                       raise_on_status=False, respect_retry_after_header=False)
+        # pool_block: never more than pool_size connections to Koha (the bridge's workers and
+        # the account's requests share them); a thread waits for one rather than opening,
+        # and then dropping, one more (a TLS handshake each time).
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=cfg.pool_size,
-                              max_retries=retry)
+                              max_retries=retry, pool_block=True)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.verify = cfg.ca_file or True
@@ -201,31 +252,35 @@ class KohaClient:
             "grant_type": "client_credentials", "client_id": self.cfg.user,
             "client_secret": self.cfg.secret}, auth=False)
         if r.status_code != 200:
-            self.counters.unavailable += 1
+            self._count("unavailable")
             raise KohaAuthRefused(f"Koha refused the API key (HTTP {r.status_code}); check "
                                   "client_id/secret and RESTOAuth2ClientCredentials", sent=False)
         body = self._json(r)
         token, lifetime = (body.get("access_token"), body.get("expires_in")
                            ) if isinstance(body, dict) else (None, None)
         if not isinstance(token, str) or not token or not isinstance(lifetime, int):
-            self.counters.malformed += 1
+            self._count("malformed")
             raise KohaProtocolError("token answer without access_token/expires_in", sent=False)
-        self.counters.tokens += 1
+        self._count("tokens")
         return token, started + max(0.0, lifetime - min(TOKEN_MARGIN_S, lifetime / 10))
 
     # -- requests
+    def _count(self, name: str) -> None:
+        with self._count_lock:
+            setattr(self.counters, name, getattr(self.counters, name) + 1)
+
     def _send(self, method: str, path: str, *, auth: bool = True,
               headers: dict[str, str] | None = None, **kw: Any) -> requests.Response:
         hdrs = dict(headers or {})
         if auth and self.cfg.auth == "oauth2":
             hdrs["Authorization"] = "Bearer " + self._bearer()
-        self.counters.requests += 1
+        self._count("requests")
         try:
             return self.session.request(method, self.cfg.base_url + path, headers=hdrs,
                                         timeout=self.cfg.timeout_s, auth=None if auth else
                                         _NoAuth(), **kw)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            self.counters.unavailable += 1
+            self._count("unavailable")
             # Nothing reached Koha when the connection itself failed; anything else after a
             # POST went out may have been applied.
             sent = method != "GET" and not isinstance(
@@ -234,10 +289,8 @@ class KohaClient:
             raise KohaUnavailable(f"{method} {path.split('?')[0]}: {type(exc).__name__}",
                                   sent=sent) from None
 
-    def request(self, method: str, path: str, *, expect: tuple[int, ...],
-                **kw: Any) -> tuple[int, Any]:
-        """(status, JSON body or None) for an expected status; KohaUnavailable for 5xx and
-        auth failures, KohaProtocolError for anything else unexpected or unreadable."""
+    def _call(self, method: str, path: str, *, expect: tuple[int, ...],
+              forbidden: str | None = None, **kw: Any) -> tuple[requests.Response, Any]:
         r = self._send(method, path, **kw)
         if r.status_code == 401 and self.cfg.auth == "oauth2":
             # The token expired early or Koha was restarted: one new token, one more try.
@@ -245,35 +298,89 @@ class KohaClient:
             stale = r.request.headers.get("Authorization", "").removeprefix("Bearer ")
             self._bearer(renew=True, stale=stale)
             r = self._send(method, path, **kw)
+        if r.status_code == 403 and 403 in expect and forbidden is not None and \
+                not _error(r).startswith(forbidden):
+            # Koha's authenticator answers 403 too (a wrong Basic password, a missing
+            # permission, a branch the API user may not act for): not the operation's no.
+            expect = tuple(s for s in expect if s != 403)
         if r.status_code in (401, 403) and r.status_code not in expect:
-            self.counters.unavailable += 1
+            self._count("unavailable")
+            if _error(r).startswith("Unauthorized attempt to set library"):
+                raise KohaAuthRefused(f"Koha does not let the API user act for branch "
+                                      f"{r.request.headers.get('x-koha-library')!r}: check "
+                                      "library= and branches= in the ils URL", sent=False)
             raise KohaAuthRefused(f"Koha refused the credentials for {method} "
                                   f"{_route(path)} (HTTP {r.status_code})", sent=False)
         if r.status_code >= 500:
-            self.counters.unavailable += 1
+            self._count("unavailable")
             raise KohaUnavailable(f"{method} {_route(path)}: HTTP {r.status_code}",
                                   sent=method != "GET")
         if r.status_code not in expect:
-            self.counters.malformed += 1
+            self._count("malformed")
             raise KohaProtocolError(f"{method} {_route(path)}: unexpected HTTP "
                                     f"{r.status_code}", sent=method != "GET")
         if r.status_code == 204 or not r.content:
-            return r.status_code, None
-        return r.status_code, self._json(r, sent=method != "GET")
+            return r, None
+        return r, self._json(r, sent=method != "GET")
+
+    def request(self, method: str, path: str, *, expect: tuple[int, ...],
+                forbidden: str | None = None, **kw: Any) -> tuple[int, Any]:
+        """(status, JSON body or None) for an expected status; KohaUnavailable for 5xx,
+        KohaAuthRefused for 401/403 (`forbidden`: how the operation's own 403 message
+        begins, when 403 is expected), KohaProtocolError for anything else unexpected or
+        unreadable."""
+        r, body = self._call(method, path, expect=expect, forbidden=forbidden, **kw)
+        return r.status_code, body
 
     def _json(self, r: requests.Response, *, sent: bool = False) -> Any:
         try:
             return r.json()
         except ValueError:
-            self.counters.malformed += 1
+            self._count("malformed")
             raise KohaProtocolError(f"{r.request.method} {_route(r.request.path_url)}: "
                                     "answer is not JSON", sent=sent) from None
 
     def get(self, path: str, *, expect: tuple[int, ...] = (200,), **kw: Any) -> tuple[int, Any]:
         return self.request("GET", path, expect=expect, **kw)
 
+    def get_all(self, path: str, *, params: dict[str, Any] | None = None,
+                expect: tuple[int, ...] = (200,), **kw: Any) -> tuple[int, Any]:
+        """A whole filtered list: matched exactly and not paged. Should Koha page it anyway
+        (X-Total-Count above what came), the other pages follow, at the size it used."""
+        query = {**(params or {}), "_match": "exact", "_per_page": "-1"}
+        r, body = self._call("GET", path, expect=expect, params=query, **kw)
+        if r.status_code != 200 or not isinstance(body, list) or not body:
+            return r.status_code, body
+        rows, size = list(body), len(body)
+        total = _total(r)
+        for page in range(2, MAX_PAGES + 1):
+            if total is None or len(rows) >= total:
+                break
+            _, more = self._call("GET", path, expect=(200,), params={
+                **query, "_per_page": str(size), "_page": str(page)}, **kw)
+            if not isinstance(more, list) or not more:
+                break
+            rows += more
+        return r.status_code, rows
+
     def post(self, path: str, *, expect: tuple[int, ...], **kw: Any) -> tuple[int, Any]:
         return self.request("POST", path, expect=expect, **kw)
+
+
+def _error(r: requests.Response) -> str:
+    """The `error` of Koha's error answer, or ''."""
+    try:
+        body = r.json()
+    except ValueError:
+        return ""
+    return str(body.get("error", "")) if isinstance(body, dict) else ""
+
+
+def _total(r: requests.Response) -> int | None:
+    try:
+        return int(r.headers["X-Total-Count"])
+    except (KeyError, ValueError):
+        return None
 
 
 class _NoAuth(requests.auth.AuthBase):

@@ -2,21 +2,31 @@
 
 Koha's answers are read through small pydantic models that keep only the fields we use (and
 ignore the rest, so a newer Koha still fits); an answer that does not fit raises
-KohaProtocolError. Koha's codes (CanBookBeIssued blockers and confirmations, renewal errors)
-become the station's refusal reasons.
+KohaProtocolError. Koha's codes (CanBookBeIssued blockers and confirmations, renewal errors,
+the 409 of POST /checkouts) become the station's refusal reasons; the tables cite where in
+Koha each code comes from.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from selfcheck.central.koha.client import KohaProtocolError
-from selfcheck.mqtt.messages import AccountLoan, AccountRes, Fine, HoldReady, HoldWaiting, Reason
+from selfcheck.mqtt.messages import (
+    AccountLoan,
+    AccountRes,
+    Fine,
+    HoldReady,
+    HoldWaiting,
+    LoanConfirm,
+    Reason,
+)
 
 EXPONENT = {"VND": 0, "JPY": 0, "KRW": 0}  # ISO 4217 minor units; 2 for the others
 
@@ -32,6 +42,7 @@ class KPatron(_Answer):
     surname: str | None = None
     firstname: str | None = None
     preferred_name: str | None = None
+    category_id: str | None = None  # the PIN rule's patron category (central/pin_rules.py)
     expiry_date: dt.date | None = None
     restricted: bool = False
     patron_card_lost: bool = False
@@ -51,8 +62,19 @@ class KItem(_Answer):
 
 class KCheckout(_Answer):
     checkout_id: int
+    patron_id: int | None = None
     item_id: int | None = None
     due_date: dt.datetime
+    renewals_count: int | None = None
+    library_id: str | None = None
+
+
+class KValidated(_Answer):
+    """The 201 of POST /auth/password/validation (Koha 23.11 and later)."""
+
+    patron_id: int
+    cardnumber: str | None = None
+    userid: str | None = None
 
 
 class KAvailability(_Answer):
@@ -65,10 +87,12 @@ class KAvailability(_Answer):
 class KAllowsRenewal(_Answer):
     allows_renewal: bool
     error: str | None = None
+    current_renewals: int | None = None
 
 
 class KHold(_Answer):
     hold_id: int
+    patron_id: int | None = None
     biblio_id: int
     item_id: str | int | None = None  # Koha's spec says string here, integer elsewhere
     priority: int | None = None
@@ -138,46 +162,93 @@ def display_name(p: KPatron) -> str | None:
     return " ".join(n for n in (p.surname, p.firstname) if n) or None
 
 
-# -- loans: Koha's CanBookBeIssued keys (blockers: issuingimpossible, confirms:
-# needsconfirmation)
+# -- loans: C4::Circulation::CanBookBeIssued's keys (blockers: %issuingimpossible,
+# confirms: %needsconfirmation). Only upper-case keys are codes: the lower-case ones
+# (current_loan_count, resfirstname, ...) are details of a code, as Koha's SIP2 server reads
+# them too (C4/SIP/ILS/Transaction/Checkout.pm, _can_we_issue).
 BLOCKERS: dict[str, Reason] = {
     "EXPIRED": "card_expired", "TOO_MANY": "too_many_loans", "DEBARRED": "patron_blocked",
     "USERBLOCKEDNOENDDATE": "patron_blocked", "USERBLOCKEDWITHENDDATE": "patron_blocked",
+    "USERBLOCKEDREMAINING": "patron_blocked",
     "USERBLOCKEDOVERDUE": "patron_blocked", "GNA": "patron_blocked",
     "CARD_LOST": "patron_blocked", "DEBT": "patron_blocked", "DEBT_GUARANTEES": "patron_blocked",
-    "DEBT_GUARANTORS": "patron_blocked", "NOTSAMEBRANCH": "refused",
-    "NOT_FOR_LOAN": "not_for_loan", "WTHDRAWN": "not_for_loan", "ITEM_LOST": "not_for_loan",
-    "UNKNOWN_BARCODE": "unknown_item", "RESERVED": "on_hold_for_other",
-    "RESERVE_WAITING": "on_hold_for_other", "RECALLED": "on_hold_for_other",
-    "ISSUED_TO_ANOTHER": "on_loan_to_other", "NO_MORE_RENEWALS": "refused",
+    "DEBT_GUARANTORS": "patron_blocked", "STATS": "patron_blocked",
+    "NOT_FOR_LOAN": "not_for_loan", "WTHDRAWN": "not_for_loan", "RESTRICTED": "not_for_loan",
+    "AGE_RESTRICTION": "not_for_loan", "ITEMNOTSAMEBRANCH": "not_for_loan",
+    "UNKNOWN_BARCODE": "unknown_item", "RECALLED_INTRANSIT": "on_hold_for_other",
+    # Koha's public routes upgrade these confirmations to blockers (Checkouts.pm)
+    "RESERVED": "on_hold_for_other", "RESERVE_WAITING": "on_hold_for_other",
+    "TRANSFERRED": "on_hold_for_other", "PROCESSING": "on_hold_for_other",
+    "ISSUED_TO_ANOTHER": "on_loan_to_other", "RETURN_IMPOSSIBLE": "on_loan_to_other",
+    "NO_MORE_RENEWALS": "too_many_renewals", "NO_RENEWAL_FOR_ONSITE_CHECKOUTS": "not_for_loan",
 }
-CONFIRMS: dict[str, Reason] = {
+# Confirmations never accepted at a station: a librarian could override them, but what stops
+# the loan is a rule the reader should hear about (Koha's SIP2 server refuses these too).
+REFUSING: dict[str, Reason] = {
     "ISSUED_TO_ANOTHER": "on_loan_to_other", "RESERVED": "on_hold_for_other",
     "RESERVE_WAITING": "on_hold_for_other", "TRANSFERRED": "on_hold_for_other",
-    "PROCESSING": "on_hold_for_other", "RESERVED_WAITING": "on_hold_for_other",
-    "TOO_MANY": "too_many_loans", "DEBT": "patron_blocked", "ITEM_LOST": "not_for_loan",
-    "NOT_FOR_LOAN_FORCING": "not_for_loan", "BOOKED_TO_ANOTHER": "on_hold_for_other",
+    "PROCESSING": "on_hold_for_other", "RECALLED": "on_hold_for_other",
+    "BOOKED_TO_ANOTHER": "on_hold_for_other",
+    "TOO_MANY": "too_many_loans", "PATRON_CANT": "too_many_loans",
+    "DEBT": "patron_blocked", "DEBT_GUARANTEES": "patron_blocked",
+    "DEBT_GUARANTORS": "patron_blocked", "USERBLOCKEDOVERDUE": "patron_blocked",
+    "NOT_FOR_LOAN_FORCING": "not_for_loan",
 }
+# Every other confirmation (ADDITIONAL_MATERIALS: staff check the parts of a set;
+# AGE_RESTRICTION, ITEM_LOST, HIGHHOLDS, BORRNOTSAMEBRANCH, BIBLIO_ALREADY_ISSUED,
+# INVALID_DATE and whatever a later Koha adds) is one a librarian must look at: needs_staff.
 ALREADY_YOURS = "RENEW_ISSUE"  # the item is on loan to this patron: a repeat, not a new loan
+RENTAL = "RENTALCHARGE"  # daily and hourly rental fees are summed into it (Koha::Charges::Fees)
 
 
-def _first(codes: Iterable[str], table: Mapping[str, Reason]) -> Reason:
-    known = [table[c] for c in sorted(codes) if c in table]
-    return known[0] if known else "refused"
+@dataclass(frozen=True)
+class LoanDecision:
+    """What availability says: go (with the token when there are confirmations), a repeat of
+    a loan the patron has, a refusal, or a question for the reader first."""
+
+    go: bool = False
+    already: bool = False
+    reason: Reason | None = None
+    confirm: LoanConfirm | None = None
 
 
-def loan_decision(a: KAvailability, accept: frozenset[str]) -> Reason | str | None:
-    """A refusal reason; ALREADY_YOURS; or None to go ahead (with the token if confirms)."""
-    if a.blockers:
-        return _first(a.blockers, BLOCKERS)
-    if ALREADY_YOURS in a.confirms:
-        return ALREADY_YOURS
-    staff = set(a.confirms) - accept
-    if staff:
-        return _first(staff, CONFIRMS)
-    if a.confirms and not a.confirmation_token:
-        return "refused"
-    return None
+def codes(found: Mapping[str, Any]) -> set[str]:
+    return {k for k in found if re.fullmatch(r"[A-Z][A-Z0-9_]*", k)}
+
+
+def _first(found: Iterable[str], table: Mapping[str, Reason], default: Reason) -> Reason:
+    known = [table[c] for c in sorted(found) if c in table]
+    return known[0] if known else default
+
+
+def loan_decision(a: KAvailability, accept: frozenset[str], confirmed: Collection[str], *,
+                  currency: str) -> LoanDecision:
+    """`accept`: the site's harmless confirmations; `confirmed`: what the reader accepted on
+    screen for this loan (TxLoan.confirmed)."""
+    if blockers := codes(a.blockers):
+        return LoanDecision(reason=_first(blockers, BLOCKERS, "refused"))
+    confirms = codes(a.confirms)
+    if ALREADY_YOURS in confirms:
+        return LoanDecision(already=True)
+    if refusing := confirms & set(REFUSING):
+        return LoanDecision(reason=_first(refusing, REFUSING, "refused"))
+    if confirms - accept - {RENTAL}:
+        return LoanDecision(reason="needs_staff")
+    if RENTAL in confirms and "rental_charge" not in confirmed:
+        return LoanDecision(reason="needs_confirmation", confirm=LoanConfirm(
+            code="rental_charge", amount=_amount(a.confirms[RENTAL], currency),
+            currency=currency, currency_exponent=EXPONENT.get(currency, 2)))
+    if confirms and not a.confirmation_token:
+        return LoanDecision(reason="refused")
+    return LoanDecision(go=True)
+
+
+def _amount(value: Any, currency: str) -> int | None:
+    """Koha gives the charge as a number or a decimal string ("5000.000000")."""
+    try:
+        return minor(float(str(value)), currency)
+    except ValueError:
+        return None
 
 
 def item_reason(it: KItem) -> Reason | None:
@@ -189,22 +260,48 @@ def item_reason(it: KItem) -> Reason | None:
     return None
 
 
-_CODES = re.compile(r"\b[A-Z][A-Z_]{2,}\b")
+_CODES = re.compile(r"\b[A-Z][A-Z0-9_]{2,}\b")
 
 
 def forbidden_reason(error: Any) -> Reason:
-    """A 403 from POST /checkouts: Koha names the blockers in its message."""
+    """A 403 from POST /checkouts: "Checkout not authorized (CODE CODE)" (Checkouts.pm)."""
     text = error.get("error", "") if isinstance(error, dict) else ""
-    return _first(_CODES.findall(str(text)), BLOCKERS)
+    return _first(_CODES.findall(str(text)), BLOCKERS, "refused")
 
 
-# -- renewals: CanBookBeRenewed errors
+# POST /checkouts answers 409 when its item_id or patron_id names nothing (Checkouts.pm add):
+# neither is "on loan to another".
+CONFLICT: dict[str, Reason] = {"ITEM_NOT_FOUND": "unknown_item",
+                               "PATRON_NOT_FOUND": "unknown_patron"}
+
+
+def conflict_reason(error: Any) -> Reason:
+    code = error.get("error_code") if isinstance(error, dict) else None
+    text = str(error.get("error", "")).lower() if isinstance(error, dict) else ""
+    if code in CONFLICT:
+        return CONFLICT[code]
+    if "patron" in text:
+        return "unknown_patron"
+    return "unknown_item"
+
+
+# -- renewals: C4::Circulation::CanBookBeRenewed's errors (allows_renewal's `error`, and the
+# 403 "Renewal not authorized (error)" of POST /checkouts/{id}/renewal)
 RENEWAL: dict[str, Reason] = {
-    "on_reserve": "on_hold_for_other", "restriction": "patron_blocked",
-    "overdue": "patron_blocked", "debarred": "patron_blocked", "too_much_oweing":
-    "patron_blocked", "auto_too_much_oweing": "patron_blocked", "auto_account_expired":
-    "card_expired", "card_expired": "card_expired", "item_denied_renewal": "not_for_loan",
-    "recalled": "on_hold_for_other", "too_many": "refused", "too_soon": "refused",
+    "too_many": "too_many_renewals",
+    "item_denied_renewal": "too_many_renewals",  # ItemsDeniedRenewal: none at all
+    "auto_too_late": "too_many_renewals",  # past the last day it may be renewed
+    "too_soon": "too_soon",
+    "auto_renew": "auto_renew", "auto_too_soon": "auto_renew",  # Koha renews it by itself
+    "overdue": "overdue_blocks",
+    "restriction": "patron_blocked", "debarred": "patron_blocked",
+    "too_much_oweing": "patron_blocked", "auto_too_much_oweing": "patron_blocked",
+    "auto_account_expired": "card_expired", "card_expired": "card_expired",
+    "on_reserve": "on_hold_for_other", "recalled": "on_hold_for_other",
+    "onsite_checkout": "not_for_loan",  # lent for reading in the library only
+    "too_unseen": "needs_staff",  # UnseenRenewals: staff must see the book
+    "item_issued_to_other_patron": "on_loan_to_other",
+    "no_item": "not_on_loan", "no_checkout": "not_on_loan",
 }
 
 
@@ -214,6 +311,13 @@ def renewal_reason(a: KAllowsRenewal) -> Reason | None:
     return RENEWAL.get(a.error or "", "refused")
 
 
+def renewal_refusal(error: Any) -> Reason:
+    """The 403 of a renewal: "Renewal not authorized (too_soon)"."""
+    text = str(error.get("error", "")) if isinstance(error, dict) else ""
+    found = re.search(r"\(([a-z_]+)\)", text)
+    return RENEWAL.get(found.group(1), "refused") if found else "refused"
+
+
 # -- the account
 
 def minor(amount: float, currency: str) -> int:
@@ -221,26 +325,27 @@ def minor(amount: float, currency: str) -> int:
 
 
 def account(*, checkouts: Sequence[KCheckout], allows: Mapping[int, KAllowsRenewal],
-            holds: Sequence[KHold], balance: KBalance, barcodes: Mapping[int, str],
-            titles: Mapping[int, str], biblio_titles: Mapping[int, str], currency: str,
-            today: dt.date) -> AccountRes:
-    """`barcodes` and `titles` by Koha's item_id, `biblio_titles` by biblio_id; what is
-    missing stays None."""
+            holds: Sequence[KHold], balance: KBalance, items: Mapping[int, KItem],
+            titles: Mapping[int, str], currency: str, today: dt.date) -> AccountRes:
+    """`items` by Koha's item_id, `titles` by biblio_id; a title or a renewal answer that is
+    missing leaves the title None or the loan shown as renewable (the renewal's own answer
+    is what counts)."""
+    barcodes = {i: it.external_id for i, it in items.items() if it.external_id}
     loans = []
     for c in checkouts:
         if c.item_id is None or c.item_id not in barcodes:
             continue  # an item without a barcode cannot be on the station's screen
         due = c.due_date.date()
         ok = allows.get(c.checkout_id)
-        loans.append(AccountLoan(item_id=barcodes[c.item_id], title=titles.get(c.item_id),
+        loans.append(AccountLoan(item_id=barcodes[c.item_id],
+                                 title=titles.get(items[c.item_id].biblio_id),
                                  due=due, overdue=due < today,
                                  renewable=ok is None or ok.allows_renewal))
     loans.sort(key=lambda ln: (ln.due or dt.date.max, ln.item_id))
     ready, waiting = [], []
     for h in holds:
         item = hold_item(h)
-        title = (titles.get(item) if item is not None else None) or \
-            biblio_titles.get(h.biblio_id)
+        title = titles.get(h.biblio_id)
         if h.status == "W" and item is not None and item in barcodes:
             ready.append(HoldReady(item_id=barcodes[item], title=title,
                                    pickup_by=h.expiration_date,

@@ -28,8 +28,10 @@ from sqlalchemy.exc import IntegrityError
 from selfcheck.central import pin as pins
 from selfcheck.central.backend import KIND, BackendUnavailable, Claim, Outcome, Tx
 from selfcheck.central.ledger import aware
+from selfcheck.central.names import given_name
+from selfcheck.central.pin_rules import PinRules, demand, refusal
 from selfcheck.central.salts import site_salt
-from selfcheck.central.schema import patron_refs
+from selfcheck.central.schema import patron_refs, sip2_claims
 from selfcheck.central.sip2 import messages as m
 from selfcheck.central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
 from selfcheck.central.sip2.codec import Sip2Error, Sip2ProtocolError
@@ -104,10 +106,11 @@ def _chains(batch: Sequence[Tx], todo: list[int]) -> list[list[int]]:
 class Sip2Backend:
     def __init__(self, cfg: Sip2Config, engine: Engine, *, lease_s: float | None = None,
                  pool: Sip2Pool | None = None, pin_policy: pins.PinPolicy | None = None,
-                 currency: str = "VND") -> None:
+                 currency: str = "VND", pin_rules: PinRules | None = None) -> None:
         """`engine`: the central's database, already migrated (ledger.open_db)."""
         self.cfg = cfg
         self.pin_policy = pin_policy or pins.PinPolicy()
+        self.pin_rules = pin_rules or PinRules()
         self.currency = currency  # when the ACS sends no BH
         self.engine = engine
         self.pool = pool or Sip2Pool(cfg)
@@ -116,24 +119,30 @@ class Sip2Backend:
                                   else 6 * cfg.timeout_s + 10)
         self.counters = Sip2Counters()
         self._workers = ThreadPoolExecutor(cfg.pool_size, thread_name_prefix="sip2")
+        # The account's lookups (the pool's slots bound how many go out at once)
+        self._lookups = ThreadPoolExecutor(cfg.pool_size, thread_name_prefix="sip2-account")
 
     def close(self) -> None:
         self._workers.shutdown()
+        self._lookups.shutdown()
         self.pool.close()
         self.engine.dispose()
 
     # -- patron check (63, mapped to PatronCheckRes)
     def check_patron(self, card_id: str, today: dt.date | None = None, *,
-                     pin: str | None = None) -> PatronCheckRes:
+                     pin: str | None = None, site: str | None = None) -> PatronCheckRes:
         """The PIN goes in AD and the ACS's CQ decides; the wrong ones are counted here too
-        (patron_refs), so the lockout does not depend on the library system having one."""
+        (patron_refs), so the lockout does not depend on the library system having one.
+        SIP2 names no patron category that every library system fills alike (PC is
+        optional and free text), so the site's rule applies, decided before the library
+        system is asked."""
         now = dt.datetime.now(dt.UTC)
-        known = self._known_ref(card_id) if pin is not None else None
-        if known is not None:  # a card never seen has no failures yet
-            state = self._pin_state(known)
-            if pins.locked(state, now):
-                return PatronCheckRes(ok=False, reason="pin_locked",
-                                      pin_locked_until=state.locked_until)
+        known = self._known_ref(card_id)  # a card never seen has no failures yet
+        state = self._pin_state(known) if known is not None else None
+        refused = refusal(demand(self.pin_rules.rule(site, None), state, now,
+                                 pin_given=pin is not None), state)
+        if refused is not None:
+            return refused
         try:
             info = m.patron(self.pool.call(
                 m.patron_information(self.cfg.institution, card_id, now,
@@ -160,7 +169,7 @@ class Sip2Backend:
             reason = "too_many_loans"
         return PatronCheckRes(ok=reason is None, reason=reason,
                               patron_ref=ref or self._ref(card_id),
-                              display_name=info.name or None, loans=info.charged_count or 0,
+                              display_name=given_name(info.name), loans=info.charged_count or 0,
                               max_loans=info.charged_limit or 0,
                               screen_message=_lines(info.text.screen))
 
@@ -208,21 +217,25 @@ class Sip2Backend:
             except Sip2ProtocolError:
                 return None
 
+        # A heavy reader's account is dozens of requests: over the pool's connections at
+        # once, not one after another, so that it arrives within the station's deadline.
         try:
-            charged = info(m.CHARGED_ITEMS)
-            if charged.valid is False:
-                return AccountRes(ok=False, reason="unknown_patron")
-            overdue = set(info(m.OVERDUE_ITEMS).overdue_items)
-            ready = info(m.HOLD_ITEMS)
-            waiting = info(m.UNAVAILABLE_HOLDS)
-            fined = info(m.FINE_ITEMS)
+            charged, overdue_info, ready, waiting, fined = self._lookups.map(info, (
+                m.CHARGED_ITEMS, m.OVERDUE_ITEMS, m.HOLD_ITEMS, m.UNAVAILABLE_HOLDS,
+                m.FINE_ITEMS))
         except Sip2ProtocolError as exc:
             raise Sip2Unavailable(f"patron information reply out of spec: {exc}", sent=True
                                   ) from exc
+        if charged.valid is False:
+            return AccountRes(ok=False, reason="unknown_patron")
+        overdue = set(overdue_info.overdue_items)
+        wanted = list(dict.fromkeys((*charged.charged_items, *ready.hold_items,
+                                     *waiting.unavailable_holds)))
+        found = dict(zip(wanted, self._lookups.map(item, wanted), strict=True))
         may_renew = not (charged.denied(m.RENEW_DENIED) or charged.denied(m.CARD_LOST))
         loans = []
         for item_id in charged.charged_items:
-            it = item(item_id)
+            it = found[item_id]
             due = it.due if it else None
             loans.append(AccountLoan(
                 item_id=item_id, title=it.title if it else None, due=due,
@@ -231,11 +244,11 @@ class Sip2Backend:
         loans.sort(key=lambda ln: (ln.due or dt.date.max, ln.item_id))
         holds_ready = []
         for item_id in ready.hold_items:
-            it = item(item_id)
+            it = found[item_id]
             holds_ready.append(HoldReady(item_id=item_id, title=it.title if it else None,
                                          pickup_by=it.hold_pickup_date if it else None))
         # CD may hold item ids or titles, by ACS: a title when 17 knows no such item.
-        holds_waiting = [HoldWaiting(title=(it.title if (it := item(text)) and it.title
+        holds_waiting = [HoldWaiting(title=(it.title if (it := found[text]) and it.title
                                             else text)) for text in waiting.unavailable_holds]
         currency = fined.currency or self.currency
         return AccountRes(
@@ -291,8 +304,6 @@ class Sip2Backend:
         for i, tx in enumerate(batch):
             if claims[i] == "busy":
                 todo.append(i)  # stops its chain
-            elif isinstance(tx, TxLoan) and now > tx.deadline and not tx.offline:
-                acks[i] = AckTx(msg_id=tx.msg_id, ok=False, reason="late", item_id=tx.item_id)
             elif isinstance(tx, TxLoan | TxRenew) and (card := self._card(tx.patron_ref)) is None:
                 acks[i] = AckTx(msg_id=tx.msg_id, ok=False, reason="unknown_patron",
                                 item_id=tx.item_id)
@@ -308,8 +319,7 @@ class Sip2Backend:
                     self.counters.busy += 1
                     return
                 try:
-                    acks[i] = self._send(tx, cards[i], now,
-                                         unknown_outcome=claims[i] == "taken_over")
+                    acks[i] = self._attempt(tx, cards[i], now, claims[i])
                 except (BackendUnavailable, Sip2ProtocolError) as exc:  # any library system
                     log.warning("%s %s: no usable answer from the library system (%s)",
                                 KIND[type(tx)], tx.msg_id, exc)
@@ -323,18 +333,41 @@ class Sip2Backend:
         return Outcome(acks, unsure)
 
     # -- the requests
-    def _send(self, tx: Tx, card: str | None, now: dt.datetime, *,
-              unknown_outcome: bool) -> AckTx:
-        cfg, call = self.cfg, self.pool.call
-        if unknown_outcome:
+    def _attempt(self, tx: Tx, card: str | None, now: dt.datetime, claim: Claim) -> AckTx:
+        """An unknown outcome is settled by asking first, before anything else is decided:
+        a loan the library system made after all is answered as made, even past its
+        deadline (the station, which told the reader otherwise, then checks it back in).
+        Only a loan surely not made may be refused as late."""
+        if claim == "taken_over":
             self.counters.reconciled += 1
             settled = self._settle(tx, card, now)
             if settled is not None:
                 return settled
+        if isinstance(tx, TxLoan) and now > tx.deadline and not tx.offline:
+            return AckTx(msg_id=tx.msg_id, ok=False, reason="late", item_id=tx.item_id)
         self.counters.sent += 1
+        return self._send(tx, card, now)
+
+    def _note(self, msg_id: str, value: str) -> None:
+        """Keep with the msg_id's claim, committed before the request goes out, what the
+        library system said before it: `_settle` compares after an unknown outcome."""
+        with self.engine.begin() as conn:
+            conn.execute(update(sip2_claims).where(sip2_claims.c.msg_id == msg_id)
+                         .values(note=value[:64]))
+
+    def _noted(self, msg_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            note = conn.execute(select(sip2_claims.c.note).where(
+                sip2_claims.c.msg_id == msg_id)).scalar_one_or_none()
+        return None if note is None else str(note)
+
+    def _send(self, tx: Tx, card: str | None, now: dt.datetime) -> AckTx:
+        cfg, call = self.cfg, self.pool.call
         if isinstance(tx, TxReturn):
-            r = m.circulation(call(m.checkin(cfg.institution, tx.item_id, cfg.checkin_ap, now,
-                                             cfg.terminal_password)))
+            # Offline: SIP2's store and forward, dated when the book came back.
+            r = m.circulation(call(m.checkin(cfg.institution, tx.item_id, cfg.checkin_ap,
+                                             tx.at if tx.offline else now,
+                                             cfg.terminal_password, no_block=tx.offline)))
             if not r.ok:
                 return self._refused(tx, r, self._why_not_returned(tx.item_id, now))
             # CY is the hold's patron id, a card number: only its pseudonymous ref goes out.
@@ -347,9 +380,15 @@ class Sip2Backend:
                          print_lines=_lines(r.text.print_lines))
         assert card is not None
         if isinstance(tx, TxLoan):
-            r = m.circulation(call(m.checkout(cfg.institution, card, tx.item_id, now,
-                                              cfg.terminal_password)))
+            r = m.circulation(call(m.checkout(cfg.institution, card, tx.item_id,
+                                              tx.at if tx.offline else now,
+                                              cfg.terminal_password, no_block=tx.offline)))
         else:
+            # SIP2 cannot count renewals: the due date before the renewal tells a renewal
+            # that went through from one that did not, should the answer be lost.
+            before = m.item(call(m.item_information(cfg.institution, tx.item_id, now,
+                                                    cfg.terminal_password), idempotent=True))
+            self._note(tx.msg_id, f"due:{before.due.isoformat() if before.due else ''}")
             r = m.circulation(call(m.renew(cfg.institution, card, tx.item_id, now,
                                            cfg.terminal_password)))
         if not r.ok:
@@ -362,7 +401,7 @@ class Sip2Backend:
         """The ack of a transaction that may already be done, or None to send it again."""
         cfg, call = self.cfg, self.pool.call
         if isinstance(tx, TxRenew):
-            return None
+            return self._settle_renewal(tx, now)
         if isinstance(tx, TxLoan):
             assert card is not None
             info = m.patron(call(m.patron_information(cfg.institution, card, now, charged=True,
@@ -382,6 +421,25 @@ class Sip2Backend:
         log.info("return %s was done before the answer was lost", tx.msg_id)
         return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=item.title,
                      resensitize=True)
+
+    def _settle_renewal(self, tx: TxRenew, now: dt.datetime) -> AckTx | None:
+        """Renewed if the due date moved since the note taken before the renewal went out;
+        no note: the renewal never went out."""
+        note = self._noted(tx.msg_id)
+        if note is None or not note.startswith("due:"):
+            return None
+        item = m.item(self.pool.call(m.item_information(
+            self.cfg.institution, tx.item_id, now, self.cfg.terminal_password),
+            idempotent=True))
+        if item.circulation_status != m.CHARGED:
+            return AckTx(msg_id=tx.msg_id, ok=False, reason="not_on_loan", item_id=tx.item_id,
+                         title=item.title)
+        due = item.due.isoformat() if item.due else ""
+        if due == note.removeprefix("due:"):
+            return None
+        log.info("renewal %s was done before the answer was lost", tx.msg_id)
+        return AckTx(msg_id=tx.msg_id, ok=True, item_id=tx.item_id, title=item.title,
+                     due=item.due)
 
     def _refused(self, tx: Tx, r: m.CircResult, reason: Reason) -> AckTx:
         return AckTx(msg_id=tx.msg_id, ok=False, reason=reason, item_id=tx.item_id,

@@ -32,6 +32,15 @@ def sip_date(when: dt.datetime) -> str:
     return when.strftime("%Y%m%d") + "    " + when.strftime("%H%M%S")
 
 
+def local_date(when: dt.datetime) -> str:
+    """18-character SIP2 timestamp in this machine's local time (blank zone). Koha reads the
+    dates of 09 and 11 by position and ignores the zone, as its own local time: a UTC time
+    there would move a return made before 07:00 in Vietnam to the day before."""
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    return sip_date(when)
+
+
 _DATE = re.compile(r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})")
 
 
@@ -99,16 +108,23 @@ def patron_information(inst: str, patron: str, now: dt.datetime, *, charged: boo
                    _opt(("AO", inst), ("AA", patron), ("AC", terminal_pw), ("AD", patron_pw)))
 
 
-def checkout(inst: str, patron: str, item: str, now: dt.datetime, terminal_pw: str = "",
-             *, renewal_policy: bool = True) -> Message:
-    # nb due date matters only with no block = Y; strict servers still want a date in it.
-    return Message("11", _yn(renewal_policy) + "N" + sip_date(now) + sip_date(now),
+def checkout(inst: str, patron: str, item: str, when: dt.datetime, terminal_pw: str = "",
+             *, renewal_policy: bool = True, no_block: bool = False) -> Message:
+    """11. `when`: when the loan was made. no_block: made offline (store and forward), which
+    the library system must accept. The nb due date carries `when` too: Koha takes a no-block
+    checkout's nb due date as the time the loan was made and counts the due date from it
+    (strict servers want a date there even with no block = N)."""
+    date = local_date(when)
+    return Message("11", _yn(renewal_policy) + _yn(no_block) + date + date,
                    (("AO", inst), ("AA", patron), ("AB", item), ("AC", terminal_pw)))
 
 
-def checkin(inst: str, item: str, location: str, now: dt.datetime,
-            terminal_pw: str = "") -> Message:
-    return Message("09", "N" + sip_date(now) + sip_date(now),
+def checkin(inst: str, item: str, location: str, when: dt.datetime,
+            terminal_pw: str = "", *, no_block: bool = False) -> Message:
+    """09. `when`: when the book came back, the return date too: Koha returns the loan, and
+    charges any overdue fine, as of that date. no_block: done offline (store and forward)."""
+    date = local_date(when)
+    return Message("09", _yn(no_block) + date + date,
                    (("AP", location), ("AO", inst), ("AB", item), ("AC", terminal_pw)))
 
 

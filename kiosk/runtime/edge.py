@@ -19,12 +19,16 @@ def route(ack: AckTx) -> core.Route:
 
 
 def tx_answer(ack: AckTx) -> core.TxAnswer:
+    c = ack.confirm
     return core.TxAnswer(
         msg_id=ack.msg_id, ok=ack.ok, item_id=ack.item_id, reason=ack.reason, title=ack.title,
         due=ack.due, sort_bin=ack.sort_bin, screen_message=tuple(ack.screen_message or ()),
         print_lines=tuple(ack.print_lines or ()), route=route(ack),
         transit_to=getattr(ack, "transit_to", None), desensitize=ack.desensitize,
-        resensitize=ack.resensitize)
+        resensitize=ack.resensitize,
+        confirm=None if c is None else core.Confirmation(
+            code=c.code, amount=c.amount, currency=c.currency,
+            currency_exponent=c.currency_exponent))
 
 
 def ack_received(ack: AckTx) -> core.AckReceived:

@@ -8,7 +8,8 @@ simulated devices, commands on standard input stand in for the reader and the sc
     card CARD_ID          a card on the card reader
     place ITEM_ID [UID]   a book (ISO 28560-3 tag) on the pad; the UID defaults from the item
     lift ITEM_ID          the book off the pad
-    touch BUTTON          a button of the screen (return, done, finish, cancel, ...)
+    touch BUTTON          a button of the screen (return, done, finish, cancel, loan_yes,
+                          loan_no, ...)
     pin DIGITS            the PIN pad's OK with these digits
     drain                 stop once every transaction has its ack
     quit                  stop now
@@ -17,6 +18,7 @@ simulated devices, commands on standard input stand in for the reader and the sc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import threading
@@ -69,8 +71,10 @@ class EventPrinter:
                 seq = self._rt.journal.seq_of(line.msg_id)
                 if seq is not None:
                     self._seq[line.msg_id] = seq
+            # asking: what the reader is asked to accept (the screen's question)
+            extra = {"confirm": dataclasses.asdict(line.confirm)} if line.confirm else {}
             self.emit(event="tx", msg_id=line.msg_id, seq=seq, kind=line.kind,
-                      item=line.item_id, status=status, reason=line.reason)
+                      item=line.item_id, status=status, reason=line.reason, **extra)
 
     def emit(self, **fields: Any) -> None:
         fields["at"] = round(time.time(), 3)

@@ -60,6 +60,14 @@ CREATE TABLE IF NOT EXISTS exceptions (
     created REAL NOT NULL,
     dismissed REAL
 );
+-- Loans the screen called "not borrowed" (no answer in time) whose answer has not come yet:
+-- should it come as made, the loan is checked back in (undo_loan). Left with the answer.
+CREATE TABLE IF NOT EXISTS told_not_lent (
+    msg_id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    title TEXT,
+    created REAL NOT NULL
+);
 -- The offline list (req/offline-list): card hashes only, never card numbers. One list at a
 -- time, replaced whole; offline_meta holds its one row.
 CREATE TABLE IF NOT EXISTS offline_list (
@@ -128,13 +136,8 @@ class Journal:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._bump("seq")
-                msg = build(seq)
+                msg = self._put(kind, topic, build)
                 msg_id = getattr(msg, "msg_id")  # noqa: B009 - every outbox message has one
-                self._db.execute(
-                    "INSERT INTO outbox(msg_id, seq, kind, topic, payload, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (msg_id, seq, kind, topic, encode(msg), time.time()))
                 if getattr(msg, "offline", False):  # counted with the outbox row, atomically
                     self._db.execute(
                         "INSERT INTO offline_tx(msg_id, kind, item_id, patron_ref, created) "
@@ -146,6 +149,17 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
             return msg
+
+    def _put(self, kind: str, topic: str, build: Callable[[int], M]) -> M:
+        """The next seq, the message built with it, its outbox row (inside the caller's
+        transaction)."""
+        seq = self._bump("seq")
+        msg = build(seq)
+        self._db.execute(
+            "INSERT INTO outbox(msg_id, seq, kind, topic, payload, created) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (getattr(msg, "msg_id"), seq, kind, topic, encode(msg), time.time()))  # noqa: B009
+        return msg
 
     def pending(self) -> list[tuple[str, str, bytes]]:
         with self._lock:
@@ -170,7 +184,49 @@ class Journal:
             cur = self._db.execute("DELETE FROM outbox WHERE msg_id = ?", (msg_id,))
             self._db.execute("UPDATE offline_tx SET acked = ? WHERE msg_id = ? AND acked IS NULL",
                              (time.time(), msg_id))
+            self._db.execute("DELETE FROM told_not_lent WHERE msg_id = ?", (msg_id,))
             return cur.rowcount > 0
+
+    # -- loans the reader was told they did not get
+    def tell_not_lent(self, msg_id: str, item_id: str, title: str | None) -> None:
+        """Remembered only while the loan still waits for its answer: one that came meanwhile
+        has settled the screen already."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO told_not_lent(msg_id, item_id, title, created) "
+                "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM outbox WHERE msg_id = ?)",
+                (msg_id, item_id, title, time.time(), msg_id))
+
+    def told_not_lent(self, msg_id: str) -> tuple[str, str | None] | None:
+        """(item_id, title) of a loan the reader was told they did not get, still waiting."""
+        with self._lock:
+            row = self._db.execute("SELECT item_id, title FROM told_not_lent WHERE msg_id = ?",
+                                   (msg_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def undo_loan(self, msg_id: str, topic: str, build: Callable[[int], M]) -> M | None:
+        """The loan `msg_id` came back as made after the reader was told it was not: in one
+        transaction its outbox row goes, a return (`build`, given the next seq) takes its
+        place in the outbox, and staff get an exception. None if it was settled already."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "DELETE FROM told_not_lent WHERE msg_id = ? RETURNING item_id, title",
+                    (msg_id,)).fetchone()
+                msg = None
+                if row is not None:
+                    self._db.execute("DELETE FROM outbox WHERE msg_id = ?", (msg_id,))
+                    msg = self._put("return", topic, build)
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO exceptions(msg_id, item_id, title, reason, "
+                        "created) VALUES (?, ?, ?, 'compensated', ?)",
+                        (msg_id, row[0], row[1], time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return msg
 
     def depth(self) -> tuple[int, float | None]:
         """Rows waiting for an ack, and the age in seconds of the oldest."""

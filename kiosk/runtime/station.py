@@ -267,6 +267,9 @@ class StationRuntime:
             r = action.refusal
             await asyncio.to_thread(self.journal.keep_exception, r.msg_id, r.item_id, r.title,
                                     r.reason)
+        elif isinstance(action, core.ToldNotLent):
+            await asyncio.to_thread(self.journal.tell_not_lent, action.msg_id, action.item_id,
+                                    action.title)
         elif isinstance(action, core.DropException):
             await asyncio.to_thread(self.journal.dismiss_exception, action.msg_id)
         elif isinstance(action, core.Notify):
@@ -426,7 +429,7 @@ class StationRuntime:
                 assert action.patron_ref is not None
                 deadline = now + dt.timedelta(seconds=s.timeouts.loan_deadline_s)
                 return messages.TxLoan(patron_ref=action.patron_ref, deadline=deadline,
-                                       **common)
+                                       confirmed=list(action.confirmed), **common)
             return messages.TxReturn(**common)
 
         # Journal first (fsync), and only then may the screen move on from "recording".
@@ -437,9 +440,32 @@ class StationRuntime:
 
     # -- callbacks from other threads
     def _on_ack(self, ack: messages.AckTx) -> None:
+        # What the reader was last shown stands: a loan they were told they did not get, made
+        # after all, is checked back in (the journal does it in one transaction).
+        undo = self._undo_loan(ack) if ack.ok and \
+            self.journal.told_not_lent(ack.msg_id) is not None else None
         self.outbox.on_ack(ack.msg_id)
         self.agent.telemetry.acked(ack)
-        self.feed_threadsafe(edge.ack_received(ack))
+        if undo is None:
+            self.feed_threadsafe(edge.ack_received(ack))
+            return
+        log.warning("loan %s was made after the reader was told it was not: checked back in "
+                    "as %s", ack.msg_id, undo.msg_id)
+        self.outbox.submit(undo.msg_id, topics.tx(undo.site, undo.station, "return"),
+                           messages.encode(undo))
+        self.feed_threadsafe(core.LoanUndone(ack.msg_id, undo.item_id, ack.title))
+
+    def _undo_loan(self, ack: messages.AckTx) -> messages.TxReturn | None:
+        s = self.config
+        msg_id = uuid7()
+
+        def build(seq: int) -> messages.TxReturn:
+            return messages.TxReturn(msg_id=msg_id, seq=seq, journal=self.journal.journal_id,
+                                     site=s.site, station=s.station,
+                                     at=dt.datetime.now(dt.UTC), item_id=ack.item_id,
+                                     compensates=ack.msg_id)
+
+        return self.journal.undo_loan(ack.msg_id, topics.tx(s.site, s.station, "return"), build)
 
     def _on_connected(self, up: bool) -> None:
         if up:

@@ -90,6 +90,8 @@ def sample_views(lang: str) -> list[tuple[str, core.View]]:
     late = (core.LateRefusal("m9", "39000009", "Vang bóng một thời", "on_loan_to_other"),)
     session = replace(v, mode=core.Mode.BORROW, patron_name=name, lines=borrowed,
                       countdown=40)
+    charge = core.Confirmation("rental_charge", 1250000, "VND", 0)
+    asking = dict(status=s.ASKING, reason="needs_confirmation", confirm=charge, security="none")
     return [
         ("idle", v),
         ("idle-refused", replace(v, message="patron_refused", message_arg="patron_blocked")),
@@ -107,6 +109,12 @@ def sample_views(lang: str) -> list[tuple[str, core.View]]:
                         countdown=40)),
         ("pin-more-time", replace(v, mode=core.Mode.PIN, countdown=9)),
         ("account", replace(session, mode=core.Mode.ACCOUNT, account=account)),
+        # the longest title, and two more books to answer after it
+        ("confirm-loan", replace(session, mode=core.Mode.CONFIRM_LOAN, lines=(
+            _line(31, title=_LONG, **asking), _line(32, **asking), _line(33, **asking),
+            *borrowed[:2]))),
+        ("confirm-loan-more-time", replace(session, mode=core.Mode.CONFIRM_LOAN, countdown=12,
+                                           lines=(_line(34, title="Số đỏ", **asking),))),
         ("confirm-count", replace(session, mode=core.Mode.CONFIRM_COUNT, count=4,
                                   count_read=3)),
         ("receipt", replace(session, mode=core.Mode.RECEIPT,

@@ -34,12 +34,13 @@ _SCREEN = {core.Mode.IDLE: "idle", core.Mode.CHECKING: "checking", core.Mode.BOR
            core.Mode.OUT_OF_SERVICE: "out_of_service", core.Mode.CONFIRM_COUNT: "confirm_count",
            core.Mode.RECEIPT: "receipt", core.Mode.EMAIL: "email", core.Mode.HELP: "help",
            core.Mode.STAFF: "staff", core.Mode.RETURN_STATION: "return_station",
-           core.Mode.PIN: "pin", core.Mode.ACCOUNT: "account"}
+           core.Mode.PIN: "pin", core.Mode.ACCOUNT: "account",
+           core.Mode.CONFIRM_LOAN: "confirm_loan"}
 # What is said aloud when a screen opens (kiosk.po: audio.<prompt>).
 _PROMPT = {core.Mode.IDLE: "idle", core.Mode.BORROW: "borrow", core.Mode.RETURN: "return",
            core.Mode.RETURN_STATION: "return", core.Mode.SUMMARY: "summary",
            core.Mode.HELP: "help", core.Mode.CONFIRM_COUNT: "count",
-           core.Mode.RECEIPT: "receipt"}
+           core.Mode.RECEIPT: "receipt", core.Mode.CONFIRM_LOAN: "confirm_loan"}
 EMAIL_KEYS = "1234567890qwertyuiopasdfghjkl@zxcvbnm._-"
 # Whole pieces of an address, one touch each: most readers' mail is at gmail or a .vn domain.
 EMAIL_WORDS = ("@gmail.com", ".vn", ".com")
@@ -164,6 +165,14 @@ def money(amount: int, currency: str, exponent: int, lang: str) -> str:
     """An amount in minor units as the reader's locale writes it (vi: "37.000 ₫")."""
     value = amount if exponent == 0 else amount / 10**exponent
     return format_currency(value, currency, locale=lang)
+
+
+def confirm_question(confirm: core.Confirmation, lang: str) -> str:
+    """What the library system asks the reader to accept, as a yes/no question."""
+    if confirm.amount is None or confirm.currency is None:
+        return t(f"confirm.{confirm.code}.no_amount", lang)
+    amount = money(confirm.amount, confirm.currency, confirm.currency_exponent, lang)
+    return t(f"confirm.{confirm.code}", lang, amount=amount)
 
 
 def local_time(iso: str | None) -> str:
@@ -358,6 +367,7 @@ class StationRoot(BoxLayout):
         ids.finish_button.text = t("button.finish", lang)
         ids.done_button.text = t("button.done", lang)
         self._render_count(view)
+        self._render_confirm(view)
         self._render_receipt(view)
         self._render_help(view)
         self._render_pin(view)
@@ -437,6 +447,19 @@ class StationRoot(BoxLayout):
                                   if view.count_read is not None else "")
         ids.count_back.text = t("count.back", lang)
         ids.count_ok.text = t("count.ok", lang)
+
+    def _render_confirm(self, view: core.View) -> None:
+        """The first book waiting for the reader's yes; the others are asked after it."""
+        ids, lang = self.ids, view.lang
+        asking = [ln for ln in view.lines if ln.status is core.Status.ASKING and ln.confirm]
+        first = asking[0] if asking else None
+        ids.confirm_title.text = line_title(first, lang) if first else ""
+        ids.confirm_question.text = (confirm_question(first.confirm, lang)
+                                     if first and first.confirm else "")
+        ids.confirm_more.text = (t("confirm.more", lang, n=len(asking) - 1)
+                                 if len(asking) > 1 else "")
+        ids.confirm_no.text = t("confirm.no", lang)
+        ids.confirm_yes.text = t("confirm.yes", lang)
 
     def _render_receipt(self, view: core.View) -> None:
         ids, lang = self.ids, view.lang
@@ -589,7 +612,8 @@ class StationRoot(BoxLayout):
                 action=lambda uid=p.uid: self._on_event(core.StaffSkip(uid))))
         for e in view.exceptions:
             box.add_widget(ExceptionLine(
-                text=t("staff.late", lang, title=e.title or e.item_id,
+                text=t("staff.undone" if e.reason == "compensated" else "staff.late", lang,
+                       title=e.title or e.item_id,
                        reason=reason_text(e.reason, lang)),
                 button_text=t("staff.dismiss", lang),
                 action=lambda m=e.msg_id: self._on_event(core.StaffDismiss(m))))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from selfcheck.central.pin_rules import PinRule, PinRules, parse_assignment, parse_rule
 from selfcheck.central.throttle import STATION_BURST, STATION_RATE_PER_S
 from selfcheck.cli import broker_options, central_admin
 from selfcheck.cli.errors import UserError
@@ -104,6 +106,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=STATION_BURST, metavar="N",
                    help="each station's share: messages at once (default %(default)d, more than a "
                    "day offline leaves behind)")
+    p.add_argument("--pin", type=_arg(parse_rule), default=PinRule.ALWAYS, metavar="RULE",
+                   help="when a patron check needs the reader's PIN, whatever the station "
+                   "sends: always (default: a card number alone reveals nothing), "
+                   "after_failure (once a wrong PIN was given for the card, until a right "
+                   "one) or never; a locked card is refused under every rule")
+    p.add_argument("--pin-site", type=_arg(parse_assignment), action="append", default=[],
+                   metavar="SITE=RULE", help="the rule for one site (repeat for more)")
+    p.add_argument("--pin-category", type=_arg(parse_assignment), action="append",
+                   default=[], metavar="CATEGORY=RULE",
+                   help="the rule for one patron category, before the site's (the store's "
+                   "category, Koha's category_id; SIP2 has none, so the site's rule applies)")
+    p.add_argument("--session-idle", type=_bounded(30, 86_400, "seconds"), default=600.0,
+                   metavar="SECONDS", help="a reader's session at a station (opened by the "
+                   "patron check, needed by the account, loans and renewals) ends this long "
+                   "after its last use (default %(default)g)")
     # The benchmark's baseline only: apply whatever arrives at once, without per-station order.
     p.add_argument("--no-order", action="store_true", help=argparse.SUPPRESS)
     broker_options.add_arguments(p)
@@ -125,6 +142,21 @@ def _bounded(low: float, high: float, what: str,
 
 
 _days = _bounded(0, 3650, "days")
+
+
+def _arg(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """A parser's ValueError as argparse's own message."""
+    def wrapped(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return wrapped
+
+
+def pin_rules(args: argparse.Namespace) -> PinRules:
+    return PinRules(default=args.pin, sites=dict(args.pin_site),
+                    categories=dict(args.pin_category))
 
 
 def ils_config(url: str, password_file: Path | None) -> Sip2Config:
@@ -182,16 +214,15 @@ def run(args: argparse.Namespace) -> int:
         health = IlsHealth(probe, str(cfg), args.ils_check).start()
         from selfcheck.central.ledger import open_db
 
-        backend = Sip2Backend(cfg, open_db(args.db))
+        backend = Sip2Backend(cfg, open_db(args.db), pin_rules=pin_rules(args))
         where = str(cfg)
     else:
-        import datetime as dt
-
         def days(n: float) -> dt.timedelta | None:
             return dt.timedelta(days=n) if n else None
 
         store = CirculationStore(args.db, offline_salt_age=days(args.offline_salt_days),
-                                 offline_recent=days(args.offline_recent_days))
+                                 offline_recent=days(args.offline_recent_days),
+                                 pin_rules=pin_rules(args))
         if args.load_sample:
             load_sample(store, args.sample_items, args.sample_patrons, scenarios=True)
         else:
@@ -201,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
         health = IlsHealth(store_probe(store.engine), "store", args.ils_check).start()
     bridge = Bridge(backend, broker.address, client_id=args.id, security=broker.security,
                     order_wait_s=args.order_wait, order=not args.no_order,
-                    station_rate_per_s=args.station_rate, station_burst=int(args.station_burst))
+                    station_rate_per_s=args.station_rate, station_burst=int(args.station_burst),
+                    session_idle=dt.timedelta(seconds=args.session_idle))
     reporter = _ils_reporter(bridge, args.id, health)  # before start: the will goes with connect
     if args.metrics:
         from selfcheck.central.metrics import serve
@@ -278,5 +310,5 @@ def _koha(args: argparse.Namespace) -> tuple[Backend, str]:
         raise UserError("ils.invalid", msg=f"ca file {koha.ca_file} not found")
     from selfcheck.central.ledger import open_db
 
-    return (KohaBackend(koha, circulation, open_db(args.db)),
+    return (KohaBackend(koha, circulation, open_db(args.db), pin_rules=pin_rules(args)),
             f"{koha} + {circulation}")

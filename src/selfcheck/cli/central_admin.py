@@ -45,11 +45,13 @@ def register(central: argparse.ArgumentParser) -> None:
     p.set_defaults(func=import_)
 
     p = actions.add_parser(
-        "report", help="offline transactions refused on arrival, and order gaps "
-        "(reconciliation)",
+        "report", help="offline transactions refused on arrival, loans undone by the station, "
+        "and order gaps (reconciliation)",
         description="Loans and returns done while a station was offline that the library "
         "system refused when they arrived: the reader was told yes, so staff follow them up. "
-        "Then the order gaps: a station's transactions whose predecessor never came within "
+        "Then the loans the library system made after the reader had been told \"not "
+        "borrowed\" (an answer lost or too late), which the station checked back in by "
+        "itself. Then the order gaps: a station's transactions whose predecessor never came within "
         "the order wait (applied past the gap), and the missing ones that came after all "
         "(applied late, out of order): the books concerned may need a look.")
     p.add_argument("--db", required=True, help=DB_HELP)
@@ -152,10 +154,22 @@ def report(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     head = ("at (UTC)", "site", "station", "kind", "item", "patron ref", "reason", "msg_id")
+    refused = [r for r in rows if r.get("compensates") is None]
     _print_table([head] + [(r["at"].strftime("%Y-%m-%d %H:%M"), r["site"], r["station"],
                             r["kind"], r["item_id"], r["patron_ref"] or "-", r["reason"],
-                            r["msg_id"]) for r in rows])
-    print(f"{len(rows)} refused offline transaction(s)")
+                            r["msg_id"]) for r in refused])
+    print(f"{len(refused)} refused offline transaction(s)")
+    print()
+    # A loan the library system made after the reader was told "not borrowed": the station
+    # checked it back in by itself; staff see whether that return went through.
+    undone = [r for r in rows if r.get("compensates") is not None]
+    _print_table([("at (UTC)", "site", "station", "item", "result", "loan msg_id",
+                   "return msg_id")] + [
+        (r["at"].strftime("%Y-%m-%d %H:%M"), r["site"], r["station"], r["item_id"],
+         r["reason"], r["compensates"], r["msg_id"]) for r in undone])
+    failed = sum(r["reason"] != "compensated" for r in undone)
+    print(f"{len(undone)} loan(s) made after the reader was told they were not, checked back "
+          f"in ({failed} of those returns refused: check the book at the desk)")
     print()
     # A seq counts within one journal: a reinstalled station starts again at 1.
     _print_table([("recorded (UTC)", "site", "station", "journal", "kind", "seq", "msg_id")] + [

@@ -22,9 +22,12 @@ class CentralProcess(ChildProcess):
     def __init__(self, broker: BrokerAddress, db_url: str, *, client_id: str = "central-bridge-1",
                  sample: bool = True, sample_items: int = 0, sample_patrons: int = 0,
                  log: Path | None = None, order_wait_s: float | None = None,
-                 order: bool = True, station_share: bool = True) -> None:
+                 order: bool = True, station_share: bool = True,
+                 pin: str | None = "never") -> None:
         self.args = [sys.executable, "-m", "selfcheck.cli", "central", "--broker", str(broker),
                      "--db", db_url, "--id", client_id]
+        if pin is not None:  # the sample's synthetic readers have no PIN; None: the default
+            self.args += ["--pin", pin]
         if not station_share:  # benchmarks that send thousands from one station at once
             self.args += ["--station-rate", "0"]
         if order_wait_s is not None:
