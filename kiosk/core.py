@@ -242,6 +242,8 @@ class SelfCheck:
         self._pending: dict[TagUid, PendingWrite] = {}
         self._writing: dict[TagUid, SecState] = {}  # writes in flight, by uid
         self._exceptions: list[LateRefusal] = []
+        # Actions of a session's end, which any handler may cause (`_to_idle`)
+        self._deferred: list[Action] = []
         self._failures = 0  # failed reads / refused cards in a row
         self._help_reason: str | None = None
         self._staff: str | None = None
@@ -340,7 +342,10 @@ class SelfCheck:
         if self.mode not in TABLE[type(event)][0]:
             return self._ignore(event)
         handler: Callable[[Event, float], list[Action]] = getattr(self, TABLE[type(event)][1])
-        return handler(event, now)
+        actions = handler(event, now)
+        if self._deferred:
+            actions, self._deferred = actions + self._deferred, []
+        return actions
 
     # -- the table's handlers: one per event type, called only in the modes it lists
     def _on_card(self, event: CardRead, now: float) -> list[Action]:
@@ -383,6 +388,7 @@ class SelfCheck:
             return []
         undone = LateRefusal(event.msg_id, event.item_id, event.title, "compensated")
         self._exceptions.append(undone)
+        self._session.answered.add(event.msg_id)  # a repeat of its ack is no news either
         return [KeepException(undone),
                 Notify("loan_undone", "warning", "checked back in", event.item_id)]
 
@@ -1029,6 +1035,12 @@ class SelfCheck:
 
     # -- helpers
     def _to_idle(self) -> None:
+        # A loan still waiting when its reader goes was not borrowed for them (the summary
+        # did not count it): should it be made after all, it is checked back in.
+        self._deferred += [ToldNotLent(ln.msg_id, ln.item_id, ln.title)
+                           for ln in self._session.lines
+                           if ln.kind == "loan" and ln.status is Status.WAITING
+                           and ln.msg_id is not None and ln.item_id is not None]
         self.mode = self._home()
         self.lang = self.config.default_lang
         self._session = _Session()

@@ -228,3 +228,23 @@ def test_a_loan_undone_after_the_reader_was_told_no_is_kept_for_staff_once() -> 
     assert (line.status, line.reason) == (core.Status.UNCONFIRMED, "no_answer")
     assert sc.handle(undone, 9) == []  # a repeat adds nothing
     assert sc.view(9).exceptions == (kept,)
+
+
+def test_a_repeat_of_an_undone_loans_ack_does_not_show_it_done() -> None:
+    sc = make(ack_timeout_s=5)
+    borrow_session(sc)
+    msg_id = _recorded(sc, "E001", "39000001", 2)
+    sc.handle(core.Tick(), 7.1)
+    sc.handle(core.LoanUndone(msg_id, "39000001", None), 8)
+    assert sc.handle(_ack(msg_id, True), 9) == []  # the resend's repeat
+    line = sc.view(9).lines[0]
+    assert line.status is core.Status.UNCONFIRMED and line.security != "pending"
+
+
+def test_a_loan_still_waiting_when_the_reader_goes_is_told_not_lent() -> None:
+    sc = make(ack_timeout_s=5, inactivity_s=60)
+    borrow_session(sc)
+    msg_id = _recorded(sc, "E001", "39000001", 2)
+    actions = sc.handle(core.Touch("cancel"), 3)
+    assert core.ToldNotLent(msg_id, "39000001", None) in actions
+    assert sc.mode is core.Mode.IDLE

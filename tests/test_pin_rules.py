@@ -29,6 +29,7 @@ from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import PatronCheckRes, TxLoan, TxRenew, TxReturn
 from tests import test_koha_backend as koha_env
 from tests import test_sip2_backend as sip2_env
+from tests.dbs import KINDS, fresh_db
 from tests.koha_standin import koha_running
 from tests.sip2_server import Library, Patron, running
 
@@ -110,12 +111,13 @@ def test_session_judged_by_arrival_then_by_when_it_was_done() -> None:
 
 
 # -- the sessions in the central's database, and the ledger in front of the backend
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[CirculationStore]:
-    s = CirculationStore(f"sqlite:///{tmp_path / 'central.db'}")
-    load_sample(s, extra_items=5)
-    yield s
-    s.close()
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CirculationStore]:
+    with fresh_db(request.param, tmp_path) as url:
+        s = CirculationStore(url)
+        load_sample(s, extra_items=5)
+        yield s
+        s.close()
 
 
 seq = iter(range(1, 10**6))
@@ -233,3 +235,18 @@ def test_koha_the_patrons_category_and_given_name(tmp_path: Path) -> None:
         finally:
             backend.close()
         assert koha.violations == []
+
+
+def test_the_rules_are_set_from_the_command_line() -> None:
+    from tests.test_cli_errors import selfcheck
+
+    out = selfcheck("central", "--pin", "sometimes")
+    assert out.returncode == 2 and "'sometimes' is not never, always or after_failure" in \
+        out.stderr
+    out = selfcheck("central", "--pin-site", "xa-1")
+    assert out.returncode == 2 and "'xa-1' is not NAME=RULE" in out.stderr
+    out = selfcheck("central", "--session-idle", "5")
+    assert out.returncode == 2 and "give 30 to 86400 seconds" in out.stderr
+    assert "Traceback" not in out.stderr
+    shown = selfcheck("central", "--help").stdout
+    assert all(o in shown for o in ("--pin ", "--pin-site", "--pin-category", "--session-idle"))

@@ -120,7 +120,9 @@ class Sip2Backend:
         self.counters = Sip2Counters()
         self._workers = ThreadPoolExecutor(cfg.pool_size, thread_name_prefix="sip2")
         # The account's lookups (the pool's slots bound how many go out at once)
-        self._lookups = ThreadPoolExecutor(cfg.pool_size, thread_name_prefix="sip2-account")
+        # leave a connection for transactions: a loan must not wait behind an account
+        self._lookups = ThreadPoolExecutor(max(1, cfg.pool_size - 1),
+                                           thread_name_prefix="sip2-account")
 
     def close(self) -> None:
         self._workers.shutdown()
@@ -428,6 +430,10 @@ class Sip2Backend:
         note = self._noted(tx.msg_id)
         if note is None or not note.startswith("due:"):
             return None
+        if note == "due:":  # no due date before it: cannot tell, and never sent twice
+            log.warning("renewal %s: outcome unknown and cannot be told apart; not sent "
+                        "again", tx.msg_id)
+            return AckTx(msg_id=tx.msg_id, ok=False, reason="refused", item_id=tx.item_id)
         item = m.item(self.pool.call(m.item_information(
             self.cfg.institution, tx.item_id, now, self.cfg.terminal_password),
             idempotent=True))

@@ -138,6 +138,9 @@ class Journal:
             try:
                 msg = self._put(kind, topic, build)
                 msg_id = getattr(msg, "msg_id")  # noqa: B009 - every outbox message has one
+                if kind == "loan":  # borrowed again now: this loan decides, not an undo
+                    self._db.execute("DELETE FROM told_not_lent WHERE item_id = ?",
+                                     (getattr(msg, "item_id"),))  # noqa: B009
                 if getattr(msg, "offline", False):  # counted with the outbox row, atomically
                     self._db.execute(
                         "INSERT INTO offline_tx(msg_id, kind, item_id, patron_ref, created) "

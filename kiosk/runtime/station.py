@@ -148,6 +148,11 @@ class StationRuntime:
         """Give the core an event (UI loop only) and carry out what it asks for."""
         ignored = self.core.ignored.total()
         for action in self.core.handle(event, time.monotonic()):
+            if isinstance(action, core.ToldNotLent):
+                # In the journal before the screen says it: after a power cut the answer
+                # must still find what the reader was told. Rare, and one small commit.
+                self.journal.tell_not_lent(action.msg_id, action.item_id, action.title)
+                continue
             self.spawn(self._perform(action))
         if self.core.ignored.total() != ignored:
             log.debug("core ignored %s in mode %s", type(event).__name__,
@@ -267,9 +272,6 @@ class StationRuntime:
             r = action.refusal
             await asyncio.to_thread(self.journal.keep_exception, r.msg_id, r.item_id, r.title,
                                     r.reason)
-        elif isinstance(action, core.ToldNotLent):
-            await asyncio.to_thread(self.journal.tell_not_lent, action.msg_id, action.item_id,
-                                    action.title)
         elif isinstance(action, core.DropException):
             await asyncio.to_thread(self.journal.dismiss_exception, action.msg_id)
         elif isinstance(action, core.Notify):

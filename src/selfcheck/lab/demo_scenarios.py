@@ -128,7 +128,7 @@ def _return_station(out: Outcome) -> list[str]:
 
 
 RECEIPT_TITLE = "Truyện Kiều"
-RECEIPT_PATRON = "Nguyễn Văn An"  # DG0001, as the central names them
+RECEIPT_PATRON = "An"  # DG0001's given name: all the central tells a station
 # The demo's printer: text-cp1258 puts the words themselves on the wire.
 RECEIPT_PRINTER = {"transport": "network", "vietnamese": "text-cp1258"}
 
