@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from selfcheck.central import pin as pins
 from selfcheck.central.schema import items, patrons, rules
 
 Row = dict[str, Any]
@@ -204,12 +205,30 @@ def parse_rules(path: Path) -> Parsed:
     return _parse_csv(path, rules, columns, set(columns), "category", build)
 
 
+PIN_CHARS = re.compile(r"[0-9A-Za-z]{4,32}")
+
+
+def _pin(value: str | None) -> str | None:
+    """The stored form of a reader's PIN from the `pin` column: a salted hash, never the PIN;
+    an empty cell: no PIN on file."""
+    pin = (value or "").strip()
+    if not pin:
+        return None
+    if not PIN_CHARS.fullmatch(pin):
+        raise _Bad("pin", "must be 4 to 32 letters or digits")
+    return pins.hash_pin(pin)
+
+
 def parse_patrons(path: Path) -> Parsed:
     """Koha's borrowers export (cardnumber, surname, firstname, categorycode, dateexpiry, ...)
-    or our own columns (card_id, name, category, expires)."""
+    or our own columns (card_id, name, category, expires), and optionally `pin`: the PIN each
+    reader types at the station (a central that asks for PINs needs one for each reader).
+    Koha's own `password` column is a hash of the OPAC password, not a PIN, and is ignored."""
     columns = {"card_id": ("cardnumber", "card_id"), "surname": ("surname",),
                "firstname": ("firstname",), "name": ("name",),
-               "category": ("categorycode", "category"), "expires": ("dateexpiry", "expires")}
+               "category": ("categorycode", "category"), "expires": ("dateexpiry", "expires"),
+               "pin": ("pin",)}
+    with_pins = _header_has(path, "pin")
 
     def build(r: dict[str, str | None]) -> Row:
         if "name" in r:
@@ -220,10 +239,13 @@ def parse_patrons(path: Path) -> Parsed:
             if not parts:
                 raise _Bad("surname", "is empty, and so is firstname")
             name = _text(" ".join(parts), "surname", 200)
-        return {"card_id": _text(r["card_id"], "cardnumber", 64, required=True),
-                "name": name,
-                "category": _text(r["category"], "categorycode", 32, required=True),
-                "expires": _date(r.get("expires"), "dateexpiry")}
+        row: Row = {"card_id": _text(r["card_id"], "cardnumber", 64, required=True),
+                    "name": name,
+                    "category": _text(r["category"], "categorycode", 32, required=True),
+                    "expires": _date(r.get("expires"), "dateexpiry")}
+        if with_pins:  # a file without the column leaves the PINs on file as they are
+            row["pin_hash"] = _pin(r.get("pin"))
+        return row
 
     def names(header_has_name: bool) -> dict[str, tuple[str, ...]]:
         drop = ("surname", "firstname") if header_has_name else ("name",)

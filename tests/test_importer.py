@@ -278,3 +278,26 @@ def test_selfcheck_central_import(kind: str, tmp_path: Path,
         assert name_of(store, "DG1001") == "Nguyễn Văn An"
         assert count(store, items) == 2
         store.close()
+
+
+def test_pins_come_with_the_patrons_as_hashes_and_a_file_without_them_keeps_them(
+        store: CirculationStore, tmp_path: Path) -> None:
+    rules_csv = write(tmp_path, "rules.csv", RULES_CSV)
+    with_pins = write(tmp_path, "pins.csv", "cardnumber,surname,firstname,categorycode,pin\n"
+                      "DG2001,Nguyễn,Văn An,ADULT,4711\n"
+                      "DG2002,Trần,Thị Mai,ADULT,\n"
+                      "DG2003,Lê,Phúc,ADULT,12\n")
+    report = import_files(store.engine, rules_csv=rules_csv, patrons_csv=with_pins,
+                          skip_bad=True)
+    assert [(p.where, p.field) for p in report.problems] == [("line 4", "pin")]
+    with store.engine.connect() as conn:
+        stored = dict(conn.execute(select(patrons.c.card_id, patrons.c.pin_hash)).all())
+    assert stored["DG2001"].startswith("scrypt$") and "4711" not in stored["DG2001"]
+    assert stored["DG2002"] is None and "DG2003" not in stored
+    assert store.check_patron("DG2001", pin="4711").ok
+    assert store.check_patron("DG2001", pin="0000").reason == "wrong_pin"
+
+    again = write(tmp_path, "again.csv", "cardnumber,surname,firstname,categorycode\n"
+                  "DG2001,Nguyễn,Văn Anh,ADULT\n")
+    import_files(store.engine, patrons_csv=again)
+    assert store.check_patron("DG2001", pin="4711").ok  # the PIN on file stays
