@@ -136,6 +136,7 @@ def test_passwords_are_hashed_and_repeated_failures_lock_the_account(tmp_path: P
     auth.add_user("binh", PASSWORDS["binh"], "operator", ["tv-hn"])
     with store.engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT pw_hash FROM fleet_users").scalar()
+    assert stored is not None
     assert stored.startswith("$argon2id$") and PASSWORDS["binh"] not in stored
     with pytest.raises(ValueError, match="at least"):
         auth.add_user("ngan", "short", "viewer")
@@ -227,7 +228,8 @@ class Client:
 
 def _publish_fleet(recorder: Recorder) -> None:
     now = dt.datetime.now(dt.UTC)
-    fleet = [("tv-hn", "quay-1", True, dict()), ("tv-hn", "quay-2", True, dict(card_ok=False)),
+    fleet: list[tuple[str, str, bool, dict[str, Any]]] = [
+             ("tv-hn", "quay-1", True, dict()), ("tv-hn", "quay-2", True, dict(card_ok=False)),
              ("tv-hn", "tang-2", False, dict(pad_ok=False, paper="low", outbox_pending=2,
                                              outbox_oldest_at=now - dt.timedelta(minutes=25))),
              ("tv-hd", "tra-sach-1", True, dict(paper="out"))]

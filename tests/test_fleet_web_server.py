@@ -1,5 +1,5 @@
-"""The operators' web server itself: HTTPS directly with a certificate, and connections that
-stall or vanish never hold the others or the shutdown."""
+"""The operators' web server itself: HTTPS directly with a certificate (and HSTS), and
+connections that stall or vanish never hold the others or the shutdown."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ def https_fleet(tmp_path: Path, broker: Broker,
 def _get(url: str, cafile: Path) -> list[object]:
     ctx = ssl.create_default_context(cafile=str(cafile))
     with urllib.request.urlopen(f"{url}/api/stations", context=ctx, timeout=10) as resp:
+        # Served over TLS: browsers are told to come back only over TLS.
+        assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
         return list(json.load(resp))
 
 
@@ -70,6 +72,11 @@ def test_https_with_a_stalled_handshake_and_a_vanished_connection(
         stalled.close()
     # The shutdown does not wait for anyone.
     done = threading.Event()
-    threading.Thread(target=lambda: (https_fleet.web.stop() if https_fleet.web else None,
-                                     done.set()), daemon=True).start()
+
+    def stop() -> None:
+        if https_fleet.web:
+            https_fleet.web.stop()
+        done.set()
+
+    threading.Thread(target=stop, daemon=True).start()
     assert done.wait(10), "the web server did not stop"

@@ -1,9 +1,17 @@
 """Who may use the operators' page: users with argon2id password hashes, sessions with an
-idle expiry, a lockout after repeated failures, roles limited to sites, and the audit log."""
+idle expiry that are revoked on logout, password change, removal or disabling, limits on
+failed logins, roles limited to sites, and the audit log.
+
+Failed logins are limited three ways, none of which locks the real user out from elsewhere:
+a name and an address together are locked after a few failures (the classic lockout, but only
+for that address); a name is slowed (one try per growing interval, at most a minute) however
+many addresses try it; an address is slowed however many names it tries. The limits are kept
+in memory by name, whether or not the name exists, so the answers tell no one which do."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import threading
 import time
@@ -24,12 +32,16 @@ MAX_FAILURES = 5
 LOCK_S = 15 * 60.0
 SESSION_S = 60 * 60.0  # idle: every request moves it on
 MIN_PASSWORD = 10
+ADDR_FAILURES = 20  # failures from one address (any names) before it is slowed
+SLOW_MAX_S = 60.0  # the longest wait between tries of a slowed name or address
+HASH_SLOTS = max(1, min(2, os.cpu_count() or 1))  # argon2id: 64 MiB and a core per check
+DISABLED = "!"  # a password hash starting with this never matches
 
 
 class LoginRefused(Exception):
     def __init__(self, reason: str, until: float | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason  # "bad" (name or password) or "locked"
+        self.reason = reason  # "bad" (name or password), "locked" or "slow" (try at until)
         self.until = until
 
 
@@ -68,6 +80,25 @@ class Auth:
         # A hash to verify against when the name is unknown, so that the answer takes as long.
         self._dummy = self.hasher.hash(secrets.token_hex(8))
         self._lock = threading.Lock()
+        self._hashing = threading.BoundedSemaphore(HASH_SLOTS)
+        # key -> (failures, last failure); keys ("n", name), ("a", addr), ("na", name, addr)
+        self._failures: dict[tuple[str, ...], tuple[int, float]] = {}
+        self.revoked = 0  # raised on every revocation: open streams check their session
+
+    def _verify(self, pw_hash: str, password: str) -> bool:
+        with self._hashing:
+            try:
+                return self.hasher.verify(pw_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+    def _hash(self, password: str) -> str:
+        with self._hashing:
+            return self.hasher.hash(password)
+
+    def _revoke(self, conn: Any, name: str) -> None:
+        conn.execute(delete(fleet_sessions).where(fleet_sessions.c.user == name))
+        self.revoked += 1
 
     # -- users
     def add_user(self, name: str, password: str, role: str, sites: list[str] | None = None,
@@ -78,7 +109,7 @@ class Auth:
             raise ValueError(f"name {name!r}: letters, digits, '-' and '.', at most 64")
         if len(password) < MIN_PASSWORD:
             raise ValueError(f"password: at least {MIN_PASSWORD} characters")
-        row = dict(name=name, pw_hash=self.hasher.hash(password), role=role,
+        row = dict(name=name, pw_hash=self._hash(password), role=role,
                    sites=",".join(sorted(set(sites or []))), failures=0, locked_until=None,
                    created=time.time())
         with self.engine.begin() as conn:
@@ -88,41 +119,93 @@ class Auth:
                 raise ValueError(f"user {name!r} exists (use --replace to change it)")
             conn.execute(delete(fleet_users).where(fleet_users.c.name == name))
             conn.execute(insert(fleet_users), [row])
+            self._revoke(conn, name)  # a changed password or role: log in again
+
+    def remove_user(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            self._revoke(conn, name)
+            return conn.execute(delete(fleet_users).where(
+                fleet_users.c.name == name)).rowcount > 0
+
+    def disable_user(self, name: str) -> bool:
+        """Keeps the user (and the audit log's names) but no password matches until `add
+        --replace` gives a new one."""
+        with self.engine.begin() as conn:
+            self._revoke(conn, name)
+            return conn.execute(update(fleet_users).where(fleet_users.c.name == name).values(
+                pw_hash=DISABLED + fleet_users.c.pw_hash)).rowcount > 0
 
     def users(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(fleet_users.c.name, fleet_users.c.role,
-                                       fleet_users.c.sites, fleet_users.c.locked_until)
-                                ).mappings().all()
-        return [dict(r) for r in rows]
+                                       fleet_users.c.sites, fleet_users.c.locked_until,
+                                       fleet_users.c.pw_hash)).mappings().all()
+        return [{**{k: v for k, v in r.items() if k != "pw_hash"},
+                 "disabled": r["pw_hash"].startswith(DISABLED)} for r in rows]
 
     def has_users(self) -> bool:
         with self.engine.connect() as conn:
             return conn.execute(select(fleet_users.c.name).limit(1)).first() is not None
 
-    # -- sessions
-    def login(self, name: str, password: str, now: float | None = None) -> tuple[str, Session]:
+    # -- limits on failed logins
+    def _wait(self, key: tuple[str, ...], free: int, now: float) -> float | None:
+        """When the next try may come, if `key` is over its free failures."""
+        n, last = self._failures.get(key, (0, 0.0))
+        if n < free:
+            return None
+        until = last + min(2.0 ** (n - free), SLOW_MAX_S)
+        return until if until > now else None
+
+    def may_try(self, name: str, addr: str = "", now: float | None = None) -> None:
+        """Raises LoginRefused ("locked" or "slow") if a try now would be refused anyway:
+        checked before the password is hashed, so a refused crowd costs nothing."""
         now = time.time() if now is None else now
+        with self._lock:
+            n, last = self._failures.get(("na", name, addr), (0, 0.0))
+            if n >= self.max_failures and last + self.lock_s > now:
+                raise LoginRefused("locked", last + self.lock_s)
+            for until in (self._wait(("n", name), self.max_failures, now),
+                          self._wait(("a", addr), ADDR_FAILURES, now)):
+                if until is not None:
+                    raise LoginRefused("slow", until)
+
+    def _failed(self, name: str, addr: str, now: float) -> LoginRefused:
+        with self._lock:
+            keys: list[tuple[str, ...]] = [("n", name), ("a", addr), ("na", name, addr)]
+            for key in keys:
+                n, last = self._failures.get(key, (0, 0.0))
+                if key[0] == "na" and last + self.lock_s <= now:
+                    n = 0  # a lock that ran out starts again from nothing
+                self._failures[key] = (n + 1, now)
+            if len(self._failures) > 100_000:  # a spray of names: forget the oldest half
+                for key, _ in sorted(self._failures.items(), key=lambda kv: kv[1][1])[:50_000]:
+                    del self._failures[key]
+            locked = self._failures[("na", name, addr)][0] >= self.max_failures
+        # The stored count is only a record (`user list`); one UPDATE, so none is lost.
+        with self.engine.begin() as conn:
+            conn.execute(update(fleet_users).where(fleet_users.c.name == name).values(
+                failures=fleet_users.c.failures + 1,
+                locked_until=now + self.lock_s if locked else fleet_users.c.locked_until))
+        return LoginRefused("locked", now + self.lock_s) if locked else LoginRefused("bad")
+
+    # -- sessions
+    def login(self, name: str, password: str, now: float | None = None,
+              addr: str = "") -> tuple[str, Session]:
+        now = time.time() if now is None else now
+        self.may_try(name, addr, now)
         with self.engine.connect() as conn:
             row = conn.execute(select(fleet_users).where(
                 fleet_users.c.name == name)).mappings().first()
-        if row is None:
-            try:
-                self.hasher.verify(self._dummy, password)
-            except VerificationError:
-                pass
-            raise LoginRefused("bad")
-        if row["locked_until"] and row["locked_until"] > now:
-            raise LoginRefused("locked", row["locked_until"])
-        try:
-            self.hasher.verify(row["pw_hash"], password)
-        except (VerificationError, InvalidHashError):
-            failures = row["failures"] + 1
-            until = now + self.lock_s if failures >= self.max_failures else None
-            with self.engine.begin() as conn:
-                conn.execute(update(fleet_users).where(fleet_users.c.name == name).values(
-                    failures=0 if until else failures, locked_until=until))
-            raise LoginRefused("locked" if until else "bad", until) from None
+        # An unknown or disabled name is checked against a dummy hash: the same work, the
+        # same time, the same answer.
+        usable = row is not None and not row["pw_hash"].startswith(DISABLED)
+        ok = self._verify(row["pw_hash"] if usable and row else self._dummy, password) \
+            and usable
+        if not ok or row is None:
+            raise self._failed(name, addr, now)
+        with self._lock:
+            for key in (("n", name), ("na", name, addr)):
+                self._failures.pop(key, None)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         with self.engine.begin() as conn:
             conn.execute(update(fleet_users).where(fleet_users.c.name == name).values(
@@ -137,7 +220,10 @@ class Auth:
         return User(row["name"], row["role"],
                     frozenset(s for s in (row["sites"] or "").split(",") if s))
 
-    def session(self, token: str | None, now: float | None = None) -> Session | None:
+    def session(self, token: str | None, now: float | None = None, *,
+                touch: bool = True) -> Session | None:
+        """The session of `token` if still on; `touch` (a request, not a stream's check)
+        moves its idle expiry on."""
         if not token:
             return None
         now = time.time() if now is None else now
@@ -148,7 +234,7 @@ class Auth:
                 fleet_sessions.c.token_hash == _h(token))).mappings().first()
             if row is None or row["expires"] < now:
                 return None
-            if row["expires"] - now < self.session_s - 60:  # move it on, at most once a minute
+            if touch and row["expires"] - now < self.session_s - 60:  # at most once a minute
                 conn.execute(update(fleet_sessions).where(
                     fleet_sessions.c.token_hash == _h(token)).values(
                     expires=now + self.session_s))
@@ -157,6 +243,7 @@ class Auth:
     def logout(self, token: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(fleet_sessions).where(fleet_sessions.c.token_hash == _h(token)))
+        self.revoked += 1
 
     # -- the audit log
     def audit(self, user: str, action: str, target: str, result: str,

@@ -15,6 +15,12 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from selfcheck.central.engine import open_engine
+from selfcheck.central.fleet.events_bound import (
+    KEEP_EVENTS_ROWS,
+    KEEP_EVENTS_S,
+    PRUNE_EVERY_S,
+    prune_due,
+)
 from selfcheck.central.fleet.schema import (
     fleet_alerts,
     fleet_commands,
@@ -23,14 +29,18 @@ from selfcheck.central.fleet.schema import (
     fleet_stations,
     metadata,
 )
+from selfcheck.central.fleet.state import HEALTH_EVERY_S as HEALTH_PERIOD_S
 from selfcheck.central.fleet.state import Alert, FleetState, Station
 from selfcheck.central.schema import order_gaps
 
 log = logging.getLogger(__name__)
 
-KEEP_EVENTS_S = 90 * 86_400
 KEEP_HEALTH_S = 7 * 86_400
 HEALTH_EVERY_S = 300.0
+COMMANDS_LOADED = 5000  # the most recent sent commands known again after a restart
+# Alerts whose inputs are not stored (the station's clock against ours, the central's order
+# counts): restored as they were, acknowledgement included, until those are known again.
+JUDGED_LATER = ("clock_skew", "order_gap")
 
 
 def _j(value: Any) -> str | None:
@@ -42,7 +52,8 @@ def _l(text: str | None) -> Any:
 
 
 class FleetStore:
-    def __init__(self, url: str, *, flush_s: float = 1.0) -> None:
+    def __init__(self, url: str, *, flush_s: float = 1.0, keep_rows: int = KEEP_EVENTS_ROWS,
+                 keep_s: float = KEEP_EVENTS_S, prune_s: float = PRUNE_EVERY_S) -> None:
         self.engine = open_engine(url)
         metadata.create_all(self.engine)
         self._flush_s = flush_s
@@ -56,31 +67,63 @@ class FleetStore:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fleet-writer", daemon=True)
         self.writes = 0
+        self.keep_rows, self.keep_s, self._prune_s = keep_rows, keep_s, prune_s
+        self._pruned: float | None = None
+        self.events_pruned = 0
 
     def load(self, state: FleetState) -> int:
         with self.engine.connect() as conn:
             rows = conn.execute(select(fleet_stations)).mappings().all()
             alerts = conn.execute(select(fleet_alerts).where(
                 fleet_alerts.c.ended.is_(None))).mappings().all()
+            commands = conn.execute(select(fleet_commands).order_by(
+                fleet_commands.c.updated.desc()).limit(COMMANDS_LOADED)).mappings().all()
         with state.lock:
+            # So that the results of commands sent before the restart are still taken.
+            for c in reversed(commands):
+                state.commands.setdefault(c["cmd_id"], dict(
+                    cmd_id=c["cmd_id"], site=c["site"], station=c["station"], name=c["name"],
+                    state=c["state"], reason=c["reason"]))
             for r in rows:
                 rec = state.get(r["site"], r["station"])
                 rec.online, rec.session, rec.version = r["online"], r["session"], r["version"]
                 rec.last_seen, rec.changed = r["last_seen"], r["changed"] or 0.0
                 rec.state, rec.health = _l(r["state"]), _l(r["health"])
                 rec.config, rec.last_event = _l(r["config"]), _l(r["last_event"])
+                rec.health_every_s = HEALTH_PERIOD_S  # a dead one is silent from the start
             for a in alerts:
                 rec = state.get(a["site"], a["station"])
                 rec.active[a["kind"]] = Alert(a["kind"], a["since"], a["acked_by"], a["acked_at"])
+                if a["kind"] in JUDGED_LATER:
+                    rec.pending.add(a["kind"])
         return len(rows)
 
     def start(self) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(delete(fleet_events).where(
-                fleet_events.c.received < time.time() - KEEP_EVENTS_S))
-            conn.execute(delete(fleet_health).where(
-                fleet_health.c.at < time.time() - KEEP_HEALTH_S))
+        self.prune(time.time())
         self._thread.start()
+
+    def prune(self, now: float) -> int:
+        """Events beyond the bound in days and, per station, in rows; health samples beyond
+        theirs. The events removed."""
+        e = fleet_events.c
+        removed = 0
+        with self.engine.begin() as conn:
+            removed += conn.execute(delete(fleet_events).where(
+                e.received < now - self.keep_s)).rowcount or 0
+            over = conn.execute(select(e.site, e.station).group_by(e.site, e.station).having(
+                func.count() > self.keep_rows)).all()
+            for site, station in over:
+                # The id of the newest row past the bound: it and older ones go.
+                edge = conn.execute(select(e.id).where(e.site == site, e.station == station)
+                                    .order_by(e.id.desc()).offset(self.keep_rows)
+                                    .limit(1)).scalar()
+                if edge is not None:
+                    removed += conn.execute(delete(fleet_events).where(
+                        e.site == site, e.station == station, e.id <= edge)).rowcount or 0
+            conn.execute(delete(fleet_health).where(fleet_health.c.at < now - KEEP_HEALTH_S))
+        self._pruned = now
+        self.events_pruned += removed
+        return removed
 
     def stop(self) -> None:
         self._stop.set()
@@ -170,6 +213,9 @@ class FleetStore:
         while not self._stop.wait(self._flush_s):
             try:
                 self.flush()
+                now = time.time()
+                if prune_due(self._pruned, now, self._prune_s):  # while running, not only at start
+                    self.prune(now)
             except Exception:  # the database may be briefly unavailable: keep the batch
                 log.exception("fleet state write failed; retrying")
 

@@ -84,7 +84,15 @@ class FleetCollector(Collector):
         ils_alert = GaugeMetricFamily(
             "selfcheck_fleet_ils_alert", "1 while a bridge reports the library system down or "
             "refusing its login", labels=["bridge", "kind", "acked"])
+        alert = GaugeMetricFamily(
+            "selfcheck_station_alert", "1 for each alert a station holds (staff_needed, "
+            "security_write_failed, silent, ...); acked=1 once an operator acknowledged it",
+            labels=[*L, "kind", "acked"])
         with self.state.lock:
+            for rec in self.state.stations.values():
+                for a in rec.active.values():
+                    alert.add_metric([rec.site, rec.station, a.kind,
+                                      "1" if a.acked_at else "0"], 1.0)
             for b in self.state.bridges.values():
                 for s in ILS_STATES:
                     ils_state.add_metric([b.bridge, s.replace(" ", "_")],
@@ -98,6 +106,7 @@ class FleetCollector(Collector):
             counters = self.state.counters
             msgs, rejected, stale = dict(counters.messages), dict(counters.rejected), \
                 counters.stale_wills
+            unknown, dropped = counters.unknown_results, dict(counters.events_dropped)
         sites = set()
         for rec in stations:
             key = [rec.site, rec.station]
@@ -129,7 +138,7 @@ class FleetCollector(Collector):
         for site in sorted(sites):
             site_open.add_metric([site], 1.0 if self.hours.is_open(site, now) else 0.0)
         yield from g.values()
-        yield from (paper, info, tx, order, site_open, ils_state, ils_since, ils_alert)
+        yield from (paper, info, tx, order, site_open, ils_state, ils_since, ils_alert, alert)
         m = CounterMetricFamily("selfcheck_fleet_messages", "messages taken", labels=["channel"])
         for channel, n in msgs.items():
             m.add_metric([channel], n)
@@ -139,6 +148,13 @@ class FleetCollector(Collector):
         for where, n in rejected.items():
             r.add_metric([where], n)
         yield r
+        yield CounterMetricFamily("selfcheck_fleet_unknown_results", "command results dropped: "
+                                  "no command of ours to that station", value=unknown)
+        d = CounterMetricFamily("selfcheck_fleet_events_dropped", "events over the station's "
+                                "share, neither stored nor shown", labels=L)
+        for where, n in dropped.items():
+            d.add_metric(where.split("/", 1), n)
+        yield d
         yield CounterMetricFamily("selfcheck_fleet_stale_wills",
                                   "statuses ignored as older than the last birth", value=stale)
 

@@ -188,7 +188,8 @@ class FleetService:
         except (messages.MessageError, topics.TopicError) as exc:
             self._rejected(m, getattr(exc, "field", "topic"), str(exc))
             return
-        self.take(where.site, where.station, where.channel, where.name, msg)
+        self.take(where.site, where.station, where.channel, where.name, msg,
+                  retained=bool(m.retain))
 
     def _receive_ils(self, m: paho.MQTTMessage) -> None:
         """A bridge's report on the library system: the console's banner."""
@@ -217,11 +218,13 @@ class FleetService:
                         trace=trace)
 
     def take(self, site: str, station: str, channel: str, name: str,
-             msg: messages.Message) -> None:
+             msg: messages.Message, *, retained: bool = False) -> None:
+        """`retained`: the broker's replay on our (re)connect, not a station speaking now."""
         now = time.time()
         with self.state.lock:
             self.state.counters.messages[channel] += 1
-            rec: Station | None = self.state.apply(site, station, channel, name, msg, now)
+            rec: Station | None = self.state.apply(site, station, channel, name, msg, now,
+                                                   retained=retained)
             row = rec.row(now) if rec is not None else None
             if rec is not None:
                 self.store.station(rec)

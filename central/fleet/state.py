@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from selfcheck.central.fleet.events_bound import EventBucket
 from selfcheck.mqtt import messages
 from selfcheck.mqtt.commands import CommandRes
 from selfcheck.mqtt.telemetry import BridgeIls, ConfigReported, Event, Health, State
@@ -20,12 +21,20 @@ HOT_C = 80.0
 ORDER_RECENT_S = 86_400.0  # an order gap or late transaction recorded within this: an alert
 CLOCK_SKEW_S = 30.0  # station clock vs ours (receive time of its health): receipts, due dates
 HISTORY = 120  # health samples kept per station for the detail view
+# A station sends tele/health every period (60 s by default): the period is learnt from the
+# gap between two, and a station not heard from for twice that and a margin is silent, whatever
+# its retained status says (a station behind a dead link keeps "online" until the broker drops
+# it, and a broker restart may never deliver its will).
+HEALTH_EVERY_S = 60.0
+HEALTH_EVERY_MIN_S, HEALTH_EVERY_MAX_S = 5.0, 900.0
+SILENT_FACTOR = 2.0
+SILENT_MARGIN_S = 30.0
 
 # Lower is more urgent: the page puts stations in this order, then the oldest alert first.
 SEVERITY = {
     "staff_needed": 0, "security_write_failed": 0, "offline": 1, "reader_fault": 1,
-    "card_reader_fault": 1, "paper_out": 2, "outbox_old": 2, "hot": 2, "clock_skew": 3,
-    "paper_low": 3, "order_gap": 3, "out_of_service": 4,
+    "card_reader_fault": 1, "silent": 1, "paper_out": 2, "outbox_old": 2, "hot": 2,
+    "clock_skew": 3, "paper_low": 3, "order_gap": 3, "out_of_service": 4,
     "ils_down": 0, "ils_login_refused": 0,  # every station of the bridge's sites is stuck
 }
 # A bridge's verdict on the library system and the alert it holds.
@@ -69,6 +78,13 @@ class Station:
     order_late: int = 0
     order_last: float | None = None
     skew_s: float | None = None  # station clock minus ours, from its last health message
+    health_at: float | None = None  # when its last health message arrived
+    # Its health period, once learnt from two messages (or assumed for a station restored from
+    # the store): until then silence is not judged.
+    health_every_s: float | None = None
+    # Alerts restored from the store whose condition is not known again yet (its inputs are not
+    # stored): kept, with their acknowledgement, until it is.
+    pending: set[str] = field(default_factory=set)
     active: dict[str, Alert] = field(default_factory=dict)
     ended: list[Alert] = field(default_factory=list)  # cleared or acknowledged, to be written
     alerts_dirty: bool = False  # the active alerts changed since they were last written
@@ -90,6 +106,8 @@ class Station:
         out = []
         if self.online is False:
             out.append("offline")
+        elif self.silent(now):
+            out.append("silent")
         st = self.state or {}
         if st.get("service") == "out_of_service":
             out.append("out_of_service")
@@ -117,6 +135,11 @@ class Station:
             out.append("clock_skew")
         return out
 
+    def silent(self, now: float) -> bool:
+        """Not heard from within its health period and a margin, though not said offline."""
+        return self.last_seen is not None and self.health_every_s is not None and \
+            now - self.last_seen > self.health_every_s * SILENT_FACTOR + SILENT_MARGIN_S
+
     def alerts(self, now: float) -> list[str]:
         return self.conditions(now) + [k for k in LATCHED if k in self.active]
 
@@ -133,7 +156,8 @@ class Station:
         changed = False
         for kind in held - set(self.active):
             changed |= self.raise_alert(kind, now)
-        for kind in [k for k in self.active if k not in held and k not in LATCHED]:
+        for kind in [k for k in self.active
+                     if k not in held and k not in LATCHED and k not in self.pending]:
             alert = self.active.pop(kind)
             alert.cleared_at = now
             self.ended.append(alert)
@@ -161,6 +185,7 @@ class Station:
         return {
             "site": self.site, "station": self.station, "online": self.online,
             "session": self.session, "version": self.version, "last_seen": self.last_seen,
+            "silent": self.online is not False and self.silent(now),
             "service": st.get("service"), "service_message": st.get("service_message"),
             "pad_ok": st.get("pad_ok"), "card_ok": st.get("card_ok"),
             "printer": st.get("printer"), "paper": st.get("paper"),
@@ -223,10 +248,15 @@ class Counters:
     messages: collections.Counter[str] = field(default_factory=collections.Counter)
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     stale_wills: int = 0
+    # Command results for no command this service sent to that station, dropped.
+    unknown_results: int = 0
+    events_dropped: collections.Counter[str] = field(
+        default_factory=collections.Counter)  # over the station's share, by "site/station"
 
 
 class FleetState:
-    def __init__(self) -> None:
+    def __init__(self, events: EventBucket | None = None) -> None:
+        self.events = events or EventBucket()
         self.stations: dict[tuple[str, str], Station] = {}
         self.commands: dict[str, dict[str, Any]] = {}
         self.bridges: dict[str, BridgeIlsRec] = {}  # their reports on the library system
@@ -241,11 +271,14 @@ class FleetState:
         return rec
 
     def apply(self, site: str, station: str, channel: str, name: str, msg: messages.Message,
-              now: float | None = None) -> Station | None:
-        """Take one decoded message; the changed station, or None if it changed nothing."""
+              now: float | None = None, *, retained: bool = False) -> Station | None:
+        """Take one decoded message; the changed station, or None if it changed nothing.
+        `retained`: the broker's replay of a retained message (our (re)connect), which says
+        nothing about when the station was last heard from."""
         now = time.time() if now is None else now
         with self.lock:
             rec = self.get(site, station)
+            heard: float | None = now
             if isinstance(msg, messages.Status):
                 if msg.session < rec.session:
                     self.counters.stale_wills += 1  # a will (or birth) from an older session
@@ -254,10 +287,26 @@ class FleetState:
                         rec.session, rec.online, rec.version):
                     return None  # the same retained status again (our restart, a replay)
                 rec.session, rec.online, rec.version = msg.session, msg.online, msg.version
+                if retained or not msg.online:  # a will is the broker speaking, not the station
+                    heard = None
             elif isinstance(msg, State):
-                rec.state = msg.model_dump(mode="json", by_alias=True)
+                body = msg.model_dump(mode="json", by_alias=True)
+                # Retained: replayed on every connect of ours. Its own time, on our clock, says
+                # when the station last spoke; the same snapshot again says nothing new.
+                heard = None if body == rec.state else \
+                    min(now, msg.at.timestamp() - (rec.skew_s or 0.0))
+                rec.state = body
                 rec.version = msg.version
             elif isinstance(msg, Health):
+                if rec.health_at is not None:
+                    # The gap since the last one, but a gap after an outage is not the period:
+                    # at most doubled at a time (a longer period set on purpose is learnt soon).
+                    gap = now - rec.health_at
+                    if rec.health_every_s is not None:
+                        gap = min(gap, 2 * rec.health_every_s)
+                    rec.health_every_s = min(HEALTH_EVERY_MAX_S, max(HEALTH_EVERY_MIN_S, gap))
+                rec.health_at = now
+                rec.pending.discard("clock_skew")
                 rec.health = msg.model_dump(mode="json", by_alias=True)
                 rec.skew_s = msg.at.timestamp() - now
                 rec.history.append({"at": now, "temp_c": msg.cpu_temp_c,
@@ -265,6 +314,9 @@ class FleetState:
                                     "disk_free_pct": msg.disk_free_pct,
                                     "skew_s": round(rec.skew_s, 1)})
             elif isinstance(msg, Event):
+                if not self.events.take(site, station, now):
+                    self.counters.events_dropped[f"{site}/{station}"] += 1
+                    return None
                 rec.last_event = msg.model_dump(mode="json", by_alias=True, exclude_none=True)
                 if msg.kind in LATCHED:
                     rec.raise_alert(msg.kind, now)
@@ -274,19 +326,23 @@ class FleetState:
                         alert.cleared_at, alert.acked_by = now, "station"
                         rec.ended.append(alert)
             elif isinstance(msg, ConfigReported):
-                rec.config = msg.model_dump(mode="json", by_alias=True, exclude_none=True)
+                body = msg.model_dump(mode="json", by_alias=True, exclude_none=True)
+                heard = None if retained or body == rec.config else now  # retained, as state
+                rec.config = body
             elif isinstance(msg, CommandRes):
-                # Keep who sent it and with what (known when it was sent from the page).
+                # Only for a command we sent to this very station: anything else would put jobs
+                # no operator sent into the operators' history (and push real ones off it).
+                sent = self.commands.get(msg.cmd_id)
+                if sent is None or (sent.get("site"), sent.get("station")) != (site, station):
+                    self.counters.unknown_results += 1
+                    return None
                 self.commands[msg.cmd_id] = dict(
-                    self.commands.get(msg.cmd_id, {}),
-                    **msg.model_dump(mode="json", by_alias=True, exclude_none=True),
+                    sent, **msg.model_dump(mode="json", by_alias=True, exclude_none=True),
                     site=site, station=station)
-                if len(self.commands) > 5000:  # keep the recent ones
-                    self.commands.pop(next(iter(self.commands)))
             else:
                 return None
-            if not (isinstance(msg, messages.Status) and not msg.online):
-                rec.last_seen = now  # a will is the broker speaking, not the station
+            if heard is not None and (rec.last_seen is None or heard > rec.last_seen):
+                rec.last_seen = heard
             rec.refresh(now)
             rec.changed = now
             return rec
@@ -325,6 +381,11 @@ class FleetState:
                     rec.order_gaps, rec.order_late, rec.order_last = gaps, late, last
                     rec.refresh(now)
                     changed.append(rec)
+            for rec in self.stations.values():  # the counts are known again: judge the alert
+                if "order_gap" in rec.pending:
+                    rec.pending.discard("order_gap")
+                    if rec.refresh(now) and rec not in changed:
+                        changed.append(rec)
         return changed
 
     def apply_ils(self, bridge: str, msg: BridgeIls | None,

@@ -1,4 +1,4 @@
-"""The fleet service's HTTP side (stdlib only).
+"""The fleet service's HTTP side: a Starlette app served by uvicorn (h11).
 
 Open to anyone who reaches the port: `/` the page (it asks for a login), `/i18n.json`,
 `/metrics` (Prometheus; bind it to a private address). Behind a login: `/events` server-sent
@@ -6,27 +6,34 @@ events, `/api/stations`, `/api/station`, `/api/ils` (each bridge's library syste
 `/api/commands`, `/api/stats`, `/stats.csv`; with the operator role `POST /api/ack` (a
 station's alert, or with `bridge` a library-system alert) and `POST /api/command`; admins
 `GET /api/audit`. Every POST needs the `X-Requested-With: fleet` header (a cross-site form
-cannot send it) and, once logged in, the session's CSRF token in `X-CSRF-Token`.
+cannot send it), an `Origin`, when the browser sends one, of this very host, and once logged
+in the session's CSRF token in `X-CSRF-Token`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
-import queue
+import os
 import secrets
-import ssl
+import socket
 import threading
 import time
-from collections.abc import Callable
-from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from selfcheck.central.fleet.auth import Auth, LoginRefused, Session, User
 from selfcheck.central.fleet.i18n import LANGS, catalog
@@ -38,87 +45,71 @@ PAGE = Path(__file__).with_name("page.html")
 CLIENT_QUEUE = 10_000  # a client this far behind is dropped (it reconnects and resyncs)
 COOKIE = "fleet_session"
 MAX_BODY = 64 * 1024
+MAX_HEADERS = 16 * 1024  # h11's limit on a request line and headers not yet complete
+KEEP_ALIVE_S = 5.0  # an idle kept-alive connection is closed after this
+MAX_CONNECTIONS = 500  # beyond this uvicorn answers 503 rather than take more
+HSTS = "max-age=31536000"
+# Password checks at once: argon2id takes 64 MiB and a core each; more queue (without a thread).
+HASH_SLOTS = max(1, min(2, os.cpu_count() or 1))
+EVENTS_CHECK_S = 1.0  # how soon an open stream notices a revocation by this process
+REVALIDATE_S = 5.0  # ... and one by another (`selfcheck fleet user remove` writes the store)
+KEEPALIVE_FRAME_S = 15.0
 
 # (site, station, command, args, by) -> cmd_id; raises MessageError on bad arguments.
 Commander = Callable[[str, str, str, dict[str, Any], str], str]
+Frame = tuple[str | None, bytes] | None
+
+
+class _Client:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Frame] = asyncio.Queue(CLIENT_QUEUE)
+
+    def put(self, item: Frame) -> None:  # in the event loop
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
 
 
 class Hub:
-    """Fans station updates out to every connected SSE client."""
+    """Fans station updates out to every connected SSE client; publish() from any thread."""
 
     def __init__(self) -> None:
-        self._clients: set[queue.Queue[tuple[str | None, bytes] | None]] = set()
+        self._clients: set[_Client] = set()
         self._lock = threading.Lock()
 
-    def subscribe(self) -> queue.Queue[tuple[str | None, bytes] | None]:
-        q: queue.Queue[tuple[str | None, bytes] | None] = queue.Queue(CLIENT_QUEUE)
+    def subscribe(self) -> _Client:
+        c = _Client(asyncio.get_running_loop())
         with self._lock:
-            self._clients.add(q)
-        return q
+            self._clients.add(c)
+        return c
 
-    def unsubscribe(self, q: queue.Queue[tuple[str | None, bytes] | None]) -> None:
+    def unsubscribe(self, c: _Client) -> None:
         with self._lock:
-            self._clients.discard(q)
+            self._clients.discard(c)
+
+    def _send(self, item: Frame) -> None:
+        with self._lock:
+            clients = list(self._clients)
+        for c in clients:
+            try:
+                c.loop.call_soon_threadsafe(c.put, item)
+            except RuntimeError:  # its loop is closed: the server stopped
+                self.unsubscribe(c)
 
     def publish(self, event: str, data: Any, site: str | None = None) -> None:
         if site is None and isinstance(data, dict):
             site = data.get("site")
-        frame = f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
-        with self._lock:
-            clients = list(self._clients)
-        for q in clients:
-            try:
-                q.put_nowait((site, frame))
-            except queue.Full:
-                self.unsubscribe(q)
-                q.queue.clear()
-                q.put_nowait(None)
+        self._send((site, f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+                    .encode()))
 
     def close(self) -> None:
+        self._send(None)
         with self._lock:
-            clients, self._clients = list(self._clients), set()
-        for q in clients:
-            q.put(None)
-
-
-HANDSHAKE_S = 30.0  # a TLS client gets this long to finish its handshake
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    tls: ssl.SSLContext | None = None  # HTTPS directly, without a reverse proxy
-
-    def server_activate(self) -> None:
-        super().server_activate()
-        # accept() must never wait: a connection gone between select() and accept() (a port
-        # scan, a client that gave up) would hold the whole server, and its shutdown, until
-        # the next one came.
-        self.socket.setblocking(False)
-
-    def get_request(self) -> tuple[Any, Any]:
-        sock, addr = self.socket.accept()
-        sock.setblocking(True)
-        if self.tls is not None:
-            # The handshake is done in the request's own thread (finish_request), not here:
-            # a client that never finishes it must not hold the others.
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, addr
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            request.settimeout(HANDSHAKE_S)
-            request.do_handshake()
-            request.settimeout(None)
-        super().finish_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
-            return  # a browser that went away (a page reload, a closed tab), a bad handshake
-        super().handle_error(request, client_address)
-
-
+            self._clients = set()
 class WebServer:
     def __init__(self, addr: tuple[str, int], state: FleetState, hub: Hub,
                  registry: CollectorRegistry, *, auth: Auth | None = None,
@@ -126,160 +117,186 @@ class WebServer:
                  details: Callable[[str, str], dict[str, Any]] | None = None,
                  stats: Any = None, persist: Callable[[Any], None] | None = None,
                  tls: tuple[str, str] | None = None, secure_cookie: bool = False) -> None:
-        def fn(f: Callable[..., Any] | None) -> Any:  # a function kept as is, not as a method
-            return staticmethod(f) if f is not None else None
+        self.state, self.hub, self.registry, self.auth = state, hub, registry, auth
+        self.commander, self.details, self.stats, self.persist = commander, details, stats, persist
+        self.names = names or {"sites": {}, "stations": {}}
+        # Without logins (tests, a loopback-only service) the page still needs a token.
+        self.open_csrf = secrets.token_urlsafe(24)
+        self.tls = tls is not None
+        self.secure_cookie = secure_cookie or self.tls
+        self.scheme = "https" if tls else "http"
+        self._hash_slots: asyncio.Semaphore | None = None  # made in the server's loop
+        self.app = Starlette(routes=[
+            Route("/", self.page), Route("/i18n.json", self.i18n),
+            Route("/metrics", self.metrics), Route("/api/me", self.me),
+            Route("/api/stations", self.stations), Route("/api/ils", self.ils),
+            Route("/api/station", self.station), Route("/api/commands", self.commands),
+            Route("/api/audit", self.audit), Route("/api/stats", self.stats_json),
+            Route("/stats.csv", self.stats_csv), Route("/events", self.events),
+            Route("/api/login", self.login, methods=["POST"]),
+            Route("/api/logout", self.logout, methods=["POST"]),
+            Route("/api/ack", self.post, methods=["POST"]),
+            Route("/api/command", self.post, methods=["POST"]),
+        ])
+        # The socket is bound here so that the address (port 0: any) is known before start.
+        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(addr)
+        self._sock.listen(128)
+        self.server = uvicorn.Server(uvicorn.Config(
+            self._headers(self.app), http="h11", ws="none", lifespan="off",
+            log_level="warning", access_log=False, server_header=False, date_header=False,
+            h11_max_incomplete_event_size=MAX_HEADERS, timeout_keep_alive=int(KEEP_ALIVE_S),
+            limit_concurrency=MAX_CONNECTIONS, timeout_graceful_shutdown=2,
+            ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None))
+        self._thread = threading.Thread(target=self._run, name="fleet-http", daemon=True)
 
-        handler = type("Handler", (_Handler,), {
-            "state": state, "hub": hub, "registry": registry, "auth": auth,
-            "commander": fn(commander), "names": names or {"sites": {}, "stations": {}},
-            "details": fn(details), "stats": stats, "persist": fn(persist),
-            # Without logins (tests, a loopback-only service) the page still needs a token.
-            "open_csrf": secrets.token_urlsafe(24),
-            "secure_cookie": secure_cookie or tls is not None})
-        self.httpd = _Server(addr, handler)
-        self.scheme = "http"
-        if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            ctx.load_cert_chain(*tls)
-            self.httpd.tls = ctx
-            self.scheme = "https"
-        self.hub = hub
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="fleet-http",
-                                        daemon=True)
+    def _headers(self, app: Any) -> Any:
+        """Headers every answer carries (HSTS only over TLS: a browser ignores it otherwise)."""
+        extra = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                 (b"referrer-policy", b"no-referrer")]
+        if self.tls:
+            extra.append((b"strict-transport-security", HSTS.encode()))
+
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            async def send_with(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    headers = [*message.get("headers", []), *extra]
+                    # The cookie's Max-Age slides with the session's expiry in the store.
+                    token = scope.get("state", {}).get("slide")
+                    if token and not any(k == b"set-cookie" for k, _ in headers):
+                        headers.append((b"set-cookie", self._cookie(
+                            token, int(self.auth.session_s if self.auth else 0)).encode()))
+                    message = {**message, "headers": headers}
+                await send(message)
+            await app(scope, receive, send_with)
+        return wrapped
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
+        host, port = self._sock.getsockname()[:2]
         return f"{self.scheme}://{host!s}:{port}"
+
+    def _run(self) -> None:
+        self.server.run(sockets=[self._sock])
 
     def start(self) -> None:
         self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and self._thread.is_alive() \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def stop(self) -> None:
         self.hub.close()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()
 
+    # -- answers
+    @staticmethod
+    def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return JSONResponse(data, status, headers={"Cache-Control": "no-store",
+                                                   **(headers or {})})
 
-class _Handler(BaseHTTPRequestHandler):
-    state: FleetState
-    hub: Hub
-    registry: CollectorRegistry
-    auth: Auth | None
-    commander: Commander | None
-    names: dict[str, Any]
-    details: Callable[[str, str], dict[str, Any]] | None
-    stats: Any
-    persist: Callable[[Any], None] | None
-    open_csrf: str
-    secure_cookie: bool
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format, *args)
-
-    def _send(self, body: bytes, ctype: str, status: int = 200,
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Referrer-Policy", "no-referrer")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self._send(json.dumps(data, ensure_ascii=False).encode(), "application/json", status,
-                   headers)
+    @staticmethod
+    def _text(body: str, status: int) -> Response:
+        return Response(body, status, media_type="text/plain",
+                        headers={"Cache-Control": "no-store"})
 
     # -- who is asking
-    def _token(self) -> str | None:
-        cookie = SimpleCookie(self.headers.get("Cookie", ""))
-        morsel = cookie.get(COOKIE)
-        return morsel.value if morsel else None
-
-    def _session(self) -> Session | None:
+    def _session(self, request: Request) -> Session | None:
         if self.auth is None:
             return Session(User("local", "admin"), self.open_csrf)
-        return self.auth.session(self._token())
-
-    def _need(self, role: str = "viewer", site: str | None = None, action: str = "",
-              target: str = "") -> Session | None:
-        """The session if it may do this; otherwise the refusal is sent and None returned."""
-        s = self._session()
-        if s is None:
-            self._json({"error": "login"}, 401)
-            return None
-        if not s.user.may(role) or (site is not None and not s.user.sees(site)):
-            self._json({"error": "forbidden"}, 403)
-            if action and self.auth is not None:  # a refused action is an action too
-                self.auth.audit(s.user.name, action, target or site or "", "forbidden")
-            return None
+        token = request.cookies.get(COOKIE)
+        s = self.auth.session(token)
+        if s is not None:
+            request.state.slide = token  # read by _headers: the answer renews the cookie
         return s
 
-    def _visible(self, s: Session, site: str | None) -> Callable[[str], bool]:
+    def _need(self, request: Request, role: str = "viewer", site: str | None = None,
+              action: str = "", target: str = "") -> Session | Response:
+        """The session if it may do this; otherwise the refusal to send."""
+        s = self._session(request)
+        if s is None:
+            return self._json({"error": "login"}, 401)
+        if not s.user.may(role) or (site is not None and not s.user.sees(site)):
+            if action and self.auth is not None:  # a refused action is an action too
+                self.auth.audit(s.user.name, action, target or site or "", "forbidden")
+            return self._json({"error": "forbidden"}, 403)
+        return s
+
+    @staticmethod
+    def _site(request: Request) -> str | None:
+        return request.query_params.get("site") or None
+
+    @staticmethod
+    def _visible(s: Session, site: str | None) -> Callable[[str], bool]:
         return lambda st: s.user.sees(st) and (site is None or st == site)
 
-    # -- GET
-    def do_GET(self) -> None:
-        url = urlparse(self.path)
-        q = parse_qs(url.query)
-        site: str | None = (q.get("site") or [""])[0] or None
-        path = url.path
-        if path == "/":
-            self._send(PAGE.read_bytes(), "text/html; charset=utf-8", headers={
-                "Content-Security-Policy": "default-src 'self'; style-src 'self' "
-                "'unsafe-inline'; script-src 'self' 'unsafe-inline'; img-src 'self' data:"})
-        elif path == "/i18n.json":
-            lang = (q.get("lang") or ["vi"])[0]
-            if lang not in LANGS:
-                self._send(b"lang: vi or en\n", "text/plain", 400)
-                return
-            self._json(catalog(lang))
-        elif path == "/metrics":
-            self._send(generate_latest(self.registry), CONTENT_TYPE_LATEST)
-        elif path == "/api/me":
-            s = self._session()
-            if s is None:
-                self._json({"error": "login"}, 401)
-                return
-            self._json({"user": s.user.info(), "csrf": s.csrf, "names": self.names,
-                        "login": self.auth is not None})
-        elif path == "/api/stations":
-            if (s := self._need()) is not None:
-                self._json(self._rows(s, site))
-        elif path == "/api/ils":
-            if self._need() is not None:  # the library system is every site's concern
-                self._json(self.state.ils_rows())
-        elif path == "/api/station":
-            station = (q.get("station") or [""])[0]
-            if site and (s := self._need("viewer", site)) is not None:
-                self._json(self._detail(site, station))
-            elif not site:
-                self._json({"error": "site"}, 400)
-        elif path == "/api/commands":
-            if (s := self._need()) is not None:
-                with self.state.lock:
-                    cmds = list(self.state.commands.values())
-                self._json([c for c in cmds if self._visible(s, site)(c["site"])][-200:])
-        elif path == "/api/audit":
-            if (s := self._need("admin")) is not None and self.auth is not None:
-                self._json(self.auth.audit_rows())
-            elif s is not None:
-                self._json([])
-        elif path in ("/api/stats", "/stats.csv"):
-            if (s := self._need("viewer", site)) is not None:
-                self._stats(s, q, csv=path.endswith(".csv"))
-        elif path == "/events":
-            if (s := self._need("viewer", site)) is not None:
-                self._events(s, site)
-        else:
-            self._send(b"not found\n", "text/plain", 404)
+    # -- GET (sync: Starlette runs them in its thread pool, beside the store's locks)
+    def page(self, request: Request) -> Response:
+        return Response(PAGE.read_bytes(), media_type="text/html; charset=utf-8", headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'self'; style-src 'self' "
+            "'unsafe-inline'; script-src 'self' 'unsafe-inline'; img-src 'self' data:"})
+
+    def i18n(self, request: Request) -> Response:
+        lang = request.query_params.get("lang", "vi")
+        if lang not in LANGS:
+            return self._text("lang: vi or en\n", 400)
+        return self._json(catalog(lang))
+
+    def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def me(self, request: Request) -> Response:
+        s = self._session(request)
+        if s is None:
+            return self._json({"error": "login"}, 401)
+        return self._json({"user": s.user.info(), "csrf": s.csrf, "names": self.names,
+                           "login": self.auth is not None})
+
+    def stations(self, request: Request) -> Response:
+        s = self._need(request)
+        if isinstance(s, Response):
+            return s
+        return self._json(self._rows(s, self._site(request)))
+
+    def ils(self, request: Request) -> Response:
+        s = self._need(request)  # the library system is every site's concern
+        return s if isinstance(s, Response) else self._json(self.state.ils_rows())
+
+    def station(self, request: Request) -> Response:
+        site = self._site(request)
+        if not site:
+            return self._json({"error": "site"}, 400)
+        s = self._need(request, "viewer", site)
+        if isinstance(s, Response):
+            return s
+        return self._json(self._detail(site, request.query_params.get("station", "")))
+
+    def commands(self, request: Request) -> Response:
+        s = self._need(request)
+        if isinstance(s, Response):
+            return s
+        with self.state.lock:
+            cmds = list(self.state.commands.values())
+        visible = self._visible(s, self._site(request))
+        return self._json([c for c in cmds if visible(c["site"])][-200:])
+
+    def audit(self, request: Request) -> Response:
+        s = self._need(request, "admin")
+        if isinstance(s, Response):
+            return s
+        return self._json(self.auth.audit_rows() if self.auth is not None else [])
+
+    def stats_json(self, request: Request) -> Response:
+        return self._stats(request, csv=False)
+
+    def stats_csv(self, request: Request) -> Response:
+        return self._stats(request, csv=True)
 
     def _rows(self, s: Session, site: str | None) -> list[dict[str, Any]]:
         visible = self._visible(s, site)
@@ -305,170 +322,221 @@ class _Handler(BaseHTTPRequestHandler):
             commands += [c for c in extra.get("commands", []) if c["cmd_id"] not in known]
         return {"row": row, "history": history, "commands": commands, "events": events}
 
-    def _stats(self, s: Session, q: dict[str, list[str]], csv: bool) -> None:
+    def _stats(self, request: Request, csv: bool) -> Response:
+        s = self._need(request, "viewer", self._site(request))
+        if isinstance(s, Response):
+            return s
         if self.stats is None:
-            self._json({"error": "no_store"}, 404)
-            return
+            return self._json({"error": "no_store"}, 404)
+        q = {k: request.query_params.getlist(k) for k in request.query_params}
         sites = None if not s.user.sites else set(s.user.sites)
         try:
             if csv:
                 table = (q.get("table") or ["periods"])[0]
                 name, body = self.stats.csv(q, sites, table)
-                self._send(body.encode("utf-8-sig"), "text/csv; charset=utf-8", headers={
-                    "Content-Disposition": f'attachment; filename="{name}"'})
-            else:
-                self._json(self.stats.report(q, sites))
+                return Response(body.encode("utf-8-sig"), media_type="text/csv; charset=utf-8",
+                                headers={"Cache-Control": "no-store", "Content-Disposition":
+                                         f'attachment; filename="{name}"'})
+            return self._json(self.stats.report(q, sites))
         except ValueError as exc:
-            self._json({"error": str(exc)}, 400)
+            return self._json({"error": str(exc)}, 400)
 
-    def _events(self, s: Session, site: str | None) -> None:
+    # -- server-sent events
+    async def events(self, request: Request) -> Response:
+        site = self._site(request)
+        s = await run_in_threadpool(self._need, request, "viewer", site)
+        if isinstance(s, Response):
+            return s
+        client = self.hub.subscribe()  # before the snapshot, so no update falls in between
+        snapshot = json.dumps(self._rows(s, site), ensure_ascii=False)
+        ils = json.dumps(self.state.ils_rows(), ensure_ascii=False)
+        return StreamingResponse(self._stream(request, s, site, client, snapshot, ils),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    async def _stream(self, request: Request, s: Session, site: str | None, client: _Client,
+                      snapshot: str, ils: str) -> AsyncIterator[bytes]:
         visible = self._visible(s, site)
-        q = self.hub.subscribe()  # before the snapshot, so no update falls in between
+        token = request.cookies.get(COOKIE)
+        revoked = self.auth.revoked if self.auth is not None else 0
+        checked = sent = time.monotonic()
         try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            snapshot = json.dumps(self._rows(s, site), ensure_ascii=False)
-            self.wfile.write(f"event: snapshot\ndata: {snapshot}\n\n".encode())
-            ils = json.dumps(self.state.ils_rows(), ensure_ascii=False)
-            self.wfile.write(f"event: ils\ndata: {ils}\n\n".encode())
-            self.wfile.flush()
+            yield f"event: snapshot\ndata: {snapshot}\n\nevent: ils\ndata: {ils}\n\n".encode()
             while True:
                 try:
-                    item = q.get(timeout=15)
-                except queue.Empty:
-                    item = (None, b": keep-alive\n\n")
+                    item: Frame = await asyncio.wait_for(client.queue.get(), EVENTS_CHECK_S)
+                except TimeoutError:
+                    item = (None, b"")
+                now = time.monotonic()
+                # A logout, a password change or a removal: is this session still on? (Checked
+                # on a busy stream too: a stream of frames must not keep a revoked one open.)
+                auth = self.auth
+                if auth is not None and (auth.revoked != revoked or now - checked >= REVALIDATE_S):
+                    revoked, checked = auth.revoked, now
+                    # A look, not activity: watching does not keep an idle session on.
+                    if await run_in_threadpool(partial(auth.session, token, touch=False)) is None:
+                        return
                 if item is None:
                     return
                 frame_site, frame = item
-                if frame_site is not None and not visible(frame_site):
-                    continue
-                self.wfile.write(frame)
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            pass
+                if not frame:
+                    if now - sent < KEEPALIVE_FRAME_S:
+                        continue
+                    frame = b": keep-alive\n\n"
+                if frame_site is None or visible(frame_site):
+                    sent = now
+                    yield frame
         finally:
-            self.hub.unsubscribe(q)
-            self.close_connection = True
+            self.hub.unsubscribe(client)
 
     # -- POST
-    def _body(self) -> dict[str, Any] | None:
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            self._json({"error": "too_large"}, 413)
-            return None
+    def _refused(self, request: Request) -> Response | None:
+        """The cross-site checks every POST passes before its body is looked at."""
+        if request.headers.get("x-requested-with") != "fleet":
+            return self._json({"error": "csrf"}, 403)
+        origin = request.headers.get("origin")
+        if origin is not None:
+            o = urlparse(origin)
+            if f"{o.scheme}://{o.netloc}" != f"{request.url.scheme}://" \
+                                             f"{request.headers.get('host', '')}":
+                return self._json({"error": "origin"}, 403)
+        return None
+
+    async def _body(self, request: Request) -> dict[str, Any] | Response:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return self._json({"error": "too_large"}, 413)
+        raw = b""
         try:
-            data = json.loads(self.rfile.read(n) or b"{}")
+            async for chunk in request.stream():
+                raw += chunk
+                if len(raw) > MAX_BODY:  # a chunked body has no length to check first
+                    return self._json({"error": "too_large"}, 413)
+        except ClientDisconnect:
+            return self._json({"error": "json"}, 400)
+        try:
+            data = json.loads(raw or b"{}")
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            self._json({"error": "json"}, 400)
-            return None
+            return self._json({"error": "json"}, 400)
         return data
 
-    def do_POST(self) -> None:
-        path = urlparse(self.path).path
-        if self.headers.get("X-Requested-With") != "fleet":
-            self._json({"error": "csrf"}, 403)
-            return
-        body = self._body()
-        if body is None:
-            return
-        if path == "/api/login":
-            self._login(body)
-            return
-        if path == "/api/logout":
-            token = self._token()
-            if self.auth is not None and token:
-                self.auth.logout(token)
-            self._json({"ok": True}, headers={"Set-Cookie": self._cookie("", 0)})
-            return
-        s = self._session()
+    async def login(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        auth = self.auth
+        if auth is None:
+            return self._json({"error": "no_login"}, 404)
+        name, password = str(body.get("name") or "")[:64], str(body.get("password") or "")
+        addr = request.client.host if request.client else ""
+        if self._hash_slots is None:
+            self._hash_slots = asyncio.Semaphore(HASH_SLOTS)
+        try:
+            # The limits first (no hashing for those refused), then a slot for the check:
+            # a crowd of logins waits here, without a thread or 64 MiB each.
+            await run_in_threadpool(auth.may_try, name, addr)
+            async with self._hash_slots:
+                token, s = await run_in_threadpool(auth.login, name, password, None, addr)
+        except LoginRefused as exc:
+            await run_in_threadpool(auth.audit, name or "?", "login", addr, exc.reason)
+            status = {"locked": 423, "slow": 429}.get(exc.reason, 401)
+            headers = {}
+            if exc.until is not None and exc.reason == "slow":
+                headers["Retry-After"] = str(max(1, int(exc.until - time.time() + 0.999)))
+            # A client is told "locked" for both: the page shows when to try again.
+            reason = "locked" if exc.reason == "slow" else exc.reason
+            return self._json({"error": reason, "until": exc.until}, status, headers)
+        await run_in_threadpool(auth.audit, s.user.name, "login", addr, "ok")
+        return self._json({"user": s.user.info(), "csrf": s.csrf, "names": self.names,
+                           "login": True},
+                          headers={"Set-Cookie": self._cookie(token, int(auth.session_s))})
+
+    async def logout(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        token = request.cookies.get(COOKIE)
+        if self.auth is not None and token:
+            s = await run_in_threadpool(self.auth.session, token)
+            await run_in_threadpool(self.auth.logout, token)
+            if s is not None:
+                await run_in_threadpool(self.auth.audit, s.user.name, "logout", "", "ok")
+        return self._json({"ok": True}, headers={"Set-Cookie": self._cookie("", 0)})
+
+    async def post(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        return await run_in_threadpool(self._post, request, body)
+
+    def _post(self, request: Request, body: dict[str, Any]) -> Response:
+        path = request.url.path
+        s = self._session(request)
         if s is None:
-            self._json({"error": "login"}, 401)
-            return
-        if not hmac.compare_digest(self.headers.get("X-CSRF-Token", ""), s.csrf):
-            self._json({"error": "csrf"}, 403)
-            return
+            return self._json({"error": "login"}, 401)
+        if not hmac.compare_digest(request.headers.get("x-csrf-token", ""), s.csrf):
+            return self._json({"error": "csrf"}, 403)
         site, station = str(body.get("site") or ""), str(body.get("station") or "")
         target = f"{site}/{station or '*'}"
         if path == "/api/ack" and body.get("bridge"):
             bridge, kind = str(body["bridge"])[:64], str(body.get("kind") or "")
-            if self._need("operator", None, "ack", f"bridge {bridge} {kind}") is not None:
-                self._ack_ils(s, bridge, kind)
-        elif path == "/api/ack":
+            need = self._need(request, "operator", None, "ack", f"bridge {bridge} {kind}")
+            return need if isinstance(need, Response) else self._ack_ils(s, bridge, kind)
+        if path == "/api/ack":
             kind = str(body.get("kind") or "")
-            if self._need("operator", site, "ack", f"{target} {kind}") is not None:
-                self._ack(s, site, station, kind)
-        elif path == "/api/command":
-            if self._need("operator", site, str(body.get("name") or "command")[:32],
-                          target) is not None:
-                self._command(s, site, body)
-        else:
-            self._json({"error": "not found"}, 404)
+            need = self._need(request, "operator", site, "ack", f"{target} {kind}")
+            return need if isinstance(need, Response) else self._ack(s, site, station, kind)
+        need = self._need(request, "operator", site, str(body.get("name") or "command")[:32],
+                          target)
+        return need if isinstance(need, Response) else self._command(s, site, body)
 
     def _cookie(self, value: str, max_age: int) -> str:
         secure = "; Secure" if self.secure_cookie else ""
         return f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
 
-    def _login(self, body: dict[str, Any]) -> None:
-        if self.auth is None:
-            self._json({"error": "no_login"}, 404)
-            return
-        name, password = str(body.get("name") or "")[:64], str(body.get("password") or "")
-        try:
-            token, s = self.auth.login(name, password)
-        except LoginRefused as exc:
-            self.auth.audit(name or "?", "login", "", exc.reason)
-            self._json({"error": exc.reason, "until": exc.until},
-                       423 if exc.reason == "locked" else 401)
-            return
-        self.auth.audit(s.user.name, "login", "", "ok")
-        self._json({"user": s.user.info(), "csrf": s.csrf, "names": self.names, "login": True},
-                   headers={"Set-Cookie": self._cookie(token, int(self.auth.session_s))})
-
-    def _ack(self, s: Session, site: str, station: str, kind: str) -> None:
+    def _ack(self, s: Session, site: str, station: str, kind: str) -> Response:
         rec = self.state.ack(site, station, kind, s.user.name)
         result = "ok" if rec is not None else "not_active"
         if self.auth is not None:
             self.auth.audit(s.user.name, "ack", f"{site}/{station} {kind}", result)
         if rec is None:
-            self._json({"error": result}, 409)
-            return
+            return self._json({"error": result}, 409)
         with self.state.lock:
             row = rec.row(time.time())
             if self.persist is not None:
                 self.persist(rec)
         self.hub.publish("station", row)
-        self._json(row)
+        return self._json(row)
 
-    def _ack_ils(self, s: Session, bridge: str, kind: str) -> None:
+    def _ack_ils(self, s: Session, bridge: str, kind: str) -> Response:
         done = self.state.ack_ils(bridge, kind, s.user.name)
         result = "ok" if done else "not_active"
         if self.auth is not None:
             self.auth.audit(s.user.name, "ack", f"bridge {bridge} {kind}", result)
         if not done:
-            self._json({"error": result}, 409)
-            return
+            return self._json({"error": result}, 409)
         rows = self.state.ils_rows()
         self.hub.publish("ils", rows)
-        self._json(rows)
+        return self._json(rows)
 
-    def _command(self, s: Session, site: str, body: dict[str, Any]) -> None:
+    def _command(self, s: Session, site: str, body: dict[str, Any]) -> Response:
         name = str(body.get("name") or "")
         args = body.get("args") or {}
         station = body.get("station")
         if self.commander is None or not isinstance(args, dict):
-            self._json({"error": "no_commands"}, 400)
-            return
+            return self._json({"error": "no_commands"}, 400)
         with self.state.lock:
             targets = [st for (si, st) in self.state.stations if si == site
                        and (station is None or st == station)]
         if not targets:
-            self._json({"error": "unknown_station"}, 404)
-            return
+            return self._json({"error": "unknown_station"}, 404)
         target = f"{site}/{station}" if station else f"{site}/*"
         sent = []
         for st in sorted(targets):
@@ -478,9 +546,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if self.auth is not None:
                     self.auth.audit(s.user.name, name or "command", target, "refused",
                                     str(exc))
-                self._json({"error": "invalid", "field": exc.field, "reason": exc.reason}, 400)
-                return
+                return self._json({"error": "invalid", "field": exc.field,
+                                   "reason": exc.reason}, 400)
         if self.auth is not None:
             self.auth.audit(s.user.name, name, target, "sent",
                             json.dumps({"args": args, "cmd_ids": sent}, ensure_ascii=False))
-        self._json({"cmd_ids": sent})
+        return self._json({"cmd_ids": sent})

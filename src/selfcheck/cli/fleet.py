@@ -5,6 +5,8 @@
   selfcheck fleet send STATION CMD k=v  send a command and wait for its final state
   selfcheck fleet user add NAME ...     an operator of the web page (password from a prompt
                                         or a file)
+  selfcheck fleet user remove NAME      remove one (its sessions end at once)
+  selfcheck fleet user disable NAME     keep the name, refuse its logins and end its sessions
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ul = uverbs.add_parser("list", help="list the users")
     ul.add_argument("--db", default="sqlite:///var/central.db", help="central store URL")
     ul.set_defaults(func=user_list)
+    for verb, doc in (("remove", "remove a user and end its sessions"),
+                      ("disable", "refuse a user's logins (until add --replace) and end its "
+                                  "sessions")):
+        ur = uverbs.add_parser(verb, help=doc)
+        ur.add_argument("name")
+        ur.add_argument("--db", default="sqlite:///var/central.db", help="central store URL")
+        ur.set_defaults(func=user_remove if verb == "remove" else user_disable)
 
     c = verbs.add_parser("send", help="send a command to a station and wait for the result")
     c.add_argument("station", help="STATION or SITE/STATION")
@@ -205,9 +214,26 @@ def user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def user_remove(args: argparse.Namespace) -> int:
+    if not _auth(args.db).remove_user(args.name):
+        print(f"user {args.name}: no such user")
+        return 2
+    print(f"user {args.name}: removed, sessions ended")
+    return 0
+
+
+def user_disable(args: argparse.Namespace) -> int:
+    if not _auth(args.db).disable_user(args.name):
+        print(f"user {args.name}: no such user")
+        return 2
+    print(f"user {args.name}: disabled, sessions ended (`user add --replace` enables it)")
+    return 0
+
+
 def user_list(args: argparse.Namespace) -> int:
     for u in _auth(args.db).users():
         locked = " (locked)" if u["locked_until"] and u["locked_until"] > time.time() else ""
+        locked += " (disabled)" if u["disabled"] else ""
         print(f"{u['name']}\t{u['role']}\t{u['sites'] or '*'}{locked}")
     return 0
 
