@@ -45,6 +45,7 @@ class DeskConfig:
     receipt: Literal["none", "print", "email", "ask"]
     pin: Literal["never", "always", "central"]
     library_name: str  # the receipt's heading
+    return_clear_s: float = 25.0  # a return station's lines leave the screen after this quiet
 
 
 @dataclass(frozen=True)

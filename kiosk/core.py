@@ -103,6 +103,9 @@ class _Session:
     # The loans whose question the reader answered: a repeat of the question is not news
     # (after a yes their line carries the new loan's msg_id)
     answered: set[str] = field(default_factory=set)
+    # Finish was pressed while books were still processed: the summary comes with their
+    # outcomes (a loan is neither borrowed nor failed until its answer or its time-out)
+    finishing: bool = False
 
 
 def staff_ref(card_id: str) -> str:
@@ -120,6 +123,7 @@ _INACTIVITY_MODES = (*(m for m in _SESSION_MODES if m is not Mode.SUMMARY), Mode
                      Mode.PIN)
 # Where a reader's card asks for a patron check.
 _CHECK_MODES = (Mode.IDLE, Mode.RETURN, Mode.SUMMARY)
+_PROCESSING = (Status.RECORDING, Status.WAITING)  # a line with no outcome yet
 
 
 # Where a reader's card starts a session (or, at a return station, is told off), and where a
@@ -251,6 +255,7 @@ class SelfCheck:
         # False after the central failed to answer while the broker was up: returns are then
         # accepted at once, marked offline. Any answer from the central sets it back.
         self._central_ok = True
+        self._pad_changed = 0.0  # when the pad's set of tags last changed (return station)
         # Events that did not apply in the mode they came in: counted, and the latest kept,
         # so that tests and logs can tell a dropped event from a handled one.
         self.ignored: Counter[tuple[Mode, str]] = Counter()
@@ -279,7 +284,8 @@ class SelfCheck:
                     pin_tries_left=self._session.pin_tries if self.mode is Mode.PIN else None,
                     offline_session=s.offline, offline_left=s.offline_left,
                     account=s.account, account_failed=s.account_failed,
-                    renewals=tuple(s.renewals), central_ok=self._central_ok)
+                    renewals=tuple(s.renewals), central_ok=self._central_ok,
+                    finishing=s.finishing)
 
     @property
     def busy(self) -> bool:
@@ -343,6 +349,10 @@ class SelfCheck:
             return self._ignore(event)
         handler: Callable[[Event, float], list[Action]] = getattr(self, TABLE[type(event)][1])
         actions = handler(event, now)
+        s = self._session
+        if (s.finishing and self.mode in (Mode.BORROW, Mode.RETURN)
+                and not any(ln.status in _PROCESSING for ln in s.lines)):
+            actions += self._finish()  # the last outcome came: on to the summary
         if self._deferred:
             actions, self._deferred = actions + self._deferred, []
         return actions
@@ -369,7 +379,10 @@ class SelfCheck:
         return self._renew([event.item_id])
 
     def _on_tags(self, event: TagsPresent, now: float) -> list[Action]:
-        self._present = {t.uid: t for t in event.tags}
+        present = {t.uid: t for t in event.tags}
+        if present.keys() != self._present.keys():
+            self._pad_changed = now
+        self._present = present
         return self._pending_writes() + self._scan(now)
 
     def _on_recorded(self, event: Recorded, now: float) -> list[Action]:
@@ -470,6 +483,7 @@ class SelfCheck:
             self.mode = Mode.STAFF
             return []
         if self.mode is Mode.RETURN_STATION:
+            self._clear_returns()  # a new reader: the previous one's titles go
             self._show("return_station_no_card", None, now)
             return []
         if self.mode in _CHECK_MODES:
@@ -730,6 +744,15 @@ class SelfCheck:
                 break  # never forget a book still on the pad: it would be returned again
             lines.remove(old)
 
+    def _clear_returns(self) -> None:
+        """A return station forgets the lines of books gone from the pad and settled: no
+        session ends there, so this is when the previous reader's titles leave the screen.
+        A book still on the pad stays (it would be returned again), and so does one still
+        being processed (its outcome is yet to show)."""
+        self._session.lines = [ln for ln in self._session.lines
+                               if ln.status in (Status.RECORDING, Status.WAITING)
+                               or set(ln.uids) & (self._present.keys() | self._writing.keys())]
+
     # -- security
     @staticmethod
     def _state(line: Line) -> SecState:
@@ -908,6 +931,8 @@ class SelfCheck:
         return Mode.CONFIRM_LOAN if self._asked() is not None else Mode.BORROW
 
     def _press_finish(self, now: float) -> list[Action]:
+        if self._session.finishing:
+            return []  # already on its way to the summary
         if self.config.confirm_count and self._session.lines:
             self._session.count, self._session.count_read = 0, None
             self.mode = Mode.CONFIRM_COUNT
@@ -971,6 +996,12 @@ class SelfCheck:
             elif ln.status is Status.ASKING:  # never answered: not borrowed
                 self._replace(ln, replace(ln, status=Status.REFUSED, confirm=None))
         self._session.finished = True
+        if any(ln.status in _PROCESSING for ln in self._session.lines):
+            self._session.finishing = True  # `handle` goes on when the last outcome comes
+            if self.mode is Mode.CONFIRM_COUNT:  # where the lines show
+                self.mode = Mode.BORROW if self._session.patron_ref else Mode.RETURN
+            return []
+        self._session.finishing = False
         self._receipt_state = None
         options = self._receipt_options()
         has_items = any(ln.item_id for ln in (*self._session.lines, *self._session.renewals))
@@ -1027,6 +1058,9 @@ class SelfCheck:
                     self._update(line.msg_id, status=Status.UNCONFIRMED, reason="no_answer")
                     if line.kind == "loan" and line.item_id is not None:
                         actions.append(ToldNotLent(line.msg_id, line.item_id, line.title))
+        if (self.mode is Mode.RETURN_STATION
+                and now - self._pad_changed >= self.config.return_station_clear_s):
+            self._clear_returns()
         limit = self._limit()
         if limit is not None and now - self._last_activity >= limit:
             self._staff = None

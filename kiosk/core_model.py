@@ -479,6 +479,7 @@ class View:
     account_failed: bool = False  # no answer to the account request
     renewals: tuple[Line, ...] = ()  # kind "renew", one per loan asked for
     central_ok: bool = True  # False: the broker is up but the central stopped answering
+    finishing: bool = False  # Finish pressed: the summary waits for the books still processed
 
 
 @dataclass
@@ -501,6 +502,9 @@ class CoreConfig:
     can_print: bool = False  # the runtime has a printer
     can_email: bool = False  # the runtime has a mail relay
     return_station_lines: int = 12
+    # A return station has no session to end: its lines leave the screen after this quiet
+    # time since the pad last changed, so the next person does not see the last one's titles
+    return_station_clear_s: float = 25.0
     pin: PinRule = "never"  # always: the pad before every check; central: when asked
     offline_loans: bool = False  # offline: loans against the offline list, and returns
 

@@ -69,6 +69,9 @@ class StationSettings(BaseSettings):
     # -- the self-service desk (issue 4): each a per-site choice
     mode: Literal["selfcheck", "return-station"] = Field(
         "selfcheck", description="return-station: no card, books keep coming, sort bins shown")
+    return_clear_s: float = Field(25.0, gt=0, description="return-station: the returned "
+                                  "books' lines leave the screen this long after the pad "
+                                  "last changed (and when a reader's card is read)")
     confirm_count: bool = Field(False, description="the reader confirms how many books")
     multipart: Literal["accept", "warn", "refuse"] = Field(
         "warn", description="a multi-part item with parts missing from the pad")
@@ -196,7 +199,8 @@ class StationSettings(BaseSettings):
                             multipart=self.multipart, owner_isil=self.owner_isil,
                             staff_cards=frozenset(self.staff_cards),
                             help_after=self.help_after, receipt=self.receipt, pin=self.pin,
-                            library_name=self.library_name or self.site),
+                            library_name=self.library_name or self.site,
+                            return_clear_s=self.return_clear_s),
             afi=AfiPolicy(self.afi_in_library, self.afi_on_loan),
             printer=printer, mail=mail)
         return self

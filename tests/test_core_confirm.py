@@ -166,7 +166,7 @@ def test_a_question_after_finish_is_a_refusal() -> None:
     for _ in range(2):
         sc.handle(core.Touch("count_plus"), 5.1)
     sc.handle(core.Touch("count_ok"), 5.2)
-    assert sc.mode is core.Mode.SUMMARY
+    assert (sc.mode, sc.view(5.2).finishing) == (core.Mode.BORROW, True)  # one still waits
     # the reader said they are done: no question now, the loan is not borrowed
     assert sc.handle(needs_confirmation(recs[1].msg_id, "39000002"), 6) == []
     assert sc.mode is core.Mode.SUMMARY

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from selfcheck.drivers.seen import SeenTag
+from selfcheck.drivers.seen import SeenTag, TagUid
 from selfcheck.drivers.tags import TagInfo
 from selfcheck.kiosk import core
 from selfcheck.kiosk.runtime.edge import ack_received, patron_checked
@@ -48,6 +48,14 @@ def records(actions: list[core.Action]) -> list[core.RecordTx]:
     return [a for a in actions if isinstance(a, core.RecordTx)]
 
 
+def lend(sc: core.SelfCheck, *tags: SeenTag, now: float = 2) -> list[core.RecordTx]:
+    """Books placed and borrowed: each has its answer (the summary waits for them)."""
+    recs = records(place(sc, *tags, now=now))
+    for rec in recs:
+        sc.handle(ack(rec.msg_id, item_id=rec.item_id), now)
+    return recs
+
+
 def ack(msg_id: str, ok: bool = True, **kw: object) -> core.AckReceived:
     return ack_received(AckTx(msg_id=msg_id, ok=ok, item_id=str(kw.pop("item_id", "x")),
                                   **kw))  # type: ignore[arg-type]
@@ -57,13 +65,38 @@ def ack(msg_id: str, ok: bool = True, **kw: object) -> core.AckReceived:
 def test_stack_with_confirmed_count_goes_to_the_summary() -> None:
     sc = make(confirm_count=True)
     borrow(sc)
-    assert len(records(place(sc, tag("E1", "1"), tag("E2", "2")))) == 2
+    assert len(lend(sc, tag("E1", "1"), tag("E2", "2"))) == 2
     sc.handle(core.Touch("finish"), 3)
     assert sc.mode is core.Mode.CONFIRM_COUNT and sc.view(3).count == 0
     sc.handle(core.Touch("count_plus"), 3)
     sc.handle(core.Touch("count_plus"), 3)
     sc.handle(core.Touch("count_ok"), 3)
     assert sc.mode is core.Mode.SUMMARY
+
+
+def test_the_summary_waits_for_the_books_still_processed() -> None:
+    """A loan still processed is neither borrowed nor failed: Finish waits for its outcome,
+    its answer or its time-out (then told "not borrowed"), and only then the summary."""
+    sc = make(ack_timeout_s=5)
+    borrow(sc)
+    lend(sc, tag("E1", "1"))
+    (b,) = records(place(sc, tag("E1", "1"), tag("E2", "2"), now=2))
+    sc.handle(core.Touch("finish"), 3)
+    v = sc.view(3)
+    assert (v.mode, v.finishing) == (core.Mode.BORROW, True)
+    assert sc.handle(core.Touch("finish"), 3.5) == []  # already on its way
+    assert sc.handle(core.Tick(), 6.9) == [] and sc.mode is core.Mode.BORROW
+    out = sc.handle(core.Tick(), 7)
+    assert out == [core.ToldNotLent(b.msg_id, "2", None)] and sc.mode is core.Mode.SUMMARY
+    assert [ln.status for ln in sc.view(7).lines] == [core.Status.DONE,
+                                                       core.Status.UNCONFIRMED]
+    assert not sc.view(7).finishing
+    sc = make()  # an answer in time: the summary comes with it
+    borrow(sc)
+    (c,) = records(place(sc, tag("E1", "1")))
+    sc.handle(core.Touch("finish"), 3)
+    sc.handle(ack(c.msg_id, item_id="1"), 4)
+    assert sc.mode is core.Mode.SUMMARY and sc.view(4).lines[0].status is core.Status.DONE
 
 
 def test_count_mismatch_is_explained_and_the_reader_goes_back_to_the_pad() -> None:
@@ -88,7 +121,7 @@ def test_count_mismatch_is_explained_and_the_reader_goes_back_to_the_pad() -> No
 def test_no_count_asked_without_the_site_option_or_without_books() -> None:
     sc = make()
     borrow(sc)
-    place(sc, tag("E1", "1"))
+    lend(sc, tag("E1", "1"))
     sc.handle(core.Touch("finish"), 3)
     assert sc.mode is core.Mode.SUMMARY
     sc = make(confirm_count=True)
@@ -329,6 +362,33 @@ def test_return_station_keeps_its_latest_lines() -> None:
     assert [ln.item_id for ln in sc.view(5).lines] == ["2", "3", "4"]
 
 
+def test_return_station_lines_leave_after_a_quiet_time_and_on_a_card() -> None:
+    """No session ends at a return station: the previous reader's titles go after a quiet
+    time and when a new card is read, except a book still on the pad or still processed."""
+    sc = make(station_mode="return-station", return_station_clear_s=20, ack_timeout_s=60)
+    a, b = records(place(sc, tag("E1", "1"), tag("E2", "2"), now=0))
+    sc.handle(ack(a.msg_id), 1)
+    sc.handle(core.SecurityWritten(TagUid("E1"), ok=True), 1)
+    sc.handle(core.TagsPresent((tag("E2", "2"),)), 2)  # one lifted, one being processed
+    sc.handle(core.Tick(), 21)
+    assert [ln.item_id for ln in sc.view(21).lines] == ["1", "2"]  # not quiet long enough
+    sc.handle(core.TagsPresent(()), 22)
+    sc.handle(core.Tick(), 41.9)
+    assert len(sc.view(41.9).lines) == 2
+    sc.handle(core.Tick(), 42)
+    assert [ln.item_id for ln in sc.view(42).lines] == ["2"]  # still waiting for its answer
+    sc.handle(ack(b.msg_id), 43)
+    sc.handle(core.SecurityWritten(TagUid("E2"), ok=True), 43)
+    sc.handle(core.Tick(), 44)
+    assert sc.view(44).lines == ()
+    (c,) = records(place(sc, tag("E3", "3"), now=50))
+    sc.handle(ack(c.msg_id), 51)
+    sc.handle(core.SecurityWritten(TagUid("E3"), ok=True), 51)
+    records(place(sc, tag("E4", "4"), now=52))  # E3 lifted, E4 on the pad
+    sc.handle(core.CardRead("DG0001"), 53)  # the next reader
+    assert [ln.item_id for ln in sc.view(53).lines] == ["4"]
+
+
 def test_return_station_staff_mode_and_back() -> None:
     sc = make(station_mode="return-station")
     sc.handle(core.CardRead(STAFF), 1)
@@ -397,7 +457,7 @@ def test_help_button_from_anywhere_and_staff_card_answers_it() -> None:
 def test_receipt_ask_offers_what_the_station_has() -> None:
     sc = make(receipt="ask", can_print=True, can_email=False)
     borrow(sc)
-    place(sc, tag("E1", "1"))
+    lend(sc, tag("E1", "1"))
     sc.handle(core.Touch("finish"), 3)
     v = sc.view(3)
     assert (v.mode, v.receipt_options) == (core.Mode.RECEIPT, ("print",))
@@ -417,7 +477,7 @@ def test_receipt_none_and_no_books_skip_the_question() -> None:
     assert sc.mode is core.Mode.SUMMARY  # nothing to put on a receipt
     sc = make(receipt="ask", can_print=True)
     borrow(sc)
-    place(sc, tag("E1", "1"))
+    lend(sc, tag("E1", "1"))
     sc.handle(core.Touch("finish"), 3)
     sc.handle(core.Touch("receipt_none"), 4)
     assert (sc.mode, sc.view(4).receipt_state) == (core.Mode.SUMMARY, None)
@@ -426,19 +486,19 @@ def test_receipt_none_and_no_books_skip_the_question() -> None:
 def test_receipt_print_site_prints_without_asking_and_no_printer_means_none() -> None:
     sc = make(receipt="print", can_print=True)
     borrow(sc)
-    place(sc, tag("E1", "1"))
+    lend(sc, tag("E1", "1"))
     out = sc.handle(core.Touch("finish"), 3)
     assert isinstance(out[0], core.SendReceipt) and sc.mode is core.Mode.SUMMARY
     sc = make(receipt="print", can_print=False)
     borrow(sc)
-    place(sc, tag("E1", "1"))
+    lend(sc, tag("E1", "1"))
     assert sc.handle(core.Touch("finish"), 3) == [] and sc.mode is core.Mode.SUMMARY
 
 
 def test_email_receipt_checks_the_address_and_does_not_keep_it() -> None:
     sc = make(receipt="ask", can_email=True)
     borrow(sc)
-    place(sc, tag("E1", "1"))
+    lend(sc, tag("E1", "1"))
     sc.handle(core.Touch("finish"), 3)
     sc.handle(core.Touch("receipt_email"), 3)
     assert sc.mode is core.Mode.EMAIL

@@ -12,7 +12,7 @@ from selfcheck.kiosk import core
 from selfcheck.kiosk.runtime.health import HealthProbe
 from selfcheck.mqtt import messages
 from selfcheck.mqtt.telemetry import State
-from tests.test_core import borrow_session, make, tag
+from tests.test_core import _ack, borrow_session, make, tag
 
 _n = itertools.count(1)
 
@@ -49,6 +49,10 @@ def test_out_of_service_waits_for_the_readers_session_to_end() -> None:
     assert sc.mode is core.Mode.BORROW and sc.closing and sc.busy
     actions = sc.handle(core.TagsPresent((tag("E001"),)), 3)
     assert len(actions) == 1  # the session goes on normally
+    (rec,) = actions
+    assert isinstance(rec, core.RecordTx)
+    sc.handle(core.Recorded(rec.msg_id), 3)
+    sc.handle(_ack(rec.msg_id, True), 3.5)  # answered: the summary may open
     sc.handle(core.Touch("finish"), 4)
     assert sc.mode is core.Mode.SUMMARY
     sc.handle(core.Touch("done"), 5)

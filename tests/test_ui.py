@@ -55,6 +55,21 @@ def test_refusals_in_english_leave_the_store_untouched(tmp_path: Path) -> None:
                                                          "refusal-summary"]
 
 
+def test_return_station_forgets_the_previous_readers_titles(tmp_path: Path) -> None:
+    """After a new reader's card the return station's list is as empty as at the start:
+    below the hint line, the last screen's pixels are the first one's."""
+    from PIL import Image, ImageChops
+
+    proc, shots = run_demo(tmp_path, "--lang", "vi", "--scenario", "return-station",
+                           "--size", "800x480")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first, *returned, last = (Image.open(p).convert("RGB") for p in shots)
+    below_hint = (0, 104, 800, 480)
+    assert all(ImageChops.difference(first.crop(below_hint), shot.crop(below_hint)).getbbox()
+               for shot in returned)  # the titles were shown
+    assert ImageChops.difference(first.crop(below_hint), last.crop(below_hint)).getbbox() is None
+
+
 # Each scenario at one of the supported screens, so that every size is played by touches
 # (and below, every scenario at every size).
 DESK = {

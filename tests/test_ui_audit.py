@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from selfcheck.kiosk.ui.audit import contrast
-from selfcheck.kiosk.ui.theme import palette, panel_ppi
+from selfcheck.kiosk.ui.theme import palette, panel_ppi, panel_px_mm
 
 pytestmark = pytest.mark.ui
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +44,19 @@ def test_nine_millimetres_on_the_usual_panels() -> None:
     assert panel_ppi((800, 480), dpi=200) == 200
 
 
+def test_millimetres_across_and_down_on_a_panel_of_non_square_pixels() -> None:
+    """The Pi 7" panel is 154 x 86 mm: 5.19 px/mm across, 5.58 down; 9 mm is 47 x 51 px."""
+    from selfcheck.kiosk.ui.theme import Theme
+
+    across, down = panel_px_mm((800, 480))
+    assert (round(across, 2), round(down, 2)) == (5.19, 5.58)
+    assert panel_px_mm((480, 800)) == (down, across)  # mounted the other way
+    assert panel_px_mm((800, 480), dpi=254) == (10.0, 10.0)  # a given density: square
+    theme = Theme()
+    theme.set_panel(panel_ppi((800, 480)), (across, down))
+    assert (theme.touch, theme.gap) == (51, 12)  # 9 mm and 2 mm along the denser axis
+
+
 BROKEN = textwrap.dedent("""
     from selfcheck.kiosk.ui.boot import configure
     configure(headless=True, size=(400, 300))
@@ -52,6 +65,7 @@ BROKEN = textwrap.dedent("""
     from kivy.core.window import Window
     from kivy.uix.button import Button
     from kivy.uix.floatlayout import FloatLayout
+    from kivy.graphics import Color, Rectangle
     from kivy.uix.label import Label
     from selfcheck.kiosk.ui.audit import audit_tree
     EventLoop.ensure_window()
@@ -61,16 +75,47 @@ BROKEN = textwrap.dedent("""
     short = Label(text="Đặt sách lên khay đặt sách, từng cuốn", font_size=20, shorten=True,
                   size_hint=(None, None), size=(120, 30), pos=(0, 100), text_size=(120, 30))
     a = Button(text="A", size_hint=(None, None), size=(40, 40), pos=(200, 200))
+    # 9 mm from the diagonal's 133 ppi, not down the Pi panel's 5.58 px/mm
+    c = Button(text="C", size_hint=(None, None), size=(60, 48), pos=(0, 200))
+    d = Button(text="D", size_hint=(None, None), size=(60, 60), pos=(65, 200))
     b = Button(text="B", size_hint=(None, None), size=(80, 80), pos=(220, 180),
                background_normal="", background_color=(0.85, 0.45, 0.10, 1),
                color=(1, 1, 1, 1))
-    for w in (clipped, short, a, b):
+    # yellow on yellow (the contrast theme's "more time" on its warning bar), and the same
+    # with an edge drawn in black
+    warn = FloatLayout(size_hint=(None, None), size=(400, 90), pos=(0, 0))
+    with warn.canvas.before:
+        Color(1, 0.9, 0, 1)
+        Rectangle(pos=(0, 0), size=(400, 90))
+    flat = Button(text="Thêm", size_hint=(None, None), size=(60, 60), pos=(120, 10),
+                  background_normal="", background_color=(1, 0.9, 0, 1), color=(0, 0, 0, 1))
+    edged = Button(text="Thêm", size_hint=(None, None), size=(60, 60), pos=(260, 10),
+                   background_normal="", background_color=(1, 0.9, 0, 1), color=(0, 0, 0, 1))
+    edged.edge_color = (0, 0, 0, 1)
+    warn.add_widget(flat)
+    warn.add_widget(edged)
+    small = Label(text="Đang xử lý…", font_size=13, color=(0, 0, 0, 1),
+                  size_hint=(None, None), size=(150, 30), pos=(0, 140))
+    for w in (clipped, short, a, b, c, d, small):
         root.add_widget(w)
+    # the top bar: 3 mm is enough there (17 px down the Pi panel), not 16 px
+    bar = FloatLayout(size_hint=(None, None), size=(400, 60), pos=(0, 240))
+    bar_ok = Label(text="Trợ giúp", font_size=17, size_hint=(None, None), size=(120, 40),
+                   pos=(0, 250), color=(0, 0, 0, 1))
+    bar_small = Label(text="Trực tuyến", font_size=16, size_hint=(None, None),
+                      size=(120, 40), pos=(200, 250))
+    bar.add_widget(bar_ok)
+    bar.add_widget(bar_small)
     Window.add_widget(root)
+    Window.add_widget(bar)
+    Window.add_widget(warn)
     for _ in range(5):
         Clock.tick()
-    ids = {id(clipped): "clipped", id(short): "short", id(a): "a", id(b): "b"}
-    for v in audit_tree([root], ids, "broken", (400, 300), "vi", "normal", 48, 133):
+    ids = {id(clipped): "clipped", id(short): "short", id(a): "a", id(b): "b", id(c): "c",
+           id(d): "d", id(small): "small", id(bar): "bar", id(bar_ok): "bar_ok",
+           id(bar_small): "bar_small", id(flat): "flat", id(edged): "edged"}
+    for v in audit_tree([root, bar, warn], ids, "broken", (400, 300), "vi", "normal",
+                        (5.19, 5.58), 133):
         print(v)
 """)
 
@@ -83,7 +128,16 @@ def test_the_audit_finds_clipping_ellipsis_overlap_small_targets_and_low_contras
     text = "\n".join(out)
     assert "clipped: text" in text and "px high in 30 px" in text
     assert "short: text ellipsised" in text
-    assert "a: touch target 40x40 px, under 9 mm" in text
+    assert "a: touch target 40x40 px, 7.7x7.2 mm, under 9 mm" in text
+    assert "c: touch target 60x48 px, 11.6x8.6 mm, under 9 mm" in text
+    assert {"c: 1.0 mm from d, under 2 mm", "d: 1.0 mm from c, under 2 mm"} & set(
+        ln.split(": ", 1)[1] for ln in out)
+    assert "d: touch target" not in text
+    assert "small: text 13.0 px, 2.3 mm high, under 3.5 mm" in text
+    assert "bar_small: text 16.0 px, 2.9 mm high, under 3.0 mm" in text
+    assert "bar_ok: text" not in text
+    assert "flat: edge 1.00:1 under 3.0:1 (#ffe600 on #ffe600)" in text  # WCAG 1.4.11
+    assert "edged: edge" not in text
     assert "b: overlaps a by 20x40 px" in text
     assert "b: contrast 3.28:1 under 4.5:1" in text  # white on the old orange
 
@@ -117,3 +171,61 @@ def test_screen_settings() -> None:
     for bad in ("800", "800x", "wide", "10x10"):
         with pytest.raises(ValidationError):
             StationSettings(screen=bad)
+
+
+MEASURE = textwrap.dedent("""
+    import json
+    from selfcheck.kiosk.ui.boot import configure
+    configure(headless=True, size=(800, 480))
+    from selfcheck.kiosk.ui import audit
+    h = audit.Harness()
+    views = dict(audit.sample_views("vi"))
+    ids = h.station.ids
+    seen, fonts = {}, {}
+
+    def box(w):
+        x, y = w.to_window(w.x, w.y)
+        return [round(x), round(y), round(x + w.width), round(y + w.height)]
+
+    for level in ("normal", "large"):
+        h.show((800, 480), "vi", level, views["pin"])
+        seen[f"pin {level}"] = [box(b) for b in h.station.pin_buttons.values()]
+        seen[f"bar {level}"] = [box(ids[k]) for k in ("a11y", "help", "lang")]
+        h.show((800, 480), "vi", level, views["account"])
+        seen[f"renew {level}"] = [box(w) for w in ids.account_lines.walk(restrict=True)
+                                  if getattr(w, "text", "") == "Gia hạn"]
+        h.show((800, 480), "vi", level, views["borrow"])
+        fonts[f"bar {level}"] = min(ids[k].font_size for k in ("title", "net", "a11y", "help",
+                                                               "lang"))
+        fonts[f"reader {level}"] = min(w.font_size
+                                       for w in ids.screens.current_screen.walk()
+                                       if getattr(w, "text", "").strip())
+    print("SEEN " + json.dumps(seen))
+    print("FONTS " + json.dumps(fonts))
+""")
+
+
+def test_pin_keys_bar_and_renew_buttons_are_9_mm_and_2_mm_apart_on_the_pi_panel() -> None:
+    """At 800x480 (5.19 px/mm across, 5.58 down): 47 x 51 px each, 11 x 12 px between; and
+    text 3.5 mm high, the bar's 3 mm."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", MEASURE], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(next(ln for ln in proc.stdout.splitlines()
+                           if ln.startswith("SEEN "))[5:])
+    for group, boxes in seen.items():
+        assert boxes, group
+        for x0, y0, x1, y1 in boxes:
+            assert x1 - x0 >= 47 and y1 - y0 >= 51, (group, x1 - x0, y1 - y0)
+        for i, (ax0, ay0, ax1, ay1) in enumerate(boxes):
+            for bx0, by0, bx1, by1 in boxes[i + 1:]:
+                across = max(bx0 - ax1, ax0 - bx1)
+                down = max(by0 - ay1, ay0 - by1)
+                assert across >= 11 or down >= 12, (group, across, down)
+    fonts = json.loads(next(ln for ln in proc.stdout.splitlines()
+                            if ln.startswith("FONTS "))[6:])
+    # text 3.5 mm high (20 px down the panel), the top bar's 3 mm (17 px)
+    assert fonts["bar normal"] >= 17 and fonts["reader normal"] >= 20, fonts
+    assert fonts["reader large"] >= 30, fonts  # large text grows it

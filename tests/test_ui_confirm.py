@@ -35,7 +35,7 @@ DRIVE = textwrap.dedent("""
     from selfcheck.kiosk.runtime.edge import ack_received
     from selfcheck.kiosk.ui.audit import audit_tree
     from selfcheck.kiosk.ui.screens import StationRoot
-    from selfcheck.kiosk.ui.theme import panel_ppi, theme
+    from selfcheck.kiosk.ui.theme import panel_ppi, panel_px_mm, theme
     from selfcheck.mqtt.ids import uuid7
     from selfcheck.mqtt.messages import AckTx, LoanConfirm, PatronCheckRes
     from selfcheck.kiosk.runtime.edge import patron_checked
@@ -54,7 +54,7 @@ DRIVE = textwrap.dedent("""
     Window.add_widget(station)
     Window.size = (w, h)
     station.size = (w, h)
-    theme.set_panel(panel_ppi((w, h)))
+    theme.set_panel(panel_ppi((w, h)), panel_px_mm((w, h)))
     names = {id(v.__self__): k for k, v in station.ids.items()}
 
     def settle():
@@ -78,7 +78,7 @@ DRIVE = textwrap.dedent("""
         roots = [ids.bar, ids.screens.current_screen, ids.pending_banner]
         lang = sc.lang
         seen["audit"] += [str(v) for v in audit_tree(roots, names, name, (w, h), lang,
-                                                     theme.level, theme.touch, theme.ppi)]
+                                                     theme.level, theme.px_mm, theme.ppi)]
         EventLoop.idle()
         file = out / f"{name}-{w}x{h}-{lang}.png"
         station.export_to_png(str(file))

@@ -54,7 +54,8 @@ def core_config(config: StationConfig) -> core.CoreConfig:
                            staff_cards=desk.staff_cards, help_after=desk.help_after,
                            receipt=desk.receipt, can_print=config.printer is not None,
                            can_email=config.mail is not None, pin=desk.pin,
-                           offline_loans=config.offline.loans)
+                           offline_loans=config.offline.loans,
+                           return_station_clear_s=desk.return_clear_s)
 
 
 class StationRuntime:

@@ -18,7 +18,7 @@ from selfcheck.kiosk.runtime.watchdog import UiWatchdog
 from selfcheck.kiosk.ui.audio import Prompter
 from selfcheck.kiosk.ui.demo_panel import DemoPanel
 from selfcheck.kiosk.ui.screens import StationRoot
-from selfcheck.kiosk.ui.theme import panel_ppi, theme
+from selfcheck.kiosk.ui.theme import panel_ppi, panel_px_mm, theme
 
 Script = Callable[["StationApp"], Awaitable[int]]
 
@@ -52,7 +52,10 @@ class StationApp(App):
         panel = s.screen_size or (Window.width - (DemoPanel.WIDTH if self._make_demo
                                                   and self._panel == "beside" else 0),
                                   Window.height)
-        theme.set_panel(panel_ppi(panel, s.screen_dpi, s.screen_inches))
+        across, down = panel_px_mm(panel, s.screen_dpi, s.screen_inches)
+        if s.rotation in (90, 270):  # the picture's across is the panel's down
+            across, down = down, across
+        theme.set_panel(panel_ppi(panel, s.screen_dpi, s.screen_inches), (across, down))
         self.prompter = Prompter(s.audio, s.audio_cache)
         self.station = StationRoot(on_button=self._button, on_event=self.runtime.feed,
                                    say=self.prompter.say,

@@ -1,6 +1,9 @@
 """The layout audit: every screen of the station, at a given size, language and theme, checked
-for what stops a reader: text cut off, touch targets that overlap or are smaller than 9 mm,
-text with too little contrast. Also the sample screens the gallery draws.
+for what stops a reader: text cut off, touch targets that overlap, are smaller than 9 mm along
+either axis or closer than 2 mm to the next (in mm of the real panel, whose pixels need not be
+square), text under 3.5 mm high (the top bar's under 3 mm), text with too little contrast,
+controls whose edge (fill or drawn edge) stands out less than 3:1 from around them (WCAG
+1.4.11). Also the sample screens the gallery draws.
 
 Needs a Kivy window (kiosk.ui.boot.configure first); runs every screen in one window,
 resizing it between sizes."""
@@ -22,6 +25,8 @@ LANGS = ("vi", "en")
 # Labels that may end in "…" when too long: the bar's title. Everything else must fit.
 MAY_ELLIPSISE = {"title"}
 AA, AA_LARGE = 4.5, 3.0
+TOUCH_MM, GAP_MM = 9.0, 2.0
+READ_MM, BAR_READ_MM = 3.5, 3.0  # text a reader reads at arm's length; the top bar's
 
 
 @dataclass(frozen=True)
@@ -259,7 +264,7 @@ def _text_needs(widget: Any) -> tuple[float, float, bool]:
 
 
 def audit_tree(roots: Iterable[Any], ids: dict[int, str], screen: str,
-               size: tuple[int, int], lang: str, level: str, touch: float,
+               size: tuple[int, int], lang: str, level: str, px_mm: tuple[float, float],
                ppi: float) -> list[Violation]:
     """Each root's widgets must stay inside the root (what spills out is drawn under its
     neighbours); see the module doc for the rest."""
@@ -272,6 +277,8 @@ def audit_tree(roots: Iterable[Any], ids: dict[int, str], screen: str,
         out.append(Violation(screen, _name(widget, ids), size, lang, level, why))
 
     widgets = [(w, _rect(root)) for root in roots for w in _visible(root)]
+    in_bar = {id(w) for root in roots if ids.get(id(getattr(root, "__self__", root))) == "bar"
+              for w in _visible(root)}
     buttons = []
     for w, (bx0, by0, bx1, by1) in widgets:
         x0, y0, x1, y1 = _rect(w)
@@ -286,13 +293,26 @@ def audit_tree(roots: Iterable[Any], ids: dict[int, str], screen: str,
             x0, y0, x1, y1 = max(x0, v0[0]), max(y0, v0[1]), min(x1, v1[0]), min(y1, v1[1])
         if isinstance(w, Button) and not w.disabled and x1 - x0 > 1 and y1 - y0 > 1:
             buttons.append((w, (x0, y0, x1, y1)))
-            if min(w.width, w.height) < touch - 0.5:
-                bad(w, f"touch target {w.width:.0f}x{w.height:.0f} px, under 9 mm "
-                       f"({touch:.0f} px on this panel)")
+            # the control's boundary: its fill, or the edge drawn over it, against what is
+            # around it
+            fill, around = background(w), background(w.parent)
+            edge = getattr(w, "edge_color", None)
+            seen = [fill] + ([_over(tuple(edge), fill)] if edge is not None else [])
+            ratio = max(contrast(c, around) for c in seen)
+            if ratio < AA_LARGE - 0.005:
+                bad(w, f"edge {ratio:.2f}:1 under {AA_LARGE}:1 ({_hex(fill)} on {_hex(around)})")
+            mm = (w.width / px_mm[0], w.height / px_mm[1])
+            if min(mm) < TOUCH_MM - 0.05:
+                bad(w, f"touch target {w.width:.0f}x{w.height:.0f} px, {mm[0]:.1f}x{mm[1]:.1f}"
+                       f" mm, under {TOUCH_MM:.0f} mm")
         if not isinstance(w, Label) or not w.text.strip():
             continue
         need_w, need_h, cut = _text_needs(w)
         short = w.text.replace("\n", " ")[:40]
+        least = BAR_READ_MM if id(w) in in_bar else READ_MM
+        if w.font_size / px_mm[1] < least - 0.05:
+            bad(w, f"text {w.font_size:.1f} px, {w.font_size / px_mm[1]:.1f} mm high, under "
+                   f"{least} mm: {short!r}")
         if cut and ids.get(id(w)) not in MAY_ELLIPSISE:
             bad(w, f"text ellipsised: {short!r}")
         elif w.text_size[0] is None and need_w > w.width + 1:
@@ -319,6 +339,11 @@ def audit_tree(roots: Iterable[Any], ids: dict[int, str], screen: str,
             iy = min(ra[3], rb[3]) - max(ra[1], rb[1])
             if ix > 1 and iy > 1:
                 bad(a, f"overlaps {_name(b, ids)} by {ix:.0f}x{iy:.0f} px")
+                continue
+            # side by side (or one above the other): the space between, in mm on that axis
+            gap = (-ix / px_mm[0] if iy > 1 else -iy / px_mm[1] if ix > 1 else None)
+            if gap is not None and gap < GAP_MM - 0.05:
+                bad(a, f"{gap:.1f} mm from {_name(b, ids)}, under {GAP_MM:.0f} mm")
     return out
 
 
@@ -366,12 +391,12 @@ class Harness:
 
     def show(self, size: tuple[int, int], lang: str, level: str, view: core.View,
              ppi: float | None = None) -> None:
-        from selfcheck.kiosk.ui.theme import panel_ppi, theme
+        from selfcheck.kiosk.ui.theme import panel_ppi, panel_px_mm, theme
 
         if tuple(self.window.size) != size:
             self.window.size = size
         self.station.size = size
-        theme.set_panel(ppi or panel_ppi(size))
+        theme.set_panel(ppi or panel_ppi(size), None if ppi else panel_px_mm(size))
         theme.level = level
         self.station.render(view)
         if view.mode is core.Mode.EMAIL:
@@ -387,7 +412,7 @@ class Harness:
         st = self.station
         current = st.ids.screens.current_screen
         roots = [st.ids.bar, current, st.ids.pending_banner]
-        return audit_tree(roots, self.ids, screen, size, lang, level, theme.touch, theme.ppi)
+        return audit_tree(roots, self.ids, screen, size, lang, level, theme.px_mm, theme.ppi)
 
 
 def run(sizes: Iterable[tuple[int, int]] = SIZES, langs: Iterable[str] = LANGS,

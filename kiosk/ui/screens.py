@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from babel.numbers import format_currency
+from kivy.clock import Clock
 from kivy.factory import Factory
 from kivy.lang import Builder
 from kivy.properties import (
@@ -152,7 +153,9 @@ class _TitledRow(BoxLayout):
         text = f"[b]{escape_markup(self.title)}[/b]"
         if self.note:
             rgb = get_hex_from_color(self.note_color)
-            size = int(18 * theme.fs)
+            # a note is read too (a hold, a missing part): never under the reading floor,
+            # which the audit cannot see inside markup
+            size = int(max(theme.read * theme.scale, 18 * theme.fs))
             text += f"\n[size={size}][color={rgb}]{escape_markup(self.note)}[/color][/size]"
         self.markup_text = text
 
@@ -213,6 +216,8 @@ class StationRoot(BoxLayout):
                  on_event: Callable[[core.Event], None] | None = None,
                  say: Say | None = None, desk_where: dict[str, str] | None = None,
                  **kw: Any) -> None:
+        # the e-mail words move after the layout pass that changed a width, never during it
+        self._place_words = Clock.create_trigger(self._move_words)
         super().__init__(**kw)
         self._on_button = on_button
         self._desk_where = desk_where or {}  # by language: where the librarian's desk is
@@ -224,11 +229,11 @@ class StationRoot(BoxLayout):
         self.email = ""
         self.email_buttons: dict[str, Button] = {}
         for ch in (*EMAIL_KEYS, *EMAIL_WORDS):
-            btn = Factory.EmailKey(text=ch, size_hint_x=1.6 if len(ch) > 4 else 1)
+            btn = Factory.WordKey(text=ch) if len(ch) > 1 else Factory.EmailKey(text=ch)
             btn.bind(on_release=lambda _b, c=ch: self.type_key(c))
             self.email_buttons[ch] = btn
             (self.ids.email_words if len(ch) > 1 else self.ids.email_keys).add_widget(btn)
-        back = Factory.EmailKey(text="")
+        back = Factory.WordKey(text="")
         back.bind(on_release=lambda _b: self.type_key(None))
         self.email_buttons["back"] = back
         self.ids.email_words.add_widget(back)
@@ -241,7 +246,10 @@ class StationRoot(BoxLayout):
             self.pin_buttons[key] = btn
             self.ids.pin_keys.add_widget(btn)
         theme.bind(level=lambda *_: self._rerender())
-        theme.bind(touch=self._fit, u=self._fit)
+        theme.bind(touch=self._fit, gap=self._fit, u=self._fit)
+        for name in ("email_row", "email_cancel", "email_send"):
+            self.ids[name].bind(width=self._place_words)
+        self.ids.email_words.bind(minimum_width=self._place_words)
         # "3 more" under each list that scrolls: what is below the visible rows
         self._lists = [("lines_view", "lines_more"), ("summary_view", "summary_more"),
                        ("account_view", "account_more"), ("staff_view", "staff_more"),
@@ -258,9 +266,22 @@ class StationRoot(BoxLayout):
         self._fit()
 
     def _fit(self, *_: Any) -> None:
-        # as many e-mail keys a row as fit at 9 mm each
+        # as many e-mail keys a row as fit at 9 mm each, 2 mm apart
         usable = self.width - 24 * theme.u
-        self.email_cols = max(6, min(12, int(usable // (theme.touch + 4 * theme.u))))
+        self.email_cols = max(6, min(12, int(usable // (theme.touch + theme.gap))))
+        self._place_words()
+
+    def _move_words(self, *_: Any) -> None:
+        # the words go between Cancel and Send where they fit (a short screen has no height
+        # for their own row), else in a row above
+        ids = self.ids
+        words, row = ids.email_words, ids.email_row
+        free = (row.width - row.padding[0] - row.padding[2] - ids.email_cancel.width
+                - ids.email_send.width - 3 * row.spacing)
+        home = row if self.wide and free >= words.minimum_width else ids.email_column
+        if words.parent is not home:
+            words.parent.remove_widget(words)
+            home.add_widget(words, index=1)  # before Send, or above the buttons' row
 
     def _count_more(self, sv: Any, more: Any, *_: Any) -> None:
         """How many rows are below the visible part of a list, said in words."""
@@ -362,6 +383,8 @@ class StationRoot(BoxLayout):
             ids.session_hint.text = (t("borrow.offline_hint", lang, n=view.offline_left)
                                      if view.offline_session
                                      else t("borrow.place_books", lang))
+        if view.finishing:  # Finish pressed: the summary waits for the last outcomes
+            ids.session_hint.text = t("session.finishing", lang)
         self.account_shown = view.mode is core.Mode.BORROW and not view.offline_session
         ids.account_button.text = t("button.account", lang)
         ids.finish_button.text = t("button.finish", lang)

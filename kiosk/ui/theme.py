@@ -4,8 +4,9 @@ The accessibility button switches the level: normal, large text, large text on a
 high-contrast palette. The station's size sets `u`, the pixels of one layout unit (the .kv
 rules write `72 * theme.u` where a fixed layout would write dp(72)), so that one layout
 reflows from the 7" 800x480 panel to a 1080x1920 floor kiosk. `touch` is the smallest touch
-target in pixels, 9 mm on the panel's real size. The .kv rules bind to these properties, so
-one assignment restyles and resizes every screen."""
+target in pixels, 9 mm both ways on the panel's real size (its pixels need not be square),
+`gap` the 2 mm between targets. The .kv rules bind to these properties, so one assignment
+restyles and resizes every screen."""
 
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ from kivy.properties import ColorProperty, NumericProperty, OptionProperty
 
 LARGE = 1.5
 TOUCH_MM = 9.0
+GAP_MM = 2.0  # between two touch targets
+READ_MM, BAR_READ_MM = 3.5, 3.0  # the least text height a reader reads at arm's length
 # The design size of one layout: a layout unit is 1 px on a 1000x760 landscape station.
 DESIGN = (1000.0, 760.0)
 # Usual panels for each resolution, when the settings give neither DPI nor diagonal: the
 # Raspberry Pi 7" displays, a 10.1" tablet panel, a 15.6" kiosk, a 32" floor kiosk.
 PANEL_INCHES = {(800, 480): 7.0, (1024, 600): 7.0, (1280, 800): 10.1, (1920, 1080): 15.6,
                 (720, 1280): 7.0, (1080, 1920): 32.0}
+# Panels whose active area is known, in mm across and down: their pixels are not square,
+# which a diagonal cannot tell (the Raspberry Pi 7": 5.19 px/mm across, 5.59 down).
+PANEL_MM = {(800, 480): (154.0, 86.0)}
 
 # Every pair of text and background colour the screens use meets WCAG AA (4.5:1); the layout
 # audit computes it from these values.
@@ -64,13 +70,29 @@ def panel_ppi(size: tuple[int, int], dpi: float | None = None,
     return math.hypot(w, h) / diag if diag else 96.0
 
 
+def panel_px_mm(size: tuple[int, int], dpi: float | None = None,
+                inches: float | None = None) -> tuple[float, float]:
+    """Pixels per mm across and down: from the DPI or diagonal given (square pixels), else
+    the known panel's active area (either way round), else as `panel_ppi`."""
+    w, h = size
+    mm = PANEL_MM.get((w, h)) or tuple(reversed(PANEL_MM.get((h, w), ())))
+    if dpi or inches or len(mm) != 2:
+        square = panel_ppi(size, dpi, inches) / 25.4
+        return square, square
+    return w / mm[0], h / mm[1]
+
+
 class Theme(EventDispatcher):
     scale = NumericProperty(1.0)
     level = OptionProperty("normal", options=["normal", "large", "contrast"])
     u = NumericProperty(1.0)  # pixels per layout unit
     fs = NumericProperty(1.0)  # pixels per font unit: u x the text scale
-    touch = NumericProperty(48.0)  # the smallest touch target, px
+    touch = NumericProperty(51.0)  # the smallest touch target, px, 9 mm along both axes
+    gap = NumericProperty(12.0)  # the least space between two targets, px, 2 mm both ways
+    read = NumericProperty(20.0)  # the least font size, px, 3.5 mm down the panel
+    bar_read = NumericProperty(17.0)  # the same in the top bar, 3 mm
     ppi = NumericProperty(133.0)
+    px_mm = (5.19, 5.59)  # pixels per mm across and down
     bg = ColorProperty(_PALETTES["normal"]["bg"])
     bar = ColorProperty(_PALETTES["normal"]["bar"])
     bar_text = ColorProperty(_PALETTES["normal"]["bar_text"])
@@ -115,9 +137,16 @@ class Theme(EventDispatcher):
             u = min(width / 760.0, height / 1000.0)
         self.u = round(max(u, 0.4), 3)
 
-    def set_panel(self, ppi: float) -> None:
+    def set_panel(self, ppi: float, px_mm: tuple[float, float] | None = None) -> None:
+        """The panel's pixel density; `px_mm` across and down when the pixels are not
+        square (else from `ppi`). A target is square in the layout, so its side is the
+        larger axis' 9 mm."""
         self.ppi = ppi
-        self.touch = math.ceil(TOUCH_MM / 25.4 * ppi)
+        self.px_mm = px_mm or (ppi / 25.4, ppi / 25.4)
+        self.touch = math.ceil(TOUCH_MM * max(self.px_mm))
+        self.gap = math.ceil(GAP_MM * max(self.px_mm))
+        self.read = math.ceil(READ_MM * self.px_mm[1])
+        self.bar_read = math.ceil(BAR_READ_MM * self.px_mm[1])
 
     def cycle(self) -> None:
         order = ["normal", "large", "contrast"]

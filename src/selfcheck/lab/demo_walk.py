@@ -304,7 +304,9 @@ async def return_station(app: StationApp, shots: Path | None, lang: str = "vi") 
         await shoot.shot(f"rs-returned-{n}")
         await press(demo.book_buttons[item])  # into the bin
     await press(demo.card_buttons[WALK_CARD])
-    await until(lambda: view().message == "return_station_no_card", "the no-card hint")
+    # a new reader: the books returned before (all in the bin) leave the screen
+    await until(lambda: view().message == "return_station_no_card" and not view().lines,
+                "the no-card hint, the previous titles gone")
     await shoot.shot("rs-no-card")
     return 0
 
