@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import shutil
 import subprocess
 import threading
@@ -39,7 +40,9 @@ def render(text: str, lang: str, folder: Path, exe: str | None = None) -> Path:
     if target.exists() and target.stat().st_size > 44:
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
+    # its own partial file: two renders of one prompt at once (a prompt said again while the
+    # first render runs) must not move each other's file away
+    partial = target.with_name(f"{target.stem}.{secrets.token_hex(4)}.part")
     subprocess.run([exe, "-v", voice, "-s", "150", "-w", str(partial), text],
                    check=True, capture_output=True, timeout=30)
     partial.replace(target)  # a cut-off render never passes for a finished one
