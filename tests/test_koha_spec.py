@@ -214,5 +214,4 @@ def test_malformed_answers_raise_protocol_errors() -> None:
     assert km.minor(-3, "VND") == 0
     p = km.KPatron(patron_id=1, surname="Nguyễn", firstname="Văn An",
                    expiry_date=dt.date(2000, 1, 1))
-    assert km.display_name(p) == "Nguyễn Văn An"
     assert km.patron_reason(p, dt.date.today()) == "card_expired"

@@ -155,13 +155,6 @@ def patron_reason(p: KPatron, today: dt.date) -> Reason | None:
     return None
 
 
-def display_name(p: KPatron) -> str | None:
-    """Vietnamese order, family name first; Koha's preferred name wins."""
-    if p.preferred_name:
-        return p.preferred_name
-    return " ".join(n for n in (p.surname, p.firstname) if n) or None
-
-
 # -- loans: C4::Circulation::CanBookBeIssued's keys (blockers: %issuingimpossible,
 # confirms: %needsconfirmation). Only upper-case keys are codes: the lower-case ones
 # (current_loan_count, resfirstname, ...) are details of a code, as Koha's SIP2 server reads
