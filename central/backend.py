@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
@@ -36,6 +36,9 @@ from selfcheck.mqtt.messages import (
     TxReturn,
 )
 
+if TYPE_CHECKING:
+    from selfcheck.central.offline_policy import OfflineStations
+
 Tx = TxLoan | TxReturn | TxRenew
 KIND = {TxLoan: "loan", TxReturn: "return", TxRenew: "renew"}
 # A msg_id's claim: 'new', 'taken_over' (an earlier claim outlived its lease: the outcome is
@@ -46,10 +49,14 @@ Claim = Literal["new", "taken_over", "busy"]
 class Backend(Protocol):
     # The central's own database: the ledger's rows, and what the backend keeps itself.
     engine: Engine
+    # Who gets the offline list (central/offline_policy.py): the central's setting.
+    offline_stations: OfflineStations
 
     def check_patron(self, card_id: str, today: dt.date | None = None, *,
-                     pin: str | None = None, site: str | None = None) -> PatronCheckRes:
-        """With `pin`: verify it (wrong PINs counted and limited); without: pin_required when
+                     pin: str | None = None, site: str | None = None,
+                     station: str | None = None) -> PatronCheckRes:
+        """With `pin`: verify it (wrong PINs counted per card and per `station`, and
+        limited: central/pin.py, central/pin_guard.py); without: pin_required when
         the backend's PIN rules (central/pin_rules.py) want one for this card at `site`. A
         locked card is refused either way. The patron_ref is given only when the check
         passed, and the given name only (central/names.py). Never log the card id or PIN."""

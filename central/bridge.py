@@ -6,6 +6,12 @@ Messages are acknowledged to the broker (manual PUBACK) only after their batch c
 bridge killed mid-batch leaves them to the broker to deliver again; the ledger's dedupe rows
 make that harmless.
 
+The costly requests (PIN checks, offline-list pages, accounts) run beside the worker, on a
+small pool that takes the stations in turn (central/costly.py): the worker, and so every
+station's transactions and plain patron checks, never waits behind them, and one station's
+never wait in front of another's. Each message takes what it costs from its station's share
+(central/throttle.py).
+
 A station is trusted with no reader on its word: the backend applies the central's PIN rules
 to every patron check (central/pin_rules.py), a successful one opens a session for that reader
 at that station, and the account, online loans and renewals need it (central/sessions.py).
@@ -14,6 +20,8 @@ at that station, and the account, online loans and renewals need it (central/ses
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import functools
 import logging
 import queue
 import threading
@@ -24,8 +32,10 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
+from selfcheck.central import offline_policy
 from selfcheck.central.backend import BackendUnavailable, LocalBackend, RemoteBackend, Tx
-from selfcheck.central.ledger import Admitted, Ledger, key_of
+from selfcheck.central.costly import COSTLY, TX_COST, FairPool, pool_size, request_cost
+from selfcheck.central.ledger import Ledger, key_of
 from selfcheck.central.sessions import IDLE, Sessions
 from selfcheck.central.throttle import (
     STATION_BURST,
@@ -33,7 +43,8 @@ from selfcheck.central.throttle import (
     StationThrottle,
     Verdict,
 )
-from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt import hops, messages, topics
+from selfcheck.mqtt.broker_state import BrokerWatch
 from selfcheck.mqtt.connection import (
     BrokerAddress,
     connect_properties,
@@ -42,6 +53,7 @@ from selfcheck.mqtt.connection import (
 )
 from selfcheck.mqtt.rejections import OnceLog
 from selfcheck.mqtt.security import ClientSecurity, apply
+from selfcheck.system.faults import Fault
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +62,15 @@ ORDER_CHECK_S = 1.0  # how often a bridge looks for gaps that have waited long e
 
 @dataclass
 class BridgeCounters:
+    received: int = 0  # messages taken in from the broker
     applied: int = 0
     repeats: int = 0
     unanswered: int = 0  # the backend could not answer now; the station sends them again
     requests: int = 0
     rejected: int = 0
     throttled: int = 0  # over the station's share: left for the station to send again
+    over_share: int = 0  # runs of such refusals (each one logged once)
+    shed: int = 0  # costly requests of a station with too many waiting: left unanswered
     batches: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # refusals in acks, by reason
     rejections: dict[str, int] = field(default_factory=dict)  # rejected messages, by field
@@ -66,7 +81,8 @@ class BridgeCounters:
         return (f"applied {self.applied}, repeats {self.repeats}, requests {self.requests}, "
                 f"unanswered {self.unanswered}, rejected {self.rejected}"
                 + (f" ({rejected})" if rejected else "")
-                + (f", throttled {self.throttled}" if self.throttled else ""))
+                + (f", throttled {self.throttled}" if self.throttled else "")
+                + (f", shed {self.shed}" if self.shed else ""))
 
 
 class Bridge:
@@ -75,11 +91,19 @@ class Bridge:
                  security: ClientSecurity | None = None, order_wait_s: float = 30.0,
                  order: bool = True, station_rate_per_s: float = STATION_RATE_PER_S,
                  station_burst: int = STATION_BURST,
-                 session_idle: dt.timedelta = IDLE) -> None:
+                 session_idle: dt.timedelta = IDLE, cost_shares: bool = True,
+                 costly_workers: int | None = None) -> None:
+        """cost_shares False: every message costs 1 and everything runs on the one worker in
+        arrival order (the benchmark's baseline only)."""
         # First of all: refuse clear text off this machine before touching anything else.
         self._client = make_client(client_id, manual_ack=True)
         apply(self._client, broker, security or ClientSecurity())
+        self.broker_watch = BrokerWatch(self._client, broker, client_id, log)
         self.backend = backend
+        # The database the ledger writes to (the store itself, or the SIP2/Koha dedupe rows):
+        # an outage is said once, and once when it ends, whatever step meets it.
+        self.store = Fault(log, "store.up",
+                           store=backend.engine.url.render_as_string(hide_password=True))
         self.broker = broker
         self.counters = BridgeCounters()
         # The backend's database is the central's: the ledger keeps its rows there too, and
@@ -91,6 +115,12 @@ class Bridge:
         self.throttle = StationThrottle(station_rate_per_s, station_burst)
         self.rejection_log = OnceLog(log)
         self._rejections_lock = threading.Lock()
+        # The costly requests' threads count too (requests, unanswered, shed).
+        self._counts_lock = threading.Lock()
+        self.cost_shares = cost_shares
+        workers = costly_workers or pool_size(remote=not isinstance(backend, LocalBackend))
+        self.costly = FairPool(workers) if cost_shares else None
+        self._shedding: set[str] = set()  # stations in a run of shed requests (logged once)
         # False: whatever arrives is applied at once, as before per-station order; only the
         # benchmark's baseline uses it (it breaks invariant 6).
         self.ordered = order
@@ -103,12 +133,14 @@ class Bridge:
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.on_connect = self._connected
         self._client.on_subscribe = self._subscribed
-        self._client.on_disconnect = lambda *a: self.connected.clear()
+        self._client.on_disconnect = self._disconnected
         self._client.on_message = self._received
         self._worker = threading.Thread(target=self._run, name="bridge-worker", daemon=True)
 
     def start(self) -> None:
         self._worker.start()
+        if self.costly is not None:
+            self.costly.start()
         # No session kept for a bridge: Mosquitto goes on queueing a shared subscription's
         # share for a member whose session outlives it, so a dead bridge would swallow a part
         # of the traffic until it came back (measured: a third of it, in the SIGKILL test).
@@ -123,15 +155,22 @@ class Bridge:
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+        if self.costly is not None:
+            self.costly.stop()
         self._inbox.put(None)
         self._worker.join(10)
 
     def _connected(self, client: paho.Client, userdata: Any, flags: Any, rc: Any,
                    props: Any = None) -> None:
+        self.broker_watch.connected(rc)
         if rc.is_failure:
-            log.warning("broker refused the bridge: %s", rc)
             return
         client.subscribe([(topics.BRIDGE_TX, 1), (topics.BRIDGE_REQ, 1)])
+
+    def _disconnected(self, client: paho.Client, userdata: Any, flags: Any, rc: Any,
+                      props: Any = None) -> None:
+        self.connected.clear()
+        self.broker_watch.disconnected(rc)
 
     def _subscribed(self, client: paho.Client, userdata: Any, mid: int, codes: Any,
                     props: Any = None) -> None:
@@ -169,61 +208,122 @@ class Bridge:
     def _guarded(self, step: Any, *args: Any) -> None:
         try:
             step(*args)
-        except Exception:  # never let one bad batch stop the bridge
+        except Exception as exc:  # never let one bad batch stop the bridge
+            if self._outage(exc):
+                return
             log.exception("bridge step %s failed; left unacknowledged for redelivery",
                           getattr(step, "__name__", step))
 
+    def _outage(self, exc: BaseException) -> bool:
+        """True for a database that cannot be used now (down, full, read-only), which is
+        said once (store_fault) rather than as a traceback at every step; the stations send
+        again what was not answered."""
+        key = store_fault(exc)
+        if key is None:
+            return False
+        self.store.down(key, reason=first_line(exc))
+        return True
+
     def _release_due(self) -> None:
         released = self.ledger.release_due()
+        self.store.up()  # asked every second: it also sees the database come back
         if released:
             self._apply(released)
 
     def _handle(self, batch: list[paho.MQTTMessage]) -> None:
-        # Each message is decoded on its own: a bad one is rejected (and acknowledged, so that
-        # the broker does not deliver it again) without touching the others of the batch.
-        txs: list[tuple[paho.MQTTMessage, Tx]] = []
-        for m in batch:
-            try:
-                tx = self._intake(m)
-            except (messages.MessageError, topics.TopicError) as exc:
-                self._reject(m, getattr(exc, "field", "topic"), str(exc))
-                continue
-            except Exception as exc:  # a fault on one request must not stop the batch
-                self._reject(m, "error", f"{type(exc).__name__}: {exc}", trace=True)
-                continue
-            if tx is None:
-                self._client.ack(m.mid, m.qos)
-            else:
-                txs.append((m, tx))
+        taken = time.monotonic()
+        txs = [(m, tx) for m in batch if (tx := self._take_in(m)) is not None]
+        if hops.HOOKS:  # the benchmark's breakdown only (mqtt/hops.py)
+            for m, tx in txs:
+                hops.mark("bridge_received", tx.msg_id, m.timestamp)
+                hops.mark("bridge_taken", tx.msg_id, taken)
         if txs:
             self._take(txs)
 
+    def _take_in(self, m: paho.MQTTMessage) -> Tx | None:
+        """The transaction a message carries, else None once it is dealt with (a request
+        answered, a bad message rejected) and PUBACKed. Each message is decoded on its own: a
+        bad one is rejected (and acknowledged, so that the broker does not deliver it again)
+        without touching the others of its batch."""
+        try:
+            tx = self._intake(m)
+        except (messages.MessageError, topics.TopicError) as exc:
+            self._reject(m, getattr(exc, "field", "topic"), str(exc))
+            return None
+        except Exception as exc:  # a fault on one request must not stop the batch
+            if self._outage(exc):  # unanswered: the station asks again or works offline
+                self._count("unanswered")
+                self._client.ack(m.mid, m.qos)
+                return None
+            self._reject(m, "error", f"{type(exc).__name__}: {exc}", trace=True)
+            return None
+        if tx is None:
+            self._client.ack(m.mid, m.qos)
+        return tx
+
+    def _serve(self, m: paho.MQTTMessage) -> None:
+        """A costly request, on the pool: answered (or rejected) and PUBACKed."""
+        self._take_in(m)
+
     def _received(self, client: paho.Client, userdata: Any, m: paho.MQTTMessage) -> None:
         """On paho's network thread: a message over its station's share is dropped here,
-        before the worker's queue, so that a flood costs the other stations as little as it
-        can; the rest go to the worker."""
+        before any queue, so that a flood costs the other stations as little as it can; the
+        costly requests go to the pool, the rest to the worker."""
+        self.counters.received += 1  # this thread only
         try:
-            over = self._over_share(m, topics.parse(m.topic))
+            where = topics.parse(m.topic)
         except Exception:  # a bad topic: the worker rejects it with its reason
-            over = False
-        if not over:
+            self._inbox.put(m)
+            return
+        cost = TX_COST
+        if self.cost_shares and where.channel == "req":
+            cost = request_cost(where.name, m.payload)
+        if self._over_share(m, where, cost):
+            return
+        if self.costly is not None and where.channel == "req" and cost >= COSTLY:
+            self._to_pool(m, where, cost)
+        else:
             self._inbox.put(m)
 
-    def _over_share(self, m: paho.MQTTMessage, where: topics.Parsed) -> bool:
+    def _over_share(self, m: paho.MQTTMessage, where: topics.Parsed, cost: int) -> bool:
         """Drop, undecoded, a message over its station's share (PUBACKed unanswered: a
         transaction comes back from the station's outbox, a request times out there)."""
-        verdict = self.throttle.take(where.site, where.station, where.channel)
+        verdict = self.throttle.take(where.site, where.station, where.channel, cost)
         if verdict is Verdict.OK:
             return False
-        self.counters.throttled += 1
+        with self._counts_lock:
+            self.counters.throttled += 1
+            if verdict is Verdict.STARTED:
+                self.counters.over_share += 1
         if verdict is Verdict.STARTED:
-            log.warning("station %s/%s is over its share of %s (%d messages at once, %g/s "
-                        "after); its messages are left for it to send again",
-                        where.site, where.station, where.channel[:8], self.throttle.burst,
-                        self.throttle.rate,
+            log.warning("station %s/%s is over its share of %s (a cost of %d at once, %g a "
+                        "second after; this one costs %d); its messages are left for it to "
+                        "send again", where.site, where.station, where.channel[:8],
+                        self.throttle.burst, self.throttle.rate, cost,
                         extra={"station": where.station})
         self._client.ack(m.mid, m.qos)
         return True
+
+    def _to_pool(self, m: paho.MQTTMessage, where: topics.Parsed, cost: int) -> None:
+        """Queue a costly request behind its station's own; one of a station with too many
+        waiting is PUBACKed unanswered (its request times out at the station)."""
+        assert self.costly is not None
+        station = f"{where.site}/{where.station}"
+        if self.costly.submit(station, cost, functools.partial(self._serve, m)):
+            self._shedding.discard(station)  # network thread only: no lock needed
+            return
+        with self._counts_lock:
+            self.counters.shed += 1
+        if station not in self._shedding:
+            self._shedding.add(station)
+            log.warning("station %s has %d costly requests waiting; its next ones are left "
+                        "unanswered", station, self.costly.per_station,
+                        extra={"station": where.station})
+        self._client.ack(m.mid, m.qos)
+
+    def _count(self, name: str) -> None:
+        with self._counts_lock:
+            setattr(self.counters, name, getattr(self.counters, name) + 1)
 
     def _intake(self, m: paho.MQTTMessage) -> Tx | None:
         """The transaction a message carries; a request is answered here (None)."""
@@ -238,7 +338,7 @@ class Bridge:
         try:
             self._answer(m, where)
         except BackendUnavailable as exc:  # no answer: the station goes offline
-            self.counters.unanswered += 1
+            self._count("unanswered")
             log.warning("request %s unanswered: %s", m.topic, exc)
         return None
 
@@ -248,16 +348,28 @@ class Bridge:
         is in; one not applied and not answered is PUBACKed too, so that the broker does not
         hold it in flight: the station's outbox sends it again (same msg_id)."""
         try:
-            admitted = (self.ledger.admit([tx for _, tx in txs]) if self.ordered
-                        else Admitted(ready=[tx for _, tx in txs]))
-            self._apply(admitted.ready)
+            if not self.ordered:
+                self._apply([tx for _, tx in txs])
+            else:
+                # Admitted and applied in one commit where the ledger can (the embedded
+                # store): then nothing held meanwhile follows on from this batch, and no
+                # release is due after it.
+                admitted, acks = self.ledger.admit_apply([tx for _, tx in txs])
+                self._answer_txs(admitted.ready, acks)
+                if not self.ledger.admits_with_apply:
+                    self._apply(self.ledger.release({key_of(tx) for tx in admitted.ready}))
         except BackendUnavailable as exc:  # nobody's fault: the outboxes send them again
             log.warning("batch of %d unanswered: %s", len(txs), exc)
             for m, _ in txs:
-                self.counters.unanswered += 1
+                self._count("unanswered")
                 self._client.ack(m.mid, m.qos)
             return
         except Exception as exc:
+            if self._outage(exc):  # not the messages' fault: the outboxes send them again
+                for m, _ in txs:
+                    self._count("unanswered")
+                    self._client.ack(m.mid, m.qos)
+                return
             if len(txs) == 1:
                 m, _ = txs[0]
                 self._reject(m, "backend", f"{type(exc).__name__}: {exc}", trace=True)
@@ -275,24 +387,33 @@ class Bridge:
     def _apply(self, ready: list[Tx]) -> None:
         """Apply, answer after the commit, then whatever that lets through from the held."""
         while ready:
-            acks = self.ledger.apply(ready)
-            self.counters.batches += 1
-            for tx, ack in zip(ready, acks, strict=True):
-                if ack is None:
-                    self.counters.unanswered += 1
-                    continue
-                if ack.repeat:
-                    self.counters.repeats += 1
-                else:
-                    self.counters.applied += 1
-                if not ack.ok and ack.reason:
-                    self.counters.reasons[ack.reason] = \
-                        self.counters.reasons.get(ack.reason, 0) + 1
-                log.debug("answered %s: %s", tx.schema_, "ok" if ack.ok else ack.reason,
-                          extra={"station": tx.station, "msg_id": tx.msg_id, "seq": tx.seq})
-                self._client.publish(topics.ack_tx(tx.site, tx.station), messages.encode(ack),
-                                     qos=1)
+            self._answer_txs(ready, self.ledger.apply(ready))
             ready = self.ledger.release({key_of(tx) for tx in ready}) if self.ordered else []
+
+    def _answer_txs(self, ready: list[Tx], acks: list[messages.AckTx | None]) -> None:
+        """Publish the acks of transactions whose ledger rows have committed."""
+        if hops.HOOKS:  # the benchmark's breakdown only (mqtt/hops.py)
+            for tx in ready:
+                hops.mark("ledger_committed", tx.msg_id)
+        if ready:
+            self.counters.batches += 1
+        for tx, ack in zip(ready, acks, strict=True):
+            if ack is None:
+                self._count("unanswered")
+                continue
+            if ack.repeat:
+                self.counters.repeats += 1
+            else:
+                self.counters.applied += 1
+            if not ack.ok and ack.reason:
+                self.counters.reasons[ack.reason] = \
+                    self.counters.reasons.get(ack.reason, 0) + 1
+            log.debug("answered %s: %s", tx.schema_, "ok" if ack.ok else ack.reason,
+                      extra={"station": tx.station, "msg_id": tx.msg_id, "seq": tx.seq})
+            self._client.publish(topics.ack_tx(tx.site, tx.station), messages.encode(ack),
+                                 qos=1)
+            if hops.HOOKS:
+                hops.mark("ack_published", tx.msg_id)
 
     def _reject(self, m: paho.MQTTMessage, reason: str, detail: str, *,
                 trace: bool = False) -> None:
@@ -318,7 +439,8 @@ class Bridge:
         req = messages.decode(m.payload, model[0])
         res: messages.Message
         if isinstance(req, messages.PatronCheckReq):
-            res = self.backend.check_patron(req.card_id, pin=req.pin, site=where.site)
+            res = self.backend.check_patron(req.card_id, pin=req.pin, site=where.site,
+                                            station=where.station)
             if res.ok and res.patron_ref:
                 self.sessions.open(where.site, where.station, res.patron_ref,
                                    dt.datetime.now(dt.UTC))
@@ -331,9 +453,38 @@ class Bridge:
             else:
                 res = messages.AccountRes(ok=False, reason="no_session")
         elif isinstance(req, messages.OfflineListReq):
-            res = self.backend.offline_list(where.site, req.page)
+            # Only to the stations the central marked (central/offline_policy.py).
+            res = offline_policy.answer(self.backend, where.site, where.station, req.page)
         else:  # a name in REQUESTS with no branch here: a programming error
             raise AssertionError(f"request {where.name} has no handler")
-        self.counters.requests += 1
+        self._count("requests")
         out = publish_properties(CorrelationData=getattr(props, "CorrelationData", b""))
         self._client.publish(reply_to, messages.encode(res), qos=1, properties=out)
+
+
+def store_fault(exc: BaseException) -> str | None:
+    """The faults key for a database error that is the database's state, not a bug: it
+    cannot be reached, its disk is full, it may not be written; None for anything else."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, OSError):  # the SQLite file's folder itself
+        if exc.errno == errno.ENOSPC:
+            return "store.full"
+        return "store.readonly" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) \
+            else None
+    if not isinstance(exc, (sa.OperationalError, sa.InterfaceError)) and not (
+            isinstance(exc, sa.DBAPIError) and exc.connection_invalidated):
+        return None
+    text = str(exc).lower()
+    if "full" in text or "no space" in text:
+        return "store.full"
+    if any(w in text for w in ("readonly", "read-only", "permission denied",
+                               "unable to open database file")):
+        return "store.readonly"
+    return "store.down"
+
+
+def first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)  # the driver's words, without SQLAlchemy's SQL echo
+    text = str(orig if orig is not None else exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0][:200]

@@ -19,7 +19,7 @@ def open_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(multi_host(url), pool_pre_ping=True)
     engine = create_engine(url, connect_args={"check_same_thread": False,
                                               "timeout": BUSY_WAIT_S})
 
@@ -38,6 +38,22 @@ def open_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def multi_host(url: str) -> str:
+    """libpq's multi-host form, `postgresql://USER@H1:P1,H2:P2/DB?target_session_attrs=
+    read-write` (a primary and its standby: whichever takes writes now), in the form
+    SQLAlchemy parses: no host in the authority, one `host=H:P` per host in the query. psycopg
+    then hands libpq the same list, which tries the hosts in order on every connect."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    user, at, hosts = authority.rpartition("@")
+    if not sep or "," not in hosts:
+        return url
+    db, _q, query = tail.partition("?")
+    params = [f"host={h}" for h in hosts.split(",") if h]
+    params += [query] if query else []
+    return f"{scheme}://{user}{at}/{db}?{'&'.join(params)}"
 
 
 def _wal(cur: sqlite3.Cursor) -> None:

@@ -19,6 +19,8 @@ from typing import Literal
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from selfcheck.system.faults import say
+
 log = logging.getLogger(__name__)
 
 State = Literal["ok", "down", "login refused"]
@@ -29,6 +31,9 @@ STATES: tuple[State, ...] = ("ok", "down", "login refused")
 class Verdict:
     state: State
     detail: str = ""
+    # What to do about it, as a faults key (selfcheck/system/locale): "" when the state
+    # says enough. A slow SIP2 server is "down" to the stations, but its cure is timeout=.
+    hint: str = ""
 
 
 Probe = Callable[[], Verdict]
@@ -39,6 +44,7 @@ def sip2_probe(cfg: object) -> Probe:
         Connection,
         Sip2Config,
         Sip2LoginRefused,
+        Sip2Timeout,
         Sip2Unavailable,
     )
 
@@ -48,11 +54,14 @@ def sip2_probe(cfg: object) -> Probe:
         try:
             Connection(cfg).close()  # connects, 93 (with a user), 99
         except Sip2LoginRefused as exc:
-            return Verdict("login refused", str(exc))
+            return Verdict("login refused", str(exc), "ils.login")
+        except Sip2Timeout as exc:
+            return Verdict("down", str(exc), "ils.slow")
         except Sip2Unavailable as exc:
-            return Verdict("down", str(exc))
+            return Verdict("down", str(exc), "ils.down")
         return Verdict("ok")
 
+    probe.timeout_s = cfg.timeout_s  # type: ignore[attr-defined]
     return probe
 
 
@@ -83,6 +92,7 @@ class IlsHealth(Collector):
         self.on_change = on_change
         self.name = name
         self.period_s = period_s
+        self.timeout_s = getattr(probe, "timeout_s", 0.0)  # named by the slow hint
         self.verdict: Verdict | None = None
         self.since = 0.0
         self._lock = threading.Lock()
@@ -119,6 +129,9 @@ class IlsHealth(Collector):
                 extra = {"ils": self.name, "state": verdict.state}
                 if verdict.state == "ok":
                     log.info("library system answers", extra=extra)
+                elif verdict.hint:
+                    log.warning("library system %s: %s. %s", verdict.state, verdict.detail,
+                                say(verdict.hint, timeout=self.timeout_s), extra=extra)
                 else:
                     log.warning("library system %s: %s", verdict.state, verdict.detail,
                                 extra=extra)

@@ -93,6 +93,9 @@ class _Bad(Exception):
 
 
 # -- field checks
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _text(value: str | None, name: str, max_len: int, *, required: bool = False) -> str | None:
     value = unicodedata.normalize("NFC", (value or "").strip())
     if not value:
@@ -101,13 +104,21 @@ def _text(value: str | None, name: str, max_len: int, *, required: bool = False)
         return None
     if len(value) > max_len:
         raise _Bad(name, f"is {len(value)} characters long, at most {max_len} fit")
+    if bad := _CONTROL.search(value):
+        # A NUL, a tab or a line break inside a name or a title would reach the screen, the
+        # receipt printer and SIP2 (where a line break ends a message) as it is.
+        hint = ": a quote is probably missing" if bad.group() in "\r\n" else ""
+        raise _Bad(name, f"has a control character (U+{ord(bad.group()):04X}) at character "
+                   f"{bad.start() + 1}{hint}")
     return value
 
 
 def _int(value: str | None, name: str, low: int, high: int) -> int:
     text = (value or "").strip()
-    if not re.fullmatch(r"-?\d+", text):
-        raise _Bad(name, f"{text!r} is not a whole number")
+    # ASCII digits, and few: `\d` takes other scripts' digits, and int() refuses a number of
+    # thousands of digits with a ValueError of its own.
+    if not re.fullmatch(r"-?[0-9]{1,18}", text):
+        raise _Bad(name, f"{text[:40]!r} is not a whole number")
     number = int(text)
     if not low <= number <= high:
         raise _Bad(name, f"{number} is not between {low} and {high}")
@@ -157,6 +168,17 @@ def _csv_rows(path: Path, columns: dict[str, tuple[str, ...]], required: set[str
                            "CSV") from None
     reader = csv.reader(io.StringIO(text, newline=""), csv.excel,
                         delimiter=_delimiter(text))
+    try:
+        yield from _csv_records(path, reader, columns, required)
+    except csv.Error as exc:
+        # The reader stops where the file stops being CSV (a cell over its field size limit,
+        # a quote left open that swallows the rest): the line is the one place to look.
+        raise CatalogueError(f"{path.name}: line {reader.line_num}: not readable as CSV: "
+                             f"{exc} (a quote left open?)") from None
+
+
+def _csv_records(path: Path, reader: Any, columns: dict[str, tuple[str, ...]],
+                 required: set[str]) -> Iterator[tuple[int, dict[str, str | None]]]:
     header = [h.strip().lower() for h in next(reader, [])]
     where: dict[str, int] = {}
     for ours, names in columns.items():
@@ -166,10 +188,12 @@ def _csv_rows(path: Path, columns: dict[str, tuple[str, ...]], required: set[str
                 break
     for ours in sorted(required - set(where)):
         raise CatalogueError(f"{path.name}: line 1: no column {' or '.join(columns[ours])}")
+    start = reader.line_num + 1
     for row in reader:
+        # where the record starts: a quoted cell may run over several lines
+        line, start = start, reader.line_num + 1
         if not any(cell.strip() for cell in row):
             continue
-        line = reader.line_num
         yield line, {ours: row[i] if i < len(row) else None for ours, i in where.items()}
 
 
@@ -180,6 +204,7 @@ def _parse_csv(path: Path, table: Table, columns: dict[str, tuple[str, ...]],
     first: dict[str, int] = {}
     for line, raw in _csv_rows(path, columns, required):
         try:
+            _quoting(raw, columns)
             row = build(raw)
         except _Bad as bad:
             out.problems.append(Problem(path.name, f"line {line}", bad.field, bad.reason))
@@ -191,6 +216,15 @@ def _parse_csv(path: Path, table: Table, columns: dict[str, tuple[str, ...]],
         first[row[key]] = line
         out.rows.append((f"line {line}", row))
     return out
+
+
+def _quoting(raw: dict[str, str | None], columns: dict[str, tuple[str, ...]]) -> None:
+    """Two quote marks in a row left in a cell after CSV unquoting: the quoting went wrong
+    (a quote inside a quoted cell is written doubled once, and no title holds `""`)."""
+    for ours, value in raw.items():
+        if value and '""' in value:
+            raise _Bad(columns[ours][0], f"has {value.count(chr(34))} quote marks, some in a "
+                       "row: the CSV quoting is broken")
 
 
 def parse_rules(path: Path) -> Parsed:
@@ -344,6 +378,36 @@ def _marc_chunks(data: bytes) -> Iterator[bytes]:
         pos += int(head)
 
 
+def _directory_problem(chunk: bytes) -> str | None:
+    """What is wrong with an ISO 2709 record's leader and directory, checked before pymarc
+    reads it: pymarc takes a field's length and offset as given, so a broken directory would
+    otherwise come out as an empty or cut title rather than a broken record."""
+    if len(chunk) != int(chunk[:5]):
+        return f"the leader says {int(chunk[:5])} bytes, the file has {len(chunk)} left"
+    base = chunk[12:17]
+    if not base.isdigit() or not 25 <= int(base) <= len(chunk):
+        return f"leader base address {base!r} is not inside the record"
+    end = int(base) - 1  # the directory's field terminator
+    if chunk[end:end + 1] != b"\x1e":
+        return "the directory does not end where the leader's base address says"
+    directory, data = chunk[24:end], chunk[int(base):]
+    if len(directory) % 12:
+        return f"directory of {len(directory)} bytes, not whole 12-byte entries"
+    for i in range(0, len(directory), 12):
+        entry = directory[i:i + 12]
+        tag, length, start = entry[:3], entry[3:7], entry[7:12]
+        n = i // 12 + 1
+        if not tag.isalnum() or not length.isdigit() or not start.isdigit():
+            return f"directory entry {n} {entry!r} is not a tag, a length and an offset"
+        stop = int(start) + int(length)
+        if int(length) < 1 or stop > len(data):
+            return (f"directory entry {n} (tag {tag.decode()}): bytes {int(start)} to {stop} "
+                    f"are outside the record's {len(data)} bytes of data")
+        if data[stop - 1:stop] != b"\x1e":
+            return f"directory entry {n} (tag {tag.decode()}) does not end at a field end"
+    return None
+
+
 def parse_marc(path: Path, tag: str = KOHA_ITEMS_TAG) -> Parsed:
     """Binary MARC21. Leader/09 'a' means UTF-8 (Koha's exports); blank means MARC-8, but
     some systems write blank over UTF-8 data: a record whose bytes are valid non-ASCII UTF-8
@@ -354,6 +418,9 @@ def parse_marc(path: Path, tag: str = KOHA_ITEMS_TAG) -> Parsed:
     first: dict[str, str] = {}
     for n, chunk in enumerate(_marc_chunks(path.read_bytes()), 1):
         where = f"record {n}"
+        if problem := _directory_problem(chunk):
+            out.problems.append(Problem(path.name, where, "directory", problem))
+            continue
         utf8 = chunk[9:10] == b"a"
         if not utf8 and max(chunk, default=0) >= 0x80:
             try:
@@ -477,5 +544,8 @@ def import_files(engine: Engine, *, rules_csv: Path | None = None,
             continue
         if not path.is_file():
             raise CatalogueError(f"{path}: no such file")
-        parsed.append(parse(path))
+        try:
+            parsed.append(parse(path))
+        except OSError as exc:  # unreadable (permissions, a disk error): the file, not a bug
+            raise CatalogueError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     return run_import(engine, parsed, skip_bad=skip_bad)

@@ -21,6 +21,9 @@ backend (central/backend.py).
   (`compensates`): what the reader was last shown is what the library system ends up holding.
 - Per-station order (central/order.py): a transaction that came before a predecessor is held
   until the gap fills, or until the order wait gives the gap up (`order_gaps`).
+- A transaction's own time (`at`) is the station's word: far in the past or ahead of the
+  central's clock (central/tx_clock.py) it is applied at the central's time instead, with a
+  `reconciliation` row keeping the station's (`station_at`).
 - Patron sessions (central/sessions.py, when given): an online loan or renewal with no session
   open for its reader at its station is refused (`no_session`) before any backend sees it, so
   one check holds for every backend. A repeat is still answered from its stored ack.
@@ -31,6 +34,7 @@ backend.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
@@ -45,6 +49,7 @@ from selfcheck.central.engine import open_engine
 from selfcheck.central.order import Admitted, Key, StationOrder, key_of
 from selfcheck.central.schema import order_gaps, processed, reconciliation, sip2_claims
 from selfcheck.central.sessions import Sessions, needs_session
+from selfcheck.central.tx_clock import ClockBounds, Verdict, judge
 from selfcheck.mqtt.messages import AckTx
 
 log = logging.getLogger(__name__)
@@ -86,6 +91,12 @@ class Ledger:
         self.owner = owner  # who holds a claim, for whoever looks at the rows
         self.sessions = sessions  # None: no session needed (tools and tests that apply)
         self.order = StationOrder(engine, wait_s=order_wait_s)
+        self.clock = ClockBounds()  # `selfcheck central --tx-past-days/--tx-future-minutes`
+        # Transactions applied at our time instead of their station's, per (site, station),
+        # since this process started: the central's metrics, for the fleet's alert.
+        self.clock_wrong: collections.Counter[tuple[str, str]] = collections.Counter()
+        # This batch's: (site, station, msg_id) -> why, and the station's time.
+        self._clocks: dict[tuple[str, str, str], tuple[Verdict, dt.datetime]] = {}
 
     # -- per-station order (central/order.py)
     def admit(self, txs: Sequence[Tx], now: dt.datetime | None = None) -> Admitted:
@@ -100,14 +111,61 @@ class Ledger:
     def held_count(self) -> int:
         return self.order.held_count()
 
+    @property
+    def admits_with_apply(self) -> bool:
+        """Whether `admit_apply` admits and applies in one database transaction (a backend
+        that shares this database); else the held ones that a concurrent apply let through
+        are for `release` after the apply."""
+        return isinstance(self.backend, LocalBackend)
+
+    def admit_apply(self, txs: Sequence[Tx], now: dt.datetime | None = None
+                    ) -> tuple[Admitted, list[AckTx | None]]:
+        """Admit in each station's order and apply what is ready: the acks of `ready`, each
+        only after its `processed` row is committed. On a backend that shares this database,
+        one transaction, one commit: a batch pays one fsync, not one for the order and one
+        for the ledger."""
+        now = now or dt.datetime.now(dt.UTC)
+        if not isinstance(self.backend, LocalBackend):
+            admitted = self.order.admit(txs, now)
+            return admitted, self.apply(admitted.ready, now)
+        for attempt in range(TRIES):
+            try:
+                with self.engine.begin() as conn:
+                    admitted = self.order.admit_in(conn, txs, now)
+                    batch = self._on_our_clock(admitted.ready, now)
+                    acks = self._local_in(conn, self.backend, batch, now)
+                return admitted, acks
+            except IntegrityError:
+                if attempt == TRIES - 1:
+                    raise
+                log.info("batch collided with another bridge; applying it again")
+        raise AssertionError("unreachable")
+
     # -- exactly once
     def apply(self, batch: Sequence[Tx], now: dt.datetime | None = None) -> list[AckTx | None]:
         """One ack (or None: no answer now) per transaction, in order, each only after its
         `processed` row is committed."""
         now = now or dt.datetime.now(dt.UTC)
+        batch = self._on_our_clock(batch, now)
         if isinstance(self.backend, LocalBackend):
             return self._apply_local(self.backend, batch, now)
         return self._apply_remote(self.backend, batch, now)
+
+    def _on_our_clock(self, batch: Sequence[Tx], now: dt.datetime) -> list[Tx]:
+        """The batch with each time out of bounds replaced by ours (noted for `_record`)."""
+        self._clocks = {}
+        out = []
+        for tx in batch:
+            verdict = judge(tx.at, now, self.clock)
+            if verdict is not None:
+                self._clocks[_key(tx)] = (verdict, tx.at)
+                self.clock_wrong[(tx.site, tx.station)] += 1
+                log.warning("%s dated %s by its station, %s: applied at the central's time",
+                            KIND[type(tx)], tx.at.isoformat()[:40], verdict,
+                            extra={"station": tx.station, "msg_id": tx.msg_id})
+                tx = tx.model_copy(update={"at": now})
+            out.append(tx)
+        return out
 
     def _sort(self, conn: Connection, batch: Sequence[Tx]
               ) -> tuple[list[AckTx | None], list[int], dict[int, int]]:
@@ -163,20 +221,28 @@ class Ledger:
         for attempt in range(TRIES):
             try:
                 with self.engine.begin() as conn:
-                    results, todo, copies = self._sort(conn, batch)
-                    refused = self._without_session(conn, batch, todo, now)
-                    todo = [i for i in todo if i not in refused]
-                    acks = backend.apply_in(conn, [batch[i] for i in todo], now)
-                    done = {**refused, **dict(zip(todo, acks, strict=True))}
-                    self._record(conn, batch, done, now)
-                for i, ack in done.items():
-                    results[i] = ack
-                return self._copies(results, copies)
+                    results = self._local_in(conn, backend, batch, now)
+                return results
             except IntegrityError:
                 if attempt == TRIES - 1:
                     raise
                 log.info("batch collided with another bridge; applying it again")
         raise AssertionError("unreachable")
+
+    def _local_in(self, conn: Connection, backend: LocalBackend, batch: Sequence[Tx],
+                  now: dt.datetime) -> list[AckTx | None]:
+        """The acks of a batch applied in `conn`: to hand out only once it has committed."""
+        if not batch:
+            return []
+        results, todo, copies = self._sort(conn, batch)
+        refused = self._without_session(conn, batch, todo, now)
+        todo = [i for i in todo if i not in refused]
+        acks = backend.apply_in(conn, [batch[i] for i in todo], now)
+        done = {**refused, **dict(zip(todo, acks, strict=True))}
+        self._record(conn, batch, done, now)
+        for i, ack in done.items():
+            results[i] = ack
+        return self._copies(results, copies)
 
     def _apply_remote(self, backend: RemoteBackend, batch: Sequence[Tx],
                       now: dt.datetime) -> list[AckTx | None]:
@@ -277,11 +343,11 @@ class Ledger:
                 settle(conn, done)
             return kept
 
-    @staticmethod
-    def _record(conn: Connection, batch: Sequence[Tx], acks: dict[int, AckTx],
+    def _record(self, conn: Connection, batch: Sequence[Tx], acks: dict[int, AckTx],
                 now: dt.datetime) -> None:
         """The `processed` rows of answered transactions, and a `reconciliation` row for each
-        offline one refused on arrival and for each compensating return (done or not)."""
+        offline one refused on arrival, for each compensating return (done or not) and for
+        each applied at our time instead of its station's (`station_at`)."""
         if not acks:
             return
         conn.execute(insert(processed), [
@@ -289,14 +355,25 @@ class Ledger:
              "journal": batch[i].journal or "", "seq": batch[i].seq,
              "kind": KIND[type(batch[i])], "result": ack.model_dump_json(by_alias=True),
              "applied_at": now} for i, ack in acks.items()])
-        follow_up = [{"msg_id": tx.msg_id, "site": tx.site, "station": tx.station,
-                      "kind": KIND[type(tx)], "item_id": tx.item_id,
-                      "patron_ref": getattr(tx, "patron_ref", None),
-                      "reason": "compensated" if ack.ok else ack.reason or "refused",
-                      "at": tx.at, "recorded_at": now, "compensates": undone}
-                     for i, ack in acks.items()
-                     if ((undone := getattr(tx := batch[i], "compensates", None)) is not None
-                         or (tx.offline and not ack.ok))]
+        follow_up = []
+        reason: str
+        for i, ack in acks.items():
+            tx = batch[i]
+            undone = getattr(tx, "compensates", None)
+            clock = self._clocks.get(_key(tx))
+            if undone is not None:
+                reason = "compensated" if ack.ok else ack.reason or "refused"
+            elif tx.offline and not ack.ok:
+                reason = ack.reason or "refused"
+            elif clock is not None:
+                reason = clock[0]
+            else:
+                continue
+            follow_up.append({"msg_id": tx.msg_id, "site": tx.site, "station": tx.station,
+                              "kind": KIND[type(tx)], "item_id": tx.item_id,
+                              "patron_ref": getattr(tx, "patron_ref", None), "reason": reason,
+                              "at": tx.at, "recorded_at": now, "compensates": undone,
+                              "station_at": clock[1] if clock else None})
         if follow_up:
             conn.execute(insert(reconciliation), follow_up)
 

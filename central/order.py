@@ -13,6 +13,14 @@ backend:
   the missing numbers recorded (`order_gaps`, kind 'gap'); a missing one that comes later is
   applied when it comes and recorded too (kind 'late'): both are for reconciliation
   (`ledger.gaps`).
+- after a restore of the store from a backup (`store_restores`), the stations have numbered on
+  while the backup aged: the restored store has never seen their last numbers, and never will
+  (the station dropped each one at its ack). So the first new transaction of each journal
+  after a restore sets where its numbering goes on, instead of waiting for the missing ones
+  and then giving them up as a gap; recorded as kind 'rebase' (numbers first_seq..last_seq
+  skipped, msg_id the transaction that set it), once per journal per restore
+  (`restore_numbering`). A repeat of a transaction the restored store already holds does not
+  count: it says nothing of where the station is now.
 
 How far a journal is applied (`station_order.applied`) moves on lazily from the dedupe rows:
 a bridge killed between the ledger's commit and any bookkeeping here leaves nothing wrong,
@@ -27,12 +35,19 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Engine, Table, delete, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Table, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from selfcheck.central.backend import Tx
-from selfcheck.central.schema import held_tx, order_gaps, processed, station_order
+from selfcheck.central.schema import (
+    held_tx,
+    order_gaps,
+    processed,
+    restore_numbering,
+    station_order,
+    store_restores,
+)
 from selfcheck.mqtt import messages
 
 log = logging.getLogger(__name__)
@@ -55,6 +70,7 @@ class OrderCounters:
     gaps: int = 0  # gaps given up after the order wait
     late: int = 0  # transactions that came after their gap was given up
     refused: int = 0  # over HELD_MAX: not held, the station sends them again
+    rebased: int = 0  # journals whose numbering was taken from the station after a restore
 
 
 @dataclass
@@ -72,31 +88,39 @@ class StationOrder:
     # -- what the bridge calls
     def admit(self, txs: Sequence[Tx], now: dt.datetime | None = None) -> Admitted:
         """Sort a batch into what may be applied now and what waits for a predecessor."""
-        now = now or dt.datetime.now(dt.UTC)
+        with self.engine.begin() as conn:
+            return self.admit_in(conn, txs, now or dt.datetime.now(dt.UTC))
+
+    def admit_in(self, conn: Connection, txs: Sequence[Tx], now: dt.datetime) -> Admitted:
+        """`admit` inside the caller's database transaction: the ledger applies what is ready
+        in the same one (one commit a batch), and since each journal's mark stays locked
+        until that commit, nothing another bridge holds meanwhile can follow on from it."""
         out = Admitted()
         groups: dict[Key, list[Tx]] = {}
         for tx in txs:
             groups.setdefault(key_of(tx), []).append(tx)
-        with self.engine.begin() as conn:
-            for key in sorted(groups):
-                mark = self._lock(conn, key, now)
-                group = sorted(groups[key], key=lambda t: t.seq)
-                done = self._processed(conn, key, [t.msg_id for t in group if t.seq <= mark])
-                ready: list[Tx] = []
-                nxt = mark + 1
-                for tx in group:
-                    if tx.seq < nxt:
-                        if tx.seq <= mark and tx.msg_id not in done:
-                            self._late(conn, key, tx, now)
-                            done.add(tx.msg_id)
-                        ready.append(tx)
-                    elif tx.seq == nxt:
-                        ready.append(tx)
-                        nxt += 1
-                    elif self._hold(conn, key, tx, now):
-                        out.held.append(tx)
-                ready += self._pull(conn, key, nxt)
-                out.ready += sorted(ready, key=lambda t: t.seq)
+        restore = self._last_restore(conn)
+        for key in sorted(groups):
+            mark = self._lock(conn, key, now)
+            group = sorted(groups[key], key=lambda t: t.seq)
+            if restore is not None:
+                mark = self._after_restore(conn, key, group, mark, restore, now)
+            done = self._processed(conn, key, [t.msg_id for t in group if t.seq <= mark])
+            ready: list[Tx] = []
+            nxt = mark + 1
+            for tx in group:
+                if tx.seq < nxt:
+                    if tx.seq <= mark and tx.msg_id not in done:
+                        self._late(conn, key, tx, now)
+                        done.add(tx.msg_id)
+                    ready.append(tx)
+                elif tx.seq == nxt:
+                    ready.append(tx)
+                    nxt += 1
+                elif self._hold(conn, key, tx, now):
+                    out.held.append(tx)
+            ready += self._pull(conn, key, nxt)
+            out.ready += sorted(ready, key=lambda t: t.seq)
         return out
 
     def release(self, keys: Iterable[Key], now: dt.datetime | None = None) -> list[Tx]:
@@ -142,6 +166,38 @@ class StationOrder:
         # sees the release too.
         self.counters.gaps += given_up
         return out
+
+    def _last_restore(self, conn: Connection) -> int | None:
+        return conn.execute(select(func.max(store_restores.c.id))).scalar_one_or_none()
+
+    def _after_restore(self, conn: Connection, key: Key, group: list[Tx], mark: int,
+                       restore: int, now: dt.datetime) -> int:
+        """The journal's mark, taken from the station if this is its first new transaction
+        since the restore `restore` (see the module's docstring)."""
+        taken = conn.execute(select(restore_numbering.c.seq).where(
+            *self._is(restore_numbering, key),
+            restore_numbering.c.restore_id == restore)).scalar_one_or_none()
+        if taken is not None:
+            return mark
+        done = self._processed(conn, key, [t.msg_id for t in group])
+        new = [t for t in group if t.msg_id not in done]
+        if not new:
+            return mark
+        first = new[0]
+        conn.execute(insert(restore_numbering).values(
+            site=key[0], station=key[1], journal=key[2], restore_id=restore, seq=first.seq,
+            taken_at=now))
+        if first.seq <= mark + 1:  # it follows on from the restored store: nothing to take
+            return mark
+        conn.execute(insert(order_gaps).values(
+            site=key[0], station=key[1], journal=key[2], kind="rebase", first_seq=mark + 1,
+            last_seq=first.seq - 1, msg_id=first.msg_id, recorded_at=now))
+        self._set_mark(conn, key, first.seq - 1, now)
+        self.counters.rebased += 1
+        log.warning("numbering taken from station %s at seq %d after restore (site=%s; "
+                    "seq %d..%d not in the restored store)", key[1], first.seq, key[0],
+                    mark + 1, first.seq - 1)
+        return first.seq - 1
 
     def held_count(self) -> int:
         with self.engine.connect() as conn:

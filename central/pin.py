@@ -1,4 +1,4 @@
-"""PINs: a salted scrypt hash in the store, never the PIN; wrong PINs lock the card for a while.
+"""PINs: a salted scrypt hash in the store, never the PIN; wrong PINs slow the card, then lock it.
 
 Used by the embedded store (which verifies) and the SIP2 backend (where the library system
 verifies, CQ, and this module only counts the failures).
@@ -43,8 +43,16 @@ def verify_pin(pin: str, stored: str | None) -> bool:
 
 @dataclass(frozen=True)
 class PinPolicy:
-    max_failures: int = 3  # wrong PINs in a row before the lock
-    lock: dt.timedelta = dt.timedelta(minutes=15)
+    """Slowing first, locking later: a reader who mistyped waits a minute, a guesser waits
+    longer at each further try and the card locks only after `lock_after` wrong PINs in a row
+    (about two hours of waiting with the defaults), so one burst of guesses cannot lock a
+    reader out, and ten guesses in all per card are what a thief gets before staff must act.
+    A right PIN, or staff (`selfcheck central unlock-pin`), starts the count again."""
+
+    max_failures: int = 3  # wrong PINs in a row before the first wait
+    wait: dt.timedelta = dt.timedelta(minutes=1)  # the first wait; doubled at each wrong PIN
+    lock_after: int = 10  # wrong PINs in a row before the long lock
+    lock: dt.timedelta = dt.timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -61,13 +69,22 @@ def locked(state: PinState, now: dt.datetime) -> bool:
 
 
 def after_failure(state: PinState, now: dt.datetime, policy: PinPolicy) -> PinState:
-    """One more wrong PIN: a lock when the limit is reached (and the count starts again)."""
-    failures = 0 if state.locked_until is not None and not locked(state, now) else \
-        state.failures  # an expired lock gives a fresh set of tries
-    failures += 1
+    """One more wrong PIN: a wait that doubles from the limit on, then the long lock. The
+    count is not reset when a wait runs out: the waits must grow for a guesser."""
+    failures = state.failures + 1
+    if failures >= policy.lock_after:
+        return PinState(failures, now + policy.lock)
     if failures >= policy.max_failures:
-        return PinState(0, now + policy.lock)
+        return PinState(failures, now + policy.wait * 2 ** (failures - policy.max_failures))
     return PinState(failures, None)
+
+
+def stage(state: PinState, now: dt.datetime, policy: PinPolicy) -> str:
+    """What staff see: `locked` (the long lock), `slowed` (waiting), or `failed` (wrong PINs
+    counted, no wait now)."""
+    if state.failures >= policy.lock_after and locked(state, now):
+        return "locked"
+    return "slowed" if locked(state, now) else "failed"
 
 
 def tries_left(state: PinState, policy: PinPolicy) -> int:

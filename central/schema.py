@@ -105,6 +105,9 @@ reconciliation = Table(
     Column("at", DateTime(timezone=True), nullable=False, index=True),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("compensates", String(36)),
+    # The time the station gave, when its clock was out of bounds (central/tx_clock.py): the
+    # transaction was applied at `at`, the central's time, instead.
+    Column("station_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("site", "station", "msg_id", name="pk_reconciliation"),
 )
 
@@ -228,4 +231,59 @@ patron_sessions = Table(
     Column("patron_ref", String(64), primary_key=True),
     Column("opened_at", DateTime(timezone=True), nullable=False),
     Column("ends_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# -- wrong PINs per station (central/pin_guard.py), shared by every bridge
+
+# A station's wrong PINs in its current window, over every card: past the budget its PIN
+# checks pause (longer at each pause within a day), so that a stolen station's credentials
+# trying many cards slow that station down rather than lock the readers' cards.
+pin_stations = Table(
+    "pin_stations", metadata,
+    Column("site", String(64), primary_key=True),
+    Column("station", String(64), primary_key=True),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("failures", Integer, nullable=False),  # in the window
+    Column("total", BigInteger, nullable=False),  # since the row was made: the fleet's counter
+    Column("pauses", Integer, nullable=False),  # within a day of the last: each one longer
+    Column("paused_until", DateTime(timezone=True)),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+)
+
+# What happened to cards and stations over wrong PINs, for staff: 'slowed', 'locked',
+# 'unlocked' (a right PIN after a wait, or staff: `by`), 'station_paused'.
+pin_events = Table(
+    "pin_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("site", String(64)),
+    Column("station", String(64)),
+    Column("patron_ref", String(64)),
+    Column("kind", String(16), nullable=False),
+    Column("until", DateTime(timezone=True)),
+    Column("by", String(64)),
+)
+
+# -- restores (`selfcheck central restore`, central/backup.py)
+
+# One row per restore of the store from a backup. Stations kept numbering while the backup
+# aged, so after a restore each station journal's numbering is taken from the station's next
+# transaction instead of waiting for numbers the restored store never saw (central/order.py).
+store_restores = Table(
+    "store_restores", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("restored_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("source", String(500), nullable=False),  # the backup file, for whoever looks
+)
+
+# The station journals whose numbering has been taken up since a restore (`restore_id`): the
+# first new transaction of each journal after a restore sets where it goes on, once.
+restore_numbering = Table(
+    "restore_numbering", metadata,
+    Column("site", String(64), primary_key=True),
+    Column("station", String(64), primary_key=True),
+    Column("journal", String(32), primary_key=True),
+    Column("restore_id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),  # the first number seen after the restore
+    Column("taken_at", DateTime(timezone=True), nullable=False),
 )

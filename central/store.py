@@ -22,6 +22,8 @@ from selfcheck.central.backend import KIND, Tx
 from selfcheck.central.batch import Batch
 from selfcheck.central.engine import open_engine
 from selfcheck.central.names import given_name
+from selfcheck.central.offline_policy import EVERY, OfflineStations
+from selfcheck.central.pin_guard import PinGuard, StationBudget
 from selfcheck.central.pin_rules import Demand, PinRules, demand, refusal
 from selfcheck.central.salts import rotate_salts, site_salt
 from selfcheck.central.schema import (
@@ -60,27 +62,33 @@ def _aware(when: dt.datetime | None) -> dt.datetime | None:
 
 class CirculationStore:
     def __init__(self, url: str, *, pin_rules: PinRules | None = None,
-                 pin_policy: pins.PinPolicy | None = None, hold_days: int = 7,
+                 pin_policy: pins.PinPolicy | None = None,
+                 pin_budget: StationBudget | None = None, hold_days: int = 7,
                  offline_max_loans: int = 3, offline_valid: dt.timedelta = dt.timedelta(hours=24),
                  offline_max_fines: int = 50_000,
                  offline_salt_age: dt.timedelta | None = dt.timedelta(days=7),
-                 offline_recent: dt.timedelta | None = None) -> None:
+                 offline_recent: dt.timedelta | None = None,
+                 offline_stations: OfflineStations = EVERY) -> None:
         """pin_rules: when a patron check needs the PIN (central/pin_rules.py; by default
         never, the caller decides), whatever the station sends. The offline list leaves out
         patrons owing more than offline_max_fines (VND). Its card-hash key is replaced every
         offline_salt_age; offline_recent keeps on a site's list only the patrons who borrowed,
         returned or renewed there within that time (None: every patron in good standing), the
-        smallest list that serves the site's regular readers."""
+        smallest list that serves the site's regular readers. offline_stations: who gets
+        the list at all (central/offline_policy.py; `selfcheck central` gives none by
+        default)."""
         self.url = url
         self.engine = open_engine(url)
         self.pin_rules = pin_rules or PinRules()
         self.pin_policy = pin_policy or pins.PinPolicy()
+        self.pin_guard = PinGuard(self.engine, pin_budget)
         self.hold_days = hold_days
         self.offline_max_loans = offline_max_loans
         self.offline_valid = offline_valid
         self.offline_salt_age = offline_salt_age
         self.offline_recent = offline_recent
         self.offline_max_fines = offline_max_fines
+        self.offline_stations = offline_stations
 
     def create(self) -> None:
         """Bring the database to the newest schema revision (central/migrations)."""
@@ -94,26 +102,31 @@ class CirculationStore:
     # -- station requests
     def check_patron(self, card_id: str, today: dt.date | None = None, *,
                      pin: str | None = None, now: dt.datetime | None = None,
-                     site: str | None = None) -> PatronCheckRes:
+                     site: str | None = None, station: str | None = None) -> PatronCheckRes:
         now = now or dt.datetime.now(dt.UTC)
         today = today or dt.date.today()
+        if pin is not None and (paused := self.pin_guard.paused(site, station, now)):
+            return paused  # over the station's wrong-PIN budget: no card looked at or counted
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(patrons, rules.c.max_loans).join(rules)
                 .where(patrons.c.card_id == card_id)).mappings().first()
-            if row is None:  # the site's rule: `always` must not tell a guesser it is unknown
-                wanted = demand(self.pin_rules.rule(site, None), None, now,
-                                pin_given=pin is not None)
-                return refusal(wanted, None) or PatronCheckRes(ok=False,
-                                                               reason="unknown_patron")
-            count = conn.execute(select(func.count()).select_from(loans)
-                                 .where(loans.c.patron_ref == row["ref"])).scalar_one()
+            count = 0 if row is None else conn.execute(
+                select(func.count()).select_from(loans)
+                .where(loans.c.patron_ref == row["ref"])).scalar_one()
+        if row is None:  # the site's rule: `always` must not tell a guesser it is unknown
+            if pin is not None:  # trying card numbers with PINs spends the budget too
+                none = pins.PinState(0, None)
+                self.pin_guard.wrong(site, station, None, none, none, now, self.pin_policy)
+            wanted = demand(self.pin_rules.rule(site, None), None, now,
+                            pin_given=pin is not None)
+            return refusal(wanted, None) or PatronCheckRes(ok=False, reason="unknown_patron")
         state = pins.PinState(row["pin_failures"], _aware(row["pin_locked_until"]))
         wanted = demand(self.pin_rules.rule(site, row["category"]), state, now,
                         pin_given=pin is not None)
         refused = refusal(wanted, state)
         if refused is None and wanted is Demand.CHECK and pin is not None:
-            refused = self._check_pin(card_id, row, pin, now)
+            refused = self._check_pin(card_id, row, pin, now, site, station)
         if refused is not None:
             return refused
         reason: messages.Reason | None = None
@@ -125,8 +138,8 @@ class CirculationStore:
                               display_name=given_name(row["name"]), loans=count,
                               max_loans=row["max_loans"])
 
-    def _check_pin(self, card_id: str, row: Any, pin: str,
-                   now: dt.datetime) -> PatronCheckRes | None:
+    def _check_pin(self, card_id: str, row: Any, pin: str, now: dt.datetime,
+                   site: str | None, station: str | None) -> PatronCheckRes | None:
         """None when the PIN is right (failures reset), else the refusal (failure counted).
         No name and no ref in a refusal: they are for the card's owner only."""
         policy = self.pin_policy
@@ -137,14 +150,16 @@ class CirculationStore:
                 with self.engine.begin() as conn:
                     conn.execute(update(patrons).where(where)
                                  .values(pin_failures=0, pin_locked_until=None))
+                self.pin_guard.right(site, station, row["ref"], state, now)
             return None
         with self.engine.begin() as conn:  # read again: another station may have counted one
             fresh = conn.execute(select(patrons.c.pin_failures, patrons.c.pin_locked_until)
                                  .where(where)).one()
-            state = pins.after_failure(
-                pins.PinState(fresh.pin_failures, _aware(fresh.pin_locked_until)), now, policy)
+            before = pins.PinState(fresh.pin_failures, _aware(fresh.pin_locked_until))
+            state = pins.after_failure(before, now, policy)
             conn.execute(update(patrons).where(where).values(
                 pin_failures=state.failures, pin_locked_until=state.locked_until))
+        self.pin_guard.wrong(site, station, row["ref"], before, state, now, policy)
         log.info("wrong PIN for patron %s", row["ref"])  # the ref, never the card or PIN
         if state.locked_until is not None:
             return PatronCheckRes(ok=False, reason="pin_locked",

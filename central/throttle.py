@@ -13,8 +13,11 @@ first, so a station that resumes mostly resumes in order. Where it does not (a f
 enough to resume in its middle, or several bridges, each with its own buckets, taking turns
 at one station's messages), the central's per-station order holds the later transactions
 until the earlier ones come again (central/order.py). Transactions and requests have a bucket
-each, so a station catching up on a backlog still gets its patron checks answered. No I/O;
-time is passed in.
+each, so a station catching up on a backlog still gets its patron checks answered.
+
+A message takes what it costs the bridge (central/costly.py), not one: a PIN check takes a
+key derivation's worth, so a station sending them is held to its share long before a station
+sending as many transactions would be. No I/O; time is passed in.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# The default share: far above what a self-check sends, even catching up after a day offline,
-# and far below what a bridge can apply (about 1,600/s).
+# The default share, in cost (a transaction 1, a PIN check 50: central/costly.py): far above
+# what a self-check sends, even catching up after a day offline or fetching a 20,000-reader
+# offline list, and far below what a bridge can apply (about 1,600 transactions a second).
 STATION_RATE_PER_S = 20.0
 STATION_BURST = 2_000
 RESUME_SHARE = 0.1  # a refused station is let through again once its bucket is this full
@@ -47,7 +51,8 @@ class _Bucket:
 
 
 class StationThrottle:
-    """`rate_per_s` messages a second per station, `burst` at once; a rate of 0 lets all in."""
+    """`rate_per_s` cost a second per station (a transaction costs 1), `burst` at once; a
+    rate of 0 lets all in."""
 
     def __init__(self, rate_per_s: float, burst: int, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -58,11 +63,15 @@ class StationThrottle:
         self._clock = clock
         self._buckets: dict[tuple[str, str, str], _Bucket] = {}
         self.refused: collections.Counter[str] = collections.Counter()  # by "site/station"
+        self.runs: collections.Counter[str] = collections.Counter()  # of refusals, likewise
 
-    def take(self, site: str, station: str, channel: str = "tx") -> Verdict:
-        """Whether one more message of this station's `channel` (tx or req) goes in."""
+    def take(self, site: str, station: str, channel: str = "tx", cost: int = 1) -> Verdict:
+        """Whether one more message of this station's `channel` (tx or req), costing `cost`,
+        goes in."""
         if not self.rate:
             return Verdict.OK
+        # Never more than the burst: a message no bucket can hold would never go in.
+        need = float(min(max(cost, 1), self.burst))
         now = self._clock()
         key = (site, station, channel)
         b = self._buckets.get(key)
@@ -72,14 +81,16 @@ class StationThrottle:
             b = self._buckets[key] = _Bucket(float(self.burst), now)
         b.tokens = min(float(self.burst), b.tokens + (now - b.at) * self.rate)
         b.at = now
-        if b.refusing and b.tokens >= max(1.0, self.burst * RESUME_SHARE):
+        if b.refusing and b.tokens >= max(need, self.burst * RESUME_SHARE):
             b.refusing = False
-        if not b.refusing and b.tokens >= 1.0:
-            b.tokens -= 1.0
+        if not b.refusing and b.tokens >= need:
+            b.tokens -= need
             return Verdict.OK
         started = not b.refusing
         b.refusing = True
         self.refused[f"{site}/{station}"] += 1
+        if started:
+            self.runs[f"{site}/{station}"] += 1
         return Verdict.STARTED if started else Verdict.REFUSED
 
     def _forget_full(self, now: float) -> None:

@@ -77,6 +77,7 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     View,
     WriteSecurity,
 )
+from selfcheck.kiosk.timeouts import REFUSAL_S
 
 
 @dataclass
@@ -169,6 +170,7 @@ TOUCHES: dict[tuple[Mode | None, str], str] = {
     (None, "help"): "_press_help",
     **{(m, b): "_press_idle" for m in Mode if m in _DONE_GOES_IDLE for b in ("done", "cancel")},
     (Mode.HELP, "call_staff"): "_press_call_staff",
+    (Mode.IDLE, "call_staff"): "_press_call_staff_idle",
     (Mode.HELP, "cancel"): "_press_help_back",
     (Mode.IDLE, "return"): "_press_return",
     (Mode.SUMMARY, "return"): "_press_return",
@@ -533,13 +535,16 @@ class SelfCheck:
             return []
         if not result.ok:
             self._to_idle()
+            # why, what to do and the staff button stay long enough to read and to reach
+            hold = max(self.config.message_s, REFUSAL_S)
             if result.reason == "pin_locked":
                 until = result.pin_locked_until
-                self._show("pin_locked", until.isoformat() if until else None, now)
+                self._show("pin_locked", until.isoformat() if until else None, now, hold)
             else:
-                self._show("patron_refused", result.reason, now)
+                self._show("patron_refused", result.reason, now, hold)
             return self._failure("refused card")
         self._failures = 0
+        self._message = None  # an earlier refusal is not this reader's
         self._session.card_id = None
         self._session = _Session(result.patron_ref, result.display_name)
         self.mode = Mode.BORROW
@@ -879,6 +884,11 @@ class SelfCheck:
         self._help_reason = "called"
         return [Notify("staff_needed", "critical", "the reader asked for staff")]
 
+    def _press_call_staff_idle(self, now: float) -> list[Action]:
+        # a refused card's screen offers staff at once: the help screen says they are coming
+        self._message = None
+        return self._call_help("called", "a reader whose card was refused asked for staff")
+
     def _press_help_back(self, now: float) -> list[Action]:
         back = self._session.help_from
         if back in (Mode.BORROW, Mode.CONFIRM_LOAN):
@@ -1084,8 +1094,8 @@ class SelfCheck:
         elif self._closed is not None:  # staff closed it, or it was closed before help
             self.mode = Mode.OUT_OF_SERVICE
 
-    def _show(self, key: str, arg: str | None, now: float) -> None:
-        self._message = (key, arg, now + self.config.message_s)
+    def _show(self, key: str, arg: str | None, now: float, hold: float | None = None) -> None:
+        self._message = (key, arg, now + (hold or self.config.message_s))
 
     def _replace(self, old: Line, new: Line) -> None:
         lines = self._session.lines

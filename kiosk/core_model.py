@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Literal
 
 from selfcheck.drivers.seen import SeenTag, TagUid
-from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S
+from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S, SUMMARY_S
 
 
 class Mode(StrEnum):
@@ -488,7 +488,7 @@ class CoreConfig:
     langs: tuple[str, ...] = ("vi", "en")
     ack_timeout_s: float = ACK_TIMEOUT_S
     inactivity_s: float = 45.0
-    summary_s: float = 12.0
+    summary_s: float = SUMMARY_S  # read first, then asked "more time?"
     message_s: float = 8.0
     help_s: float = 180.0  # the staff-needed screen waits this long for someone
     offline_returns: bool = True  # offline policy: returns only (the default) or nothing

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,9 +24,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from selfcheck.drivers.card.config import CardConfigError
 from selfcheck.drivers.pad.base import AfiPolicy, afi_problem
 from selfcheck.kiosk.config import BrokerConfig, DeskConfig, OfflinePolicy, StationConfig
-from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S, RESEND_AFTER_S, StationTimeouts
+from selfcheck.kiosk.panels import PANELS, parse_mm
+from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S, RESEND_AFTER_S, SUMMARY_S, StationTimeouts
 from selfcheck.mqtt import topics
 from selfcheck.mqtt.connection import BrokerAddress
 from selfcheck.mqtt.security import ClientSecurity, check_transport
@@ -32,6 +44,80 @@ def parse_size(text: str) -> tuple[int, int]:
     if min(size) < 200 or max(size) > 8000:
         raise ValueError(f"screen size {text!r}: out of range")
     return size
+
+
+# Deeper than any setting needs (the deepest, printer_options, is two levels), far below where
+# tomllib, which parses nested arrays and tables recursively, runs out of stack.
+MAX_TOML_DEPTH = 32
+
+# Kernel and device file systems: a journal there cannot be an SQLite database (and a typo
+# that lands there should not be tried at start, deep in the runtime).
+_NOT_A_DISK = (Path("/proc"), Path("/sys"), Path("/dev"))
+_HOST = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
+
+
+def toml_nesting_problem(text: str, limit: int = MAX_TOML_DEPTH) -> str | None:
+    """'line N: ...' when the arrays and inline tables of a TOML text nest deeper than `limit`,
+    found before tomllib would recurse into them; brackets in strings and comments do not
+    count (a broken string is left for tomllib to report)."""
+    depth, line, i, n = 0, 1, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif c in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else c
+            j = i + len(quote)
+            while j < n and not text.startswith(quote, j):
+                if text[j] == "\\" and c == '"':
+                    j += 1
+                elif text[j] == "\n" and len(quote) == 1:
+                    break  # a one-line string left open: tomllib says so
+                j += 1
+            line += text.count("\n", i, min(j, n))
+            i = j + len(quote) if j < n and text.startswith(quote, j) else j
+            continue
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return f"line {line}: arrays or tables nested more than {limit} deep"
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
+
+
+def _check_card_options(kind: str, url: str, opts: dict[str, Any]) -> None:
+    """The card reader's options checked as the driver will read them, without opening the
+    device, so that a wrong one is named at load (the simulated reader is never given them)."""
+    from selfcheck.drivers.card.config import parse_options
+
+    if kind == "sim":
+        if opts:
+            raise ValueError(f"{next(iter(opts))!r}: the simulated card reader (card_reader = "
+                             "\"sim\") takes no options")
+    elif kind == "nfc":
+        from selfcheck.drivers.card.factory import NfcOptions
+
+        parse_options(NfcOptions, "nfc card reader", opts)
+    elif kind == "barcode-serial":
+        from selfcheck.drivers.card.barcode_serial import SerialBarcodeOptions
+
+        parse_options(SerialBarcodeOptions, "serial barcode scanner", opts)
+    elif kind == "barcode-wedge":
+        from selfcheck.drivers.card.barcode import BarcodeOptions
+        from selfcheck.drivers.card.barcode_wedge import WedgeOptions
+        from selfcheck.drivers.card.factory import WedgeSourceOptions
+
+        what = "keyboard-wedge barcode scanner"
+        source = parse_options(WedgeSourceOptions, what, opts).source
+        rest = {k: v for k, v in opts.items() if k != "source"}
+        evdev = source == "evdev" or (source == "auto" and url.startswith("/dev/input/"))
+        parse_options(WedgeOptions if evdev else BarcodeOptions, what, rest)
 
 
 class StationSettings(BaseSettings):
@@ -55,7 +141,7 @@ class StationSettings(BaseSettings):
     afi_on_loan: int = Field(0xC2, ge=0, le=255)
     ack_timeout_s: float = Field(ACK_TIMEOUT_S, gt=0)
     inactivity_s: float = Field(45.0, gt=0)
-    summary_s: float = Field(12.0, gt=0)
+    summary_s: float = Field(SUMMARY_S, gt=0)
     offline_returns: bool = True
     offline_loans: bool = Field(False, description="when the central cannot be reached, "
                                 "lend to readers on the cached offline list (req/offline-list), "
@@ -97,16 +183,31 @@ class StationSettings(BaseSettings):
     receipt_mail: dict[str, Any] | None = Field(None, description="SMTP relay for e-mail "
                                                 "receipts (drivers.printer.mail.MailConfig)")
     resend_after_s: float = Field(RESEND_AFTER_S, gt=0)
+    releases: Path | None = Field(None, description="the folder of installed releases (with "
+                                  "the `current` link the unit starts), for the `update` and "
+                                  "`rollback` commands; none: those commands are refused")
     fullscreen: bool = False
     # -- the screen: its size, how it is mounted, and its real size (for 9 mm touch targets)
-    screen: str = Field("", description="WIDTHxHEIGHT of the panel, e.g. 800x480; empty: "
-                        "the display's own size when fullscreen, else a 1280x800 window")
+    screen: str = Field("", description="WIDTHxHEIGHT of the panel, e.g. 800x480, or a known "
+                        f"panel by name ({', '.join(PANELS)}); empty: the display's own "
+                        "size when fullscreen, else a 1280x800 window")
     rotation: Literal[0, 90, 180, 270] = Field(0, description="degrees the picture is turned "
                                                "for a panel mounted the other way")
     screen_inches: float | None = Field(None, gt=1, le=120, description="the panel's "
                                         "diagonal; default: the usual panel of that size")
     screen_dpi: float | None = Field(None, gt=20, le=1000, description="pixels per inch, "
                                      "instead of the diagonal")
+    screen_mm: str = Field("", description="the panel's active area in mm, WIDTHxHEIGHT the "
+                           "way round `screen` is (e.g. 154x86 for the Pi 7\"): sizes in mm "
+                           "across and down, for panels whose pixels are not square")
+    places: dict[str, str] = Field(default_factory=dict, description="library codes the "
+                                   "library system sends (a transfer's destination, a hold's "
+                                   "pickup branch) to the names readers know, e.g. "
+                                   "{'VN-HN-02' = 'Thư viện quận Hoàn Kiếm'}; an unknown "
+                                   "code shows as itself")
+    offline_loan_days: int | None = Field(None, ge=1, le=365, description="the loan period "
+                                          "the library gives an offline loan: its due date "
+                                          "is shown on the screen; empty: no date shown")
     log_level: Literal["debug", "info", "warning", "error"] | None = Field(
         None, description="when neither --log-level nor SELFCHECK_LOG_LEVEL says (default info)")
     telemetry_s: float = Field(60.0, ge=1, description="tele/health period (issue 6)")
@@ -128,13 +229,41 @@ class StationSettings(BaseSettings):
     @field_validator("screen")
     @classmethod
     def _screen(cls, value: str) -> str:
-        if value:
+        if value and value not in PANELS:
             parse_size(value)
+        return value
+
+    @field_validator("screen_mm")
+    @classmethod
+    def _screen_mm(cls, value: str) -> str:
+        if value:
+            try:
+                parse_mm(value)
+            except ValueError as exc:
+                raise ValueError(f"screen_mm: {exc}") from None
+        return value
+
+    @field_validator("places")
+    @classmethod
+    def _places(cls, value: dict[str, str]) -> dict[str, str]:
+        for code, name in value.items():
+            if not code.strip() or not name.strip() or len(name) > 80:
+                raise ValueError(f"places: {code!r}: a code and a name of 1 to 80 "
+                                 "characters")
         return value
 
     @property
     def screen_size(self) -> tuple[int, int] | None:
+        if self.screen in PANELS:
+            return PANELS[self.screen][0]
         return parse_size(self.screen) if self.screen else None
+
+    @property
+    def screen_area_mm(self) -> tuple[float, float] | None:
+        """The panel's active area in mm (across, down): given, or the named panel's."""
+        if self.screen_mm:
+            return parse_mm(self.screen_mm)
+        return PANELS[self.screen][1] if self.screen in PANELS else None
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: object) -> object:
@@ -143,7 +272,42 @@ class StationSettings(BaseSettings):
     @field_validator("broker")
     @classmethod
     def _broker(cls, value: str) -> str:
-        BrokerAddress.parse(value)  # here too, so that the error names the key
+        host = BrokerAddress.parse(value).host  # here too, so that the error names the key
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            # BrokerAddress takes any text before the port; a space or a stray character
+            # would only fail later, as an unreachable broker, or as "not on this machine".
+            if not _HOST.match(host):
+                raise ValueError(f"host {host[:80]!r} is not a host name or an IP address "
+                                 "(letters, digits, '.', '-' only)") from None
+        return value
+
+    @field_validator("journal")
+    @classmethod
+    def _journal(cls, value: Path) -> Path:
+        if "\0" in str(value):
+            raise ValueError("a NUL character in the path")
+        where = Path(os.path.abspath(value))
+        for root in _NOT_A_DISK:
+            if where == root or root in where.parents:
+                raise ValueError(f"{str(value)[:200]} is under {root}, not on a disk: name a "
+                                 "file on the station's disk, e.g. var/station.db")
+        if _is_dir(where):
+            raise ValueError(f"{str(value)[:200]} is a folder: name the journal file in it, "
+                             "e.g. station.db")
+        return value
+
+    @field_validator("card_options")
+    @classmethod
+    def _card_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("card_reader")
+        if kind is None:  # the card reader itself is wrong: that error says enough
+            return value
+        try:
+            _check_card_options(kind, str(info.data.get("card_url", "")), value)
+        except CardConfigError as exc:
+            raise ValueError(f"{exc.field}: {exc.problem}") from None
         return value
 
     @field_validator("afi_in_library", "afi_on_loan")
@@ -224,6 +388,13 @@ class StationSettings(BaseSettings):
         return tuple(sources)
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
@@ -237,6 +408,13 @@ def load_settings(toml: Path | None = None, **overrides: object) -> StationSetti
         raise FileNotFoundError(f"config file {toml} does not exist")
     if toml is not None and not toml.is_file():  # a folder would be skipped: defaults
         raise ValueError(f"config file {toml} is not a file (a folder?): name the TOML file")
+    if toml is not None:
+        try:
+            text = toml.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"config file {toml}: not UTF-8 (byte {exc.start})") from None
+        if problem := toml_nesting_problem(text):
+            raise ValueError(f"config file {toml}: {problem}")
     StationSettings._toml_path = toml  # type: ignore[attr-defined]
     try:
         return StationSettings(**overrides)  # type: ignore[arg-type]

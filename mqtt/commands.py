@@ -36,9 +36,26 @@ class OfflinePolicyArgs(Message):
     policy: OfflinePolicy
 
 
+class UpdateArgs(Message):
+    """Install a release from the central's wheelhouse, check it, switch to it, restart."""
+
+    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]{1,500}$",
+                              description="the release's folder on the central, e.g. "
+                              "http://central:8080/updates/0.2.0/")]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$",
+                                 description="of the release's requirements.lock")]
+    force: bool = Field(False, description="even while a reader is using the station")
+
+
+class RollbackArgs(Message):
+    force: bool = Field(False, description="even while a reader is using the station")
+
+
 ARGS: dict[str, type[Message]] = {
     "out_of_service": OutOfServiceArgs, "in_service": NoArgs, "reload_config": NoArgs,
     "set_offline_policy": OfflinePolicyArgs, "send_diagnostics": NoArgs, "restart": RestartArgs,
+    "update": UpdateArgs, "rollback": RollbackArgs,
 }
 
 

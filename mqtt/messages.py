@@ -277,6 +277,12 @@ def card_hash(salt: str, card_id: str) -> str:
 
 class OfflineListRes(Message):
     schema_: Literal["res.offline-list/1"] = Field("res.offline-list/1", alias="schema")
+    ok: bool | None = Field(None, description="absent on a list; false: no list for this "
+                            "station, `reason` says why (no entries, already expired)")
+    reason: Literal["not_offline"] | None = Field(None, description="with ok=false: "
+                                                  "not_offline, the central does not serve "
+                                                  "this station a list (it lends offline "
+                                                  "nothing; ask again after offline_list_s)")
     site: str = Field(description="the site the list is for (the topic's)")
     salt: str = Field(pattern=r"^[0-9a-f]{32,64}$", description="per-site key of card_hash, "
                       "hex; the same on every page and stable for a site")

@@ -13,7 +13,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt import hops, messages, topics
+from selfcheck.mqtt.broker_state import BrokerWatch
 from selfcheck.mqtt.connection import (
     BrokerAddress,
     connect_properties,
@@ -65,6 +66,8 @@ class StationLink:
         self._pending_lock = threading.Lock()
         self._client = make_client(station)
         apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
+        # Not reached, certificate or login refused: said once each, and when it is back.
+        self.broker_watch = BrokerWatch(self._client, broker, f"{site}/{station}", log)
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
@@ -100,8 +103,8 @@ class StationLink:
 
     def _connected(self, client: paho.Client, userdata: Any, flags: Any, rc: Any,
                    props: Any = None) -> None:
+        self.broker_watch.connected(rc)
         if rc.is_failure:
-            log.warning("broker %s refused the connection: %s", self.broker, rc)
             return
         client.subscribe([(f"{self._root}/ack/tx", 1), (f"{self._root}/res/+", 1),
                           (f"{self._root}/status", 1),
@@ -113,6 +116,8 @@ class StationLink:
     def _disconnected(self, client: paho.Client, userdata: Any, flags: Any, rc: Any,
                       props: Any = None) -> None:
         self.connected.clear()
+        if self._loop_thread is not None:  # not our own stop
+            self.broker_watch.disconnected(rc)
         self._arm_will()
         self._on_connected(False)
 
@@ -185,6 +190,8 @@ class StationLink:
             if channel == "ack/tx":
                 ack = messages.decode(m.payload, messages.AckTx)
                 assert isinstance(ack, messages.AckTx)
+                if hops.HOOKS:  # the benchmark's breakdown only (mqtt/hops.py)
+                    hops.mark("station_received", ack.msg_id, m.timestamp)
                 self._on_ack(ack)
             elif channel.startswith("res/"):
                 correlation = getattr(m.properties, "CorrelationData", None)

@@ -1,5 +1,7 @@
-"""deploy/pi/provision.sh run for real, twice, in a fresh Debian bookworm root made by
-debootstrap: what it installs and writes is checked, and the second run changes nothing.
+"""deploy/pi/provision.sh and deploy/central/setup.sh run for real, twice, in a fresh Debian
+bookworm root made by debootstrap: what they install and write is checked, and the second run
+changes nothing. provision.sh gets a real data partition (a loop device); setup.sh ends with a
+running PostgreSQL and Mosquitto inside the root and `selfcheck doctor --central` green.
 
 Slow (a few hundred MB from the Debian mirror and PyPI, many minutes), so it runs only with
 SELFCHECK_DEBOOTSTRAP_TEST=1, as root, with debootstrap installed (scripts/bootstrap):
@@ -10,7 +12,13 @@ The debootstrapped base is cached as var/debootstrap/bookworm.tar; each run unpa
 copy. Where a Raspberry Pi OS image differs from plain Debian in ways provision.sh relies on,
 the root is made to look like one: /boot/firmware with config.txt and cmdline.txt, the
 hciuart unit, `uname -m` saying aarch64. udevadm is a logging shim and systemctl drops
-`--now`: a chroot runs neither udevd nor systemd.
+`--now`: a chroot runs neither udevd nor systemd. policy-rc.d keeps package scripts from
+starting daemons in the root; setup.sh, seeing no systemd, starts the ones it needs itself.
+
+The central's daemons would take the host's ports (1883, 5432), so setup.sh runs in a network
+namespace of its own, with only a loopback: its packages are fetched beforehand into the
+root's apt cache and the app's wheels come from var/debootstrap/wheels (built once from the
+project and its dependencies), so the script's apt and pip steps run, offline.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +46,7 @@ pytestmark = [
 ]
 
 CACHE = ROOT / "var" / "debootstrap" / "bookworm.tar"
+WHEELS = ROOT / "var" / "debootstrap" / "wheels"
 MIRROR = os.environ.get("SELFCHECK_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PIP_CA = "etc/selfcheck-test-pip-ca.pem"
@@ -55,14 +65,48 @@ def _base() -> Path:
     return CACHE
 
 
-def _chroot(root: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _chroot(root: Path, *cmd: str, check: bool = True, netns: str | None = None,
+            env_extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     # A clean environment: the host's (paths to its files, its pip settings) means nothing
     # inside the root.
-    env = ["HOME=/root", "LANG=C.UTF-8", f"PATH={PATH}"]
+    env = ["HOME=/root", "LANG=C.UTF-8", f"PATH={PATH}", *env_extra]
     if (root / PIP_CA).exists():
         env += [f"{k}=/{PIP_CA}" for k in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")]
-    return subprocess.run(["chroot", str(root), "env", "-i", *env, *cmd], text=True,
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return subprocess.run([*prefix, "chroot", str(root), "env", "-i", *env, *cmd], text=True,
                           capture_output=True, check=check, timeout=1800)
+
+
+def _wheels() -> Path:
+    """The project's wheel and its dependencies', for an install with no network."""
+    if not (WHEELS / "complete").exists():
+        shutil.rmtree(WHEELS, ignore_errors=True)
+        subprocess.run([str(ROOT / ".venv" / "bin" / "pip"), "wheel", "-q", "--wheel-dir",
+                        str(WHEELS), str(ROOT), "setuptools>=68", "wheel"], check=True,
+                       capture_output=True, timeout=1800)
+        (WHEELS / "complete").touch()
+    return WHEELS
+
+
+def _kill_in(root: Path) -> None:
+    """Ends the daemons started inside ROOT (found by their root directory), nothing else."""
+    for _ in range(50):
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    if os.readlink(proc / "root") == str(root):
+                        pids.append(int(proc.name))
+                except OSError:
+                    continue
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["sleep", "0.1"], check=False)
 
 
 @pytest.fixture
@@ -81,6 +125,8 @@ def pi_root(tmp_path: Path) -> Iterator[Path]:
     for path, text in (("usr/local/bin/uname",
                         '#!/bin/sh\n[ "$1" = -m ] && { echo aarch64; exit 0; }\n'
                         'exec /bin/uname "$@"\n'),
+                       # Package scripts start no daemon in the root (Debian's policy-rc.d).
+                       ("usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n"),
                        ("usr/local/sbin/udevadm",
                         '#!/bin/sh\necho "udevadm $*" >> /var/log/udevadm-shim.log\n'),
                        # No systemd runs in a chroot: enabling works; starting, stopping and
@@ -105,6 +151,15 @@ def pi_root(tmp_path: Path) -> Iterator[Path]:
         _chroot(root, "systemctl", "enable", "hciuart.service")
         yield root
     finally:
+        _kill_in(root)
+        # Whatever the scripts mounted inside the root (the data partition, the journal's
+        # bind), deepest first, then the fixture's own.
+        inside = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True,
+                                text=True).stdout.split()
+        for target in sorted((t for t in inside if t.startswith(f"{root}/")), key=len,
+                             reverse=True):
+            if target not in {str(dest) for _, dest in mounts}:
+                subprocess.run(["umount", "-l", target], check=False)
         for _, dest in reversed(mounts):
             subprocess.run(["umount", "-l", str(dest)], check=False)
 
@@ -130,10 +185,37 @@ def _snapshot(root: Path) -> dict[str, tuple[object, ...]]:
     return out
 
 
-def test_provision_for_real_twice(pi_root: Path) -> None:
+@pytest.fixture
+def data_device(tmp_path: Path) -> Iterator[str]:
+    """A blank 64 MiB block device (a loop device over a file), as a new data partition."""
+    image = tmp_path / "data.img"
+    with image.open("wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    dev = subprocess.run(["losetup", "-f", "--show", str(image)], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    try:
+        yield dev
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def _mounted_from(path: Path) -> str:
+    return subprocess.run(["findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(path)],
+                          capture_output=True, text=True).stdout.strip()
+
+
+# data_device first: its loop device is detached after the root's mounts are gone.
+def test_provision_for_real_twice(data_device: str, pi_root: Path) -> None:
     root = pi_root
-    first = _chroot(root, "/src/deploy/pi/provision.sh", "--card-reader", "uart",
-                    "--src", "/src", check=False)
+    data = root / "var/lib/selfcheck"
+    # A station that ran before it had its partition: its journal must not end up hidden
+    # under the mount.
+    data.mkdir(parents=True)
+    (data / "journal.db").write_bytes(b"unsent transactions")
+    cmd = ("/src/deploy/pi/provision.sh", "--card-reader", "uart", "--read-only-root",
+           "--data-device", data_device, "--mkfs", "--time-server", "central.lib",
+           "--src", "/src")
+    first = _chroot(root, *cmd, check=False)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     # Packages from the distribution.
     for pkg in ("python3-venv", "libegl1", "libgles2", "libgbm1", "libgl1-mesa-dri",
@@ -169,46 +251,152 @@ def test_provision_for_real_twice(pi_root: Path) -> None:
     assert "control --reload" in (root / "var/log/udevadm-shim.log").read_text()
     assert "disable --now hciuart.service" in (root / "var/log/systemctl-shim.log").read_text()
 
+    # The data partition: made, in fstab by UUID with nofail, mounted, the folders on it.
+    blkid = _chroot(root, "blkid", "-o", "export", data_device).stdout
+    assert "TYPE=ext4" in blkid and "LABEL=selfcheck-data" in blkid, blkid
+    dev_uuid = next(ln.split("=", 1)[1] for ln in blkid.splitlines() if ln.startswith("UUID="))
+    fstab = {ln.split()[1]: ln.split() for ln in (root / "etc/fstab").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")}
+    assert fstab["/var/lib/selfcheck"][0] == f"UUID={dev_uuid}"
+    assert "nofail" in fstab["/var/lib/selfcheck"][3].split(",")
+    bind = fstab["/var/log/journal"]
+    assert bind[0] == "/var/lib/selfcheck/journal"
+    assert {"bind", "nofail", "x-systemd.requires=var-lib-selfcheck.mount"} <= \
+        set(bind[3].split(","))
+    verify = _chroot(root, "findmnt", "--verify", "--tab-file", "/etc/fstab", check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert _mounted_from(data) == data_device
+    assert (data / "journal").stat().st_dev == data.stat().st_dev != root.stat().st_dev
+    assert (data / "journal.db").read_bytes() == b"unsent transactions"
+    # Hardware watchdog, time from the central, the read-only root as bookworm does it.
+    assert "dtparam=watchdog=on" in config and "auto_initramfs=1" in config
+    watchdog = (root / "etc/systemd/system.conf.d/selfcheck-watchdog.conf").read_text()
+    assert "[Manager]" in watchdog and "RuntimeWatchdogSec=15s" in watchdog
+    timesync = (root / "etc/systemd/timesyncd.conf.d/selfcheck.conf").read_text()
+    assert "[Time]" in timesync and "NTP=central.lib" in timesync.splitlines()
+    assert (root / "etc/systemd/system/sysinit.target.wants/systemd-timesyncd.service"
+            ).is_symlink()
+    assert _chroot(root, "dpkg", "-s", "overlayroot", check=False).returncode == 0
+    assert (root / "usr/share/initramfs-tools/scripts/init-bottom/overlayroot").is_file()
+    assert 'overlayroot="tmpfs:recurse=0"' in \
+        (root / "etc/overlayroot.local.conf").read_text().splitlines()
+    journald = (root / "etc/systemd/journald.conf.d/selfcheck.conf").read_text()
+    assert "SystemMaxUse=64M" in journald and "Storage=persistent" in journald
+
     before = _snapshot(root)
-    second = _chroot(root, "/src/deploy/pi/provision.sh", "--card-reader", "uart",
-                     "--src", "/src", check=False)
+    second = _chroot(root, *cmd, check=False)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     after = _snapshot(root)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert changed == [], changed
     assert (root / "boot/firmware/cmdline.txt").read_text() == cmdline
 
+    # The next boot, as far as a chroot shows it: unmounted, the mount point on the root file
+    # system holds nothing (a folder made there would be hidden, and the journal's bind left
+    # without a source: the emergency shell); mounted from fstab alone, all is back.
+    for target in (root / "var/log/journal", data):
+        subprocess.run(["umount", str(target)], check=True)
+    assert list(data.iterdir()) == []
+    for target in ("/var/lib/selfcheck", "/var/log/journal"):
+        _chroot(root, "mount", target)
+    assert _mounted_from(data) == data_device
+    assert (root / "var/log/journal").stat().st_ino == (data / "journal").stat().st_ino
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A network namespace with only a loopback: the root's daemons keep off the host's ports."""
+    name = f"selfcheck-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+CENTRAL_PACKAGES = ("mosquitto", "openssl", "python3-venv", "rsync", "postgresql",
+                    "postgresql-client")
+
 
 # A second run changes nothing: make-credentials keeps the salt and hash of every password that
 # did not change (it once re-salted them all, found by this test).
-def test_central_setup_for_real_twice(pi_root: Path) -> None:
+def test_central_setup_for_real_twice(pi_root: Path, netns: str) -> None:
     root = pi_root
     (root / "roles").write_text("station st-a site-1\nbridge central-bridge-1\n"
-                                "fleet central-fleet\n")
+                                "bridge central-bridge-2\nfleet central-fleet\n")
+    # What setup.sh downloads, fetched now while there is a network; it runs without one.
+    _chroot(root, "apt-get", "update", "-qq")
+    _chroot(root, "apt-get", "install", "-y", "-qq", "--download-only", *CENTRAL_PACKAGES)
+    shutil.copytree(_wheels(), root / "wheels")
+    offline = ("PIP_NO_INDEX=1", "PIP_FIND_LINKS=/wheels")
     cmd = ("/src/deploy/central/setup.sh", "--host", "broker.lib", "/roles")
-    first = _chroot(root, *cmd, check=False)
+
+    # A roles file without the second bridge is refused before anything changes.
+    (root / "roles-one").write_text("bridge central-bridge-1\nfleet central-fleet\n")
+    refused = _chroot(root, "/src/deploy/central/setup.sh", "/roles-one", check=False,
+                      netns=netns)
+    assert refused.returncode == 2 and "central-bridge-2" in refused.stderr, refused.stderr
+    assert not (root / "opt/selfcheck").exists()
+
+    first = _chroot(root, *cmd, check=False, netns=netns, env_extra=offline)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for pkg in ("mosquitto", "openssl", "python3-venv", "rsync"):
+    for pkg in CENTRAL_PACKAGES:
         assert _chroot(root, "dpkg", "-s", pkg, check=False).returncode == 0, pkg
-    assert (root / "etc/mosquitto/mosquitto.conf").read_bytes() == \
-        (ROOT / "deploy/mosquitto/secure.conf").read_bytes()
+    # The doctor's verdict at the end of the script: broker login and the store, both ok.
+    doctor = first.stdout[first.stdout.index("== check: selfcheck doctor"):]
+    assert "problem" not in doctor.lower() and doctor.lower().count("ok") >= 2, doctor
+    plugin = next(ln for ln in _chroot(root, "dpkg", "-L", "mosquitto").stdout.splitlines()
+                  if ln.endswith("/mosquitto_dynamic_security.so"))
+    conf = (root / "etc/mosquitto/mosquitto.conf").read_text()
+    assert f"plugin {plugin}" in conf.splitlines()
+    assert conf.replace(f"plugin {plugin}", "") == \
+        (ROOT / "deploy/mosquitto/secure.conf").read_text().replace(
+            "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so", "")
     creds = root / "etc/mosquitto/selfcheck"
     for name in ("ca.crt", "server.crt", "server.key", "dynamic-security.json",
                  "secrets/st-a.pass", "secrets/central-bridge-1.pass"):
         assert (creds / name).is_file(), name
     assert "broker.lib" in _chroot(root, "openssl", "x509", "-noout", "-text", "-in",
                                    "/etc/mosquitto/selfcheck/server.crt").stdout
-    secret = root / "etc/selfcheck/secrets/central-bridge-1.pass"
-    assert secret.read_bytes() == (creds / "secrets/central-bridge-1.pass").read_bytes()
-    assert oct(secret.stat().st_mode & 0o777) == "0o600"  # systemd hands it on (LoadCredential)
+    for name in ("central-bridge-1", "central-bridge-2", "central-fleet"):
+        secret = root / f"etc/selfcheck/secrets/{name}.pass"
+        assert secret.read_bytes() == (creds / f"secrets/{name}.pass").read_bytes()
+        assert oct(secret.stat().st_mode & 0o777) == "0o600"  # systemd hands it on
     assert (root / "etc/selfcheck/central.env").is_file()
     wants = root / "etc/systemd/system/multi-user.target.wants"
-    for unit in ("mosquitto.service", "selfcheck-central@1.service", "selfcheck-fleet.service"):
+    for unit in ("mosquitto.service", "postgresql.service", "selfcheck-central@1.service",
+                 "selfcheck-central@2.service", "selfcheck-fleet.service"):
         assert (wants / unit).is_symlink(), unit
-    assert "doctor" in _chroot(root, "/opt/selfcheck/.venv/bin/selfcheck", "--help").stdout
+
+    # The store the units are given (central.env) is PostgreSQL, migrated, owned by the
+    # selfcheck user, who logs in with no password (peer), as the bridges do.
+    assert "STORE_URL=postgresql://selfcheck@/selfcheck" in \
+        (root / "etc/selfcheck/central.env").read_text().splitlines()
+    check = _chroot(root, "runuser", "-u", "selfcheck", "--", "/opt/selfcheck/.venv/bin/selfcheck",
+                    "central", "migrate", "--check", "--db", "postgresql://selfcheck@/selfcheck",
+                    check=False, netns=netns)
+    assert check.returncode == 0, check.stdout + check.stderr
+    owner = _chroot(root, "runuser", "-u", "selfcheck", "--", "psql", "-XAt", "selfcheck", "-c",
+                    "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'selfcheck'",
+                    netns=netns)
+    assert owner.stdout.strip() == "selfcheck"
+    # The broker runs the secure profile: a bridge's password is let in, no password is not.
+    probe = ("import sys, paho.mqtt.client as m\n"
+             "c = m.Client(m.CallbackAPIVersion.VERSION2, client_id=sys.argv[1])\n"
+             "c.username_pw_set(sys.argv[1], sys.argv[2] or None)\n"
+             "rc = []\n"
+             "c.on_connect = lambda cl, u, f, r, p: (rc.append(r.value), cl.disconnect())\n"
+             "c.connect('127.0.0.1', 1883); c.loop_forever(); print(rc[0])\n")
+    password = (creds / "secrets/central-bridge-2.pass").read_text().strip()
+    for user, pw, expected in (("central-bridge-2", password, "0"), ("central-bridge-2", "", "")):
+        out = _chroot(root, "/opt/selfcheck/.venv/bin/python", "-c", probe, user, pw,
+                      check=False, netns=netns)
+        code = out.stdout.strip()
+        assert (code == "0") == (expected == "0"), (user, out.stdout, out.stderr)
 
     before = _snapshot(root)
-    second = _chroot(root, *cmd, check=False)
+    second = _chroot(root, *cmd, check=False, netns=netns, env_extra=offline)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     after = _snapshot(root)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))

@@ -55,19 +55,22 @@ def test_provision_dry_run_shows_every_step_and_changes_nothing() -> None:
                  "consoleblank=0", "dtoverlay=vc4-kms-v3d", "journald.conf.d/selfcheck.conf",
                  "systemctl disable getty@tty1.service",
                  "systemctl enable selfcheck-station.service",
-                 "LABEL=selfcheck-data /var/lib/selfcheck ext4",
-                 "/var/lib/selfcheck/journal /var/log/journal none bind",
-                 "raspi-config nonint do_overlayfs 0", "/etc/selfcheck/station.toml"):
+                 "/var/lib/selfcheck ext4 defaults,noatime,commit=5,nofail",
+                 "/var/lib/selfcheck/journal /var/log/journal none "
+                 "bind,nofail,x-systemd.requires=var-lib-selfcheck.mount",
+                 "mount /var/lib/selfcheck", "overlayroot", "auto_initramfs=1",
+                 "dtparam=watchdog=on", "/etc/systemd/system.conf.d/selfcheck-watchdog.conf",
+                 "/etc/overlayroot.local.conf", "/etc/selfcheck/station.toml"):
         assert step in text, step
     assert "blacklist" not in text  # the UART reader needs the kernel NFC modules left alone
     assert {p: p.exists() for p in watched} == before
     usb = _provision("--card-reader", "usb")
     assert "/etc/modprobe.d/selfcheck-nfc-blacklist.conf" in usb
-    assert "enable_uart" not in usb and "overlayfs" not in usb
+    assert "enable_uart" not in usb and "overlayroot" not in usb
 
 
 def test_provision_refuses_bad_options() -> None:
-    for args in (["--card-reader", "bluetooth"], ["--read-only-root"], ["--bogus"]):
+    for args in (["--card-reader", "bluetooth"], ["--read-only-root"], ["--bogus"], ["--mkfs"]):
         out = subprocess.run(["bash", str(PROVISION), "--dry-run", *args], capture_output=True,
                              text=True)
         assert out.returncode == 2 and "provision:" in out.stderr, args

@@ -126,3 +126,42 @@ def test_a_rental_charge_asked_on_screen_through_koha(tmp_path: Path, broker: Br
             assert kept.depth()[0] == 0
         finally:
             kept.close()
+
+
+def test_drain_stops_once_and_exits_0(tmp_path: Path) -> None:
+    """`drain` with nothing pending: one `drained`, exit 0, no traceback (the loop used to go
+    on asking the journal it had just closed)."""
+    cfg = tmp_path / "station.toml"
+    cfg.write_text(f'site = "s"\nstation = "st-d"\nbroker = "127.0.0.1:9"\n'
+                   f'journal = "{tmp_path / "journal.db"}"\n')
+    log = tmp_path / "station.log"
+    st = HeadlessStation(cfg, log=log).start()
+    st.send("drain")
+    assert st.proc is not None and st.proc.wait(30) == 0, log.read_text()
+    st.wait_for(lambda e: e.get("event") == "drained")
+    assert [e["event"] for e in st.events].count("drained") == 1
+    assert "Traceback" not in log.read_text()
+
+
+def test_real_devices_say_that_standard_input_is_not_read(tmp_path: Path) -> None:
+    """With a real pad and card reader, typed commands would go nowhere: said once, at start,
+    in the station's language."""
+    cfg = tmp_path / "station.toml"
+    cfg.write_text(f'site = "s"\nstation = "st-r"\nbroker = "127.0.0.1:9"\nlang = "vi"\n'
+                   f'journal = "{tmp_path / "journal.db"}"\n'
+                   'pad = "3m810"\npad_url = "loop://"\n'
+                   'card_reader = "barcode-serial"\ncard_url = "loop://"\n')
+    log = tmp_path / "station.log"
+    st = HeadlessStation(cfg, log=log).start()
+    st.send("card 123")
+    st.stop()
+    text = log.read_text()
+    assert text.count("Không đọc đầu vào chuẩn: khay đặt sách và đầu đọc thẻ là thiết bị "
+                      "thật") == 1, text
+    sim = tmp_path / "sim.toml"
+    sim.write_text(f'site = "s"\nstation = "st-s"\nbroker = "127.0.0.1:9"\nlang = "vi"\n'
+                   f'journal = "{tmp_path / "sim.db"}"\n')
+    st = HeadlessStation(sim, log=tmp_path / "sim.log").start()
+    st.send("quit")
+    assert st.proc is not None and st.proc.wait(30) == 0
+    assert "Không đọc đầu vào chuẩn" not in (tmp_path / "sim.log").read_text()

@@ -189,3 +189,17 @@ def test_units_and_env_example_hold_no_secret() -> None:
     assert ils and all("sip2://" not in ln or ":" not in ln.split("//")[1].split("@")[0]
                        for ln in ils)  # no USER:PASSWORD@
 
+
+
+def test_help_and_docs_do_not_invite_a_password_where_it_is_refused() -> None:
+    """`central --help` showed sip2://USER:PASSWORD@..., which the central refuses; the
+    security notes said nothing of the fleet page's logins."""
+    out = subprocess.run([sys.executable, "-m", "selfcheck.cli", "central", "--help"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    help_text = " ".join(out.split())
+    assert "USER:PASSWORD@" not in help_text
+    assert "sip2://USER@HOST:PORT?institution=ID" in help_text
+    assert "password goes in --ils-password-file" in help_text
+    notes = " ".join((ROOT / "docs" / "security.md").read_text().split())
+    assert ("The fleet page (`selfcheck fleet serve --http`) asks every operator to log in"
+            in notes)

@@ -17,7 +17,12 @@ from selfcheck.drivers.printer import PrinterConfig
 from selfcheck.drivers.printer.mail import MailConfig
 from selfcheck.kiosk.runtime.station import StationRuntime
 from selfcheck.kiosk.settings import StationSettings
-from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S, StationTimeouts
+from selfcheck.kiosk.timeouts import (
+    ACK_TIMEOUT_S,
+    MORE_TIME_WARN_S,
+    SUMMARY_S,
+    StationTimeouts,
+)
 from selfcheck.mqtt.connection import BrokerAddress
 from selfcheck.mqtt.telemetry import ConfigSettings
 
@@ -73,17 +78,29 @@ def test_steered_is_a_new_config_with_only_the_steered_values(tmp_path: Path) ->
     assert c.steered(ConfigSettings()) == c
 
 
+def test_a_summary_configured_too_short_is_still_read_before_it_asks(tmp_path: Path) -> None:
+    # 12 s, the old default: the question "more time?" (its last 20 s) opened it
+    rt = StationRuntime(StationSettings(journal=tmp_path / "j.db", summary_s=12),
+                        SimulatedPad(), SimulatedCardReader())
+    try:
+        assert rt.config.timeouts.summary_s == 12
+        assert rt.core.config.summary_s == SUMMARY_S > MORE_TIME_WARN_S
+    finally:
+        rt.agent.close()
+        rt.journal.close()
+
+
 def test_remote_config_reaches_the_runtime_as_a_new_config(tmp_path: Path) -> None:
     rt = StationRuntime(StationSettings(journal=tmp_path / "j.db"), SimulatedPad(),
                         SimulatedCardReader())
     try:
         before = rt.config
         rt.agent.apply_settings(ConfigSettings(ack_timeout_s=2, offline_returns=False,
-                                               lang="en", telemetry_s=7, summary_s=3))
+                                               lang="en", telemetry_s=7, summary_s=55))
         assert rt.config is not before and before.timeouts.ack_s == 5  # replaced, not edited
         assert rt.config.timeouts.ack_s == 2
         cfg = rt.core.config
-        assert (cfg.ack_timeout_s, cfg.offline_returns, cfg.summary_s) == (2, False, 3)
+        assert (cfg.ack_timeout_s, cfg.offline_returns, cfg.summary_s) == (2, False, 55)
         assert rt.core.lang == "en" and rt.agent.telemetry.period_s == 7
         assert rt.settings.ack_timeout_s == 5  # the file's value: what a reload compares
         assert rt.agent.snapshot(0, None).offline_policy == "none"

@@ -173,6 +173,64 @@ def test_screen_settings() -> None:
             StationSettings(screen=bad)
 
 
+def test_the_panel_in_millimetres_from_the_settings() -> None:
+    """`screen_mm` (the active area) or a known panel's name gives mm across and down; a bad
+    one stops the station naming the key."""
+    from pydantic import ValidationError
+
+    from selfcheck.kiosk.settings import StationSettings
+
+    named = StationSettings(screen="rpi-7")
+    assert (named.screen_size, named.screen_area_mm) == ((800, 480), (154.0, 86.0))
+    given = StationSettings(screen="1024x600", screen_mm="154x86")
+    assert given.screen_area_mm == (154.0, 86.0)
+    across, down = panel_px_mm((1024, 600), mm=given.screen_area_mm)
+    assert (round(across, 2), round(down, 2)) == (6.65, 6.98)
+    # the area wins over a diagonal, which cannot tell non-square pixels
+    assert panel_px_mm((800, 480), inches=7.0, mm=(154.0, 86.0)) == panel_px_mm((800, 480))
+    assert StationSettings().screen_area_mm is None
+    for bad in ("154", "154x", "154by86", "5x5", "x86"):
+        with pytest.raises(ValidationError, match="screen_mm"):
+            StationSettings(screen_mm=bad)
+    with pytest.raises(ValidationError, match="screen"):
+        StationSettings(screen="rpi-9")
+
+
+IDLE_THEMES = textwrap.dedent("""
+    import json
+    from selfcheck.kiosk.ui.boot import configure
+    configure(headless=True, size=(800, 480))
+    from selfcheck.kiosk.ui import audit
+    from selfcheck.kiosk.ui.theme import theme
+    h = audit.Harness()
+    views = dict(audit.sample_views("vi"))
+    seen = {}
+    for level in ("normal", "large", "contrast"):
+        # as the audit and the gallery go: a session screen, then the idle screen, which
+        # puts the usual theme back for the next reader
+        h.show((800, 480), "vi", level, views["borrow"])
+        h.show((800, 480), "vi", level, views["idle"])
+        seen[level] = [theme.level, h.station.ids.idle_text.font_size, list(theme.bg)]
+    print("SEEN " + json.dumps(seen))
+""")
+
+
+def test_the_audit_draws_the_idle_screen_in_every_theme() -> None:
+    """The idle screen resets the theme for the next reader; the audit sets its theme after
+    that, so that the large and contrast idle screens are drawn and checked."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", IDLE_THEMES], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(next(ln for ln in proc.stdout.splitlines()
+                           if ln.startswith("SEEN "))[5:])
+    assert [seen[k][0] for k in ("normal", "large", "contrast")] == ["normal", "large",
+                                                                     "contrast"]
+    assert seen["large"][1] >= 1.4 * seen["normal"][1]
+    assert seen["contrast"][2][:3] == [0, 0, 0]  # the contrast theme's black
+
+
 MEASURE = textwrap.dedent("""
     import json
     from selfcheck.kiosk.ui.boot import configure

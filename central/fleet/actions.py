@@ -12,7 +12,17 @@ from selfcheck.mqtt.connection import publish_properties
 from selfcheck.mqtt.messages import encode
 
 DEFAULT_EXPIRES_S = 300.0
+MIN_EXPIRES_S, MAX_EXPIRES_S = 10.0, 86_400.0  # what an operator may ask for
 NAMES = tuple(ARGS)
+WAITING = "sent"  # no answer from the station yet
+EXPIRED = "expired"  # ours, not the station's: past its expiry with no answer at all
+
+
+def expired(entry: dict[str, Any], now: float) -> bool:
+    """A command no station answered before its expiry: it will never run (a station that
+    gets it late refuses it), so the operator must not be left waiting on "sent"."""
+    at = entry.get("expires_at")
+    return entry.get("state") == WAITING and at is not None and now > at
 
 
 def build(name: str, args: dict[str, Any], *, by: str = "operator",

@@ -10,7 +10,10 @@ in memory by name, whether or not the name exists, so the answers tell no one wh
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import json
 import os
 import secrets
 import threading
@@ -20,7 +23,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, or_, select, update
 
 from selfcheck.central.fleet.schema import fleet_audit, fleet_sessions, fleet_users
 
@@ -36,6 +39,10 @@ ADDR_FAILURES = 20  # failures from one address (any names) before it is slowed
 SLOW_MAX_S = 60.0  # the longest wait between tries of a slowed name or address
 HASH_SLOTS = max(1, min(2, os.cpu_count() or 1))  # argon2id: 64 MiB and a core per check
 DISABLED = "!"  # a password hash starting with this never matches
+AUDIT_PAGE = 100  # rows of the audit log per page (the page asks for the next ones)
+AUDIT_PAGE_MAX = 1000
+AUDIT_CSV_MAX = 100_000  # one export: beyond this, narrow the filter
+AUDIT_COLUMNS = ("id", "at", "user", "addr", "action", "site", "target", "result", "detail")
 
 
 class LoginRefused(Exception):
@@ -53,6 +60,11 @@ class User:
 
     def sees(self, site: str) -> bool:
         return not self.sites or site in self.sites
+
+    @property
+    def everywhere(self) -> bool:
+        """Not limited to sites: may act on what concerns every site (the library system)."""
+        return not self.sites
 
     def may(self, role: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(role)
@@ -102,7 +114,7 @@ class Auth:
 
     # -- users
     def add_user(self, name: str, password: str, role: str, sites: list[str] | None = None,
-                 *, replace: bool = False) -> None:
+                 *, replace: bool = False, by: str = "cli") -> None:
         if role not in ROLES:
             raise ValueError(f"role {role!r}: one of {', '.join(ROLES)}")
         if not name or len(name) > 64 or not name.replace("-", "").replace(".", "").isalnum():
@@ -120,20 +132,41 @@ class Auth:
             conn.execute(delete(fleet_users).where(fleet_users.c.name == name))
             conn.execute(insert(fleet_users), [row])
             self._revoke(conn, name)  # a changed password or role: log in again
+            self._audit(conn, by, "user_change" if exists else "user_add", name, "ok",
+                        json.dumps({"role": role, "sites": sorted(set(sites or []))}))
 
-    def remove_user(self, name: str) -> bool:
+    def set_password(self, name: str, password: str, *, by: str = "cli") -> bool:
+        """A new password, role and sites kept; a disabled user is enabled again."""
+        if len(password) < MIN_PASSWORD:
+            raise ValueError(f"password: at least {MIN_PASSWORD} characters")
+        pw_hash = self._hash(password)
+        with self.engine.begin() as conn:
+            done = conn.execute(update(fleet_users).where(fleet_users.c.name == name).values(
+                pw_hash=pw_hash, failures=0, locked_until=None)).rowcount > 0
+            if done:
+                self._revoke(conn, name)
+                self._audit(conn, by, "user_password", name, "ok")
+            return done
+
+    def remove_user(self, name: str, *, by: str = "cli") -> bool:
         with self.engine.begin() as conn:
             self._revoke(conn, name)
-            return conn.execute(delete(fleet_users).where(
+            done = conn.execute(delete(fleet_users).where(
                 fleet_users.c.name == name)).rowcount > 0
+            if done:
+                self._audit(conn, by, "user_remove", name, "ok")
+            return done
 
-    def disable_user(self, name: str) -> bool:
+    def disable_user(self, name: str, *, by: str = "cli") -> bool:
         """Keeps the user (and the audit log's names) but no password matches until `add
-        --replace` gives a new one."""
+        --replace` or `password` gives a new one."""
         with self.engine.begin() as conn:
             self._revoke(conn, name)
-            return conn.execute(update(fleet_users).where(fleet_users.c.name == name).values(
+            done = conn.execute(update(fleet_users).where(fleet_users.c.name == name).values(
                 pw_hash=DISABLED + fleet_users.c.pw_hash)).rowcount > 0
+            if done:
+                self._audit(conn, by, "user_disable", name, "ok")
+            return done
 
     def users(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -246,15 +279,74 @@ class Auth:
         self.revoked += 1
 
     # -- the audit log
-    def audit(self, user: str, action: str, target: str, result: str,
-              detail: str | None = None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(insert(fleet_audit), [dict(at=time.time(), user=user, action=action,
-                                                    target=target, result=result,
-                                                    detail=detail)])
+    @staticmethod
+    def _audit(conn: Any, user: str, action: str, target: str, result: str,
+               detail: str | None = None, addr: str = "", site: str = "") -> None:
+        conn.execute(insert(fleet_audit), [dict(
+            at=time.time(), user=user[:64], action=action[:32], target=target[:200],
+            result=result[:32], detail=detail, addr=addr[:64] or None, site=site[:64] or None)])
 
-    def audit_rows(self, limit: int = 200) -> list[dict[str, Any]]:
+    def audit(self, user: str, action: str, target: str, result: str,
+              detail: str | None = None, *, addr: str = "", site: str = "") -> None:
+        with self.engine.begin() as conn:
+            self._audit(conn, user, action, target, result, detail, addr, site)
+
+    @staticmethod
+    def _audit_where(q: dict[str, str], sites: frozenset[str]) -> list[Any]:
+        """The filter of the audit log: user, action, site, a time range (`from`, `to`,
+        seconds since the epoch) and, for an admin limited to sites, only theirs (rows of no
+        site, such as logins, are everyone's)."""
+        c = fleet_audit.c
+        where: list[Any] = []
+        if q.get("user"):
+            where.append(c.user == q["user"])
+        if q.get("action"):
+            where.append(c.action == q["action"])
+        if q.get("site"):
+            where.append(c.site == q["site"])
+        for key, op in (("from", c.at.__ge__), ("to", c.at.__lt__)):
+            if q.get(key):
+                try:
+                    where.append(op(float(q[key])))
+                except ValueError:
+                    raise ValueError(f"{key}: seconds since the epoch") from None
+        if sites:
+            where.append(or_(c.site.is_(None), c.site.in_(sorted(sites))))
+        return where
+
+    def audit_rows(self, q: dict[str, str] | None = None, sites: frozenset[str] = frozenset(),
+                   limit: int = AUDIT_PAGE) -> list[dict[str, Any]]:
+        """The newest rows matching `q` first; `before` (an id) pages on to older ones."""
+        q = q or {}
+        where = self._audit_where(q, sites)
+        if q.get("before"):
+            try:
+                where.append(fleet_audit.c.id < int(q["before"]))
+            except ValueError:
+                raise ValueError("before: a row id") from None
+        limit = max(1, min(limit, AUDIT_PAGE_MAX))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(fleet_audit).order_by(fleet_audit.c.id.desc())
-                                .limit(limit)).mappings().all()
+            rows = conn.execute(select(fleet_audit).where(*where)
+                                .order_by(fleet_audit.c.id.desc()).limit(limit)).mappings().all()
         return [dict(r) for r in rows]
+
+    def audit_csv(self, q: dict[str, str], sites: frozenset[str] = frozenset()) -> str:
+        """The rows matching `q`, oldest first, as CSV (times in UTC, ISO 8601)."""
+        where = self._audit_where(q, sites)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(fleet_audit).where(*where)
+                                .order_by(fleet_audit.c.id.desc()).limit(AUDIT_CSV_MAX)
+                                ).mappings().all()
+        out = io.StringIO()
+        w = csv.writer(out)
+        w.writerow(AUDIT_COLUMNS)
+        for r in reversed(rows):
+            at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["at"]))
+            # A cell a spreadsheet would run as a formula is quoted as text.
+            w.writerow([_cell(at if k == "at" else r[k]) for k in AUDIT_COLUMNS])
+        return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -22,12 +22,13 @@ from selfcheck.central.fleet.events_bound import (
     prune_due,
 )
 from selfcheck.central.fleet.schema import (
+    ensure,
     fleet_alerts,
+    fleet_audit,
     fleet_commands,
     fleet_events,
     fleet_health,
     fleet_stations,
-    metadata,
 )
 from selfcheck.central.fleet.state import HEALTH_EVERY_S as HEALTH_PERIOD_S
 from selfcheck.central.fleet.state import Alert, FleetState, Station
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 KEEP_HEALTH_S = 7 * 86_400
 HEALTH_EVERY_S = 300.0
 COMMANDS_LOADED = 5000  # the most recent sent commands known again after a restart
+# The audit log is kept for a bounded time and a bounded number of rows, whichever is reached
+# first: enough for a year's questions, not a table that grows for ever.
+KEEP_AUDIT_S = 400 * 86_400
+KEEP_AUDIT_ROWS = 500_000
 # Alerts whose inputs are not stored (the station's clock against ours, the central's order
 # counts): restored as they were, acknowledgement included, until those are known again.
 JUDGED_LATER = ("clock_skew", "order_gap")
@@ -55,7 +60,7 @@ class FleetStore:
     def __init__(self, url: str, *, flush_s: float = 1.0, keep_rows: int = KEEP_EVENTS_ROWS,
                  keep_s: float = KEEP_EVENTS_S, prune_s: float = PRUNE_EVERY_S) -> None:
         self.engine = open_engine(url)
-        metadata.create_all(self.engine)
+        ensure(self.engine)
         self._flush_s = flush_s
         self._dirty: dict[tuple[str, str], Station] = {}
         self._events: list[dict[str, Any]] = []
@@ -68,6 +73,7 @@ class FleetStore:
         self._thread = threading.Thread(target=self._run, name="fleet-writer", daemon=True)
         self.writes = 0
         self.keep_rows, self.keep_s, self._prune_s = keep_rows, keep_s, prune_s
+        self.keep_audit_s, self.keep_audit_rows = KEEP_AUDIT_S, KEEP_AUDIT_ROWS
         self._pruned: float | None = None
         self.events_pruned = 0
 
@@ -83,7 +89,8 @@ class FleetStore:
             for c in reversed(commands):
                 state.commands.setdefault(c["cmd_id"], dict(
                     cmd_id=c["cmd_id"], site=c["site"], station=c["station"], name=c["name"],
-                    state=c["state"], reason=c["reason"]))
+                    state=c["state"], reason=c["reason"], expires_at=c["expires"],
+                    by=c["by"], args=_l(c["args"])))
             for r in rows:
                 rec = state.get(r["site"], r["station"])
                 rec.online, rec.session, rec.version = r["online"], r["session"], r["version"]
@@ -121,6 +128,12 @@ class FleetStore:
                     removed += conn.execute(delete(fleet_events).where(
                         e.site == site, e.station == station, e.id <= edge)).rowcount or 0
             conn.execute(delete(fleet_health).where(fleet_health.c.at < now - KEEP_HEALTH_S))
+            a = fleet_audit.c
+            conn.execute(delete(fleet_audit).where(a.at < now - self.keep_audit_s))
+            edge = conn.execute(select(a.id).order_by(a.id.desc()).offset(
+                self.keep_audit_rows).limit(1)).scalar()
+            if edge is not None:
+                conn.execute(delete(fleet_audit).where(a.id <= edge))
         self._pruned = now
         self.events_pruned += removed
         return removed
@@ -185,10 +198,15 @@ class FleetStore:
                                      sample=_j(sample)))
 
     def command(self, cmd_id: str, site: str, station: str, name: str, state: str,
-                reason: str | None) -> None:
+                reason: str | None, *, expires: float | None = None, by: str | None = None,
+                args: dict[str, Any] | None = None) -> None:
+        """A sent command or its new state (what a result does not say is kept from before)."""
         with self._lock:
-            self._commands[cmd_id] = dict(cmd_id=cmd_id, site=site, station=station, name=name,
-                                          state=state, reason=reason, updated=time.time())
+            old = self._commands.get(cmd_id, {})
+            self._commands[cmd_id] = dict(
+                cmd_id=cmd_id, site=site, station=station, name=name, state=state,
+                reason=reason, updated=time.time(), expires=expires or old.get("expires"),
+                by=by or old.get("by"), args=_j(args) if args is not None else old.get("args"))
 
     def details(self, site: str, station: str, limit: int = 50) -> dict[str, Any]:
         """A station's recent events and commands, for its detail view."""
@@ -206,7 +224,9 @@ class FleetStore:
         return {"health": [_l(h) for h in health],
                 "events": [dict(kind=e["kind"], at=e["at"], received=e["received"],
                                 body=_l(e["body"])) for e in events],
-                "commands": [dict(c) for c in commands]}
+                "commands": [dict({k: v for k, v in c.items() if k not in ("args", "expires")},
+                                  args=_l(c["args"]), expires_at=c["expires"])
+                             for c in commands]}
 
     # -- the writer
     def _run(self) -> None:

@@ -3,46 +3,21 @@ collector: no per-message bookkeeping, and a station's series vanish with the st
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Iterator
-from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from selfcheck.central.fleet.hours import OpeningHours
 from selfcheck.central.fleet.state import FleetState
+
+__all__ = ["FleetCollector", "OpeningHours", "registry"]
 
 PAPER_STATES = ("ok", "low", "out", "none")
 ILS_STATES = ("ok", "down", "login refused", "gone")
 L = ["site", "station"]
-
-
-class OpeningHours:
-    """Opening hours by site ("07:00-21:00", local time in `tz`), with a default."""
-
-    def __init__(self, default: str = "00:00-24:00", per_site: dict[str, str] | None = None,
-                 tz: str = "Asia/Ho_Chi_Minh") -> None:
-        self.tz = ZoneInfo(tz)
-        self.default = self._parse(default)
-        self.per_site = {s: self._parse(v) for s, v in (per_site or {}).items()}
-
-    @staticmethod
-    def _parse(text: str) -> tuple[int, int]:
-        try:
-            start, end = text.split("-")
-            sh, sm = (int(x) for x in start.split(":"))
-            eh, em = (int(x) for x in end.split(":"))
-        except ValueError:
-            raise ValueError(f"opening hours {text!r}: expected HH:MM-HH:MM") from None
-        return sh * 60 + sm, eh * 60 + em
-
-    def is_open(self, site: str, now: float | None = None) -> bool:
-        local = dt.datetime.fromtimestamp(time.time() if now is None else now, self.tz)
-        minute = local.hour * 60 + local.minute
-        start, end = self.per_site.get(site, self.default)
-        return start <= minute < end if start <= end else (minute >= start or minute < end)
 
 
 class FleetCollector(Collector):

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
 
 metadata = MetaData()
 
@@ -42,6 +54,10 @@ fleet_commands = Table(
     Column("state", String(16), nullable=False),
     Column("reason", Text),
     Column("updated", Float, nullable=False),
+    # Added later (nullable, see ensure): when it expires, who sent it, with what arguments.
+    Column("expires", Float),
+    Column("by", String(64)),
+    Column("args", Text),  # JSON
 )
 
 # Alerts, raised and ended: the active ones (ended is NULL) come back after a restart; the
@@ -87,6 +103,10 @@ fleet_audit = Table(
     Column("target", String(200), nullable=False, default=""),
     Column("result", String(32), nullable=False),
     Column("detail", Text),
+    # Added later (nullable, see ensure): the client's address, and the site acted on (empty
+    # for the library system, a login or a user change) so that the log filters by site.
+    Column("addr", String(64)),
+    Column("site", String(64), index=True),
 )
 
 # Health samples for a station's detail view, one per station every few minutes (the live
@@ -99,3 +119,18 @@ fleet_health = Table(
     Column("at", Float, nullable=False, index=True),
     Column("sample", Text, nullable=False),  # JSON: temp_c, outbox, load1, disk, skew
 )
+
+
+def ensure(engine: Engine) -> None:
+    """Create the fleet tables, and add the columns added since a table was made: there is no
+    migration tool for these tables, and each addition is a nullable column, which every
+    database adds in place."""
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        have = inspect(conn)  # on this connection: SQLite would wait on a second one
+        for table in (fleet_commands, fleet_audit):
+            present = {c["name"] for c in have.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in present:
+                    kind = col.type.compile(engine.dialect)
+                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))

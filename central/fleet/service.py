@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 
-from selfcheck.central.fleet import actions
+from selfcheck.central.fleet import actions, guard
 from selfcheck.central.fleet.auth import Auth
 from selfcheck.central.fleet.db import FleetStore
 from selfcheck.central.fleet.metrics import OpeningHours, registry
@@ -21,6 +22,7 @@ from selfcheck.central.fleet.state import ILS_ALERTS, FleetState, Station
 from selfcheck.central.fleet.stats import Stats
 from selfcheck.central.fleet.web import Hub, WebServer
 from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt import retained as retain_rules
 from selfcheck.mqtt.commands import CommandRes
 from selfcheck.mqtt.connection import BrokerAddress, connect_properties, make_client
 from selfcheck.mqtt.rejections import OnceLog
@@ -50,9 +52,10 @@ class FleetService:
                  security: ClientSecurity | None = None, login: bool = False,
                  names: dict[str, Any] | None = None, tls: tuple[str, str] | None = None,
                  secure_cookie: bool = False, stats_url: str | None = None,
-                 tz: str = "Asia/Ho_Chi_Minh", tick_s: float = 5.0, order_s: float = 10.0) -> None:
+                 tz: str = "Asia/Ho_Chi_Minh", tick_s: float = 5.0, order_s: float = 10.0,
+                 updates: Path | None = None) -> None:
         self.broker = broker
-        self.state = FleetState()
+        self.state = FleetState(hours=hours)  # offline while the site is closed: no alert
         self.store = FleetStore(db_url, flush_s=flush_s)
         self.loaded = self.store.load(self.state)
         self.hub = Hub()
@@ -60,12 +63,13 @@ class FleetService:
         # Users live in the store whether or not logins are asked for, so that `selfcheck
         # fleet user add` works before the first start with logins.
         self.auth = Auth(self.store.engine)
-        self.stats = Stats(stats_url or db_url, tz)
+        # Branch names for the statistics; the staff calls are the fleet's own events.
+        self.stats = Stats(stats_url or db_url, tz, names=names, events_url=db_url)
         self.web = WebServer(
             http, self.state, self.hub, self.registry, auth=self.auth if login else None,
             commander=self.send_command, names=names, details=self.store.details,
             stats=self.stats, persist=self.store.station, tls=tls,
-            secure_cookie=secure_cookie) if http else None
+            secure_cookie=secure_cookie, updates=updates) if http else None
         self._tick_s = tick_s
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="fleet-tick", daemon=True)
@@ -75,6 +79,7 @@ class FleetService:
         self._order = threading.Thread(target=self._watch_order, name="fleet-order",
                                        daemon=True)
         self._client = make_client(client_id)
+        self._retained = retain_rules.Sweeper(self._client, log)  # bounds what stations keep
         apply(self._client, broker, security or ClientSecurity())  # refuses clear text off-host
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = lambda *a: self.connected.clear()
@@ -108,7 +113,8 @@ class FleetService:
         self.stats.close()
 
     def _tick(self) -> None:
-        """Alerts that come with time alone (an outbox getting old)."""
+        """Alerts that come with time alone (an outbox getting old), and commands that
+        expired unanswered."""
         while not self._stop.wait(self._tick_s):
             now = time.time()
             with self.state.lock:
@@ -118,21 +124,45 @@ class FleetService:
                     self.store.station(rec)
             for row in rows:
                 self.hub.publish("station", row)
+            self.expire_commands(now)
+
+    def expire_commands(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Mark the commands past their expiry with no answer as expired (stored, and told to
+        the screens); those marked."""
+        now = time.time() if now is None else now
+        with self.state.lock:
+            done = [c for c in self.state.commands.values() if actions.expired(c, now)]
+            for c in done:
+                c["state"] = actions.EXPIRED
+            done = [dict(c) for c in done]
+        for c in done:
+            self.store.command(c["cmd_id"], c["site"], c["station"], c["name"], c["state"],
+                               None, expires=c.get("expires_at"), by=c.get("by"),
+                               args=c.get("args"))
+            self.hub.publish("command", c)
+        return done
 
     def send_command(self, site: str, station: str, name: str, args: dict[str, Any],
-                     by: str) -> str:
-        """Publish an operator command (the same checks as `selfcheck fleet send`); its id.
-        Raises MessageError on arguments the command does not take."""
-        req = actions.build(name, args, by=by)
-        topic, payload, props = actions.message(site, station, name, req)
-        entry = {"cmd_id": req.cmd_id, "name": name, "state": "sent", "site": site,
+                     by: str, *, expires_s: float = actions.DEFAULT_EXPIRES_S,
+                     cmd_id: str | None = None) -> str:
+        """Publish an operator command (the page's and `selfcheck fleet send`'s one way); its
+        id. Raises MessageError on arguments the command does not take, or an id already
+        used for another station."""
+        req = actions.build(name, args, by=by, expires_s=expires_s, cmd_id=cmd_id)
+        topic, payload, props = actions.message(site, station, name, req, expires_s)
+        entry: dict[str, Any] = {
+                 "cmd_id": req.cmd_id, "name": name, "state": actions.WAITING, "site": site,
                  "station": station, "by": by, "args": args,
-                 "at": req.issued_at.isoformat()}
+                 "at": req.issued_at.isoformat(), "expires_at": req.expires_at.timestamp()}
         with self.state.lock:
+            old = self.state.commands.get(req.cmd_id)
+            if old is not None and (old["site"], old["station"]) != (site, station):
+                raise messages.MessageError("cmd_id", "already used for another station")
             self.state.commands[req.cmd_id] = entry
             while len(self.state.commands) > 5000:  # keep the recent ones
                 self.state.commands.pop(next(iter(self.state.commands)))
-        self.store.command(req.cmd_id, site, station, name, "sent", None)
+        self.store.command(req.cmd_id, site, station, name, actions.WAITING, None,
+                           expires=entry["expires_at"], by=by, args=args)
         self._client.publish(topic, payload, qos=1, properties=props)
         self.hub.publish("command", entry)
         return req.cmd_id
@@ -143,7 +173,11 @@ class FleetService:
         if counts is None:
             return
         now = time.time()
-        for rec in self.state.set_order(counts):
+        changed = self.state.set_order(counts)
+        held = guard.signals(self.store.engine, now)  # wrong PINs, wrong clocks
+        if held is not None:
+            changed += [r for r in guard.apply(self.state, held, now) if r not in changed]
+        for rec in changed:
             with self.state.lock:
                 row = rec.row(now)
             self.hub.publish("station", row)
@@ -162,7 +196,7 @@ class FleetService:
         if rc.is_failure:
             log.warning("broker refused the fleet service: %s", rc)
             return
-        client.subscribe([(t, 1) for t in [*FLEET_SUBSCRIPTIONS, topics.FLEET_ILS]])
+        client.subscribe(retain_rules.subscriptions([*FLEET_SUBSCRIPTIONS, topics.FLEET_ILS]))
         self.connected.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, m: paho.MQTTMessage) -> None:
@@ -177,6 +211,8 @@ class FleetService:
         if m.topic.startswith(topics.CENTRAL_ROOT + "/"):
             self._receive_ils(m)
             return
+        if self._retained.take(m.topic, bytes(m.payload), bool(m.retain)):
+            return  # a retained message where none belongs: deleted, not a station speaking
         try:
             where = topics.parse(m.topic)
             if not m.payload:
@@ -238,7 +274,9 @@ class FleetService:
             self.store.event(site, station, msg.kind, msg.at.timestamp(),
                              msg.model_dump(mode="json", by_alias=True, exclude_none=True))
         elif isinstance(msg, CommandRes):
-            self.store.command(msg.cmd_id, site, station, msg.name, msg.state, msg.reason)
+            self.store.command(msg.cmd_id, site, station, msg.name, msg.state, msg.reason,
+                               expires=(cmd or {}).get("expires_at"), by=(cmd or {}).get("by"),
+                               args=(cmd or {}).get("args"))
             if cmd is not None:
                 self.hub.publish("command", cmd)
         assert row is not None

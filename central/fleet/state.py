@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfcheck.central.fleet.events_bound import EventBucket
+from selfcheck.central.fleet.hours import OpeningHours
 from selfcheck.mqtt import messages
 from selfcheck.mqtt.commands import CommandRes
 from selfcheck.mqtt.telemetry import BridgeIls, ConfigReported, Event, Health, State
@@ -35,6 +36,7 @@ SEVERITY = {
     "staff_needed": 0, "security_write_failed": 0, "offline": 1, "reader_fault": 1,
     "card_reader_fault": 1, "silent": 1, "paper_out": 2, "outbox_old": 2, "hot": 2,
     "clock_skew": 3, "paper_low": 3, "order_gap": 3, "out_of_service": 4,
+    "pin_guessing": 0, "tx_clock": 3,  # from the central's database (fleet/guard.py)
     "ils_down": 0, "ils_login_refused": 0,  # every station of the bridge's sites is stuck
 }
 # A bridge's verdict on the library system and the alert it holds.
@@ -85,11 +87,13 @@ class Station:
     # Alerts restored from the store whose condition is not known again yet (its inputs are not
     # stored): kept, with their acknowledgement, until it is.
     pending: set[str] = field(default_factory=set)
+    guard: set[str] = field(default_factory=set)  # pin_guessing, tx_clock (fleet/guard.py)
     active: dict[str, Alert] = field(default_factory=dict)
     ended: list[Alert] = field(default_factory=list)  # cleared or acknowledged, to be written
     alerts_dirty: bool = False  # the active alerts changed since they were last written
     history: collections.deque[dict[str, Any]] = field(
         default_factory=lambda: collections.deque(maxlen=HISTORY))
+    hours: OpeningHours | None = field(default=None, repr=False)  # its site's, shared
 
     @property
     def key(self) -> tuple[str, str]:
@@ -104,7 +108,11 @@ class Station:
     def conditions(self, now: float) -> list[str]:
         """The alerts that hold while the station reports them (not the latched ones)."""
         out = []
-        if self.online is False:
+        # Stations switched off for the night are expected: no alert while the site is closed
+        # (once it opens, one still off is raised, since the opening).
+        if self.closed(now):
+            pass
+        elif self.online is False:
             out.append("offline")
         elif self.silent(now):
             out.append("silent")
@@ -133,7 +141,12 @@ class Station:
         if (self.skew_s is not None and abs(self.skew_s) > CLOCK_SKEW_S) \
                 or (offset is not None and abs(offset) > CLOCK_SKEW_S):
             out.append("clock_skew")
+        out.extend(sorted(self.guard))
         return out
+
+    def closed(self, now: float) -> bool:
+        """Its site is outside its opening hours."""
+        return self.hours is not None and not self.hours.is_open(self.site, now)
 
     def silent(self, now: float) -> bool:
         """Not heard from within its health period and a margin, though not said offline."""
@@ -186,6 +199,7 @@ class Station:
             "site": self.site, "station": self.station, "online": self.online,
             "session": self.session, "version": self.version, "last_seen": self.last_seen,
             "silent": self.online is not False and self.silent(now),
+            "closed": self.closed(now),
             "service": st.get("service"), "service_message": st.get("service_message"),
             "pad_ok": st.get("pad_ok"), "card_ok": st.get("card_ok"),
             "printer": st.get("printer"), "paper": st.get("paper"),
@@ -255,8 +269,10 @@ class Counters:
 
 
 class FleetState:
-    def __init__(self, events: EventBucket | None = None) -> None:
+    def __init__(self, events: EventBucket | None = None,
+                 hours: OpeningHours | None = None) -> None:
         self.events = events or EventBucket()
+        self.hours = hours
         self.stations: dict[tuple[str, str], Station] = {}
         self.commands: dict[str, dict[str, Any]] = {}
         self.bridges: dict[str, BridgeIlsRec] = {}  # their reports on the library system
@@ -267,7 +283,7 @@ class FleetState:
         key = (site, station)
         rec = self.stations.get(key)
         if rec is None:
-            rec = self.stations[key] = Station(site, station)
+            rec = self.stations[key] = Station(site, station, hours=self.hours)
         return rec
 
     def apply(self, site: str, station: str, channel: str, name: str, msg: messages.Message,

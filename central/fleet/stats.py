@@ -1,9 +1,11 @@
 """What the library serves, for its managers: loans, returns and renewals per day, week or
-month, per site and station; busiest hours; the share done without staff; refusals by reason;
+month, per branch (site, by its name) and station; busiest hours; the share the library system
+accepted; how often staff were called and the share done without them; refusals by reason;
 offline transactions the library system refused afterwards and order gaps.
 
 Read from the central store's `circulation`, `processed`, `reconciliation` and `order_gaps`
-tables. Only counts leave this module: no item, no patron reference, no title.
+tables, and the staff calls from the fleet's own events (`fleet_events`, kept for
+KEEP_EVENTS_S). Only counts leave this module: no item, no patron reference, no title.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 
 from selfcheck.central.engine import open_engine
+from selfcheck.central.fleet.events_bound import KEEP_EVENTS_S
+from selfcheck.central.fleet.schema import fleet_events
 from selfcheck.central.schema import circulation, order_gaps, processed, reconciliation
 
 PERIODS = ("day", "week", "month")
 KINDS = ("loan", "return", "renew")
 MAX_DAYS = 800
-TABLES = ("periods", "hours", "refusals", "offline")
+TABLES = ("periods", "hours", "refusals", "offline", "sites")
+COUNTS = (*KINDS, "accepted", "answered", "staff_calls")
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -33,10 +38,16 @@ def _utc(t: dt.datetime) -> dt.datetime:
 
 
 class Stats:
-    def __init__(self, url: str, tz: str = "Asia/Ho_Chi_Minh") -> None:
+    def __init__(self, url: str, tz: str = "Asia/Ho_Chi_Minh", *,
+                 names: dict[str, Any] | None = None, events_url: str | None = None) -> None:
         self.url = url
         self.tz = ZoneInfo(tz)
         self._engine: Engine | None = None
+        # Branch names (the fleet's --names file) for the per-branch totals and their CSV.
+        self.site_names: dict[str, str] = dict((names or {}).get("sites") or {})
+        # The fleet's store, where the staff calls are (the circulation may be elsewhere).
+        self.events_url = events_url
+        self._events_engine: Engine | None = None
 
     @property
     def engine(self) -> Engine:
@@ -44,9 +55,39 @@ class Stats:
             self._engine = open_engine(self.url)
         return self._engine
 
+    @property
+    def events_engine(self) -> Engine:
+        if self.events_url is None or self.events_url == self.url:
+            return self.engine
+        if self._events_engine is None:
+            self._events_engine = open_engine(self.events_url)
+        return self._events_engine
+
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
+        for engine in (self._engine, self._events_engine):
+            if engine is not None:
+                engine.dispose()
+
+    def site_name(self, site: str) -> str:
+        return self.site_names.get(site) or site
+
+    def _staff_calls(self, since: dt.datetime, now: dt.datetime,
+                     keep: Any) -> collections.Counter[tuple[str, str]] | None:
+        """Staff-needed events per station since then; None when not known for the whole
+        window (older than the events are kept, or no fleet events in this store)."""
+        if (now - since).total_seconds() > KEEP_EVENTS_S:
+            return None
+        calls: collections.Counter[tuple[str, str]] = collections.Counter()
+        try:
+            with self.events_engine.connect() as conn:
+                for s, st in conn.execute(select(fleet_events.c.site, fleet_events.c.station)
+                                          .where(fleet_events.c.kind == "staff_needed",
+                                                 fleet_events.c.at >= since.timestamp())):
+                    if keep(s, st):
+                        calls[(s, st)] += 1
+        except DBAPIError:
+            return None
+        return calls
 
     def _label(self, t: dt.datetime, period: str) -> str:
         local = _utc(t).astimezone(self.tz)
@@ -87,6 +128,8 @@ class Stats:
         hours: collections.Counter[int] = collections.Counter()
         refusals: collections.Counter[str] = collections.Counter()
         offline: collections.Counter[str] = collections.Counter()
+        branches: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter)
         ok = total = 0
         try:
             with self.engine.connect() as conn:
@@ -95,6 +138,7 @@ class Stats:
                         circulation.c.at).where(circulation.c.at >= since)):
                     if keep(s, st):
                         per[(self._label(at, period), s, st)][kind] += 1
+                        branches[s][kind] += 1
                         hours[_utc(at).astimezone(self.tz).hour] += 1
                 for s, st, result in conn.execute(select(
                         processed.c.site, processed.c.station, processed.c.result).where(
@@ -102,9 +146,11 @@ class Stats:
                     if not keep(s, st):
                         continue
                     total += 1
+                    branches[s]["answered"] += 1
                     ack = json.loads(result)
                     if ack.get("ok"):
                         ok += 1
+                        branches[s]["accepted"] += 1
                     else:
                         refusals[ack.get("reason") or "refused"] += 1
                 for s, st, reason, undone in conn.execute(select(
@@ -122,12 +168,29 @@ class Stats:
             return {"available": False, "period": period, "days": days}
         rows = [{"period": p, "site": s, "station": st, **{k: c[k] for k in KINDS}}
                 for (p, s, st), c in sorted(per.items())]
+        calls = self._staff_calls(since, now, keep)
+        for (s, _), n in (calls or {}).items():
+            branches[s]["staff_calls"] += n
+        n_calls = sum(calls.values()) if calls is not None else None
+        per_site = [{"site": s, "name": self.site_name(s), **{k: c[k] for k in COUNTS},
+                     "staff_calls": c["staff_calls"] if calls is not None else None,
+                     "without_staff": _without(c["accepted"], c["answered"],
+                                               c["staff_calls"] if calls is not None else None)}
+                    for s, c in sorted(branches.items(), key=lambda x: self.site_name(x[0]))]
         return {
             "available": True, "period": period, "days": days, "since": since.isoformat(),
             "rows": rows,
             "hours": [hours[h] for h in range(24)],
-            "self_service": {"ok": ok, "total": total,
-                             "share": round(ok / total, 4) if total else None},
+            # What the library system accepted: not the same as done without staff (a reader
+            # may have called for help and then succeeded).
+            "accepted": {"ok": ok, "total": total,
+                         "share": round(ok / total, 4) if total else None},
+            # Done without staff, estimated: the accepted ones less one per staff call; unknown
+            # (None) when the staff calls are not known for the whole window.
+            "self_service": {"accepted": ok, "total": total, "staff_calls": n_calls,
+                             "share": _without(ok, total, n_calls),
+                             "calls_kept_days": round(KEEP_EVENTS_S / 86_400)},
+            "sites": per_site,
             "refusals": dict(refusals.most_common()),
             "offline": dict(sorted(offline.items())),
         }
@@ -153,10 +216,26 @@ class Stats:
             w.writerow(["reason", "count"])
             for reason, n in rep["refusals"].items():
                 w.writerow([reason, n])
-            w.writerow(["(self-service ok)", rep["self_service"]["ok"]])
-            w.writerow(["(all answered)", rep["self_service"]["total"]])
+            w.writerow(["(accepted)", rep["accepted"]["ok"]])
+            w.writerow(["(all answered)", rep["accepted"]["total"]])
+            calls = rep["self_service"]["staff_calls"]
+            w.writerow(["(staff calls)", "" if calls is None else calls])
+        elif table == "sites":
+            # Branches by name first (what a manager reads), the code beside for joins.
+            w.writerow(["branch", "site", *COUNTS, "without_staff_share"])
+            for r in rep["sites"]:
+                w.writerow([r["name"], r["site"], *("" if r[k] is None else r[k]
+                                                    for k in COUNTS),
+                            "" if r["without_staff"] is None else r["without_staff"]])
         else:
             w.writerow(["what", "count"])
             for what, n in rep["offline"].items():
                 w.writerow([what, n])
         return f"selfcheck-{table}-{rep['period']}-{rep['days']}d.csv", out.getvalue()
+
+
+def _without(accepted: int, answered: int, calls: int | None) -> float | None:
+    """The share done without staff: accepted, less one per staff call, of all answered."""
+    if calls is None or not answered:
+        return None
+    return round(max(0, accepted - calls) / answered, 4)

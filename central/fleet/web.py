@@ -3,9 +3,14 @@
 Open to anyone who reaches the port: `/` the page (it asks for a login), `/i18n.json`,
 `/metrics` (Prometheus; bind it to a private address). Behind a login: `/events` server-sent
 events, `/api/stations`, `/api/station`, `/api/ils` (each bridge's library system),
-`/api/commands`, `/api/stats`, `/stats.csv`; with the operator role `POST /api/ack` (a
-station's alert, or with `bridge` a library-system alert) and `POST /api/command`; admins
-`GET /api/audit`. Every POST needs the `X-Requested-With: fleet` header (a cross-site form
+`/api/commands` (each with its expiry; `expired` once past it unanswered), `/api/stats`,
+`/stats.csv`; with the operator role `POST /api/ack` (a station's alert, or with `bridge` a
+library-system alert, for operators of every site only), `POST /api/ack_bulk` (every open alert
+of a site and/or a kind the operator sees) and `POST /api/command` (a site-wide one to more than
+one station only with `confirm` equal to the number of stations; an answer lists the targets
+that are offline or silent: the command is sent all the same and waits at the broker until it
+expires); admins `GET /api/audit` (filtered, paged by `before`) and `/api/audit.csv`. Every
+POST needs the `X-Requested-With: fleet` header (a cross-site form
 cannot send it), an `Origin`, when the browser sends one, of this very host, and once logged
 in the session's CSRF token in `X-CSRF-Token`.
 """
@@ -17,6 +22,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -24,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import uvicorn
@@ -35,9 +41,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from selfcheck.central.fleet.auth import Auth, LoginRefused, Session, User
+from selfcheck.central.fleet import actions
+from selfcheck.central.fleet.auth import AUDIT_PAGE, Auth, LoginRefused, Session, User
 from selfcheck.central.fleet.i18n import LANGS, catalog
 from selfcheck.central.fleet.state import FleetState
+from selfcheck.central.fleet.updates import routes as updates_routes
 from selfcheck.mqtt.messages import MessageError
 
 log = logging.getLogger(__name__)
@@ -55,8 +63,16 @@ EVENTS_CHECK_S = 1.0  # how soon an open stream notices a revocation by this pro
 REVALIDATE_S = 5.0  # ... and one by another (`selfcheck fleet user remove` writes the store)
 KEEPALIVE_FRAME_S = 15.0
 
-# (site, station, command, args, by) -> cmd_id; raises MessageError on bad arguments.
-Commander = Callable[[str, str, str, dict[str, Any], str], str]
+CMD_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class Commander(Protocol):
+    """Sends one command to one station; its id. Raises MessageError on bad arguments."""
+
+    def __call__(self, site: str, station: str, name: str, args: dict[str, Any], by: str, *,
+                 expires_s: float = ..., cmd_id: str | None = None) -> str: ...
+
+
 Frame = tuple[str | None, bytes] | None
 
 
@@ -116,7 +132,8 @@ class WebServer:
                  commander: Commander | None = None, names: dict[str, Any] | None = None,
                  details: Callable[[str, str], dict[str, Any]] | None = None,
                  stats: Any = None, persist: Callable[[Any], None] | None = None,
-                 tls: tuple[str, str] | None = None, secure_cookie: bool = False) -> None:
+                 tls: tuple[str, str] | None = None, secure_cookie: bool = False,
+                 updates: Path | None = None) -> None:
         self.state, self.hub, self.registry, self.auth = state, hub, registry, auth
         self.commander, self.details, self.stats, self.persist = commander, details, stats, persist
         self.names = names or {"sites": {}, "stations": {}}
@@ -131,12 +148,16 @@ class WebServer:
             Route("/metrics", self.metrics), Route("/api/me", self.me),
             Route("/api/stations", self.stations), Route("/api/ils", self.ils),
             Route("/api/station", self.station), Route("/api/commands", self.commands),
-            Route("/api/audit", self.audit), Route("/api/stats", self.stats_json),
+            Route("/api/audit", self.audit), Route("/api/audit.csv", self.audit_csv),
+            Route("/api/stats", self.stats_json),
             Route("/stats.csv", self.stats_csv), Route("/events", self.events),
             Route("/api/login", self.login, methods=["POST"]),
             Route("/api/logout", self.logout, methods=["POST"]),
             Route("/api/ack", self.post, methods=["POST"]),
+            Route("/api/ack_bulk", self.post, methods=["POST"]),
             Route("/api/command", self.post, methods=["POST"]),
+            # The stations' releases (read only, no login: see fleet/updates.py).
+            *(updates_routes(updates) if updates is not None else []),
         ])
         # The socket is bound here so that the address (port 0: any) is known before start.
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
@@ -223,9 +244,15 @@ class WebServer:
             return self._json({"error": "login"}, 401)
         if not s.user.may(role) or (site is not None and not s.user.sees(site)):
             if action and self.auth is not None:  # a refused action is an action too
-                self.auth.audit(s.user.name, action, target or site or "", "forbidden")
+                self.auth.audit(s.user.name, action, target or site or "", "forbidden",
+                                addr=self._addr(request), site=site or "")
             return self._json({"error": "forbidden"}, 403)
         return s
+
+    @staticmethod
+    def _addr(request: Request) -> str:
+        """The client's address as the socket has it (behind a reverse proxy: the proxy's)."""
+        return request.client.host if request.client else ""
 
     @staticmethod
     def _site(request: Request) -> str | None:
@@ -255,8 +282,16 @@ class WebServer:
         s = self._session(request)
         if s is None:
             return self._json({"error": "login"}, 401)
-        return self._json({"user": s.user.info(), "csrf": s.csrf, "names": self.names,
+        return self._json({"user": s.user.info(), "csrf": s.csrf, "names": self._names(s),
                            "login": self.auth is not None})
+
+    def _names(self, s: Session) -> dict[str, Any]:
+        """The human names of the sites and stations this user sees, not every branch's."""
+        sites = self.names.get("sites", {})
+        stations = self.names.get("stations", {})
+        return {"sites": {k: v for k, v in sites.items() if s.user.sees(k)},
+                "stations": {k: v for k, v in stations.items()
+                             if s.user.sees(k.partition("/")[0])}}
 
     def stations(self, request: Request) -> Response:
         s = self._need(request)
@@ -281,16 +316,44 @@ class WebServer:
         s = self._need(request)
         if isinstance(s, Response):
             return s
+        cmd_id = request.query_params.get("cmd_id")
+        now = time.time()
         with self.state.lock:
-            cmds = list(self.state.commands.values())
+            cmds = [dict(c) for c in ([self.state.commands[cmd_id]]
+                                      if cmd_id in self.state.commands else [])] \
+                if cmd_id else [dict(c) for c in self.state.commands.values()]
+        for c in cmds:  # the service's tick marks them too; an answer is never behind it
+            if actions.expired(c, now):
+                c["state"] = actions.EXPIRED
         visible = self._visible(s, self._site(request))
         return self._json([c for c in cmds if visible(c["site"])][-200:])
 
     def audit(self, request: Request) -> Response:
-        s = self._need(request, "admin")
+        s = self._need(request, "admin", self._site(request))
         if isinstance(s, Response):
             return s
-        return self._json(self.auth.audit_rows() if self.auth is not None else [])
+        if self.auth is None:
+            return self._json([])
+        q = dict(request.query_params)
+        try:
+            limit = int(q.get("limit") or AUDIT_PAGE)
+            return self._json(self.auth.audit_rows(q, s.user.sites, limit))
+        except ValueError as exc:
+            return self._json({"error": str(exc)}, 400)
+
+    def audit_csv(self, request: Request) -> Response:
+        s = self._need(request, "admin", self._site(request))
+        if isinstance(s, Response):
+            return s
+        try:
+            body = self.auth.audit_csv(dict(request.query_params), s.user.sites) \
+                if self.auth is not None else ""
+        except ValueError as exc:
+            return self._json({"error": str(exc)}, 400)
+        name = time.strftime("fleet-audit-%Y%m%d-%H%M.csv", time.gmtime())
+        return Response(body.encode("utf-8-sig"), media_type="text/csv; charset=utf-8",
+                        headers={"Cache-Control": "no-store",
+                                 "Content-Disposition": f'attachment; filename="{name}"'})
 
     def stats_json(self, request: Request) -> Response:
         return self._stats(request, csv=False)
@@ -441,7 +504,8 @@ class WebServer:
             async with self._hash_slots:
                 token, s = await run_in_threadpool(auth.login, name, password, None, addr)
         except LoginRefused as exc:
-            await run_in_threadpool(auth.audit, name or "?", "login", addr, exc.reason)
+            await run_in_threadpool(partial(auth.audit, name or "?", "login", name or "?",
+                                            exc.reason, addr=addr))
             status = {"locked": 423, "slow": 429}.get(exc.reason, 401)
             headers = {}
             if exc.until is not None and exc.reason == "slow":
@@ -449,8 +513,9 @@ class WebServer:
             # A client is told "locked" for both: the page shows when to try again.
             reason = "locked" if exc.reason == "slow" else exc.reason
             return self._json({"error": reason, "until": exc.until}, status, headers)
-        await run_in_threadpool(auth.audit, s.user.name, "login", addr, "ok")
-        return self._json({"user": s.user.info(), "csrf": s.csrf, "names": self.names,
+        await run_in_threadpool(partial(auth.audit, s.user.name, "login", s.user.name, "ok",
+                                        addr=addr))
+        return self._json({"user": s.user.info(), "csrf": s.csrf, "names": self._names(s),
                            "login": True},
                           headers={"Set-Cookie": self._cookie(token, int(auth.session_s))})
 
@@ -465,7 +530,8 @@ class WebServer:
             s = await run_in_threadpool(self.auth.session, token)
             await run_in_threadpool(self.auth.logout, token)
             if s is not None:
-                await run_in_threadpool(self.auth.audit, s.user.name, "logout", "", "ok")
+                await run_in_threadpool(partial(self.auth.audit, s.user.name, "logout",
+                                                s.user.name, "ok", addr=self._addr(request)))
         return self._json({"ok": True}, headers={"Set-Cookie": self._cookie("", 0)})
 
     async def post(self, request: Request) -> Response:
@@ -485,27 +551,42 @@ class WebServer:
             return self._json({"error": "csrf"}, 403)
         site, station = str(body.get("site") or ""), str(body.get("station") or "")
         target = f"{site}/{station or '*'}"
+        addr = self._addr(request)
         if path == "/api/ack" and body.get("bridge"):
             bridge, kind = str(body["bridge"])[:64], str(body.get("kind") or "")
             need = self._need(request, "operator", None, "ack", f"bridge {bridge} {kind}")
-            return need if isinstance(need, Response) else self._ack_ils(s, bridge, kind)
+            if not isinstance(need, Response) and not need.user.everywhere:
+                # The library system is every branch's: a branch's operator does not say
+                # for all the others that it is seen to.
+                if self.auth is not None:
+                    self.auth.audit(s.user.name, "ack", f"bridge {bridge} {kind}", "forbidden",
+                                    addr=addr)
+                return self._json({"error": "forbidden"}, 403)
+            return need if isinstance(need, Response) else self._ack_ils(s, bridge, kind, addr)
+        if path == "/api/ack_bulk":
+            kind = str(body.get("kind") or "")[:32]
+            need = self._need(request, "operator", site or None, "ack_bulk",
+                              f"{site or '*'}/* {kind or '*'}")
+            return need if isinstance(need, Response) else self._ack_bulk(s, site, kind, addr)
         if path == "/api/ack":
             kind = str(body.get("kind") or "")
             need = self._need(request, "operator", site, "ack", f"{target} {kind}")
-            return need if isinstance(need, Response) else self._ack(s, site, station, kind)
+            return need if isinstance(need, Response) else self._ack(s, site, station, kind,
+                                                                     addr)
         need = self._need(request, "operator", site, str(body.get("name") or "command")[:32],
                           target)
-        return need if isinstance(need, Response) else self._command(s, site, body)
+        return need if isinstance(need, Response) else self._command(s, site, body, addr)
 
     def _cookie(self, value: str, max_age: int) -> str:
         secure = "; Secure" if self.secure_cookie else ""
         return f"{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
 
-    def _ack(self, s: Session, site: str, station: str, kind: str) -> Response:
+    def _ack(self, s: Session, site: str, station: str, kind: str, addr: str) -> Response:
         rec = self.state.ack(site, station, kind, s.user.name)
         result = "ok" if rec is not None else "not_active"
         if self.auth is not None:
-            self.auth.audit(s.user.name, "ack", f"{site}/{station} {kind}", result)
+            self.auth.audit(s.user.name, "ack", f"{site}/{station} {kind}", result, addr=addr,
+                            site=site)
         if rec is None:
             return self._json({"error": result}, 409)
         with self.state.lock:
@@ -515,40 +596,97 @@ class WebServer:
         self.hub.publish("station", row)
         return self._json(row)
 
-    def _ack_ils(self, s: Session, bridge: str, kind: str) -> Response:
+    def _ack_bulk(self, s: Session, site: str, kind: str, addr: str) -> Response:
+        """Every open alert the user sees, of `site` and/or of `kind` (at least one): one
+        press for a storm of the same alert, one row in the audit log naming them all."""
+        if not site and not kind:
+            return self._json({"error": "scope"}, 400)
+        now = time.time()
+        done: list[str] = []
+        rows: list[dict[str, Any]] = []
+        with self.state.lock:
+            for (si, st), rec in sorted(self.state.stations.items()):
+                if not s.user.sees(si) or (site and si != site):
+                    continue
+                kinds = [k for k, a in rec.active.items()
+                         if a.acked_at is None and (not kind or k == kind)]
+                for k in kinds:
+                    if rec.ack(k, s.user.name, now):
+                        done.append(f"{st} {k}")
+                if kinds:
+                    rec.changed = now
+                    rows.append(rec.row(now))
+                    if self.persist is not None:
+                        self.persist(rec)
+        if self.auth is not None:
+            self.auth.audit(s.user.name, "ack_bulk", f"{site or '*'}/* {kind or '*'}",
+                            "ok" if done else "not_active",
+                            json.dumps({"count": len(done), "acked": done},
+                                       ensure_ascii=False), addr=addr, site=site)
+        for row in rows:
+            self.hub.publish("station", row)
+        return self._json({"count": len(done), "rows": rows})
+
+    def _ack_ils(self, s: Session, bridge: str, kind: str, addr: str) -> Response:
         done = self.state.ack_ils(bridge, kind, s.user.name)
         result = "ok" if done else "not_active"
         if self.auth is not None:
-            self.auth.audit(s.user.name, "ack", f"bridge {bridge} {kind}", result)
+            self.auth.audit(s.user.name, "ack", f"bridge {bridge} {kind}", result, addr=addr)
         if not done:
             return self._json({"error": result}, 409)
         rows = self.state.ils_rows()
         self.hub.publish("ils", rows)
         return self._json(rows)
 
-    def _command(self, s: Session, site: str, body: dict[str, Any]) -> Response:
+    def _command(self, s: Session, site: str, body: dict[str, Any], addr: str) -> Response:
         name = str(body.get("name") or "")
         args = body.get("args") or {}
         station = body.get("station")
+        cmd_id = body.get("cmd_id")
         if self.commander is None or not isinstance(args, dict):
             return self._json({"error": "no_commands"}, 400)
-        with self.state.lock:
-            targets = [st for (si, st) in self.state.stations if si == site
-                       and (station is None or st == station)]
-        if not targets:
-            return self._json({"error": "unknown_station"}, 404)
         target = f"{site}/{station}" if station else f"{site}/*"
+
+        def refused(field: str, reason: str) -> Response:
+            if self.auth is not None:
+                self.auth.audit(s.user.name, name[:32] or "command", target, "refused",
+                                f"{field}: {reason}", addr=addr, site=site)
+            return self._json({"error": "invalid", "field": field, "reason": reason}, 400)
+
+        try:
+            expires_s = float(body.get("expires_s") or actions.DEFAULT_EXPIRES_S)
+        except (TypeError, ValueError):
+            expires_s = -1.0
+        if not actions.MIN_EXPIRES_S <= expires_s <= actions.MAX_EXPIRES_S:
+            return refused("expires_s", f"{actions.MIN_EXPIRES_S:.0f} to "
+                                        f"{actions.MAX_EXPIRES_S:.0f} seconds")
+        if cmd_id is not None and (not station or not isinstance(cmd_id, str)
+                                   or not CMD_ID.match(cmd_id)):
+            return refused("cmd_id", "for one station: letters, digits and _.:- (at most 64)")
+        now = time.time()
+        with self.state.lock:
+            recs = [rec for (si, st), rec in sorted(self.state.stations.items())
+                    if si == site and (station is None or st == station)]
+            # Sent all the same (it waits at the broker until it expires), but the operator
+            # is told which stations will not act on it now.
+            away = [{"station": r.station, "state": "offline" if r.online is False else "silent"}
+                    for r in recs if r.online is False or r.silent(now)]
+        if not recs:
+            return self._json({"error": "unknown_station"}, 404)
+        if station is None and len(recs) > 1 and body.get("confirm") != len(recs):
+            # A whole site at once is asked twice, with the number of stations it stops:
+            # `confirm` must be that number, so a site that grew meanwhile is asked again.
+            return self._json({"error": "confirm", "count": len(recs), "away": away}, 409)
         sent = []
-        for st in sorted(targets):
+        for rec in recs:
             try:
-                sent.append(self.commander(site, st, name, args, s.user.name))
+                sent.append(self.commander(site, rec.station, name, args, s.user.name,
+                                           expires_s=expires_s, cmd_id=cmd_id))
             except MessageError as exc:
-                if self.auth is not None:
-                    self.auth.audit(s.user.name, name or "command", target, "refused",
-                                    str(exc))
-                return self._json({"error": "invalid", "field": exc.field,
-                                   "reason": exc.reason}, 400)
+                return refused(exc.field, exc.reason)
         if self.auth is not None:
-            self.auth.audit(s.user.name, name, target, "sent",
-                            json.dumps({"args": args, "cmd_ids": sent}, ensure_ascii=False))
-        return self._json({"cmd_ids": sent})
+            self.auth.audit(s.user.name, name, target, "sent", json.dumps(
+                {"args": args, "cmd_ids": sent, "expires_s": expires_s,
+                 "away": [a["station"] for a in away]}, ensure_ascii=False), addr=addr,
+                site=site)
+        return self._json({"cmd_ids": sent, "expires_at": now + expires_s, "away": away})

@@ -119,13 +119,16 @@ class KohaBackend(Sip2Backend):
                 del self._patron_ids[card]
 
     def check_patron(self, card_id: str, today: dt.date | None = None, *,
-                     pin: str | None = None, site: str | None = None) -> PatronCheckRes:
+                     pin: str | None = None, site: str | None = None,
+                     station: str | None = None) -> PatronCheckRes:
         """Koha says who the patron is and checks the PIN (its own password rules); the
         wrong ones are counted here too, as with SIP2, so the lockout does not depend on
         Koha's settings. The PIN rule is the patron's category's (category_id), else the
         site's; a locked card is refused before Koha is asked."""
         today = today or dt.date.today()
         now = dt.datetime.now(dt.UTC)
+        if pin is not None and (paused := self.pin_guard.paused(site, station, now)):
+            return paused  # Koha is not asked: it may lock cards itself
         known = self._known_ref(card_id)
         state = self._pin_state(known) if known is not None else None
         if state is not None and pins.locked(state, now):  # no need to ask Koha
@@ -142,8 +145,8 @@ class KohaBackend(Sip2Backend):
         ref = self._ref(card_id)
         if pin is not None:
             if not self._pin_right(p, card_id, pin):
-                return self._wrong_pin(ref, now)
-            self._set_pin_state(ref, pins.PinState(0, None))
+                return self._wrong_pin(ref, now, site, station)
+            self._right_pin(ref, now, site, station)
         reason = km.patron_reason(p, today)
         return PatronCheckRes(ok=reason is None, reason=reason, patron_ref=ref,
                               display_name=given_name(p.preferred_name or p.firstname

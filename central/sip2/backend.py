@@ -29,6 +29,8 @@ from selfcheck.central import pin as pins
 from selfcheck.central.backend import KIND, BackendUnavailable, Claim, Outcome, Tx
 from selfcheck.central.ledger import aware
 from selfcheck.central.names import given_name
+from selfcheck.central.offline_policy import EVERY, OfflineStations
+from selfcheck.central.pin_guard import PinGuard
 from selfcheck.central.pin_rules import PinRules, demand, refusal
 from selfcheck.central.salts import site_salt
 from selfcheck.central.schema import patron_refs, sip2_claims
@@ -106,13 +108,16 @@ def _chains(batch: Sequence[Tx], todo: list[int]) -> list[list[int]]:
 class Sip2Backend:
     def __init__(self, cfg: Sip2Config, engine: Engine, *, lease_s: float | None = None,
                  pool: Sip2Pool | None = None, pin_policy: pins.PinPolicy | None = None,
-                 currency: str = "VND", pin_rules: PinRules | None = None) -> None:
+                 currency: str = "VND", pin_rules: PinRules | None = None,
+                 offline_stations: OfflineStations = EVERY) -> None:
         """`engine`: the central's database, already migrated (ledger.open_db)."""
+        self.offline_stations = offline_stations  # who gets the offline list
         self.cfg = cfg
         self.pin_policy = pin_policy or pins.PinPolicy()
         self.pin_rules = pin_rules or PinRules()
         self.currency = currency  # when the ACS sends no BH
         self.engine = engine
+        self.pin_guard = PinGuard(engine)  # per-station wrong PINs, before the library system
         self.pool = pool or Sip2Pool(cfg)
         # Longer than the worst a bridge can spend on one transaction: up to five requests.
         self.lease = dt.timedelta(seconds=lease_s if lease_s is not None
@@ -132,13 +137,16 @@ class Sip2Backend:
 
     # -- patron check (63, mapped to PatronCheckRes)
     def check_patron(self, card_id: str, today: dt.date | None = None, *,
-                     pin: str | None = None, site: str | None = None) -> PatronCheckRes:
+                     pin: str | None = None, site: str | None = None,
+                     station: str | None = None) -> PatronCheckRes:
         """The PIN goes in AD and the ACS's CQ decides; the wrong ones are counted here too
         (patron_refs), so the lockout does not depend on the library system having one.
         SIP2 names no patron category that every library system fills alike (PC is
         optional and free text), so the site's rule applies, decided before the library
         system is asked."""
         now = dt.datetime.now(dt.UTC)
+        if pin is not None and (paused := self.pin_guard.paused(site, station, now)):
+            return paused  # the library system is not asked: it may lock cards itself
         known = self._known_ref(card_id)  # a card never seen has no failures yet
         state = self._pin_state(known) if known is not None else None
         refused = refusal(demand(self.pin_rules.rule(site, None), state, now,
@@ -162,8 +170,8 @@ class Sip2Backend:
         if ref is not None:
             # No CQ in the reply: the PIN was not checked, so it does not count as right.
             if info.valid_password is not True:
-                return self._wrong_pin(ref, now)
-            self._set_pin_state(ref, pins.PinState(0, None))
+                return self._wrong_pin(ref, now, site, station)
+            self._right_pin(ref, now, site, station)
         if any(info.denied(p) for p in (m.CHARGE_DENIED, m.CARD_LOST, m.EXCESSIVE_FINES,
                                         m.EXCESSIVE_FEES, m.TOO_MANY_OVERDUE)):
             reason = "patron_blocked"
@@ -187,9 +195,19 @@ class Sip2Backend:
             conn.execute(update(patron_refs).where(patron_refs.c.ref == ref).values(
                 pin_failures=state.failures, pin_locked_until=state.locked_until))
 
-    def _wrong_pin(self, ref: str, now: dt.datetime) -> PatronCheckRes:
-        state = pins.after_failure(self._pin_state(ref), now, self.pin_policy)
+    def _right_pin(self, ref: str, now: dt.datetime, site: str | None,
+                   station: str | None) -> None:
+        before = self._pin_state(ref)
+        if before.failures or before.locked_until is not None:
+            self._set_pin_state(ref, pins.PinState(0, None))
+            self.pin_guard.right(site, station, ref, before, now)
+
+    def _wrong_pin(self, ref: str, now: dt.datetime, site: str | None = None,
+                   station: str | None = None) -> PatronCheckRes:
+        before = self._pin_state(ref)
+        state = pins.after_failure(before, now, self.pin_policy)
         self._set_pin_state(ref, state)
+        self.pin_guard.wrong(site, station, ref, before, state, now, self.pin_policy)
         log.info("wrong PIN for patron %s", ref)  # the ref, never the card or the PIN
         if state.locked_until is not None:
             return PatronCheckRes(ok=False, reason="pin_locked",

@@ -5,10 +5,13 @@
 # usage: sudo deploy/pi/provision.sh [options]
 #   --dry-run           print what would be done, change nothing (works on any machine)
 #   --card-reader KIND  uart (PN532 on the Pi UART, default), usb (nfcpy via libusb), none
-#   --read-only-root    overlay file system on / (a power cut cannot corrupt the system);
-#                       needs --data-device for the journal and logs
-#   --data-device DEV   ext4 partition labelled or to be mounted at /var/lib/selfcheck
-#                       (station journal, Kivy home, /var/log/journal)
+#   --read-only-root    overlay file system on / (overlayroot in an initramfs: a power cut
+#                       cannot corrupt the system); needs --data-device for the journal
+#   --data-device DEV   ext4 partition (/dev/sda1, LABEL=..., UUID=...) mounted at
+#                       /var/lib/selfcheck: station journal, Kivy home, /var/log/journal
+#   --mkfs              make an ext4 file system (label selfcheck-data) on --data-device when
+#                       it has none; one it already has is kept
+#   --time-server HOST  NTP server for systemd-timesyncd (the central); default: Debian's pool
 #   --src DIR           the selfcheck source tree (default: this checkout)
 set -euo pipefail
 
@@ -16,6 +19,8 @@ DRY_RUN=0
 CARD_READER=uart
 READ_ONLY=0
 DATA_DEVICE=""
+MKFS=0
+TIME_SERVER=""
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 APP=/opt/selfcheck
 ETC=/etc/selfcheck
@@ -30,8 +35,10 @@ while [ $# -gt 0 ]; do
     --card-reader) CARD_READER=$2; shift 2 ;;
     --read-only-root) READ_ONLY=1; shift ;;
     --data-device) DATA_DEVICE=$2; shift 2 ;;
+    --mkfs) MKFS=1; shift ;;
+    --time-server) TIME_SERVER=$2; shift 2 ;;
     --src) SRC=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "provision: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,6 +48,9 @@ esac
 if [ "$READ_ONLY" -eq 1 ] && [ -z "$DATA_DEVICE" ]; then
   echo "provision: --read-only-root needs --data-device (the journal must stay writable)" >&2
   exit 2
+fi
+if [ "$MKFS" -eq 1 ] && [ -z "$DATA_DEVICE" ]; then
+  echo "provision: --mkfs needs --data-device" >&2; exit 2
 fi
 
 say() { printf '== %s\n' "$*"; }
@@ -58,6 +68,26 @@ ensure_line() {
   if [ -f "$1" ] && grep -qxF "$2" "$1"; then return 0; fi
   if [ "$DRY_RUN" -eq 1 ]; then printf '+ append to %s: %s\n' "$1" "$2"; return 0; fi
   printf '%s\n' "$2" >>"$1"
+}
+# put_text DEST MODE TEXT: install TEXT as DEST when missing or different.
+put_text() {
+  local tmp
+  tmp=$(mktemp)
+  printf '%s\n' "$3" >"$tmp"
+  put_file "$tmp" "$1" "$2"
+  rm -f "$tmp"
+}
+# fstab_entry MOUNTPOINT LINE: LINE is the one fstab entry for MOUNTPOINT (an older entry for
+# it, say one naming the device by path, is replaced, not kept beside it).
+fstab_entry() {
+  local tmp
+  if [ "$(awk -v m="$1" '$2 == m' /etc/fstab 2>/dev/null)" = "$2" ]; then return 0; fi
+  if [ "$DRY_RUN" -eq 1 ]; then printf '+ fstab: %s\n' "$2"; return 0; fi
+  tmp=$(mktemp)
+  awk -v m="$1" '$2 != m' /etc/fstab >"$tmp" 2>/dev/null || true
+  printf '%s\n' "$2" >>"$tmp"
+  install -m 0644 "$tmp" /etc/fstab
+  rm -f "$tmp"
 }
 # cmdline_param PARAM: the kernel command line is one line; add PARAM to it once.
 cmdline_param() {
@@ -87,7 +117,13 @@ say "packages"
 run apt-get update -qq
 run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   python3-venv python3-dev libegl1 libgles2 libgbm1 libdrm2 libgl1-mesa-dri libmtdev1 \
-  libusb-1.0-0 rsync
+  libusb-1.0-0 rsync e2fsprogs systemd-timesyncd
+if [ "$READ_ONLY" -eq 1 ]; then
+  # The read-only root of bookworm: overlayroot's hook in an initramfs mounts / as an overlay
+  # (tmpfs upper, SD card lower) before systemd starts.
+  run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    initramfs-tools overlayroot
+fi
 
 say "kiosk user $USER_NAME and its groups"
 if ! id "$USER_NAME" >/dev/null 2>&1; then
@@ -112,12 +148,62 @@ if [ ! -f "$ETC/station.toml" ]; then
 fi
 
 say "data partition ${DATA_DEVICE:-(none: $DATA stays on the root file system)}"
+if [ -n "$DATA_DEVICE" ]; then
+  # The partition is made (if asked), put in fstab by UUID and mounted BEFORE anything is
+  # created under $DATA: folders made on the root file system would be hidden by the
+  # partition at the next boot, and the journal's bind mount would then have no source.
+  case "$DATA_DEVICE" in *=*) dev=$(findfs "$DATA_DEVICE" 2>/dev/null || true) ;; *) dev=$DATA_DEVICE ;; esac
+  if [ -z "$dev" ] || [ ! -b "$dev" ]; then
+    if [ "$DRY_RUN" -eq 0 ]; then
+      echo "provision: --data-device $DATA_DEVICE: no such block device" >&2; exit 2
+    fi
+    dev=$DATA_DEVICE  # a dry run on another machine: show the steps all the same
+  fi
+  fstype=$(blkid -o value -s TYPE "$dev" 2>/dev/null || true)
+  if [ -z "$fstype" ] && [ "$MKFS" -eq 1 ]; then
+    run mkfs.ext4 -q -L selfcheck-data "$dev"
+    fstype=ext4
+  fi
+  [ "$fstype" = ext4 ] || [ "$DRY_RUN" -eq 1 ] || {
+    echo "provision: $dev holds ${fstype:-no file system}, not ext4 (--mkfs makes one on an empty device)" >&2
+    exit 2; }
+  uuid=$(blkid -o value -s UUID "$dev" 2>/dev/null || true)
+  [ -n "$uuid" ] || [ "$DRY_RUN" -eq 0 ] || uuid="(uuid of $DATA_DEVICE)"
+  [ -n "$uuid" ] || { echo "provision: $dev has no UUID" >&2; exit 2; }
+  # nofail: a missing or broken data partition must not stop the boot in an emergency shell
+  # (the station unit, which RequiresMountsFor= it, then stays down and says why in the
+  # journal); noatime: fewer writes; the station journal fsyncs each transaction itself.
+  fstab_entry "$DATA" \
+    "UUID=$uuid $DATA ext4 defaults,noatime,commit=5,nofail,x-systemd.device-timeout=10s 0 2"
+  # The system journal on the data partition, bound only once that partition is mounted
+  # (x-systemd.requires: no data mount, no bind; nofail: and the boot goes on).
+  fstab_entry /var/log/journal "$DATA/journal /var/log/journal none bind,nofail,x-systemd.requires=$(systemd-escape -p --suffix=mount "$DATA") 0 0"
+  if ! mountpoint -q "$DATA"; then
+    run install -d "$DATA"
+    # Anything already under $DATA on the root (a station that ran without the partition)
+    # is copied onto it first, so no journal entry is hidden under the mount.
+    if [ -n "$(ls -A "$DATA" 2>/dev/null)" ]; then
+      tmpmnt=$(mktemp -d)
+      run mount "$dev" "$tmpmnt"
+      run cp -an "$DATA/." "$tmpmnt/"
+      run umount "$tmpmnt"
+      rmdir "$tmpmnt"
+      # Copied: gone from the root, where the mount would only hide it.
+      run find "$DATA" -mindepth 1 -delete
+    fi
+    run mount "$DATA"
+  fi
+fi
+# From here on $DATA is the data partition when there is one.
 run install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$DATA"
 if [ -n "$DATA_DEVICE" ]; then
-  # noatime: fewer writes; the station journal does its own fsync per transaction.
-  ensure_line /etc/fstab "$DATA_DEVICE $DATA ext4 defaults,noatime,commit=5 0 2"
-  ensure_line /etc/fstab "$DATA/journal /var/log/journal none bind,x-systemd.requires-mounts-for=$DATA 0 0"
   run install -d -m 2755 -g systemd-journal "$DATA/journal"
+  run install -d /var/log/journal
+  if ! mountpoint -q /var/log/journal; then
+    run mount /var/log/journal
+    # journald still writes to the files now hidden under the mount: reopen them.
+    run systemctl restart systemd-journald.service
+  fi
 fi
 
 say "udev rules for the readers and the printer"
@@ -148,8 +234,25 @@ cmdline_param "loglevel=3"
 cmdline_param "logo.nologo"
 run systemctl set-default multi-user.target
 
-say "journald"
+say "journald: persistent and bounded"
 put_file "$SRC/deploy/pi/journald-selfcheck.conf" /etc/systemd/journald.conf.d/selfcheck.conf 0644
+
+say "hardware watchdog: a hung kernel or systemd reboots the Pi"
+# The SoC watchdog (bcm2835-wdt, at most about 15 s) fed by systemd itself; a reboot that
+# hangs is forced after RebootWatchdogSec.
+ensure_line "$BOOT/config.txt" "dtparam=watchdog=on"
+put_text /etc/systemd/system.conf.d/selfcheck-watchdog.conf 0644 \
+  "$(printf '%s\n' '# deploy/pi/provision.sh: the hardware watchdog, fed by systemd.' \
+     '[Manager]' 'RuntimeWatchdogSec=15s' 'RebootWatchdogSec=2min')"
+
+say "time: systemd-timesyncd${TIME_SERVER:+ from $TIME_SERVER}"
+# A Pi has no real-time clock: loans' due dates and the journal's times need the network's.
+if [ -n "$TIME_SERVER" ]; then
+  put_text /etc/systemd/timesyncd.conf.d/selfcheck.conf 0644 \
+    "$(printf '%s\n' '# deploy/pi/provision.sh: the central (or the library'"'"'s) NTP server first.' \
+       '[Time]' "NTP=$TIME_SERVER")"
+fi
+run systemctl enable systemd-timesyncd.service
 
 say "the station service on tty1"
 put_file "$SRC/systemd/selfcheck-station.service" /etc/systemd/system/selfcheck-station.service 0644
@@ -163,8 +266,19 @@ for unit in apt-daily.timer apt-daily-upgrade.timer man-db.timer triggerhappy.se
 done
 
 if [ "$READ_ONLY" -eq 1 ]; then
-  say "read-only root (overlay): changes to / are lost at reboot, $DATA is not"
-  run raspi-config nonint do_overlayfs 0
+  say "read-only root (overlayroot): changes to / are lost at reboot, $DATA is not"
+  # recurse=0: only / is overlaid; the data partition (and its journal bind) stay writable.
+  put_text /etc/overlayroot.local.conf 0644 \
+    "$(printf '%s\n' '# deploy/pi/provision.sh: / on a tmpfs overlay; other mounts as they are.' \
+       'overlayroot="tmpfs:recurse=0"')"
+  # The firmware loads the initramfs matching the kernel (initramfs8, initramfs_2712).
+  ensure_line "$BOOT/config.txt" "auto_initramfs=1"
+  if compgen -G "/lib/modules/*" >/dev/null; then
+    run update-initramfs -u -k all
+  else
+    say "no kernel installed here: the initramfs is made when the kernel package is"
+  fi
+  say "to change the system later: 'sudo overlayroot-chroot', or remove /etc/overlayroot.local.conf there and reboot"
 fi
 
 say "done: reboot, then 'journalctl -u selfcheck-station -f' shows the app"

@@ -3,6 +3,7 @@ performs security writes between polls so that only this thread ever talks to th
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -12,6 +13,9 @@ from concurrent.futures import Future
 from selfcheck.drivers.pad.base import AfiPolicy, BookPad
 from selfcheck.drivers.seen import SeenTag, tag_uid
 from selfcheck.drivers.tags import TagDecodeError, decode_tag, truncated
+from selfcheck.system.faults import Fault, backoff
+
+RETRY_MAX_S = 30.0  # a pad gone for a day is asked about 3,000 times, not 86,000
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,10 @@ class PadWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pad-watcher", daemon=True)
         self._healthy: bool | None = None
+        link = getattr(pad, "link", None)
+        self.fault = Fault(log, "pad.up", url=getattr(link, "url", None) or
+                           getattr(pad, "url", None) or type(pad).__name__)
+        self.failures = 0  # in a row; the wait before the next try grows with it
 
     def start(self) -> None:
         self._thread.start()
@@ -68,10 +76,14 @@ class PadWatcher:
                 self._poll()
                 self._health(True)
             except Exception as exc:  # a reader fault must not end the station
-                log.warning("pad inventory failed: %s", exc)
+                self.failures += 1
+                self.fault.down(pad_fault(exc), reason=str(exc)[:200], most=RETRY_MAX_S)
                 self._health(False)
-                self._stop.wait(1.0)
+                self._stop.wait(backoff(self.failures, 1.0, RETRY_MAX_S))
                 continue
+            if self.failures:
+                self.failures = 0
+                self.fault.up()
             self._stop.wait(self._poll_s)
 
     def _do_writes(self) -> None:
@@ -117,6 +129,21 @@ class PadWatcher:
         except Exception as exc:
             log.info("read of %s failed: %s", tag_uid(uid), exc)
             return None
+
+
+def pad_fault(exc: BaseException) -> str:
+    """The faults key for why the pad cannot be used: its port is not there (unplugged,
+    wrong `pad_url`), the station's user may not open it (not in the dialout group), or it
+    does not answer."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "errno", None)
+        if code == errno.ENOENT:
+            return "pad.absent"
+        if code in (errno.EACCES, errno.EPERM):
+            return "pad.permission"
+        seen = seen.__cause__ or seen.__context__
+    return "pad.down"
 
 
 def read_tag_data(pad: BookPad, uid: bytes, blocks: int = 9, max_blocks: int = 64) -> bytes:

@@ -9,6 +9,7 @@ import collections
 import datetime as dt
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -21,8 +22,15 @@ from selfcheck.kiosk.core_model import Event as CoreEvent
 from selfcheck.kiosk.runtime.command_log import CommandLog
 from selfcheck.kiosk.runtime.commands import CommandHandler, ConfigReconciler, Job
 from selfcheck.kiosk.runtime.health import HealthProbe
+from selfcheck.kiosk.runtime.releases import ReleaseError, Releases
 from selfcheck.kiosk.runtime.telemetry import StationTelemetry
-from selfcheck.mqtt.commands import OfflinePolicyArgs, OutOfServiceArgs, RestartArgs
+from selfcheck.mqtt.commands import (
+    OfflinePolicyArgs,
+    OutOfServiceArgs,
+    RestartArgs,
+    RollbackArgs,
+    UpdateArgs,
+)
 from selfcheck.mqtt.station_link import StationLink
 from selfcheck.mqtt.telemetry import ConfigSettings, Health, Paper, Printer, State
 
@@ -37,6 +45,9 @@ log = logging.getLogger(__name__)
 RESTART_EXIT_CODE = 75
 STEERABLE = ("offline_returns", "inactivity_s", "summary_s", "ack_timeout_s", "telemetry_s",
              "lang")
+# Commands that end with the app exiting RESTART_EXIT_CODE, once they succeeded: the unit
+# then starts `current`, which `update` and `rollback` have just changed.
+RESTARTS = ("restart", "update", "rollback")
 OOS_WAIT_S = 900.0  # how long an out of service waits for a reader's session to end
 
 
@@ -236,11 +247,14 @@ class FleetAgent:
     # -- commands (CommandTarget)
     def refusal(self, job: Job) -> str | None:
         c = self.rt.core
-        if job.name == "restart":
-            assert isinstance(job.args, RestartArgs)
+        if job.name in RESTARTS:
+            assert isinstance(job.args, RestartArgs | UpdateArgs | RollbackArgs)
             if c.busy and not job.args.force:
                 return (f"a reader is using the station ({c.mode.value}); "
-                        "send with force=true to restart anyway")
+                        f"send with force=true to {job.name} anyway")
+        if job.name in ("update", "rollback") and self.rt.settings.releases is None:
+            return ("this station was not installed for updates from the central "
+                    "(no `releases` folder in its config)")
         if job.name == "reload_config" and self.rt.reload is None:
             return "this station was started without a config file: nothing to reload"
         return None
@@ -250,16 +264,18 @@ class FleetAgent:
 
     async def _run(self, job: Job) -> None:
         report = self.commands.report
+        ok = False
         try:
             report(job, "in_progress")
             result = await self._execute(job)
             report(job, "succeeded", result=result)
+            ok = True
         except _Failed as exc:
             report(job, "failed", str(exc))
         except Exception as exc:  # a command must never take the station down
             log.exception("command %s (%s) failed", job.cmd_id, job.name)
             report(job, "failed", f"{type(exc).__name__}: {exc}")
-        if job.name == "restart":
+        if job.name in RESTARTS and ok:  # a failed update keeps running what runs
             self.rt.exit_code = RESTART_EXIT_CODE
             await asyncio.sleep(0.2)  # let the final state reach the broker first
             self.rt.stop()
@@ -291,6 +307,12 @@ class FleetAgent:
             return await asyncio.to_thread(self.diagnostics)
         if name == "restart":
             return {"exit_code": RESTART_EXIT_CODE}
+        if name == "update":
+            assert isinstance(args, UpdateArgs)
+            self.commands.report(job, "in_progress", f"installing {args.version}")
+            return await asyncio.to_thread(self._update, args)
+        if name == "rollback":
+            return await asyncio.to_thread(self._rollback)
         raise _Failed(f"no handler for {name}")
 
     async def _reload(self) -> dict[str, Any]:
@@ -308,6 +330,34 @@ class FleetAgent:
                             settings=new)
         return {"changed": changed,
                 "needs_restart": [k for k in changed if k not in STEERABLE]}
+
+    def _releases(self) -> Releases:
+        assert self.rt.settings.releases is not None
+        return Releases(self.rt.settings.releases)
+
+    def _update(self, args: UpdateArgs) -> dict[str, Any]:
+        """Install, check by starting it (--check), switch; a release that fails its check is
+        removed and the running one stays current. The restart follows (see _run)."""
+        rel = self._releases()
+        try:
+            rel.install(args.version, args.url, args.sha256)
+            try:
+                rel.check(args.version, sys.argv[1:])
+            except ReleaseError:
+                rel.discard(args.version)
+                raise
+            done = rel.switch(args.version)
+        except ReleaseError as exc:
+            raise _Failed(f"{exc}; still on {rel.current or self.rt.version}") from None
+        return {"version": done.version, "previous": done.previous}
+
+    def _rollback(self) -> dict[str, Any]:
+        rel = self._releases()
+        try:
+            done = rel.rollback()
+        except ReleaseError as exc:
+            raise _Failed(str(exc)) from None
+        return {"version": done.version, "previous": done.previous}
 
     def diagnostics(self) -> dict[str, Any]:
         count, oldest = self.rt.outbox_depth()

@@ -116,6 +116,11 @@ class Commands:
                                why="unknown command or wrong arguments")
 
 
+def takes_commands(pad: BookPad, card: CardReader) -> bool:
+    """Whether standard input drives the devices: only simulated ones have hands to lend."""
+    return isinstance(pad, SimulatedPad) and isinstance(card, SimulatedCardReader)
+
+
 async def run_headless(settings: StationSettings, pad: BookPad, card: CardReader, *,
                        events: bool = False, stdin: IO[str] | None = None,
                        out: IO[str] | None = None) -> int:
@@ -126,7 +131,7 @@ async def run_headless(settings: StationSettings, pad: BookPad, card: CardReader
         rt.add_listener(printer)
     draining = threading.Event()
     loop = asyncio.get_running_loop()
-    if isinstance(pad, SimulatedPad) and isinstance(card, SimulatedCardReader):
+    if isinstance(pad, SimulatedPad) and isinstance(card, SimulatedCardReader):  # takes_commands
         commands = Commands(rt, pad, card, printer, draining.set)
         source = stdin or sys.stdin
 
@@ -140,13 +145,16 @@ async def run_headless(settings: StationSettings, pad: BookPad, card: CardReader
         printer.emit(event="ready", station=settings.station, journal=rt.journal.journal_id)
     interval = watchdog_interval_s()
     pinged = 0.0
+    stopping = False
     while not runner.done():
         await asyncio.sleep(0.1)
         now = loop.time()
         if interval is not None and now - pinged >= interval:
             pinged = now
             notify("WATCHDOG=1")  # from the loop: a blocked loop stops the pings
-        if draining.is_set() and rt.journal.depth()[0] == 0:
+        # Once: the runtime takes a moment to stop, and it closes the journal as it does.
+        if draining.is_set() and not stopping and rt.journal.depth()[0] == 0:
+            stopping = True
             if printer is not None:
                 printer.emit(event="drained")
             rt.stop()

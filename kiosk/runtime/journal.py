@@ -7,6 +7,7 @@ thread, and acks are deleted from paho's network thread.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 import time
@@ -94,15 +95,102 @@ CREATE TABLE IF NOT EXISTS offline_tx (
 );
 """
 
+# The journal's layout, in PRAGMA user_version. 1 is the layout before it was numbered (a file
+# with tables and user_version 0); each later version is one step in _STEPS, run in order in
+# one transaction on the first start of the new software. A journal newer than this software
+# (a rollback to an older release) is refused, not opened: the old code would not know the
+# newer tables and could lose what they hold.
+VERSION = 2
+_STEPS: dict[int, str] = {
+    # 1 -> 2: the patron's offline loans are counted on every offline checkout; with a long
+    # offline spell the count scans the whole table without this index.
+    2: "CREATE INDEX IF NOT EXISTS offline_tx_loans ON offline_tx(patron_ref) "
+       "WHERE kind = 'loan';",
+}
+
+
+class JournalVersionError(RuntimeError):
+    """The journal was written by a newer release of the station software."""
+
+    def __init__(self, path: Path, found: int) -> None:
+        super().__init__(
+            f"the journal {path} has schema version {found}, newer than this software's "
+            f"{VERSION}: a newer release of the station software wrote it. Update the "
+            f"station to that release again; the journal was left as it is")
+        self.path, self.found = path, found
+
+
+def journal_version(path: Path) -> int:
+    """The schema version of the journal at `path`, read only (0: none there yet, or one
+    from before the number, which this release migrates)."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        found: int = db.execute("PRAGMA user_version").fetchone()[0]
+        return found
+    finally:
+        db.close()
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the file to VERSION: create a fresh one, upgrade an older one step by step,
+    refuse a newer one."""
+    found: int = db.execute("PRAGMA user_version").fetchone()[0]
+    if found > VERSION:
+        raise JournalVersionError(path, found)
+    if found == VERSION:
+        db.executescript(_SCHEMA)  # IF NOT EXISTS throughout: a no-op on a whole file
+        return
+    # _SCHEMA is version 1 (its IF NOT EXISTS leaves an old file's tables as they are), so a
+    # new file and an unnumbered one take the same steps.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for stmt in _statements(_SCHEMA):
+            db.execute(stmt)
+        for version in range(max(found, 1) + 1, VERSION + 1):
+            for stmt in _statements(_STEPS[version]):
+                db.execute(stmt)
+        db.execute(f"PRAGMA user_version = {VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """A script as single statements (executescript would commit the migration's
+    transaction half-way)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return [s for s in out if s]
+
 
 class Journal:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # A shared flock on the file while the journal is open says "a station runs on it" to
+        # `selfcheck doctor`, which must then not log in as the station (the broker would drop
+        # the station for it). flock, not fcntl: SQLite's own locks are fcntl locks, and the
+        # two kinds never meet on Linux. The kernel drops it with the process, however it ends.
+        self._running = open(self.path, "rb")  # held until close()
+        fcntl.flock(self._running, fcntl.LOCK_SH)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            _migrate(self._db, self.path)
+        except BaseException:
+            self._db.close()
+            self._running.close()
+            raise
         self._db.execute(
             "INSERT OR IGNORE INTO identity(id, journal) SELECT 1, ? "
             "WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'seq')", (uuid.uuid4().hex,))
@@ -113,6 +201,21 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._running.close()
+
+    @staticmethod
+    def in_use(path: Path | str) -> bool:
+        """Whether a station has the journal at `path` open now (see __init__)."""
+        try:
+            f = open(path, "rb")
+        except OSError:  # no journal there (or no folder): no station on it either
+            return False
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False  # closing the file let go of the lock
 
     def shared_connection(self) -> tuple[sqlite3.Connection, threading.Lock]:
         """The connection and its lock, for tables others keep in the same file (the

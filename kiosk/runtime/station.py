@@ -47,7 +47,7 @@ PAPER_POLL_S = 60.0  # how often an idle station asks the printer about its pape
 def core_config(config: StationConfig) -> core.CoreConfig:
     desk, t = config.desk, config.timeouts
     return core.CoreConfig(default_lang=desk.lang, ack_timeout_s=t.ack_s,
-                           inactivity_s=t.inactivity_s, summary_s=t.summary_s,
+                           inactivity_s=t.inactivity_s, summary_s=t.summary_screen_s,
                            offline_returns=config.offline.returns,
                            station_mode=desk.mode, confirm_count=desk.confirm_count,
                            multipart=desk.multipart, owner_isil=desk.owner_isil,
@@ -105,6 +105,7 @@ class StationRuntime:
         self._paper_polled = 0.0
         self._list_fetched = 0.0  # monotonic time of the last offline list fetch (0: due)
         self._list_task: asyncio.Task[Any] | None = None
+        self._list_refused = False  # the central said not_offline: said once in the log
 
     # -- wiring
     def reconfigure(self, config: StationConfig,
@@ -394,6 +395,8 @@ class StationRuntime:
                 answer = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
                 if not isinstance(answer, messages.OfflineListRes):
                     raise messages.MessageError("schema", "not res.offline-list/1")
+                if answer.ok is False:  # not served a list: keep none, ask again much later
+                    return await self._no_offline_list(answer)
                 if pages and (answer.salt, answer.generated_at) != (pages[0].salt,
                                                                     pages[0].generated_at):
                     page, total, pages = 1, 1, []  # regenerated between pages: start again
@@ -412,8 +415,22 @@ class StationRuntime:
                                         first.generated_at.timestamp(),
                                         first.valid_until.timestamp(), rows)
         self._list_fetched = time.monotonic()
+        self._list_refused = False
         log.info("offline list: %d patrons, valid until %s", count, first.valid_until)
         return True
+
+    async def _no_offline_list(self, answer: messages.OfflineListRes) -> bool:
+        """The central does not serve this station a list: whatever is stored goes (its
+        readers may no longer borrow here offline), and the next ask is a period away."""
+        await asyncio.to_thread(self.journal.store_offline_list, answer.salt,
+                                answer.generated_at.timestamp(),
+                                answer.valid_until.timestamp(), [])
+        self._list_fetched = time.monotonic()
+        if not self._list_refused:
+            self._list_refused = True
+            log.warning("offline list refused by the central (%s): no loans while offline",
+                        answer.reason)
+        return False
 
     async def _record(self, action: core.RecordTx) -> None:
         s = self.config
@@ -447,11 +464,16 @@ class StationRuntime:
         # after all, is checked back in (the journal does it in one transaction).
         undo = self._undo_loan(ack) if ack.ok and \
             self.journal.told_not_lent(ack.msg_id) is not None else None
+        if undo is None:
+            # The screen first, the outbox row's removal (a commit, an fsync) after: the row
+            # stays until the ack either way, and one left by a power cut in between is only
+            # sent again and answered from the central's stored result.
+            self.feed_threadsafe(edge.ack_received(ack))
+            self.outbox.on_ack(ack.msg_id)
+            self.agent.telemetry.acked(ack)
+            return
         self.outbox.on_ack(ack.msg_id)
         self.agent.telemetry.acked(ack)
-        if undo is None:
-            self.feed_threadsafe(edge.ack_received(ack))
-            return
         log.warning("loan %s was made after the reader was told it was not: checked back in "
                     "as %s", ack.msg_id, undo.msg_id)
         self.outbox.submit(undo.msg_id, topics.tx(undo.site, undo.station, "return"),

@@ -52,7 +52,7 @@ class StationApp(App):
         panel = s.screen_size or (Window.width - (DemoPanel.WIDTH if self._make_demo
                                                   and self._panel == "beside" else 0),
                                   Window.height)
-        across, down = panel_px_mm(panel, s.screen_dpi, s.screen_inches)
+        across, down = panel_px_mm(panel, s.screen_dpi, s.screen_inches, s.screen_area_mm)
         if s.rotation in (90, 270):  # the picture's across is the panel's down
             across, down = down, across
         theme.set_panel(panel_ppi(panel, s.screen_dpi, s.screen_inches), (across, down))
@@ -60,7 +60,8 @@ class StationApp(App):
         self.station = StationRoot(on_button=self._button, on_event=self.runtime.feed,
                                    say=self.prompter.say,
                                    desk_where={"vi": s.desk_where_vi or s.desk_where_en,
-                                               "en": s.desk_where_en or s.desk_where_vi})
+                                               "en": s.desk_where_en or s.desk_where_vi},
+                                   places=s.places, offline_loan_days=s.offline_loan_days)
         root: Widget = self.station
         if self._make_demo is not None:
             self.demo = self._make_demo()

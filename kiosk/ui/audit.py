@@ -27,6 +27,8 @@ MAY_ELLIPSISE = {"title"}
 AA, AA_LARGE = 4.5, 3.0
 TOUCH_MM, GAP_MM = 9.0, 2.0
 READ_MM, BAR_READ_MM = 3.5, 3.0  # text a reader reads at arm's length; the top bar's
+# The sample station's `places` setting: library codes to the names readers know.
+PLACES = {"VN-HN-01": "Thư viện Hà Nội", "VN-HN-02": "Thư viện quận Hoàn Kiếm"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def _line(n: int, **kw: Any) -> core.Line:
 def sample_views(lang: str) -> list[tuple[str, core.View]]:
     """One View per screen the station shows, with the long and difficult cases in it."""
     s = core.Status
-    name = "Nguyễn Thị Minh Khai"
+    name = "Khai"  # the central sends the given name only (central/names.py), online or not
     v = core.View(mode=core.Mode.IDLE, lang=lang, online=True, patron_name=None, lines=(),
                   countdown=None, message=None)
     borrowed = (
@@ -70,8 +72,11 @@ def sample_views(lang: str) -> list[tuple[str, core.View]]:
         _line(4, title=None, item_id="39000008"),
         _line(5, status=s.WAITING, title="Số đỏ"),
         _line(6, title="Dế Mèn phiêu lưu ký", screen_message="Sách mới, hạn 7 ngày"),
-        *(_line(n, title=f"Tuyển tập truyện ngắn {n}") for n in range(7, 13)),
+        _line(7, title="Chí Phèo", security="failed"),
+        *(_line(n, title=f"Tuyển tập truyện ngắn {n}") for n in range(8, 13)),
     )
+    offline = (_line(41, status=s.OFFLINE, due=None, security="pending", title="Vợ nhặt"),
+               _line(42, status=s.OFFLINE, due=None, security="done", title=_LONG))
     returned = (
         _line(21, kind="return", sort_bin="A", due=None, title="Truyện Kiều"),
         _line(22, kind="return", alert="hold", sort_bin="H", due=None, title="Số đỏ"),
@@ -93,6 +98,9 @@ def sample_views(lang: str) -> list[tuple[str, core.View]]:
         fines=(core.Fine(description="Trả sách quá hạn", amount=37000),))
     pending = (core.PendingWrite(TagUid("E004015000000001"), "39000001", "Truyện Kiều", "on_loan"),)
     late = (core.LateRefusal("m9", "39000009", "Vang bóng một thời", "on_loan_to_other"),)
+    # the book whose tag could not be unlocked waits on the banner too
+    failed = (core.PendingWrite(TagUid(f"E0040150{7:08X}"), "39000007", "Chí Phèo",
+                                "on_loan"),)
     session = replace(v, mode=core.Mode.BORROW, patron_name=name, lines=borrowed,
                       countdown=40)
     charge = core.Confirmation("rental_charge", 1250000, "VND", 0)
@@ -105,9 +113,9 @@ def sample_views(lang: str) -> list[tuple[str, core.View]]:
         ("out-of-service", replace(v, mode=core.Mode.OUT_OF_SERVICE, out_of_service=True,
                                    service_message="Máy bảo trì đến 14:00 / "
                                    "Maintenance until 14:00")),
-        ("borrow", session),
+        ("borrow", replace(session, pending=failed)),
         ("borrow-offline", replace(session, offline_session=True, offline_left=2,
-                                   online=False, lines=borrowed[:2])),
+                                   online=False, lines=offline)),
         ("borrow-more-time", replace(session, countdown=15)),
         ("return", replace(v, mode=core.Mode.RETURN, lines=returned, countdown=40)),
         ("pin", replace(v, mode=core.Mode.PIN, pin_error="wrong_pin", pin_tries_left=2,
@@ -366,7 +374,8 @@ class Harness:
         # A site that says where its desk is: the longest help text the audit can meet.
         self.station = StationRoot(on_button=lambda _b: None, desk_where={
             "vi": "tầng 1, cạnh cửa ra vào, bên trái quầy gửi đồ",
-            "en": "ground floor, by the entrance, left of the cloakroom"})
+            "en": "ground floor, by the entrance, left of the cloakroom"},
+            places=PLACES, offline_loan_days=14)
         Window.add_widget(self.station)
         # ids hold weak proxies: the names go by the widgets themselves
         self.ids = {id(w.__self__): name for name, w in self.station.ids.items()}
@@ -399,6 +408,10 @@ class Harness:
         theme.set_panel(ppi or panel_ppi(size), None if ppi else panel_px_mm(size))
         theme.level = level
         self.station.render(view)
+        # the idle screen puts the usual theme back for the next reader: set this one after
+        # it, or the large and contrast idle screens would never be drawn or checked
+        if theme.level != level:
+            theme.level = level
         if view.mode is core.Mode.EMAIL:
             self.station.email = ""
             for ch in "nguyen.thi.minh.khai":
@@ -411,7 +424,9 @@ class Harness:
 
         st = self.station
         current = st.ids.screens.current_screen
-        roots = [st.ids.bar, current, st.ids.pending_banner]
+        roots = [st.ids.head, st.ids.bar, current, st.ids.pending_banner]
+        if st.ids.more_time_bar.parent is st.ids.main.__self__:  # else inside the screen
+            roots.append(st.ids.more_time_bar)
         return audit_tree(roots, self.ids, screen, size, lang, level, theme.px_mm, theme.ppi)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import math
+import re
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,13 @@ from kivy.properties import (
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
 from kivy.uix.label import Label
+from kivy.uix.widget import Widget
 from kivy.utils import escape_markup, get_hex_from_color
 
 from selfcheck.kiosk import core
 from selfcheck.kiosk.i18n import date, reason_text, t
+from selfcheck.kiosk.timeouts import MORE_TIME_WARN_S
+from selfcheck.kiosk.ui.reach import out_of_reach_px
 from selfcheck.kiosk.ui.theme import theme
 
 Builder.load_file(str(Path(__file__).with_name("screens.kv")))
@@ -42,20 +47,46 @@ _PROMPT = {core.Mode.IDLE: "idle", core.Mode.BORROW: "borrow", core.Mode.RETURN:
            core.Mode.RETURN_STATION: "return", core.Mode.SUMMARY: "summary",
            core.Mode.HELP: "help", core.Mode.CONFIRM_COUNT: "count",
            core.Mode.RECEIPT: "receipt", core.Mode.CONFIRM_LOAN: "confirm_loan"}
-EMAIL_KEYS = "1234567890qwertyuiopasdfghjkl@zxcvbnm._-"
+# The keyboard a reader knows from a phone or a computer, row by row; the signs an address
+# needs end the last row.
+EMAIL_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm@._-")
+EMAIL_KEYS = "".join(EMAIL_ROWS)
 # Whole pieces of an address, one touch each: most readers' mail is at gmail or a .vn domain.
 EMAIL_WORDS = ("@gmail.com", ".vn", ".com")
-WARN_S = 20  # the time-out question shows in the last seconds only (WCAG 2.2.1)
+WARN_S = MORE_TIME_WARN_S  # the time-out question shows in the last seconds only
 PIN_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "back")
 PIN_MAX = 12
 Say = Callable[[str, str], None]
 
 
-def line_status(line: core.Line, lang: str) -> tuple[str, str]:
-    """The status text of one book line, and the name of its theme colour."""
+def place_name(code: str | None, places: Mapping[str, str] | None = None) -> str:
+    """A library's name for its code (the station's `places` setting): a reader knows "Thư
+    viện quận Hoàn Kiếm", not "VN-HN-02". An unknown code shows as itself."""
+    if not code:
+        return "?"
+    return (places or {}).get(code, code)
+
+
+# Letters only Vietnamese writes: a library note with one is in Vietnamese.
+_VI_LETTERS = re.compile("[ăâđêôơưĂÂĐÊÔƠƯàáảãạằắẳẵặầấẩẫậèéẻẽẹềếểễệìíỉĩịòóỏõọồốổỗộờớởỡợùúủũụ"
+                         "ừứửữựỳýỷỹỵ]")
+
+
+def library_note(text: str, lang: str) -> str:
+    """The library system's own words (SIP2 AF), which come in the library's language, not
+    the screen's: shown as they are (free text cannot be translated here) and marked as the
+    library's, with the language named when it is not the screen's, so that an English
+    reader knows why a line is in Vietnamese."""
+    other = lang != "vi" and _VI_LETTERS.search(text) is not None
+    return t("note.library.vi" if other else "note.library", lang, text=text)
+
+
+def line_status(line: core.Line, lang: str,
+                offline_due: dt.date | None = None) -> tuple[str, str]:
+    """The status text of one book line, and the name of its theme colour. A security write
+    still to do is said in the note (`line_note`): the loan or return is done all the same.
+    `offline_due`: the due date an offline loan gets (the station's offline loan period)."""
     s = core.Status
-    if line.security == "failed":
-        return t("security.failed", lang), "red"
     if line.status is s.DONE:
         if line.kind == "loan":
             due = date(line.due, lang) if line.due else "?"
@@ -69,6 +100,9 @@ def line_status(line: core.Line, lang: str) -> tuple[str, str]:
     if line.status is s.UNCONFIRMED:
         return t("status.unconfirmed", lang, reason=reason_text(line.reason, lang)), "red"
     if line.status is s.OFFLINE:
+        if line.kind == "loan" and (line.due or offline_due):
+            due = date(line.due or offline_due, lang)  # type: ignore[arg-type]
+            return t("status.offline.loan_due", lang, date=due), "amber"
         return t("status.offline.loan" if line.kind == "loan" else "status.offline", lang), "amber"
     if line.status is s.UNREADABLE:
         return t("status.unreadable", lang), "red"
@@ -77,11 +111,17 @@ def line_status(line: core.Line, lang: str) -> tuple[str, str]:
     return t(f"status.{line.status.value}", lang), "grey"
 
 
-def line_note(line: core.Line, lang: str) -> tuple[str, str]:
-    """A second line under the title: where the book goes, what is missing, the library
-    system's own words. Most pressing first."""
+def line_note(line: core.Line, lang: str,
+              places: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """A second line under the title: a security write to do again, where the book goes,
+    what is missing, the library system's own words. Most pressing first."""
     notes: list[str] = []
     color = "amber"
+    if line.security == "failed":
+        # a loan's tag must be unlocked to leave, a return's locked again
+        notes.append(t("security.failed.loan" if line.kind == "loan"
+                       else "security.failed.return", lang))
+        color = "red"
     if line.alert == "hold":
         notes.append(t("alert.hold", lang))
         color = "red"
@@ -89,14 +129,14 @@ def line_note(line: core.Line, lang: str) -> tuple[str, str]:
         notes.append(t("alert.hold_transit", lang))
         color = "red"
     elif line.alert == "transit":
-        notes.append(t("alert.transit", lang, place=line.transit_to or "?"))
+        notes.append(t("alert.transit", lang, place=place_name(line.transit_to, places)))
         color = "red"
     if line.warning == "parts_missing":
         notes.append(t("warning.parts_missing", lang, n=line.parts_in_item))
     if line.security == "kept":
         notes.append(t("security.kept", lang))
     if line.screen_message:
-        notes.append(line.screen_message)
+        notes.append(library_note(line.screen_message, lang))
     return "  ·  ".join(notes), color
 
 
@@ -106,14 +146,14 @@ def line_title(line: core.Line, lang: str) -> str:
     return t("item.unknown_title", lang, item=line.item_id or line.uid)
 
 
-def rs_decision(line: core.Line, lang: str) -> str:
+def rs_decision(line: core.Line, lang: str, places: Mapping[str, str] | None = None) -> str:
     """The return station's big label: where this book goes now."""
     if line.alert == "hold":
         return t("rs.hold_shelf", lang)
     if line.alert == "hold_transit":
         return t("rs.hold_transit", lang)
     if line.alert == "transit":
-        return t("rs.transit", lang, place=line.transit_to or "?")
+        return t("rs.transit", lang, place=place_name(line.transit_to, places))
     if line.status in (core.Status.DONE, core.Status.OFFLINE) and line.sort_bin:
         return t("rs.bin", lang, bin=line.sort_bin)
     return ""
@@ -144,6 +184,7 @@ class _TitledRow(BoxLayout):
     note = StringProperty("")
     note_color = ColorProperty((0.70, 0.42, 0.02, 1))
     band = ColorProperty((1, 1, 1, 1))
+    is_book = True  # counted in "3 more" below its list: a note or a fine is not
 
     def on_kv_post(self, _base: Any) -> None:
         self.bind(title=self._compose, note=self._compose, note_color=self._compose)
@@ -162,6 +203,14 @@ class _TitledRow(BoxLayout):
 
 class ItemLine(_TitledRow):
     pass
+
+
+class CardPicture(Widget):
+    """The idle screen's picture of a card going onto the reader (drawn in screens.kv)."""
+
+    side = NumericProperty(0.0)  # the picture's square, px
+    x0 = NumericProperty(0.0)
+    y0 = NumericProperty(0.0)
 
 
 def money(amount: int, currency: str, exponent: int, lang: str) -> str:
@@ -191,6 +240,7 @@ class AccountLine(_TitledRow):
 
 
 class ExceptionLine(BoxLayout):
+    is_book = True
     text = StringProperty("")
     button_text = StringProperty("")
     action = ObjectProperty(lambda: None)
@@ -207,23 +257,34 @@ class StationRoot(BoxLayout):
     renew_all_shown = BooleanProperty(False)
     more_time_shown = BooleanProperty(False)
     call_shown = BooleanProperty(False)
+    idle_refused = BooleanProperty(False)  # a card was refused: why, in the prompt's place
     summary_warn = BooleanProperty(False)
-    email_cols = NumericProperty(10)
+    email_split = BooleanProperty(False)  # each keyboard row as two halves, one above the other
+    email_key_w = NumericProperty(51.0)
     email_typed = BooleanProperty(False)
     wide = BooleanProperty(True)  # landscape enough to put things side by side
+    question_in_row = BooleanProperty(False)  # the time-out question between two buttons
+    reach_pad = NumericProperty(0.0)  # px at a tall panel's top, above a seated reader's reach
 
     def __init__(self, on_button: Callable[[str], None],
                  on_event: Callable[[core.Event], None] | None = None,
                  say: Say | None = None, desk_where: dict[str, str] | None = None,
-                 **kw: Any) -> None:
+                 places: Mapping[str, str] | None = None,
+                 offline_loan_days: int | None = None, **kw: Any) -> None:
+        """`places`: library codes to the names readers know; `offline_loan_days`: the loan
+        period the library gives an offline loan, whose due date the line then shows."""
         # the e-mail words move after the layout pass that changed a width, never during it
         self._place_words = Clock.create_trigger(self._move_words)
+        self._refit = Clock.create_trigger(self._fit)
         super().__init__(**kw)
         self._on_button = on_button
         self._desk_where = desk_where or {}  # by language: where the librarian's desk is
+        self._places = dict(places or {})
+        self._offline_loan_days = offline_loan_days
         self._on_event = on_event or (lambda e: None)
         self._say = say or (lambda prompt, lang: None)
         self._last: core.View | None = None
+        self._question_text = ("", "")  # the time-out question: under the screen, in a row
         self._built: dict[str, object] = {}  # what each list was last built from
         self._lang = "vi"
         self.email = ""
@@ -232,7 +293,9 @@ class StationRoot(BoxLayout):
             btn = Factory.WordKey(text=ch) if len(ch) > 1 else Factory.EmailKey(text=ch)
             btn.bind(on_release=lambda _b, c=ch: self.type_key(c))
             self.email_buttons[ch] = btn
-            (self.ids.email_words if len(ch) > 1 else self.ids.email_keys).add_widget(btn)
+            if len(ch) > 1:
+                self.ids.email_words.add_widget(btn)
+        self._build_keyboard()
         back = Factory.WordKey(text="")
         back.bind(on_release=lambda _b: self.type_key(None))
         self.email_buttons["back"] = back
@@ -256,46 +319,133 @@ class StationRoot(BoxLayout):
                        ("rs_view", "rs_more"), ("help_view", "help_more")]
         for view_id, more_id in self._lists:
             sv = self.ids[view_id]
-            update = partial(self._count_more, sv, self.ids[more_id])
+            # once a frame, after the rows changed: a count made while rows are still being
+            # added or sized said "2 more" where there were 7
+            update = Clock.create_trigger(partial(self._count_more, sv, self.ids[more_id]))
             sv.bind(scroll_y=update, height=update, width=update)
-            sv.children[0].bind(height=update)
+            sv.children[0].bind(height=update, children=partial(self._watch_rows, update))
 
     def on_size(self, *_: Any) -> None:
         theme.fit(self.width, self.height)
         self.wide = self.width > 1.2 * self.height
         self._fit()
+        # again once the panel's density for this size is set too (a resize comes first)
+        self._refit()
 
     def _fit(self, *_: Any) -> None:
-        # as many e-mail keys a row as fit at 9 mm each, 2 mm apart
-        usable = self.width - 24 * theme.u
-        self.email_cols = max(6, min(12, int(usable // (theme.touch + theme.gap))))
+        # a portrait floor kiosk: the top keeps the library's name, the bar (Help, language)
+        # goes to the bottom, every control within a seated reader's reach
+        over = 0.0 if self.wide else out_of_reach_px(self.height, theme.px_mm[1])
+        self.reach_pad = math.ceil(over + theme.gap) if over else 0.0
+        main, bar = self.ids.main, self.ids.bar.__self__  # ids hold weak proxies
+        at_bottom = main.children[0] is bar
+        if bool(over) != at_bottom:
+            main.remove_widget(bar)
+            main.add_widget(bar, index=0 if over else len(main.children) - 1)
+        # a whole QWERTY row where it fits at 9 mm a key, 2 mm apart (a 7" portrait panel is
+        # 86 mm across: 7 keys); the keys grow with the width, up to a third larger
+        usable = self.width - 12 * theme.u
+        longest = max(len(row) for row in EMAIL_ROWS)
+        split = longest * theme.touch + (longest - 1) * theme.gap > usable
+        n = (longest + 1) // 2 if split else longest
+        fit = (usable - (n - 1) * theme.gap) / n
+        self.email_key_w = max(theme.touch, min(fit, 1.35 * theme.touch))
+        if split != self.email_split:
+            self.email_split = split
+            self._build_keyboard()
+        for row in self.ids.email_keys.children:
+            n = len(row.children)
+            row.width = n * self.email_key_w + (n - 1) * theme.gap
         self._place_words()
+
+    def _build_keyboard(self) -> None:
+        box = self.ids.email_keys
+        for row in list(box.children):
+            row.clear_widgets()
+        box.clear_widgets()
+        for keys in EMAIL_ROWS:
+            half = (len(keys) + 1) // 2
+            for part in ((keys[:half], keys[half:]) if self.email_split else (keys,)):
+                row = Factory.KeyRow()
+                row.width = len(part) * self.email_key_w + (len(part) - 1) * theme.gap
+                for ch in part:
+                    row.add_widget(self.email_buttons[ch])
+                box.add_widget(row)
+
+    def _place_question(self) -> None:
+        """The time-out question under the screen; on a screen whose keys fill it (the PIN,
+        the e-mail on a wide, short one), between that screen's Cancel and OK: the keys keep
+        their 9 mm."""
+        ids = self.ids
+        question, main = ids.more_time_bar.__self__, ids.main.__self__
+        # a portrait e-mail row is too narrow for it: there it stays under the screen, where
+        # the words' row was
+        rows = {"email": ids.email_row, "pin": ids.pin_row}
+        row = rows.get(ids.screens.current) if self.more_time_shown and self.wide else None
+        home = row.__self__ if row is not None else main
+        self.question_in_row = row is not None
+        # one line where it can: between two buttons, or across a narrow portrait screen
+        ids.more_time_text.text = self._question_text[self.question_in_row or not self.wide]
+        if question.parent is not home:
+            question.parent.remove_widget(question)
+            if row is not None:
+                home.add_widget(question, index=1)  # before the right-hand button
+            else:  # just above the pending books' banner
+                main.add_widget(question,
+                                index=main.children.index(ids.pending_banner.__self__) + 1)
+        self._move_words()
 
     def _move_words(self, *_: Any) -> None:
         # the words go between Cancel and Send where they fit (a short screen has no height
-        # for their own row), else in a row above
+        # for their own row), else in a row above; while the time-out question asks, they make
+        # room for it (20 s at most)
         ids = self.ids
         words, row = ids.email_words, ids.email_row
+        if self.more_time_shown and ids.screens.current == "email":
+            if words.parent is not None:
+                words.parent.remove_widget(words)
+            return
         free = (row.width - row.padding[0] - row.padding[2] - ids.email_cancel.width
                 - ids.email_send.width - 3 * row.spacing)
-        home = row if self.wide and free >= words.minimum_width else ids.email_column
+        home = (row if self.wide and free >= words.minimum_width else ids.email_column).__self__
         if words.parent is not home:
-            words.parent.remove_widget(words)
+            if words.parent is not None:
+                words.parent.remove_widget(words)
             home.add_widget(words, index=1)  # before Send, or above the buttons' row
 
+    @staticmethod
+    def _watch_rows(update: Callable[..., None], box: Any, rows: list[Any]) -> None:
+        for row in rows:
+            row.funbind("height", update)  # once each, however often the list is rebuilt
+            row.fbind("height", update)
+        update()
+
     def _count_more(self, sv: Any, more: Any, *_: Any) -> None:
-        """How many rows are below the visible part of a list, said in words."""
+        """How many books are below the visible part of a list, said in words: only rows that
+        are books count (not a heading, a fine or a note), each by where the rows' own heights
+        put it, so that the count does not wait for the list's layout."""
         box = sv.children[0] if sv.children else None
-        hidden = 0
-        if box is not None and box.height > sv.height + 1:
-            # the content's y (in the view) of the visible bottom edge
-            bottom = (box.height - sv.height) * sv.scroll_y
-            rows = box.children if box.children else [box]
-            hidden = sum(1 for row in rows if row.y + row.height / 2 < bottom)
-            if not box.children and bottom > 1:
-                hidden = 1
-        key = "list.more_text" if box is not None and not box.children else "list.more"
-        more.text = t(key, self._lang, n=hidden) if hidden else ""
+        if box is None:
+            more.text = ""
+            return
+        rows = list(reversed(box.children))  # top to bottom
+        if not rows:  # one long text (help)
+            hidden = box.height > sv.height + 1 and sv.scroll_y > 0.001
+            more.text = t("list.more_text", self._lang) if hidden else ""
+            return
+        spacing = box.spacing if isinstance(box.spacing, int | float) else box.spacing[0]
+        content = sum(r.height for r in rows) + spacing * (len(rows) - 1)
+        n = 0
+        if content > sv.height + 1:
+            # how far down from the content's top the window's bottom edge is
+            bottom = (content - sv.height) * (1 - sv.scroll_y) + sv.height
+            top = 0.0
+            for row in rows:
+                if getattr(row, "is_book", False) and top + row.height / 2 > bottom:
+                    n += 1
+                top += row.height + spacing
+        more.text = t("list.more", self._lang, n=n) if n else ""
+
     def touch(self, button: str) -> None:
         self._on_button(button)
 
@@ -355,17 +505,23 @@ class StationRoot(BoxLayout):
             theme.level = "normal"  # the next reader starts with the usual screen
         if view.mode is not core.Mode.EMAIL and self.email:
             self.email = ""
-        ids.title.text = t("app.title", lang)
+        ids.title.text = ids.head.text = t("app.title", lang)
         ids.lang.text = t("lang.switch", lang)
         ids.help.text = t("button.help", lang)
         # what the button changes, and the state it is in now
-        ids.a11y.text = t("button.a11y", lang, state=t(f"a11y.{theme.level}", lang))
+        ids.a11y.text = t(f"a11y.next.{theme.level}", lang)
         reachable = view.online and view.central_ok
         ids.net.text = t("net.online" if reachable else "net.offline", lang)
         ids.net.color = theme.color("online" if reachable else "offline")
+        ids.idle_borrow_title.text = t("idle.borrow_title", lang)
         ids.idle_text.text = t("idle.place_card", lang)
+        ids.idle_then.text = t("idle.borrow_then", lang)
+        ids.idle_return_title.text = t("idle.return_title", lang)
         ids.return_button.text = t("idle.return_button", lang)
         ids.return_hint.text = t("idle.return_hint", lang)
+        ids.idle_todo.text = t("idle.refused_todo", lang)
+        ids.idle_call.text = t("help.call", lang)
+        self.idle_refused = view.mode is core.Mode.IDLE and bool(view.message)
         ids.idle_message.text = (t(f"idle.{view.message}", lang,
                                    reason=reason_text(view.message_arg, lang),
                                    time=local_time(view.message_arg)
@@ -412,13 +568,17 @@ class StationRoot(BoxLayout):
             returns=sum(ln.kind == "return" for ln in done),
             failed=len(view.lines) - len(done))
         warn = view.countdown is not None and view.countdown <= WARN_S
-        ids.more_time_text.text = (t("more_time.question", lang) + "\n"
-                                   + t("countdown", lang, seconds=view.countdown)
-                                   if warn else "")
+        # between two buttons (`_place_question`) it has the room of one line or two
+        self._question_text = ((t("more_time.question", lang) + "\n"
+                                + t("countdown", lang, seconds=view.countdown),
+                                t("more_time.short", lang, seconds=view.countdown))
+                               if warn else ("", ""))
         ids.more_time_button.text = t("more_time.button", lang)
         if warn and not self.more_time_shown:
             self._say("more_time", lang)
         self.more_time_shown = warn
+        ids.screens.current = _SCREEN[view.mode]
+        self._place_question()
         self._fill("lines", mode in (core.Mode.BORROW, core.Mode.RETURN), (view.lines, lang),
                    lambda: self._render_lines(ids.lines, view.lines, lang))
         # the books to leave behind first, where a small screen shows them unscrolled
@@ -434,7 +594,6 @@ class StationRoot(BoxLayout):
                    (view.pending, view.exceptions, lang, view.out_of_service),
                    lambda: self._render_staff(view))
         ids.pending_banner.text = self._pending_text(view)
-        ids.screens.current = _SCREEN[view.mode]
         if last is None or last.mode is not view.mode or last.lang != view.lang:
             prompt = _PROMPT.get(view.mode)
             if prompt:
@@ -455,10 +614,17 @@ class StationRoot(BoxLayout):
                                                           core.Mode.SUMMARY):
             mine = []
         if mine:
-            return t("pending.banner", lang, n=len(mine),
-                     titles=", ".join(p.title or t("item.unknown_title", lang,
-                                                   item=p.item_id or p.uid)
-                                      for p in mine[:3]))
+            # a borrowed book must be unlocked to leave, a returned one locked again: one
+            # sentence for each that is waiting
+            parts = []
+            for state in ("on_loan", "in_library"):
+                books = [p for p in mine if p.state == state]
+                if books:
+                    parts.append(t(f"pending.banner.{state}", lang, n=len(books),
+                                   titles=", ".join(p.title or t("item.unknown_title", lang,
+                                                                 item=p.item_id or p.uid)
+                                                    for p in books[:3])))
+            return "\n".join(parts)
         return t("pending.neutral", lang)
 
     def _render_count(self, view: core.View) -> None:
@@ -555,7 +721,8 @@ class StationRoot(BoxLayout):
             for i, ready in enumerate(acc.holds_ready):
                 notes = [t("account.pickup_by", lang, date=date(ready.pickup_by, lang))
                          if ready.pickup_by else "",
-                         t("account.pickup_at", lang, place=ready.pickup_at)
+                         t("account.pickup_at", lang,
+                           place=place_name(ready.pickup_at, self._places))
                          if ready.pickup_at else ""]
                 box.add_widget(AccountLine(
                     title=ready.title or ready.item_id, note="  ·  ".join(n for n in notes if n),
@@ -572,11 +739,13 @@ class StationRoot(BoxLayout):
         if acc.fines:
             box.add_widget(_section(t("account.fines", lang, amount=total)))
         for i, fine in enumerate(acc.fines):
-            box.add_widget(AccountLine(
+            fine_line = AccountLine(
                 title=fine.description,
                 status_text=(money(fine.amount, acc.currency, acc.currency_exponent, lang)
                              if fine.amount is not None else ""),
-                status_color=theme.color("red"), band=_band(i)))
+                status_color=theme.color("red"), band=_band(i))
+            fine_line.is_book = False
+            box.add_widget(fine_line)
 
     def _loan_line(self, loan: Any, renewal: core.Line | None, lang: str,
                    i: int) -> AccountLine:
@@ -651,23 +820,29 @@ class StationRoot(BoxLayout):
             self.rs_band = theme.color("band_a")
             self.rs_alert = False
         else:
-            ids.rs_bin.text = rs_decision(latest, lang)
+            ids.rs_bin.text = rs_decision(latest, lang, self._places)
             ids.rs_title.text = line_title(latest, lang)
-            text, color = line_status(latest, lang)
+            text, color = line_status(latest, lang, self._offline_due())
             ids.rs_status.text = text
             ids.rs_status.color = theme.color(color)
-            note, _ = line_note(latest, lang)
+            note, _ = line_note(latest, lang, self._places)
             ids.rs_alert.text = note
             self.rs_alert = latest.alert is not None
             self.rs_band = theme.color("alert_bg" if latest.alert else "band_a")
         self._render_lines(ids.rs_lines, tuple(reversed(view.lines[:-1])), lang)
 
-    @staticmethod
-    def _render_lines(box: BoxLayout, lines: tuple[core.Line, ...], lang: str) -> None:
+    def _offline_due(self) -> dt.date | None:
+        """The due date an offline loan made today gets, when the station knows the period."""
+        if self._offline_loan_days is None:
+            return None
+        return dt.date.today() + dt.timedelta(days=self._offline_loan_days)
+
+    def _render_lines(self, box: BoxLayout, lines: tuple[core.Line, ...], lang: str) -> None:
         box.clear_widgets()
+        offline_due = self._offline_due()
         for i, line in enumerate(lines):
-            text, color = line_status(line, lang)
-            note, note_color = line_note(line, lang)
+            text, color = line_status(line, lang, offline_due)
+            note, note_color = line_note(line, lang, self._places)
             box.add_widget(ItemLine(title=line_title(line, lang), status_text=text,
                                     status_color=theme.color(color), note=note,
                                     note_color=theme.color(note_color),
@@ -675,7 +850,9 @@ class StationRoot(BoxLayout):
 
 
 def _note_line(text: str) -> BoxLayout:
-    return ItemLine(title=text, band=theme.color("band_a"))
+    line = ItemLine(title=text, band=theme.color("band_a"))
+    line.is_book = False
+    return line
 
 
 def _band(i: int) -> tuple[float, ...]:

@@ -16,6 +16,8 @@ from typing import Any
 from kivy.event import EventDispatcher
 from kivy.properties import ColorProperty, NumericProperty, OptionProperty
 
+from selfcheck.kiosk.panels import PANELS
+
 LARGE = 1.5
 TOUCH_MM = 9.0
 GAP_MM = 2.0  # between two touch targets
@@ -28,7 +30,7 @@ PANEL_INCHES = {(800, 480): 7.0, (1024, 600): 7.0, (1280, 800): 10.1, (1920, 108
                 (720, 1280): 7.0, (1080, 1920): 32.0}
 # Panels whose active area is known, in mm across and down: their pixels are not square,
 # which a diagonal cannot tell (the Raspberry Pi 7": 5.19 px/mm across, 5.59 down).
-PANEL_MM = {(800, 480): (154.0, 86.0)}
+PANEL_MM = {size: mm for size, mm in PANELS.values()}
 
 # Every pair of text and background colour the screens use meets WCAG AA (4.5:1); the layout
 # audit computes it from these values.
@@ -71,15 +73,21 @@ def panel_ppi(size: tuple[int, int], dpi: float | None = None,
 
 
 def panel_px_mm(size: tuple[int, int], dpi: float | None = None,
-                inches: float | None = None) -> tuple[float, float]:
-    """Pixels per mm across and down: from the DPI or diagonal given (square pixels), else
-    the known panel's active area (either way round), else as `panel_ppi`."""
+                inches: float | None = None,
+                mm: tuple[float, float] | None = None) -> tuple[float, float]:
+    """Pixels per mm across and down: from the active area given (`screen_mm`, a named
+    panel), else from the DPI or diagonal given (square pixels), else the known panel's
+    active area (either way round), else as `panel_ppi`."""
     w, h = size
-    mm = PANEL_MM.get((w, h)) or tuple(reversed(PANEL_MM.get((h, w), ())))
-    if dpi or inches or len(mm) != 2:
+    if mm is not None:
+        return w / mm[0], h / mm[1]
+    known = PANEL_MM.get((w, h))
+    if known is None and (h, w) in PANEL_MM:
+        known = PANEL_MM[(h, w)][::-1]
+    if dpi or inches or known is None:
         square = panel_ppi(size, dpi, inches) / 25.4
         return square, square
-    return w / mm[0], h / mm[1]
+    return w / known[0], h / known[1]
 
 
 class Theme(EventDispatcher):

@@ -12,15 +12,18 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from selfcheck.central.offline_policy import OfflineStations, parse_mark
 from selfcheck.central.pin_rules import PinRule, PinRules, parse_assignment, parse_rule
 from selfcheck.central.throttle import STATION_BURST, STATION_RATE_PER_S
 from selfcheck.cli import broker_options, central_admin
-from selfcheck.cli.errors import UserError
+from selfcheck.cli.errors import UserError, lang_of
 from selfcheck.mqtt.connection import BrokerAddress
+from selfcheck.system import faults
 from selfcheck.system.sdnotify import notify
 from selfcheck.system.secrets import read_password, read_secret
 
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
     from selfcheck.central.sip2.client import Sip2Config
 
 SIP2_HELP = (
-    "sip2://USER:PASSWORD@HOST:PORT?institution=ID with optional &KEY=VALUE: "
+    "sip2://USER@HOST:PORT?institution=ID with optional &KEY=VALUE: "
     "location=LOC (login CP; also the check-in AP unless checkin_location=LOC), "
     "encoding=utf-8|ascii|cp850|cp1258|... (utf-8: as is; ascii: Vietnamese diacritics "
     "stripped; a single-byte code page: text in it, characters it lacks stripped of "
@@ -90,6 +93,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--offline-recent-days", type=_days, default=0.0, metavar="DAYS",
                    help="offline list: only patrons who used this site within DAYS "
                    "(default 0: every patron in good standing)")
+    p.add_argument("--offline-list", type=_arg(parse_mark), action="append",
+                   default=[], metavar="SITE[/STATION]",
+                   help="send the offline list (who may borrow while the central cannot be "
+                   "reached) to this site's stations, or to one station; * for every "
+                   "station; repeat for more, added to $SELFCHECK_OFFLINE_LIST (the same, "
+                   "separated by spaces). Default: none, since a stolen station's list gives "
+                   "away its readers' card numbers (docs/security.md); a station not named is "
+                   "answered not_offline and lends nothing offline")
+    p.add_argument("--tx-past-days", type=_bounded(1, 3650, "days"), default=30.0,
+                   metavar="DAYS", help="a transaction dated further back than this by its "
+                   "station is applied at the central's time and recorded for "
+                   "reconciliation (default %(default)g: longer than any offline spell)")
+    p.add_argument("--tx-future-minutes", type=_bounded(1, 1440, "minutes"), default=5.0,
+                   metavar="MINUTES", help="likewise for a transaction dated this far ahead "
+                   "of the central's clock (default %(default)g)")
     p.add_argument("--load-sample", action="store_true",
                    help="fill an empty store with the sample library")
     p.add_argument("--sample-items", type=int, default=0, help="extra synthetic items")
@@ -144,6 +162,16 @@ def _bounded(low: float, high: float, what: str,
 _days = _bounded(0, 3650, "days")
 
 
+def _env_marks() -> list[str]:
+    """$SELFCHECK_OFFLINE_LIST (central.env), checked like the option; a bad one is named at
+    start-up rather than leaving stations without a list unnoticed."""
+    try:
+        return [parse_mark(m) for m in os.environ.get("SELFCHECK_OFFLINE_LIST", "").split()]
+    except ValueError as exc:
+        raise UserError("options.invalid", command="central",
+                        msg=f"SELFCHECK_OFFLINE_LIST: {exc}") from None
+
+
 def _arg(parse: Callable[[str], object]) -> Callable[[str], object]:
     """A parser's ValueError as argparse's own message."""
     def wrapped(text: str) -> object:
@@ -184,16 +212,29 @@ def run(args: argparse.Namespace) -> int:
     from selfcheck.central.ils_health import IlsHealth, sip2_probe, store_probe
     from selfcheck.central.sample import load_sample
     from selfcheck.central.store import CirculationStore
+    from selfcheck.central.tx_clock import ClockBounds
 
     try:  # before anything else: refuse clear text off this machine, bad paths, no password
         broker = broker_options.from_args(args, args.id)
     except ValueError as exc:
         raise UserError("options.invalid", command="central", msg=exc) from None
+    faults.set_lang(lang_of())  # the IT person's language for the lines about outside faults
+    # Set first: a central waiting for its database is stopped as cleanly as a running one.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    offline = OfflineStations(frozenset(_env_marks() + args.offline_list))
     if args.db.startswith("sqlite:///"):
-        Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(args.db.removeprefix("sqlite:///")).parent
+        if _until_store(lambda: folder.mkdir(parents=True, exist_ok=True) or True, args.db,
+                        stop) is None:
+            return 0
     backend: Backend
     if args.ils and args.ils.startswith("koha+"):
-        backend, where = _koha(args)
+        koha = _until_store(lambda: _koha(args), args.db, stop)
+        if koha is None:
+            return 0
+        backend, where = koha
         from selfcheck.central.koha.backend import KohaBackend
         from selfcheck.central.koha.health import koha_probe
 
@@ -214,7 +255,10 @@ def run(args: argparse.Namespace) -> int:
         health = IlsHealth(probe, str(cfg), args.ils_check).start()
         from selfcheck.central.ledger import open_db
 
-        backend = Sip2Backend(cfg, open_db(args.db), pin_rules=pin_rules(args))
+        engine = _until_store(lambda: open_db(args.db), args.db, stop)
+        if engine is None:
+            return 0
+        backend = Sip2Backend(cfg, engine, pin_rules=pin_rules(args))
         where = str(cfg)
     else:
         def days(n: float) -> dt.timedelta | None:
@@ -223,17 +267,30 @@ def run(args: argparse.Namespace) -> int:
         store = CirculationStore(args.db, offline_salt_age=days(args.offline_salt_days),
                                  offline_recent=days(args.offline_recent_days),
                                  pin_rules=pin_rules(args))
-        if args.load_sample:
-            load_sample(store, args.sample_items, args.sample_patrons, scenarios=True)
-        else:
-            store.create()
+
+        def fill() -> bool:
+            if args.load_sample:
+                load_sample(store, args.sample_items, args.sample_patrons, scenarios=True)
+            else:
+                store.create()
+            return True
+
+        if not _until_store(fill, args.db, stop):
+            return 0
         backend = store
         where = store.engine.url.render_as_string(hide_password=True)
         health = IlsHealth(store_probe(store.engine), "store", args.ils_check).start()
-    bridge = Bridge(backend, broker.address, client_id=args.id, security=broker.security,
-                    order_wait_s=args.order_wait, order=not args.no_order,
-                    station_rate_per_s=args.station_rate, station_burst=int(args.station_burst),
-                    session_idle=dt.timedelta(seconds=args.session_idle))
+    made = _until_store(lambda: Bridge(
+        backend, broker.address, client_id=args.id, security=broker.security,
+        order_wait_s=args.order_wait, order=not args.no_order,
+        station_rate_per_s=args.station_rate, station_burst=int(args.station_burst),
+        session_idle=dt.timedelta(seconds=args.session_idle)), args.db, stop)
+    if made is None:
+        return 0
+    bridge = made
+    backend.offline_stations = offline
+    bridge.ledger.clock = ClockBounds(past=dt.timedelta(days=args.tx_past_days),
+                                      future=dt.timedelta(minutes=args.tx_future_minutes))
     reporter = _ils_reporter(bridge, args.id, health)  # before start: the will goes with connect
     if args.metrics:
         from selfcheck.central.metrics import serve
@@ -243,14 +300,17 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UserError("options.invalid", command="central",
                             msg=f"--metrics {args.metrics}: {exc}") from None
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    from selfcheck.mqtt import hops
+
+    recorder = hops.from_env()  # the benchmark's breakdown of the round trip, if it asks
     bridge.start()
     # Ready once subscribed, so that nothing sent right after is lost; a broker that is not
     # there yet does not hold the central back (it connects by itself).
-    if not bridge.connected.wait(10):
-        logging.getLogger("selfcheck.central").warning("broker %s not reached yet", broker)
+    if not _until_broker(bridge, stop):
+        bridge.stop()
+        health.stop()
+        backend.close()
+        return 0
     logging.getLogger("selfcheck.central").info("bridge %s on %s, backend %s", args.id, broker,
                                       where)
     print("central ready", flush=True)
@@ -266,6 +326,7 @@ def run(args: argparse.Namespace) -> int:
     if reporter is not None:
         reporter.gone()
     bridge.stop()
+    hops.dump_to_env(recorder)
     health.stop()
     backend.close()
     return 0
@@ -312,3 +373,62 @@ def _koha(args: argparse.Namespace) -> tuple[Backend, str]:
 
     return (KohaBackend(koha, circulation, open_db(args.db), pin_rules=pin_rules(args)),
             f"{koha} + {circulation}")
+
+
+T = TypeVar("T")
+
+
+def _until_store(step: Callable[[], T], url: str, stop: threading.Event) -> T | None:
+    """`step`'s result once the database lets it run; None if stopped while waiting. A
+    database that is down, full or may not be written is said once (and once when it works),
+    and tried again less and less often: under systemd a central that exited would be started
+    again every few seconds, each time with a traceback."""
+    from sqlalchemy import make_url
+
+    from selfcheck.central.bridge import first_line, store_fault
+
+    try:
+        where = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # shown as given: the store itself says what is wrong with it
+        where = url.split("@")[-1]
+    fault = faults.Fault(logging.getLogger("selfcheck.central"), "store.up", store=where)
+    failures = 0
+    while True:
+        try:
+            result = step()
+        except Exception as exc:
+            key = store_fault(exc)
+            if key is None:
+                raise
+            failures += 1
+            if fault.down(key, reason=first_line(exc)):
+                notify(f"STATUS={faults.say(key, store=where, reason=first_line(exc))}")
+            wait = faults.backoff(failures, 1.0, 30.0)
+            # Waiting for the database is not a start that hangs: systemd is told to wait too.
+            notify(f"EXTEND_TIMEOUT_USEC={int((wait + 30) * 1e6)}")
+            if stop.wait(wait):
+                return None
+            continue
+        fault.up()
+        return result
+
+
+def _until_broker(bridge: Bridge, stop: threading.Event) -> bool:
+    """Wait (up to 10 s) for the broker to hand over the stations' messages; False if stopped.
+    A broker that is not there yet does not hold the central back (it connects by itself, and
+    the bridge said why it could not). One that refuses the central's login or certificate
+    will not let it in by waiting: the central is not ready until it does (the line said what
+    to fix), so that neither `central ready` nor systemd says otherwise."""
+    deadline = time.monotonic() + 10
+    while not bridge.connected.wait(0.2):
+        if stop.is_set():
+            return False
+        if bridge.broker_watch.fault.reason in _REFUSALS:
+            continue
+        if time.monotonic() >= deadline:
+            break
+    return True
+
+
+# Broker faults that no waiting mends: the login or the certificate is wrong.
+_REFUSALS = {"broker.login_refused", "broker.refused", "broker.tls", "broker.tls_untrusted"}

@@ -8,9 +8,11 @@ Each line says ok, or the problem and what to do next, in Vietnamese or English 
 the station's `lang`, else LANG). Exit 0 when all is well, 1 on any problem, 2 when the config
 itself cannot be read.
 
-The station's checks connect to the broker as the station (the broker makes the client id the
-username) and open its devices: run it with the station app stopped, or it drops the app's
-connection for a moment. The broker session is resumed without taking anything from it.
+The station's checks never disturb a running station: with the station app running (its
+journal open), the broker is only checked to answer (a login as the station would have the
+broker, which makes the client id the login name, drop the station) and the devices it holds
+are not opened. With the app stopped, the doctor logs in as the station under its own client
+id, and the station's broker session is resumed without taking anything from it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="check the central instead: --broker, --db, --ils and broker security")
     p.add_argument("--lang", choices=LANGS, help="vi or en (default: the station's lang, LANG)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per network check")
+    p.add_argument("--station-user", default="kiosk", metavar="USER",
+                   help="the user the station runs as, who must be able to open its serial "
+                   "ports (default kiosk, as in systemd/selfcheck-station.service)")
     c = p.add_argument_group("central (with --central)")
     c.add_argument("--broker", type=BrokerAddress.parse, default=BrokerAddress())
     c.add_argument("--db", default="sqlite:///var/central.db")
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                     first[1], lang), flush=True)
         if settings is None:
             return 2
-        checks = station_checks(settings, lang, args.timeout)
+        checks = station_checks(settings, lang, args.timeout, station_user=args.station_user)
         lang = args.lang or settings.lang
     problems = 0
     for check in checks:
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             status, text = check.run()
         except Exception as exc:  # a check that breaks is a problem to show, not a crash
             status, text = "problem", f"{type(exc).__name__}: {exc}"
-        problems += status != "ok"
+        problems += status == "problem"
         print(_line(status, check.title, text, lang), flush=True)
     total = len(checks) + (0 if args.central else 1)
     print(t("doctor.summary.problems", lang, problems=problems, count=total) if problems
@@ -89,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _line(status: str, title: str, text: str, lang: str) -> str:
-    mark = t("doctor.ok" if status == "ok" else "doctor.problem", lang)
+    mark = t({"ok": "doctor.ok", "skipped": "doctor.skipped"}.get(status, "doctor.problem"),
+             lang)
     return f"{mark:<7} {title}: {text}"
 
 
@@ -111,31 +117,114 @@ def _station_config(path: Path | None, lang: str) -> tuple[Any, Result]:
     return s, ("ok", t("doctor.config.ok", lang, site=s.site, station=s.station))
 
 
-def station_checks(s: Any, lang: str, timeout: float) -> list[Check]:
+def station_checks(s: Any, lang: str, timeout: float, *,
+                   station_user: str = "kiosk") -> list[Check]:
+    from selfcheck.kiosk.runtime.journal import Journal
     from selfcheck.kiosk.settings import StationSettings
 
     assert isinstance(s, StationSettings)
+    running = Journal.in_use(s.journal)
+
+    def unless_running(check: Callable[[], Result]) -> Callable[[], Result]:
+        # The station holds its devices: a second reader of a serial port takes its bytes.
+        return (lambda: ("skipped", t("doctor.in_use", lang))) if running else check
+
     checks = [Check(t("doctor.broker", lang, broker=s.broker),
                     lambda: broker_check(s.config.broker.address, s.config.broker.security,
-                                         s.station, lang, timeout, keep_session=True)),
+                                         s.station, lang, timeout, keep_session=True,
+                                         station_running=running)),
+              Check(t("doctor.journal", lang, path=s.journal),
+                    lambda: journal_check(Path(s.journal), lang)),
               Check(t("doctor.pad", lang, kind=s.pad, url=s.pad_url).rstrip(),
-                    lambda: pad_check(s.pad, s.pad_url, s.pad_options, lang)),
+                    unless_running(lambda: pad_check(s.pad, s.pad_url, s.pad_options, lang))),
               Check(t("doctor.card", lang, kind=s.card_reader, url=s.card_url).rstrip(),
-                    lambda: card_check(s.card_reader, s.card_url, s.card_options, lang))]
+                    unless_running(lambda: card_check(s.card_reader, s.card_url,
+                                                      s.card_options, lang)))]
     checks.append(Check(t("doctor.printer", lang, kind=s.printer_transport,
                           url=s.printer_url).rstrip(),
-                        lambda: printer_check(s, lang)))
+                        unless_running(lambda: printer_check(s, lang))))
+    devices = serial_devices(s)
+    if devices:
+        checks.append(Check(t("doctor.serial", lang, user=station_user),
+                            lambda: serial_check(station_user, devices, lang)))
     return checks
 
 
+def journal_check(path: Path, lang: str) -> Result:
+    """The station writes its journal (and SQLite its -wal and -shm files) in this folder, or
+    makes the folder: try a real write where that happens (root passes any access test)."""
+    import tempfile
+
+    folder = path.absolute().parent
+    where = folder
+    while not where.exists():
+        where = where.parent
+    try:
+        if not where.is_dir():
+            raise NotADirectoryError(f"{where} is not a folder")
+        with tempfile.TemporaryFile(dir=where):
+            pass
+        if path.exists():
+            with open(path, "r+b"):
+                pass
+    except OSError as exc:
+        return "problem", t("doctor.journal.readonly", lang, folder=folder,
+                            reason=exc.strerror or exc)
+    return "ok", t("doctor.journal.ok", lang)
+
+
+def serial_devices(s: Any) -> list[str]:
+    """The serial ports the station opens: the udev rules (deploy/pi/99-selfcheck.rules) give
+    them to the dialout group."""
+    found: list[str] = []
+    if s.pad != "sim" and s.pad_url.startswith("/dev/"):
+        found.append(s.pad_url)
+    if s.card_reader == "barcode-serial" and s.card_url.startswith("/dev/"):
+        found.append(s.card_url)
+    elif s.card_reader == "nfc" and s.card_url.startswith("tty:"):  # nfcpy: tty:USB0:pn532
+        found.append("/dev/tty" + s.card_url.split(":")[1])
+    if s.printer_transport == "serial" and s.printer_url.startswith("/dev/"):
+        found.append(s.printer_url.split(":")[0])
+    return list(dict.fromkeys(found))
+
+
+def serial_check(user: str, devices: list[str], lang: str) -> Result:
+    import grp
+    import pwd
+
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        return "problem", t("doctor.serial.no_user", lang, user=user)
+    names = ", ".join(devices)
+    if account.pw_uid == 0:
+        return "ok", t("doctor.serial.ok", lang, user=user, devices=names)
+    try:
+        dialout = grp.getgrnam("dialout").gr_gid
+    except KeyError:
+        dialout = None
+    if dialout is None or dialout not in os.getgrouplist(user, account.pw_gid):
+        return "problem", t("doctor.serial.group", lang, user=user, devices=names)
+    return "ok", t("doctor.serial.ok", lang, user=user, devices=names)
+
+
 def broker_check(address: Any, sec: Any, user: str, lang: str, timeout: float, *,
-                 keep_session: bool) -> Result:
+                 keep_session: bool, station_running: bool = False) -> Result:
+    import dataclasses
     import ssl
 
     from selfcheck.mqtt import security
     from selfcheck.mqtt.connection import SESSION_EXPIRY_S, connect_properties, make_client
 
-    client_id = user if sec.username else f"doctor-{uuid.uuid4().hex[:12]}"
+    login = bool(sec.username) and not station_running
+    if sec.username and station_running:
+        # No login: the broker forces the client id to the login name, so logging in as the
+        # station takes over its session whatever id is asked for. A refused anonymous
+        # CONNECT still proves the broker answers and its TLS certificate holds.
+        sec = dataclasses.replace(sec, username=None, password=None)
+    # Never the station's own client id: a broker that keeps ids apart then leaves a running
+    # station alone.
+    client_id = f"doctor-{user}-{uuid.uuid4().hex[:8]}"
     # manual_ack and no acks: whatever the broker kept for the station goes back to it.
     client = make_client(client_id, manual_ack=True)
     security.apply(client, address, sec)
@@ -162,10 +251,12 @@ def broker_check(address: Any, sec: Any, user: str, lang: str, timeout: float, *
         if not done.wait(timeout):
             return "problem", t("doctor.broker.down", lang, reason=f"no CONNACK in {timeout:g} s")
         rc = answer[0]
+        if station_running and rc.is_failure and rc.value in (0x86, 0x87):
+            return "ok", t("doctor.broker.running", lang)  # bad login / not authorized
         if rc.is_failure:
             return "problem", t("doctor.broker.refused", lang, reason=rc)
-        login = t("doctor.broker.login", lang, user=user) if sec.username else ""
-        return "ok", t("doctor.broker.ok", lang, login=login)
+        return "ok", t("doctor.broker.ok", lang,
+                       login=t("doctor.broker.login", lang, user=user) if login else "")
     finally:
         client.disconnect()
         client.loop_stop()
@@ -273,21 +364,39 @@ def _store_name(url: str) -> str:
 
 
 def store_check(url: str, lang: str) -> Result:
-    from sqlalchemy import create_engine
+    """Opens, is at the code's schema revision, and takes a write (rolled back: a read-only
+    file, folder, user or server fails it; root passes any access test, a write it cannot)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
 
+    from selfcheck.central import migrations
+    from selfcheck.central.engine import open_engine
     from selfcheck.central.ils_health import store_probe
 
     path = url.removeprefix("sqlite:///")
     if url.startswith("sqlite:///") and not os.path.exists(path):
         return "problem", t("doctor.store.missing", lang, path=path)
-    engine = create_engine(url)
+    # SQLite without the bridge's start-up pragmas: a doctor changes nothing in the file.
+    engine = create_engine(url) if url.startswith("sqlite") else open_engine(url)
     try:
         verdict = store_probe(engine)()
+        if verdict.state != "ok":
+            return "problem", t("doctor.store.down", lang, reason=verdict.detail)
+        revision, head = migrations.current(engine), migrations.head()
+        if revision != head:
+            return "problem", t("doctor.store.not_migrated", lang, revision=revision or "-",
+                                head=head)
+        try:
+            with engine.connect() as conn:
+                with conn.begin() as tx:
+                    conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+                    tx.rollback()
+        except DBAPIError as exc:
+            return "problem", t("doctor.store.readonly", lang,
+                                reason=str(exc.orig).strip().splitlines()[0])
     finally:
         engine.dispose()
-    if verdict.state == "ok":
-        return "ok", t("doctor.ils.store_ok", lang)
-    return "problem", t("doctor.store.down", lang, reason=verdict.detail)
+    return "ok", t("doctor.store.ok", lang, revision=revision)
 
 
 def ils_check(cfg: Any, lang: str) -> Result:
@@ -298,6 +407,9 @@ def ils_check(cfg: Any, lang: str) -> Result:
         return "ok", t("doctor.ils.ok", lang)
     if verdict.state == "login refused":
         return "problem", t("doctor.ils.login", lang, reason=verdict.detail)
+    if verdict.hint == "ils.slow":  # there, but slower than the URL's timeout= allows
+        return "problem", t("doctor.ils.slow", lang, reason=verdict.detail,
+                            timeout=cfg.timeout_s)
     return "problem", t("doctor.ils.down", lang, reason=verdict.detail)
 
 

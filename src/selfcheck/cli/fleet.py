@@ -2,11 +2,15 @@
 
   selfcheck fleet serve ...             run the fleet-state service (its own process)
   selfcheck fleet [--site S]            live table of every station (from the service)
-  selfcheck fleet send STATION CMD k=v  send a command and wait for its final state
+  selfcheck fleet send STATION CMD k=v  send a command through the service (logged in, audited,
+                                        tracked) and wait for its final state
   selfcheck fleet user add NAME ...     an operator of the web page (password from a prompt
                                         or a file)
   selfcheck fleet user remove NAME      remove one (its sessions end at once)
   selfcheck fleet user disable NAME     keep the name, refuse its logins and end its sessions
+  selfcheck fleet user password NAME    a new password (and enabled again); sessions end
+
+User changes are written to the audit log as done by `cli:<the system user>`.
 """
 
 from __future__ import annotations
@@ -18,14 +22,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from selfcheck.cli import broker_options
 from selfcheck.cli.errors import UserError, lang_of, t
-from selfcheck.mqtt import security
 from selfcheck.system.sdnotify import notify
 
 DEFAULT_URL = "http://127.0.0.1:9108"
@@ -52,8 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--http", default="127.0.0.1:9108", help="HOST:PORT for the page, "
                    "/events, /api/stations and /metrics")
     s.add_argument("--id", default="central-fleet-1", help="MQTT client id")
-    s.add_argument("--open", action="append", default=[], metavar="[SITE=]HH:MM-HH:MM",
-                   help="opening hours (default all day); repeat with SITE= per site")
+    s.add_argument("--open", action="append", default=[], metavar="[SITE=]HOURS",
+                   help="opening hours, local time (default all day): 'Mon-Fri 07:30-17:00,"
+                   "Sat 08:00-12:00' or '07:00-21:00'; repeat with SITE= per site. Offline "
+                   "outside them is shown as closed, not alerted")
     s.add_argument("--tz", default="Asia/Ho_Chi_Minh",
                    help="time zone of the opening hours and the statistics")
     s.add_argument("--no-login", action="store_true",
@@ -63,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "\"name\": human names shown beside the codes")
     s.add_argument("--stats-db", help="central store URL for the statistics page (default: "
                    "--db, where the circulation lives)")
+    s.add_argument("--updates", type=Path, metavar="DIR",
+                   help="serve the stations' releases in DIR (one folder each, made by "
+                   "`selfcheck central wheelhouse build`) read only at /updates/RELEASE/")
     s.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     s.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     s.add_argument("--secure-cookie", action="store_true",
@@ -91,20 +98,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         ur.add_argument("name")
         ur.add_argument("--db", default="sqlite:///var/central.db", help="central store URL")
         ur.set_defaults(func=user_remove if verb == "remove" else user_disable)
+    up = uverbs.add_parser("password", help="give a user a new password (ends its sessions)")
+    up.add_argument("name")
+    up.add_argument("--password-file", type=Path,
+                    help="read the password from this file (default: ask for it)")
+    up.add_argument("--db", default="sqlite:///var/central.db", help="central store URL")
+    up.set_defaults(func=user_password)
 
-    c = verbs.add_parser("send", help="send a command to a station and wait for the result")
+    # Through the running service's HTTP API, as the page sends: the same login, checks,
+    # audit log and job tracking (the service takes only the results of commands it sent).
+    c = verbs.add_parser("send", help="send a command to a station through the fleet service "
+                         "and wait for the result")
     c.add_argument("station", help="STATION or SITE/STATION")
     c.add_argument("command", help="out_of_service, in_service, reload_config, "
-                   "set_offline_policy, send_diagnostics, restart")
+                   "set_offline_policy, send_diagnostics, restart, update (version= url= "
+                   "sha256=, as `central wheelhouse build` prints), rollback")
     c.add_argument("args", nargs="*", metavar="KEY=VALUE",
                    help="arguments, e.g. message_vi='Bảo trì' policy=none force=true")
-    c.add_argument("--broker", type=BrokerAddress.parse, default=BrokerAddress())
     c.add_argument("--expires", type=float, default=300, help="seconds until it expires")
     c.add_argument("--timeout", type=float, default=60, help="seconds to wait for the result")
     c.add_argument("--cmd-id", help="reuse an id (a repeat returns the stored result)")
-    c.add_argument("--user", default="operator",
-                   help="broker username of this operator (with --password-file)")
-    broker_options.add_arguments(c)
+    # Also after the verb; SUPPRESS: not given here, the fleet-level value stands.
+    c.add_argument("--url", default=argparse.SUPPRESS, help="the fleet service")
+    c.add_argument("--login", metavar="NAME", default=argparse.SUPPRESS,
+                   help="an operator of the service (with --login-password-file)")
+    c.add_argument("--login-password-file", type=Path, metavar="FILE",
+                   default=argparse.SUPPRESS)
     c.set_defaults(func=send)
 
 
@@ -122,6 +141,7 @@ def serve(args: argparse.Namespace) -> int:
             default = hours
     try:
         broker = broker_options.from_args(args, args.id)
+        hours = OpeningHours(default, per_site, args.tz)
     except ValueError as exc:
         print(f"fleet service not started: {exc}")
         return 2
@@ -142,11 +162,11 @@ def serve(args: argparse.Namespace) -> int:
     if args.db.startswith("sqlite:///"):
         Path(args.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     service = FleetService(broker.address, args.db, http=(host, int(port)),
-                           hours=OpeningHours(default, per_site, args.tz), client_id=args.id,
+                           hours=hours, client_id=args.id,
                            security=broker.security, login=not args.no_login, names=names,
                            tls=(str(args.tls_cert), str(args.tls_key)) if args.tls_cert
                            else None, secure_cookie=args.secure_cookie,
-                           stats_url=args.stats_db, tz=args.tz)
+                           stats_url=args.stats_db, tz=args.tz, updates=args.updates)
     if not args.no_login and not service.auth.has_users():
         print("no users yet: add one with `selfcheck fleet user add NAME --role admin`",
               flush=True)
@@ -180,12 +200,12 @@ def load_names(path: Path) -> dict[str, Any]:
 def _auth(url: str) -> Any:
     from selfcheck.central.engine import open_engine
     from selfcheck.central.fleet.auth import Auth
-    from selfcheck.central.fleet.schema import metadata
+    from selfcheck.central.fleet.schema import ensure
 
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = open_engine(url)
-    metadata.create_all(engine)
+    ensure(engine)
     return Auth(engine)
 
 
@@ -205,7 +225,8 @@ def user_add(args: argparse.Namespace) -> int:
             return 2
     sites = [s for s in args.sites.split(",") if s]
     try:
-        _auth(args.db).add_user(args.name, password, args.role, sites, replace=args.replace)
+        _auth(args.db).add_user(args.name, password, args.role, sites, replace=args.replace,
+                                by=_by())
     except ValueError as exc:
         print(f"user not added: {exc}")
         return 2
@@ -214,8 +235,50 @@ def user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _by() -> str:
+    """Who made a user change from the command line, for the audit log."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    import getpass
+
+    if args.password_file:
+        try:
+            return str(args.password_file.read_text(encoding="utf-8").strip("\r\n"))
+        except OSError as exc:
+            print(f"password not read: {exc}")
+            return None
+    password = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != password:
+        print("the two passwords differ")
+        return None
+    return password
+
+
+def user_password(args: argparse.Namespace) -> int:
+    password = _password(args)
+    if password is None:
+        return 2
+    try:
+        done = _auth(args.db).set_password(args.name, password, by=_by())
+    except ValueError as exc:
+        print(f"password not changed: {exc}")
+        return 2
+    if not done:
+        print(f"user {args.name}: no such user")
+        return 2
+    print(f"user {args.name}: new password, sessions ended")
+    return 0
+
+
 def user_remove(args: argparse.Namespace) -> int:
-    if not _auth(args.db).remove_user(args.name):
+    if not _auth(args.db).remove_user(args.name, by=_by()):
         print(f"user {args.name}: no such user")
         return 2
     print(f"user {args.name}: removed, sessions ended")
@@ -223,7 +286,7 @@ def user_remove(args: argparse.Namespace) -> int:
 
 
 def user_disable(args: argparse.Namespace) -> int:
-    if not _auth(args.db).disable_user(args.name):
+    if not _auth(args.db).disable_user(args.name, by=_by()):
         print(f"user {args.name}: no such user")
         return 2
     print(f"user {args.name}: disabled, sessions ended (`user add --replace` enables it)")
@@ -384,19 +447,29 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def send(args: argparse.Namespace) -> int:
-    from selfcheck.central.fleet import actions
-    from selfcheck.mqtt.commands import FINAL, CommandRes, res_topic
-    from selfcheck.mqtt.connection import connect_properties, make_client
-    from selfcheck.mqtt.messages import MessageError, decode
+def _call(opener: Any, url: str, body: dict[str, Any] | None = None,
+          csrf: str = "") -> tuple[int, Any]:
+    """One request to the service: its status and JSON answer (errors included)."""
+    headers = {"Content-Type": "application/json", "X-Requested-With": "fleet",
+               "X-CSRF-Token": csrf}
+    req = urllib.request.Request(url, headers=headers,
+                                 data=None if body is None else json.dumps(body).encode())
+    try:
+        with opener.open(req, timeout=10) as resp:
+            return int(resp.status), json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except ValueError:
+            return exc.code, None
 
-    site, _, station = args.station.rpartition("/")
-    if not site:
-        site = _site_of(station)
-        if site is None:
-            print(f"station {station!r}: give it as SITE/STATION (the fleet service at "
-                  f"{DEFAULT_URL} does not know it)")
-            return 2
+
+def send(args: argparse.Namespace) -> int:
+    """The command goes to the fleet service, which checks, audits, publishes and tracks it
+    exactly as for the page; this waits by asking the service for the job's state."""
+    from selfcheck.central.fleet.actions import EXPIRED
+    from selfcheck.mqtt.commands import FINAL
+
     values = {}
     for pair in args.args:
         key, eq, value = pair.partition("=")
@@ -405,72 +478,61 @@ def send(args: argparse.Namespace) -> int:
             return 2
         values[key] = parse_value(value)
     try:
-        req = actions.build(args.command, values, by=args.user, expires_s=args.expires,
-                            cmd_id=args.cmd_id)
-    except MessageError as exc:
-        print(f"not sent: {exc}")
+        opener = _opener(args)
+        status, me = _call(opener, f"{args.url}/api/me")
+    except (OSError, ValueError) as exc:
+        print(f"not sent: fleet service {args.url}: login refused or unreachable ({exc})")
         return 2
-    try:
-        broker = broker_options.from_args(args, args.user)
-    except ValueError as exc:
-        print(f"not sent: {exc}")
+    if status != 200:
+        print(f"not sent: fleet service {args.url}: HTTP {status} (log in with --login NAME)")
         return 2
-    cmd_id = req.cmd_id
-    done = threading.Event()
-    final: list[str] = []
-    subscribed = threading.Event()
-    # With a login the broker forces client id = username; without, any unique id does.
-    client = make_client(args.user if broker.security.username
-                         else f"fleet-send-{uuid.uuid4().hex[:12]}")
-    security.apply(client, broker.address, broker.security)
-
-    def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any = None) -> None:
-        c.subscribe(res_topic(site, station, cmd_id), qos=1)
-
-    def on_message(c: Any, u: Any, m: Any) -> None:
-        try:
-            res = decode(m.payload, CommandRes)
-        except MessageError as exc:
-            print(f"malformed answer: {exc}")
-            return
-        assert isinstance(res, CommandRes)
-        extra = f": {res.reason}" if res.reason else ""
-        print(f"{res.at:%H:%M:%S} {res.cmd_id} {res.name} {res.state}{extra}", flush=True)
-        if res.result:
-            print(json.dumps(res.result, ensure_ascii=False, indent=2))
-        if res.state in FINAL:
-            final.append(res.state)
-            done.set()
-
-    client.on_connect = on_connect
-    client.on_subscribe = lambda *a: subscribed.set()
-    client.on_message = on_message
-    client.connect(broker.address.host, broker.address.port, keepalive=15, clean_start=True,
-                   properties=connect_properties(0))
-    client.loop_start()
-    try:
-        if not subscribed.wait(10):
-            print(f"broker {broker} did not answer")
+    site, _, station = args.station.rpartition("/")
+    if not site:
+        found = _site_of(station, opener, args.url)
+        if found is None:
+            print(f"station {station!r}: give it as SITE/STATION (the fleet service at "
+                  f"{args.url} does not know it, or knows it at more than one site)")
             return 2
-        topic, payload, props = actions.message(site, station, args.command, req,
-                                                args.expires)
-        client.publish(topic, payload, qos=1, properties=props).wait_for_publish(10)
-        print(f"sent {args.command} to {site}/{station} as {cmd_id}", flush=True)
-        if not done.wait(args.timeout):
-            print(f"no final state within {args.timeout:.0f} s (station offline? the command "
-                  f"stays valid until it expires)")
-            return 3
-        return 0 if final[0] == "succeeded" else 1
-    finally:
-        client.disconnect()
-        client.loop_stop()
+        site = found
+    body: dict[str, Any] = {"site": site, "station": station, "name": args.command,
+                            "args": values, "expires_s": args.expires}
+    if args.cmd_id:
+        body["cmd_id"] = args.cmd_id
+    status, answer = _call(opener, f"{args.url}/api/command", body, me["csrf"])
+    if status != 200:
+        why = answer or {}
+        detail = f"{why.get('field')}: {why.get('reason')}" if why.get("field") \
+            else why.get("error", f"HTTP {status}")
+        print(f"not sent: {detail}")
+        return 2
+    cmd_id = answer["cmd_ids"][0]
+    print(f"sent {args.command} to {site}/{station} as {cmd_id}", flush=True)
+    for away in answer.get("away", []):
+        print(f"station {away['station']} is {away['state']}: it gets the command when it is "
+              f"back, if before it expires", flush=True)
+    deadline, shown = time.monotonic() + args.timeout, ""
+    while time.monotonic() < deadline:
+        status, jobs = _call(opener, f"{args.url}/api/commands?cmd_id={cmd_id}")
+        job = jobs[0] if status == 200 and jobs else {}
+        state = job.get("state", "")
+        if state and state != shown:
+            shown = state
+            extra = f": {job['reason']}" if job.get("reason") else ""
+            print(f"{time.strftime('%H:%M:%S')} {cmd_id} {args.command} {state}{extra}",
+                  flush=True)
+            if job.get("result"):
+                print(json.dumps(job["result"], ensure_ascii=False, indent=2))
+        if state in FINAL or state == EXPIRED:
+            return 0 if state == "succeeded" else 1
+        time.sleep(0.5)  # the service's job list is the one source: asked twice a second
+    print(f"no final state within {args.timeout:.0f} s (station offline? the command "
+          f"stays valid until it expires)")
+    return 3
 
 
-def _site_of(station: str) -> str | None:
-    try:
-        with urllib.request.urlopen(f"{DEFAULT_URL}/api/stations", timeout=3) as resp:
-            rows = json.load(resp)
-    except OSError:
+def _site_of(station: str, opener: Any, url: str) -> str | None:
+    status, rows = _call(opener, f"{url}/api/stations")
+    if status != 200:
         return None
     sites = [r["site"] for r in rows if r["station"] == station]
     return sites[0] if len(sites) == 1 else None

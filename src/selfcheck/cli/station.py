@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from selfcheck.cli import logs
 from selfcheck.cli.errors import ConfigInvalid, UserError, t
 from selfcheck.kiosk.settings import StationSettings, load_settings
+from selfcheck.system import faults
 
 if TYPE_CHECKING:
     from selfcheck.drivers.card.base import CardReader
@@ -34,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--offscreen", action="store_true",
                    help="the station's screens rendered offscreen (no display)")
     p.add_argument("--fullscreen", action="store_true")
+    p.add_argument("--check", action="store_true",
+                   help="load the config, the code and the journal (read only), then exit: "
+                   "0 if this release can run the station (the health check of an update)")
     p.set_defaults(func=run)
 
 
@@ -54,7 +59,7 @@ def config_lang(path: Path | None) -> str | None:
 
     try:
         value = tomllib.loads(path.read_text(encoding="utf-8")).get("lang")
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # load_settings then says what is wrong
         return None
     return value if isinstance(value, str) else None
 
@@ -89,8 +94,33 @@ def preflight(settings: StationSettings, lang: str) -> None:
         try:
             serial.serial_for_url(settings.pad_url, timeout=1).close()
         except (OSError, ValueError, serial.SerialException) as exc:
-            print(t("station.pad_unreachable", lang, url=settings.pad_url, reason=exc),
-                  file=sys.stderr, flush=True)
+            # Not allowed is not unplugged: the cure is the dialout group, not the cable.
+            key = ("station.pad_permission" if getattr(exc, "errno", None) in
+                   (errno.EACCES, errno.EPERM) else "station.pad_unreachable")
+            print(t(key, lang, url=settings.pad_url, reason=exc), file=sys.stderr, flush=True)
+
+
+def journal_writable(settings: StationSettings) -> None:
+    """A UserError, before anything starts, when the journal cannot be created or written
+    (its folder missing rights, a read-only disk): without it nothing can be lent or returned,
+    and the station would only die later with a traceback."""
+    import sqlite3
+
+    path = Path(settings.config.journal)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path)
+        try:
+            db.execute("PRAGMA user_version")  # opens (creates) the file
+            db.execute("BEGIN IMMEDIATE")  # and takes the write lock: a read-only file fails
+            db.rollback()
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error) as exc:
+        import getpass
+
+        raise UserError("station.journal_unwritable", code=1, path=path, reason=exc,
+                        user=getpass.getuser()) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,15 +130,44 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "log_level", None) is None and not os.environ.get(logs.ENV):
         logs.set_level(settings.log_level)  # the config's, below the option and the env
     from selfcheck.kiosk.runtime.devices import open_devices
+    from selfcheck.kiosk.runtime.journal import VERSION, JournalVersionError, journal_version
 
+    if args.check:
+        # Run by the release being installed while the old one still has the devices open:
+        # everything but the devices and the broker.
+        import selfcheck.kiosk.runtime.agent
+        import selfcheck.kiosk.runtime.headless
+        import selfcheck.kiosk.runtime.station  # noqa: F401
+
+        found = journal_version(settings.journal)
+        if found > VERSION:
+            raise UserError("station.journal_newer", path=settings.journal, found=found,
+                            supported=VERSION)
+        print(t("station.check_ok", lang, journal=settings.journal, found=found,
+                supported=VERSION), flush=True)
+        return 0
     try:  # before the UI starts: a wrong device setting is a config error, exit 2
         devices = open_devices(settings)
     except ValueError as exc:
         raise UserError("station.device_invalid", msg=exc) from None
+    faults.set_lang(lang)  # the lines about outside faults (broker, pad) in the same words
+    journal_writable(settings)
     preflight(settings, lang)
-    if args.headless:
-        from selfcheck.kiosk.runtime.headless import run_headless
+    try:
+        return _run(args, settings, devices)
+    except JournalVersionError as exc:
+        raise UserError("station.journal_newer", path=exc.path, found=exc.found,
+                        supported=VERSION) from None
 
+
+def _run(args: argparse.Namespace, settings: StationSettings,
+         devices: tuple[BookPad, CardReader]) -> int:
+    lang = settings.lang
+    if args.headless:
+        from selfcheck.kiosk.runtime.headless import run_headless, takes_commands
+
+        if not takes_commands(*devices):  # said once: commands typed there would go nowhere
+            print(t("station.stdin_ignored", lang), file=sys.stderr, flush=True)
         return asyncio.run(run_headless(settings, *devices, events=args.events))
     code = asyncio.run(run_station(settings, headless=args.offscreen, devices=devices,
                                    reload=lambda: settings_from(args)))

@@ -118,7 +118,7 @@ async def walk(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     await press(demo.lift_all)
     # Left alone, the countdown brings the station back to idle.
     await until(lambda: view().mode is core.Mode.IDLE, "the countdown to reach idle",
-                timeout_s=app.runtime.config.timeouts.summary_s + 5)
+                timeout_s=app.runtime.config.timeouts.summary_screen_s + 5)
     await shoot.shot("idle-again")
     return 0
 

@@ -23,11 +23,13 @@ class CentralProcess(ChildProcess):
                  sample: bool = True, sample_items: int = 0, sample_patrons: int = 0,
                  log: Path | None = None, order_wait_s: float | None = None,
                  order: bool = True, station_share: bool = True,
-                 pin: str | None = "never") -> None:
+                 pin: str | None = "never", offline_list: tuple[str, ...] = ("*",)) -> None:
         self.args = [sys.executable, "-m", "selfcheck.cli", "central", "--broker", str(broker),
                      "--db", db_url, "--id", client_id]
         if pin is not None:  # the sample's synthetic readers have no PIN; None: the default
             self.args += ["--pin", pin]
+        for mark in offline_list:  # the demo's stations lend offline: every one by default
+            self.args += ["--offline-list", mark]
         if not station_share:  # benchmarks that send thousands from one station at once
             self.args += ["--station-rate", "0"]
         if order_wait_s is not None:
@@ -38,11 +40,12 @@ class CentralProcess(ChildProcess):
             self.args += ["--load-sample", "--sample-items", str(sample_items),
                           "--sample-patrons", str(sample_patrons)]
         self.log = log
+        self.env: dict[str, str] = {}  # more environment for this one (the bench's hops)
         super().__init__()
 
     def start(self, timeout_s: float = 30.0) -> CentralProcess:
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=out, env=env)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout_s

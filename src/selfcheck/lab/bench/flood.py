@@ -1,4 +1,5 @@
-"""Bench: one station floods valid loans; how long do the others wait?
+"""Bench: one station floods valid loans; how long do the others wait? (And first the floods
+of costly requests, PIN checks and offline-list pages: bench/costly_flood.py.)
 
 A real Mosquitto and `selfcheck central` (embedded store on SQLite). An honest station asks a
 patron check every 50 ms throughout; a hostile one publishes N loans (QoS 1) as fast as the
@@ -138,6 +139,9 @@ def _round(root: Path, count: int, share: list[str], window_s: float | None
 
 
 def run(args: argparse.Namespace) -> Iterator[Figure]:
+    from selfcheck.lab.bench import costly_flood
+
+    yield from costly_flood.run(args)
     count = 5_000 if args.quick else 30_000
     with tempfile.TemporaryDirectory(prefix="bench-flood-") as tmp:
         root = Path(tmp)

@@ -7,12 +7,18 @@
 - the cost of per-station order: the round trip and the throughput again, through a bridge
   that applies whatever arrives at once (`selfcheck central --no-order`, what the bridge did
   before it kept each station's seq order), on a fresh store in the same run.
+- where the round trip's time goes: each hop of every sampled round trip (mqtt/hops.py), the
+  bridge's times moved onto this process's clock by a ping exchange with it; p50/p99 of each
+  hop (the time since the previous one) beside the whole (`tx_hop_*`, and a table on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
+import json
+import sys
 import tempfile
 import threading
 import time
@@ -26,9 +32,9 @@ import paho.mqtt.client as paho
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.kiosk.timeouts import RESEND_AFTER_S
 from selfcheck.lab.bench.cmd import Figure, figure
-from selfcheck.lab.broker import Broker
+from selfcheck.lab.broker import Broker, free_port
 from selfcheck.lab.stack import CentralProcess
-from selfcheck.mqtt import messages, topics
+from selfcheck.mqtt import hops, messages, topics
 from selfcheck.mqtt.connection import BrokerAddress, make_client
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.outbox import Outbox
@@ -100,6 +106,7 @@ class Station:
         self.name = name
         self.journal = Journal(workdir / f"{name}.db")
         self.acked = threading.Event()
+        self.sent: list[str] = []  # msg_ids, for the breakdown
         self.link = StationLink(SITE, name, broker, version="bench",
                                 next_session=self.journal.next_session, on_ack=self._on_ack)
         self.outbox = Outbox(self.journal, self.link.send, resend_after_s=RESEND_AFTER_S)
@@ -108,8 +115,11 @@ class Station:
         self.link.connected.wait(10)
 
     def _on_ack(self, ack: messages.AckTx) -> None:
-        self.outbox.on_ack(ack.msg_id)
+        # As the station runtime: the screen moves on, then the outbox row goes.
+        if hops.HOOKS:
+            hops.mark("station_done", ack.msg_id)
         self.acked.set()
+        self.outbox.on_ack(ack.msg_id)
 
     def _build(self, n: int, seq: int) -> messages.TxReturn:
         return _return(n, self.name, seq, self.journal.journal_id)
@@ -118,7 +128,13 @@ class Station:
         self.acked.clear()
         start = time.perf_counter()
         msg = self.journal.add("return", self.topic, partial(self._build, n))
+        if hops.HOOKS:
+            hops.mark("decided", msg.msg_id, start)
+            hops.mark("journal_committed", msg.msg_id)
         self.outbox.submit(msg.msg_id, self.topic, messages.encode(msg))
+        if hops.HOOKS:
+            hops.mark("published", msg.msg_id)
+        self.sent.append(msg.msg_id)
         if not self.acked.wait(5):
             raise TimeoutError("no ack within 5 s")
         return (time.perf_counter() - start) * 1000
@@ -129,19 +145,69 @@ class Station:
 
 
 def paired_round_trips(ordered: BrokerAddress, unordered: BrokerAddress, workdir: Path,
-                       count: int) -> tuple[list[float], list[float]]:
+                       count: int, recorder: hops.Recorder | None = None
+                       ) -> tuple[list[float], list[float], list[str], list[str]]:
     """Round trips through the two bridges taken in turn, so that both see the same load of
-    the machine at the same moments."""
+    the machine at the same moments; with the msg_ids sent to each (for the breakdown, whose
+    marks go to `recorder` while these run)."""
     a, b = Station(ordered, workdir, "rt-1"), Station(unordered, workdir, "rt-2")
+    if recorder is not None:
+        recorder.install()
     try:
         times: tuple[list[float], list[float]] = ([], [])
         for n in range(count):
             times[0].append(a.round_trip(n))
             times[1].append(b.round_trip(n))
-        return times
+        return times[0], times[1], a.sent, b.sent
     finally:
+        if recorder is not None:
+            recorder.remove()
         a.close()
         b.close()
+
+
+# A round trip's hops in their order; `order_admitted` only with per-station order on.
+HOPS = ("decided", "journal_committed", "published", "bridge_received", "bridge_taken",
+        "order_admitted", "ledger_committed", "ack_published", "station_received",
+        "station_done")
+
+
+def breakdown(sent: list[str], local: list[tuple[str, str, float]],
+              remote: list[tuple[str, str, float]], offset: float) -> dict[str, list[float]]:
+    """Per hop, the ms since the previous hop of each sampled round trip that has them all
+    ("total": decided to station_done); `offset` is the bridge's clock minus ours."""
+    at: dict[str, dict[str, float]] = {}
+    for hop, msg_id, t in local:
+        at.setdefault(msg_id, {})[hop] = t
+    for hop, msg_id, t in remote:
+        at.setdefault(msg_id, {})[hop] = t - offset
+    out: dict[str, list[float]] = {}
+    for msg_id in sent:
+        times = at.get(msg_id, {})
+        present = [h for h in HOPS if h in times]
+        if len(present) < len(HOPS) - 1 or present[0] != HOPS[0] or present[-1] != HOPS[-1]:
+            continue  # a mark missing (a resend, a recorder full): not a clean sample
+        for before, hop in itertools.pairwise(present):
+            out.setdefault(hop, []).append((times[hop] - times[before]) * 1000)
+        out.setdefault("total", []).append((times[HOPS[-1]] - times[HOPS[0]]) * 1000)
+    return out
+
+
+def _hops_env(central: CentralProcess, path: Path, port: int, keep: int) -> CentralProcess:
+    central.env = {hops.FILE_ENV: str(path), hops.CLOCK_ENV: str(port),
+                   hops.KEEP_ENV: str(keep)}
+    return central
+
+
+def _print_hops(title: str, table: dict[str, list[float]], offset: tuple[float, float]) -> None:
+    print(f"{title}: {len(table.get('total', []))} round trips, bridge clock offset "
+          f"{offset[0] * 1000:+.3f} ms (+-{offset[1] * 1000:.3f})", file=sys.stderr)
+    print(f"  {'hop (time since the previous one)':36} {'p50 ms':>8} {'p99 ms':>8}",
+          file=sys.stderr)
+    for hop in (*HOPS[1:], "total"):
+        if hop in table:
+            print(f"  {hop:36} {pct(table[hop], 50):8.3f} {pct(table[hop], 99):8.3f}",
+                  file=sys.stderr)
 
 
 def throughput(broker: BrokerAddress, count: int, stations: int, *, raw: bool,
@@ -198,13 +264,22 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
         # (`--no-order`, what the bridge did before it kept each station's seq order). Four
         # stations send the whole volume at once, far over a station's share of a bridge:
         # the share is off, so that this measures the bridge (bench flood measures the share).
+        # Each bridge keeps the marks of the round trips only (len(HOPS) a transaction at
+        # most), not the throughput runs'.
+        ports = (free_port(), free_port())
+        marks = (work / "hops-1.json", work / "hops-2.json")
+        local = hops.Recorder()
         with Broker(work / "broker") as broker, Broker(work / "broker-2") as broker2, \
-                CentralProcess(broker.address, f"sqlite:///{work / 'central.db'}",
-                               sample_items=ITEMS, station_share=False), \
-                CentralProcess(broker2.address, f"sqlite:///{work / 'central-2.db'}",
-                               sample_items=ITEMS, order=False, station_share=False):
+                _hops_env(CentralProcess(broker.address, f"sqlite:///{work / 'central.db'}",
+                                         sample_items=ITEMS, station_share=False),
+                          marks[0], ports[0], rounds * len(HOPS)), \
+                _hops_env(CentralProcess(broker2.address, f"sqlite:///{work / 'central-2.db'}",
+                                         sample_items=ITEMS, order=False, station_share=False),
+                          marks[1], ports[1], rounds * len(HOPS)):
             raw = raw_round_trips(broker.address, rounds)
-            ours, unordered = paired_round_trips(broker.address, broker2.address, work, rounds)
+            ours, unordered, sent, sent2 = paired_round_trips(broker.address, broker2.address,
+                                                              work, rounds, local)
+            offsets = (hops.clock_offset(ports[0]), hops.clock_offset(ports[1]))
             raw_tps = throughput(broker.address, volume, 4, raw=True)
             tps: tuple[list[float], list[float]] = ([], [])
             for n in range(2):  # in turn, as the round trips
@@ -212,6 +287,17 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
                 tps[1].append(throughput(broker2.address, volume, 4, raw=False,
                                          prefix=f"tp{n}"))
         bridge_tps, unordered_tps = (sum(t) / len(t) for t in tps)
+        tables = [breakdown(ids, local.marks, json.loads(path.read_text()), offset[0])
+                  for ids, path, offset in zip((sent, sent2), marks, offsets, strict=True)]
+        _print_hops("round trip hops, per-station order", tables[0], offsets[0])
+        _print_hops("round trip hops, --no-order", tables[1], offsets[1])
+        for hop in (*HOPS[1:], "total"):
+            for q in (50, 99):
+                if hop in tables[0]:
+                    yield figure(f"tx_hop_{hop}_p{q}", pct(tables[0][hop], q), "ms",
+                                 samples=len(tables[0][hop]),
+                                 clock_offset_ms=round(offsets[0][0] * 1000, 3),
+                                 clock_uncertainty_ms=round(offsets[0][1] * 1000, 3))
         for q in (50, 99):
             yield figure(f"tx_round_trip_p{q}", pct(ours, q), "ms",
                          baseline=pct(raw, q), baseline_name="raw paho QoS1 echo",

@@ -3,8 +3,11 @@ it documents. A fuzz run passes when no input raises anything else (or takes too
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,13 +246,16 @@ def _barcode_target() -> Target:
                   (b"\r", b"\n", b"]C1", "²".encode(), b"\x1b", b"\xe2\x80\x8b"), 6 * 1024)
 
 
-# -- the station config file
+# -- files read from disk (the station config, catalogue imports): written to a RAM folder
+def _scratch(name: str) -> Path:
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(prefix="selfcheck-fuzz-", dir=shm if shm.is_dir() else None))
+    return folder / name
+
+
 class _ConfigFile:
     def __init__(self) -> None:
-        shm = Path("/dev/shm")
-        self.dir = Path(tempfile.mkdtemp(prefix="selfcheck-fuzz-",
-                                         dir=shm if shm.is_dir() else None))
-        self.path = self.dir / "station.toml"
+        self.path = _scratch("station.toml")
 
     def __call__(self, data: bytes) -> None:
         from selfcheck.kiosk.settings import load_settings
@@ -258,18 +264,141 @@ class _ConfigFile:
         load_settings(self.path)
 
 
-def _config_target() -> Target:
-    seeds = (
-        b'site = "demo-lib"\nstation = "st-1"\nbroker = "127.0.0.1:1883"\n',
-        b'pad = "3m810"\npad_url = "socket://127.0.0.1:9000"\npad_options = {block_order = '
-        b'"msb"}\nafi_on_loan = 194\ninactivity_s = 30.0\nstaff_cards = ["S1", "S2"]\n',
-        b'tls = true\nca_file = "/nonexistent/ca.pem"\nlang = "en"\nbroker = "h:8883"\n',
-    )
-    tokens = (b"[", b"{", b"[[[[[[[[[[", b"\"", b"'''", b"99999", "１８８３".encode(), b"= ",
-              b"\n", b"0", b"-1", b"nan", b"inf", b"a" * 300)
-    return Target("station-config", _ConfigFile(), (ValidationError, ValueError), seeds, tokens)
+# The shapes that once went wrong: nesting deeper than tomllib's recursion, a journal in
+# /proc, a space in the broker's host, card reader options the reader does not have.
+CONFIG_SEEDS = (
+    b'site = "demo-lib"\nstation = "st-1"\nbroker = "127.0.0.1:1883"\n',
+    b'pad = "3m810"\npad_url = "socket://127.0.0.1:9000"\npad_options = {block_order = '
+    b'"msb"}\nafi_on_loan = 194\ninactivity_s = 30.0\nstaff_cards = ["S1", "S2"]\n',
+    b'tls = true\nca_file = "/nonexistent/ca.pem"\nlang = "en"\nbroker = "h:8883"\n',
+    b'lang = "en"\nx = ' + b"[" * 600 + b"]" * 600 + b"\n",
+    b'a = ' + b"{b = " * 600 + b"1" + b"}" * 600 + b"\n",
+    b'journal = "/proc/self/station.db"\n',
+    b'broker = "broker lan:8883"\n',
+    b'card_options = {format = "nonsense", x = [1, {y = 2}]}\n',
+    b'card_reader = "barcode-serial"\ncard_url = "/dev/null"\ncard_options = {baudrate = '
+    b'"fast"}\n',
+    b'card_reader = "nfc"\ncard_url = "usb"\ncard_options = {format = "decimal-reversed", '
+    b'targets = ["106A"]}\n',
+)
+_CONFIG_TOKENS = (b"[", b"{", b"[[[[[[[[[[", b"\"", b"'''", b"99999", "１８８３".encode(), b"= ",
+                  b"\n", b"0", b"-1", b"nan", b"inf", b"a" * 300, b"/proc/", b"/sys/", b" ",
+                  b"\\u0000", b"#", b"card_options = {")
+
+
+def _config_targets() -> list[Target]:
+    # The station command's own way in (its language read first, then these settings) is a
+    # layer above the lab: tests/test_fuzz.py runs these seeds through it.
+    return [
+        Target("station-config", _ConfigFile(), (ValidationError, ValueError), CONFIG_SEEDS,
+               _CONFIG_TOKENS),
+    ]
+
+
+# -- catalogue imports: CSV (rules, patrons, items) and binary MARC21
+class _CsvImport:
+    def __init__(self) -> None:
+        self.path = _scratch("import.csv")
+
+    def __call__(self, data: bytes) -> None:
+        from selfcheck.central.importer import (
+            CatalogueError,
+            parse_items_csv,
+            parse_patrons,
+            parse_rules,
+        )
+
+        self.path.write_bytes(data)
+        refused: list[CatalogueError] = []
+        # All three: the header decides which one reads rows, the others refuse the columns;
+        # refused when none of them could read the file.
+        for parse in (parse_rules, parse_patrons, parse_items_csv):
+            try:
+                parsed = parse(self.path)
+            except CatalogueError as exc:
+                refused.append(exc)
+                continue
+            for problem in parsed.problems:
+                str(problem)
+        if len(refused) == 3:
+            raise refused[0]
+
+
+class _MarcImport:
+    def __init__(self) -> None:
+        self.path = _scratch("import.mrc")
+
+    def __call__(self, data: bytes) -> None:
+        from selfcheck.central.importer import parse_marc
+
+        self.path.write_bytes(data)
+        # pymarc warns and prints about each odd MARC-8 byte: noise in the fuzz table
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            parsed = parse_marc(self.path)
+        for problem in parsed.problems:
+            str(problem)
+
+
+_CSV_SEEDS = (
+    b"category,loan_days,max_loans\nADULT,21,5\nCHILD,14,3\n",
+    "cardnumber;surname;firstname;categorycode;dateexpiry\nDG1001;Nguy\u1ec5n;V\u0103n An;ADULT;"
+    "2027-01-31\n".encode(),
+    b"card_id,name,category,expires,pin\nDG1,An,ADULT,31/12/2027,1234\n",
+    "barcode\ttitle\tauthor\tnotforloan\tlocation\n39100001\tT\u1eaft \u0111\u00e8n\tNg\u00f4 "
+    "T\u1ea5t T\u1ed1\t0\tA\n".encode(),
+    # the shapes that once went wrong: a 200,000-character cell, 400 quotes on a line, a NUL
+    b"barcode,title\n39100001," + b"x" * 200_000 + b"\n",
+    b"category,loan_days,max_loans\n" + b'"' * 400 + b",21,5\nADULT,21,5\n",
+    b"cardnumber,surname,firstname,categorycode\nDG1,Nguy\x00en,An,ADULT\n",
+    # a quote left open: the next line becomes part of the title
+    'barcode,title\n39100001,"T\u1eaft \u0111\u00e8n\n39100002,S\u1ed1 \u0111\u1ecf\n'.encode(),
+)
+
+
+def _marc_seeds() -> tuple[bytes, ...]:
+    from pymarc import Field, Indicators, Record, Subfield
+
+    def record(title: str, barcode: str, leader9: str = "a") -> bytes:
+        r = Record(force_utf8=leader9 == "a")
+        author = "Nguy\u1ec5n Du"
+        r.add_field(Field("245", Indicators("1", "0"), [Subfield("a", title + " /"),
+                                                        Subfield("c", author)]))
+        r.add_field(Field("100", Indicators("1", " "), [Subfield("a", author + ",")]))
+        r.add_field(Field("952", Indicators(" ", " "), [
+            Subfield("p", barcode), Subfield("o", "895.9"), Subfield("7", "0"),
+            Subfield("c", "A")]))
+        data = bytearray(r.as_marc())
+        data[9:10] = leader9.encode()
+        return bytes(data)
+
+    good = record("Truy\u1ec7n Ki\u1ec1u", "39100001")
+    ascii_ = record("So do", "39100002", " ")
+    broken = []
+    for at, value in ((24, b"24X0abcd9999"), (27, b"9999"), (31, b"99999"), (12, b"00010"),
+                      (12, b"99999")):
+        b = bytearray(good)
+        b[at:at + len(value)] = value
+        broken.append(bytes(b))
+    unterminated = bytearray(good)
+    unterminated[unterminated.index(b"\x1e")] = ord("0")
+    return (good, ascii_, good + ascii_, *broken, bytes(unterminated), good[:-7])
+
+
+def _import_targets() -> list[Target]:
+    from selfcheck.central.importer import CatalogueError
+
+    csv_tokens = (b'"', b'""', b",", b";", b"\t", b"\r\n", b"\n", b"\x00", b"\xef\xbb\xbf",
+                  b"0000-00-00", b"31/02/2026", b"-1", "\u1ec5".encode(), "e\u0303".encode())
+    marc_tokens = (b"\x1e", b"\x1f", b"\x1d", b"00000", b"99999", b"952", b"245", b"\x1fp",
+                   b"\xe1", b"\xff")
+    return [
+        Target("import-csv", _CsvImport(), (CatalogueError,), _CSV_SEEDS, csv_tokens,
+               256 * 1024),
+        Target("import-marc", _MarcImport(), (CatalogueError,), _marc_seeds(), marc_tokens),
+    ]
 
 
 def all_targets() -> list[Target]:
     return [*_tag_targets(), *_pad_targets(), _sip2_target(), _mqtt_target(),
-            _barcode_target(), _config_target()]
+            _barcode_target(), *_config_targets(), *_import_targets()]

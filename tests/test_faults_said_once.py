@@ -1,0 +1,462 @@
+"""When something outside breaks (the broker, the database, the book pad's port, the library
+system), the real commands say so in one line, in the IT person's language, and once more when
+it clears: never a traceback for it, never the same line at every retry."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from selfcheck.lab.broker import Broker, free_port
+from tests.conftest import ROOT, wait_until
+from tests.dbs import fresh_db
+
+TRACEBACK = "Traceback (most recent call last)"
+
+
+class Run:
+    """A `selfcheck ...` child process whose stdout and stderr lines are collected as they
+    come, so that a test waits for a line instead of guessing a delay."""
+
+    def __init__(self, argv: list[str], *, lang: str = "en",
+                 env: dict[str, str] | None = None, user: str | None = None) -> None:
+        full = {k: v for k, v in os.environ.items()
+                if not k.startswith(("SELFCHECK_", "LC_", "LANG"))}
+        full.update({"LANG": "vi_VN.UTF-8" if lang == "vi" else "C.UTF-8",
+                     "PYTHONPATH": str(ROOT), **(env or {})})
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "selfcheck.cli", *argv], cwd=ROOT, env=full, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            user=user)
+        for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=self._read, args=(stream, into), daemon=True).start()
+
+    @staticmethod
+    def _read(stream: object, into: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            into.append(line.rstrip("\n"))
+
+    def count(self, pattern: str, *, level: str | None = None) -> int:
+        return len(self.lines(pattern, level=level))
+
+    def lines(self, pattern: str, *, level: str | None = None) -> list[str]:
+        rx = re.compile(pattern)
+        return [ln for ln in list(self.err)
+                if rx.search(ln) and (level is None or f" {level} " in ln)]
+
+    def wait_err(self, pattern: str, n: int = 1, timeout_s: float = 30.0, *,
+                 level: str | None = None) -> None:
+        wait_until(lambda: self.count(pattern, level=level) >= n or self.proc.poll() is not None,
+                   timeout_s, f"{n} x {pattern!r} on stderr")
+        assert self.count(pattern, level=level) >= n, self.text()
+
+    def wait_out(self, text: str, timeout_s: float = 30.0) -> None:
+        wait_until(lambda: text in self.out or self.proc.poll() is not None, timeout_s,
+                   f"{text!r} on stdout")
+        assert text in self.out, self.text()
+
+    def text(self) -> str:
+        return "\n".join(["-- stdout", *self.out, "-- stderr", *self.err])
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Run]]:
+    started: list[Run] = []
+    yield started
+    for r in started:
+        r.stop()
+
+
+class Gate:
+    """A TCP forwarder in front of the real PostgreSQL that the test shuts and opens: shut, it
+    cuts every connection and takes each new one only to close it (counting them), which is
+    what a client sees of a server that went away, without touching the shared server."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.open = False
+        self.refused = 0  # connections closed at once while shut: the client's retries
+        self._lock = threading.Lock()
+        self._live: list[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with self._lock:
+                if not self.open:
+                    self.refused += 1
+                    conn.close()
+                    continue
+                upstream = socket.create_connection(self.target)
+                self._live += [conn, upstream]
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def set_open(self, value: bool) -> None:
+        with self._lock:
+            self.open = value
+            if not value:
+                for s in self._live:
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    s.close()
+                self._live = []
+
+    def close(self) -> None:
+        self.set_open(False)
+        self._server.close()
+
+
+def _metrics(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+def _metric(port: int, name: str) -> float | None:
+    try:
+        return _metrics(port).get(name)
+    except OSError:
+        return None
+
+
+def _central(tmp_path: Path, broker: str, db: str, *extra: str, lang: str = "en",
+             log_level: str = "info") -> list[str]:
+    return ["--log-level", log_level, "central", "--broker", broker, "--db", db,
+            "--ils-check", "3600", *extra]
+
+
+# -- the database
+
+def test_postgresql_down_at_start_and_while_running_is_said_once_each_time(
+        tmp_path: Path, broker: Broker, runs: list[Run]) -> None:
+    with fresh_db("postgresql", tmp_path) as url:
+        gate = Gate(("127.0.0.1", 5432))
+        try:
+            db = url.replace("127.0.0.1:5432", f"127.0.0.1:{gate.port}")
+            mport = free_port()
+            c = Run(_central(tmp_path, str(broker.address), db, "--metrics",
+                             f"127.0.0.1:{mport}", log_level="debug"))
+            runs.append(c)
+            down = r"The database .* cannot be used"
+            c.wait_err(down, level="WARNING")
+            # It keeps trying (each retry a debug line only), waiting longer each time.
+            wait_until(lambda: gate.refused >= 4, 30, "four tries")
+            assert c.count(down) == 1 and c.proc.poll() is None, c.text()
+            assert c.count("still store.down") >= 3, c.text()
+            gate.set_open(True)
+            c.wait_err(r"The database .* works again", level="INFO")
+            c.wait_out("central ready")
+            wait_until(lambda: _metric(mport, "selfcheck_store_up") == 1.0, 10, "store up")
+            # Now it goes away under the running central: its every-second step meets it.
+            before = gate.refused
+            gate.set_open(False)
+            c.wait_err(down, 2)
+            wait_until(lambda: gate.refused >= before + 5, 30, "five more tries")
+            assert c.count(down) == 2, c.text()
+            assert _metric(mport, "selfcheck_store_up") == 0.0
+            assert _metric(mport, 'selfcheck_store_fault{fault="down"}') == 1.0
+            gate.set_open(True)
+            c.wait_err(r"The database .* works again", 2)
+            wait_until(lambda: _metric(mport, "selfcheck_store_up") == 1.0, 10, "store up")
+            assert TRACEBACK not in c.text()
+            assert c.count(r"_release_due|bridge step") == 0, c.text()
+        finally:
+            gate.close()
+
+
+def test_a_store_that_may_not_be_written_waits_with_one_line(
+        tmp_path: Path, broker: Broker, runs: list[Run]) -> None:
+    # Root writes anywhere: the central runs as `nobody`, like the service's own user.
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the central as another user")
+    folder = tmp_path / "store"
+    folder.mkdir()
+    tmp_path.chmod(0o755)
+    c = Run(_central(tmp_path, str(broker.address), f"sqlite:///{folder / 'c.db'}"),
+            lang="vi", user="nobody")
+    runs.append(c)
+    c.wait_err("Không được phép ghi vào cơ sở dữ liệu", level="WARNING")
+    assert c.proc.poll() is None  # waiting, not exiting into a restart loop
+    os.chown(folder, 65534, 65534)  # the IT person gives the service's user its folder
+    c.wait_err("đã hoạt động trở lại", level="INFO", timeout_s=60)
+    c.wait_out("central ready")
+    assert c.count("Không được phép ghi") == 1 and TRACEBACK not in c.text(), c.text()
+
+
+# -- the broker
+
+def test_broker_down_is_said_once_and_back_once_with_a_metric(
+        tmp_path: Path, runs: list[Run]) -> None:
+    port, mport = free_port(), free_port()
+    c = Run(_central(tmp_path, f"127.0.0.1:{port}", f"sqlite:///{tmp_path / 'c.db'}",
+                     "--metrics", f"127.0.0.1:{mport}", log_level="debug"))
+    runs.append(c)
+    c.wait_err(rf"The broker 127.0.0.1:{port} cannot be reached", level="WARNING")
+    c.wait_err("still broker.down", 3)  # paho's retries, each a debug line only
+    assert c.count("cannot be reached") == 1, c.text()
+    c.wait_out("central ready")  # it connects by itself: nothing to fix in the central
+    assert _metric(mport, "selfcheck_broker_up") == 0.0
+    broker = Broker(tmp_path / "broker", port).start()
+    try:
+        c.wait_err(rf"The broker 127.0.0.1:{port} is reached again", level="INFO")
+        wait_until(lambda: _metric(mport, "selfcheck_broker_up") == 1.0, 10, "broker up")
+        broker.stop()
+        c.wait_err("was lost", level="WARNING")
+        wait_until(lambda: _metric(mport, "selfcheck_broker_up") == 0.0, 10, "broker down")
+        broker.start()
+        c.wait_err("is reached again", 2)
+        assert c.count("was lost") == 1 and TRACEBACK not in c.text(), c.text()
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def two_cas(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two credential sets from deploy/mosquitto/make-credentials: the broker's, and another
+    whose CA did not sign the broker's certificate."""
+    made = []
+    for name in ("right", "other"):
+        base = tmp_path_factory.mktemp(name)
+        (base / "roles").write_text("station st-a site-1\nbridge central-bridge-1\n")
+        subprocess.run([str(ROOT / "deploy" / "mosquitto" / "make-credentials"),
+                        str(base / "roles"), str(base / "out")], check=True,
+                       capture_output=True)
+        made.append(base / "out")
+    return made[0], made[1]
+
+
+@pytest.fixture(scope="module")
+def secure_broker(two_cas: tuple[Path, Path],
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = Broker(tmp_path_factory.mktemp("sbroker"), secure=two_cas[0]).start()
+    yield b
+    b.stop()
+
+
+def test_central_with_a_wrong_broker_password_says_so_and_is_not_ready(
+        tmp_path: Path, secure_broker: Broker, runs: list[Run]) -> None:
+    wrong = tmp_path / "bridge.pass"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    c = Run(_central(tmp_path, str(secure_broker.plain_address),
+                     f"sqlite:///{tmp_path / 'c.db'}", "--id", "central-bridge-1",
+                     "--password-file", str(wrong), log_level="debug"), lang="vi")
+    runs.append(c)
+    c.wait_err("từ chối đăng nhập của central-bridge-1", level="WARNING")
+    c.wait_err("still broker.login_refused", 2)  # it went on trying past the first 10 s
+    assert "central ready" not in c.out, c.text()
+    assert c.count("từ chối đăng nhập") == 1 and TRACEBACK not in c.text(), c.text()
+
+
+def test_a_wrong_ca_is_named_by_central_and_station(
+        tmp_path: Path, two_cas: tuple[Path, Path], secure_broker: Broker,
+        runs: list[Run]) -> None:
+    right, other = two_cas
+    bridge_pass = right / "secrets" / "central-bridge-1.pass"
+    c = Run(_central(tmp_path, str(secure_broker.address), f"sqlite:///{tmp_path / 'c.db'}",
+                     "--id", "central-bridge-1", "--password-file", str(bridge_pass),
+                     "--tls", "--ca-file", str(other / "ca.crt")))
+    runs.append(c)
+    c.wait_err("certificate is not trusted", level="WARNING")
+    cfg = tmp_path / "station.toml"
+    cfg.write_text(f'site = "site-1"\nstation = "st-a"\nbroker = "{secure_broker.address}"\n'
+                   f'tls = true\nca_file = "{other / "ca.crt"}"\n'
+                   f'password_file = "{right / "secrets" / "st-a.pass"}"\n'
+                   f'journal = "{tmp_path / "journal.db"}"\nlang = "en"\n')
+    st = Run(["station", "--headless", "--config", str(cfg)])
+    runs.append(st)
+    st.wait_err("certificate is not trusted", level="WARNING")
+    assert "central ready" not in c.out
+    for r in (c, st):
+        assert r.count("certificate is not trusted") == 1 and TRACEBACK not in r.text()
+
+
+def test_station_says_broker_down_once_and_back(tmp_path: Path, runs: list[Run]) -> None:
+    port = free_port()
+    cfg = tmp_path / "station.toml"
+    cfg.write_text(f'site = "site-1"\nstation = "st-a"\nbroker = "127.0.0.1:{port}"\n'
+                   f'journal = "{tmp_path / "journal.db"}"\nlang = "vi"\n')
+    st = Run(["--log-level", "debug", "station", "--headless", "--config", str(cfg)])
+    runs.append(st)
+    st.wait_err(f"Không kết nối được broker 127.0.0.1:{port}", level="WARNING")
+    st.wait_err("still broker.down", 2)
+    broker = Broker(tmp_path / "broker", port).start()
+    try:
+        st.wait_err("đã kết nối lại được broker", level="INFO")
+    finally:
+        broker.stop()
+    assert st.count("Không kết nối được broker") == 1 and TRACEBACK not in st.text()
+
+
+# -- the station's own parts
+
+def _station_cfg(tmp_path: Path, pad_url: str, journal: Path | None = None) -> Path:
+    cfg = tmp_path / "station.toml"
+    cfg.write_text(f'site = "site-1"\nstation = "st-a"\nbroker = "127.0.0.1:{free_port()}"\n'
+                   f'journal = "{journal or tmp_path / "journal.db"}"\nlang = "en"\n'
+                   f'pad = "3m810"\npad_url = "{pad_url}"\n')
+    cfg.chmod(0o644)
+    return cfg
+
+
+def _gaps(r: Run, pattern: str) -> list[float]:
+    """Seconds between the stamped lines that match."""
+    stamps = [time.mktime(time.strptime(ln[:19], "%Y-%m-%dT%H:%M:%S"))
+              for ln in r.lines(pattern)]
+    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+
+
+def test_an_absent_pad_port_is_said_once_and_asked_less_and_less(
+        tmp_path: Path, runs: list[Run]) -> None:
+    st = Run(["--log-level", "debug", "station", "--headless", "--config",
+              str(_station_cfg(tmp_path, str(tmp_path / "ttyUSB-gone")))])
+    runs.append(st)
+    st.wait_err("The book pad's port .* does not exist", level="WARNING")
+    st.wait_err("still pad.absent", 4, timeout_s=40)  # 1 + 2 + 4 + 8 s
+    assert st.count("does not exist") == 1, st.text()
+    assert st.count("pad inventory failed") == 0
+    gaps = _gaps(st, "still pad.absent")
+    assert gaps[-1] >= 3, gaps  # backing off, not once a second
+    assert TRACEBACK not in st.text()
+
+
+def test_a_pad_port_the_station_may_not_open_names_the_dialout_group(
+        tmp_path: Path, runs: list[Run]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the station as another user")
+    master, slave = os.openpty()  # a real tty, root's, not open to others (like /dev/ttyUSB0)
+    try:
+        tty = os.ttyname(slave)
+        os.chmod(tty, 0o600)
+        tmp_path.chmod(0o777)
+        st = Run(["station", "--headless", "--config", str(_station_cfg(tmp_path, tty))],
+                 user="nobody")
+        runs.append(st)
+        st.wait_err("dialout")  # the start-up check: permission, not the cable
+        st.wait_err("may not open the book pad's port", level="WARNING")
+        assert st.count("check the cable") == 0 and st.count("Check the cable") == 0
+        assert st.count("may not open the book pad's port") == 1
+        assert TRACEBACK not in st.text()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_journal_folder_that_may_not_be_written_is_one_line_and_exit_1(
+        tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the station as another user")
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    tmp_path.chmod(0o755)
+    cfg = _station_cfg(tmp_path, "socket://127.0.0.1:9", journal=folder / "j.db")
+    st = Run(["station", "--headless", "--config", str(cfg)], user="nobody", lang="vi")
+    assert st.proc.wait(60) == 1
+    time.sleep(0)  # the reader threads finish with the pipes
+    wait_until(lambda: st.proc.stderr is None or st.proc.stderr.closed or bool(st.err), 5)
+    text = st.text()
+    assert "Không ghi được nhật ký trạm" in text and "nobody" in text, text
+    assert TRACEBACK not in text
+
+
+# -- the library system
+
+def _sip2(tmp_path: Path, port: int, password: str, timeout: float = 5) -> list[str]:
+    secret = tmp_path / "ils.pass"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    return ["--ils", f"sip2://sc@127.0.0.1:{port}?institution=tv-test&timeout={timeout:g}",
+            "--ils-password-file", str(secret)]
+
+
+def test_doctor_and_central_name_timeout_for_a_slow_library_system(
+        tmp_path: Path, broker: Broker, runs: list[Run]) -> None:
+    from tests.sip2_server import Library, running
+
+    lib = Library(delay_s=2.0)  # slower than the URL's timeout=1 below allows
+    with running(lib) as (server, _proxy):
+        ils = _sip2(tmp_path, server.port, lib.password, timeout=1)
+        doctor = Run(["doctor", "--central", "--broker", str(broker.address), "--db",
+                      f"sqlite:///{tmp_path / 'd.db'}", "--lang", "en", *ils])
+        doctor.proc.wait(60)
+        wait_until(lambda: any("library system" in ln for ln in doctor.out + doctor.err), 5)
+        text = doctor.text()
+        assert "timeout=" in text and "now 1 s" in text, text
+        assert "firewall" not in text
+        c = Run(_central(tmp_path, str(broker.address), f"sqlite:///{tmp_path / 'c.db'}",
+                         *ils))
+        runs.append(c)
+        c.wait_err("library system down: .* raise timeout=SECONDS in the SIP2 URL",
+                   level="WARNING")
+    assert TRACEBACK not in doctor.text() + c.text()
+
+
+def test_a_wrong_sip2_password_points_at_the_password_file_and_the_restart(
+        tmp_path: Path, broker: Broker, runs: list[Run]) -> None:
+    from tests.sip2_server import Library, running
+
+    lib = Library()
+    with running(lib) as (server, _proxy):
+        ils = _sip2(tmp_path, server.port, "wrong")
+        doctor = Run(["doctor", "--central", "--broker", str(broker.address), "--db",
+                      f"sqlite:///{tmp_path / 'd.db'}", "--lang", "vi", *ils])
+        doctor.proc.wait(60)
+        wait_until(lambda: any("--ils-password-file" in ln
+                               for ln in doctor.out + doctor.err), 5)
+        text = doctor.text()
+        assert "khởi động lại" in text and "trong --ils." not in text, text
+        c = Run(_central(tmp_path, str(broker.address), f"sqlite:///{tmp_path / 'c.db'}",
+                         *ils), lang="vi")
+        runs.append(c)
+        c.wait_err("library system login refused: .*--ils-password-file.*khởi động lại",
+                   level="WARNING")
+    assert TRACEBACK not in doctor.text() + c.text()
