@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StationBudget:
-    budget: int = 10  # wrong PINs a station may give within the window
+    budget: int = 10  # wrong PINs a station may give within the window; 0: no budget
     window: dt.timedelta = dt.timedelta(minutes=15)
     pause: dt.timedelta = dt.timedelta(minutes=15)  # the first pause; doubled at each next
     pauses_forgotten: dt.timedelta = dt.timedelta(days=1)  # after a quiet day: the first again
@@ -61,7 +61,7 @@ class PinGuard:
             ).scalar_one_or_none())
         if until is None or until <= now:
             return None
-        return PatronCheckRes(ok=False, reason="pin_locked", pin_locked_until=until)
+        return PatronCheckRes(ok=False, reason="pin_paused", pin_locked_until=until)
 
     def wrong(self, site: str | None, station: str | None, patron_ref: str | None,
               before: pins.PinState, after: pins.PinState, now: dt.datetime,
@@ -103,7 +103,7 @@ class PinGuard:
             else 0
         values: dict[str, Any] = dict(window_start=start, failures=failures,
                                       total=row["total"] + 1, last_at=now, pauses=pauses)
-        if failures >= b.budget:
+        if b.budget and failures >= b.budget:
             until = now + b.pause * 2 ** min(pauses, 10)
             values.update(paused_until=until, pauses=pauses + 1, failures=0, window_start=now)
             self._event(conn, now, site, station, None, "station_paused", until)

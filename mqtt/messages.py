@@ -94,6 +94,9 @@ Reason = Literal[
     "refused",  # the library system said no without a reason we can name: see screen_message
     "wrong_pin",  # res.patron: the PIN did not match (pin_tries_left says how many are left)
     "pin_locked",  # res.patron: too many wrong PINs; locked until pin_locked_until
+    # res.patron: this station's PIN checks are paused after many wrong PINs over any cards
+    # (until pin_locked_until); nothing was said of the card, which may be fine elsewhere
+    "pin_paused",
     "pin_required",  # res.patron: the central wants a PIN for this card: ask, send it again
     "on_hold_for_other",  # loan / renewal: the item is reserved for another reader
     "needs_confirmation",  # loan: the reader must accept `confirm` first (ack.confirm)

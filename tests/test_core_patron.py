@@ -87,6 +87,24 @@ def test_pin_locked_goes_back_to_idle_saying_until_when() -> None:
                                                   until.isoformat())
 
 
+def test_a_paused_station_does_not_tell_the_reader_their_card_is_locked() -> None:
+    """The central pauses a station's PIN checks after many wrong PINs over any cards: the
+    card was not looked at, so the reader hears of the station, in both languages."""
+    from selfcheck.kiosk.i18n import t
+
+    sc = make(pin="always")
+    sc.handle(core.CardRead(CARD), 1)
+    sc.handle(core.PinEntered("1234"), 2)
+    sc.handle(patron_checked(PatronCheckRes(
+        ok=False, reason="pin_paused",
+        pin_locked_until=dt.datetime(2026, 5, 1, 3, 15, tzinfo=dt.UTC))), 3)
+    v = sc.view(3)
+    assert (v.mode, v.message, v.message_arg) == (core.Mode.IDLE, "patron_refused",
+                                                  "pin_paused")
+    assert "máy này" in t("reason.pin_paused", "vi") and "station" in t("reason.pin_paused",
+                                                                         "en")
+
+
 def test_cancel_on_the_pad_goes_back_to_idle_and_forgets_the_card() -> None:
     sc = make(pin="always")
     sc.handle(core.CardRead(CARD), 1)

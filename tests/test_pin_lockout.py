@@ -101,7 +101,7 @@ def test_one_station_trying_many_cards_pauses_itself_and_locks_no_card(
     answers = [thief(card, "0000") for _ in range(2) for card in CARDS]
     assert {a.reason for a in answers} == {"wrong_pin"}
     paused = thief("DG0001", PINS["DG0001"])  # even the right PIN: the station is paused
-    assert (paused.ok, paused.reason, paused.patron_ref) == (False, "pin_locked", None)
+    assert (paused.ok, paused.reason, paused.patron_ref) == (False, "pin_paused", None)
     assert paused.pin_locked_until is not None
     assert paused.pin_locked_until - dt.datetime.now(dt.UTC) > dt.timedelta(minutes=10)
     honest = station("st-b")
@@ -178,9 +178,26 @@ def test_the_station_budget_stands_in_front_of_the_library_system(tmp_path: Path
             asked = len(lib.languages)
             paused = backend.check_patron("DG1001", pin=cards["DG1001"], site=SITE,
                                           station="st-a")
-            assert (paused.reason, paused.patron_ref) == ("pin_locked", None)
+            assert (paused.reason, paused.patron_ref) == ("pin_paused", None)
             assert len(lib.languages) == asked  # the library system never saw it
             assert backend.check_patron("DG1001", pin=cards["DG1001"], site=SITE,
                                         station="st-b").ok
         finally:
             backend.close()
+
+
+def test_a_library_can_set_the_station_budget_from_the_command_line(
+        broker: Broker, station: Callable[[str], Check], tmp_path: Path) -> None:
+    """`--pin-station-budget N`: a busy desk of children mistyping may need more than ten,
+    and 0 turns the pause off (each card still slows and locks on its own count)."""
+    db = f"sqlite:///{tmp_path / 'central.db'}"
+    proc = CentralProcess(broker.address, db, pin="always", log=tmp_path / "central.log")
+    proc.args += ["--pin-station-budget", "12"]
+    with proc:
+        desk = station("st-a")
+        answers = [desk(card, "0000") for _ in range(2) for card in CARDS]  # 10 wrong
+        answers.append(desk("DG0001", "0000"))  # the 11th
+        assert "pin_paused" not in {a.reason for a in answers}
+        assert desk("DG0005", PINS["DG0005"]).ok  # under 12: not paused
+        answers = [desk("DG0002", "0000"), desk("DG0003", "0000")]  # the 12th pauses it
+        assert desk("DG0005", PINS["DG0005"]).reason == "pin_paused"

@@ -37,6 +37,7 @@ from selfcheck.central.backend import BackendUnavailable, Tx
 from selfcheck.central.koha import mapping as km
 from selfcheck.central.koha.client import KohaClient, KohaConfig
 from selfcheck.central.names import given_name
+from selfcheck.central.pin_guard import StationBudget
 from selfcheck.central.pin_rules import PinRules, demand, refusal
 from selfcheck.central.sip2 import messages as m
 from selfcheck.central.sip2.backend import Sip2Backend
@@ -67,12 +68,14 @@ class KohaBackend(Sip2Backend):
                  lease_s: float | None = None, pool: Sip2Pool | None = None,
                  client: KohaClient | None = None,
                  pin_policy: pins.PinPolicy | None = None,
-                 pin_rules: PinRules | None = None) -> None:
+                 pin_rules: PinRules | None = None,
+                 pin_budget: StationBudget | None = None) -> None:
         if lease_s is None:  # longer than the worst a transaction can take over either
             # protocol: up to six REST requests (GETs tried twice) and two SIP2 ones
             lease_s = max(6 * circulation.timeout_s, 8 * koha.timeout_s) + 10
         super().__init__(circulation, engine, lease_s=lease_s, pool=pool,
-                         pin_policy=pin_policy, currency=koha.currency, pin_rules=pin_rules)
+                         pin_policy=pin_policy, currency=koha.currency, pin_rules=pin_rules,
+                         pin_budget=pin_budget)
         self.koha = koha
         self.client = client or KohaClient(koha)
         # Stable in Koha, and looked up on every loan otherwise: card -> patron_id (in memory

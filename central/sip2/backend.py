@@ -30,7 +30,7 @@ from selfcheck.central.backend import KIND, BackendUnavailable, Claim, Outcome, 
 from selfcheck.central.ledger import aware
 from selfcheck.central.names import given_name
 from selfcheck.central.offline_policy import EVERY, OfflineStations
-from selfcheck.central.pin_guard import PinGuard
+from selfcheck.central.pin_guard import PinGuard, StationBudget
 from selfcheck.central.pin_rules import PinRules, demand, refusal
 from selfcheck.central.salts import site_salt
 from selfcheck.central.schema import patron_refs, sip2_claims
@@ -109,7 +109,8 @@ class Sip2Backend:
     def __init__(self, cfg: Sip2Config, engine: Engine, *, lease_s: float | None = None,
                  pool: Sip2Pool | None = None, pin_policy: pins.PinPolicy | None = None,
                  currency: str = "VND", pin_rules: PinRules | None = None,
-                 offline_stations: OfflineStations = EVERY) -> None:
+                 offline_stations: OfflineStations = EVERY,
+                 pin_budget: StationBudget | None = None) -> None:
         """`engine`: the central's database, already migrated (ledger.open_db)."""
         self.offline_stations = offline_stations  # who gets the offline list
         self.cfg = cfg
@@ -117,7 +118,8 @@ class Sip2Backend:
         self.pin_rules = pin_rules or PinRules()
         self.currency = currency  # when the ACS sends no BH
         self.engine = engine
-        self.pin_guard = PinGuard(engine)  # per-station wrong PINs, before the library system
+        # per-station wrong PINs, before the library system
+        self.pin_guard = PinGuard(engine, pin_budget)
         self.pool = pool or Sip2Pool(cfg)
         # Longer than the worst a bridge can spend on one transaction: up to five requests.
         self.lease = dt.timedelta(seconds=lease_s if lease_s is not None
