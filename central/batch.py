@@ -12,8 +12,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
 
 from selfcheck.central.backend import KIND, Tx
 from selfcheck.central.schema import circulation, holds, items, loans, patrons, rules
@@ -22,27 +23,38 @@ from selfcheck.mqtt.messages import AckTx, TxLoan, TxReturn
 
 Row = dict[str, Any]
 
+# The reads of every batch, built once (building one costs more than running it): `ids` the
+# batch's item_ids, `refs` its patron_refs.
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_REFS: BindParameter[list[str]] = bindparam("refs", expanding=True)
+_ITEMS = select(items).where(items.c.item_id.in_(_IDS))
+_PATRONS = (select(patrons, rules.c.loan_days, rules.c.max_loans).join(rules)
+            .where(patrons.c.ref.in_(_REFS)))
+_LOANS = select(loans).where(loans.c.item_id.in_(_IDS))
+_COUNTS = (select(loans.c.patron_ref, func.count()).where(loans.c.patron_ref.in_(_REFS))
+           .group_by(loans.c.patron_ref))
+_HOLDS = (select(holds).where(holds.c.item_id.in_(_IDS))
+          .order_by(holds.c.placed_at, holds.c.id))
+
 
 class Batch:
     def __init__(self, conn: Connection, txs: Sequence[Tx], *, hold_days: int = 7) -> None:
         self.hold_days = hold_days
         item_ids = {tx.item_id for tx in txs}
         refs = {tx.patron_ref for tx in txs if not isinstance(tx, TxReturn)}
+        ids = {"ids": list(item_ids)}
         self.items: dict[str, Row] = {r["item_id"]: dict(r) for r in conn.execute(
-            select(items).where(items.c.item_id.in_(item_ids))).mappings()}
+            _ITEMS, ids).mappings()}
         self.patrons: dict[str, Row] = {r["ref"]: dict(r) for r in conn.execute(
-            select(patrons, rules.c.loan_days, rules.c.max_loans).join(rules)
-            .where(patrons.c.ref.in_(refs))).mappings()} if refs else {}
+            _PATRONS, {"refs": list(refs)}).mappings()} if refs else {}
         self.loans: dict[str, Row | None] = {i: None for i in item_ids}
-        for r in conn.execute(select(loans).where(loans.c.item_id.in_(item_ids))).mappings():
+        for r in conn.execute(_LOANS, ids).mappings():
             self.loans[r["item_id"]] = dict(r)
         self.counts: dict[str, int] = dict(conn.execute(
-            select(loans.c.patron_ref, func.count()).where(loans.c.patron_ref.in_(refs))
-            .group_by(loans.c.patron_ref)).all()) if refs else {}
+            _COUNTS, {"refs": list(refs)}).all()) if refs else {}
         # The hold queue of each item, first in line first.
         self.holds: dict[str, list[Row]] = {}
-        for r in conn.execute(select(holds).where(holds.c.item_id.in_(item_ids))
-                              .order_by(holds.c.placed_at, holds.c.id)).mappings():
+        for r in conn.execute(_HOLDS, ids).mappings():
             self.holds.setdefault(r["item_id"], []).append(dict(r))
         self.changed: set[str] = set()
         self.holds_changed: dict[int, Row | None] = {}  # id -> new row, or None: removed

@@ -32,7 +32,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
-from selfcheck.central import offline_policy
+from selfcheck.central import offline_policy, stocktake, tagging
 from selfcheck.central.backend import BackendUnavailable, LocalBackend, RemoteBackend, Tx
 from selfcheck.central.costly import COSTLY, TX_COST, FairPool, pool_size, request_cost
 from selfcheck.central.ledger import Ledger, key_of
@@ -100,6 +100,7 @@ class Bridge:
         apply(self._client, broker, security or ClientSecurity())
         self.broker_watch = BrokerWatch(self._client, broker, client_id, log)
         self.backend = backend
+        self.tagging_isil: str | None = None  # owner ISIL for tags of items with none set
         # The database the ledger writes to (the store itself, or the SIP2/Koha dedupe rows):
         # an outage is said once, and once when it ends, whatever step meets it.
         self.store = Fault(log, "store.up",
@@ -114,6 +115,9 @@ class Bridge:
         self.order = self.ledger.order
         self.throttle = StationThrottle(station_rate_per_s, station_burst)
         self.rejection_log = OnceLog(log)
+        # A library system that does not answer leaves every batch unanswered: its state is
+        # said once per change by the central's check (ils_health); here at most once a minute.
+        self.unanswered_log = OnceLog(log)
         self._rejections_lock = threading.Lock()
         # The costly requests' threads count too (requests, unanswered, shed).
         self._counts_lock = threading.Lock()
@@ -226,7 +230,10 @@ class Bridge:
 
     def _release_due(self) -> None:
         released = self.ledger.release_due()
-        self.store.up()  # asked every second: it also sees the database come back
+        # Asked every second, it sees a database come back; but it only reads, so a full or
+        # read-only one is cleared only by a write that worked (_take).
+        if self.store.reason not in ("store.full", "store.readonly"):
+            self.store.up()
         if released:
             self._apply(released)
 
@@ -328,6 +335,9 @@ class Bridge:
     def _intake(self, m: paho.MQTTMessage) -> Tx | None:
         """The transaction a message carries; a request is answered here (None)."""
         where = topics.parse(m.topic)
+        if where.channel == "tx" and where.name == "tagged":
+            self._tagged(m, where)  # a tag written: recorded outside the circulation order
+            return None
         if where.channel == "tx":
             tx = messages.decode_tx(m.payload, where.name)  # the topic's kind only
             if (tx.site, tx.station) != (where.site, where.station):
@@ -339,7 +349,8 @@ class Bridge:
             self._answer(m, where)
         except BackendUnavailable as exc:  # no answer: the station goes offline
             self._count("unanswered")
-            log.warning("request %s unanswered: %s", m.topic, exc)
+            self.unanswered_log.note("request", self.counters.unanswered,
+                                     "request %s unanswered: %s", m.topic[:200], exc)
         return None
 
     def _take(self, txs: list[tuple[paho.MQTTMessage, Tx]]) -> None:
@@ -359,7 +370,8 @@ class Bridge:
                 if not self.ledger.admits_with_apply:
                     self._apply(self.ledger.release({key_of(tx) for tx in admitted.ready}))
         except BackendUnavailable as exc:  # nobody's fault: the outboxes send them again
-            log.warning("batch of %d unanswered: %s", len(txs), exc)
+            self.unanswered_log.note("batch", self.counters.unanswered + len(txs),
+                                     "batch of %d unanswered: %s", len(txs), exc)
             for m, _ in txs:
                 self._count("unanswered")
                 self._client.ack(m.mid, m.qos)
@@ -381,6 +393,7 @@ class Bridge:
             for one in txs:
                 self._take([one])
             return
+        self.store.up()
         for m, _ in txs:
             self._client.ack(m.mid, m.qos)
 
@@ -410,10 +423,10 @@ class Bridge:
                     self.counters.reasons.get(ack.reason, 0) + 1
             log.debug("answered %s: %s", tx.schema_, "ok" if ack.ok else ack.reason,
                       extra={"station": tx.station, "msg_id": tx.msg_id, "seq": tx.seq})
-            self._client.publish(topics.ack_tx(tx.site, tx.station), messages.encode(ack),
-                                 qos=1)
-            if hops.HOOKS:
+            payload = messages.encode(ack)
+            if hops.HOOKS:  # handed to paho: what follows is paho's, the broker's, the wire's
                 hops.mark("ack_published", tx.msg_id)
+            self._client.publish(topics.ack_tx(tx.site, tx.station), payload, qos=1)
 
     def _reject(self, m: paho.MQTTMessage, reason: str, detail: str, *,
                 trace: bool = False) -> None:
@@ -455,11 +468,28 @@ class Bridge:
         elif isinstance(req, messages.OfflineListReq):
             # Only to the stations the central marked (central/offline_policy.py).
             res = offline_policy.answer(self.backend, where.site, where.station, req.page)
+        elif isinstance(req, messages.StocktakeReq | messages.StocktakeSeenReq):
+            # Staff taking stock: the central's catalogue, never the library system.
+            res = stocktake.answer(self.backend.engine, where.site, where.station, req)
+        elif isinstance(req, messages.ItemReq):
+            res = tagging.lookup(self.backend.engine, req.item_id, self.tagging_isil)
         else:  # a name in REQUESTS with no branch here: a programming error
             raise AssertionError(f"request {where.name} has no handler")
         self._count("requests")
         out = publish_properties(CorrelationData=getattr(props, "CorrelationData", b""))
         self._client.publish(reply_to, messages.encode(res), qos=1, properties=out)
+
+
+    def _tagged(self, m: paho.MQTTMessage, where: topics.Parsed) -> None:
+        """Record a tag a station wrote (central/tagging.py) and answer on ack/tx after the
+        commit, so that the station's tagging outbox lets go of it."""
+        tx = messages.decode(m.payload, messages.TxTagged)
+        assert isinstance(tx, messages.TxTagged)
+        if (tx.site, tx.station) != (where.site, where.station):
+            raise messages.MessageError("station", "does not match the topic")
+        ack = tagging.record(self.backend.engine, tx)
+        self._count("repeats" if ack.repeat else "applied")
+        self._client.publish(topics.ack_tx(tx.site, tx.station), messages.encode(ack), qos=1)
 
 
 def store_fault(exc: BaseException) -> str | None:

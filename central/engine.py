@@ -46,7 +46,7 @@ def multi_host(url: str) -> str:
     SQLAlchemy parses: no host in the authority, one `host=H:P` per host in the query. psycopg
     then hands libpq the same list, which tries the hosts in order on every connect."""
     scheme, sep, rest = url.partition("://")
-    authority, slash, tail = rest.partition("/")
+    authority, _slash, tail = rest.partition("/")
     user, at, hosts = authority.rpartition("@")
     if not sep or "," not in hosts:
         return url

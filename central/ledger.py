@@ -40,7 +40,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -76,6 +76,11 @@ def aware(when: dt.datetime) -> dt.datetime:
 
 def _key(tx: Tx) -> tuple[str, str, str]:
     return (tx.site, tx.station, tx.msg_id)
+
+
+# The dedupe read of every batch, built once (building one costs more than running it).
+_STORED = (select(processed.c.site, processed.c.station, processed.c.msg_id, processed.c.result)
+           .where(processed.c.msg_id.in_(bindparam("ids", expanding=True))))
 
 
 def _repeat(result: str) -> AckTx:
@@ -173,8 +178,7 @@ class Ledger:
         in the batch (index -> the first's), which the first one answers."""
         wanted = {_key(tx) for tx in batch}
         stored = {(r.site, r.station, r.msg_id): r.result for r in conn.execute(
-            select(processed.c.site, processed.c.station, processed.c.msg_id,
-                   processed.c.result).where(processed.c.msg_id.in_([k[2] for k in wanted])))
+            _STORED, {"ids": [k[2] for k in wanted]})
             if (r.site, r.station, r.msg_id) in wanted}  # no station's passes for another's
         results: list[AckTx | None] = [None] * len(batch)
         todo: list[int] = []

@@ -35,7 +35,18 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Engine, Table, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -61,6 +72,31 @@ MARK_WRITE_EVERY = 64
 
 def key_of(tx: Tx) -> Key:
     return (tx.site, tx.station, tx.journal or "")
+
+
+# The statements on the path of every transaction, built once: building one costs more than
+# running it. Parameters: _params(key), and `mark`.
+def _keyed(table: Table) -> tuple[ColumnElement[bool], ...]:
+    c = table.c
+    return (c.site == bindparam("k_site"), c.station == bindparam("k_station"),
+            c.journal == bindparam("k_journal"))
+
+
+def _params(key: Key) -> dict[str, str]:
+    return {"k_site": key[0], "k_station": key[1], "k_journal": key[2]}
+
+
+# The mark (locked: PostgreSQL's FOR UPDATE; SQLite's BEGIN IMMEDIATE already serialises
+# writers), the last restore, whether anything of the journal is held. No aggregate beside
+# FOR UPDATE: PostgreSQL refuses one.
+_STATE = (select(station_order.c.applied,
+                 select(store_restores.c.id).order_by(store_restores.c.id.desc()).limit(1)
+                 .scalar_subquery(),
+                 exists().where(*_keyed(held_tx)))
+          .where(*_keyed(station_order)).with_for_update())
+_AFTER_MARK = (select(processed.c.seq)
+               .where(*_keyed(processed), processed.c.seq > bindparam("mark"))
+               .order_by(processed.c.seq))
 
 
 @dataclass
@@ -99,9 +135,8 @@ class StationOrder:
         groups: dict[Key, list[Tx]] = {}
         for tx in txs:
             groups.setdefault(key_of(tx), []).append(tx)
-        restore = self._last_restore(conn)
         for key in sorted(groups):
-            mark = self._lock(conn, key, now)
+            mark, restore, others_held = self._lock_state(conn, key, now)
             group = sorted(groups[key], key=lambda t: t.seq)
             if restore is not None:
                 mark = self._after_restore(conn, key, group, mark, restore, now)
@@ -119,7 +154,10 @@ class StationOrder:
                     nxt += 1
                 elif self._hold(conn, key, tx, now):
                     out.held.append(tx)
-            ready += self._pull(conn, key, nxt)
+            # Only what was held before this batch can follow on from it: once one of the
+            # batch is held, the rest of the batch is past the gap too.
+            if others_held:
+                ready += self._pull(conn, key, nxt)
             out.ready += sorted(ready, key=lambda t: t.seq)
         return out
 
@@ -209,6 +247,16 @@ class StationOrder:
         c = table.c
         return (c.site == key[0], c.station == key[1], c.journal == key[2])
 
+    def _lock_state(self, conn: Connection, key: Key, now: dt.datetime
+                    ) -> tuple[int, int | None, bool]:
+        """`_lock`, and with it the last restore (`_last_restore`) and whether anything of this
+        journal is held: one statement in the usual case, not three, on the path of every
+        transaction (built once, _STATE)."""
+        row = conn.execute(_STATE, _params(key)).first()
+        if row is None:  # a new journal: made by `_lock`, the rest asked on its own
+            return self._lock(conn, key, now), self._last_restore(conn), True
+        return self._advance(conn, key, int(row[0]), now), row[1], bool(row[2])
+
     def _lock(self, conn: Connection, key: Key, now: dt.datetime) -> int:
         """The journal's mark, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite's
         BEGIN IMMEDIATE already serialises writers) and moved on past the dedupe rows."""
@@ -223,10 +271,12 @@ class StationOrder:
                 mark = 0
             except IntegrityError:  # another bridge made it just now
                 mark = conn.execute(query.with_for_update()).scalar_one()
+        return self._advance(conn, key, int(mark), now)
+
+    def _advance(self, conn: Connection, key: Key, mark: int, now: dt.datetime) -> int:
+        """The mark moved on past the dedupe rows that follow it (written back now and then)."""
         start = mark
-        for seq in conn.execute(
-                select(processed.c.seq).where(*self._is(processed, key), processed.c.seq > mark)
-                .order_by(processed.c.seq)).scalars():
+        for seq in conn.execute(_AFTER_MARK, {**_params(key), "mark": mark}).scalars():
             if seq > mark + 1:
                 break
             mark = seq

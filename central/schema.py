@@ -287,3 +287,77 @@ restore_numbering = Table(
     Column("seq", BigInteger, nullable=False),  # the first number seen after the restore
     Column("taken_at", DateTime(timezone=True), nullable=False),
 )
+
+# -- stock-takes (central/stocktake.py): a shelf, call-number range or collection counted
+# with a pad, a stack at a time, possibly over several stations and days
+
+# One stock-take of one place: 'open' while a station works on it, 'paused' between (any
+# station of the site may take it up again), 'closed' once the report is final.
+stocktakes = Table(
+    "stocktakes", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("site", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # shelf, calls, collection
+    Column("value", String(255), nullable=False),
+    Column("upto", String(255)),  # calls: the last call number of the range
+    Column("status", String(8), nullable=False),
+    Column("station", String(64), nullable=False),  # the last station that worked on it
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+)
+
+# Each tag seen once per stock-take (the first time, where): `tag` is the item id, or
+# 'uid:' and the tag's UID when the tag gave no item id.
+stocktake_seen = Table(
+    "stocktake_seen", metadata,
+    Column("stocktake_id", String(36), ForeignKey("stocktakes.id"), nullable=False),
+    Column("tag", String(68), nullable=False),
+    Column("item_id", String(64)),
+    Column("uid", String(16), nullable=False),
+    Column("station", String(64), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("stocktake_id", "tag", name="pk_stocktake_seen"),
+)
+
+# The batches of sightings taken in: a station's outbox sends a batch until it is answered,
+# and a repeat must not count again (it is answered the same way, from the seen rows).
+stocktake_batches = Table(
+    "stocktake_batches", metadata,
+    Column("stocktake_id", String(36), ForeignKey("stocktakes.id"), nullable=False),
+    Column("batch_id", String(36), nullable=False),
+    Column("station", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("stocktake_id", "batch_id", name="pk_stocktake_batches"),
+)
+
+# -- tagging the collection (central/tagging.py): converting a library to RFID, a book at a
+# time at a station in staff mode
+
+# What a tag needs beyond the item row: the set a multi-part item makes (one tag per part)
+# and its owner's ISIL when it is not the central's default. Items without a row: 1 part.
+tagging_items = Table(
+    "tagging_items", metadata,
+    Column("item_id", String(64), ForeignKey("items.item_id"), primary_key=True),
+    Column("parts_in_item", Integer, nullable=False, default=1),
+    Column("owner_isil", String(16)),
+)
+
+# One row per tag written and verified (a multi-part item has one per part), recorded once
+# per msg_id from the station's tagging outbox: who (a staff card hash), where and when.
+tagged_items = Table(
+    "tagged_items", metadata,
+    Column("msg_id", String(36), primary_key=True),
+    Column("item_id", String(64), nullable=False, index=True),
+    Column("tag_uid", String(16), nullable=False),
+    Column("part_number", Integer, nullable=False),
+    Column("parts_in_item", Integer, nullable=False),
+    Column("site", String(64), nullable=False),
+    Column("station", String(64), nullable=False),
+    Column("staff_ref", String(64), nullable=False),
+    Column("tagged_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("overwrote", Boolean, nullable=False),
+    Column("offline", Boolean, nullable=False),
+    Column("known", Boolean, nullable=False),  # the item was in the catalogue on receipt
+)

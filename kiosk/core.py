@@ -118,7 +118,8 @@ def staff_ref(card_id: str) -> str:
 _SESSION_MODES = (Mode.BORROW, Mode.RETURN, Mode.CONFIRM_COUNT, Mode.RECEIPT, Mode.EMAIL,
                   Mode.SUMMARY, Mode.ACCOUNT, Mode.CONFIRM_LOAN)
 # Someone is at the station: no closing under them.
-_READER_MODES = (*_SESSION_MODES, Mode.CHECKING, Mode.HELP, Mode.STAFF, Mode.PIN)
+_READER_MODES = (*_SESSION_MODES, Mode.CHECKING, Mode.HELP, Mode.STAFF, Mode.PIN,
+                 Mode.TAGGING)
 # Back to idle after inactivity_s with no touch (the summary and help screens have their own).
 _INACTIVITY_MODES = (*(m for m in _SESSION_MODES if m is not Mode.SUMMARY), Mode.STAFF,
                      Mode.PIN)
@@ -192,6 +193,8 @@ TOUCHES: dict[tuple[Mode | None, str], str] = {
     (Mode.STAFF, "staff_oos"): "_press_staff_oos",
     (Mode.STAFF, "staff_in_service"): "_press_staff_in_service",
     **{(Mode.STAFF, b): "_press_staff_exit" for b in ("staff_exit", "cancel", "done")},
+    (Mode.STAFF, "staff_tagging"): "_press_staff_tagging",
+    **{(Mode.TAGGING, b): "_press_tagging_back" for b in ("staff_exit", "cancel", "done")},
 }
 
 
@@ -994,6 +997,19 @@ class SelfCheck:
         self._staff = None
         self._to_idle()
         return []
+
+    def _press_staff_tagging(self, now: float) -> list[Action]:
+        self.mode = Mode.TAGGING  # no inactivity limit: a tagging shift has long pauses
+        return []
+
+    def _press_tagging_back(self, now: float) -> list[Action]:
+        self.mode = Mode.STAFF
+        return []
+
+    @property
+    def staff(self) -> str | None:
+        """The staff member in charge (a hash of their card), None when none is."""
+        return self._staff
 
     def _press_idle(self, now: float) -> list[Action]:
         self._to_idle()

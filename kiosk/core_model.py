@@ -31,6 +31,9 @@ class Mode(StrEnum):
     # A loan the library system makes only if the reader accepts something (a rental
     # charge): the question on screen, one book at a time
     CONFIRM_LOAN = "confirm_loan"
+    # Staff tag books (converting to RFID): the runtime's tagging desk (kiosk/staff_tagging.py)
+    # takes the barcodes and the pad; the core only keeps the station busy and staff in charge
+    TAGGING = "tagging"
 
 
 class Status(StrEnum):
@@ -55,7 +58,7 @@ ReceiptVia = Literal["print", "email"]
 Button = Literal["return", "finish", "lang", "cancel", "done", "help", "count_plus",
                  "count_minus", "count_ok", "count_back", "receipt_print", "receipt_email",
                  "receipt_none", "staff_oos", "staff_in_service", "staff_exit", "account",
-                 "renew_all", "more_time", "call_staff", "loan_yes", "loan_no"]
+                 "renew_all", "more_time", "call_staff", "loan_yes", "loan_no", "staff_tagging"]
 PinRule = Literal["never", "always", "central"]
 NOT_FOR_LOAN = 2  # ISO 28560 type of usage
 

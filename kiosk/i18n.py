@@ -14,12 +14,14 @@ __all__ = ["LANGS", "LOCALE_DIR", "RECEIPT", "SCREENS", "catalog", "date", "reas
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 SCREENS = Catalog(LOCALE_DIR, "kiosk")
 RECEIPT = Catalog(LOCALE_DIR, "receipt")
-_DOMAINS = {"kiosk": SCREENS, "receipt": RECEIPT}
+STOCKTAKE = Catalog(LOCALE_DIR, "stocktake")  # the staff's stock-take screen
+_DOMAINS = {"kiosk": SCREENS, "receipt": RECEIPT, "stocktake": STOCKTAKE}
 _DATE_FORMAT = {"vi": "dd/MM/yyyy", "en": "d MMM yyyy"}
 
 
 def catalog(lang: str, domain: str = "kiosk") -> dict[str, str]:
-    """One gettext catalog: `kiosk` for the screens, `receipt` for printed receipts."""
+    """One gettext catalog: `kiosk` for the screens, `receipt` for printed receipts,
+    `stocktake` for the staff's stock-take screen."""
     return _DOMAINS[domain].texts(lang)
 
 

@@ -42,6 +42,12 @@ def check_depth(data: bytes, limit: int, error: Error) -> None:
         raise error("payload", f"nested {deepest} deep, over the limit of {limit}")
 
 
+# Values with nothing inside to check, skipped before a call and a path are made for them:
+# most of a message's fields, on the path of every message.
+_NO_NUMBERS = (str, type(None))
+_NO_DATETIMES = (str, int, float, type(None))  # bool is an int
+
+
 def check_numbers(value: Any, error: Error, path: str = "") -> None:
     """Every integer fits a signed 64-bit column and every float is finite."""
     if isinstance(value, bool):
@@ -54,10 +60,12 @@ def check_numbers(value: Any, error: Error, path: str = "") -> None:
             raise error(path or "payload", "number is not finite")
     elif isinstance(value, dict):
         for key, item in value.items():
-            check_numbers(item, error, f"{path}.{key}" if path else str(key))
+            if not isinstance(item, _NO_NUMBERS):
+                check_numbers(item, error, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            check_numbers(item, error, f"{path}.{i}" if path else str(i))
+            if not isinstance(item, _NO_NUMBERS):
+                check_numbers(item, error, f"{path}.{i}" if path else str(i))
 
 
 def check_aware(value: Any, error: Error, path: str = "") -> None:
@@ -68,10 +76,14 @@ def check_aware(value: Any, error: Error, path: str = "") -> None:
             raise error(path or "payload", "datetime has no time zone (add Z or +07:00)")
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            check_aware(getattr(value, name), error, f"{path}.{name}" if path else name)
+            item = getattr(value, name)
+            if not isinstance(item, _NO_DATETIMES):
+                check_aware(item, error, f"{path}.{name}" if path else name)
     elif isinstance(value, dict):
         for key, item in value.items():
-            check_aware(item, error, f"{path}.{key}" if path else str(key))
+            if not isinstance(item, _NO_DATETIMES):
+                check_aware(item, error, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            check_aware(item, error, f"{path}.{i}" if path else str(i))
+            if not isinstance(item, _NO_DATETIMES):
+                check_aware(item, error, f"{path}.{i}" if path else str(i))

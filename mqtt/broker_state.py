@@ -62,7 +62,10 @@ class BrokerWatch:
             self.fault.down("broker.refused", reason=str(rc))
 
     def disconnected(self, rc: Any = None) -> None:
-        """A connection that worked was lost (a refused one was said by `connected`)."""
+        """A connection that worked was lost (a refused one was said by `connected`); a
+        disconnect of our own (rc success: stopping) is no fault."""
+        if rc is not None and not getattr(rc, "is_failure", True):
+            return
         if self.fault.is_up:
             self.fault.down("broker.lost", reason=str(rc) if rc is not None else "")
 

@@ -299,6 +299,132 @@ class OfflineListRes(Message):
                                         "loans, fines under the limit, not PIN-locked")
 
 
+# -- tagging the collection (converting a library to RFID) at a station in staff mode
+class ItemReq(Message):
+    schema_: Literal["req.item/1"] = Field("req.item/1", alias="schema")
+    item_id: ItemId = Field(description="the barcode staff scanned off the book")
+
+
+class ItemRes(Message):
+    schema_: Literal["res.item/1"] = Field("res.item/1", alias="schema")
+    ok: bool = Field(description="False: the library system does not know this barcode")
+    reason: Literal["unknown_item"] | None = None
+    item_id: ItemId
+    title: str | None = Field(None, max_length=500)
+    owner_isil: str | None = Field(None, max_length=16, description=(
+        "the owning library's ISIL for the tag; None: the station's own"))
+    parts_in_item: int = Field(1, ge=1, le=255, description="tags of a multi-part item (set)")
+    home_site: str | None = Field(None, max_length=64, description="owning branch (site code)")
+    not_for_loan: bool = Field(False, description="written as type of usage 2 (not for loan)")
+
+
+class TxTagged(Message):
+    """A tag written for an item, from the station's tagging outbox: recorded once per
+    msg_id (answered on ack/tx). Outside the circulation's station order: no seq."""
+
+    schema_: Literal["tx.tagged/1"] = Field("tx.tagged/1", alias="schema")
+    msg_id: MsgId
+    site: str
+    station: str
+    at: dt.datetime = Field(description="when the tag was written and verified, UTC")
+    item_id: ItemId
+    tag_uid: str = Field(pattern=r"^[0-9A-F]{16}$")
+    part_number: int = Field(1, ge=1, le=255)
+    parts_in_item: int = Field(1, ge=1, le=255)
+    staff_ref: str = Field(min_length=1, max_length=64, description="hash of the staff card")
+    overwrote: bool = Field(False, description="the tag held other data; staff confirmed")
+    offline: bool = Field(False, description="written while the central did not answer: "
+                          "the item was not looked up (kept for the progress report)")
+
+
+# -- req/stocktake -> res/stocktake, req/stocktake-seen -> res/stocktake-seen: staff taking
+# stock of a shelf with the pad (central/stocktake.py, kiosk/stocktake.py)
+
+PlaceKind = Literal["shelf", "calls", "collection"]
+StocktakeId = Annotated[str, Field(pattern=UUID7)]
+
+
+class Place(Message):
+    kind: PlaceKind = Field(description="shelf: the items' shelving location (Koha 952$c, the "
+                            "import's `location`); calls: a call-number range, `value` to "
+                            "`upto` (a prefix of `upto` counts as within); collection: the "
+                            "holdings of one branch (the items' home site)")
+    value: str = Field(min_length=1, max_length=255)
+    upto: str | None = Field(None, min_length=1, max_length=255)
+
+
+class PlaceInfo(Message):
+    place: Place
+    items: int = Field(ge=0, description="items of the catalogue in that place")
+
+
+class StocktakeInfo(Message):
+    stocktake_id: StocktakeId
+    place: Place
+    status: Literal["open", "paused", "closed"]
+    expected: int = Field(ge=0, description="items of the place in the catalogue")
+    seen: int = Field(ge=0, description="tags seen so far")
+    found: int = Field(0, ge=0)
+    missing: int = Field(0, ge=0, description="expected, not on loan, not seen (so far)")
+    misplaced: int = Field(0, ge=0, description="seen here, belonging elsewhere")
+    on_loan: int = Field(0, ge=0, description="seen while on loan: a return never made")
+    unknown: int = Field(0, ge=0, description="tags the catalogue does not know")
+    stations: list[str] = Field(default_factory=list, max_length=20)
+
+
+class StocktakeReq(Message):
+    schema_: Literal["req.stocktake/1"] = Field("req.stocktake/1", alias="schema")
+    action: Literal["places", "open", "pause", "close"] = Field(description="places: the "
+                                                               "site's places and its "
+                                                               "stock-takes not closed; open: "
+                                                               "start one of `place`, or take "
+                                                               "up the one not closed there "
+                                                               "(or `stocktake_id`); pause, "
+                                                               "close: `stocktake_id`")
+    place: Place | None = None
+    stocktake_id: StocktakeId | None = None
+
+
+class StocktakeRes(Message):
+    schema_: Literal["res.stocktake/1"] = Field("res.stocktake/1", alias="schema")
+    ok: bool
+    reason: Literal["unknown_stocktake", "closed", "empty_place", "bad_request"] | None = None
+    stocktake: StocktakeInfo | None = None
+    places: list[PlaceInfo] = Field(default_factory=list, max_length=40)
+    going: list[StocktakeInfo] = Field(default_factory=list, max_length=20, description=(
+        "the site's stock-takes not closed, newest first"))
+
+
+class SeenEntry(Message):
+    uid: str = Field(pattern=r"^[0-9A-F]{16}$")
+    item_id: ItemId | None = Field(None, description="from the tag; absent: no item id read")
+
+
+class StocktakeSeenReq(Message):
+    schema_: Literal["req.stocktake-seen/1"] = Field("req.stocktake-seen/1", alias="schema")
+    stocktake_id: StocktakeId
+    batch_id: MsgId = Field(description="UUIDv7 chosen by the station; sent again until "
+                            "answered, counted once")
+    at: dt.datetime = Field(description="when the stack was on the pad, station clock, UTC")
+    tags: list[SeenEntry] = Field(min_length=1, max_length=40)
+
+
+class SeenBook(Message):
+    uid: str = Field(pattern=r"^[0-9A-F]{16}$")
+    item_id: ItemId | None = None
+    title: str | None = Field(None, max_length=80)
+    verdict: Literal["found", "misplaced", "on_loan", "unknown"]
+
+
+class StocktakeSeenRes(Message):
+    schema_: Literal["res.stocktake-seen/1"] = Field("res.stocktake-seen/1", alias="schema")
+    ok: bool
+    reason: Literal["unknown_stocktake", "closed"] | None = None
+    batch_id: MsgId
+    books: list[SeenBook] = Field(default_factory=list, max_length=40)
+    stocktake: StocktakeInfo | None = None
+
+
 class MessageError(ValueError):
     """A payload that is not a valid v1 message. `field` names where, `reason` why."""
 
@@ -313,6 +439,9 @@ MODELS: dict[str, type[Message]] = {
     "status/1": Status, "req.patron/1": PatronCheckReq, "res.patron/1": PatronCheckRes,
     "req.account/1": AccountReq, "res.account/1": AccountRes,
     "req.offline-list/1": OfflineListReq, "res.offline-list/1": OfflineListRes,
+    "req.item/1": ItemReq, "res.item/1": ItemRes, "tx.tagged/1": TxTagged,
+    "req.stocktake/1": StocktakeReq, "res.stocktake/1": StocktakeRes,
+    "req.stocktake-seen/1": StocktakeSeenReq, "res.stocktake-seen/1": StocktakeSeenRes,
 }
 
 # tx/{kind} -> the one model that topic carries
@@ -323,6 +452,9 @@ REQUESTS: dict[str, tuple[type[Message], type[Message]]] = {
     "patron": (PatronCheckReq, PatronCheckRes),
     "account": (AccountReq, AccountRes),
     "offline-list": (OfflineListReq, OfflineListRes),
+    "item": (ItemReq, ItemRes),
+    "stocktake": (StocktakeReq, StocktakeRes),
+    "stocktake-seen": (StocktakeSeenReq, StocktakeSeenRes),
 }
 
 

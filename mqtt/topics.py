@@ -35,6 +35,12 @@ def tx(site: str, station: str, kind: str) -> str:
     return f"{root(site, station)}/tx/{kind}"
 
 
+def tagged(site: str, station: str) -> str:
+    """A tag written at the tagging desk (tx.tagged/1): answered on ack/tx like a
+    transaction, but not one of the circulation's (no seq, no station order)."""
+    return f"{root(site, station)}/tx/tagged"
+
+
 def ack_tx(site: str, station: str) -> str:
     return f"{root(site, station)}/ack/tx"
 

@@ -215,7 +215,10 @@ def test_provision_for_real_twice(data_device: str, pi_root: Path) -> None:
     cmd = ("/src/deploy/pi/provision.sh", "--card-reader", "uart", "--read-only-root",
            "--data-device", data_device, "--mkfs", "--time-server", "central.lib",
            "--src", "/src")
-    first = _chroot(root, *cmd, check=False)
+    # The app's wheels from the cache first (PyPI still reachable for anything missing).
+    shutil.copytree(_wheels(), root / "wheels")
+    wheels = ("PIP_FIND_LINKS=/wheels",)
+    first = _chroot(root, *cmd, check=False, env_extra=wheels)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     # Packages from the distribution.
     for pkg in ("python3-venv", "libegl1", "libgles2", "libgbm1", "libgl1-mesa-dri",
@@ -284,11 +287,11 @@ def test_provision_for_real_twice(data_device: str, pi_root: Path) -> None:
     assert "SystemMaxUse=64M" in journald and "Storage=persistent" in journald
 
     before = _snapshot(root)
-    second = _chroot(root, *cmd, check=False)
+    second = _chroot(root, *cmd, check=False, env_extra=wheels)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     after = _snapshot(root)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    assert changed == [], changed
+    assert changed == [], [(k, before.get(k), after.get(k)) for k in changed]
     assert (root / "boot/firmware/cmdline.txt").read_text() == cmdline
 
     # The next boot, as far as a chroot shows it: unmounted, the mount point on the root file
@@ -297,8 +300,8 @@ def test_provision_for_real_twice(data_device: str, pi_root: Path) -> None:
     for target in (root / "var/log/journal", data):
         subprocess.run(["umount", str(target)], check=True)
     assert list(data.iterdir()) == []
-    for target in ("/var/lib/selfcheck", "/var/log/journal"):
-        _chroot(root, "mount", target)
+    for mountpoint in ("/var/lib/selfcheck", "/var/log/journal"):
+        _chroot(root, "mount", mountpoint)
     assert _mounted_from(data) == data_device
     assert (root / "var/log/journal").stat().st_ino == (data / "journal").stat().st_ino
 

@@ -363,11 +363,11 @@ def _circulation(url: str) -> None:
     central.close()
 
 
-def _login(b: Browser, url: str, name: str) -> None:
+def _login(b: Browser, url: str, name: str, password: str | None = None) -> None:
     b.go(url + "/")
     b.wait("!document.getElementById('login').hidden", what="the login form")
     b.type("#l-name", name)
-    b.type("#l-pw", PASSWORDS[name])
+    b.type("#l-pw", password or PASSWORDS[name])
     b.click("#l-go")
     b.wait("document.getElementById('login').hidden && "
            "document.querySelectorAll('#rows tr').length > 0", what="the stations")

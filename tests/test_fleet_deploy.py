@@ -54,7 +54,7 @@ def _promtool(*args: str, stdin: bytes | None = None) -> str:
 @needs_promtool
 def test_prometheus_config_and_rules_check() -> None:
     assert "SUCCESS" in _promtool("check", "config", "prometheus.yml")
-    assert "6 rules found" in _promtool("check", "rules", "selfcheck-alerts.yml")
+    assert "8 rules found" in _promtool("check", "rules", "selfcheck-alerts.yml")
 
 
 @needs_promtool

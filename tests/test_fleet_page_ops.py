@@ -18,6 +18,7 @@ from selfcheck.mqtt import messages, topics
 from selfcheck.mqtt.telemetry import BridgeIls
 from tests.conftest import ROOT, wait_until
 from tests.test_fleet_commands_audit import PASSWORDS, _fleet, recorder, svc
+from tests.test_fleet_console import _login as console_login
 from tests.test_fleet_integration import Recorder
 
 __all__ = ["recorder", "svc"]  # the fixtures, shared with the HTTP tests
@@ -28,13 +29,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: scri
 
 
 def _login(b: Browser, url: str, name: str) -> None:
-    b.go(url + "/")
-    b.wait("!document.getElementById('login').hidden", what="the login form")
-    b.type("#l-name", name)
-    b.type("#l-pw", PASSWORDS[name])
-    b.click("#l-go")
-    b.wait("document.getElementById('login').hidden && "
-           "document.querySelectorAll('#rows tr').length > 0", what="the stations")
+    console_login(b, url, name, PASSWORDS[name])
 
 
 def test_site_commands_expiry_bulk_ack_and_the_audit_log_in_chromium(

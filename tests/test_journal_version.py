@@ -106,3 +106,43 @@ def test_a_newer_journal_is_refused_naming_its_version(tmp_path: Path) -> None:
     assert _user_version(path) == VERSION + 1  # not touched
     assert "offline_tx_loans" not in _indexes(path)
     assert not Journal.in_use(path)  # the refused open let go of its lock
+
+
+def test_doctor_names_a_journal_too_new_for_this_release(tmp_path: Path) -> None:
+    from selfcheck.cli.doctor import journal_check
+
+    path = tmp_path / "station.db"
+    Journal(path).close()
+    assert journal_check(path, "en")[0] == "ok"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {VERSION + 3}")
+    db.close()
+    state, text = journal_check(path, "vi")
+    assert state == "problem"
+    assert f"phiên bản cấu trúc {VERSION + 3}" in text and str(path) in text
+
+
+def test_the_station_and_its_release_check_refuse_a_newer_journal(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    journal = tmp_path / "station.db"
+    cfg = tmp_path / "station.toml"
+    cfg.write_text(f'lang = "en"\nbroker = "127.0.0.1:9"\njournal = "{journal}"\n')
+    station = [sys.executable, "-m", "selfcheck.cli", "station", "--headless", "--config",
+               str(cfg)]
+    ok = subprocess.run([*station, "--check"], capture_output=True, text=True, timeout=60,
+                        stdin=subprocess.DEVNULL)
+    assert ok.returncode == 0, ok.stderr
+    assert "Check passed" in ok.stdout and not journal.exists()  # read only: nothing made
+    _write_v1(journal)
+    db = sqlite3.connect(journal)
+    db.execute(f"PRAGMA user_version = {VERSION + 1}")
+    db.close()
+    for argv in ([*station, "--check"], station):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 2, (argv, done.stdout, done.stderr)
+        said = done.stdout + done.stderr
+        assert f"schema version {VERSION + 1}" in said and "Traceback" not in said
+    assert _user_version(journal) == VERSION + 1

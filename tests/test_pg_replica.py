@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,22 @@ class FailoverRun(Run):
         return sum(journal_counts(j)[1] for j in self.journals if j.exists())
 
 
+def test_a_multi_host_url_reaches_the_driver_with_every_host() -> None:
+    from selfcheck.central.engine import multi_host, open_engine
+
+    url = ("postgresql://central:pw@db1:5432,db2:5433/central"
+           "?target_session_attrs=read-write&connect_timeout=3")
+    assert multi_host("postgresql+psycopg" + url.removeprefix("postgresql")) == (
+        "postgresql+psycopg://central:pw@/central?host=db1:5432&host=db2:5433"
+        "&target_session_attrs=read-write&connect_timeout=3")
+    engine = open_engine(url)
+    _args, kwargs = engine.dialect.create_connect_args(engine.url)
+    assert (kwargs["host"], kwargs["port"]) == ("db1,db2", "5432,5433")
+    assert kwargs["target_session_attrs"] == "read-write" and kwargs["password"] == "pw"
+    # One host: as it was.
+    assert multi_host("postgresql+psycopg://u@db1:5432/c") == "postgresql+psycopg://u@db1:5432/c"
+
+
 @pytest.mark.slow
 def test_primary_killed_standby_promoted_nothing_acknowledged_is_lost(
         pair: tuple[Cluster, Cluster], tmp_path: Path) -> None:
@@ -147,8 +164,6 @@ def test_primary_killed_standby_promoted_nothing_acknowledged_is_lost(
     run.primary, run.standby = primary, standby
     try:
         run.start()
-        import threading
-
         readers = [threading.Thread(target=run.reader, args=(n,), daemon=True)
                    for n in range(args.stations)]
         for t in readers:

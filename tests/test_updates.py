@@ -26,6 +26,7 @@ import pytest
 from selfcheck.central.fleet.service import FleetService
 from selfcheck.cli import main
 from selfcheck.kiosk.runtime.agent import RESTART_EXIT_CODE
+from selfcheck.kiosk.runtime.releases import MAX_STARTS
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import HeadlessStation
 from tests.conftest import wait_until
@@ -122,7 +123,7 @@ def releases(tmp_path: Path) -> dict[str, str]:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index",
                     "--wheel-dir", str(cache), str(dep)], check=True, capture_output=True)
     shas = {}
-    for version, source in (("2.0", GOOD), ("2.1", GOOD), ("3.0", BROKEN)):
+    for version, source in (("2.0", GOOD), ("2.1", GOOD), ("2.2", GOOD), ("3.0", BROKEN)):
         src = project(tmp_path / "src" / f"fakerel-{version}", "fakerel", version, source,
                       requires=("fakedep>=1",), scripts={"selfcheck": "fakerel:main"})
         out = tmp_path / "updates" / version
@@ -232,13 +233,40 @@ def test_a_station_updates_from_the_central_and_a_broken_release_is_rolled_back(
             "version": "2.1", "previous": "2.0"}, res
         _exits_to_restart(st)
         assert (os.readlink(root / "current"), os.readlink(root / "previous")) == ("2.1", "2.0")
+        assert json.loads((root / "pending.json").read_text())["version"] == "2.1"
 
+        # 2.1 passed its check but dies before it ever gets on line (here: a broker it
+        # cannot reach, and a kill as from a crash), and systemd starts it again each time.
+        bad = tmp_path / "bad.toml"
+        bad.write_text(cfg.read_text().replace(str(broker.address), "127.0.0.1:9"))
+        for _ in range(MAX_STARTS):
+            crashing = HeadlessStation(bad, log=log).start()
+            crashing.kill()
+        assert json.loads((root / "pending.json").read_text())["starts"] == MAX_STARTS
+        assert os.readlink(root / "current") == "2.1"
+        again = subprocess.run([sys.executable, "-m", "selfcheck.cli", "station", "--headless",
+                                "--config", str(bad)], capture_output=True, text=True,
+                               timeout=60, stdin=subprocess.DEVNULL)
+        assert again.returncode == RESTART_EXIT_CODE, again.stderr
+        assert "quay về bản 2.0" in again.stderr  # the station's language: vi by default
+        assert (os.readlink(root / "current"), os.readlink(root / "previous")) == ("2.0", "2.1")
+        assert not (root / "pending.json").exists()
+
+        # A release that gets on line is kept.
         st = HeadlessStation(cfg, log=log).start()
+        res = _send(fleet, "update", {"version": "2.2", "url": f"{url}/2.2/",
+                                      "sha256": releases["2.2"]})
+        assert res["state"] == "succeeded", res
+        _exits_to_restart(st)
+        assert (root / "pending.json").exists()
+        st = HeadlessStation(cfg, log=log).start()
+        wait_until(lambda: not (root / "pending.json").exists(), 15, "2.2 kept")
+
         res = _send(fleet, "rollback", {})
         assert res["state"] == "succeeded" and res["result"] == {
-            "version": "2.0", "previous": "2.1"}, res
+            "version": "2.0", "previous": "2.2"}, res
         _exits_to_restart(st)
-        assert (os.readlink(root / "current"), os.readlink(root / "previous")) == ("2.0", "2.1")
+        assert (os.readlink(root / "current"), os.readlink(root / "previous")) == ("2.0", "2.2")
     finally:
         st.stop()
 

@@ -69,7 +69,8 @@ class FleetService:
             http, self.state, self.hub, self.registry, auth=self.auth if login else None,
             commander=self.send_command, names=names, details=self.store.details,
             stats=self.stats, persist=self.store.station, tls=tls,
-            secure_cookie=secure_cookie, updates=updates) if http else None
+            secure_cookie=secure_cookie, updates=updates,
+            central_db=self.store.engine) if http else None
         self._tick_s = tick_s
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="fleet-tick", daemon=True)

@@ -45,6 +45,7 @@ from selfcheck.central.fleet import actions
 from selfcheck.central.fleet.auth import AUDIT_PAGE, Auth, LoginRefused, Session, User
 from selfcheck.central.fleet.i18n import LANGS, catalog
 from selfcheck.central.fleet.state import FleetState
+from selfcheck.central.fleet.stocktake_page import routes as stocktake_routes
 from selfcheck.central.fleet.updates import routes as updates_routes
 from selfcheck.mqtt.messages import MessageError
 
@@ -133,7 +134,7 @@ class WebServer:
                  details: Callable[[str, str], dict[str, Any]] | None = None,
                  stats: Any = None, persist: Callable[[Any], None] | None = None,
                  tls: tuple[str, str] | None = None, secure_cookie: bool = False,
-                 updates: Path | None = None) -> None:
+                 updates: Path | None = None, central_db: Any = None) -> None:
         self.state, self.hub, self.registry, self.auth = state, hub, registry, auth
         self.commander, self.details, self.stats, self.persist = commander, details, stats, persist
         self.names = names or {"sites": {}, "stations": {}}
@@ -158,6 +159,8 @@ class WebServer:
             Route("/api/command", self.post, methods=["POST"]),
             # The stations' releases (read only, no login: see fleet/updates.py).
             *(updates_routes(updates) if updates is not None else []),
+            # The stock-take reports, from the central's database (fleet/stocktake_page.py).
+            *(stocktake_routes(self, central_db) if central_db is not None else []),
         ])
         # The socket is bound here so that the address (port 0: any) is known before start.
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET

@@ -12,12 +12,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from selfcheck.central.backend import BackendUnavailable, ils_number
 from selfcheck.central.sip2 import messages as m
 from selfcheck.central.sip2.codec import Message, Profile, Sip2Error, Sip2ProtocolError
 from selfcheck.central.sip2.session import Reply, Session, Write
+from selfcheck.system.secrets import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,19 @@ class Sip2Config:
     # The SIP2 language code in 23 and 63. SIP2 2.00 has none for Vietnamese: 000 (unknown)
     # lets the library system use its own default, where 001 would ask it for English.
     language: str = "000"
+    # Where `password` came from (--ils-password-file): read again at every login, so that a
+    # password fixed there is used at the next try, without a restart.
+    password_file: Path | None = None
+
+    def login_password(self) -> str:
+        """The 93 login's password: the file's first line as it is now, else (no file, or
+        one that cannot be read just now) the one read at start."""
+        if self.password_file is None:
+            return self.password
+        try:
+            return read_secret(self.password_file, "--ils-password-file")[0]
+        except ValueError:
+            return self.password
 
     @property
     def checkin_ap(self) -> str:
@@ -142,14 +157,16 @@ class Connection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             if cfg.user:
-                if not m.login_ok(self.call(m.login(cfg.user, cfg.password, cfg.location))):
+                if not m.login_ok(self.call(m.login(cfg.user, cfg.login_password(), cfg.location))):
                     raise Sip2LoginRefused("the ACS refused the login", sent=False)
             if not m.acs_online(self.call(m.sc_status())):
                 raise Sip2Unavailable("the ACS says it is offline", sent=False)
         except Sip2Unavailable as exc:
             self.close()
-            raise (Sip2LoginRefused if isinstance(exc, Sip2LoginRefused) else Sip2Unavailable)(
-                str(exc), sent=False) from None
+            # A timeout stays one: its cure (timeout= in the URL) is not a down server's.
+            kind = type(exc) if isinstance(exc, (Sip2LoginRefused, Sip2Timeout)) \
+                else Sip2Unavailable
+            raise kind(str(exc), sent=False) from None
 
     def call(self, msg: Message) -> Message:
         """Send one request and return its reply; on any failure the connection is closed."""

@@ -47,7 +47,11 @@ SYSTEMD=0
 # service_restart NAME: restart a distribution daemon now, with or without systemd.
 service_restart() {
   if [ "$SYSTEMD" -eq 1 ]; then run systemctl restart "$1.service"
-  else run "/etc/init.d/$1" restart; fi
+  else
+    # What systemd's tmpfiles.d would have made at boot (the init script's pid file goes there).
+    if [ "$1" = mosquitto ]; then run install -d -o mosquitto -g mosquitto /run/mosquitto; fi
+    run "/etc/init.d/$1" restart
+  fi
 }
 
 say "packages"

@@ -197,9 +197,12 @@ fi
 # From here on $DATA is the data partition when there is one.
 run install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$DATA"
 if [ -n "$DATA_DEVICE" ]; then
+  # setgid: journald's files take the folder's group (systemd-journal, who may read them).
   run install -d -m 2755 -g systemd-journal "$DATA/journal"
-  run install -d /var/log/journal
   if ! mountpoint -q /var/log/journal; then
+    # Only when not yet bound: install -d sets the mode of what is there, here the data
+    # partition's journal folder.
+    run install -d /var/log/journal
     run mount /var/log/journal
     # journald still writes to the files now hidden under the mount: reopen them.
     run systemctl restart systemd-journald.service

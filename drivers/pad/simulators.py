@@ -300,11 +300,16 @@ class M810Simulator(PadSimulator):
     version = bytes([0x0A, 0x05, 0x00, 0x02])  # what the captured pad reported
 
     def __init__(self, *, uid_lsb_first: bool = False, fail_afi_writes: int = 0,
-                 ignore_afi_writes: bool = False, **kw: Any) -> None:
+                 ignore_afi_writes: bool = False, fail_block_writes: int = 0,
+                 garble_block_writes: int = 0, **kw: Any) -> None:
         super().__init__(**kw)
         self.uid_lsb_first = uid_lsb_first
         self.fail_afi_writes = fail_afi_writes
         self.ignore_afi_writes = ignore_afi_writes
+        # Tag-programming faults: the next N block writes are refused (RF error), or are
+        # answered OK but store a flipped byte (a weak tag: only reading back tells)
+        self.fail_block_writes = fail_block_writes
+        self.garble_block_writes = garble_block_writes
 
     def new_decoder(self) -> mc.Decoder:
         return mc.Decoder()
@@ -340,8 +345,12 @@ class M810Simulator(PadSimulator):
             return mc.read_response(wire, first, blocks).encode()
         if cmd == mc.CMD_WRITE and len(body) >= 12:
             first, count, data = body[9], body[10], body[12:]
-            if len(data) != 4 * count:
+            if len(data) != 4 * count or self.fail_block_writes > 0:
+                self.fail_block_writes = max(0, self.fail_block_writes - 1)
                 return mc.fail_response(cmd, wire, b"\x00").encode()
+            if self.garble_block_writes > 0:
+                self.garble_block_writes -= 1
+                data = bytes([data[0] ^ 0x01]) + data[1:]
             end = 4 * first + len(data)
             if end > len(tag.memory):
                 tag.memory.extend(bytes(end - len(tag.memory)))

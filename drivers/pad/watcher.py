@@ -9,6 +9,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from selfcheck.drivers.pad.base import AfiPolicy, BookPad
 from selfcheck.drivers.seen import SeenTag, tag_uid
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 OnTags = Callable[[tuple[SeenTag, ...]], None]
 OnHealth = Callable[[bool], None]
+T = TypeVar("T")
 
 
 class PadWatcher:
@@ -38,6 +40,7 @@ class PadWatcher:
         self._known: dict[bytes, SeenTag] = {}
         self._reported: tuple[SeenTag, ...] | None = None
         self._writes: queue.Queue[tuple[bytes, int, Future[None]]] = queue.Queue()
+        self._jobs: queue.Queue[tuple[Callable[[BookPad], Any], Future[Any]]] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pad-watcher", daemon=True)
         self._healthy: bool | None = None
@@ -58,6 +61,13 @@ class PadWatcher:
         afi = self.afi.on_loan if state == "on_loan" else self.afi.in_library
         future: Future[None] = Future()
         self._writes.put((uid, afi, future))
+        return future
+
+    def on_pad(self, job: Callable[[BookPad], T]) -> Future[T]:
+        """Run `job(pad)` on the polling thread between two polls (staff tools: writing a
+        tag's data); the tags it touched are read again at the next poll."""
+        future: Future[T] = Future()
+        self._jobs.put((job, future))
         return future
 
     def _health(self, ok: bool) -> None:
@@ -87,6 +97,16 @@ class PadWatcher:
             self._stop.wait(self._poll_s)
 
     def _do_writes(self) -> None:
+        while True:
+            try:
+                job, done = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            self._known.clear()  # what it wrote is read again, not taken from the cache
+            try:
+                done.set_result(job(self.pad))
+            except Exception as exc:
+                done.set_exception(exc)
         while True:
             try:
                 uid, afi, future = self._writes.get_nowait()

@@ -125,6 +125,7 @@ class FleetAgent:
         self.paper: Paper = "none"
         self._unreadable: set[TagUid] = set()
         self._ticking = False
+        self._releasing = threading.Lock()  # one update or rollback at a time
         self._pad_lost = False
         self._card_lost = False
 
@@ -151,6 +152,11 @@ class FleetAgent:
         self.telemetry.connected(up)
         if up:
             self.config.report()
+            if self.rt.settings.releases is not None:
+                # On line: a release on trial (just updated to) has proved itself.
+                confirmed = Releases(self.rt.settings.releases).confirm()
+                if confirmed is not None:
+                    log.info("release %s reached the broker: kept", confirmed)
 
     # -- from the runtime
     def pad_health(self, ok: bool) -> None:
@@ -338,6 +344,14 @@ class FleetAgent:
     def _update(self, args: UpdateArgs) -> dict[str, Any]:
         """Install, check by starting it (--check), switch; a release that fails its check is
         removed and the running one stays current. The restart follows (see _run)."""
+        if not self._releasing.acquire(blocking=False):
+            raise _Failed("another update or rollback is running")
+        try:
+            return self._install(args)
+        finally:
+            self._releasing.release()
+
+    def _install(self, args: UpdateArgs) -> dict[str, Any]:
         rel = self._releases()
         try:
             rel.install(args.version, args.url, args.sha256)
@@ -346,17 +360,20 @@ class FleetAgent:
             except ReleaseError:
                 rel.discard(args.version)
                 raise
-            done = rel.switch(args.version)
+            done = rel.switch(args.version, on_trial=True)
         except ReleaseError as exc:
             raise _Failed(f"{exc}; still on {rel.current or self.rt.version}") from None
         return {"version": done.version, "previous": done.previous}
 
     def _rollback(self) -> dict[str, Any]:
-        rel = self._releases()
+        if not self._releasing.acquire(blocking=False):
+            raise _Failed("another update or rollback is running")
         try:
-            done = rel.rollback()
+            done = self._releases().rollback()
         except ReleaseError as exc:
             raise _Failed(str(exc)) from None
+        finally:
+            self._releasing.release()
         return {"version": done.version, "previous": done.previous}
 
     def diagnostics(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ to; the links change by rename, which is atomic, so a power cut leaves one or th
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -25,9 +26,15 @@ import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 LOCK = "requirements.lock"
 COMPLETE = "installed"
+PENDING = "pending.json"  # a release switched to by `update` that has not yet proved itself
+# Starts a new release gets to reach the broker before the one before it is put back: the
+# --check before the switch catches a release that cannot start at all; this catches one that
+# starts and then dies (systemd restarts it each time) before it ever gets on line.
+MAX_STARTS = 3
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 FETCH_TIMEOUT_S = 30.0
 INSTALL_TIMEOUT_S = 1800.0  # a Pi on a slow LAN with every wheel
@@ -89,10 +96,12 @@ class Releases:
 
     def install(self, version: str, url: str, sha256: str) -> Path:
         """The release in its own venv (again from scratch if a previous try was cut)."""
-        if not VERSION_RE.match(version) or version in ("current", "previous"):
+        if not VERSION_RE.match(version) or version in ("current", "previous", PENDING):
             raise ReleaseError(f"{version!r} is not a release name")
         if version == self.current:
             raise ReleaseError(f"{version} is the release running now")
+        if version == self.previous:  # replacing it would leave nothing to roll back to
+            raise ReleaseError(f"{version} is the previous release: send `rollback` for it")
         lock = self.fetch_lock(url, sha256)
         self.root.mkdir(parents=True, exist_ok=True)
         # Installed in place (a venv's scripts name its path, so it cannot be moved after);
@@ -125,14 +134,56 @@ class Releases:
             raise ReleaseError(f"{version} failed its health check (exit {done.returncode}): "
                                f"{tail}")
 
-    def switch(self, version: str) -> Switched:
+    def switch(self, version: str, *, on_trial: bool = False) -> Switched:
+        """`current` to `version`; `on_trial`: it must reach the broker within MAX_STARTS
+        starts (see started), or the one before comes back."""
         if not (self.root / version / COMPLETE).is_file():
             raise ReleaseError(f"release {version} is not installed")
         before = self.current
         if before is not None and before != version:
             self._set("previous", before)
+        pending = self.root / PENDING
+        if on_trial and before is not None:
+            tmp = self.root / f".{PENDING}.new"
+            tmp.write_text(json.dumps({"version": version, "previous": before, "starts": 0}))
+            tmp.replace(pending)
+        else:
+            pending.unlink(missing_ok=True)
         self._set("current", version)
         return Switched(version, before)
+
+    def _pending(self) -> dict[str, Any] | None:
+        try:
+            trial = json.loads((self.root / PENDING).read_text())
+        except (OSError, ValueError):
+            return None
+        return trial if isinstance(trial, dict) and trial.get("version") == self.current \
+            else None
+
+    def started(self) -> Switched | None:
+        """At each start of the app, before anything else: count a start of a release on
+        trial; past MAX_STARTS, put the previous one back (the caller exits for the unit to
+        start it). None: go on."""
+        trial = self._pending()
+        if trial is None:
+            return None
+        starts = int(trial.get("starts", 0)) + 1
+        if starts > MAX_STARTS and trial.get("previous"):
+            done = self.switch(str(trial["previous"]))  # not on trial: it ran before
+            return done
+        trial["starts"] = starts
+        tmp = self.root / f".{PENDING}.new"
+        tmp.write_text(json.dumps(trial))
+        tmp.replace(self.root / PENDING)
+        return None
+
+    def confirm(self) -> str | None:
+        """The release on trial reached the broker: it stays. Its version, if one was."""
+        trial = self._pending()
+        if trial is None:
+            return None
+        (self.root / PENDING).unlink(missing_ok=True)
+        return str(trial["version"])
 
     def rollback(self) -> Switched:
         """Back to the previous release; the one left becomes `previous` (a second rollback

@@ -23,6 +23,7 @@ from selfcheck.kiosk.config import StationConfig
 from selfcheck.kiosk.runtime import edge
 from selfcheck.kiosk.runtime.agent import FleetAgent
 from selfcheck.kiosk.runtime.journal import Journal
+from selfcheck.kiosk.runtime.stocktake import StationStocktake
 from selfcheck.kiosk.settings import StationSettings
 from selfcheck.mqtt import messages, topics
 from selfcheck.mqtt.ids import uuid7
@@ -90,6 +91,11 @@ class StationRuntime:
         self._listeners: list[Callable[[core.View], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
+        # Staff taking stock (kiosk/runtime/stocktake.py): its own journal and outbox.
+        self.stocktake = StationStocktake(self.link, config.journal,
+                                          resend_after_s=config.timeouts.resend_after_s,
+                                          request_s=config.timeouts.request_s,
+                                          stopped=self._stop)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._card_thread: threading.Thread | None = None
         self._dead_reported: frozenset[str] = frozenset()
@@ -106,6 +112,11 @@ class StationRuntime:
         self._list_fetched = 0.0  # monotonic time of the last offline list fetch (0: due)
         self._list_task: asyncio.Task[Any] | None = None
         self._list_refused = False  # the central said not_offline: said once in the log
+        # Staff tagging books (converting to RFID): its own desk and outbox
+        # (kiosk/runtime/tagging.py), reached from the staff screen
+        from selfcheck.kiosk.runtime.tagging import TaggingRuntime
+
+        self.tagging = TaggingRuntime(self)
 
     # -- wiring
     def reconfigure(self, config: StationConfig,
@@ -460,6 +471,8 @@ class StationRuntime:
 
     # -- callbacks from other threads
     def _on_ack(self, ack: messages.AckTx) -> None:
+        if self.tagging.on_ack(ack):
+            return  # a tag written by the tagging desk, not a transaction
         # What the reader was last shown stands: a loan they were told they did not get, made
         # after all, is checked back in (the journal does it in one transaction).
         undo = self._undo_loan(ack) if ack.ok and \
@@ -500,9 +513,15 @@ class StationRuntime:
         self.feed_threadsafe(core.Connectivity(up))
 
     def _on_tags(self, tags: tuple[SeenTag, ...]) -> None:
+        self.tagging.on_tags(tags)  # kept for when the tagging desk opens
+        if self.stocktake.active:  # books counted on the shelf: not lent, not returned
+            self.stocktake.on_tags(tags)
+            return
         self.feed_threadsafe(core.TagsPresent(tags))
 
     def _on_card(self, card_id: str) -> None:
+        if self.tagging.takes_card(card_id):
+            return  # a book's barcode at the tagging desk
         self.feed_threadsafe(core.CardRead(card_id))
 
     def _on_pad_health(self, ok: bool) -> None:

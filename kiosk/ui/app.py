@@ -15,6 +15,8 @@ from kivy.uix.widget import Widget
 from selfcheck.kiosk import core
 from selfcheck.kiosk.runtime.station import StationRuntime
 from selfcheck.kiosk.runtime.watchdog import UiWatchdog
+from selfcheck.kiosk.ui import stocktake as stocktake_ui
+from selfcheck.kiosk.ui import tagging as tagging_ui
 from selfcheck.kiosk.ui.audio import Prompter
 from selfcheck.kiosk.ui.demo_panel import DemoPanel
 from selfcheck.kiosk.ui.screens import StationRoot
@@ -62,16 +64,20 @@ class StationApp(App):
                                    desk_where={"vi": s.desk_where_vi or s.desk_where_en,
                                                "en": s.desk_where_en or s.desk_where_vi},
                                    places=s.places, offline_loan_days=s.offline_loan_days)
-        root: Widget = self.station
+        # The station's screens, with the staff's stock-take screen over them when open.
+        # (the tagging screen is over the station's own while staff tag books: ui/tagging.py)
+        self.tagging_screen = tagging_ui.attach(self.station, self.station, self.runtime)
+        self.screen = stocktake_ui.attach(self.tagging_screen, self.station, self.runtime)
+        root: Widget = self.screen
         if self._make_demo is not None:
             self.demo = self._make_demo()
             if self._panel == "beside":
                 root = BoxLayout(orientation="horizontal")
-                root.add_widget(self.station)
+                root.add_widget(self.screen)
                 root.add_widget(self.demo)
             else:
                 root = FloatLayout()
-                root.add_widget(self.station)
+                root.add_widget(self.screen)
                 self.demo.pos_hint = {"right": 1, "top": 1}
                 self.demo.size_hint_y = 1
                 self._show_demo(False)

@@ -41,7 +41,8 @@ _SCREEN = {core.Mode.IDLE: "idle", core.Mode.CHECKING: "checking", core.Mode.BOR
            core.Mode.RECEIPT: "receipt", core.Mode.EMAIL: "email", core.Mode.HELP: "help",
            core.Mode.STAFF: "staff", core.Mode.RETURN_STATION: "return_station",
            core.Mode.PIN: "pin", core.Mode.ACCOUNT: "account",
-           core.Mode.CONFIRM_LOAN: "confirm_loan"}
+           core.Mode.CONFIRM_LOAN: "confirm_loan",
+           core.Mode.TAGGING: "staff"}  # the tagging screen lies over it (ui/tagging.py)
 # What is said aloud when a screen opens (kiosk.po: audio.<prompt>).
 _PROMPT = {core.Mode.IDLE: "idle", core.Mode.BORROW: "borrow", core.Mode.RETURN: "return",
            core.Mode.RETURN_STATION: "return", core.Mode.SUMMARY: "summary",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from selfcheck.central.offline_policy import OfflineStations, parse_mark
+from selfcheck.central.pin_guard import StationBudget
 from selfcheck.central.pin_rules import PinRule, PinRules, parse_assignment, parse_rule
 from selfcheck.central.throttle import STATION_BURST, STATION_RATE_PER_S
 from selfcheck.cli import broker_options, central_admin
@@ -135,6 +136,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=[], metavar="CATEGORY=RULE",
                    help="the rule for one patron category, before the site's (the store's "
                    "category, Koha's category_id; SIP2 has none, so the site's rule applies)")
+    p.add_argument("--pin-station-budget", type=_bounded(0, 100_000, "wrong PINs"),
+                   default=10.0, metavar="N",
+                   help="wrong PINs one station may give within 15 minutes, over any cards, "
+                   "before its PIN checks pause (15 minutes, doubling); 0: no pause "
+                   "(default %(default)g)")
     p.add_argument("--session-idle", type=_bounded(30, 86_400, "seconds"), default=600.0,
                    metavar="SECONDS", help="a reader's session at a station (opened by the "
                    "patron check, needed by the account, loans and renewals) ends this long "
@@ -182,6 +188,10 @@ def _arg(parse: Callable[[str], object]) -> Callable[[str], object]:
     return wrapped
 
 
+def pin_budget(args: argparse.Namespace) -> StationBudget:
+    return StationBudget(budget=int(getattr(args, "pin_station_budget", 10)))
+
+
 def pin_rules(args: argparse.Namespace) -> PinRules:
     return PinRules(default=args.pin, sites=dict(args.pin_site),
                     categories=dict(args.pin_category))
@@ -202,7 +212,7 @@ def ils_config(url: str, password_file: Path | None) -> Sip2Config:
         return cfg
     lines = read_secret(password_file, "--ils-password-file")
     # An optional second line: the terminal password (AC) some library systems ask for.
-    return dataclasses.replace(cfg, password=lines[0],
+    return dataclasses.replace(cfg, password=lines[0], password_file=password_file,
                                terminal_password=lines[1] if len(lines) > 1 else "")
 
 
@@ -226,8 +236,12 @@ def run(args: argparse.Namespace) -> int:
     offline = OfflineStations(frozenset(_env_marks() + args.offline_list))
     if args.db.startswith("sqlite:///"):
         folder = Path(args.db.removeprefix("sqlite:///")).parent
-        if _until_store(lambda: folder.mkdir(parents=True, exist_ok=True) or True, args.db,
-                        stop) is None:
+
+        def make_folder() -> bool:
+            folder.mkdir(parents=True, exist_ok=True)
+            return True
+
+        if _until_store(make_folder, args.db, stop) is None:
             return 0
     backend: Backend
     if args.ils and args.ils.startswith("koha+"):
@@ -258,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
         engine = _until_store(lambda: open_db(args.db), args.db, stop)
         if engine is None:
             return 0
-        backend = Sip2Backend(cfg, engine, pin_rules=pin_rules(args))
+        backend = Sip2Backend(cfg, engine, pin_rules=pin_rules(args),
+                              pin_budget=pin_budget(args))
         where = str(cfg)
     else:
         def days(n: float) -> dt.timedelta | None:
@@ -266,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
 
         store = CirculationStore(args.db, offline_salt_age=days(args.offline_salt_days),
                                  offline_recent=days(args.offline_recent_days),
-                                 pin_rules=pin_rules(args))
+                                 pin_rules=pin_rules(args), pin_budget=pin_budget(args))
 
         def fill() -> bool:
             if args.load_sample:
@@ -371,7 +386,8 @@ def _koha(args: argparse.Namespace) -> tuple[Backend, str]:
         raise UserError("ils.invalid", msg=f"ca file {koha.ca_file} not found")
     from selfcheck.central.ledger import open_db
 
-    return (KohaBackend(koha, circulation, open_db(args.db), pin_rules=pin_rules(args)),
+    return (KohaBackend(koha, circulation, open_db(args.db), pin_rules=pin_rules(args),
+                        pin_budget=pin_budget(args)),
             f"{koha} + {circulation}")
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from selfcheck.cli import central_report
+from selfcheck.cli import central_report, central_tagging
 from selfcheck.cli.errors import lang_of, t
 
 if TYPE_CHECKING:  # SQLAlchemy is loaded only when a command runs
@@ -67,6 +67,7 @@ def register(central: argparse.ArgumentParser) -> None:
                    help="only transactions done on or after this day (UTC)")
     p.add_argument("--lang", choices=("vi", "en"),
                    help="vi or en for the sections on PINs and clocks (default: LANG)")
+    central_tagging.add_options(p)
     p.set_defaults(func=report)
 
     p = actions.add_parser(
@@ -175,6 +176,11 @@ def report(args: argparse.Namespace) -> int:
     from selfcheck.central import ledger
 
     engine = _engine(args.db)
+    if getattr(args, "tagging", False):  # the RFID conversion's progress instead
+        try:
+            return central_tagging.report(engine, lang_of(args.lang), args.csv, args.since)
+        finally:
+            engine.dispose()
     try:
         rows = ledger.refused_offline(engine, site=args.site, since=args.since)
         gaps: list[dict[str, Any]] = ledger.gaps(engine, site=args.site, since=args.since)

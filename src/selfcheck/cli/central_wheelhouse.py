@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,11 +100,21 @@ def build(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
+    sources = [a for f in args.find_links for a in ("--find-links", str(f))]
+    if args.no_index:
+        sources.append("--no-index")
     with tempfile.TemporaryDirectory() as tmp:
-        # The project itself, built with what this venv has (no download of build tools).
-        _pip("wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", tmp,
-             str(args.project))
-        (own,) = Path(tmp).glob("*.whl")
+        built, host, pure = Path(tmp) / "built", Path(tmp) / "host", Path(tmp) / "pure"
+        # The project itself, its build tools (pyproject's build-system) from the same
+        # sources as the dependencies.
+        # Built from a copy: pip builds in the tree, and a build/ folder left in the project
+        # would go into the next release.
+        tree = Path(tmp) / "project"
+        shutil.copytree(args.project, tree, symlinks=True, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "venv", "var", "build", "dist", "*.egg-info", "__pycache__",
+            ".mypy_cache", ".ruff_cache", ".pytest_cache"))
+        _pip("wheel", "--no-deps", *sources, "--wheel-dir", str(built), str(tree))
+        (own,) = built.glob("*.whl")
         m = WHEEL.match(own.name)
         assert m is not None
         # Its dependencies at this venv's versions: what was tested is what the stations get.
@@ -113,15 +124,24 @@ def build(args: argparse.Namespace) -> int:
         constraints.write_text("\n".join(
             line for line in frozen.splitlines()
             if "==" in line and _norm(line.split("==")[0]) != _norm(m["name"])) + "\n")
-        extra = [a for f in args.find_links for a in ("--find-links", str(f))]
-        if args.no_index:
-            extra.append("--no-index")
-        if args.platform:
-            extra += [a for tag in args.platform for a in ("--platform", tag)]
-            extra += ["--python-version",
-                      args.python_version or f"{sys.version_info[0]}.{sys.version_info[1]}"]
-        _pip("download", "--only-binary", ":all:", "--dest", str(out), "-c", str(constraints),
-             *extra, str(own))
+        # Every one as a wheel: the published wheels, and a wheel built here of those
+        # published only as source (pyDes, for nfcpy), so that the stations build nothing.
+        _pip("wheel", *sources, "--find-links", str(built), "--wheel-dir", str(host),
+             "-c", str(constraints), str(own))
+        if not args.platform:
+            for whl in host.glob("*.whl"):
+                shutil.copy2(whl, out / whl.name)
+        else:
+            # Another platform's binary wheels from the index; the pure-Python ones built
+            # above serve every platform.
+            pure.mkdir()
+            for whl in host.glob("*-none-any.whl"):
+                shutil.copy2(whl, pure / whl.name)
+            tags = [a for tag in args.platform for a in ("--platform", tag)]
+            _pip("download", "--only-binary", ":all:", *tags, "--python-version",
+                 args.python_version or f"{sys.version_info[0]}.{sys.version_info[1]}",
+                 *sources, "--find-links", str(pure), "--dest", str(out),
+                 "-c", str(constraints), str(own))
     lock = lock_text(out)
     (out / LOCK).write_text(lock)
     sha = hashlib.sha256(lock.encode()).hexdigest()

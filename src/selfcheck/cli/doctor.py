@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 import threading
 import uuid
@@ -170,6 +171,15 @@ def journal_check(path: Path, lang: str) -> Result:
     except OSError as exc:
         return "problem", t("doctor.journal.readonly", lang, folder=folder,
                             reason=exc.strerror or exc)
+    from selfcheck.kiosk.runtime.journal import VERSION, journal_version
+
+    try:
+        found = journal_version(path)
+    except sqlite3.DatabaseError:  # not one to read: the station says so when it opens it
+        found = 0
+    if found > VERSION:  # written by a newer release: this one would refuse to start
+        return "problem", t("station.journal_newer", lang, path=path, found=found,
+                            supported=VERSION)
     return "ok", t("doctor.journal.ok", lang)
 
 

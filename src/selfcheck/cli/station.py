@@ -132,6 +132,16 @@ def run(args: argparse.Namespace) -> int:
     from selfcheck.kiosk.runtime.devices import open_devices
     from selfcheck.kiosk.runtime.journal import VERSION, JournalVersionError, journal_version
 
+    if settings.releases is not None and not args.check:
+        from selfcheck.kiosk.runtime.agent import RESTART_EXIT_CODE
+        from selfcheck.kiosk.runtime.releases import Releases
+
+        back = Releases(settings.releases).started()
+        if back is not None:  # the new release never got on line: the unit starts the old
+            print(t("station.release_rolled_back", lang, version=back.version,
+                    failed=back.previous), file=sys.stderr, flush=True)
+            return RESTART_EXIT_CODE
+
     if args.check:
         # Run by the release being installed while the old one still has the devices open:
         # everything but the devices and the broker.

@@ -229,6 +229,56 @@ def _offline(out: Outcome) -> list[str]:
     return problems
 
 
+# The stock-take of shelf A: two stacks with a pause between, then finished. Shelf A of the
+# demo site holds 39000001, 02, 04, 05, 09, 10 (on loan) and 12 in the sample catalogue.
+STOCKTAKE_SHELF = "A"
+STOCKTAKE_STACKS = (("39000001", "39000002", "39000004", "39000003"),
+                    ("39000005", "39000010", OTHER_ITEM))
+STOCKTAKE_REPORT = {"found": ["39000001", "39000002", "39000004", "39000005"],
+                    "missing": ["39000009", "39000012"], "misplaced": ["39000003"],
+                    "on_loan": ["39000010"], "unknown": [OTHER_ITEM]}
+
+
+def _stocktake(out: Outcome) -> list[str]:
+    from selfcheck.central.stocktake import Stocktakes
+
+    reports = Stocktakes(out.store.engine).reports()
+    if len(reports) != 1:
+        return [f"stocktake: {len(reports)} stock-takes in the store, not 1"]
+    r = reports[0]
+    got = {v: sorted(x.item_id or "" for x in r.of(v)) for v in STOCKTAKE_REPORT}
+    print(f"central store: stock-take of shelf {r.place.value}, {r.status}: {r.counts()}")
+    problems = [] if r.status == "closed" else ["stocktake: not closed"]
+    problems += [f"stocktake: {v} {got[v]} (expected {want})"
+                 for v, want in STOCKTAKE_REPORT.items() if got[v] != want]
+    if out.store.history(None):  # counted, never lent or returned
+        problems.append("stocktake: the circulation changed")
+    return problems
+
+
+# Tagging the collection: barcodes the demo central knows, and one it does not
+TAGGING_ITEMS = ("39000009", "39000010", "39000012", "39000013")
+TAGGING_UNKNOWN = "KHONG-CO-999"
+
+
+def _tagging(out: Outcome) -> list[str]:
+    from sqlalchemy import select
+
+    from selfcheck.central.schema import tagged_items
+
+    with out.store.engine.connect() as conn:
+        rows = {r.item_id: r for r in conn.execute(select(tagged_items))}
+    problems = [f"tagging: {item} not recorded" for item in TAGGING_ITEMS if item not in rows]
+    if TAGGING_UNKNOWN in rows:
+        problems.append("tagging: the unknown barcode was recorded")
+    if len(rows) != len(TAGGING_ITEMS):
+        problems.append(f"tagging: {len(rows)} items recorded, not {len(TAGGING_ITEMS)}")
+    overwrote = sorted(i for i, r in rows.items() if r.overwrote)
+    if overwrote != [TAGGING_ITEMS[2]]:
+        problems.append(f"tagging: overwritten {overwrote}, not [{TAGGING_ITEMS[2]}]")
+    return problems
+
+
 STAFF = {"staff_cards": [STAFF_CARD], "owner_isil": "VN-DEMO"}
 SCENARIOS: dict[str, Scenario] = {
     "pin": Scenario("pin", {"pin": "always"}, desk=False, check=_pin),
@@ -242,6 +292,8 @@ SCENARIOS: dict[str, Scenario] = {
                                     "resend_after_s": 2.0}, desk=False, check=_offline),
     "receipt": Scenario("receipt", {**STAFF, "receipt": "ask"}, printer=True, check=_receipt),
     "walk": Scenario("walk", desk=False, check=_walk),
+    "stocktake": Scenario("stocktake", STAFF, check=_stocktake),
+    "tagging": Scenario("tagging", STAFF, check=_tagging),
     "refusals": Scenario("refusals", desk=False, check=_refusals),
     "accessibility": Scenario("accessibility", desk=False, check=_accessibility),
     # 25 s of inactivity: the time-out question comes after 5 s

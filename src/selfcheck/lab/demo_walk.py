@@ -18,6 +18,7 @@ from kivy.uix.widget import Widget
 
 from selfcheck.kiosk import core
 from selfcheck.kiosk.ui.app import StationApp
+from selfcheck.kiosk.ui.stocktake import TEXTS as TEXTS_STOCKTAKE
 from selfcheck.lab.demo_library import DESK_WHERE, OTHER_ITEM, SET_ITEM, STAFF_CARD
 from selfcheck.lab.demo_scenarios import (
     ACCOUNT_CARD,
@@ -28,6 +29,8 @@ from selfcheck.lab.demo_scenarios import (
     PIN_ITEM,
     RS_ITEMS,
     STACK_ITEMS,
+    STOCKTAKE_SHELF,
+    STOCKTAKE_STACKS,
     WALK_ITEMS,
 )
 
@@ -529,9 +532,156 @@ async def accessibility(app: StationApp, shots: Path | None, lang: str = "vi") -
     return 0
 
 
+async def stocktake(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Staff take stock of shelf A: the staff card, the stock-take button, the shelf; a stack
+    of four (one from shelf B), a pause, the paused stock-take taken up again, a stack with a
+    book on loan and another library's book, then finished. Each screen audited (sizes,
+    contrast, nothing outside) and shot."""
+    from selfcheck.kiosk.ui.audit import audit_tree
+    from selfcheck.kiosk.ui.theme import theme
+
+    view, demo, station, shoot = await start(app, lang, shots)
+    screen: Any = getattr(app, "screen", None)
+    assert screen is not None
+    panel, st = screen.panel, app.runtime.stocktake
+    problems: list[str] = []
+
+    async def look(name: str) -> None:
+        await asyncio.sleep(0.3)
+        names = {id(panel.b_left): "left", id(panel.b_right): "right", id(panel.title): "title"}
+        size = (int(screen.width), int(screen.height))
+        problems.extend(str(v) for v in audit_tree([panel], names, name, size, lang,
+                                                    theme.level, theme.px_mm, theme.ppi))
+        if shots is not None:
+            shoot.count += 1
+            shots.mkdir(parents=True, exist_ok=True)
+            target = shots / f"{shoot.count:02d}-{name}.png"
+            screen.export_to_png(str(target))
+            shoot.files.append(target)
+
+    def option(start: str) -> Widget:
+        found = [b for b in panel.rows.children if getattr(b, "text", "").startswith(start)]
+        assert found, f"no option {start!r} among {[b.text for b in panel.rows.children]}"
+        return found[0]
+
+    async def put(stack: tuple[str, ...], what: str) -> None:
+        for item in stack:
+            await press(demo.book_buttons[item])
+        await until(lambda: {b.item_id for b in st.run.books.values()} >= set(stack)
+                    and st.run.waiting == 0, what)
+        await look(what.replace(" ", "-"))
+        await press(demo.lift_all)
+
+    await press(demo.card_buttons[STAFF_CARD])
+    await until(lambda: view().mode is core.Mode.STAFF, "staff mode")
+    await press(screen.entry)
+    await until(lambda: bool(panel.rows.children), "the shelves")
+    await look("stocktake-shelves")
+    shelf = TEXTS_STOCKTAKE.t("shelf", lang, place=STOCKTAKE_SHELF, items=0)
+    await press(option(shelf.split(":")[0] + ":"))  # "Kệ A:" / "Shelf A:"
+    await until(lambda: st.active, "the stock-take to start")
+    await put(STOCKTAKE_STACKS[0], "first stack")
+    await press(panel.b_left)  # pause
+    await until(lambda: not st.active and panel.stage == "message", "the pause")
+    await look("stocktake-paused")
+    await press(panel.b_right)  # back to the shelves: the paused one first
+    await until(lambda: bool(panel.rows.children) and not panel.busy, "the shelves again")
+    await press(panel.rows.children[-1])  # the first option: take up the paused one
+    await until(lambda: st.active, "the stock-take taken up")
+    await put(STOCKTAKE_STACKS[1], "second stack")
+    await press(panel.b_right)  # finish
+    await until(lambda: panel.stage == "confirm", "the question")
+    await look("stocktake-confirm")
+    await press(panel.b_right)  # confirm
+    await until(lambda: panel.stage == "message" and st.run.stocktake_id is None, "the end")
+    await look("stocktake-finished")
+    await press(panel.b_left)
+    await until(lambda: panel.parent is None, "back to the staff screen")
+    await press(station.ids.staff_exit)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    for p in problems:
+        print(f"demo: {p}")
+    return 1 if problems else 0
+
+
+async def tagging(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Staff tag books (converting to RFID): the staff card, the tagging button; the
+    simulated barcode scanner reads a barcode the library does not know (refused), then books
+    put on the pad blank are written, read back and counted; two tags at once are refused; a
+    tag holding another item's data is written only after "Overwrite". Each screen audited
+    and shot; demo_scenarios.TAGGING says what the central must have recorded."""
+    from selfcheck.drivers.tags import iso28560_3
+    from selfcheck.kiosk.ui.audit import audit_tree
+    from selfcheck.kiosk.ui.theme import theme
+    from selfcheck.lab.demo_scenarios import TAGGING_ITEMS, TAGGING_UNKNOWN
+
+    view, demo, station, shoot = await start(app, lang, shots)
+    screen: Any = getattr(app, "tagging_screen", None)
+    assert screen is not None
+    panel, desk, pad = screen.panel, app.runtime.tagging, app.runtime.watcher.pad
+    scanner: Any = app.runtime.card  # the demo's barcode scanner is its card reader
+    problems: list[str] = []
+
+    async def look(name: str) -> None:
+        await asyncio.sleep(0.3)
+        size = (int(screen.width), int(screen.height))
+        problems.extend(str(v) for v in audit_tree([panel], {}, name, size, lang,
+                                                    theme.level, theme.px_mm, theme.ppi))
+        if shots is not None:
+            shoot.count += 1
+            shots.mkdir(parents=True, exist_ok=True)
+            target = shots / f"{shoot.count:02d}-{name}.png"
+            screen.export_to_png(str(target))
+            shoot.files.append(target)
+
+    def uid(n: int) -> bytes:
+        return bytes.fromhex(f"E00401AA{n:08X}")
+
+    await press(demo.card_buttons[STAFF_CARD])
+    await until(lambda: view().mode is core.Mode.STAFF, "staff mode")
+    await press(screen.entry)
+    await until(lambda: panel.parent is not None and desk.active, "the tagging screen")
+    await look("tagging-scan")
+    scanner.present(TAGGING_UNKNOWN)
+    await until(lambda: desk.view().message == "tagging.unknown", "the unknown barcode")
+    await look("tagging-unknown")
+    for n, item in enumerate(TAGGING_ITEMS, start=1):
+        scanner.present(item)
+        await until(lambda: desk.view().phase == "place", f"{item} looked up")
+        if n == 2:  # two tags at once: refused until one goes
+            pad.place(uid(n), bytes(36), 0)
+            pad.place(uid(99), bytes(36), 0)
+            await until(lambda: desk.view().message == "tagging.too_many", "two tags")
+            await look("tagging-two-tags")
+            pad.lift(uid(99))
+        elif n == 3:  # a tag holding another item's data: only on staff's yes
+            old = iso28560_3.encode("CU-0001")
+            pad.place(uid(n), old + bytes(-len(old) % 4), 0x07)
+            await until(lambda: desk.view().phase == "confirm", "the overwrite question")
+            await look("tagging-confirm")
+            await press(panel.buttons["overwrite"])
+        else:
+            pad.place(uid(n), bytes(36), 0)
+        await until(lambda n=n: desk.view().session == n, f"{item} tagged")
+        if n == 1:
+            await look("tagging-done")
+        pad.lift(uid(n))
+        await until(lambda: desk.view().on_pad == 0, "the book lifted")
+    await until(lambda: desk.view().queued == 0, "every tag recorded at the central")
+    await look("tagging-recorded")
+    await press(panel.buttons["back"])
+    await until(lambda: view().mode is core.Mode.STAFF and panel.parent is None, "staff screen")
+    await press(station.ids.staff_exit)
+    await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    for p in problems:
+        print(f"demo: {p}")
+    return 1 if problems else 0
+
+
 SCENARIOS: dict[str, Script] = {
     "pin": pin, "account": account, "stack": stack, "multipart": multipart,
     "security-pending": security_pending, "return-station": return_station,
     "offline": offline, "receipt": receipt, "walk": walk, "refusals": refusals,
-    "accessibility": accessibility, "reader-care": reader_care,
+    "accessibility": accessibility, "reader-care": reader_care, "stocktake": stocktake,
+    "tagging": tagging,
 }

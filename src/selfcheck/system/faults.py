@@ -65,6 +65,8 @@ class Fault:
 
     def up(self) -> bool:
         """Say that it works; True when it had been down (and so the clearing was logged)."""
+        if self.is_up is True:  # the usual case, on hot paths: no lock (re-checked under it)
+            return False
         with self._lock:
             was = self.is_up
             if was is True:

@@ -21,6 +21,7 @@ SUITES = {
     "koha": "selfcheck.lab.bench.koha",
     "offline-list": "selfcheck.lab.bench.offline_list",
     "flood": "selfcheck.lab.bench.flood",
+    "stocktake": "selfcheck.lab.bench.stocktake",
 }
 
 Figure = dict[str, Any]

@@ -1,0 +1,354 @@
+"""Stock-takes: staff count a place (a shelf, a call-number range, a branch's collection) with
+a station's pad, a stack at a time, and the central says what was found, missing, misplaced,
+seen while on loan, and unknown.
+
+The expected list is the central's catalogue: the `items` table, which the embedded store
+keeps and which the import fills for SIP2 and Koha sites too (central/importer.py); on loan
+is the `loans` table (so for SIP2 and Koha only what the central knows of: see the report's
+note). Nothing here talks to a library system: a stock-take reads, and changes no loan.
+
+A stock-take is one row (open, paused, closed) that any station of its site may take up; the
+sightings are kept once per tag (its first sighting). Batches arrive through the station's
+stock-take outbox, sent again until answered: each batch id is taken in once
+(stocktake_batches), and a repeat is answered from what is stored, in the same database
+transaction as the sightings.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from selfcheck.central.schema import items, loans, stocktake_batches, stocktake_seen, stocktakes
+from selfcheck.mqtt import messages
+from selfcheck.mqtt.ids import uuid7
+from selfcheck.mqtt.messages import Place, StocktakeInfo
+
+PLACES_SHOWN = 40  # what res.stocktake may carry (messages.StocktakeRes.places)
+GOING_SHOWN = 20
+TITLE_SHOWN = 80
+
+
+def place_label(place: Place) -> str:
+    """How a place is written for people: codes and call numbers, alike in both languages
+    (the station writes it the same way: kiosk/stocktake.py)."""
+    if place.kind == "calls":
+        return f"{place.value} – {place.upto or place.value}"
+    return place.value
+
+
+def _place_of(row: object) -> Place:
+    return Place(kind=row.kind, value=row.value, upto=row.upto)  # type: ignore[attr-defined]
+
+
+def _where(place: Place, site: str):  # type: ignore[no-untyped-def]
+    """The catalogue's items in `place`; a branch's items, or those with no home branch."""
+    here = or_(items.c.home_site == site, items.c.home_site.is_(None))
+    if place.kind == "collection":
+        return items.c.home_site == place.value
+    if place.kind == "shelf":
+        return and_(here, items.c.sort_bin == place.value)
+    call = func.upper(items.c.call_number)
+    low, high = place.value.upper(), (place.upto or place.value).upper()
+    # A call number that starts with the range's end is within it ("895.9 N" to "895.9 T"
+    # takes "895.9 T123").
+    return and_(here, call >= low, or_(call <= high, call.like(high + "%")))
+
+
+@dataclass
+class Line:
+    """One row of a report."""
+
+    verdict: str  # found, missing, misplaced, on_loan, unknown
+    item_id: str | None
+    uid: str | None
+    title: str | None
+    call_number: str | None
+    shelf: str | None
+    station: str | None
+    seen_at: dt.datetime | None
+
+
+@dataclass
+class Report:
+    stocktake_id: str
+    site: str
+    place: Place
+    status: str
+    opened_at: dt.datetime
+    closed_at: dt.datetime | None
+    expected: int
+    lines: list[Line] = field(default_factory=list)
+    stations: list[str] = field(default_factory=list)
+
+    def of(self, verdict: str) -> list[Line]:
+        return [x for x in self.lines if x.verdict == verdict]
+
+    def counts(self) -> dict[str, int]:
+        out = {v: 0 for v in ("found", "missing", "misplaced", "on_loan", "unknown")}
+        for x in self.lines:
+            out[x.verdict] += 1
+        return out
+
+    def info(self) -> StocktakeInfo:
+        c = self.counts()
+        return StocktakeInfo(stocktake_id=self.stocktake_id, place=self.place,
+                             status=self.status,
+                             expected=self.expected,
+                             seen=c["found"] + c["misplaced"] + c["on_loan"] + c["unknown"],
+                             stations=self.stations[:20], **c)
+
+    def csv(self) -> str:
+        """The report as CSV (UTF-8; the verdicts and columns in English, for spreadsheets
+        and scripts; the console shows them in the operator's language)."""
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["verdict", "item_id", "tag_uid", "title", "call_number", "shelf",
+                    "station", "seen_at"])
+        order = {"missing": 0, "misplaced": 1, "on_loan": 2, "unknown": 3, "found": 4}
+        for x in sorted(self.lines, key=lambda x: (order[x.verdict], x.call_number or "",
+                                                   x.item_id or x.uid or "")):
+            w.writerow([x.verdict, x.item_id or "", x.uid or "", x.title or "",
+                        x.call_number or "", x.shelf or "", x.station or "",
+                        x.seen_at.astimezone(dt.UTC).isoformat() if x.seen_at else ""])
+        return out.getvalue()
+
+
+def _aware(when: dt.datetime | None) -> dt.datetime | None:
+    return when if when is None or when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+class Stocktakes:
+    """The central's stock-takes, in its database (the embedded store's, or the one the
+    SIP2/Koha bridge keeps its rows in, with the imported catalogue)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- places and stock-takes
+    def places(self, site: str) -> list[messages.PlaceInfo]:
+        """The site's shelves (by shelving location) with their item counts, most first."""
+        here = or_(items.c.home_site == site, items.c.home_site.is_(None))
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(items.c.sort_bin, func.count()).where(here, items.c.sort_bin.is_not(None))
+                .group_by(items.c.sort_bin).order_by(func.count().desc(), items.c.sort_bin)
+                .limit(PLACES_SHOWN)).all()
+        return [messages.PlaceInfo(place=Place(kind="shelf", value=r[0]), items=r[1])
+                for r in rows]
+
+    def going(self, site: str) -> list[StocktakeInfo]:
+        with self.engine.connect() as conn:
+            ids = conn.execute(select(stocktakes.c.id).where(
+                stocktakes.c.site == site, stocktakes.c.status != "closed")
+                .order_by(stocktakes.c.opened_at.desc()).limit(GOING_SHOWN)).scalars().all()
+        return [self.report(i).info() for i in ids]
+
+    def reports(self, sites: Iterable[str] | None = None) -> list[Report]:
+        query = select(stocktakes.c.id).order_by(stocktakes.c.opened_at.desc()).limit(200)
+        if sites is not None:
+            query = query.where(stocktakes.c.site.in_(list(sites)))
+        with self.engine.connect() as conn:
+            ids = conn.execute(query).scalars().all()
+        return [self.report(i) for i in ids]
+
+    def open(self, site: str, station: str, place: Place | None, stocktake_id: str | None,
+             now: dt.datetime) -> messages.StocktakeRes:
+        """Start a stock-take of `place`, or take up the one not closed there (or the one
+        named): a stock-take paused at one station goes on at another."""
+        with self.engine.begin() as conn:
+            row = None
+            if stocktake_id is not None:
+                row = conn.execute(select(stocktakes).where(
+                    stocktakes.c.id == stocktake_id, stocktakes.c.site == site)).first()
+                if row is None:
+                    return messages.StocktakeRes(ok=False, reason="unknown_stocktake")
+                if row.status == "closed":
+                    return messages.StocktakeRes(ok=False, reason="closed")
+            elif place is not None:
+                if place.kind == "calls" and place.upto is not None \
+                        and place.upto.upper() < place.value.upper():
+                    return messages.StocktakeRes(ok=False, reason="bad_request")
+                row = conn.execute(select(stocktakes).where(
+                    stocktakes.c.site == site, stocktakes.c.status != "closed",
+                    stocktakes.c.kind == place.kind, stocktakes.c.value == place.value,
+                    (stocktakes.c.upto == place.upto) if place.upto is not None
+                    else stocktakes.c.upto.is_(None))).first()
+                if row is None:
+                    count = conn.execute(select(func.count()).select_from(items)
+                                         .where(_where(place, site))).scalar_one()
+                    if not count:
+                        return messages.StocktakeRes(ok=False, reason="empty_place")
+                    new_id = uuid7()
+                    conn.execute(insert(stocktakes).values(
+                        id=new_id, site=site, kind=place.kind, value=place.value,
+                        upto=place.upto, status="open", station=station, opened_at=now,
+                        updated_at=now))
+                    stocktake_id = new_id
+            else:
+                return messages.StocktakeRes(ok=False, reason="bad_request")
+            if row is not None:
+                stocktake_id = row.id
+                conn.execute(update(stocktakes).where(stocktakes.c.id == row.id).values(
+                    status="open", station=station, updated_at=now))
+        assert stocktake_id is not None
+        return messages.StocktakeRes(ok=True, stocktake=self.report(stocktake_id).info())
+
+    def set_status(self, site: str, station: str, stocktake_id: str, status: str,
+                   now: dt.datetime) -> messages.StocktakeRes:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(stocktakes.c.status).where(
+                stocktakes.c.id == stocktake_id, stocktakes.c.site == site)).first()
+            if row is None:
+                return messages.StocktakeRes(ok=False, reason="unknown_stocktake")
+            if row.status == "closed":
+                return messages.StocktakeRes(ok=False, reason="closed")
+            conn.execute(update(stocktakes).where(stocktakes.c.id == stocktake_id).values(
+                status=status, station=station, updated_at=now,
+                closed_at=now if status == "closed" else None))
+        return messages.StocktakeRes(ok=True, stocktake=self.report(stocktake_id).info())
+
+    # -- sightings
+    def seen(self, site: str, station: str, req: messages.StocktakeSeenReq,
+             now: dt.datetime) -> messages.StocktakeSeenRes:
+        """Take in a batch once; answer each tag with its verdict (a repeat alike)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(stocktakes).where(
+                stocktakes.c.id == req.stocktake_id, stocktakes.c.site == site)).first()
+            if row is None:
+                return messages.StocktakeSeenRes(ok=False, reason="unknown_stocktake",
+                                                 batch_id=req.batch_id)
+            new = self._take_batch(conn, req, station, now)
+            if new and row.status == "closed":
+                # Counted after the close would change a final report: refused, and the
+                # station drops the batch (staff were told it is closed).
+                raise _Closed
+            if new:
+                self._record(conn, req, station)
+                conn.execute(update(stocktakes).where(stocktakes.c.id == row.id).values(
+                    updated_at=now, station=station))
+            books = self._verdicts(conn, _place_of(row), site, req.tags)
+        return messages.StocktakeSeenRes(ok=True, batch_id=req.batch_id, books=books,
+                                         stocktake=self.report(req.stocktake_id).info())
+
+    def seen_or_closed(self, site: str, station: str, req: messages.StocktakeSeenReq,
+                       now: dt.datetime) -> messages.StocktakeSeenRes:
+        try:
+            return self.seen(site, station, req, now)
+        except _Closed:
+            return messages.StocktakeSeenRes(ok=False, reason="closed", batch_id=req.batch_id)
+
+    @staticmethod
+    def _take_batch(conn: Connection, req: messages.StocktakeSeenReq, station: str,
+                    now: dt.datetime) -> bool:
+        """True the first time this batch comes (its row written in the caller's
+        transaction), False for a repeat."""
+        known = conn.execute(select(func.count()).select_from(stocktake_batches).where(
+            stocktake_batches.c.stocktake_id == req.stocktake_id,
+            stocktake_batches.c.batch_id == req.batch_id)).scalar_one()
+        if known:
+            return False
+        conn.execute(insert(stocktake_batches).values(
+            stocktake_id=req.stocktake_id, batch_id=req.batch_id, station=station,
+            received_at=now))
+        return True
+
+    @staticmethod
+    def _record(conn: Connection, req: messages.StocktakeSeenReq, station: str) -> None:
+        tags = {(t.item_id or "uid:" + t.uid): t for t in req.tags}
+        have = set(conn.execute(select(stocktake_seen.c.tag).where(
+            stocktake_seen.c.stocktake_id == req.stocktake_id,
+            stocktake_seen.c.tag.in_(list(tags)))).scalars())
+        rows = [{"stocktake_id": req.stocktake_id, "tag": tag, "item_id": t.item_id,
+                 "uid": t.uid, "station": station, "seen_at": req.at}
+                for tag, t in tags.items() if tag not in have]
+        if rows:  # two bridges with the same tag at once: one fails, its batch is sent again
+            conn.execute(insert(stocktake_seen), rows)
+
+    @staticmethod
+    def _verdicts(conn: Connection, place: Place, site: str,
+                  tags: list[messages.SeenEntry]) -> list[messages.SeenBook]:
+        ids = [t.item_id for t in tags if t.item_id]
+        known = {r.item_id: r for r in conn.execute(
+            select(items.c.item_id, items.c.title).where(items.c.item_id.in_(ids)))}
+        here = set(conn.execute(select(items.c.item_id).where(
+            items.c.item_id.in_(ids), _where(place, site))).scalars())
+        lent = set(conn.execute(select(loans.c.item_id).where(
+            loans.c.item_id.in_(ids))).scalars())
+        out = []
+        for t in tags:
+            item = known.get(t.item_id) if t.item_id else None
+            verdict = ("unknown" if item is None else "on_loan" if t.item_id in lent
+                       else "found" if t.item_id in here else "misplaced")
+            out.append(messages.SeenBook(
+                uid=t.uid, item_id=t.item_id, verdict=verdict,
+                title=item.title[:TITLE_SHOWN] if item is not None else None))
+        return out
+
+    # -- the report
+    def report(self, stocktake_id: str) -> Report:
+        """Per place: found, missing, misplaced, on loan but seen, unknown tags."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(stocktakes).where(stocktakes.c.id == stocktake_id)).one()
+            place = _place_of(row)
+            expected = {r.item_id: r for r in conn.execute(
+                select(items.c.item_id, items.c.title, items.c.call_number, items.c.sort_bin)
+                .where(_where(place, row.site)))}
+            seen = conn.execute(select(stocktake_seen).where(
+                stocktake_seen.c.stocktake_id == stocktake_id)).all()
+            seen_ids = [s.item_id for s in seen if s.item_id]
+            others = {r.item_id: r for r in conn.execute(
+                select(items.c.item_id, items.c.title, items.c.call_number, items.c.sort_bin)
+                .where(items.c.item_id.in_([i for i in seen_ids if i not in expected])))}
+            lent = set(conn.execute(select(loans.c.item_id).where(
+                loans.c.item_id.in_([*expected, *seen_ids]))).scalars())
+        rep = Report(stocktake_id=row.id, site=row.site, place=place, status=row.status,
+                     opened_at=_aware(row.opened_at) or row.opened_at,
+                     closed_at=_aware(row.closed_at), expected=len(expected),
+                     stations=sorted({s.station for s in seen} | {row.station}))
+        seen_items = set()
+        for s in seen:
+            item = expected.get(s.item_id) or others.get(s.item_id) if s.item_id else None
+            if item is None:
+                verdict = "unknown"
+            else:
+                seen_items.add(s.item_id)
+                verdict = ("on_loan" if s.item_id in lent else
+                           "found" if s.item_id in expected else "misplaced")
+            rep.lines.append(Line(verdict, s.item_id, s.uid, item.title if item else None,
+                                  item.call_number if item else None,
+                                  item.sort_bin if item else None, s.station,
+                                  _aware(s.seen_at)))
+        for item_id, item in expected.items():
+            if item_id not in seen_items and item_id not in lent:
+                rep.lines.append(Line("missing", item_id, None, item.title, item.call_number,
+                                      item.sort_bin, None, None))
+        return rep
+
+
+class _Closed(Exception):
+    """A new batch for a closed stock-take: rolls its transaction back."""
+
+
+def answer(engine: Engine, site: str, station: str, req: messages.Message,
+           now: dt.datetime | None = None) -> messages.Message:
+    """The bridge's answer to req/stocktake and req/stocktake-seen."""
+    now = now or dt.datetime.now(dt.UTC)
+    st = Stocktakes(engine)
+    if isinstance(req, messages.StocktakeSeenReq):
+        return st.seen_or_closed(site, station, req, now)
+    assert isinstance(req, messages.StocktakeReq)
+    if req.action == "places":
+        return messages.StocktakeRes(ok=True, places=st.places(site), going=st.going(site))
+    if req.action == "open":
+        return st.open(site, station, req.place, req.stocktake_id, now)
+    if req.stocktake_id is None:
+        return messages.StocktakeRes(ok=False, reason="bad_request")
+    return st.set_status(site, station, req.stocktake_id,
+                         "paused" if req.action == "pause" else "closed", now)
