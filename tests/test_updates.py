@@ -182,6 +182,9 @@ def test_the_wheelhouse_is_served_read_only_by_name(
         urllib.request.urlopen(urllib.request.Request(
             f"{fleet.url}/updates/2.0/x.whl", data=b"x", method="PUT"), timeout=10)
     assert err.value.code in (404, 405)
+    # what the page's update form offers: each finished release with its lock's hash
+    offered = json.loads(urllib.request.urlopen(f"{fleet.url}/api/releases", timeout=10).read())
+    assert {r["release"]: r["sha256"] for r in offered} == {v: releases[v] for v in releases}
 
 
 def test_a_station_updates_from_the_central_and_a_broken_release_is_rolled_back(
@@ -216,6 +219,9 @@ def test_a_station_updates_from_the_central_and_a_broken_release_is_rolled_back(
         got = subprocess.run([str(venv_python), "-c", "import fakerel, fakedep; "
                               "print(fakedep.VALUE)"], capture_output=True, text=True)
         assert got.stdout.strip() == "42", got.stderr
+        # The release has its own pip: running, it will install the next one.
+        assert subprocess.run([str(venv_python), "-m", "pip", "--version"],
+                              capture_output=True).returncode == 0
 
         st = HeadlessStation(cfg, log=log).start()  # what systemd does on exit 75
         # A release that cannot start fails its check: removed, the station keeps running.

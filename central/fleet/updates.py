@@ -55,3 +55,23 @@ def routes(root: Path) -> list[Route]:
         return FileResponse(path, media_type="application/octet-stream")
 
     return [Route("/updates/{release}/", index), Route("/updates/{release}/{name}", file)]
+
+
+def releases(root: Path) -> list[dict[str, str]]:
+    """The releases an operator may send, newest folder first: what `release.json` says of
+    each (the page fills the `update` command's arguments from it)."""
+    import json
+
+    out: list[dict[str, str]] = []
+    folders = [f for f in root.iterdir() if f.is_dir() and NAME.match(f.name)] \
+        if root.is_dir() else []
+    for folder in sorted(folders, key=lambda f: f.stat().st_mtime, reverse=True):
+        try:
+            meta = json.loads((folder / "release.json").read_text(encoding="utf-8"))
+            sha = str(meta["lock_sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a finished release: nothing to send
+        if re.fullmatch(r"[0-9a-f]{64}", sha):
+            out.append({"release": folder.name, "version": str(meta.get("version", "")),
+                        "sha256": sha})
+    return out

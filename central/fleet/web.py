@@ -144,6 +144,7 @@ class WebServer:
         self.secure_cookie = secure_cookie or self.tls
         self.scheme = "https" if tls else "http"
         self._hash_slots: asyncio.Semaphore | None = None  # made in the server's loop
+        self.updates = updates
         self.app = Starlette(routes=[
             Route("/", self.page), Route("/i18n.json", self.i18n),
             Route("/metrics", self.metrics), Route("/api/me", self.me),
@@ -157,6 +158,7 @@ class WebServer:
             Route("/api/ack", self.post, methods=["POST"]),
             Route("/api/ack_bulk", self.post, methods=["POST"]),
             Route("/api/command", self.post, methods=["POST"]),
+            Route("/api/releases", self.releases),
             # The stations' releases (read only, no login: see fleet/updates.py).
             *(updates_routes(updates) if updates is not None else []),
             # The stock-take reports, from the central's database (fleet/stocktake_page.py).
@@ -314,6 +316,15 @@ class WebServer:
         if isinstance(s, Response):
             return s
         return self._json(self._detail(site, request.query_params.get("station", "")))
+
+    def releases(self, request: Request) -> Response:
+        """The stations' releases this service serves, for the page's `update` form."""
+        s = self._need(request, "operator")
+        if isinstance(s, Response):
+            return s
+        from selfcheck.central.fleet.updates import releases
+
+        return self._json(releases(self.updates) if self.updates is not None else [])
 
     def commands(self, request: Request) -> Response:
         s = self._need(request)

@@ -54,8 +54,8 @@ class Switched:
 class Releases:
     def __init__(self, root: Path, *, python: str | None = None) -> None:
         self.root = root
-        # The interpreter new venvs are made from, and whose pip installs into them: the
-        # running one (pip --python puts the packages into the new venv, which needs no pip).
+        # The interpreter new venvs are made from: the running one (venv makes them from
+        # the system's Python underneath it).
         self.python = python or sys.executable
 
     def _link(self, name: str) -> str | None:
@@ -110,11 +110,12 @@ class Releases:
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir()
         (home / LOCK).write_bytes(lock)
-        self._run([self.python, "-m", "venv", "--without-pip", str(home / "venv")],
-                  "creating the venv", 120)
+        # With its own pip (ensurepip's bundled wheel, no download): the release installed
+        # now is the one that installs the next.
+        self._run([self.python, "-m", "venv", str(home / "venv")], "creating the venv", 300)
         # Only what the lock names, each file checked against its hash, only from the central.
-        self._run([self.python, "-m", "pip", "--python", str(home / "venv" / "bin" / "python"),
-                   "install", "--disable-pip-version-check", "--no-input", "--no-index",
+        self._run([str(home / "venv" / "bin" / "python"), "-m", "pip", "install",
+                   "--disable-pip-version-check", "--no-input", "--no-index",
                    "--find-links", url, "--require-hashes", "--only-binary", ":all:",
                    "--no-cache-dir", "-r", str(home / LOCK)], "pip install", INSTALL_TIMEOUT_S)
         (home / COMPLETE).write_text(sha256.lower() + "\n")
