@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import gc
 import logging
 import os
 import signal
@@ -234,6 +235,12 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     offline = OfflineStations(frozenset(_env_marks() + args.offline_list))
+    if not offline.marked:
+        # The list is off unless a station is marked: an upgraded central whose stations lent
+        # offline before says so once, where its operator reads.
+        logging.getLogger("selfcheck.central").info(
+            "no station gets the offline list of readers, so none lends offline; mark those "
+            "that may with --offline-list SITE, SITE/STATION or * (SELFCHECK_OFFLINE_LIST)")
     if args.db.startswith("sqlite:///"):
         folder = Path(args.db.removeprefix("sqlite:///")).parent
 
@@ -318,6 +325,10 @@ def run(args: argparse.Namespace) -> int:
     from selfcheck.mqtt import hops
 
     recorder = hops.from_env()  # the benchmark's breakdown of the round trip, if it asks
+    # What start-up made (SQLAlchemy, the migrations, pydantic's models) lives as long as the
+    # process: out of the collector's sight, a full collection no longer walks it (measured:
+    # about half a second each, with every transaction behind it waiting).
+    gc.freeze()
     bridge.start()
     # Ready once subscribed, so that nothing sent right after is lost; a broker that is not
     # there yet does not hold the central back (it connects by itself).
