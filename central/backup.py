@@ -11,8 +11,8 @@
 A restore refuses a store that already holds tables unless `force` is given (that is someone's
 live data), brings the restored store to the newest schema revision (a backup may come from an
 older release) and checks it then matches the code, and records the restore in
-`store_restores`: from then on each station's numbering is taken from its next transaction
-(central/order.py), instead of waiting for the numbers the backup never saw.
+`store_restores`: from then on each station's numbering is taken from where its transactions
+say it is (central/order.py), instead of waiting for the numbers the backup never saw.
 
 Failures are `BackupError`s: a key of the command line's catalog (selfcheck/cli/locale) and its
 arguments, so that the person at the terminal reads them in their language.
@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, insert, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL
 
 from selfcheck.central import migrations
-from selfcheck.central.engine import open_engine
+from selfcheck.central.engine import hide_password, multi_host, open_engine, parse_url
 from selfcheck.central.schema import store_restores
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -66,6 +66,7 @@ def backup(url: str, dest: Path, *, force: bool = False) -> Done:
     """Copy the store at `url` to the file `dest` (written aside, then renamed: a backup that
     fails half-way leaves no file that looks whole). Readable by its owner only: it holds
     readers' names and loans."""
+    _parsed(url)
     if dest.exists() and not force:
         raise BackupError("central.backup.exists", dest=dest)
     if not dest.parent.is_dir():
@@ -115,14 +116,31 @@ def _sqlite_revision(conn: sqlite3.Connection) -> str | None:
     return str(row[0]) if row else None
 
 
+def _parsed(url: str) -> URL:
+    """The store URL as SQLAlchemy reads it; one it cannot read is the user's to correct, not
+    a traceback."""
+    try:
+        return parse_url(url)
+    except ValueError as exc:
+        raise BackupError("central.store.bad_url", code=2, url=_safe(url),
+                          reason=exc) from None
+
+
 def _libpq(url: str) -> tuple[str, dict[str, str]]:
     """The URL pg_dump and pg_restore take, without its password, and their environment with
     it."""
-    u = make_url(url).set(drivername="postgresql")
+    u = _parsed(url).set(drivername="postgresql")
     env = dict(os.environ)
     if u.password is not None:
         env["PGPASSWORD"] = str(u.password)
-        u = u.set(password=None)
+        u = u._replace(password=None)  # not set(): it leaves a field given None as it was
+    if multi_host(url) != url:
+        # libpq takes the multi-host form as it is (and not SQLAlchemy's `host=H:P` list):
+        # the user's URL with the scheme libpq knows and the password taken out.
+        rest = url.partition("://")[2]
+        head, q, query = rest.partition("?")
+        userinfo, at, hosts = head.rpartition("@")
+        return f"postgresql://{userinfo.partition(':')[0]}{at}{hosts}{q}{query}", env
     return u.render_as_string(hide_password=False), env
 
 
@@ -152,12 +170,13 @@ def _backup_pg(url: str, dest: Path) -> str | None:
 
 
 def _safe(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    return hide_password(url)
 
 
 def restore(src: Path, url: str, *, force: bool = False,
             now: dt.datetime | None = None) -> Done:
     """Put the backup `src` in place of the store at `url`, migrate it and record the restore."""
+    _parsed(url)
     if not src.is_file():
         raise BackupError("central.restore.no_backup", code=2, path=src)
     with open(src, "rb") as f:
@@ -191,6 +210,7 @@ def restart_numbering(url: str, *, force: bool = False,
     """A new store put in place of one that was lost without a backup: the stations number on
     from where they are, so the same as after a restore (migrated first; refused on a store
     that has recorded transactions unless `force`, since it is not new)."""
+    _parsed(url)
     path = sqlite_path(url)
     if path is not None and not path.parent.is_dir():
         raise BackupError("central.backup.no_folder", code=2, folder=path.parent)

@@ -34,7 +34,14 @@ from paho.mqtt.properties import Properties
 
 from selfcheck.central import offline_policy, stocktake, tagging
 from selfcheck.central.backend import BackendUnavailable, LocalBackend, RemoteBackend, Tx
-from selfcheck.central.costly import COSTLY, TX_COST, FairPool, pool_size, request_cost
+from selfcheck.central.costly import (
+    COSTLY,
+    TX_COST,
+    FairPool,
+    pool_size,
+    request_cost,
+    share_cost,
+)
 from selfcheck.central.ledger import Ledger, key_of
 from selfcheck.central.sessions import IDLE, Sessions
 from selfcheck.central.throttle import (
@@ -122,7 +129,8 @@ class Bridge:
         # The costly requests' threads count too (requests, unanswered, shed).
         self._counts_lock = threading.Lock()
         self.cost_shares = cost_shares
-        workers = costly_workers or pool_size(remote=not isinstance(backend, LocalBackend))
+        workers = costly_workers or pool_size(remote=not isinstance(backend, LocalBackend),
+                                              connections=getattr(backend, "connections", None))
         self.costly = FairPool(workers) if cost_shares else None
         self._shedding: set[str] = set()  # stations in a run of shed requests (logged once)
         # False: whatever arrives is applied at once, as before per-station order; only the
@@ -130,7 +138,8 @@ class Bridge:
         self.ordered = order
         self.connected = threading.Event()
         self._batch_max = batch_max
-        self._inbox: queue.Queue[paho.MQTTMessage | None] = queue.Queue()
+        # SimpleQueue: the C one, a cheaper hand-off from paho's thread on every message.
+        self._inbox: queue.SimpleQueue[paho.MQTTMessage | None] = queue.SimpleQueue()
         # Manual acks (make_client above): PUBACK only after the batch committed (module doc).
         # Back soon after a broker restart, like the stations: a bridge away for paho's default
         # two minutes leaves every station's transactions to the offline policy.
@@ -285,7 +294,7 @@ class Bridge:
         cost = TX_COST
         if self.cost_shares and where.channel == "req":
             cost = request_cost(where.name, m.payload)
-        if self._over_share(m, where, cost):
+        if self._over_share(m, where, share_cost(where.name, cost)):
             return
         if self.costly is not None and where.channel == "req" and cost >= COSTLY:
             self._to_pool(m, where, cost)
@@ -493,8 +502,13 @@ class Bridge:
 
 
 def store_fault(exc: BaseException) -> str | None:
-    """The faults key for a database error that is the database's state, not a bug: it
-    cannot be reached, its disk is full, it may not be written; None for anything else."""
+    """The faults key for a database error that is the database's state, not the message's:
+    it cannot be reached, its disk is full, it may not be written; None for anything else.
+
+    Only those: a lock waited on too long, a deadlock, a missing table or a constraint is
+    one batch's or one transaction's trouble, which the caller splits and rejects. Said as
+    "store down", it would leave a transaction that always fails unanswered (and sent again)
+    for ever, blocking the others of its batch, and make the log say down and up in turn."""
     from sqlalchemy import exc as sa
 
     if isinstance(exc, OSError):  # the SQLite file's folder itself
@@ -502,16 +516,66 @@ def store_fault(exc: BaseException) -> str | None:
             return "store.full"
         return "store.readonly" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) \
             else None
-    if not isinstance(exc, (sa.OperationalError, sa.InterfaceError)) and not (
-            isinstance(exc, sa.DBAPIError) and exc.connection_invalidated):
+    if not isinstance(exc, sa.DBAPIError):
         return None
-    text = str(exc).lower()
-    if "full" in text or "no space" in text:
+    orig = exc.orig
+    if exc.connection_invalidated:  # SQLAlchemy saw the connection itself go
+        return "store.down"
+    import sqlite3
+
+    if isinstance(orig, sqlite3.Error):
+        return _sqlite_fault(orig)
+    return _postgres_fault(orig)
+
+
+# SQLite's primary result codes (the low byte of the extended ones).
+_SQLITE_FAULTS = {13: "store.full",  # SQLITE_FULL: database or disk is full
+                  8: "store.readonly",  # SQLITE_READONLY: attempt to write a readonly database
+                  14: "store.readonly",  # SQLITE_CANTOPEN: unable to open database file
+                  3: "store.readonly"}  # SQLITE_PERM: access permission denied
+# PostgreSQL's SQLSTATEs of the server's state rather than the statement's (class 08, the
+# connection, is taken whole).
+_POSTGRES_FAULTS = {"57P01": "store.down",  # admin_shutdown: the server is stopping
+                    "57P02": "store.down",  # crash_shutdown
+                    "57P03": "store.down",  # cannot_connect_now: starting up
+                    "53300": "store.down",  # too_many_connections
+                    "53100": "store.full",  # disk_full
+                    "25006": "store.readonly",  # read_only_sql_transaction: a standby
+                    "42501": "store.readonly"}  # insufficient_privilege
+
+
+def _sqlite_fault(orig: BaseException) -> str | None:
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return _SQLITE_FAULTS.get(code & 0xFF)
+    text = str(orig).lower()  # a Python without the codes on its errors: their words
+    if "database or disk is full" in text:
         return "store.full"
-    if any(w in text for w in ("readonly", "read-only", "permission denied",
-                               "unable to open database file")):
+    if "readonly database" in text or "unable to open database file" in text:
         return "store.readonly"
-    return "store.down"
+    return None
+
+
+def _postgres_fault(orig: BaseException | None) -> str | None:
+    try:
+        import psycopg
+    except ImportError:  # no PostgreSQL driver: not its error either
+        return None
+    if not isinstance(orig, psycopg.Error):
+        return None
+    state = orig.sqlstate
+    if state is None:
+        # No SQLSTATE: the client's own words, about a connection that failed or was lost
+        # ("connection refused", "server closed the connection unexpectedly", "the
+        # connection is closed"), unless the connection is still there and fine.
+        if not isinstance(orig, psycopg.OperationalError):
+            return None
+        pgconn = orig.pgconn
+        alive = pgconn is not None and pgconn.status == psycopg.pq.ConnStatus.OK
+        return None if alive else "store.down"
+    if state.startswith("08"):  # connection_exception and its kinds
+        return "store.down"
+    return _POSTGRES_FAULTS.get(state)
 
 
 def first_line(exc: BaseException) -> str:

@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
 
 # How long a connection waits for another one's lock before "database is locked".
 BUSY_WAIT_S = 30.0
@@ -54,6 +55,30 @@ def multi_host(url: str) -> str:
     params = [f"host={h}" for h in hosts.split(",") if h]
     params += [query] if query else []
     return f"{scheme}://{user}{at}/{db}?{'&'.join(params)}"
+
+
+def parse_url(url: str) -> URL:
+    """The store URL as SQLAlchemy reads it, the multi-host form too (`multi_host`). One it
+    cannot read is a ValueError whose message never holds the password (SQLAlchemy's may
+    quote the whole URL)."""
+    try:
+        return make_url(multi_host(url))
+    except (ArgumentError, ValueError) as exc:
+        safe = hide_password(url)
+        raise ValueError(str(exc).replace(multi_host(url), safe).replace(url, safe)) from None
+
+
+def hide_password(url: str) -> str:
+    """The URL for messages and logs, its password as ***: by hand, since SQLAlchemy cannot
+    parse the multi-host form, which is kept as given. The userinfo ends at the last `@`
+    before the query, so a password holding `@`, `/` or `:` is hidden whole."""
+    scheme, sep, rest = url.partition("://")
+    head, q, query = rest.partition("?")
+    userinfo, at, hosts = head.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not sep or not at or not colon:
+        return url
+    return f"{scheme}://{user}:***@{hosts}{q}{query}"
 
 
 def _wal(cur: sqlite3.Cursor) -> None:

@@ -50,7 +50,7 @@ from selfcheck.central.order import Admitted, Key, StationOrder, key_of
 from selfcheck.central.schema import order_gaps, processed, reconciliation, sip2_claims
 from selfcheck.central.sessions import Sessions, needs_session
 from selfcheck.central.tx_clock import ClockBounds, Verdict, judge
-from selfcheck.mqtt.messages import AckTx
+from selfcheck.mqtt.messages import AckTx, TxLoan
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,19 @@ def open_db(url: str) -> Engine:
 
 def aware(when: dt.datetime) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)  # SQLite drops the zone
+
+
+def _moved(tx: Tx, now: dt.datetime) -> dict[str, dt.datetime]:
+    """A transaction's times on the central's clock: `at` now, and a loan's deadline as far
+    after it as the station set it after its own `at` (both read on the station's clock: a
+    clock far behind would otherwise have every online loan refused as late)."""
+    moved = {"at": now}
+    if isinstance(tx, TxLoan):
+        try:
+            moved["deadline"] = now + (aware(tx.deadline) - aware(tx.at))
+        except OverflowError:  # a deadline near year 1 or 9999: the station's word stands
+            pass
+    return moved
 
 
 def _key(tx: Tx) -> tuple[str, str, str]:
@@ -168,7 +181,7 @@ class Ledger:
                 log.warning("%s dated %s by its station, %s: applied at the central's time",
                             KIND[type(tx)], tx.at.isoformat()[:40], verdict,
                             extra={"station": tx.station, "msg_id": tx.msg_id})
-                tx = tx.model_copy(update={"at": now})
+                tx = tx.model_copy(update=_moved(tx, now))
             out.append(tx)
         return out
 

@@ -15,12 +15,29 @@ backend:
   (`ledger.gaps`).
 - after a restore of the store from a backup (`store_restores`), the stations have numbered on
   while the backup aged: the restored store has never seen their last numbers, and never will
-  (the station dropped each one at its ack). So the first new transaction of each journal
-  after a restore sets where its numbering goes on, instead of waiting for the missing ones
-  and then giving them up as a gap; recorded as kind 'rebase' (numbers first_seq..last_seq
-  skipped, msg_id the transaction that set it), once per journal per restore
-  (`restore_numbering`). A repeat of a transaction the restored store already holds does not
-  count: it says nothing of where the station is now.
+  (the station dropped each one at its ack). The station says where it is: a transaction
+  carries `acked_below`, the lowest seq waiting in its journal's outbox when it was written
+  (every seq below it acknowledged). After a restore the journal's mark is raised to
+  max(mark, acked_below - 1), recorded as kind 'rebase' (numbers first_seq..last_seq
+  skipped, msg_id the transaction that said so). Not from the first transaction to commit:
+  with a shared subscription a station's seq 10 and 11 may reach two bridges, and 11 taken
+  as where the numbering goes on would make 10 a late one applied after it.
+
+  Why any arrival order is safe: each seq below acked_below was acknowledged by the central
+  of its day, and the station deleted it from its outbox then, so the station never sends it
+  again. The value is fixed in the payload when the transaction is journalled, so a resend
+  (or a redelivery of an old copy) may carry a lower value than the station's present one:
+  lower only skips less, never a seq that may still come. It never passes a row still
+  waiting either: one journalled before it was in the outbox when the value was taken, one
+  journalled after it has a higher seq. At worst a stale value
+  leaves a gap of numbers acknowledged but lost with the backup; it is held like any gap and
+  given up after the order wait, then recorded as 'rebase', not 'gap'.
+
+  A station too old to send acked_below is held the same way: the order wait, then the gap
+  recorded as 'rebase'. That is what `restore_numbering` is for: the first new transaction
+  of each journal after a restore (a repeat of one the restored store already holds says
+  nothing of where the station is now), so that a gap given up before the journal got past
+  it is the restore's, and one after it a real gap.
 
 How far a journal is applied (`station_order.applied`) moves on lazily from the dedupe rows:
 a bridge killed between the ledger's commit and any bookkeeping here leaves nothing wrong,
@@ -106,7 +123,7 @@ class OrderCounters:
     gaps: int = 0  # gaps given up after the order wait
     late: int = 0  # transactions that came after their gap was given up
     refused: int = 0  # over HELD_MAX: not held, the station sends them again
-    rebased: int = 0  # journals whose numbering was taken from the station after a restore
+    rebased: int = 0  # numberings taken from a station after a restore (order_gaps 'rebase')
 
 
 @dataclass
@@ -191,13 +208,22 @@ class StationOrder:
                     select(held_tx.c.seq).where(*self._is(held_tx, key))
                     .order_by(held_tx.c.seq).limit(1)).scalar_one_or_none()
                 if first is not None and first > mark + 1:
-                    conn.execute(insert(order_gaps).values(
-                        site=key[0], station=key[1], journal=key[2], kind="gap",
-                        first_seq=mark + 1, last_seq=first - 1, msg_id=None, recorded_at=now))
+                    if self._restore_gap(conn, key, mark):
+                        # Numbers the restored store never saw, from a station that did not
+                        # say where it is (or said it before more of its acks): its restore.
+                        held = conn.execute(
+                            select(held_tx.c.msg_id).where(*self._is(held_tx, key),
+                                                           held_tx.c.seq == first)).scalar_one()
+                        self._rebased(conn, key, mark + 1, first - 1, held, now)
+                    else:
+                        conn.execute(insert(order_gaps).values(
+                            site=key[0], station=key[1], journal=key[2], kind="gap",
+                            first_seq=mark + 1, last_seq=first - 1, msg_id=None,
+                            recorded_at=now))
+                        given_up += 1
+                        log.warning("order gap given up: site=%s station=%s seq=%d..%d",
+                                    key[0], key[1], mark + 1, first - 1)
                     self._set_mark(conn, key, first - 1, now)
-                    given_up += 1
-                    log.warning("order gap given up: site=%s station=%s seq=%d..%d",
-                                key[0], key[1], mark + 1, first - 1)
                     mark = first - 1
                 out += self._pull(conn, key, mark + 1)
         # Counted once committed, and after what it released: whoever sees the gap counted
@@ -210,32 +236,49 @@ class StationOrder:
 
     def _after_restore(self, conn: Connection, key: Key, group: list[Tx], mark: int,
                        restore: int, now: dt.datetime) -> int:
-        """The journal's mark, taken from the station if this is its first new transaction
-        since the restore `restore` (see the module's docstring)."""
+        """The journal's mark, raised to where the station says it is after the restore
+        `restore` (see the module's docstring)."""
         taken = conn.execute(select(restore_numbering.c.seq).where(
             *self._is(restore_numbering, key),
             restore_numbering.c.restore_id == restore)).scalar_one_or_none()
-        if taken is not None:
+        if taken is None:
+            done = self._processed(conn, key, [t.msg_id for t in group])
+            new = [t for t in group if t.msg_id not in done]
+            if new:
+                conn.execute(insert(restore_numbering).values(
+                    site=key[0], station=key[1], journal=key[2], restore_id=restore,
+                    seq=new[0].seq, taken_at=now))
+        said = [t for t in group if t.acked_below is not None]
+        if not said:
+            return mark  # an older station: held like any gap (release_due)
+        carrier = max(said, key=lambda t: t.acked_below or 0)
+        below = int(carrier.acked_below or 0)
+        if below - 1 <= mark:  # follows on from the restored store: nothing to take
             return mark
-        done = self._processed(conn, key, [t.msg_id for t in group])
-        new = [t for t in group if t.msg_id not in done]
-        if not new:
-            return mark
-        first = new[0]
-        conn.execute(insert(restore_numbering).values(
-            site=key[0], station=key[1], journal=key[2], restore_id=restore, seq=first.seq,
-            taken_at=now))
-        if first.seq <= mark + 1:  # it follows on from the restored store: nothing to take
-            return mark
+        self._rebased(conn, key, mark + 1, below - 1, carrier.msg_id, now)
+        self._set_mark(conn, key, below - 1, now)
+        return below - 1
+
+    def _rebased(self, conn: Connection, key: Key, first: int, last: int, msg_id: str | None,
+                 now: dt.datetime) -> None:
         conn.execute(insert(order_gaps).values(
-            site=key[0], station=key[1], journal=key[2], kind="rebase", first_seq=mark + 1,
-            last_seq=first.seq - 1, msg_id=first.msg_id, recorded_at=now))
-        self._set_mark(conn, key, first.seq - 1, now)
+            site=key[0], station=key[1], journal=key[2], kind="rebase", first_seq=first,
+            last_seq=last, msg_id=msg_id, recorded_at=now))
         self.counters.rebased += 1
         log.warning("numbering taken from station %s at seq %d after restore (site=%s; "
-                    "seq %d..%d not in the restored store)", key[1], first.seq, key[0],
-                    mark + 1, first.seq - 1)
-        return first.seq - 1
+                    "seq %d..%d not in the restored store)", key[1], last + 1, key[0],
+                    first, last)
+
+    def _restore_gap(self, conn: Connection, key: Key, mark: int) -> bool:
+        """Whether a gap given up now after `mark` is the last restore's: the journal has not
+        got past its first new transaction since the restore (see the module's docstring)."""
+        restore = self._last_restore(conn)
+        if restore is None:
+            return False
+        taken = conn.execute(select(restore_numbering.c.seq).where(
+            *self._is(restore_numbering, key),
+            restore_numbering.c.restore_id == restore)).scalar_one_or_none()
+        return taken is None or taken > mark
 
     def held_count(self) -> int:
         with self.engine.connect() as conn:

@@ -4,11 +4,14 @@ bridge of the group sees the same counts); and the PIN events staff see.
 A stolen station's credentials can ask about any card. Counting per card only (central/pin.py)
 would let them lock one reader's card after another; here the station itself has a budget:
 past `budget` wrong PINs within `window`, its PIN checks are refused ("try later") for a pause
-that doubles at each further pause within a day, before any card is looked at or counted.
-With the defaults an honest station (a few mistyped PINs an hour) never meets it, and a
-hammering one gets about seventy wrong PINs in its first day (10, then pauses of 15, 30, 60,
-120 minutes...) and about ten a day after, instead of hundreds of thousands; each card
-then also slows and locks on its own count.
+that doubles at each further pause within a day, up to `max_pause`, before any card is
+looked at or counted. With the defaults an honest station (a few mistyped PINs an hour) never
+meets it, and a hammering one gets about a hundred wrong PINs in its first day (10, then
+pauses of 15, 30, 60, 120, then 240 minutes) and about sixty a day after, instead of
+hundreds of thousands; each card then also slows and locks on its own count. The cap is the
+trade-off: without it the pause reached days (about ten after ten pauses), and a station
+that met its budget by mischance (a class mistyping, a card reader gone wrong) stayed out of
+PIN checks as long; with it a thief gets a few dozen guesses a day more per station.
 
 The cards' wrong PINs are on the patron rows (the embedded store) or on `patron_refs`
 (SIP2, Koha); this module only writes the station counts and the events.
@@ -37,6 +40,7 @@ class StationBudget:
     budget: int = 10  # wrong PINs a station may give within the window; 0: no budget
     window: dt.timedelta = dt.timedelta(minutes=15)
     pause: dt.timedelta = dt.timedelta(minutes=15)  # the first pause; doubled at each next
+    max_pause: dt.timedelta = dt.timedelta(hours=4)  # ...up to this (never below `pause`)
     pauses_forgotten: dt.timedelta = dt.timedelta(days=1)  # after a quiet day: the first again
 
 
@@ -94,8 +98,9 @@ class PinGuard:
                         site=site, station=station, window_start=now, failures=1, total=1,
                         pauses=0, paused_until=None, last_at=now))
                 return
-            except IntegrityError:  # another bridge made it meanwhile: count on it
-                row = conn.execute(select(pin_stations).where(*where)).mappings().one()
+            except IntegrityError:  # another bridge made it meanwhile: count on it, locked
+                row = conn.execute(select(pin_stations).where(*where).with_for_update()
+                                   ).mappings().one()
         start = aware(row["window_start"]) or now
         failures = row["failures"] + 1 if now - start < b.window else 1
         start = start if failures > 1 else now
@@ -104,7 +109,7 @@ class PinGuard:
         values: dict[str, Any] = dict(window_start=start, failures=failures,
                                       total=row["total"] + 1, last_at=now, pauses=pauses)
         if b.budget and failures >= b.budget:
-            until = now + b.pause * 2 ** min(pauses, 10)
+            until = now + min(b.pause * 2 ** min(pauses, 10), max(b.max_pause, b.pause))
             values.update(paused_until=until, pauses=pauses + 1, failures=0, window_start=now)
             self._event(conn, now, site, station, None, "station_paused", until)
             log.warning("station %s/%s gave %d wrong PINs within %s: its PIN checks pause "

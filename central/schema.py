@@ -267,8 +267,9 @@ pin_events = Table(
 # -- restores (`selfcheck central restore`, central/backup.py)
 
 # One row per restore of the store from a backup. Stations kept numbering while the backup
-# aged, so after a restore each station journal's numbering is taken from the station's next
-# transaction instead of waiting for numbers the restored store never saw (central/order.py).
+# aged, so after a restore each station journal's numbering is taken from where its
+# transactions say the station is (`acked_below`) instead of waiting for numbers the restored
+# store never saw (central/order.py).
 store_restores = Table(
     "store_restores", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -276,8 +277,8 @@ store_restores = Table(
     Column("source", String(500), nullable=False),  # the backup file, for whoever looks
 )
 
-# The station journals whose numbering has been taken up since a restore (`restore_id`): the
-# first new transaction of each journal after a restore sets where it goes on, once.
+# The first new transaction of each station journal since a restore (`restore_id`): a gap
+# given up before the journal got past it is the restore's ('rebase'), one after it a gap.
 restore_numbering = Table(
     "restore_numbering", metadata,
     Column("site", String(64), primary_key=True),

@@ -139,9 +139,15 @@ class Stocktakes:
             rows = conn.execute(
                 select(items.c.sort_bin, func.count()).where(here, items.c.sort_bin.is_not(None))
                 .group_by(items.c.sort_bin).order_by(func.count().desc(), items.c.sort_bin)
-                .limit(PLACES_SHOWN)).all()
-        return [messages.PlaceInfo(place=Place(kind="shelf", value=r[0]), items=r[1])
-                for r in rows]
+                .limit(PLACES_SHOWN - 1)).all()
+            whole = conn.execute(select(func.count()).select_from(items).where(
+                items.c.home_site == site)).scalar_one()
+        out = [messages.PlaceInfo(place=Place(kind="shelf", value=r[0]), items=r[1])
+               for r in rows]
+        if whole:  # the branch's whole collection, last: a day's work, not a shelf's
+            out.append(messages.PlaceInfo(place=Place(kind="collection", value=site),
+                                          items=whole))
+        return out
 
     def going(self, site: str) -> list[StocktakeInfo]:
         with self.engine.connect() as conn:

@@ -152,9 +152,11 @@ class CirculationStore:
                                  .values(pin_failures=0, pin_locked_until=None))
                 self.pin_guard.right(site, station, row["ref"], state, now)
             return None
-        with self.engine.begin() as conn:  # read again: another station may have counted one
+        # Read again, the row locked until the count is written (PostgreSQL's FOR UPDATE;
+        # SQLite's BEGIN IMMEDIATE): another station or bridge may be counting one too.
+        with self.engine.begin() as conn:
             fresh = conn.execute(select(patrons.c.pin_failures, patrons.c.pin_locked_until)
-                                 .where(where)).one()
+                                 .where(where).with_for_update()).one()
             before = pins.PinState(fresh.pin_failures, _aware(fresh.pin_locked_until))
             state = pins.after_failure(before, now, policy)
             conn.execute(update(patrons).where(where).values(

@@ -87,7 +87,7 @@ def progress(engine: Engine) -> list[BranchProgress]:
     """Per home branch: items, items fully tagged (every part), tags written. Tags of
     barcodes the catalogue does not hold (written offline) show under their station's site."""
     with engine.connect() as conn:
-        totals = dict(conn.execute(
+        totals: dict[str, int] = dict(conn.execute(
             select(func.coalesce(items.c.home_site, NO_BRANCH), func.count())
             .group_by(func.coalesce(items.c.home_site, NO_BRANCH))).all())
         parts = {r.item_id: (r.parts, r.branch) for r in conn.execute(
@@ -101,7 +101,7 @@ def progress(engine: Engine) -> list[BranchProgress]:
                                     tagging_items.c.item_id == tagged_items.c.item_id))
             .group_by(tagged_items.c.item_id, items.c.home_site)).all()
             if r.parts >= r.need}
-        written = dict(conn.execute(
+        written: dict[str, int] = dict(conn.execute(
             select(func.coalesce(items.c.home_site, tagged_items.c.site), func.count())
             .select_from(tagged_items.outerjoin(items, items.c.item_id == tagged_items.c.item_id))
             .group_by(func.coalesce(items.c.home_site, tagged_items.c.site))).all())

@@ -283,7 +283,7 @@ class TaggingDesk:
         if len(tags) > need:
             self.phase = "place"
             return self._refuse("tagging.too_many", have=len(tags), need=need)
-        held = [t.item.primary_item_id for t in tags if holds_data(t)]
+        held = [t.item.primary_item_id for t in tags if t.item is not None and holds_data(t)]
         if held and not overwrite:
             self.phase = "confirm"
             self.holds = ", ".join(sorted(set(held)))

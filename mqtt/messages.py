@@ -49,6 +49,13 @@ class TxBase(Message):
                           "rule still applies, and a refusal is recorded for reconciliation "
                           "(staff see it from the ack, operators in `selfcheck central "
                           "report`)")
+    acked_below: int | None = Field(None, ge=1, description=(
+        "every seq of this journal below this number had been acknowledged by the central "
+        "when the station wrote this transaction (the lowest seq then waiting in its "
+        "outbox, or this one's): the station dropped them at their ack and never sends "
+        "them again. After a restore of the central's store the numbering goes on from "
+        "here, not from a gap the restored store would wait for. Absent from older "
+        "stations"))
 
 
 # What a library system may ask the reader to accept before a loan (Koha's needsconfirmation

@@ -5,6 +5,7 @@ and giving them up as a gap."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sqlite3
 import stat
@@ -12,20 +13,25 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
+from selfcheck.central import backup as backup_mod
 from selfcheck.central import migrations
-from selfcheck.central.backup import restores
+from selfcheck.central.backup import BackupError, restores
 from selfcheck.central.engine import open_engine
-from selfcheck.central.ledger import Ledger
+from selfcheck.central.ledger import Ledger, open_db
 from selfcheck.central.sample import load_sample
-from selfcheck.central.schema import order_gaps, processed
+from selfcheck.central.schema import order_gaps, processed, store_restores
 from selfcheck.central.store import CirculationStore
+from selfcheck.mqtt.messages import TxLoan, TxReturn
 from tests.conftest import ROOT
 from tests.dbs import KINDS, fresh_db
-from tests.test_order import Txs, run
+from tests.test_order import NOW, Txs, run
+
+T = TypeVar("T", TxLoan, TxReturn)
 
 
 def selfcheck(*args: str, lang: str = "en") -> subprocess.CompletedProcess[str]:
@@ -40,6 +46,11 @@ def selfcheck(*args: str, lang: str = "en") -> subprocess.CompletedProcess[str]:
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with fresh_db(request.param, tmp_path) as u:
         yield u
+
+
+def said(tx: T, acked_below: int) -> T:
+    """`tx` as a station sends it: every seq of its journal below `acked_below` acked."""
+    return tx.model_copy(update={"acked_below": acked_below})
 
 
 def _applied(store: CirculationStore) -> int:
@@ -88,7 +99,7 @@ def test_restore_from_an_older_backup_takes_each_stations_numbering_from_the_sta
     # The station numbers on: 7. The restored store knows 1-3 only; 4-6 were acked before
     # the restore and the station dropped them. Applied at once, not held for the order wait.
     ledger = Ledger(store.engine, store)
-    seven = st.loan("49000007")
+    seven = said(st.loan("49000007"), 7)  # 1-6 acked: its outbox holds only this one
     assert seven.seq == 7
     assert run(store, ledger, seven) == [seven.msg_id]
     assert ledger.order.counters.rebased == 1
@@ -128,7 +139,7 @@ def test_a_repeat_after_a_restore_does_not_set_the_numbering(url: str, tmp_path:
     store.engine.dispose()
     ledger = Ledger(store.engine, store)
     assert run(store, ledger, two) == [two.msg_id]  # answered from its stored ack
-    six = st.loan("49000006")
+    six = said(st.loan("49000006"), 6)
     assert run(store, ledger, six) == [six.msg_id]
     with store.engine.connect() as conn:
         assert [(r.first_seq, r.last_seq, r.msg_id) for r in conn.execute(
@@ -224,7 +235,7 @@ def test_a_new_store_in_place_of_a_lost_one_takes_the_numbering_from_the_station
     ledger, st = Ledger(store.engine, store), Txs(store)
     for _ in range(17):
         st.loan("49000001")  # numbered and acked by the lost store
-    eighteen = st.ret("49000001")
+    eighteen = said(st.ret("49000001"), 18)
     assert run(store, ledger, eighteen) == [eighteen.msg_id]
     report = selfcheck("central", "report", "--db", url)
     assert "numbering taken from station st-1 at seq 18 after restore" in report.stdout
@@ -233,3 +244,126 @@ def test_a_new_store_in_place_of_a_lost_one_takes_the_numbering_from_the_station
     again = selfcheck("central", "restore", "--db", url, "--fresh")
     assert again.returncode == 1 and "1 transactions recorded" in again.stderr
     store.close()
+
+
+def _restored(store: CirculationStore) -> None:
+    """The store marked as restored, as `selfcheck central restore` leaves it."""
+    with store.engine.begin() as conn:
+        conn.execute(insert(store_restores).values(restored_at=NOW, source="a backup"))
+
+
+@pytest.mark.parametrize("eleven_said", [10, 8], ids=["current", "stale"])
+def test_after_a_restore_a_stations_numbers_on_two_bridges_apply_in_order(
+        url: str, eleven_said: int) -> None:
+    """seq 10 and 11 reach two bridges of the shared subscription, 11 first: 11 must not be
+    taken as where the numbering goes on, or 10 would be applied after it as a late one.
+    `stale`: 11 was journalled while 8 still waited for its ack, and says so."""
+    store = CirculationStore(url)
+    load_sample(store, 20, 5)
+    bridge_a, bridge_b = Ledger(store.engine, store), Ledger(store.engine, store)
+    st = Txs(store)
+    first = [st.loan(f"4900000{n}") for n in range(1, 4)]
+    assert run(store, bridge_a, *first) == [t.msg_id for t in first]
+    _restored(store)  # the backup had 1-3; 4-9 were acked by the lost store
+    for _ in range(4, 10):
+        st.loan("49000009")
+    ten = said(st.loan("49000005"), 10)
+    eleven = said(st.ret("49000005"), eleven_said)
+    assert run(store, bridge_b, eleven) == []  # held for its predecessor
+    assert run(store, bridge_a, ten) == [ten.msg_id, eleven.msg_id]
+    assert "49000005" not in store.on_loan()  # lent, then returned: in the station's order
+    assert [r["kind"] for r in store.history(["49000005"])] == ["loan", "return"]
+    gaps = [(g["kind"], g["first_seq"], g["last_seq"]) for g in bridge_a.gaps()]
+    assert gaps == ([("rebase", 4, 9)] if eleven_said == 10
+                    else [("rebase", 4, 7), ("rebase", 8, 9)])
+    assert bridge_a.held_count() == 0
+    store.close()
+
+
+def test_after_a_restore_an_older_station_waits_and_its_gap_is_recorded_as_the_restores(
+        url: str) -> None:
+    """A station that does not say where it is (no acked_below): held like any gap, given up
+    after the order wait, recorded as the restore's; a later gap is a gap again."""
+    store = CirculationStore(url)
+    load_sample(store, 20, 5)
+    ledger, st = Ledger(store.engine, store, order_wait_s=30), Txs(store)
+    first = [st.loan(f"4900000{n}") for n in range(1, 4)]
+    assert run(store, ledger, *first) == [t.msg_id for t in first]
+    _restored(store)
+    for _ in range(4, 10):
+        st.loan("49000009")
+    ten, eleven = st.loan("49000005"), st.ret("49000005")
+    assert run(store, ledger, eleven) == [] and run(store, ledger, ten) == []
+    later = NOW + dt.timedelta(seconds=31)
+    released = ledger.release_due(later)
+    assert [t.msg_id for t in released] == [ten.msg_id, eleven.msg_id]
+    ledger.apply(released, later)
+    st.loan("49000006")  # seq 12, lost on the way
+    thirteen = st.loan("49000007")
+    assert run(store, ledger, thirteen, now=later) == []
+    ledger.apply(ledger.release_due(later + dt.timedelta(seconds=31)), later)
+    gaps = [(g["kind"], g["first_seq"], g["last_seq"], g["msg_id"]) for g in ledger.gaps()]
+    assert gaps == [("rebase", 4, 9, ten.msg_id), ("gap", 12, 12, None)]
+    assert ledger.order.counters.rebased == 1 and ledger.order.counters.gaps == 1
+    store.close()
+
+
+MULTI = "postgresql://central:s3cret@db1:5432,db2:5433/central?target_session_attrs=read-write"
+
+
+def test_a_multi_host_url_goes_to_pg_dump_as_given_and_its_password_nowhere_else() -> None:
+    target, env = backup_mod._libpq(MULTI)
+    assert target == "postgresql://central@db1:5432,db2:5433/central" \
+        "?target_session_attrs=read-write"
+    assert env["PGPASSWORD"] == "s3cret"
+    one, env = backup_mod._libpq("postgresql+psycopg://central:s3cret@db1/central")
+    assert one == "postgresql://central@db1/central" and env["PGPASSWORD"] == "s3cret"
+    assert backup_mod._safe(MULTI) == \
+        "postgresql://central:***@db1:5432,db2:5433/central?target_session_attrs=read-write"
+
+
+def test_a_real_backup_through_a_multi_host_url(tmp_path: Path) -> None:
+    with fresh_db("postgresql", tmp_path) as url:
+        open_db(url).dispose()
+        multi = url.replace("127.0.0.1:5432", "127.0.0.1:5432,127.0.0.1:5432") \
+            + "?target_session_attrs=read-write"
+        done = backup_mod.backup(multi, tmp_path / "b")
+        assert done.revision == migrations.head() and done.size > 0
+
+
+def test_an_unreadable_store_url_is_told_without_a_traceback_or_its_password(
+        tmp_path: Path) -> None:
+    bad = "postgresql://central:s3cret@db1:notaport/central"
+    with pytest.raises(BackupError) as err:
+        backup_mod.backup(bad, tmp_path / "b")
+    assert err.value.key == "central.store.bad_url" and err.value.code == 2
+    assert "s3cret" not in repr(err.value.args_)
+    done = selfcheck("central", "backup", "--db", bad, str(tmp_path / "b"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "cannot be read" in done.stderr and "s3cret" not in done.stderr + done.stdout
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
+
+
+def test_the_doctor_names_a_multi_host_store_without_its_password() -> None:
+    from selfcheck.cli.doctor import _store_name
+    from selfcheck.cli.errors import UserError
+
+    assert _store_name(MULTI) == backup_mod._safe(MULTI)
+    with pytest.raises(UserError) as err:
+        _store_name("postgresql://central:s3cret@db1:notaport/central")
+    assert err.value.key == "central.store.bad_url"
+
+
+def test_migrate_check_shows_the_url_without_its_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from selfcheck.central import engine as engine_mod
+    from selfcheck.cli import central_backup
+
+    scratch = open_engine(f"sqlite:///{tmp_path / 's.db'}")
+    monkeypatch.setattr(engine_mod, "open_engine", lambda url: scratch)
+    monkeypatch.setattr(central_backup, "pending", lambda engine: ["0009_store_restores"])
+    assert central_backup.check(MULTI, "en") == 1
+    out = capsys.readouterr().out
+    assert "0009_store_restores" in out and "s3cret" not in out
+    assert "--db postgresql://central:***@db1:5432,db2:5433/central" in out

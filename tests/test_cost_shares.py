@@ -16,19 +16,25 @@ from prometheus_client import CollectorRegistry, generate_latest
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.costly import (
     ACCOUNT_COST,
+    COSTLY,
     OFFLINE_PAGE_COST,
     PATRON_COST,
     PIN_COST,
     FairPool,
     pool_size,
     request_cost,
+    share_cost,
 )
+from selfcheck.central.ledger import open_db
 from selfcheck.central.metrics import BridgeCollector
 from selfcheck.central.sample import load_sample
+from selfcheck.central.sip2.backend import Sip2Backend
+from selfcheck.central.sip2.client import Sip2Config
 from selfcheck.central.store import CirculationStore
-from selfcheck.central.throttle import StationThrottle, Verdict
+from selfcheck.central.throttle import STATION_BURST, STATION_RATE_PER_S, StationThrottle, Verdict
 from selfcheck.lab.bench.shares import SITE, Station, Trickle, guessable_store, percentile
 from selfcheck.lab.broker import Broker
+from selfcheck.mqtt import topics
 from tests.conftest import wait_until
 from tests.test_poison import running_bridge
 from tests.test_throttle import Clock
@@ -43,6 +49,79 @@ def test_a_request_costs_what_it_costs_the_bridge() -> None:
     assert PATRON_COST < ACCOUNT_COST < OFFLINE_PAGE_COST < PIN_COST
     assert [pool_size(n) for n in (1, 2, 4, 64)] == [1, 1, 2, 4]
     assert [pool_size(n, remote=True) for n in (1, 2, 64)] == [2, 4, 8]
+    # A library system's connections: one left for the transaction worker, at least one.
+    assert [pool_size(64, remote=True, connections=c) for c in (1, 2, 4, 64)] == [1, 1, 3, 8]
+    # A staff tool's requests read the catalogue (a stock-take's whole report): the pool.
+    assert all(request_cost(n, b"{}") >= COSTLY for n in ("item", "stocktake",
+                                                          "stocktake-seen"))
+    assert request_cost("stocktake-seen", b"{}") > OFFLINE_PAGE_COST
+
+
+def test_a_long_offline_list_goes_through_the_share() -> None:
+    """Fault: a page took its bridge cost (4) from the share, so the burst ran out at page
+    ~511: a list of 600 pages (30,000 patrons) was started again from page 1 and never
+    completed, the station's patron checks refused meanwhile."""
+    t = StationThrottle(STATION_RATE_PER_S, STATION_BURST, clock=Clock())
+    page = share_cost("offline-list", request_cost("offline-list", b'{"page": 1}'))
+    assert [t.take("s", "a", "req", page) for _ in range(600)] == [Verdict.OK] * 600
+    assert t.take("s", "a", "req", share_cost("patron", PATRON_COST)) is Verdict.OK
+
+
+def test_the_costly_requests_go_to_the_pool(store: CirculationStore, broker: Broker) -> None:
+    """Fault: stock-take and item requests (a batch of sightings rebuilds a whole report)
+    cost what a patron check does and ran on the one transaction worker."""
+    import paho.mqtt.client as paho
+
+    bridge = Bridge(store, broker.address)  # not started: the pool keeps what it is given
+    assert bridge.costly is not None
+    for name in ("item", "stocktake", "stocktake-seen", "offline-list", "account", "patron"):
+        m = paho.MQTTMessage(mid=1, topic=topics.req("s", "a", name).encode())
+        m.payload = b"{}"
+        bridge._received(bridge._client, None, m)
+    assert bridge.costly.waiting("s/a") == 5  # all but the plain patron check
+
+
+def test_the_pool_leaves_the_worker_a_connection(tmp_path: Path, broker: Broker) -> None:
+    """Fault: up to 8 pool threads over SIP2's 4 connections: the transaction worker could
+    find none free behind a flood of PIN checks."""
+    cfg = Sip2Config.parse("sip2://sc:secret@127.0.0.1:9?institution=tv-test&pool=4")
+    backend = Sip2Backend(cfg, open_db(f"sqlite:///{tmp_path / 'c.db'}"))
+    try:
+        bridge = Bridge(backend, broker.address)
+        assert bridge.costly is not None
+        assert 1 <= len(bridge.costly._threads) <= 3
+    finally:
+        backend.close()
+
+
+def test_one_station_runs_one_job_at_a_time() -> None:
+    """Fault: several of the pool's threads ran one station's jobs at once (a flood held
+    them all, and one card's wrong PINs were counted side by side)."""
+    lock = threading.Lock()
+    running: collections.Counter[str] = collections.Counter()
+    most: collections.Counter[str] = collections.Counter()
+    done: list[str] = []
+
+    def job(station: str) -> None:
+        with lock:
+            running[station] += 1
+            most[station] = max(most[station], running[station])
+        threading.Event().wait(0.02)
+        with lock:
+            running[station] -= 1
+            done.append(station)
+
+    pool = FairPool(4).start()
+    try:
+        for _ in range(8):
+            assert pool.submit("evil", PIN_COST, lambda: job("evil"))
+        for _ in range(2):
+            assert pool.submit("good", PIN_COST, lambda: job("good"))
+        wait_until(lambda: len(done) == 10, 10, "every job run")
+    finally:
+        pool.stop()
+    assert most == {"evil": 1, "good": 1}
+    assert done.index("good") < 3 and done.count("good") == 2  # not behind the flood
 
 
 def test_the_share_is_taken_by_cost() -> None:

@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
+import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,14 +91,16 @@ def _wheels() -> Path:
     return WHEELS
 
 
-def _kill_in(root: Path) -> None:
-    """Ends the daemons started inside ROOT (found by their root directory), nothing else."""
+def _kill_in(root: Path, uid: int | None = None) -> None:
+    """Ends the daemons started inside ROOT (found by their root directory), or only those of
+    user UID there, nothing else."""
     for _ in range(50):
         pids = []
         for proc in Path("/proc").iterdir():
             if proc.name.isdigit():
                 try:
-                    if os.readlink(proc / "root") == str(root):
+                    if os.readlink(proc / "root") == str(root) and (
+                            uid is None or proc.stat().st_uid == uid):
                         pids.append(int(proc.name))
                 except OSError:
                     continue
@@ -309,6 +314,8 @@ def test_provision_for_real_twice(data_device: str, pi_root: Path) -> None:
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A network namespace with only a loopback: the root's daemons keep off the host's ports."""
+    if shutil.which("ip") is None:
+        pytest.skip("ip (iproute2) missing: the central's daemons need a network namespace")
     name = f"selfcheck-test-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
@@ -316,6 +323,53 @@ def netns() -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _start_unit(root: Path, netns: str, unit: str, instance: str, credentials: dict[str, str],
+                sock_dir: Path) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """Runs a unit's ExecStart= as systemd would (its User=, EnvironmentFile=, the credentials
+    copied for it into %d, NOTIFY_SOCKET), inside the root: no systemd runs in a chroot."""
+    text = (root / "etc/systemd/system" / unit).read_text()
+    env = dict(ln.split("=", 1) for ln in (root / "etc/selfcheck/central.env").read_text()
+               .splitlines() if "=" in ln and not ln.startswith("#"))
+    creds = f"/run/credentials/{unit.replace('@', '-' + instance)}"
+    (root / creds.lstrip("/")).mkdir(parents=True)
+    for name, source in credentials.items():
+        dest = root / creds.lstrip("/") / name
+        shutil.copy(root / source.lstrip("/"), dest)
+        dest.chmod(0o400)
+        shutil.chown(dest, user=int(_chroot(root, "id", "-u", "selfcheck").stdout))
+    shutil.chown(root / creds.lstrip("/"), user=int(_chroot(root, "id", "-u", "selfcheck").stdout))
+    line = next(ln for ln in text.splitlines() if ln.startswith("ExecStart="))
+    line = line.removeprefix("ExecStart=").replace("%i", instance).replace("%d", creds)
+    for key, value in env.items():
+        line = line.replace("${" + key + "}", value)
+    sock_path = sock_dir / f"notify-{instance}.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock_path.chmod(0o777)
+    sock.settimeout(1)
+    envs = [f"{k}={v}" for k, v in env.items()] + [
+        "LANG=C.UTF-8", f"PATH={PATH}", f"NOTIFY_SOCKET=/{sock_path.relative_to(root)}"]
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "chroot", str(root), "runuser", "-u", "selfcheck", "--",
+         "env", "-i", *envs, "sh", "-c", 'cd /var/lib/selfcheck && exec "$@"', "sh",
+         *shlex.split(line)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, sock
+
+
+def _ready(proc: subprocess.Popen[bytes], sock: socket.socket, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if b"READY=1" in sock.recv(4096).split(b"\n"):
+                return
+        except TimeoutError:
+            pass
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            raise AssertionError(f"exited {proc.returncode}: {proc.stderr.read()[-2000:]!r}")
+    raise AssertionError("no READY=1")
 
 
 CENTRAL_PACKAGES = ("mosquitto", "openssl", "python3-venv", "rsync", "postgresql",
@@ -397,6 +451,51 @@ def test_central_setup_for_real_twice(pi_root: Path, netns: str) -> None:
                       check=False, netns=netns)
         code = out.stdout.strip()
         assert (code == "0") == (expected == "0"), (user, out.stdout, out.stderr)
+
+    # The units' command lines work with what the script installed: both bridges and the
+    # fleet service start as their units start them and say READY=1 (Type=notify), and each
+    # bridge then reports its library-system verdict on the broker, where the fleet may read.
+    sock_dir = root / "run/selfcheck-test"
+    sock_dir.mkdir(parents=True)
+    started = []
+    for unit, instance, login in (
+            ("selfcheck-central@.service", "1", "central-bridge-1"),
+            ("selfcheck-central@.service", "2", "central-bridge-2"),
+            ("selfcheck-fleet.service", "fleet", "central-fleet")):
+        unit_creds = {"broker-password": f"/etc/selfcheck/secrets/{login}.pass"}
+        if unit.startswith("selfcheck-central"):
+            unit_creds["ils-password"] = "/etc/selfcheck/secrets/ils.pass"
+        started.append(_start_unit(root, netns, unit, instance, unit_creds, sock_dir))
+    try:
+        for proc, sock in started:
+            _ready(proc, sock)
+        watch = ("import sys, time, paho.mqtt.client as m\n"
+                 "seen = set()\n"
+                 "c = m.Client(m.CallbackAPIVersion.VERSION2, client_id='central-fleet')\n"
+                 "c.username_pw_set('central-fleet', sys.argv[1])\n"
+                 "c.on_connect = lambda cl, u, f, r, p: cl.subscribe('lib/central/v1/+/ils')\n"
+                 "c.on_message = lambda cl, u, msg: seen.add(msg.topic.split('/')[3])\n"
+                 "c.connect('127.0.0.1', 1883); c.loop_start()\n"
+                 "end = time.monotonic() + 30\n"
+                 "while len(seen) < 2 and time.monotonic() < end: time.sleep(0.2)\n"
+                 "c.loop_stop(); print(' '.join(sorted(seen)))\n")
+        fleet_pw = (creds / "secrets/central-fleet.pass").read_text().strip()
+        seen = _chroot(root, "/opt/selfcheck/.venv/bin/python", "-c", watch, fleet_pw,
+                       netns=netns).stdout.split()
+        assert seen == ["central-bridge-1", "central-bridge-2"], seen
+    finally:
+        for proc, sock in started:
+            proc.terminate()
+            sock.close()
+        for proc, _ in started:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    # Whatever of the services outlived runuser (PostgreSQL and Mosquitto keep running).
+    _kill_in(root, uid=int(_chroot(root, "id", "-u", "selfcheck").stdout))
+    shutil.rmtree(sock_dir)
+    shutil.rmtree(root / "run/credentials")
 
     before = _snapshot(root)
     second = _chroot(root, *cmd, check=False, netns=netns, env_extra=offline)

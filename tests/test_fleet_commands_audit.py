@@ -255,6 +255,130 @@ def test_fleet_send_goes_through_the_service_audited_and_its_result_kept(
     assert json.loads(row["detail"])["cmd_ids"] == [cmd["cmd_id"]]
 
 
+
+class _FakeService:
+    """An HTTP server answering each path with a fixed (status, body), or closing on it: the
+    answers a real fleet service never gives, for the command line's handling of them."""
+
+    def __init__(self, answers: dict[str, tuple[int, bytes] | None]) -> None:
+        import http.server
+        import threading
+
+        self.answers, self.asked = answers, list[str]()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                path = self.path.partition("?")[0]
+                owner.asked.append(path)
+                if self.headers.get("Content-Length"):
+                    self.rfile.read(int(self.headers["Content-Length"]))
+                answer = owner.answers.get(path, (404, b"{}"))
+                if answer is None:  # the connection cut without an answer
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self.send_response(answer[0])
+                self.send_header("Content-Length", str(len(answer[1])))
+                self.end_headers()
+                self.wfile.write(answer[1])
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+ME = (200, json.dumps({"csrf": "x", "user": {}, "names": {}, "login": False}).encode())
+SENT = (200, json.dumps({"cmd_ids": ["c-1"], "away": []}).encode())
+
+
+def test_fleet_send_does_not_send_a_password_in_clear_text_across_the_network(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from selfcheck.cli import main
+
+    pw = tmp_path / "pass"
+    pw.write_text("bi-mat\n")
+    for url in ("http://192.0.2.1:9108", "http://fleet.thuvien.vn"):
+        code = main(["fleet", "--lang", "en", "send", "--url", url, "tv-hn/quay-1",
+                     "reload_config", "--login", "binh", "--login-password-file", str(pw)])
+        err = capsys.readouterr().err
+        assert code == 2 and "clear text" in err and "--url https://" in err, err
+    code = main(["fleet", "--lang", "en", "--url", "http://10.0.0.5:9108", "--once",
+                 "--login", "binh", "--login-password-file", str(pw)])
+    assert code == 2 and "--url https://10.0.0.5:9108" in capsys.readouterr().err
+    # To this machine over http://, or anywhere over https://, the login goes ahead.
+    fake = _FakeService({"/api/login": (200, b"{}"), "/api/me": ME, "/api/stations": (
+        200, b"[]")})
+    try:
+        for host in ("127.0.0.1", "localhost"):
+            url = fake.url.replace("127.0.0.1", host)
+            code = main(["fleet", "send", "--url", url, "quay-1", "reload_config",
+                         "--login", "binh", "--login-password-file", str(pw)])
+            assert code == 2 and "SITE/STATION" in capsys.readouterr().out
+        assert fake.asked.count("/api/login") == 2
+    finally:
+        fake.close()
+
+
+def test_fleet_send_says_one_line_for_a_service_that_answers_nonsense_or_goes_away(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from selfcheck.cli import main
+
+    def send(answers: dict[str, tuple[int, bytes] | None], *more: str) -> tuple[int, str]:
+        fake = _FakeService(answers)
+        try:
+            code = main(["fleet", "--lang", "en", "send", "--url", fake.url, "tv-hn/quay-1",
+                         "reload_config", "--timeout", "2", *more])
+        finally:
+            fake.close()
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err
+        return code, out + err
+
+    # /api/me answers 200 with null: not the fleet service.
+    code, said = send({"/api/me": (200, b"null")})
+    assert code == 3 and "/api/me" in said and "--url" in said
+    # Sent, then the job list is not JSON.
+    code, said = send({"/api/me": ME, "/api/command": SENT,
+                       "/api/commands": (200, b"<html>proxy</html>")})
+    assert code == 3 and "c-1 was sent" in said and "--cmd-id c-1" in said
+    assert len(said.strip().splitlines()) == 2  # "sent ..." and the one line
+    # Sent, then the service cuts every poll until the deadline.
+    code, said = send({"/api/me": ME, "/api/command": SENT, "/api/commands": None})
+    assert code == 3 and "c-1 was sent" in said
+    # The command's own request cut: unknown whether it went, said once.
+    code, said = send({"/api/me": ME, "/api/command": None})
+    assert code == 3 and "does not answer" in said
+
+
+def test_fleet_send_still_takes_the_old_broker_options_and_says_they_are_ignored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from selfcheck.cli import main
+
+    fake = _FakeService({"/api/me": ME, "/api/command": SENT, "/api/commands": (
+        200, json.dumps([{"cmd_id": "c-1", "state": "succeeded"}]).encode())})
+    try:
+        code = main(["fleet", "--lang", "en", "send", "--url", fake.url, "tv-hn/quay-1",
+                     "reload_config", "--broker", "10.0.0.2:8883", "--user", "operator",
+                     "--password-file", str(tmp_path / "absent"), "--tls"])
+    finally:
+        fake.close()
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "c-1 reload_config succeeded" in out
+    (note,) = [line for line in err.splitlines() if "ignored" in line]
+    assert "--broker, --user, --password-file, --tls" in note and fake.url in note
+
+
 # -- acknowledgements
 def test_a_branch_operator_neither_acks_the_library_system_for_all_nor_sees_other_sites(
         svc: FleetService, recorder: Recorder) -> None:
@@ -301,6 +425,33 @@ def test_bulk_acknowledge_per_site_and_per_kind_within_the_operators_sites(
     assert json.loads(rows[0]["detail"])["acked"] == ["quay-1 paper_out", "quay-2 paper_out"]
     # Written to the store, so a restart keeps who acknowledged.
     wait_until(lambda: _acked_in_store(svc) >= 3, 10, "the acknowledgements stored")
+
+
+def test_a_bulk_acknowledge_across_sites_is_logged_per_site_for_each_sites_admin(
+        svc: FleetService, recorder: Recorder) -> None:
+    _fleet(svc, recorder)
+    admin = _client(svc, "an")  # every site
+    status, done = admin.call("/api/ack_bulk", {"kind": "paper_out"})
+    assert status == 200 and done["count"] == 3
+    rows = [a for a in _audit(svc) if a["action"] == "ack_bulk"]
+    assert [(r["site"], r["target"], json.loads(r["detail"])) for r in rows] == [
+        ("tv-hd", "tv-hd/* paper_out", {"count": 1, "acked": ["tra-1 paper_out"]}),
+        ("tv-hn", "tv-hn/* paper_out", {"count": 2, "acked": ["quay-1 paper_out",
+                                                              "quay-2 paper_out"]})]
+    # The admin of tv-hd reads its part of the press, and nothing of tv-hn's stations.
+    status, theirs = _client(svc, "dung").call("/api/audit?action=ack_bulk")
+    assert status == 200 and [(a["site"], a["detail"]) for a in theirs] == [
+        ("tv-hd", rows[0]["detail"])]
+    status, theirs = _client(svc, "dung").call("/api/audit")
+    assert status == 200 and "quay-" not in json.dumps(theirs)
+    assert {a["site"] for a in theirs} == {"tv-hd"}
+    req = _client(svc, "dung").opener.open(svc.url + "/api/audit.csv", timeout=10)
+    text = req.read().decode("utf-8-sig")
+    assert "tra-1" in text and "quay-" not in text and "login" not in text
+    # A press that finds nothing is one row, of its site if it named one.
+    assert admin.call("/api/ack_bulk", {"kind": "paper_out"})[1]["count"] == 0
+    last = _audit(svc)[-1]
+    assert (last["action"], last["site"], last["result"]) == ("ack_bulk", None, "not_active")
 
 
 def _acked_in_store(svc: FleetService) -> int:
@@ -363,9 +514,11 @@ def test_the_audit_log_filters_pages_exports_and_records_logins_and_user_changes
     assert len(first) == len(second) == 3 and first[-1]["id"] > second[0]["id"]
     ids = [a["id"] for a in first + second]
     assert ids == sorted(ids, reverse=True) == [a["id"] for a in rows[:6]]
-    # An admin of one site sees its rows and those of no site, not another site's.
+    # An admin of one site sees its rows only: not another site's, nor those of no site
+    # (logins with their addresses, user changes), which are every branch's.
     status, theirs = _client(svc, "dung").call("/api/audit")
-    assert status == 200 and {a["site"] for a in theirs} <= {None, "tv-hd"}
+    assert status == 200 and {a["site"] for a in theirs} <= {"tv-hd"}
+    assert not [a for a in theirs if a["action"] in ("login", "logout", "user_add")]
     assert _client(svc, "dung").call("/api/audit?site=tv-hn")[0] == 403
     assert _client(svc, "binh").call("/api/audit")[0] == 403  # an operator
 

@@ -494,3 +494,65 @@ def test_fleet_send_cli_waits_for_the_final_state(tmp_path: Path, broker: Broker
         code = main(["fleet", "--url", fleet.url, "--once", "--site", SITE, "--lang", "en"])
         out = capsys.readouterr().out
         assert code == 0 and "st-1" in out and "service" in out and "ngừng" not in out
+
+
+def test_a_central_store_apart_from_the_fleet_tables_feeds_the_guard_and_stock_takes(
+        tmp_path: Path, broker: Broker) -> None:
+    """`--stats-db`: the central's store is not the fleet database; the wrong-PIN and
+    wrong-clock alerts, the order gaps and the stock-take pages read it, not the fleet's."""
+    import requests
+
+    from selfcheck.central.schema import order_gaps, pin_stations, reconciliation, stocktakes
+    from selfcheck.central.store import CirculationStore
+    from selfcheck.mqtt.ids import uuid7
+
+    central = CirculationStore(f"sqlite:///{tmp_path / 'central.db'}")
+    central.create()
+    now = dt.datetime.now(dt.UTC)
+    sid = str(uuid7())
+    with central.engine.begin() as conn:
+        conn.execute(pin_stations.insert(), [dict(
+            site="tv-hn", station="quay-1", window_start=now, failures=9, total=9, pauses=1,
+            paused_until=now + dt.timedelta(hours=1), last_at=now)])
+        conn.execute(reconciliation.insert(), [dict(
+            msg_id="m-1", site="tv-hn", station="quay-2", kind="checkout", item_id="I1",
+            reason="clock", at=now, recorded_at=now, station_at=now - dt.timedelta(days=2))])
+        conn.execute(order_gaps.insert(), [dict(
+            site="tv-hn", station="quay-1", journal="j", kind="gap", first_seq=3, last_seq=4,
+            recorded_at=now)])
+        conn.execute(stocktakes.insert(), [dict(
+            id=sid, site="tv-hn", kind="shelf", value="A1", status="open", station="quay-1",
+            opened_at=now, updated_at=now)])
+    central.engine.dispose()
+    svc = FleetService(broker.address, f"sqlite:///{tmp_path / 'fleet.db'}", flush_s=0.2,
+                       stats_url=f"sqlite:///{tmp_path / 'central.db'}")
+    svc.start()
+    try:
+        svc.refresh_order()
+        rows = {(r["site"], r["station"]): r for r in svc.state.rows()}
+        assert "pin_guessing" in rows[("tv-hn", "quay-1")]["alerts"]
+        assert rows[("tv-hn", "quay-1")]["order_gaps"] == 1
+        assert "tx_clock" in rows[("tv-hn", "quay-2")]["alerts"]
+        got = requests.get(f"{svc.url}/api/stocktakes", timeout=10).json()
+        assert [a["stocktake_id"] for a in got] == [sid]
+    finally:
+        svc.stop()
+
+
+def test_the_audit_site_column_added_to_an_old_table_comes_with_its_index(
+        tmp_path: Path) -> None:
+    from sqlalchemy import inspect, text
+
+    from selfcheck.central.engine import open_engine
+    from selfcheck.central.fleet.schema import ensure
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
+    ensure(engine)
+    with engine.begin() as conn:  # as a table made before the column was
+        conn.execute(text("DROP INDEX ix_fleet_audit_site"))
+        conn.execute(text("ALTER TABLE fleet_audit DROP COLUMN site"))
+    ensure(engine)
+    indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("fleet_audit")}
+    assert indexes["ix_fleet_audit_site"] == ["site"]
+    ensure(engine)  # and again: nothing to add
+    engine.dispose()

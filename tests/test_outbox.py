@@ -83,3 +83,25 @@ def test_a_journal_from_before_ids_keeps_none(tmp_path: Path) -> None:
     assert journal.journal_id is None
     assert add(journal).seq == 42 and add(journal).journal is None
     journal.close()
+
+
+def test_each_transaction_says_below_which_seq_the_central_has_acked_them_all(
+        tmp_path: Path) -> None:
+    """`acked_below`: the lowest seq still waiting in the outbox when it was journalled, for
+    the central after a restore of its store (central/order.py); in the payload as stored."""
+    journal = Journal(tmp_path / "j.db")
+    one = add(journal)
+    assert one.acked_below == 1  # nothing before it
+    two = add(journal)
+    assert two.acked_below == 1  # 1 still waits
+    journal.delete(one.msg_id)
+    three = add(journal)
+    assert three.acked_below == 2
+    journal.delete(two.msg_id)
+    journal.delete(three.msg_id)
+    four = add(journal)
+    assert four.acked_below == 4
+    assert [TxReturn.model_validate_json(p).acked_below
+            for _, _, p in journal.pending()] == [4]
+    assert b'"acked_below":4' in encode(four)
+    journal.close()

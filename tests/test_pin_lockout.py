@@ -201,3 +201,26 @@ def test_a_library_can_set_the_station_budget_from_the_command_line(
         assert desk("DG0005", PINS["DG0005"]).ok  # under 12: not paused
         answers = [desk("DG0002", "0000"), desk("DG0003", "0000")]  # the 12th pauses it
         assert desk("DG0005", PINS["DG0005"]).reason == "pin_paused"
+
+
+def test_a_station_pause_doubles_up_to_four_hours(tmp_path: Path) -> None:
+    """Fault: the pause went on doubling to about ten days (15 minutes * 2**10): a station
+    that met its budget by mischance was out of PIN checks for days."""
+    from selfcheck.central import pin as pins
+    from selfcheck.central.ledger import open_db
+    from selfcheck.central.pin_guard import PinGuard, station_counts
+
+    engine = open_db(f"sqlite:///{tmp_path / 'central.db'}")
+    guard_ = PinGuard(engine)
+    none, now = pins.PinState(0, None), dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)
+    pauses = []
+    try:
+        for _ in range(12):  # a station hammering on, each time its pause is over
+            for _ in range(10):
+                guard_.wrong(SITE, "st-a", None, none, none, now, pins.PinPolicy())
+            until = station_counts(engine)[0]["paused_until"].replace(tzinfo=dt.UTC)
+            pauses.append((until - now) // dt.timedelta(minutes=1))
+            now = until
+    finally:
+        engine.dispose()
+    assert pauses == [15, 30, 60, 120] + [240] * 8

@@ -5,13 +5,14 @@ broker and the production profile: tests/test_pin_sessions.py."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from selfcheck.central import pin as pins
-from selfcheck.central.ledger import Ledger
+from selfcheck.central.ledger import Ledger, open_db
 from selfcheck.central.names import given_name
 from selfcheck.central.pin_rules import (
     Demand,
@@ -24,6 +25,8 @@ from selfcheck.central.pin_rules import (
 )
 from selfcheck.central.sample import load_sample
 from selfcheck.central.sessions import CLOCK_SLACK, Sessions, judge
+from selfcheck.central.sip2.backend import Sip2Backend
+from selfcheck.central.sip2.client import Sip2Config
 from selfcheck.central.store import CirculationStore
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import PatronCheckRes, TxLoan, TxRenew, TxReturn
@@ -250,3 +253,67 @@ def test_the_rules_are_set_from_the_command_line() -> None:
     assert "Traceback" not in out.stderr
     shown = selfcheck("central", "--help").stdout
     assert all(o in shown for o in ("--pin ", "--pin-site", "--pin-category", "--session-idle"))
+
+
+# -- one card's wrong PINs, given at once (several bridges, or a pool's threads)
+PATIENT = pins.PinPolicy(max_failures=100, lock_after=200)  # no wait stops the count
+
+
+def _at_once(n: int, call: Callable[[], object]) -> None:
+    start = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        start.wait()
+        try:
+            call()
+        except BaseException as exc:  # pragma: no cover - said by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_wrong_pins_given_at_once_are_all_counted_by_the_store(
+        kind: str, tmp_path: Path) -> None:
+    """Fault: the count was read, then written, the row not locked: on PostgreSQL two
+    checks at once counted one."""
+    with fresh_db(kind, tmp_path) as url:
+        store = CirculationStore(url, pin_policy=PATIENT)
+        try:
+            load_sample(store)
+            _at_once(8, lambda: store.check_patron("DG0001", pin="0000"))
+            assert pins.PinState(8, None) == _store_state(store, "DG0001")
+        finally:
+            store.close()
+
+
+def _store_state(store: CirculationStore, card: str) -> pins.PinState:
+    from sqlalchemy import select
+
+    from selfcheck.central.schema import patrons
+    with store.engine.connect() as conn:
+        row = conn.execute(select(patrons.c.pin_failures, patrons.c.pin_locked_until)
+                           .where(patrons.c.card_id == card)).one()
+    return pins.PinState(row.pin_failures, row.pin_locked_until)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_wrong_pins_given_at_once_are_all_counted_over_sip2(
+        kind: str, tmp_path: Path) -> None:
+    """Fault: the count was read in one transaction and written in another: 8 wrong PINs at
+    once counted 4 (SIP2 and Koha alike: Koha's backend counts through SIP2's)."""
+    with fresh_db(kind, tmp_path) as url:
+        cfg = Sip2Config.parse("sip2://sc:secret@127.0.0.1:9?institution=tv-test&pool=2")
+        backend = Sip2Backend(cfg, open_db(url), pin_policy=PATIENT)
+        try:
+            ref = backend._ref("DG0001")  # no library system asked: the count only
+            _at_once(8, lambda: backend._wrong_pin(ref, dt.datetime.now(dt.UTC)))
+            assert backend._pin_state(ref) == pins.PinState(8, None)
+        finally:
+            backend.close()

@@ -351,3 +351,143 @@ def test_fleet_sees_the_good_station_after_poison(tmp_path: Path, broker: Broker
     finally:
         c.close()
         fleet.stop()
+
+
+def _sqlite_error(sql: str, *setup: str) -> Exception:
+    """A real SQLite error, as SQLAlchemy raises it."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine("sqlite://")
+    try:
+        with engine.begin() as conn:
+            for step in setup:
+                conn.execute(text(step))
+            conn.execute(text(sql))
+    except Exception as exc:
+        return exc
+    finally:
+        engine.dispose()
+    raise AssertionError(f"{sql} did not fail")
+
+
+def _pg_error(sqlstate: str | None, text: str) -> Exception:
+    """A psycopg error of that SQLSTATE (None: the client's own, no connection), as
+    SQLAlchemy raises it."""
+    import psycopg
+    from sqlalchemy import exc as sa
+
+    orig = psycopg.OperationalError(text) if sqlstate is None \
+        else psycopg.errors.lookup(sqlstate)(text)
+    return sa.OperationalError("INSERT INTO ledger ...", {}, orig)
+
+
+def test_only_an_unusable_database_is_a_store_fault(tmp_path: Path) -> None:
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy import create_engine, text
+    from sqlalchemy import exc as sa
+
+    from selfcheck.central.bridge import store_fault
+
+    # A statement's or a transaction's own trouble: split and rejected, not "store down".
+    assert store_fault(_sqlite_error("SELECT * FROM nowhere")) is None  # no such table
+    assert store_fault(_sqlite_error("INSERT INTO t VALUES (1)", "CREATE TABLE t (a INTEGER "
+                                     "PRIMARY KEY)", "INSERT INTO t VALUES (1)")) is None
+    for state in ("40P01", "40001", "55P03", "42P01", "23505", "57014"):
+        assert store_fault(_pg_error(state, "deadlock detected")) is None, state
+    db = tmp_path / "busy.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE t (a)")
+    holder.execute("BEGIN IMMEDIATE")
+    engine = create_engine(f"sqlite:///{db}", connect_args={"timeout": 0})
+    with pytest.raises(sa.OperationalError) as locked:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+    assert "locked" in str(locked.value) and store_fault(locked.value) is None
+    holder.close()
+    engine.dispose()
+
+    # The database itself: gone, full, not writable.
+    for state in ("08006", "08001", "57P01", "57P03", "53300"):
+        assert store_fault(_pg_error(state, "terminating connection")) == "store.down", state
+    assert store_fault(_pg_error(None, "the connection is closed")) == "store.down"
+    assert store_fault(_pg_error("53100", "could not extend file")) == "store.full"
+    assert store_fault(_pg_error("25006", "cannot execute INSERT in a read-only "
+                                          "transaction")) == "store.readonly"
+    try:
+        psycopg.connect("host=127.0.0.1 port=1 connect_timeout=2")
+    except psycopg.OperationalError as refused:
+        assert store_fault(sa.OperationalError("connect", {}, refused)) == "store.down"
+    gone = sa.OperationalError("SELECT 1", {}, Exception("server closed the connection"),
+                               connection_invalidated=True)
+    assert store_fault(gone) == "store.down"
+    assert store_fault(_sqlite_error(
+        "INSERT INTO t SELECT randomblob(100000) FROM (SELECT 1 UNION SELECT 2)",
+        "PRAGMA max_page_count = 8", "CREATE TABLE t (b)")) == "store.full"
+    ro = tmp_path / "ro.db"
+    sqlite3.connect(ro).execute("CREATE TABLE t (a)").connection.close()
+    engine = create_engine(f"sqlite:///file:{ro}?mode=ro&uri=true")
+    with pytest.raises(sa.OperationalError) as readonly:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+    assert "readonly" in str(readonly.value) and store_fault(readonly.value) == "store.readonly"
+    engine.dispose()
+    engine = create_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'folder.db'}")
+    with pytest.raises(sa.OperationalError) as cannot:
+        engine.connect()
+    assert store_fault(cannot.value) == "store.readonly"  # says: give write access
+    engine.dispose()
+
+
+class RaisesOn(FailsOn):
+    """Like FailsOn, with a database error of the statement's own (not the database's)."""
+
+    error: Exception
+
+    def apply_in(self, conn: Connection, txs: Sequence[Tx],
+                 now: dt.datetime) -> list[messages.AckTx]:
+        self.entered.set()
+        assert self.gate.wait(10)
+        self.sizes.append(len(txs))
+        if any(tx.item_id == self.item for tx in txs):
+            raise self.error
+        return self.store.apply_in(conn, txs, now)
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param(lambda: _sqlite_error("SELECT * FROM nowhere"), id="no-such-table"),
+    pytest.param(lambda: _pg_error("40P01", "deadlock detected"), id="deadlock"),
+    pytest.param(lambda: _pg_error("40001", "could not serialize access"), id="serialization"),
+])
+def test_a_transaction_failing_with_a_database_error_of_its_own_is_rejected_not_store_down(
+        broker: Broker, store: CirculationStore, caplog: pytest.LogCaptureFixture,
+        error: Any) -> None:
+    import logging
+
+    backend = RaisesOn(store, "39000004")
+    backend.error = error()
+    bridge = Bridge(backend, broker.address, batch_max=50)  # type: ignore[arg-type]
+    bridge.start()
+    assert bridge.connected.wait(10)
+    c = Client(broker, f"lib/v1/{SITE}/+/ack/tx")
+    try:
+        with caplog.at_level(logging.INFO, logger="selfcheck.central"):
+            c.send(topics.tx(SITE, "st-0", "return"), _tx("return", "st-0", "39000010"))
+            assert backend.entered.wait(10)
+            txs = [_tx("return", f"st-{i}", f"3900000{i}") for i in range(1, 8)]
+            for tx in txs:
+                c.send(topics.tx(SITE, tx["station"], "return"), tx)
+            wait_until(lambda: bridge._inbox.qsize() == 7, 10, "seven waiting")
+            backend.gate.set()
+            wait_until(lambda: len(c.acks()) == 7, 15, "the six others and the first answered")
+            wait_until(lambda: bridge.counters.rejections == {"backend": 1}, 10, "rejected")
+        assert {a.item_id for a in c.acks()} == {t["item_id"] for t in txs} - {"39000004"} \
+            | {"39000010"}
+        assert bridge.counters.unanswered == 0  # not left for the station to send for ever
+        assert bridge.store.is_up is not False and bridge.store.changes == 0
+        said = " ".join(r.getMessage() for r in caplog.records)
+        assert "cannot be used" not in said and "works again" not in said
+    finally:
+        bridge.stop()
+        c.close()

@@ -51,7 +51,8 @@ def test_every_test_the_threat_model_names_exists() -> None:
 
 def test_the_parser_sees_a_missing_test() -> None:
     # the check above could pass by reading nothing: a made-up name must be caught
-    text = "| x | y | `tests/test_security_doc.py::test_nope`, `::test_the_parser_sees_a_missing_test` |"
+    text = ("| x | y | `tests/test_security_doc.py::test_nope`, "
+            "`::test_the_parser_sees_a_missing_test` |")
     named = _named_tests(text)
     assert named == [("tests/test_security_doc.py", "test_nope"),
                      ("tests/test_security_doc.py", "test_the_parser_sees_a_missing_test")]

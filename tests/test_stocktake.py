@@ -123,7 +123,8 @@ def test_a_shelf_taken_stock_of_over_two_stations(tmp_path: Path, broker: Broker
         st = rt.stocktake
         places = await asyncio.to_thread(st.places)
         assert places is not None and places.ok
-        assert {(p.place.value, p.items) for p in places.places} == {("A1", 12), ("B2", 3)}
+        assert [(p.place.kind, p.place.value, p.items) for p in places.places] == [
+            ("shelf", "A1", 12), ("shelf", "B2", 3), ("collection", SITE, 15)]
         res = await asyncio.to_thread(st.begin, SHELF)
         assert res is not None and res.ok and res.stocktake is not None
         assert res.stocktake.expected == 12 and res.stocktake.seen == 0
@@ -246,3 +247,47 @@ def test_stocktake_words_in_both_languages() -> None:
         assert all(re.search(r"[ạ-ỹà-ýđăâêôơư]", vi[k]) for k in vi if k != "lang.switch"
                    and not vi[k].startswith(("UID", "CSV"))), "Vietnamese without diacritics"
     assert "khay đặt sách" in catalog("vi", "stocktake")["hint"]  # the glossary's book pad
+
+
+def test_places_repeats_and_closing_at_the_central(central: CirculationStore) -> None:
+    """The central alone: a call-number range and a branch's collection as places, a batch
+    sent twice counted once (and answered alike), a closed stock-take taking nothing more."""
+    from selfcheck.central.stocktake import answer
+    from selfcheck.mqtt.ids import uuid7
+
+    def ask(req: messages.Message, station: str = "st-one") -> messages.Message:
+        return answer(central.engine, SITE, station, req)
+
+    calls = ask(messages.StocktakeReq(action="open", place=messages.Place(
+        kind="calls", value="895.9 N03", upto="895.9 N05")))
+    assert isinstance(calls, messages.StocktakeRes) and calls.stocktake is not None
+    assert calls.stocktake.expected == 3  # N03, N04, N05
+    backwards = ask(messages.StocktakeReq(action="open", place=messages.Place(
+        kind="calls", value="895.9 N05", upto="895.9 N03")))
+    assert isinstance(backwards, messages.StocktakeRes) and backwards.reason == "bad_request"
+    empty = ask(messages.StocktakeReq(action="open", place=messages.Place(kind="shelf",
+                                                                          value="Z9")))
+    assert isinstance(empty, messages.StocktakeRes) and empty.reason == "empty_place"
+    whole = ask(messages.StocktakeReq(action="open", place=messages.Place(
+        kind="collection", value=SITE)))
+    assert isinstance(whole, messages.StocktakeRes) and whole.stocktake is not None
+    assert whole.stocktake.expected == 15
+    sid = calls.stocktake.stocktake_id
+    batch = messages.StocktakeSeenReq(
+        stocktake_id=sid, batch_id=uuid7(), at=dt.datetime.now(dt.UTC),
+        tags=[messages.SeenEntry(uid=uid(i).hex().upper(), item_id=i)
+              for i in ("S03", "S04", "S06")])
+    first, again = ask(batch), ask(batch, "st-two")
+    assert isinstance(first, messages.StocktakeSeenRes) and first.stocktake is not None
+    assert isinstance(again, messages.StocktakeSeenRes) and again.stocktake is not None
+    assert [b.verdict for b in first.books] == ["found", "found", "misplaced"]
+    assert first.books == again.books and again.stocktake.seen == first.stocktake.seen == 3
+    closed = ask(messages.StocktakeReq(action="close", stocktake_id=sid))
+    assert isinstance(closed, messages.StocktakeRes) and closed.stocktake is not None
+    assert (closed.stocktake.found, closed.stocktake.missing,
+            closed.stocktake.misplaced) == (2, 1, 1)
+    late = ask(batch.model_copy(update={"batch_id": uuid7()}))
+    assert isinstance(late, messages.StocktakeSeenRes) and late.reason == "closed"
+    assert Stocktakes(central.engine).report(sid).counts()["found"] == 2
+    reopen = ask(messages.StocktakeReq(action="open", stocktake_id=sid))
+    assert isinstance(reopen, messages.StocktakeRes) and reopen.reason == "closed"

@@ -290,3 +290,78 @@ def test_central_report_tagging_prints_progress_and_exports_csv(
     lines = out.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3 and lines[1].split(",")[1] == "39000011"
     assert lines[2].split(",")[-1] == "False"  # not in the catalogue: flagged
+
+
+def test_the_broker_acl_lets_a_station_send_its_tagging_topics(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Under the production profile a station publishes only the topics spelt out for it:
+    tx/tagged and req/item are among them, and reach the bridges' group."""
+    import subprocess
+
+    from selfcheck.mqtt import topics
+    from tests.conftest import wait_until
+    from tests.test_broker_acl import MAKE_CREDENTIALS as make
+    from tests.test_broker_acl import ROLES, login, payloads, subscribe
+    from tests.test_broker_security import Peer
+
+    base = tmp_path_factory.mktemp("tag-creds")
+    (base / "roles").write_text(ROLES)
+    subprocess.run([str(make), str(base / "roles"), str(base / "out")], check=True,
+                   capture_output=True)
+    creds = base / "out"
+    broker = Broker(tmp_path_factory.mktemp("tag-broker"), secure=creds).start()
+    peers: list[Peer] = []
+    try:
+        bridge = login(broker, creds, peers, "central-bridge-1")
+        subscribe(bridge, topics.BRIDGE_TX, topics.BRIDGE_REQ)
+        station = login(broker, creds, peers, "st-a")
+        root = "lib/v1/site-1/st-a"
+        station.publish(topics.tagged("site-1", "st-a"), b"tagged")
+        station.publish(f"{root}/req/item", b"item")
+        station.publish(f"{root}/tx/other", b"refused")  # not spelt out: dropped
+        station.publish(f"{root}/tx/loan", b"marker")  # routed after the ones above
+        wait_until(lambda: b"marker" in payloads(bridge), 10, "the marker")
+        assert sorted(payloads(bridge)) == [b"item", b"marker", b"tagged"]
+    finally:
+        for p in peers:
+            p.close()
+        broker.stop()
+
+
+def test_every_tagging_text_is_in_both_languages() -> None:
+    import re
+
+    from selfcheck.kiosk.i18n import LOCALE_DIR
+    from selfcheck.system.i18n import Catalog
+
+    catalog = Catalog(LOCALE_DIR, "tagging")
+    vi, en = catalog.texts("vi"), catalog.texts("en")
+    assert vi.keys() == en.keys()
+    root = Path(__file__).resolve().parent.parent
+    used = set()
+    for source in ("kiosk/staff_tagging.py", "kiosk/ui/tagging.py"):
+        used |= set(re.findall(r'"(tagging\.[a-z_]*[a-z])"', (root / source).read_text()))
+    used |= {f"tagging.failed_{p}" for p in ("write", "verify", "gone")}
+    used |= {f"tagging.{b}" for b in ("overwrite", "retry", "cancel", "back")}
+    assert used <= vi.keys(), used - vi.keys()
+    # every Vietnamese sentence carries its marks (an unaccented copy would read wrong)
+    assert all(any(ord(c) > 127 for c in text) for key, text in vi.items()
+               if key != "tagging.title" and len(text) > 12), "Vietnamese without diacritics"
+    assert st.text("tagging.too_many", "vi", have=2, need=1).startswith("Có 2 thẻ")
+
+
+def test_the_tagging_outbox_keeps_its_rows_across_a_restart(tmp_path: Path) -> None:
+    from selfcheck.kiosk.runtime.tagging import TaggingStore, store_path
+
+    path = store_path(tmp_path / "station.db")
+    assert str(path).endswith("station.db.tagging")
+    first = TaggingStore(path)
+    first.add("m1", "t", b"one", "TV000001", 1, 100.0)
+    first.add("m2", "t", b"two", "TVBO0001", 2, 101.0)  # a set's second part
+    first.close()
+    again = TaggingStore(path)
+    assert [m for m, _, _ in again.pending()] == ["m1", "m2"]
+    assert again.items_since(0) == [100.0]  # an item counts once, by its first part
+    assert again.delete("m1") and not again.delete("m1")
+    assert [m for m, _, _ in again.pending()] == ["m2"]
+    again.close()

@@ -147,3 +147,24 @@ def test_an_offline_loan_refused_and_dated_wrong_is_one_row_with_both(
     (row,) = refused_offline(store.engine)
     assert (row["reason"], row["station_at"].year) == (ack.reason, 1)
     assert row["at"].replace(tzinfo=UTC) >= NOW  # applied, and recorded, on our clock
+
+
+def test_an_online_loan_from_a_clock_far_behind_keeps_its_wait(
+        store: CirculationStore) -> None:
+    """Fault: `at` was moved to the central's time but not the deadline, still on the
+    station's clock: every online loan of a station 40 days behind was refused as late."""
+    ref = store.ref_of("DG0001")
+    behind = dt.datetime.now(UTC) - dt.timedelta(days=40)
+
+    def loan(seq: int, item: str, wait: dt.timedelta) -> messages.TxLoan:
+        return messages.TxLoan(msg_id=uuid7(), seq=seq, site=SITE, station=STATION, at=behind,
+                               offline=False, item_id=item, patron_ref=ref,
+                               deadline=behind + wait)
+
+    waits, gave_up = loan(1, "39000001", dt.timedelta(seconds=20)), \
+        loan(2, "39000002", dt.timedelta(seconds=-1))
+    acks = applied(store, [waits, gave_up])
+    assert acks[0].ok, acks[0].reason  # within its 20 s, on our clock
+    assert (acks[1].ok, acks[1].reason) == (False, "late")  # its station had given up on it
+    with store.engine.connect() as conn:
+        assert {r.item_id for r in conn.execute(select(loans))} >= {"39000001"}

@@ -13,7 +13,7 @@ import pytest
 from tests.test_ui import png_size, run_demo
 
 pytestmark = pytest.mark.ui
-SHOTS = ["tagging-scan", "tagging-unknown", "tagging-done", "tagging-two-tags",
+SHOTS = ["tagging-staff", "tagging-scan", "tagging-unknown", "tagging-done", "tagging-two-tags",
          "tagging-confirm", "tagging-recorded"]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, delete, insert, or_, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from selfcheck.central.fleet.schema import fleet_audit, fleet_sessions, fleet_users
 
@@ -294,8 +294,9 @@ class Auth:
     @staticmethod
     def _audit_where(q: dict[str, str], sites: frozenset[str]) -> list[Any]:
         """The filter of the audit log: user, action, site, a time range (`from`, `to`,
-        seconds since the epoch) and, for an admin limited to sites, only theirs (rows of no
-        site, such as logins, are everyone's)."""
+        seconds since the epoch) and, for an admin limited to sites, only theirs: a row of no
+        site (a login and its address, a user change, the library system's alert) is about
+        every branch, so only an admin of every site reads it."""
         c = fleet_audit.c
         where: list[Any] = []
         if q.get("user"):
@@ -311,7 +312,7 @@ class Auth:
                 except ValueError:
                     raise ValueError(f"{key}: seconds since the epoch") from None
         if sites:
-            where.append(or_(c.site.is_(None), c.site.in_(sorted(sites))))
+            where.append(c.site.in_(sorted(sites)))
         return where
 
     def audit_rows(self, q: dict[str, str] | None = None, sites: frozenset[str] = frozenset(),

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from selfcheck.central.engine import open_engine
@@ -144,14 +144,16 @@ class FleetStore:
         self.flush()
         self.engine.dispose()
 
-    def order_counts(self) -> dict[tuple[str, str], tuple[int, int, float]] | None:
+    def order_counts(self, central: Engine | None = None
+                     ) -> dict[tuple[str, str], tuple[int, int, float]] | None:
         """Per station, the central's recorded order gaps and late transactions and when the
-        newest was recorded; None when the central's tables are not in this database."""
+        newest was recorded, from the central's store (`central`, default this database);
+        None when the central's tables are not there."""
         c = order_gaps.c
         query = (select(c.site, c.station, c.kind, func.count(), func.max(c.recorded_at))
                  .group_by(c.site, c.station, c.kind))
         try:
-            with self.engine.connect() as conn:
+            with (central or self.engine).connect() as conn:
                 rows = conn.execute(query).all()
         except DBAPIError as exc:  # a fleet database without the central's tables
             log.debug("order gaps not readable: %s", exc)

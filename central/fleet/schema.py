@@ -134,3 +134,9 @@ def ensure(engine: Engine) -> None:
                 if col.name not in present:
                     kind = col.type.compile(engine.dialect)
                     conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
+            # A column added above comes without its index (fleet_audit.site: the audit
+            # log's site filter would read the whole table).
+            indexed = {i["name"] for i in have.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name not in indexed:
+                    index.create(conn)

@@ -65,12 +65,16 @@ class FleetService:
         self.auth = Auth(self.store.engine)
         # Branch names for the statistics; the staff calls are the fleet's own events.
         self.stats = Stats(stats_url or db_url, tz, names=names, events_url=db_url)
+        # The central's own tables (order gaps, wrong PINs and clocks, stock-takes) are in its
+        # store: --stats-db when the fleet tables are kept apart, else beside them.
+        self.central = self.stats.engine if stats_url and stats_url != db_url \
+            else self.store.engine
         self.web = WebServer(
             http, self.state, self.hub, self.registry, auth=self.auth if login else None,
             commander=self.send_command, names=names, details=self.store.details,
             stats=self.stats, persist=self.store.station, tls=tls,
             secure_cookie=secure_cookie, updates=updates,
-            central_db=self.store.engine) if http else None
+            central_db=self.central) if http else None
         self._tick_s = tick_s
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="fleet-tick", daemon=True)
@@ -170,12 +174,12 @@ class FleetService:
 
     def refresh_order(self) -> None:
         """Take the order gap counts from the central's database and tell the screens."""
-        counts = self.store.order_counts()
+        counts = self.store.order_counts(self.central)
         if counts is None:
             return
         now = time.time()
         changed = self.state.set_order(counts)
-        held = guard.signals(self.store.engine, now)  # wrong PINs, wrong clocks
+        held = guard.signals(self.central, now)  # wrong PINs, wrong clocks
         if held is not None:
             changed += [r for r in guard.apply(self.state, held, now) if r not in changed]
         for rec in changed:

@@ -9,7 +9,8 @@ library-system alert, for operators of every site only), `POST /api/ack_bulk` (e
 of a site and/or a kind the operator sees) and `POST /api/command` (a site-wide one to more than
 one station only with `confirm` equal to the number of stations; an answer lists the targets
 that are offline or silent: the command is sent all the same and waits at the broker until it
-expires); admins `GET /api/audit` (filtered, paged by `before`) and `/api/audit.csv`. Every
+expires); admins `GET /api/audit` (filtered, paged by `before`; an admin of some sites reads
+only their rows) and `/api/audit.csv`. Every
 POST needs the `X-Requested-With: fleet` header (a cross-site form
 cannot send it), an `Origin`, when the browser sends one, of this very host, and once logged
 in the session's CSRF token in `X-CSRF-Token`.
@@ -612,11 +613,12 @@ class WebServer:
 
     def _ack_bulk(self, s: Session, site: str, kind: str, addr: str) -> Response:
         """Every open alert the user sees, of `site` and/or of `kind` (at least one): one
-        press for a storm of the same alert, one row in the audit log naming them all."""
+        press for a storm of the same alert, one row in the audit log per site naming its
+        stations (so an admin of one site reads what was done there, not at the others)."""
         if not site and not kind:
             return self._json({"error": "scope"}, 400)
         now = time.time()
-        done: list[str] = []
+        done: dict[str, list[str]] = {}  # by site
         rows: list[dict[str, Any]] = []
         with self.state.lock:
             for (si, st), rec in sorted(self.state.stations.items()):
@@ -626,20 +628,21 @@ class WebServer:
                          if a.acked_at is None and (not kind or k == kind)]
                 for k in kinds:
                     if rec.ack(k, s.user.name, now):
-                        done.append(f"{st} {k}")
+                        done.setdefault(si, []).append(f"{st} {k}")
                 if kinds:
                     rec.changed = now
                     rows.append(rec.row(now))
                     if self.persist is not None:
                         self.persist(rec)
         if self.auth is not None:
-            self.auth.audit(s.user.name, "ack_bulk", f"{site or '*'}/* {kind or '*'}",
-                            "ok" if done else "not_active",
-                            json.dumps({"count": len(done), "acked": done},
-                                       ensure_ascii=False), addr=addr, site=site)
+            for si, acked in sorted(done.items()) or [(site, [])]:
+                self.auth.audit(s.user.name, "ack_bulk", f"{si or '*'}/* {kind or '*'}",
+                                "ok" if acked else "not_active",
+                                json.dumps({"count": len(acked), "acked": acked},
+                                           ensure_ascii=False), addr=addr, site=si)
         for row in rows:
             self.hub.publish("station", row)
-        return self._json({"count": len(done), "rows": rows})
+        return self._json({"count": sum(map(len, done.values())), "rows": rows})
 
     def _ack_ils(self, s: Session, bridge: str, kind: str, addr: str) -> Response:
         done = self.state.ack_ils(bridge, kind, s.user.name)

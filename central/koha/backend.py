@@ -87,6 +87,11 @@ class KohaBackend(Sip2Backend):
         self._fetch = ThreadPoolExecutor(koha.pool_size, thread_name_prefix="koha")
         self._old_password_api = False  # Koha before 23.11: userid in, 204 out
 
+    @property
+    def connections(self) -> int:
+        """The fewer of SIP2's and Koha's HTTP connections (transactions use both)."""
+        return min(self.cfg.pool_size, self.koha.pool_size)
+
     def close(self) -> None:
         self._fetch.shutdown(cancel_futures=True)
         super().close()

@@ -131,6 +131,12 @@ class Sip2Backend:
         self._lookups = ThreadPoolExecutor(max(1, cfg.pool_size - 1),
                                            thread_name_prefix="sip2-account")
 
+    @property
+    def connections(self) -> int:
+        """Connections to the library system: the bridge's costly pool leaves one of them to
+        its transaction worker (central/costly.py pool_size)."""
+        return self.cfg.pool_size
+
     def close(self) -> None:
         self._workers.shutdown()
         self._lookups.shutdown()
@@ -206,9 +212,19 @@ class Sip2Backend:
 
     def _wrong_pin(self, ref: str, now: dt.datetime, site: str | None = None,
                    station: str | None = None) -> PatronCheckRes:
-        before = self._pin_state(ref)
-        state = pins.after_failure(before, now, self.pin_policy)
-        self._set_pin_state(ref, state)
+        # Read and written in one transaction, the row locked (PostgreSQL's FOR UPDATE;
+        # SQLite's BEGIN IMMEDIATE): two bridges or pool threads counting one card at once
+        # lose no count.
+        where = patron_refs.c.ref == ref
+        with self.engine.begin() as conn:
+            row = conn.execute(select(patron_refs.c.pin_failures,
+                                      patron_refs.c.pin_locked_until)
+                               .where(where).with_for_update()).one()
+            before = pins.PinState(row.pin_failures, None if row.pin_locked_until is None
+                                   else aware(row.pin_locked_until))
+            state = pins.after_failure(before, now, self.pin_policy)
+            conn.execute(update(patron_refs).where(where).values(
+                pin_failures=state.failures, pin_locked_until=state.locked_until))
         self.pin_guard.wrong(site, station, ref, before, state, now, self.pin_policy)
         log.info("wrong PIN for patron %s", ref)  # the ref, never the card or the PIN
         if state.locked_until is not None:

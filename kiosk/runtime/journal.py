@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from selfcheck.drivers.seen import TagUid
-from selfcheck.mqtt.messages import Message, encode
+from selfcheck.mqtt.messages import Message, TxBase, encode
 
 M = TypeVar("M", bound=Message)
 
@@ -261,6 +261,13 @@ class Journal:
         transaction)."""
         seq = self._bump("seq")
         msg = build(seq)
+        if isinstance(msg, TxBase):
+            # Where the station is, for the central after a restore of its store: a row
+            # leaves the outbox only at its ack, so every seq below the lowest one still here
+            # has been acknowledged. Fixed in the payload now, so lower than the truth by the
+            # time of a resend, which the central takes as safe (central/order.py).
+            low = self._db.execute("SELECT min(seq) FROM outbox").fetchone()[0]
+            msg = msg.model_copy(update={"acked_below": seq if low is None else int(low)})
         self._db.execute(
             "INSERT INTO outbox(msg_id, seq, kind, topic, payload, created) "
             "VALUES (?, ?, ?, ?, ?, ?)",

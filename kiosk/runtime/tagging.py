@@ -197,7 +197,9 @@ class TaggingRuntime:
         return self.desk.view(dt.datetime.now().astimezone())
 
     def feed(self, event: st.TaggingEvent) -> None:
-        if not self.active and not isinstance(event, st.Acked):
+        # Closed: staff's input is not taken, but what is under way still ends (a tag written
+        # after staff left is recorded all the same)
+        if not self.active and isinstance(event, st.Barcode | st.Tags | st.Pressed):
             return
         for action in self.desk.handle(event, dt.datetime.now().astimezone()):
             if isinstance(action, st.Sound):

@@ -95,6 +95,10 @@ class StocktakePanel(BoxLayout):
     def t(self, key: str, **args: object) -> str:
         return TEXTS.t(key, self.lang, **args)
 
+    def where(self, place: messages.Place) -> str:
+        """The place as the sentences put it: "kệ A", "cả kho của điểm …"."""
+        return self.t(f"where.{place.kind}", place=place_label(place))
+
     # -- what staff press
     def open(self) -> None:
         """From the staff screen: the shelves, or straight on with a running stock-take."""
@@ -156,16 +160,17 @@ class StocktakePanel(BoxLayout):
         if res is None:
             self.message = self.t("no_answer")
             if self.st.info is not None and self.st.info.status != "closed":
-                label = place_label(self.st.info.place)
-                self.options.append((self.t("go_on", place=label), self._go_on))
+                self.options.append((self.t("go_on", where=self.where(self.st.info.place)),
+                                     self._go_on))
             return
         self.message = ""
         for g in res.going:
-            self.options.append((self.t("resume", place=place_label(g.place), seen=g.seen,
+            self.options.append((self.t("resume", where=self.where(g.place), seen=g.seen,
                                         expected=g.expected),
                                  partial(self._begin, None, g.stocktake_id)))
         for p in res.places:
-            self.options.append((self.t("shelf", place=place_label(p.place), items=p.items),
+            kind = "collection" if p.place.kind == "collection" else "shelf"
+            self.options.append((self.t(kind, place=place_label(p.place), items=p.items),
                                  partial(self._begin, p.place, None)))
 
     def _go_on(self) -> None:
@@ -192,7 +197,7 @@ class StocktakePanel(BoxLayout):
             self._say(self.t("no_answer") if res is None else self.t("closed_already"))
         else:
             s = res.stocktake
-            self._say(self.t("done", place=place_label(s.place), missing=s.missing,
+            self._say(self.t("done", where=self.where(s.place), missing=s.missing,
                              misplaced=s.misplaced, on_loan=s.on_loan, unknown=s.unknown))
 
     # -- drawing
@@ -213,7 +218,9 @@ class StocktakePanel(BoxLayout):
                 self.rows.add_widget(b)
             self.b_left.text, self.b_right.text = self.t("back"), ""
         elif self.stage in ("running", "confirm"):
-            self.title.text = self.t("title", place=run.label)
+            info = self.st.info
+            self.title.text = (self.t("title", where=self.where(info.place))
+                               if info is not None else self.t("open"))
             c = run.counts
             self.status.text = (self.t("confirm_close") if self.stage == "confirm"
                                 else self.t("hint") + "\n" + self.t("on_pad", n=run.on_pad))
@@ -238,7 +245,7 @@ class StocktakePanel(BoxLayout):
             self.title.text = self.t("open")
             self.status.text = self.message
             self.counts.text = ""
-            self.b_left.text, self.b_right.text = self.t("back"), self.t("open")
+            self.b_left.text, self.b_right.text = self.t("back"), self.t("list")
         for b in (self.b_left, self.b_right):
             b.opacity, b.disabled = (1, False) if b.text else (0, True)
 

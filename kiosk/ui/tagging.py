@@ -62,11 +62,14 @@ def _font(size: float) -> float:
 
 
 def _label(**kw: Any) -> Label:
-    lb = Label(color=theme.text, halign="left", valign="middle", size_hint_y=None, **kw)
-    # an empty label takes no room (the queue line, the list's title before the first book)
-    lb.bind(width=lambda w, v: setattr(w, "text_size", (v, None)),
-            texture_size=lambda w, v: setattr(w, "height",
-                                              v[1] + 10 * theme.u if w.text else 0))
+    lb = Label(color=theme.text, halign="left", valign="middle", size_hint_y=None, height=0,
+               **kw)
+
+    def fit(w: Label, *_: Any) -> None:
+        # an empty label takes no room (the queue line, the list's title before a book)
+        w.height = w.texture_size[1] + 10 * theme.u if w.text else 0
+
+    lb.bind(width=lambda w, v: setattr(w, "text_size", (v, None)), texture_size=fit, text=fit)
     return lb
 
 
@@ -132,10 +135,13 @@ class TaggingPanel(BoxLayout):
             self.last.add_widget(_label(
                 font_size=_font(16),
                 text=f"{done.at:%H:%M}  {done.item_id}  {done.title or ''}  ({state})"))
+        # two at most, so that they keep their size on the smallest panel: with a book in
+        # hand, cancel (and the question's answer); between books, back to the staff screen
+        failed = (view.message or "").startswith("tagging.failed_")
         shown = {"overwrite": view.phase == "confirm",
-                 "retry": view.phase == "place" and view.tone == "error" and view.on_pad > 0,
-                 "cancel": view.phase in ("lookup", "place", "confirm"),
-                 "back": view.phase != "writing"}
+                 "retry": view.phase == "place" and failed and view.on_pad > 0,
+                 "cancel": view.phase in ("place", "confirm"),
+                 "back": view.phase in ("scan", "lookup")}
         # only the buttons that apply are in the row: a hidden one would still take room
         self.row.clear_widgets()
         for name, button in self.buttons.items():
@@ -154,11 +160,14 @@ class WithTagging(FloatLayout):
         self.add_widget(content)
         self.runtime = runtime
         self.panel = TaggingPanel(runtime, pos_hint={"x": 0, "y": 0})
-        # The way in: a button beside the staff screen's own (service on/off, exit).
+        # The way in: a row of its own over the staff screen's buttons (service on/off,
+        # exit), which hold two to a row on the smallest panel
         self.entry = Factory.TouchButton()
         self.entry.bind(on_release=lambda _b: runtime.feed(core.Touch("staff_tagging")))
         row = station.ids.staff_service.parent
-        row.add_widget(self.entry, index=len(row.children) - 1)
+        mine = Factory.ButtonRow()
+        mine.add_widget(self.entry)
+        row.parent.add_widget(mine, index=row.parent.children.index(row) + 1)
         self._lang = runtime.view().lang
         self.entry.text = st.text("tagging.button", self._lang)
         self._folder = Path(getattr(runtime.settings, "audio_cache", "/tmp")) / "tagging"

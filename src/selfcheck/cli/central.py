@@ -140,7 +140,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pin-station-budget", type=_bounded(0, 100_000, "wrong PINs"),
                    default=10.0, metavar="N",
                    help="wrong PINs one station may give within 15 minutes, over any cards, "
-                   "before its PIN checks pause (15 minutes, doubling); 0: no pause "
+                   "before its PIN checks pause (15 minutes, doubling up to 4 hours: at 10 a "
+                   "thief gets about 60 guesses a day per station, an honest station that "
+                   "meets it by mischance is back within 4 hours); 0: no pause "
                    "(default %(default)g)")
     p.add_argument("--session-idle", type=_bounded(30, 86_400, "seconds"), default=600.0,
                    metavar="SECONDS", help="a reader's session at a station (opened by the "

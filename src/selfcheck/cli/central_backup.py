@@ -37,14 +37,15 @@ def register(actions: argparse._SubParsersAction) -> None:
         "restore", help="put a backup in place of the store (bridges stopped)",
         description="Refuses a store that holds data unless --force is given; brings the "
         "restored store to the newest schema and checks it. Afterwards each station's "
-        "numbering is taken from its next transaction (the backup never saw the last ones): "
+        "numbering goes on from where its transactions say the station is (the backup never "
+        "saw the last ones): "
         "`selfcheck central report` lists where.")
     p.add_argument("--db", required=True, help=DB_HELP)
     p.add_argument("file", type=Path, metavar="FILE", nargs="?",
                    help="a file from `central backup`")
     p.add_argument("--fresh", action="store_true",
                    help="no backup: the store at --db is a new one, put in place of one that "
-                   "was lost; the stations' numbering is taken from their next transactions")
+                   "was lost; the stations' numbering goes on from where they say they are")
     p.add_argument("--force", action="store_true",
                    help="replace the data the store holds now (it is lost)")
     p.add_argument("--lang", choices=LANGS, help="vi or en (default: LANG)")
@@ -124,18 +125,23 @@ def check(url: str, lang: str) -> int:
     """Exit 0 when the store is at the code's revision and matches its schema; 1 with what
     to do otherwise. A SQLite file that is not there is refused rather than created."""
     from selfcheck.central import migrations
-    from selfcheck.central.engine import open_engine
+    from selfcheck.central.engine import hide_password, open_engine, parse_url
 
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise UserError("central.store.missing", path=url.removeprefix("sqlite:///"))
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise UserError("central.store.bad_url", url=hide_password(url), reason=exc) from None
     engine = open_engine(url)
     try:
         todo = pending(engine)
         if todo:
             # The schema differs while migrations are pending, by their very content: the
             # list of differences would only repeat them, table by table.
+            # The URL goes to the screen and into logs: never with its password.
             print(t("central.migrate.pending", lang, count=len(todo), names=", ".join(todo),
-                    db=url))
+                    db=hide_password(url)))
             return 1
         diff = migrations.drift(engine)
         print(t("central.migrate.at", lang, revision=migrations.current(engine)))

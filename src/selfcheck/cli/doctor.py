@@ -368,9 +368,17 @@ def central_checks(args: argparse.Namespace, lang: str) -> list[Check]:
 
 
 def _store_name(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    """The store as shown, without its password; a URL that cannot be read (the multi-host
+    form can) stops the doctor with what to give instead."""
+    from selfcheck.central.engine import hide_password, parse_url
+    from selfcheck.cli.errors import UserError
 
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise UserError("central.store.bad_url", 2, url=hide_password(url),
+                        reason=exc) from None
+    return hide_password(url)
 
 
 def store_check(url: str, lang: str) -> Result:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 import time
 import urllib.error
@@ -31,6 +32,9 @@ from selfcheck.cli.errors import UserError, lang_of, t
 from selfcheck.system.sdnotify import notify
 
 DEFAULT_URL = "http://127.0.0.1:9108"
+OLD_SEND_OPTIONS = ("--broker", "--user", "--password-file", "--ca-file", "--cert-file",
+                    "--key-file")
+OLD_SEND_FLAGS = ("--tls", "--allow-insecure")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -124,6 +128,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an operator of the service (with --login-password-file)")
     c.add_argument("--login-password-file", type=Path, metavar="FILE",
                    default=argparse.SUPPRESS)
+    # The options of the days when send spoke to the broker itself: still accepted so that
+    # existing scripts run, ignored with a note (the service holds the broker login now).
+    old = c.add_argument_group("no longer used (ignored)")
+    for opt in OLD_SEND_OPTIONS:
+        old.add_argument(opt, dest=f"old_{opt[2:].replace('-', '_')}", metavar="X",
+                         default=None, help=argparse.SUPPRESS)
+    for opt in OLD_SEND_FLAGS:
+        old.add_argument(opt, dest=f"old_{opt[2:].replace('-', '_')}", action="store_true",
+                         help=argparse.SUPPRESS)
     c.set_defaults(func=send)
 
 
@@ -306,6 +319,7 @@ def _opener(args: argparse.Namespace) -> urllib.request.OpenerDirector:
     """An HTTP client for the service, logged in when --login is given (a session cookie)."""
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
     if args.login:
+        _refuse_clear_text(args.url)
         password = args.login_password_file.read_text(encoding="utf-8").strip("\r\n") \
             if args.login_password_file else __import__("getpass").getpass("password: ")
         req = urllib.request.Request(
@@ -314,6 +328,25 @@ def _opener(args: argparse.Namespace) -> urllib.request.OpenerDirector:
             headers={"Content-Type": "application/json", "X-Requested-With": "fleet"})
         opener.open(req, timeout=10).close()
     return opener
+
+
+def _refuse_clear_text(url: str) -> None:
+    """A password goes in clear text over http://: only to this machine, never across a
+    network where anyone on the way reads it."""
+    import ipaddress
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http":
+        return
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise UserError("fleet.login_clear_text", code=2, url=url,
+                        https=parts._replace(scheme="https").geturl())
 
 
 def _stream(url: str, opener: urllib.request.OpenerDirector | None = None
@@ -470,6 +503,12 @@ def send(args: argparse.Namespace) -> int:
     from selfcheck.central.fleet.actions import EXPIRED
     from selfcheck.mqtt.commands import FINAL
 
+    lang = lang_of(args.lang)
+    old = [opt for opt in OLD_SEND_OPTIONS + OLD_SEND_FLAGS
+           if getattr(args, f"old_{opt[2:].replace('-', '_')}", None)]
+    if old:
+        print(t("fleet.send_old_options", lang, options=", ".join(old), url=args.url),
+              file=sys.stderr, flush=True)
     values = {}
     for pair in args.args:
         key, eq, value = pair.partition("=")
@@ -486,6 +525,8 @@ def send(args: argparse.Namespace) -> int:
     if status != 200:
         print(f"not sent: fleet service {args.url}: HTTP {status} (log in with --login NAME)")
         return 2
+    if not isinstance(me, dict) or not isinstance(me.get("csrf"), str):
+        raise UserError("fleet.bad_answer", code=3, url=args.url, reason="/api/me")
     site, _, station = args.station.rpartition("/")
     if not site:
         found = _site_of(station, opener, args.url)
@@ -498,9 +539,18 @@ def send(args: argparse.Namespace) -> int:
                             "args": values, "expires_s": args.expires}
     if args.cmd_id:
         body["cmd_id"] = args.cmd_id
-    status, answer = _call(opener, f"{args.url}/api/command", body, me["csrf"])
+    try:
+        status, answer = _call(opener, f"{args.url}/api/command", body, me["csrf"])
+    except OSError as exc:
+        # Sent or not is unknown: the same --cmd-id again is safe (a repeat is not redone).
+        raise UserError("fleet.unreachable", code=3, url=args.url,
+                        reason=getattr(exc, "reason", None) or exc) from None
+    except ValueError as exc:
+        raise UserError("fleet.bad_answer", code=3, url=args.url, reason=exc) from None
+    if status == 200 and not (isinstance(answer, dict) and answer.get("cmd_ids")):
+        raise UserError("fleet.bad_answer", code=3, url=args.url, reason="/api/command")
     if status != 200:
-        why = answer or {}
+        why = answer if isinstance(answer, dict) else {}
         detail = f"{why.get('field')}: {why.get('reason')}" if why.get("field") \
             else why.get("error", f"HTTP {status}")
         print(f"not sent: {detail}")
@@ -510,9 +560,24 @@ def send(args: argparse.Namespace) -> int:
     for away in answer.get("away", []):
         print(f"station {away['station']} is {away['state']}: it gets the command when it is "
               f"back, if before it expires", flush=True)
-    deadline, shown = time.monotonic() + args.timeout, ""
+    deadline, shown, trouble = time.monotonic() + args.timeout, "", ""
     while time.monotonic() < deadline:
-        status, jobs = _call(opener, f"{args.url}/api/commands?cmd_id={cmd_id}")
+        try:
+            status, jobs = _call(opener, f"{args.url}/api/commands?cmd_id={cmd_id}")
+        except OSError as exc:
+            # A service restarting: the command is stored, ask again until the deadline.
+            trouble = str(getattr(exc, "reason", None) or exc)
+            time.sleep(0.5)
+            continue
+        except ValueError as exc:
+            print(t("fleet.send_lost", lang, cmd_id=cmd_id, url=args.url, reason=exc))
+            return 3
+        if status == 200 and not (isinstance(jobs, list)
+                                  and all(isinstance(j, dict) for j in jobs)):
+            print(t("fleet.send_lost", lang, cmd_id=cmd_id, url=args.url,
+                    reason="/api/commands"))
+            return 3
+        trouble = ""
         job = jobs[0] if status == 200 and jobs else {}
         state = job.get("state", "")
         if state and state != shown:
@@ -525,14 +590,23 @@ def send(args: argparse.Namespace) -> int:
         if state in FINAL or state == EXPIRED:
             return 0 if state == "succeeded" else 1
         time.sleep(0.5)  # the service's job list is the one source: asked twice a second
+    if trouble:
+        print(t("fleet.send_lost", lang, cmd_id=cmd_id, url=args.url, reason=trouble))
+        return 3
     print(f"no final state within {args.timeout:.0f} s (station offline? the command "
           f"stays valid until it expires)")
     return 3
 
 
 def _site_of(station: str, opener: Any, url: str) -> str | None:
-    status, rows = _call(opener, f"{url}/api/stations")
-    if status != 200:
+    try:
+        status, rows = _call(opener, f"{url}/api/stations")
+    except OSError as exc:
+        raise UserError("fleet.unreachable", code=3, url=url,
+                        reason=getattr(exc, "reason", None) or exc) from None
+    except ValueError as exc:
+        raise UserError("fleet.bad_answer", code=3, url=url, reason=exc) from None
+    if status != 200 or not isinstance(rows, list):
         return None
     sites = [r["site"] for r in rows if r["station"] == station]
     return sites[0] if len(sites) == 1 else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -213,5 +214,9 @@ async def run_station(settings: StationSettings, *, headless: bool = False,
             return DemoPanel(sim_pad, sim_card, demo_books(), demo_cards(),
                              lambda: runtime.core.lang)
 
+    # Kivy, pydantic's models and the settings live as long as the process: out of the
+    # collector's sight, a full collection (the UI and the acks wait behind it) walks only
+    # what came after.
+    gc.freeze()
     code = await run_app(StationApp(runtime, demo))
     return runtime.exit_code or code  # 75 after a `restart` command: systemd restarts us

@@ -22,6 +22,7 @@ SUITES = {
     "offline-list": "selfcheck.lab.bench.offline_list",
     "flood": "selfcheck.lab.bench.flood",
     "stocktake": "selfcheck.lab.bench.stocktake",
+    "tagging": "selfcheck.lab.bench.tagging",
 }
 
 Figure = dict[str, Any]
