@@ -260,11 +260,19 @@ class WithStocktake(FloatLayout):
         self.add_widget(content)
         self.panel = StocktakePanel(runtime, pos_hint={"x": 0, "y": 0})
         self.runtime = runtime
-        # The way in: a button beside the staff screen's own (service on/off, exit).
+        # The way in: beside the other staff task (tagging) in the row over the staff
+        # screen's own buttons (service on/off, exit), which hold only two on the smallest
+        # panel; a row of its own when there is no such task.
         self.entry = Factory.TouchButton()
         self.entry.bind(on_release=lambda _b: self.show_stocktake())
         row = station.ids.staff_service.parent
-        row.add_widget(self.entry, index=len(row.children) - 1)
+        box = row.parent
+        at = box.children.index(row) + 1  # children run bottom up: the widget above
+        tasks = box.children[at] if at < len(box.children) else None
+        if type(tasks).__name__ != "ButtonRow" or tasks is row:
+            tasks = Factory.ButtonRow()
+            box.add_widget(tasks, index=at)
+        tasks.add_widget(self.entry)
         runtime.add_listener(lambda view: setattr(
             self.entry, "text", TEXTS.t("open", view.lang)))
         self.entry.text = TEXTS.t("open", runtime.view().lang)
