@@ -268,9 +268,9 @@ class WithStocktake(FloatLayout):
         row = station.ids.staff_service.parent
         box = row.parent
         at = box.children.index(row) + 1  # children run bottom up: the widget above
-        tasks = box.children[at] if at < len(box.children) else None
-        if type(tasks).__name__ != "ButtonRow" or tasks is row:
-            tasks = Factory.ButtonRow()
+        above = box.children[at] if at < len(box.children) else None
+        tasks: Widget = above if type(above).__name__ == "ButtonRow" else Factory.ButtonRow()
+        if tasks is not above:
             box.add_widget(tasks, index=at)
         tasks.add_widget(self.entry)
         runtime.add_listener(lambda view: setattr(
