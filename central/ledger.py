@@ -145,7 +145,7 @@ class Ledger:
         now = now or dt.datetime.now(dt.UTC)
         if not isinstance(self.backend, LocalBackend):
             admitted = self.order.admit(txs, now)
-            return admitted, self.apply(admitted.ready, now)
+            return admitted, self.apply(admitted.ready, now) if admitted.ready else []
         for attempt in range(TRIES):
             try:
                 with self.engine.begin() as conn:
