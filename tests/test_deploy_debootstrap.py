@@ -235,6 +235,15 @@ def test_provision_for_real_twice(data_device: str, pi_root: Path) -> None:
     # The app in its venv, runnable.
     out = _chroot(root, "/opt/selfcheck/.venv/bin/selfcheck", "--help")
     assert "doctor" in out.stdout
+    # ... and what the unit starts: the current release, the first being that venv, on the
+    # data partition, where an update from the central can add and switch releases.
+    unit = (ROOT / "systemd/selfcheck-station.service").read_text()
+    start = next(ln.split("=", 1)[1].split()[0] for ln in unit.splitlines()
+                 if ln.startswith("ExecStart="))
+    assert "doctor" in _chroot(root, start, "--help").stdout
+    assert (root / "var/lib/selfcheck/releases/current").is_symlink()
+    assert 'releases = "/var/lib/selfcheck/releases"' in \
+        (root / "etc/selfcheck/station.toml").read_text()
     # Config kept private to the kiosk group; files from the tree installed as they are.
     toml = root / "etc/selfcheck/station.toml"
     assert oct(toml.stat().st_mode & 0o777) == "0o640"

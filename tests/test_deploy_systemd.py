@@ -30,9 +30,12 @@ def test_systemd_analyze_verify(unit: Path, tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze missing: scripts/bootstrap installs Debian's systemd")
-    # verify checks that ExecStart exists: point /opt/selfcheck at this checkout (same layout).
+    # verify checks that ExecStart exists: point /opt/selfcheck at this checkout (same layout),
+    # and the station's current release at its venv (provision.sh's first release).
     name = unit.name.replace("@.", "@1.")  # a template verifies as an instance
-    (tmp_path / name).write_text(unit.read_text().replace("/opt/selfcheck", str(ROOT)))
+    (tmp_path / name).write_text(unit.read_text().replace(
+        "/var/lib/selfcheck/releases/current/venv", str(ROOT / ".venv")).replace(
+        "/opt/selfcheck", str(ROOT)))
     out = subprocess.run([analyze, "verify", str(tmp_path / name)], capture_output=True,
                          text=True, timeout=60)
     # verify exits 0 on unknown keys, only warning: any output at all is a failure here

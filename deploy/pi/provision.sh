@@ -209,6 +209,21 @@ if [ -n "$DATA_DEVICE" ]; then
   fi
 fi
 
+say "releases in $DATA/releases: the unit starts 'current', which an update from the central switches"
+# The first release is the venv installed above; the ones the central sends (fleet send ...
+# update) get venvs of their own beside it, on the data partition (writable under a read-only
+# root), and `current`/`previous` say which one runs (kiosk/runtime/releases.py).
+version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$SRC/pyproject.toml" | head -1)
+rel="$DATA/releases"
+run install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$rel"
+if [ ! -e "$rel/current" ]; then
+  run install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$rel/$version"
+  run ln -sfn "$APP/.venv" "$rel/$version/venv"
+  run touch "$rel/$version/installed"
+  run ln -sfn "$version" "$rel/current"
+  run chown -h "$USER_NAME:$USER_NAME" "$rel/$version/venv" "$rel/$version/installed" "$rel/current"
+fi
+
 say "udev rules for the readers and the printer"
 put_file "$SRC/deploy/pi/99-selfcheck.rules" /etc/udev/rules.d/99-selfcheck.rules 0644
 run udevadm control --reload
