@@ -13,6 +13,8 @@ SHARE_GROUP = "bridge"
 _ID = re.compile(r"^[a-z0-9-]{1,64}$")
 
 TX_KINDS = ("loan", "return", "renew")
+# every tx/ topic a station publishes: the circulation's kinds and the tagging desk's writes
+STATION_TX = (*TX_KINDS, "tagged")
 
 
 class TopicError(ValueError):

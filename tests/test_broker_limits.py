@@ -261,7 +261,7 @@ def test_station_rights_name_the_contract_topics_exactly(creds: Path) -> None:
     sends = {a["topic"] for a in role["acls"] if a["acltype"] == "publishClientSend"}
     assert not [t for t in sends if t.endswith("#")]
     assert {t.removeprefix(A + "/") for t in sends if "/tx/" in t} == {
-        f"tx/{k}" for k in topics.TX_KINDS}
+        f"tx/{k}" for k in topics.STATION_TX}
     assert {t.removeprefix(A + "/") for t in sends if "/req/" in t} == {
         f"req/{n}" for n in messages.REQUESTS}
     cleaned = {f"{A}/{c}" for c in retained.CLEANED}

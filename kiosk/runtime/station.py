@@ -178,7 +178,13 @@ class StationRuntime:
         self.run_soon(self.feed, event)
 
     def spawn(self, coro: Any) -> None:
-        """Run a coroutine on the station's loop (from the loop), kept until it ends."""
+        """Run a coroutine on the station's loop (from the loop), kept until it ends; like
+        `run_soon`, dropped when no loop runs (a runtime driven by hand, before `run`)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            coro.close()
+            return
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
