@@ -136,6 +136,9 @@ def test_a_return_whose_tag_is_still_unlocked_says_returned_and_lock(
         assert lock.split()[0] in row["note"].lower() and unlock not in row["note"].lower()
         banner = seen[lang]["return_banner"]
         assert lock in banner and unlock not in banner and "Tắt đèn" in banner
+        # one book waiting is "this book", not "1 book(s)"
+        assert {"vi": "cuốn sách này", "en": "this book"}[lang] in banner
+        assert "(s)" not in banner and "1 cuốn" not in banner
 
 
 def test_the_library_systems_note_is_marked_when_in_another_language(

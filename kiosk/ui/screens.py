@@ -621,7 +621,9 @@ class StationRoot(BoxLayout):
             for state in ("on_loan", "in_library"):
                 books = [p for p in mine if p.state == state]
                 if books:
-                    parts.append(t(f"pending.banner.{state}", lang, n=len(books),
+                    # one book is "this book", not "1 book(s)"
+                    key = f"pending.banner.{state}" + (".one" if len(books) == 1 else "")
+                    parts.append(t(key, lang, n=len(books),
                                    titles=", ".join(p.title or t("item.unknown_title", lang,
                                                                  item=p.item_id or p.uid)
                                                     for p in books[:3])))
