@@ -74,6 +74,7 @@ from selfcheck.kiosk.core_model import (  # noqa: F401 - the core's vocabulary, 
     ToldNotLent,
     Touch,
     TxAnswer,
+    Typed,
     View,
     WriteSecurity,
 )
@@ -151,6 +152,7 @@ TABLE: dict[type, tuple[frozenset[Mode], str]] = {
     LoanUndone: (_ALL, "_on_undone"),
     SecurityWritten: (_ALL, "_on_written"),
     Touch: (_ALL, "_on_touch"),
+    Typed: (frozenset({Mode.EMAIL, Mode.PIN}), "_on_typed"),
     Tick: (_ALL, "_on_tick"),
     Connectivity: (_ALL, "_on_connectivity"),
     SetService: (_ALL, "_on_service"),
@@ -347,8 +349,9 @@ class SelfCheck:
             self.lang = event.config.default_lang
 
     def handle(self, event: Event, now: float) -> list[Action]:
-        if isinstance(event, CardRead | TagsPresent | Touch | PatronChecked | EmailEntered
-                      | StaffSkip | StaffDismiss | PinEntered | OfflineChecked | Renew):
+        if isinstance(event, CardRead | TagsPresent | Touch | Typed | PatronChecked
+                      | EmailEntered | StaffSkip | StaffDismiss | PinEntered | OfflineChecked
+                      | Renew):
             self._last_activity = now  # the reader is there, even if the event is ignored
         if self.mode not in TABLE[type(event)][0]:
             return self._ignore(event)
@@ -412,6 +415,9 @@ class SelfCheck:
 
     def _on_written(self, event: SecurityWritten, now: float) -> list[Action]:
         return self._written(event.uid, event.ok)
+
+    def _on_typed(self, event: Typed, now: float) -> list[Action]:
+        return []  # only the activity it refreshes (in `handle`)
 
     def _on_touch(self, event: Touch, now: float) -> list[Action]:
         name = TOUCHES.get((self.mode, event.button)) or TOUCHES.get((None, event.button))

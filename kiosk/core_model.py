@@ -267,6 +267,12 @@ class Touch:
 
 
 @dataclass(frozen=True)
+class Typed:
+    """A key pressed on the on-screen keyboard (e-mail address, PIN): the reader is there.
+    What was typed stays in the UI until it is sent."""
+
+
+@dataclass(frozen=True)
 class Tick:
     pass
 
@@ -329,7 +335,7 @@ class Reconfigure:
 
 Event = (CardRead | PatronChecked | TagsPresent | Recorded | AckReceived | LoanUndone
          | SecurityWritten
-         | Touch | Tick | Connectivity | SetService | Restored | StaffSkip | StaffDismiss
+         | Touch | Typed | Tick | Connectivity | SetService | Restored | StaffSkip | StaffDismiss
          | EmailEntered | ReceiptSent | PinEntered | OfflineChecked | AccountLoaded | Renew
          | Reconfigure)
 

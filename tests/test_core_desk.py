@@ -507,3 +507,21 @@ def test_email_receipt_checks_the_address_and_does_not_keep_it() -> None:
     (send,) = sc.handle(core.EmailEntered("an@example.vn"), 5)
     assert isinstance(send, core.SendReceipt) and send.to == "an@example.vn"
     assert "example" not in repr(sc.view(5))
+
+
+def test_typing_an_address_is_activity_the_screen_does_not_time_out() -> None:
+    sc = make(receipt="ask", can_email=True)
+    borrow(sc)
+    lend(sc, tag("E1", "1"))
+    sc.handle(core.Touch("finish"), 3)
+    sc.handle(core.Touch("receipt_email"), 3)
+    limit = sc.config.inactivity_s
+    # a reader typing slowly: a key well within each limit, for twice the limit
+    for i in range(1, 5):
+        sc.handle(core.Typed(), 3 + i * limit / 2 - 1)
+        sc.handle(core.Tick(), 3 + i * limit / 2)
+        assert sc.mode is core.Mode.EMAIL, i
+    sc.handle(core.Tick(), 3 + 2 * limit + limit)  # then nothing: back to idle
+    assert sc.mode is not core.Mode.EMAIL
+    # a key outside the keyboard's screens changes nothing
+    assert sc.handle(core.Typed(), 10 * limit) == []

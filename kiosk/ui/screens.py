@@ -456,6 +456,7 @@ class StationRoot(BoxLayout):
     def type_key(self, ch: str | None) -> None:
         self.email = self.email[:-1] if ch is None else (self.email + ch)[:80]
         self._show_email()
+        self._on_event(core.Typed())  # typing is activity: the screen does not time out
 
     def _show_email(self) -> None:
         self.email_typed = bool(self.email)
@@ -477,6 +478,7 @@ class StationRoot(BoxLayout):
         elif len(self._pin) < PIN_MAX:
             self._pin += key
         self.ids.pin_dots.text = "•" * len(self._pin)  # never the digits
+        self._on_event(core.Typed())
 
     def pin_done(self, send: bool) -> None:
         pin, self._pin = (self._pin if send else None), ""
