@@ -491,7 +491,7 @@ class View:
     finishing: bool = False  # Finish pressed: the summary waits for the books still processed
 
 
-@dataclass
+@dataclass(frozen=True)
 class CoreConfig:
     default_lang: str = "vi"
     langs: tuple[str, ...] = ("vi", "en")
