@@ -33,6 +33,39 @@ BATCH = 40  # tags per req.stocktake-seen (messages.StocktakeSeenReq.tags)
 SHOWN = 12  # the newest books on the screen
 
 
+# What a call number is typed with at the station: digits, letters, the dot and a space
+# ("895.922 NG-D" is typed "895.922 NG"; the central compares without case and takes a call
+# number that starts with the range's end as within it).
+CALL_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ. ")
+CALL_MAX = 40  # longer than any shelf mark; the request allows 255
+
+
+def call_key(text: str, ch: str | None) -> str:
+    """`text` with the key `ch` typed (None: the last character deleted). Letters go upper
+    case, as call numbers are written; a character not in CALL_CHARS, a leading space, a
+    second space in a row and anything past CALL_MAX are not taken."""
+    if ch is None:
+        return text[:-1]
+    ch = ch.upper()
+    if (len(ch) != 1 or ch not in CALL_CHARS or len(text) >= CALL_MAX
+            or (ch == " " and (not text or text.endswith(" ")))):
+        return text
+    return text + ch
+
+
+def call_range(value: str, upto: str) -> tuple[str, str] | str:
+    """The range staff typed, as (value, upto) for a Place of kind "calls"; an empty To
+    means the one call number From (its prefix: "895.9" takes "895.9 N01"). Else why not:
+    "need_from" (From is empty) or "order" (To comes before From, which the central would
+    refuse as bad_request: the same comparison, without case)."""
+    value, upto = value.strip().upper(), upto.strip().upper() or value.strip().upper()
+    if not value:
+        return "need_from"
+    if upto < value:
+        return "order"
+    return value, upto
+
+
 def place_label(place: Place) -> str:
     """How a place is written for people: codes and call numbers, alike in both languages."""
     if place.kind == "calls":

@@ -291,3 +291,22 @@ def test_places_repeats_and_closing_at_the_central(central: CirculationStore) ->
     assert Stocktakes(central.engine).report(sid).counts()["found"] == 2
     reopen = ask(messages.StocktakeReq(action="open", stocktake_id=sid))
     assert isinstance(reopen, messages.StocktakeRes) and reopen.reason == "closed"
+
+
+def test_a_call_number_range_typed_at_the_station() -> None:
+    """The keys staff type a range with, and the range checked as the central checks it."""
+    from selfcheck.kiosk.stocktake import CALL_MAX, call_key, call_range
+
+    typed = ""
+    for ch in " 895.9  @-n0é1":  # a leading space, a second space and signs not taken
+        typed = call_key(typed, ch)
+    assert typed == "895.9 N01"
+    assert call_key(typed, None) == "895.9 N0" and call_key("", None) == ""
+    assert call_key("1" * CALL_MAX, "2") == "1" * CALL_MAX
+    assert call_range(" 895.9 n03 ", "895.9 N05") == ("895.9 N03", "895.9 N05")
+    assert call_range("895.9", "") == ("895.9", "895.9")  # To empty: From alone
+    assert call_range("", "895.9") == "need_from"
+    assert call_range("895.9 N05", "895.9 n03") == "order"  # the central's bad_request
+    rng = call_range("895.9 N03", "895.9 N05")
+    assert isinstance(rng, tuple)
+    assert messages.Place(kind="calls", value=rng[0], upto=rng[1]).upto == "895.9 N05"

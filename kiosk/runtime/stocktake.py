@@ -125,6 +125,9 @@ class StationStocktake:
         self.info: messages.StocktakeInfo | None = self.journal.current()
         self.listeners: list[Callable[[], None]] = []  # any thread: the screen reschedules
         self.stack_times: list[float] = []  # seconds from a stack's tags to all answered
+        # Raised on every change of the pad while counting: a stack put on or lifted off is
+        # staff at work (the screen's idle time-out starts again on it).
+        self.pad_changes = 0
         self._stack_started: dict[str, float] = {}  # batch_id -> when its tags came
         self._lock = threading.Lock()
         self._stopped = stopped
@@ -221,6 +224,7 @@ class StationStocktake:
     # -- the pad (its thread)
     def on_tags(self, tags: tuple[SeenTag, ...]) -> None:
         with self._lock:
+            self.pad_changes += 1
             sid = self.run.stocktake_id
             batches = self.run.tags(tags)
         if not batches or sid is None:

@@ -279,6 +279,40 @@ def _tagging(out: Outcome) -> list[str]:
     return problems
 
 
+# Call numbers for the sample library's books; "895.9223" to "895.9223 N" holds four of them
+# (one starting with the range's end is within): Tắt đèn, Nỗi buồn chiến tranh, Lão Hạc and
+# Chí Phèo (on loan).
+CALL_NUMBERS = {"39000001": "895.9221 NGU", "39000002": "895.9223 VU",
+                "39000003": "895.9223 TO", "39000004": "895.9223 NGO",
+                "39000005": "895.9223 BAO", "39000009": "895.9223 NAM",
+                "39000010": "895.9223 NAM C", "39000007": "495.922 HOA"}
+CALLS_RANGE = ("895.9223", "895.9223 N")
+CALLS_IN_RANGE = 4
+CALLS_STACK = "39000004"
+CALLS_IDLE_S = 10.0  # the staff screen's time-out in this scenario (inactivity_s)
+
+
+def _seed_calls(store: Any) -> None:
+    from sqlalchemy import update
+
+    from selfcheck.central.schema import items
+
+    with store.engine.begin() as conn:
+        for item_id, call in CALL_NUMBERS.items():
+            conn.execute(update(items).where(items.c.item_id == item_id)
+                         .values(call_number=call))
+
+
+def _stocktake_calls(out: Outcome) -> list[str]:
+    from selfcheck.central.stocktake import Stocktakes
+
+    reports = Stocktakes(out.store.engine).reports()
+    got = [(r.place.kind, r.place.value, r.place.upto, r.status, r.expected) for r in reports]
+    print(f"central store: {got}")
+    want = [("calls", *CALLS_RANGE, "paused", CALLS_IN_RANGE)]
+    return [] if got == want else [f"stocktake-calls: {got}, not {want}"]
+
+
 STAFF = {"staff_cards": [STAFF_CARD], "owner_isil": "VN-DEMO"}
 SCENARIOS: dict[str, Scenario] = {
     "pin": Scenario("pin", {"pin": "always"}, desk=False, check=_pin),
@@ -293,6 +327,9 @@ SCENARIOS: dict[str, Scenario] = {
     "receipt": Scenario("receipt", {**STAFF, "receipt": "ask"}, printer=True, check=_receipt),
     "walk": Scenario("walk", desk=False, check=_walk),
     "stocktake": Scenario("stocktake", STAFF, check=_stocktake),
+    # a call-number range typed at the station, then the staff screen left alone
+    "stocktake-calls": Scenario("stocktake-calls", {**STAFF, "inactivity_s": CALLS_IDLE_S},
+                                seed=_seed_calls, check=_stocktake_calls),
     "tagging": Scenario("tagging", STAFF, check=_tagging),
     "refusals": Scenario("refusals", desk=False, check=_refusals),
     "accessibility": Scenario("accessibility", desk=False, check=_accessibility),

@@ -23,6 +23,10 @@ from selfcheck.kiosk.ui.stocktake import TEXTS as TEXTS_STOCKTAKE
 from selfcheck.lab.demo_library import DESK_WHERE, OTHER_ITEM, SET_ITEM, STAFF_CARD
 from selfcheck.lab.demo_scenarios import (
     ACCOUNT_CARD,
+    CALLS_IDLE_S,
+    CALLS_IN_RANGE,
+    CALLS_RANGE,
+    CALLS_STACK,
     OFFLINE_CARD,
     OFFLINE_LOAN,
     OFFLINE_RETURN,
@@ -534,32 +538,53 @@ async def accessibility(app: StationApp, shots: Path | None, lang: str = "vi") -
     return 0
 
 
+def panel_look(screen: Any, shoot: Shooter, lang: str,
+               problems: list[str]) -> Callable[[str], Awaitable[None]]:
+    """A staff panel's `look`: audit it (9 mm targets, text size, contrast, nothing outside)
+    into `problems`, and shoot the screen."""
+    from selfcheck.kiosk.ui.audit import audit_tree
+    from selfcheck.kiosk.ui.theme import theme
+
+    async def look(name: str) -> None:
+        from kivy.clock import Clock
+
+        # what changed is drawn and laid out over the next frames: a few, however slow
+        drawn = Clock.frames_displayed + 3
+        await asyncio.sleep(0.3)
+        await until(lambda: Clock.frames_displayed >= drawn, "the panel drawn")
+        panel = screen.panel
+        names = {id(panel.b_left): "left", id(panel.b_right): "right", id(panel.title): "title"}
+        size = (int(screen.width), int(screen.height))
+        problems.extend(str(v) for v in audit_tree([panel], names, name, size, lang,
+                                                    theme.level, theme.px_mm, theme.ppi))
+        if shoot.folder is not None:
+            shoot.count += 1
+            shoot.folder.mkdir(parents=True, exist_ok=True)
+            target = shoot.folder / f"{shoot.count:02d}-{name}.png"
+            screen.export_to_png(str(target))
+            shoot.files.append(target)
+
+    return look
+
+
+async def staff_panel(app: StationApp, lang: str, shots: Path | None
+                      ) -> tuple[Stage, Any, list[str], Callable[[str], Awaitable[None]]]:
+    """A staff panel scenario's prologue: the stage, the station screen (whose `panel` the
+    staff task opens), the problems found and the panel's `look`."""
+    stage = await start(app, lang, shots)
+    screen: Any = getattr(app, "screen", None)
+    assert screen is not None
+    problems: list[str] = []
+    return stage, screen, problems, panel_look(screen, stage.shoot, lang, problems)
+
+
 async def stocktake(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
     """Staff take stock of shelf A: the staff card, the stock-take button, the shelf; a stack
     of four (one from shelf B), a pause, the paused stock-take taken up again, a stack with a
     book on loan and another library's book, then finished. Each screen audited (sizes,
     contrast, nothing outside) and shot."""
-    from selfcheck.kiosk.ui.audit import audit_tree
-    from selfcheck.kiosk.ui.theme import theme
-
-    view, demo, station, shoot = await start(app, lang, shots)
-    screen: Any = getattr(app, "screen", None)
-    assert screen is not None
+    (view, demo, station, _shoot), screen, problems, look = await staff_panel(app, lang, shots)
     panel, st = screen.panel, app.runtime.stocktake
-    problems: list[str] = []
-
-    async def look(name: str) -> None:
-        await asyncio.sleep(0.3)
-        names = {id(panel.b_left): "left", id(panel.b_right): "right", id(panel.title): "title"}
-        size = (int(screen.width), int(screen.height))
-        problems.extend(str(v) for v in audit_tree([panel], names, name, size, lang,
-                                                    theme.level, theme.px_mm, theme.ppi))
-        if shots is not None:
-            shoot.count += 1
-            shots.mkdir(parents=True, exist_ok=True)
-            target = shots / f"{shoot.count:02d}-{name}.png"
-            screen.export_to_png(str(target))
-            shoot.files.append(target)
 
     def option(start: str) -> Widget:
         found = [b for b in panel.rows.children if getattr(b, "text", "").startswith(start)]
@@ -601,6 +626,78 @@ async def stocktake(app: StationApp, shots: Path | None, lang: str = "vi") -> in
     await until(lambda: panel.parent is None, "back to the staff screen")
     await press(station.ids.staff_exit)
     await until(lambda: view().mode is core.Mode.IDLE, "idle")
+    for p in problems:
+        print(f"demo: {p}")
+    return 1 if problems else 0
+
+
+async def stocktake_calls(app: StationApp, shots: Path | None, lang: str = "vi") -> int:
+    """Staff type a call-number range on the stock-take's keyboard, get it refused twice (To
+    before From, then a range with no book), open it, count a stack and walk away: the
+    stock-take pauses and the station goes back to idle after the staff screen's time-out."""
+    (view, demo, _station, _shoot), screen, problems, look = await staff_panel(app, lang,
+                                                                                shots)
+    panel, st = screen.panel, app.runtime.stocktake
+
+    async def type_in(field: str, text: str) -> None:
+        await press(panel.fields[field])
+        for ch in text:
+            await press(panel.call_keys["space" if ch == " " else ch])
+        await until(lambda: panel.calls[field] == text, f"{text!r} typed in {field}")
+
+    async def clear(field: str) -> None:
+        await press(panel.fields[field])
+        while panel.calls[field]:
+            await press(panel.call_keys["delete"])
+
+    def said(key: str) -> bool:
+        return not panel.busy and panel.title.text == panel.t(key)
+
+    await press(demo.card_buttons[STAFF_CARD])
+    await until(lambda: view().mode is core.Mode.STAFF, "staff mode")
+    await press(screen.entry)
+    await until(lambda: bool(panel.rows.children) and not panel.busy, "the places")
+    await press(panel.b_right)
+    await until(lambda: panel.stage == "calls", "the range entry")
+    await type_in("from", "9")
+    await look("calls-entry")
+    await type_in("to", "1")  # before From: refused here, as the central would
+    await press(panel.c_start)
+    await until(lambda: said("calls.order"), "To before From refused")
+    await look("calls-order")
+    await clear("to")  # To empty: From alone, "9", which no book's call number starts with
+    await press(panel.c_start)
+    await until(lambda: said("calls.empty"), "the central's empty_place")
+    if st.active or panel.stage != "calls" or panel.calls["from"] != "9":
+        problems.append("stocktake-calls: an empty range changed what was typed or started")
+    await look("calls-empty")
+    await clear("from")
+    await type_in("from", CALLS_RANGE[0])
+    await type_in("to", CALLS_RANGE[1])
+    await press(panel.c_start)
+    await until(lambda: st.active, "the range's stock-take")
+    info = st.info
+    got = None if info is None else (info.place.kind, info.place.value, info.place.upto,
+                                     info.expected)
+    if got != ("calls", *CALLS_RANGE, CALLS_IN_RANGE):
+        problems.append(f"stocktake-calls: opened {got}")
+    await look("calls-running")
+    await press(demo.book_buttons[CALLS_STACK])
+    await until(lambda: CALLS_STACK in {b.item_id for b in st.run.books.values()}
+                and st.run.waiting == 0 and st.run.counts.found == 1, "the stack counted")
+    await look("calls-stack")
+    # Left alone: the countdown runs down to half; a touch starts it again, then nothing
+    await until(lambda: (view().countdown or 0) <= CALLS_IDLE_S / 2, "half the idle time",
+                timeout_s=CALLS_IDLE_S + 10)
+    await press(panel.title)
+    touched = time.monotonic()
+    await until(lambda: (view().countdown or 0) > CALLS_IDLE_S / 2, "the time-out restarted")
+    await until(lambda: panel.parent is None and view().mode is core.Mode.IDLE,
+                "back to idle", timeout_s=CALLS_IDLE_S + 15)
+    left = time.monotonic() - touched
+    if left < CALLS_IDLE_S - 1.5:  # the core's tick is a second: no sooner than that allows
+        problems.append(f"left {left:.1f} s after the last touch, not {CALLS_IDLE_S} s")
+    await until(lambda: not st.active, "the stock-take paused")
     for p in problems:
         print(f"demo: {p}")
     return 1 if problems else 0
@@ -687,5 +784,6 @@ SCENARIOS: dict[str, Script] = {
     "security-pending": security_pending, "return-station": return_station,
     "offline": offline, "receipt": receipt, "walk": walk, "refusals": refusals,
     "accessibility": accessibility, "reader-care": reader_care, "stocktake": stocktake,
+    "stocktake-calls": stocktake_calls,
     "tagging": tagging,
 }
