@@ -171,6 +171,7 @@ _DONE_GOES_IDLE = frozenset(Mode) - {Mode.OUT_OF_SERVICE, Mode.RETURN_STATION, M
 TOUCHES: dict[tuple[Mode | None, str], str] = {
     (None, "lang"): "_press_lang",
     (None, "help"): "_press_help",
+    (None, "more_time"): "_press_more_time",
     **{(m, b): "_press_idle" for m in Mode if m in _DONE_GOES_IDLE for b in ("done", "cancel")},
     (Mode.HELP, "call_staff"): "_press_call_staff",
     (Mode.IDLE, "call_staff"): "_press_call_staff_idle",
@@ -415,6 +416,9 @@ class SelfCheck:
 
     def _on_written(self, event: SecurityWritten, now: float) -> list[Action]:
         return self._written(event.uid, event.ok)
+
+    def _press_more_time(self, now: float) -> list[Action]:
+        return []  # the time-out starts again: the activity `handle` took, nothing else
 
     def _on_typed(self, event: Typed, now: float) -> list[Action]:
         return []  # only the activity it refreshes (in `handle`)

@@ -437,6 +437,8 @@ def test_more_time_restarts_the_inactivity_limit() -> None:
     sc.handle(core.Touch("more_time"), 40)
     sc.handle(core.Tick(), 60)
     assert sc.mode is core.Mode.BORROW
+    # a button with its row, not a touch the core ignores
+    assert not any(what == "Touch more_time" for _mode, what in sc.ignored)
 
 
 def test_help_button_from_anywhere_and_staff_card_answers_it() -> None:
