@@ -14,6 +14,9 @@ two kinds:
 
 When a backend cannot answer now (the library system is down or slow), it gives None for that
 transaction: nothing is acknowledged to the station, whose outbox sends it again.
+
+A remote backend also says what the library system knows of a barcode (ItemLookup): tagging
+and stock-takes ask it, not only the catalogue the central imported.
 """
 
 from __future__ import annotations
@@ -95,6 +98,29 @@ class RemoteBackend(Backend, Protocol):
         """One ack (or None: no answer now) per transaction, in order. One station's
         transactions come in seq order and take effect in that order: after the first of a
         station's that gets no answer (or is busy), none of its later ones is sent."""
+        ...
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """What the library system says of a barcode now."""
+
+    known: bool
+    title: str | None = None
+    home_branch: str | None = None  # the library system's own code (SIP2 AQ, Koha's library)
+    home_site: str | None = None  # that branch as a station site, when the central knows it
+    not_for_loan: bool | None = None  # None: the library system does not say (SIP2)
+    on_loan: bool = False
+
+
+@runtime_checkable
+class ItemLookup(Protocol):
+    def item_info(self, item_id: str) -> ItemInfo | None:
+        """None: the library system cannot answer now."""
+        ...
+
+    def items_info(self, item_ids: Sequence[str]) -> dict[str, ItemInfo] | None:
+        """Several at once (stock-takes); None: the library system cannot answer now."""
         ...
 
 

@@ -33,7 +33,13 @@ import paho.mqtt.client as paho
 from paho.mqtt.properties import Properties
 
 from selfcheck.central import offline_policy, stocktake, tagging
-from selfcheck.central.backend import BackendUnavailable, LocalBackend, RemoteBackend, Tx
+from selfcheck.central.backend import (
+    BackendUnavailable,
+    ItemLookup,
+    LocalBackend,
+    RemoteBackend,
+    Tx,
+)
 from selfcheck.central.costly import (
     COSTLY,
     TX_COST,
@@ -108,6 +114,10 @@ class Bridge:
         self.broker_watch = BrokerWatch(self._client, broker, client_id, log)
         self.backend = backend
         self.tagging_isil: str | None = None  # owner ISIL for tags of items with none set
+        # A SIP2 or Koha backend is asked about items (tagging, stock-takes); the embedded
+        # store's catalogue is the library system itself.
+        self.items: ItemLookup | None = None if isinstance(backend, LocalBackend) or \
+            not isinstance(backend, ItemLookup) else backend
         # The database the ledger writes to (the store itself, or the SIP2/Koha dedupe rows):
         # an outage is said once, and once when it ends, whatever step meets it.
         self.store = Fault(log, "store.up",
@@ -478,10 +488,15 @@ class Bridge:
             # Only to the stations the central marked (central/offline_policy.py).
             res = offline_policy.answer(self.backend, where.site, where.station, req.page)
         elif isinstance(req, messages.StocktakeReq | messages.StocktakeSeenReq):
-            # Staff taking stock: the central's catalogue, never the library system.
-            res = stocktake.answer(self.backend.engine, where.site, where.station, req)
+            # Staff taking stock: the central's catalogue; on loan, the library system's word
+            # too on the items seen. Both of these are costly requests, on the pool
+            # (central/costly.py), so the library system's time is never the worker's.
+            res = stocktake.answer(self.backend.engine, where.site, where.station, req,
+                                   library=self.items)
         elif isinstance(req, messages.ItemReq):
-            res = tagging.lookup(self.backend.engine, req.item_id, self.tagging_isil)
+            # Unanswered (BackendUnavailable) when the library system cannot say.
+            res = tagging.lookup(self.backend.engine, req.item_id, self.tagging_isil,
+                                 library=self.items)
         else:  # a name in REQUESTS with no branch here: a programming error
             raise AssertionError(f"request {where.name} has no handler")
         self._count("requests")

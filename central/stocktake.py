@@ -3,9 +3,14 @@ a station's pad, a stack at a time, and the central says what was found, missing
 seen while on loan, and unknown.
 
 The expected list is the central's catalogue: the `items` table, which the embedded store
-keeps and which the import fills for SIP2 and Koha sites too (central/importer.py); on loan
-is the `loans` table (so for SIP2 and Koha only what the central knows of: see the report's
-note). Nothing here talks to a library system: a stock-take reads, and changes no loan.
+keeps and which the import fills for SIP2 and Koha sites too (central/importer.py). On loan
+is the `loans` table and, with a SIP2 or Koha backend (ItemLookup), what the library system
+says of the items seen: the central's loans table knows only the loans made at its stations.
+That is asked for at most LIBRARY_ASKS seen items a report (the latest), once each per report
+and kept SAID_FOR_S; the report's `note` says when some were not asked, or the library system
+did not answer and the loans table alone was used. An expected item not seen is not asked of (a whole
+collection), so one lent at a desk is still listed missing. A stock-take reads, and changes
+no loan.
 
 A stock-take is one row (open, paused, closed) that any station of its site may take up; the
 sightings are kept once per tag (its first sighting). Batches arrive through the station's
@@ -19,12 +24,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Iterable
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from selfcheck.central.backend import ItemLookup
 from selfcheck.central.schema import items, loans, stocktake_batches, stocktake_seen, stocktakes
 from selfcheck.mqtt import messages
 from selfcheck.mqtt.ids import uuid7
@@ -33,6 +43,17 @@ from selfcheck.mqtt.messages import Place, StocktakeInfo
 PLACES_SHOWN = 40  # what res.stocktake may carry (messages.StocktakeRes.places)
 GOING_SHOWN = 20
 TITLE_SHOWN = 80
+# Seen items whose loan a report asks the library system about (SIP2: one request each, over
+# the backend's connections at once; Koha: one request per 50): each batch's answer rebuilds
+# the report.
+LIBRARY_ASKS = 100
+# What the library system said of an item's loan, kept that long (and that many) by this
+# process: a stock-take's stacks come minutes apart, a loan made meanwhile is rare.
+SAID_FOR_S = 600.0
+SAID_MAX = 50_000
+_said: weakref.WeakKeyDictionary[ItemLookup, dict[str, tuple[bool, float]]] = (
+    weakref.WeakKeyDictionary())  # by library system (the backend object)
+_said_lock = threading.Lock()
 
 
 def place_label(place: Place) -> str:
@@ -86,6 +107,12 @@ class Report:
     expected: int
     lines: list[Line] = field(default_factory=list)
     stations: list[str] = field(default_factory=list)
+    # Where "on loan" came from: the central's loans table only ("central": no library system
+    # to ask, or not asked), with the library system's word on the items seen ("library"),
+    # on the latest LIBRARY_ASKS of them ("partial"), or the loans table because the library
+    # system did not answer ("fallback").
+    on_loan_from: Literal["central", "library", "partial", "fallback"] = "central"
+    note: str | None = None  # says why, for the operator (English, as the CSV)
 
     def of(self, verdict: str) -> list[Line]:
         return [x for x in self.lines if x.verdict == verdict]
@@ -128,8 +155,41 @@ class Stocktakes:
     """The central's stock-takes, in its database (the embedded store's, or the one the
     SIP2/Koha bridge keeps its rows in, with the imported catalogue)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, library: ItemLookup | None = None) -> None:
+        """`library`: a SIP2 or Koha backend, asked whether the items seen are on loan."""
         self.engine = engine
+        self.library = library
+
+    def _ask(self, ids: Iterable[str], asked: _Asked) -> None:
+        """What the library system says of `ids` not asked yet in this report (not at all
+        once it did not answer)."""
+        todo = [i for i in dict.fromkeys(ids) if i not in asked.lent]
+        if self.library is None or asked.down or not todo:
+            return
+        # Each batch's answer rebuilds the report: what was said a few minutes ago still
+        # holds, so a stack costs the library system its own items, not the whole list again.
+        now = time.monotonic()
+        with _said_lock:
+            said_here = _said.setdefault(self.library, {})
+            for i in todo:
+                said = said_here.get(i)
+                if said is not None and now - said[1] < SAID_FOR_S:
+                    asked.lent[i] = said[0]
+        todo = [i for i in todo if i not in asked.lent]
+        if not todo:
+            return
+        got = self.library.items_info(todo)
+        if got is None:
+            asked.down = True
+            return
+        with _said_lock:
+            said_here = _said.setdefault(self.library, {})
+            if len(said_here) + len(todo) > SAID_MAX:
+                said_here.clear()
+            for i in todo:
+                info = got.get(i)
+                asked.lent[i] = info is not None and info.known and info.on_loan
+                said_here[i] = (asked.lent[i], now)
 
     # -- places and stock-takes
     def places(self, site: str) -> list[messages.PlaceInfo]:
@@ -154,7 +214,9 @@ class Stocktakes:
             ids = conn.execute(select(stocktakes.c.id).where(
                 stocktakes.c.site == site, stocktakes.c.status != "closed")
                 .order_by(stocktakes.c.opened_at.desc()).limit(GOING_SHOWN)).scalars().all()
-        return [self.report(i).info() for i in ids]
+        # The list of a site's stock-takes: their counts by the central's loans table only
+        # (one library system round per stock-take would be too many for one answer).
+        return [self.report(i, remote=False).info() for i in ids]
 
     def reports(self, sites: Iterable[str] | None = None) -> list[Report]:
         query = select(stocktakes.c.id).order_by(stocktakes.c.opened_at.desc()).limit(200)
@@ -223,7 +285,11 @@ class Stocktakes:
     # -- sightings
     def seen(self, site: str, station: str, req: messages.StocktakeSeenReq,
              now: dt.datetime) -> messages.StocktakeSeenRes:
-        """Take in a batch once; answer each tag with its verdict (a repeat alike)."""
+        """Take in a batch once; answer each tag with its verdict (a repeat alike). The
+        library system is asked before the database transaction, which it must not hold
+        open meanwhile."""
+        asked = _Asked()
+        self._ask((t.item_id for t in req.tags if t.item_id), asked)
         with self.engine.begin() as conn:
             row = conn.execute(select(stocktakes).where(
                 stocktakes.c.id == req.stocktake_id, stocktakes.c.site == site)).first()
@@ -239,9 +305,10 @@ class Stocktakes:
                 self._record(conn, req, station)
                 conn.execute(update(stocktakes).where(stocktakes.c.id == row.id).values(
                     updated_at=now, station=station))
-            books = self._verdicts(conn, _place_of(row), site, req.tags)
+            books = self._verdicts(conn, _place_of(row), site, req.tags, asked.on_loan())
         return messages.StocktakeSeenRes(ok=True, batch_id=req.batch_id, books=books,
-                                         stocktake=self.report(req.stocktake_id).info())
+                                         stocktake=self.report(req.stocktake_id,
+                                                               asked=asked).info())
 
     def seen_or_closed(self, site: str, station: str, req: messages.StocktakeSeenReq,
                        now: dt.datetime) -> messages.StocktakeSeenRes:
@@ -278,14 +345,15 @@ class Stocktakes:
             conn.execute(insert(stocktake_seen), rows)
 
     @staticmethod
-    def _verdicts(conn: Connection, place: Place, site: str,
-                  tags: list[messages.SeenEntry]) -> list[messages.SeenBook]:
+    def _verdicts(conn: Connection, place: Place, site: str, tags: list[messages.SeenEntry],
+                  out_there: set[str]) -> list[messages.SeenBook]:
+        """`out_there`: items the library system says are on loan."""
         ids = [t.item_id for t in tags if t.item_id]
         known = {r.item_id: r for r in conn.execute(
             select(items.c.item_id, items.c.title).where(items.c.item_id.in_(ids)))}
         here = set(conn.execute(select(items.c.item_id).where(
             items.c.item_id.in_(ids), _where(place, site))).scalars())
-        lent = set(conn.execute(select(loans.c.item_id).where(
+        lent = out_there | set(conn.execute(select(loans.c.item_id).where(
             loans.c.item_id.in_(ids))).scalars())
         out = []
         for t in tags:
@@ -298,8 +366,11 @@ class Stocktakes:
         return out
 
     # -- the report
-    def report(self, stocktake_id: str) -> Report:
-        """Per place: found, missing, misplaced, on loan but seen, unknown tags."""
+    def report(self, stocktake_id: str, *, remote: bool = True,
+               asked: _Asked | None = None) -> Report:
+        """Per place: found, missing, misplaced, on loan but seen, unknown tags. `remote`:
+        ask the library system (if any) about the items seen; `asked`: what it said already
+        in this round."""
         with self.engine.connect() as conn:
             row = conn.execute(select(stocktakes).where(stocktakes.c.id == stocktake_id)).one()
             place = _place_of(row)
@@ -318,6 +389,9 @@ class Stocktakes:
                      opened_at=_aware(row.opened_at) or row.opened_at,
                      closed_at=_aware(row.closed_at), expected=len(expected),
                      stations=sorted({s.station for s in seen} | {row.station}))
+        if remote and self.library is not None:
+            lent |= self._library_loans(rep, seen, expected.keys() | others.keys(), lent,
+                                        asked or _Asked())
         seen_items = set()
         for s in seen:
             item = expected.get(s.item_id) or others.get(s.item_id) if s.item_id else None
@@ -337,16 +411,52 @@ class Stocktakes:
                                       item.sort_bin, None, None))
         return rep
 
+    def _library_loans(self, rep: Report, seen: Sequence[Any], known: set[str],
+                       lent: set[str], asked: _Asked) -> set[str]:
+        """The seen items the library system says are on loan (the latest LIBRARY_ASKS
+        seen that the loans table does not already have); the report says where it came
+        from."""
+        oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
+        latest = sorted(seen, key=lambda s: _aware(s.seen_at) or oldest, reverse=True)
+        wanted = list(dict.fromkeys(s.item_id for s in latest
+                                    if s.item_id in known and s.item_id not in lent))
+        self._ask(wanted[:LIBRARY_ASKS], asked)
+        if asked.down:
+            rep.on_loan_from = "fallback"
+            rep.note = ("The library system did not answer: on loan is the central's loans "
+                        "table only (the loans made at the stations).")
+            return set()
+        rep.on_loan_from = "library"
+        if len(wanted) > LIBRARY_ASKS:
+            rep.on_loan_from = "partial"
+            rep.note = (f"On loan was asked of the library system for the latest "
+                        f"{LIBRARY_ASKS} items seen; the other {len(wanted) - LIBRARY_ASKS} "
+                        f"by the central's loans table only.")
+        return asked.on_loan()
+
+
+@dataclass
+class _Asked:
+    """What the library system said in one round (a report, or a batch and its report)."""
+
+    lent: dict[str, bool] = field(default_factory=dict)  # item id -> on loan there
+    down: bool = False  # it did not answer: not asked again in this round
+
+    def on_loan(self) -> set[str]:
+        return {i for i, out in self.lent.items() if out}
+
 
 class _Closed(Exception):
     """A new batch for a closed stock-take: rolls its transaction back."""
 
 
 def answer(engine: Engine, site: str, station: str, req: messages.Message,
-           now: dt.datetime | None = None) -> messages.Message:
-    """The bridge's answer to req/stocktake and req/stocktake-seen."""
+           now: dt.datetime | None = None,
+           library: ItemLookup | None = None) -> messages.Message:
+    """The bridge's answer to req/stocktake and req/stocktake-seen; `library`: a SIP2 or
+    Koha backend (BackendUnavailable never comes out: without it, the loans table)."""
     now = now or dt.datetime.now(dt.UTC)
-    st = Stocktakes(engine)
+    st = Stocktakes(engine, library)
     if isinstance(req, messages.StocktakeSeenReq):
         return st.seen_or_closed(site, station, req, now)
     assert isinstance(req, messages.StocktakeReq)

@@ -2,9 +2,13 @@
 `req/item` answer) and the record of every tag written (`tx/tagged`, once per msg_id), with
 the progress report per branch that `selfcheck central report --tagging` prints and exports.
 
-The item data comes from the central database's catalogue (the embedded store's items, or
-the copy a SIP2/Koha central imports): a barcode it does not hold is refused, so that no tag
-is written for a book the library system would not know at the self-check.
+The item data comes from the library system: the embedded store's catalogue, or for SIP2
+and Koha the library system itself (ItemLookup), asked at each look-up, since the copy the
+central imported may be older than the book. A barcode it does not hold is refused, so that no
+tag is written for a book the library system would not know at the self-check; when it cannot
+answer, the request is left unanswered (BackendUnavailable), which the station takes as no
+answer (try again, or tag offline where the station allows it). The parts of a set and the
+owner's ISIL are the central's own (tagging_items) either way.
 """
 
 from __future__ import annotations
@@ -17,15 +21,20 @@ from typing import IO
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
+from selfcheck.central.backend import BackendUnavailable, ItemLookup
 from selfcheck.central.schema import items, tagged_items, tagging_items
 from selfcheck.mqtt import messages
 
 NO_BRANCH = "-"  # items with no home branch, in the report
 
 
-def lookup(engine: Engine, item_id: str, default_isil: str | None = None) -> messages.ItemRes:
+def lookup(engine: Engine, item_id: str, default_isil: str | None = None,
+           library: ItemLookup | None = None) -> messages.ItemRes:
     """The answer to `req/item`: the title, the owner's ISIL (the item's own, else the
-    central's default, else None: the station's own) and the number of parts of its set."""
+    central's default, else None: the station's own) and the number of parts of its set.
+    `library`: a SIP2 or Koha backend, asked first (BackendUnavailable when it cannot say)."""
+    if library is not None:
+        return _remote(engine, item_id, default_isil, library)
     with engine.connect() as conn:
         row = conn.execute(
             select(items.c.title, items.c.home_site, items.c.not_for_loan,
@@ -40,6 +49,33 @@ def lookup(engine: Engine, item_id: str, default_isil: str | None = None) -> mes
                             owner_isil=row.owner_isil or default_isil,
                             parts_in_item=row.parts_in_item or 1, home_site=row.home_site,
                             not_for_loan=bool(row.not_for_loan))
+
+
+def _remote(engine: Engine, item_id: str, default_isil: str | None,
+            library: ItemLookup) -> messages.ItemRes:
+    info = library.item_info(item_id)
+    if info is None:
+        raise BackendUnavailable("the library system did not answer the item look-up")
+    if not info.known:
+        return messages.ItemRes(ok=False, reason="unknown_item", item_id=item_id)
+    with engine.connect() as conn:
+        ours = conn.execute(select(items.c.title, items.c.home_site, items.c.not_for_loan)
+                            .where(items.c.item_id == item_id)).first()
+        parts = conn.execute(select(tagging_items.c.parts_in_item, tagging_items.c.owner_isil)
+                             .where(tagging_items.c.item_id == item_id)).first()
+    # What the library system does not say (SIP2: not for loan, site codes; a title SIP2
+    # could not give a Koha central) is the imported catalogue's, if it has the item.
+    title = info.title or (ours.title if ours is not None else None)
+    not_for_loan = info.not_for_loan
+    if not_for_loan is None:
+        not_for_loan = bool(ours.not_for_loan) if ours is not None else False
+    return messages.ItemRes(
+        ok=True, item_id=item_id,
+        title=title[:500] if title else None,
+        owner_isil=(parts.owner_isil if parts is not None else None) or default_isil,
+        parts_in_item=(parts.parts_in_item if parts is not None else None) or 1,
+        home_site=info.home_site or (ours.home_site if ours is not None else None),
+        not_for_loan=not_for_loan)
 
 
 def set_parts(engine: Engine, item_id: str, parts_in_item: int,

@@ -231,8 +231,9 @@ class KohaStandIn:
         nfl = 1 if barcode in self.x.not_for_loan else 0
         return {"item_id": self.item_id(barcode), "biblio_id": self._id("biblio", it.title),
                 "external_id": barcode, "not_for_loan_status": nfl,
-                "effective_not_for_loan_status": nfl, "damaged_status": 0, "lost_status": 0,
-                "withdrawn": 0, "home_library_id": LIBRARY_ID, "holding_library_id": LIBRARY_ID,
+                "effective_not_for_loan_status": nfl, "damaged_status": int(it.damaged),
+                "lost_status": int(it.lost),
+                "withdrawn": 0, "home_library_id": it.home, "holding_library_id": it.home,
                 "callnumber": None, "holds_count": len(self._holds_on(barcode)),
                 "checked_out_date": None if it.charged_to is None else
                 dt.date.today().isoformat()}
@@ -351,8 +352,10 @@ class KohaStandIn:
             keys = [k for k in keys if _like(fields[name](k), wanted, match)]
         for text in q.get("q", []):
             for name, wanted in json.loads(text).items():
-                accepted = wanted if isinstance(wanted, list) else [wanted]
-                keys = [k for k in keys if fields[name](k) in accepted]
+                # `=` (a list: IN), which MySQL's collation takes case-insensitively
+                accepted = {_folded(w) for w in (wanted if isinstance(wanted, list)
+                                                 else [wanted])}
+                keys = [k for k in keys if _folded(fields[name](k)) in accepted]
         total, per, page = len(keys), q.get("_per_page", PAGE_SIZE), q.get("_page", 1)
         if per != -1:
             keys = keys[(page - 1) * per:page * per]
@@ -565,6 +568,10 @@ class Unchecked:
     """An answer of a Koha release other than the one the specification describes."""
 
     body: Any
+
+
+def _folded(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
 
 
 def _like(value: Any, wanted: Any, match: str) -> bool:

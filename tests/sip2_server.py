@@ -80,6 +80,9 @@ class Item:
     hold_queue: int = 0  # CF
     hold_pickup: dt.date | None = None  # CM
     returned_on: dt.date | None = None  # the return date of the last check-in (09)
+    home: str = "TVTINH"  # the home branch: AQ of 18 (Koha's homebranch)
+    lost: bool = False  # Koha's itemlost: status 12, before charged (17)
+    damaged: bool = False  # Koha's damaged: status 01 with "Item is damaged" (17)
 
 
 def _now18() -> str:
@@ -122,6 +125,7 @@ class Library:
     requests: list[Any] = field(default_factory=list)  # 65, 35 and 37 as pysip2 parsed them
     languages: list[str] = field(default_factory=list)  # the language of each 23 and 63
     circulation: list[Any] = field(default_factory=list)  # 11 and 09 as pysip2 parsed them
+    asked: list[str] = field(default_factory=list)  # the item of each 17
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def charged(self, card: str) -> list[str]:
@@ -311,16 +315,29 @@ def build_server(lib: Library, encoding: str) -> SIP2Server:
 
     @app.route(ITEM_INFORMATION)
     async def item_info(req: ItemInformationRequest, ctx: Any) -> ItemInformationResponse:
+        """As Koha's handle_item_information (C4/SIP/Sip/MsgType.pm) and its
+        sip_circulation_status (C4/SIP/ILS/Item.pm): an unknown barcode is "010101", the
+        barcode echoed and an empty title, nothing else (no screen message); lost comes
+        before charged, so a lost book on loan says 12, its loan only by the due date (sent
+        whenever there is a checkout); a damaged one is 01 with "Item is damaged"."""
         await slow()
+        lib.asked.append(req.item_identifier)
         it = lib.items.get(req.item_identifier)
-        status = "01" if it is None else "04" if it.charged_to else "03"
+        if it is None:
+            return ItemInformationResponse(
+                circulation_status="01", security_marker="01", fee_type="01",
+                transaction_date=_now18(), item_identifier=req.item_identifier,
+                title_identifier="")
+        status = "12" if it.lost else "04" if it.charged_to else "01" if it.damaged else "03"
         return ItemInformationResponse(
             circulation_status=status, security_marker="02", fee_type="01",
             transaction_date=_now18(), item_identifier=req.item_identifier,
-            title_identifier=it.title if it else "",
-            due_date=_due18(it.due) if it and it.due else None,
-            hold_queue_length=str(it.hold_queue) if it and it.hold_queue else None,
-            hold_pickup_date=_due18(it.hold_pickup) if it and it.hold_pickup else None)
+            title_identifier=it.title, media_type="001", permanent_location=it.home,
+            current_location=it.home,
+            due_date=_due18(it.due) if it.due else None,
+            hold_queue_length=str(it.hold_queue) if it.hold_queue else None,
+            hold_pickup_date=_due18(it.hold_pickup) if it.hold_pickup else None,
+            screen_message=("Item is damaged",) if status == "01" else ())
 
     @app.route(END_PATRON_SESSION)
     async def end_session(req: EndPatronSessionRequest, ctx: Any) -> EndSessionResponse:

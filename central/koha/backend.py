@@ -5,7 +5,10 @@
   unless the site says `loans=sip2`, loans (availability, then the checkout with its
   confirmation token, at the station's branch named in `x-koha-library`).
 - SIP2: returns (mainline Koha has no check-in endpoint) and titles (the REST subset we
-  rely on has no biblio endpoint; SIP2 item information names the title, kept per biblio).
+  rely on has no biblio endpoint, and its GET /items embeds no biblio; SIP2 item information
+  names the title, kept per biblio).
+- Items for tagging and stock-takes (item_info, items_info): GET /items by barcode, matched
+  exactly and checked again here (Koha's list matches `LIKE '%barcode%'` otherwise).
 
 Exactly once is the ledger's (central/ledger.py), as for SIP2; both go through the SIP2
 backend's chains, so one station's transactions go out in seq order, a chain stopping at the
@@ -26,20 +29,19 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
 from selfcheck.central import pin as pins
-from selfcheck.central.backend import BackendUnavailable, Tx
+from selfcheck.central.backend import BackendUnavailable, ItemInfo, Tx
 from selfcheck.central.koha import mapping as km
 from selfcheck.central.koha.client import KohaClient, KohaConfig
 from selfcheck.central.names import given_name
 from selfcheck.central.pin_guard import StationBudget
 from selfcheck.central.pin_rules import PinRules, demand, refusal
-from selfcheck.central.sip2 import messages as m
 from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.sip2.client import Sip2Config, Sip2Pool
 from selfcheck.central.sip2.codec import Sip2Error
@@ -60,6 +62,7 @@ CACHE_MAX = 200_000
 # out, so that the reader sees the loans rather than nothing.
 ACCOUNT_BUDGET_S = 3.5
 PASSWORD = "/auth/password/validation"
+ITEMS_AT_ONCE = 50  # barcodes in one GET /items (the query string stays short)
 T = TypeVar("T")
 
 
@@ -197,6 +200,44 @@ class KohaBackend(Sip2Backend):
                  if i.external_id == barcode]
         return found[0] if len(found) == 1 else None
 
+    def item_info(self, item_id: str) -> ItemInfo | None:
+        """The item record by its barcode, its title by SIP2 (None when SIP2 cannot say)."""
+        try:
+            item = self._item(item_id)
+        except BackendUnavailable as exc:
+            log.info("item look-up unanswered: %s", exc)
+            return None
+        if item is None:
+            return ItemInfo(known=False)
+        return self._info(item, self._title(item))
+
+    def items_info(self, item_ids: Sequence[str]) -> dict[str, ItemInfo] | None:
+        """A request per ITEMS_AT_ONCE barcodes (`q` takes a list, compared with =, which
+        MySQL's collation still takes case-insensitively: checked again here). No titles."""
+        wanted = list(dict.fromkeys(item_ids))
+        out = {b: ItemInfo(known=False) for b in wanted}
+        try:
+            for start in range(0, len(wanted), ITEMS_AT_ONCE):
+                chunk = wanted[start:start + ITEMS_AT_ONCE]
+                _, body = self.client.get_all("/items", params={
+                    "q": json.dumps({"external_id": chunk})})
+                for it in km.parse_list(km.KItem, body, "GET /items"):
+                    if it.external_id in out:
+                        out[it.external_id] = self._info(it, None)
+        except BackendUnavailable as exc:
+            log.info("item look-ups unanswered: %s", exc)
+            return None
+        return out
+
+    def _info(self, item: km.KItem, title: str | None) -> ItemInfo:
+        home = item.home_library_id
+        sites = [s for s, code in self.koha.branches if code == home]
+        return ItemInfo(known=True, title=title, home_branch=home,
+                        home_site=sites[0] if len(sites) == 1 else None,
+                        not_for_loan=bool(item.not_for_loan_status
+                                          or item.effective_not_for_loan_status),
+                        on_loan=item.checked_out_date is not None)
+
     def _items(self, ids: Iterable[int]) -> dict[int, km.KItem]:
         """In one request, whatever their number."""
         wanted = sorted(set(ids))
@@ -228,12 +269,8 @@ class KohaBackend(Sip2Backend):
         SIP2 cannot say (a title is never worth a refusal or an empty account)."""
         if (known := self._known_title(biblio_id)) is not None:
             return known
-        try:
-            info = m.item(self.pool.call(m.item_information(
-                self.cfg.institution, barcode, dt.datetime.now(dt.UTC),
-                self.cfg.terminal_password), idempotent=True))
-        except (Sip2Error, BackendUnavailable) as exc:
-            log.info("no title from SIP2 (%s)", exc)
+        info = self._item_information(barcode, "a title from SIP2")
+        if info is None:
             return None
         if info.title:
             with self._cache_lock:

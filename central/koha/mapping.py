@@ -58,6 +58,9 @@ class KItem(_Answer):
     lost_status: int = 0
     withdrawn: int = 0
     holds_count: int | None = None
+    home_library_id: str | None = None
+    # None: not checked out (a date, read as text: only whether there is one matters)
+    checked_out_date: str | None = None
 
 
 class KCheckout(_Answer):

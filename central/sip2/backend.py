@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +27,14 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from selfcheck.central import pin as pins
-from selfcheck.central.backend import KIND, BackendUnavailable, Claim, Outcome, Tx
+from selfcheck.central.backend import (
+    KIND,
+    BackendUnavailable,
+    Claim,
+    ItemInfo,
+    Outcome,
+    Tx,
+)
 from selfcheck.central.ledger import aware
 from selfcheck.central.names import given_name
 from selfcheck.central.offline_policy import EVERY, OfflineStations
@@ -295,6 +303,47 @@ class Sip2Backend:
             currency_exponent=EXPONENT.get(currency, 2),
             fines=[Fine(description=text) for text in fined.fine_items],
             screen_message=_lines(charged.text.screen))
+
+    # -- items (tagging, stock-takes: 17)
+    def _item_information(self, item_id: str, what: str) -> m.ItemInfo | None:
+        """The library system's 18 for `item_id`; None (logged as `what`) when unanswered."""
+        try:
+            return m.item(self.pool.call(m.item_information(
+                self.cfg.institution, item_id, dt.datetime.now(dt.UTC),
+                self.cfg.terminal_password), idempotent=True))
+        except (Sip2Error, BackendUnavailable) as exc:
+            log.info("%s unanswered: %s", what, exc)
+            return None
+
+    def item_info(self, item_id: str) -> ItemInfo | None:
+        """Item information (17). SIP2 has no not-for-loan flag and no site codes: those
+        stay the central's catalogue's."""
+        it = self._item_information(item_id, "item information")
+        if it is None:
+            return None
+        if not it.known:
+            return ItemInfo(known=False)
+        return ItemInfo(known=True, title=it.title, home_branch=it.permanent_location,
+                         on_loan=it.on_loan)
+
+    def items_info(self, item_ids: Sequence[str]) -> dict[str, ItemInfo] | None:
+        """One 17 each, over the pool's connections at once (one is left to transactions);
+        None when any went unanswered: the library system is down or struggling."""
+        wanted = list(dict.fromkeys(item_ids))
+        down = threading.Event()
+
+        def one(item_id: str) -> ItemInfo | None:
+            if down.is_set():  # the others are not waited for, one timeout after another
+                return None
+            got = self.item_info(item_id)
+            if got is None:
+                down.set()
+            return got
+
+        found = dict(zip(wanted, self._lookups.map(one, wanted), strict=True))
+        if down.is_set():
+            return None
+        return {k: v for k, v in found.items() if v is not None}
 
     def offline_list(self, site: str, page: int = 1,
                      now: dt.datetime | None = None) -> OfflineListRes:

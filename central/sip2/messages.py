@@ -22,6 +22,10 @@ EXCESSIVE_FINES, EXCESSIVE_FEES = 10, 11
 # Item circulation status (18 reply).
 CHARGED = "04"
 ON_HOLD_SHELF = "08"
+# Out with a reader: charged (04), charged and not to be recalled yet (05), recalled (07: still
+# charged, asked back). Koha puts in transit (10), claimed returned (11) and lost (12) before
+# charged, so a loan shows there only by its due date (AH, sent whenever there is a checkout).
+ON_LOAN = frozenset({CHARGED, "05", "07"})
 
 
 def sip_date(when: dt.datetime) -> str:
@@ -284,6 +288,18 @@ class ItemInfo:
     text: Screen
     hold_pickup_date: dt.date | None = None  # CM
     hold_queue_length: int | None = None  # CF
+    permanent_location: str | None = None  # AQ: Koha's home branch
+    current_location: str | None = None  # AP: Koha's holding branch
+
+    @property
+    def known(self) -> bool:
+        """Koha answers a barcode it does not have with status 01, the barcode echoed, an
+        empty title and nothing else (no AQ); a known item always has its home branch."""
+        return bool(self.title or self.permanent_location)
+
+    @property
+    def on_loan(self) -> bool:
+        return self.circulation_status in ON_LOAN or self.due is not None
 
 
 def item(reply: Message) -> ItemInfo:
@@ -295,7 +311,9 @@ def item(reply: Message) -> ItemInfo:
     return ItemInfo(item_id=reply.get("AB") or "", circulation_status=status,
                     title=reply.get("AJ") or None, due=parse_due(reply.get("AH")),
                     text=Screen.of(reply), hold_pickup_date=parse_due(reply.get("CM")),
-                    hold_queue_length=_count(reply.get("CF")))
+                    hold_queue_length=_count(reply.get("CF")),
+                    permanent_location=reply.get("AQ") or None,
+                    current_location=reply.get("AP") or None)
 
 
 @dataclass(frozen=True)
