@@ -318,6 +318,9 @@ stocktake_seen = Table(
     Column("uid", String(16), nullable=False),
     Column("station", String(64), nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False),
+    # the library system's word on the book's loan when it was seen (SIP2, Koha); NULL: not
+    # asked (the embedded store) or not answered
+    Column("lent_there", Boolean),
     PrimaryKeyConstraint("stocktake_id", "tag", name="pk_stocktake_seen"),
 )
 

@@ -6,11 +6,12 @@ The expected list is the central's catalogue: the `items` table, which the embed
 keeps and which the import fills for SIP2 and Koha sites too (central/importer.py). On loan
 is the `loans` table and, with a SIP2 or Koha backend (ItemLookup), what the library system
 says of the items seen: the central's loans table knows only the loans made at its stations.
-That is asked for at most LIBRARY_ASKS seen items a report (the latest), once each per report
-and kept SAID_FOR_S; the report's `note` says when some were not asked, or the library system
-did not answer and the loans table alone was used. An expected item not seen is not asked of (a whole
-collection), so one lent at a desk is still listed missing. A stock-take reads, and changes
-no loan.
+Its word is asked as a batch comes (kept SAID_FOR_S, so a stack costs its own books) and kept
+with each sighting, so that the console, which asks no library system, reports what the
+station was told; a report asks again for at most LIBRARY_ASKS seen items without a word. Its
+`note` says when some have none (not asked, or not answered: the loans table's word). An
+expected item not seen is not asked about (a whole collection), so one lent at a desk is still
+listed missing. A stock-take reads, and changes no loan.
 
 A stock-take is one row (open, paused, closed) that any station of its site may take up; the
 sightings are kept once per tag (its first sighting). Batches arrive through the station's
@@ -113,6 +114,7 @@ class Report:
     # system did not answer ("fallback").
     on_loan_from: Literal["central", "library", "partial", "fallback"] = "central"
     note: str | None = None  # says why, for the operator (English, as the CSV)
+    unasked: int = 0  # books seen with no word from the library system ("partial", "fallback")
 
     def of(self, verdict: str) -> list[Line]:
         return [x for x in self.lines if x.verdict == verdict]
@@ -302,7 +304,7 @@ class Stocktakes:
                 # station drops the batch (staff were told it is closed).
                 raise _Closed
             if new:
-                self._record(conn, req, station)
+                self._record(conn, req, station, asked.lent)
                 conn.execute(update(stocktakes).where(stocktakes.c.id == row.id).values(
                     updated_at=now, station=station))
             books = self._verdicts(conn, _place_of(row), site, req.tags, asked.on_loan())
@@ -333,13 +335,15 @@ class Stocktakes:
         return True
 
     @staticmethod
-    def _record(conn: Connection, req: messages.StocktakeSeenReq, station: str) -> None:
+    def _record(conn: Connection, req: messages.StocktakeSeenReq, station: str,
+                lent_there: dict[str, bool]) -> None:
         tags = {(t.item_id or "uid:" + t.uid): t for t in req.tags}
         have = set(conn.execute(select(stocktake_seen.c.tag).where(
             stocktake_seen.c.stocktake_id == req.stocktake_id,
             stocktake_seen.c.tag.in_(list(tags)))).scalars())
         rows = [{"stocktake_id": req.stocktake_id, "tag": tag, "item_id": t.item_id,
-                 "uid": t.uid, "station": station, "seen_at": req.at}
+                 "uid": t.uid, "station": station, "seen_at": req.at,
+                 "lent_there": lent_there.get(t.item_id) if t.item_id else None}
                 for tag, t in tags.items() if tag not in have]
         if rows:  # two bridges with the same tag at once: one fails, its batch is sent again
             conn.execute(insert(stocktake_seen), rows)
@@ -389,9 +393,8 @@ class Stocktakes:
                      opened_at=_aware(row.opened_at) or row.opened_at,
                      closed_at=_aware(row.closed_at), expected=len(expected),
                      stations=sorted({s.station for s in seen} | {row.station}))
-        if remote and self.library is not None:
-            lent |= self._library_loans(rep, seen, expected.keys() | others.keys(), lent,
-                                        asked or _Asked())
+        lent |= self._library_loans(rep, seen, expected.keys() | others.keys(), lent,
+                                    asked or _Asked(), remote)
         seen_items = set()
         for s in seen:
             item = expected.get(s.item_id) or others.get(s.item_id) if s.item_id else None
@@ -412,28 +415,36 @@ class Stocktakes:
         return rep
 
     def _library_loans(self, rep: Report, seen: Sequence[Any], known: set[str],
-                       lent: set[str], asked: _Asked) -> set[str]:
-        """The seen items the library system says are on loan (the latest LIBRARY_ASKS
-        seen that the loans table does not already have); the report says where it came
-        from."""
+                       lent: set[str], asked: _Asked, remote: bool) -> set[str]:
+        """The seen items the library system says are on loan: its word kept with each
+        sighting, and (`remote`, with a library system) asked now for the latest
+        LIBRARY_ASKS seen without one that the loans table does not already have. The
+        report says where on loan came from."""
+        said = {s.item_id: bool(s.lent_there) for s in seen
+                if s.item_id in known and s.lent_there is not None}
         oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
         latest = sorted(seen, key=lambda s: _aware(s.seen_at) or oldest, reverse=True)
-        wanted = list(dict.fromkeys(s.item_id for s in latest
-                                    if s.item_id in known and s.item_id not in lent))
-        self._ask(wanted[:LIBRARY_ASKS], asked)
-        if asked.down:
-            rep.on_loan_from = "fallback"
-            rep.note = ("The library system did not answer: on loan is the central's loans "
-                        "table only (the loans made at the stations).")
+        unsaid = list(dict.fromkeys(s.item_id for s in latest if s.item_id in known
+                                    and s.item_id not in lent and s.item_id not in said))
+        if remote and self.library is not None:
+            self._ask(unsaid[:LIBRARY_ASKS], asked)
+            said.update(asked.lent)
+            unsaid = [i for i in unsaid if i not in said]
+        elif not said:  # no library system in this stock-take: the loans table's word
             return set()
-        rep.on_loan_from = "library"
-        if len(wanted) > LIBRARY_ASKS:
+        rep.unasked = len(unsaid)
+        if not unsaid:
+            rep.on_loan_from = "library"
+        elif asked.down:
+            rep.on_loan_from = "fallback"
+            rep.note = (f"The library system did not answer: on loan for {len(unsaid)} of "
+                        f"the books seen is the central's loans table only (the loans made "
+                        f"at the stations).")
+        else:
             rep.on_loan_from = "partial"
-            rep.note = (f"On loan was asked of the library system for the latest "
-                        f"{LIBRARY_ASKS} items seen; the other {len(wanted) - LIBRARY_ASKS} "
-                        f"by the central's loans table only.")
-        return asked.on_loan()
-
+            rep.note = (f"On loan for {len(unsaid)} of the books seen was not asked of the "
+                        f"library system: the central's loans table only.")
+        return {i for i, out in said.items() if out}
 
 @dataclass
 class _Asked:

@@ -13,11 +13,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import Engine, insert
 
 from selfcheck.central import stocktake, tagging
 from selfcheck.central.backend import BackendUnavailable
 from selfcheck.central.bridge import Bridge
+from selfcheck.central.fleet.service import FleetService
 from selfcheck.central.koha.backend import KohaBackend
 from selfcheck.central.ledger import open_db
 from selfcheck.central.schema import items
@@ -154,8 +156,9 @@ def test_sip2_stocktake_asks_whether_seen_items_are_on_loan(
     report = Stocktakes(engine, backend).report(sid)
     assert (report.on_loan_from, report.note) == ("library", None)
     assert sorted(x.item_id or "" for x in report.of("on_loan")) == ["39000010", "39000011"]
-    # without the library system (the console): the loans table only
-    assert Stocktakes(engine).report(sid).counts()["on_loan"] == 0
+    # the console asks no library system: what the station was told, kept with the sightings
+    console = Stocktakes(engine).report(sid)
+    assert (console.counts()["on_loan"], console.on_loan_from) == (2, "library")
     # the next stack costs the library system its own books, not every book seen again
     before = len(lib.asked)
     more = stocktake.answer(engine, SITE, "st-2", seen(sid, ["3900012", "39000120"]),
@@ -214,7 +217,8 @@ def test_koha_tagging_asks_koha_by_exact_barcode(
 
 
 def test_koha_stocktake_and_koha_down(
-        koha: tuple[KohaBackend, Library, KohaStandIn], monkeypatch: pytest.MonkeyPatch) -> None:
+        koha: tuple[KohaBackend, Library, KohaStandIn], monkeypatch: pytest.MonkeyPatch,
+        broker: Broker) -> None:
     backend, _, standin = koha
     engine = backend.engine
     res, sid = take_stock(engine, backend, ["39000001", "39000010", "3900012"])
@@ -225,12 +229,29 @@ def test_koha_stocktake_and_koha_down(
     assert backend.item_info("39000001") is None
     with pytest.raises(BackendUnavailable):
         tagging.lookup(engine, "39000001", library=backend)
-    # what Koha said minutes ago still holds...
+    # what Koha said of the books seen is kept with them
     assert Stocktakes(engine, backend).report(sid).on_loan_from == "library"
-    monkeypatch.setattr(stocktake, "SAID_FOR_S", 0.0)  # ...and later, no longer
+    monkeypatch.setattr(stocktake, "SAID_FOR_S", 0.0)  # and minutes later, a stack: unasked
+    late = stocktake.answer(engine, SITE, "st-1", seen(sid, ["39000011"]), library=backend)
+    assert isinstance(late, messages.StocktakeSeenRes)
+    assert [b.verdict for b in late.books] == ["found"]  # the loans table's word
     report = Stocktakes(engine, backend).report(sid)
     assert report.on_loan_from == "fallback" and report.note is not None
-    assert report.counts()["on_loan"] == 0
+    assert "1 of the books seen" in report.note
+    assert [x.item_id for x in report.of("on_loan")] == ["39000010"]
+    console = Stocktakes(engine).report(sid)
+    assert (console.on_loan_from, console.counts()["on_loan"]) == ("partial", 1)
+    # the operators' page says so, in both languages
+    svc = FleetService(broker.address, engine.url.render_as_string(hide_password=False),
+                       flush_s=0.2)
+    svc.start()
+    try:
+        en = requests.get(f"{svc.url}/stocktake/{sid}?lang=en", timeout=10).text
+        assert "For 1 of the books seen the library system was not asked" in en
+        vi = requests.get(f"{svc.url}/stocktake/{sid}", timeout=10).text
+        assert "Với 1 cuốn đã quét, hệ thống thư viện chưa được hỏi" in vi
+    finally:
+        svc.stop()
     standin.faults.clear()
 
 

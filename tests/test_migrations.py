@@ -41,14 +41,14 @@ def test_a_fresh_database_upgrades_to_head_and_matches_schema_py(kind: str,
         store = CirculationStore(url)
         assert migrations.current(store.engine) is None
         store.create()
-        assert migrations.current(store.engine) == migrations.head() == "0011"
+        assert migrations.current(store.engine) == migrations.head() == "0012"
         tables = set(inspect(store.engine).get_table_names())
         assert tables == set(metadata.tables) | {"alembic_version"}
         # The drift check: what autogenerate would change. Empty, or schema.py and the
         # migrations have come apart (write a revision for the change).
         assert migrations.drift(store.engine) == []
         store.create()  # again: nothing to do
-        assert migrations.current(store.engine) == "0011"
+        assert migrations.current(store.engine) == "0012"
         store.close()
 
 
@@ -68,7 +68,7 @@ def test_a_store_at_the_initial_revision_upgrades_with_its_data(kind: str,
         assert "ix_loans_due" not in _indexes(url, "loans")
 
         store.create()
-        assert migrations.current(store.engine) == "0011"
+        assert migrations.current(store.engine) == "0012"
         assert {"ix_loans_due", "ix_loans_patron_ref"} <= _indexes(url, "loans")
         assert "ix_circulation_at" in _indexes(url, "circulation")
         assert migrations.drift(store.engine) == []
@@ -106,7 +106,7 @@ def test_a_store_made_by_create_all_before_migrations_is_adopted(kind: str,
         assert migrations.current(store.engine) is None
 
         store.create()
-        assert migrations.current(store.engine) == "0011"
+        assert migrations.current(store.engine) == "0012"
         assert migrations.drift(store.engine) == []
         assert store.check_patron("DG0002").display_name == "Ngọc"  # the given name only
         store.close()
@@ -145,7 +145,7 @@ def test_bridges_starting_together_upgrade_once(kind: str, tmp_path: Path) -> No
         with fresh_db(kind, tmp_path) as url:
             reached, errors = _upgrade_together(url)
         assert errors == [], f"round {round_}: {errors[0]!r}"
-        assert reached == ["0011"] * 4
+        assert reached == ["0012"] * 4
 
 
 def test_a_new_revision_applies_and_the_drift_check_sees_it(tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_a_new_revision_applies_and_the_drift_check_sees_it(tmp_path: Path) -> N
     (scripts / "versions" / "9999_items_note.py").write_text(
         '"""items.note"""\n'
         "import sqlalchemy as sa\nfrom alembic import op\n\n"
-        'revision = "9999"\ndown_revision = "0011"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        'revision = "9999"\ndown_revision = "0012"\nbranch_labels = None\ndepends_on = None\n\n\n'
         "def upgrade() -> None:\n"
         '    op.add_column("items", sa.Column("note", sa.String(100)))\n\n\n'
         "def downgrade() -> None:\n"
@@ -178,10 +178,10 @@ def test_selfcheck_central_migrate(tmp_path: Path, capsys: pytest.CaptureFixture
     url = f"sqlite:///{tmp_path / 'sub' / 'c.db'}"
     assert main(["central", "migrate", "--db", url]) == 0
     out = capsys.readouterr().out
-    assert "0011" in out
+    assert "0012" in out
     assert main(["central", "migrate", "--db", url, "--check"]) == 0
     engine = open_engine(url)
-    assert migrations.current(engine) == "0011"
+    assert migrations.current(engine) == "0012"
     with engine.begin() as conn:  # a change made by hand, outside the migrations
         conn.execute(text("CREATE INDEX ix_by_hand ON items (title)"))
     engine.dispose()
@@ -214,11 +214,12 @@ def test_migrate_check_names_the_pending_migrations(tmp_path: Path) -> None:
     out = check(f"sqlite:///{db}")
     assert out.returncode == 1
     assert out.stdout.splitlines() == [
-        "4 migration(s) pending: 0008_pin_stations_clock, 0009_store_restores, "
-        f"0010_stocktakes, 0011_tagging. Run `selfcheck central migrate --db sqlite:///{db}` "
+        "5 migration(s) pending: 0008_pin_stations_clock, 0009_store_restores, "
+        "0010_stocktakes, 0011_tagging, 0012_stocktake_lent_there. "
+        f"Run `selfcheck central migrate --db sqlite:///{db}` "
         "(with the bridges stopped, after a backup)."]
     vi = check(f"sqlite:///{db}", "vi_VN.UTF-8")
-    assert vi.stdout.startswith("Còn 4 bản chuyển đổi chưa chạy: 0008_pin_stations_clock")
+    assert vi.stdout.startswith("Còn 5 bản chuyển đổi chưa chạy: 0008_pin_stations_clock")
     # A mistyped path: said, and nothing made there (no empty store, no folder).
     typo = tmp_path / "typo" / "c.db"
     out = check(f"sqlite:///{typo}")

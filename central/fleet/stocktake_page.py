@@ -120,6 +120,11 @@ def routes(server: Any, engine: Engine) -> list[Route]:
                  f"{html.escape(', '.join(r.stations))}</p>"]
         if r.status != "closed":
             parts.append(f"<p class=note>{html.escape(t('not_final', lang))}</p>")
+        if r.on_loan_from == "library":  # SIP2 and Koha sites: whose word "on loan" is
+            parts.append(f"<p>{html.escape(t('on_loan.library', lang))}</p>")
+        elif r.on_loan_from in ("partial", "fallback"):
+            parts.append(f"<p class=note>{html.escape(t('on_loan.unasked', lang, n=r.unasked))}"
+                         "</p>")
         cols = ["col.item", "col.uid", "col.title", "col.call", "col.shelf", "col.station",
                 "col.seen"]
         head = "".join(f"<th>{html.escape(t(x, lang))}</th>" for x in cols)
