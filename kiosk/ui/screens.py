@@ -27,7 +27,7 @@ from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 from kivy.utils import escape_markup, get_hex_from_color
 
-from selfcheck.kiosk import core
+from selfcheck.kiosk import core, present
 from selfcheck.kiosk.i18n import date, reason_text, t
 from selfcheck.kiosk.timeouts import MORE_TIME_WARN_S
 from selfcheck.kiosk.ui.reach import out_of_reach_px
@@ -596,41 +596,13 @@ class StationRoot(BoxLayout):
         self._fill("staff", mode is core.Mode.STAFF,
                    (view.pending, view.exceptions, lang, view.out_of_service),
                    lambda: self._render_staff(view))
-        ids.pending_banner.text = self._pending_text(view)
+        ids.pending_banner.text = present.pending_text(view)
         if last is None or last.mode is not view.mode or last.lang != view.lang:
             prompt = _PROMPT.get(view.mode)
             if prompt:
                 self._say(prompt, lang)
         elif len(view.pending) > len(last.pending):
             self._say("security_pending", lang)
-
-    @staticmethod
-    def _pending_text(view: core.View) -> str:
-        """Books to put back on the pad: titles only of this reader's own books; a book
-        left by someone before is mentioned without its title."""
-        if not view.pending or view.mode in (core.Mode.STAFF, core.Mode.OUT_OF_SERVICE):
-            return ""
-        lang = view.lang
-        own = {u for ln in view.lines for u in ln.uids}
-        mine = [p for p in view.pending if p.uid in own]
-        if view.patron_name is None and view.mode not in (core.Mode.RETURN,
-                                                          core.Mode.SUMMARY):
-            mine = []
-        if mine:
-            # a borrowed book must be unlocked to leave, a returned one locked again: one
-            # sentence for each that is waiting
-            parts = []
-            for state in ("on_loan", "in_library"):
-                books = [p for p in mine if p.state == state]
-                if books:
-                    # one book is "this book", not "1 book(s)"
-                    key = f"pending.banner.{state}" + (".one" if len(books) == 1 else "")
-                    parts.append(t(key, lang, n=len(books),
-                                   titles=", ".join(p.title or t("item.unknown_title", lang,
-                                                                 item=p.item_id or p.uid)
-                                                    for p in books[:3])))
-            return "\n".join(parts)
-        return t("pending.neutral", lang)
 
     def _render_count(self, view: core.View) -> None:
         ids, lang = self.ids, view.lang
@@ -700,8 +672,7 @@ class StationRoot(BoxLayout):
         box.clear_widgets()
         acc = view.account
         renewals = {r.item_id: r for r in view.renewals}
-        left = [ln for ln in acc.loans if ln.renewable and ln.item_id not in renewals] \
-            if acc else []
+        left = present.renewable_left(view)
         self.renew_all_shown = view.mode is core.Mode.ACCOUNT and bool(left)
         ids.account_fines.text = ""
         if acc is None:
