@@ -7,6 +7,7 @@ from __future__ import annotations
 from selfcheck.kiosk import core
 from selfcheck.kiosk.core_model import AccountLoan
 from selfcheck.kiosk.i18n import t
+from selfcheck.kiosk.timeouts import MORE_TIME_WARN_S
 
 
 def pending_text(view: core.View) -> str:
@@ -44,3 +45,17 @@ def renewable_left(view: core.View) -> list[AccountLoan]:
         return []
     asked = {r.item_id for r in view.renewals}
     return [ln for ln in view.account.loans if ln.renewable and ln.item_id not in asked]
+
+
+def time_out_warned(view: core.View) -> bool:
+    """The time-out question (or a staff panel's warning) shows in the last
+    MORE_TIME_WARN_S seconds only: earlier, a countdown would hurry a reader who is reading."""
+    return view.countdown is not None and view.countdown <= MORE_TIME_WARN_S
+
+
+def summary_counts(view: core.View) -> tuple[int, int, int]:
+    """Loans made, returns made and books not done, as the summary counts them (an offline
+    loan is made)."""
+    done = [ln for ln in view.lines if ln.status in (core.Status.DONE, core.Status.OFFLINE)]
+    return (sum(ln.kind == "loan" for ln in done), sum(ln.kind == "return" for ln in done),
+            len(view.lines) - len(done))

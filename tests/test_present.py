@@ -61,3 +61,17 @@ def test_renewable_left_leaves_out_refused_and_asked_loans() -> None:
     got = present.renewable_left(view(mode=core.Mode.ACCOUNT, account=acc, renewals=asked))
     assert [ln.item_id for ln in got] == ["39000001"]
     assert present.renewable_left(view(mode=core.Mode.ACCOUNT)) == []
+
+
+def test_the_time_out_question_comes_in_the_last_seconds_only() -> None:
+    from selfcheck.kiosk.timeouts import MORE_TIME_WARN_S
+
+    assert not present.time_out_warned(view(countdown=None))
+    assert not present.time_out_warned(view(countdown=int(MORE_TIME_WARN_S) + 1))
+    assert present.time_out_warned(view(countdown=int(MORE_TIME_WARN_S)))
+
+
+def test_the_summary_counts_an_offline_loan_as_made() -> None:
+    lines = (line(1), dataclasses.replace(line(2), status=core.Status.OFFLINE),
+             line(3, "return"), dataclasses.replace(line(4), status=core.Status.REFUSED))
+    assert present.summary_counts(view(mode=core.Mode.SUMMARY, lines=lines)) == (2, 1, 1)

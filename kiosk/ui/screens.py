@@ -29,7 +29,6 @@ from kivy.utils import escape_markup, get_hex_from_color
 
 from selfcheck.kiosk import core, present
 from selfcheck.kiosk.i18n import date, reason_text, t
-from selfcheck.kiosk.timeouts import MORE_TIME_WARN_S
 from selfcheck.kiosk.ui.reach import out_of_reach_px
 from selfcheck.kiosk.ui.theme import theme
 
@@ -54,7 +53,6 @@ EMAIL_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm@._-")
 EMAIL_KEYS = "".join(EMAIL_ROWS)
 # Whole pieces of an address, one touch each: most readers' mail is at gmail or a .vn domain.
 EMAIL_WORDS = ("@gmail.com", ".vn", ".com")
-WARN_S = MORE_TIME_WARN_S  # the time-out question shows in the last seconds only
 PIN_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "back")
 PIN_MAX = 12
 Say = Callable[[str, str], None]
@@ -565,12 +563,10 @@ class StationRoot(BoxLayout):
         ids.summary_thanks.text, self.summary_warn = summary_advice(view)
         ids.summary_receipt.text = (t(f"slip.{view.receipt_state}", lang)
                                     if view.receipt_state else "")
-        done = [ln for ln in view.lines if ln.status in (core.Status.DONE, core.Status.OFFLINE)]
-        ids.summary_counts.text = t(
-            "summary.counts", lang, loans=sum(ln.kind == "loan" for ln in done),
-            returns=sum(ln.kind == "return" for ln in done),
-            failed=len(view.lines) - len(done))
-        warn = view.countdown is not None and view.countdown <= WARN_S
+        loans, returns, failed = present.summary_counts(view)
+        ids.summary_counts.text = t("summary.counts", lang, loans=loans, returns=returns,
+                                    failed=failed)
+        warn = present.time_out_warned(view)
         # between two buttons (`_place_question`) it has the room of one line or two
         self._question_text = ((t("more_time.question", lang) + "\n"
                                 + t("countdown", lang, seconds=view.countdown),

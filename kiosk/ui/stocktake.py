@@ -33,11 +33,11 @@ from kivy.uix.label import Label
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
-from selfcheck.kiosk import core
+from selfcheck.kiosk import core, present
 from selfcheck.kiosk.i18n import STOCKTAKE
 from selfcheck.kiosk.runtime.station import StationRuntime
 from selfcheck.kiosk.stocktake import CALL_CHARS, call_key, call_range, place_label
-from selfcheck.kiosk.ui.screens import EMAIL_ROWS, WARN_S
+from selfcheck.kiosk.ui.screens import EMAIL_ROWS
 from selfcheck.kiosk.ui.theme import theme
 from selfcheck.mqtt import messages
 
@@ -489,7 +489,7 @@ class WithStocktake(FloatLayout):
             return
         key = "idle_warning.running" if self.panel.st.active else "idle_warning"
         warning = (TEXTS.t(key, view.lang, seconds=view.countdown)
-                   if view.countdown is not None and view.countdown <= WARN_S else "")
+                   if present.time_out_warned(view) else "")
         if warning != self.panel.warning:
             self.panel.warning = warning
             self.panel.render()
