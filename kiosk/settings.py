@@ -28,7 +28,13 @@ from selfcheck.drivers.card.config import CardConfigError
 from selfcheck.drivers.pad.base import AfiPolicy, afi_problem
 from selfcheck.kiosk.config import BrokerConfig, DeskConfig, OfflinePolicy, StationConfig
 from selfcheck.kiosk.panels import PANELS, parse_mm
-from selfcheck.kiosk.timeouts import ACK_TIMEOUT_S, RESEND_AFTER_S, SUMMARY_S, StationTimeouts
+from selfcheck.kiosk.timeouts import (
+    ACK_TIMEOUT_MAX_S,
+    ACK_TIMEOUT_S,
+    RESEND_AFTER_S,
+    SUMMARY_S,
+    StationTimeouts,
+)
 from selfcheck.mqtt import topics
 from selfcheck.mqtt.connection import BrokerAddress
 from selfcheck.mqtt.security import ClientSecurity, check_transport
@@ -139,7 +145,7 @@ class StationSettings(BaseSettings):
                                          description="e.g. format = 'decimal-reversed'")
     afi_in_library: int = Field(0x07, ge=0, le=255)
     afi_on_loan: int = Field(0xC2, ge=0, le=255)
-    ack_timeout_s: float = Field(ACK_TIMEOUT_S, gt=0)
+    ack_timeout_s: float = Field(ACK_TIMEOUT_S, gt=0, le=ACK_TIMEOUT_MAX_S)
     inactivity_s: float = Field(45.0, gt=0)
     summary_s: float = Field(SUMMARY_S, gt=0)
     offline_returns: bool = True

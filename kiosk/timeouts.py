@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ACK_TIMEOUT_S = 5.0  # the station's one default for how long it waits for the central
+# ...and the longest it may wait, set in its file or steered by an operator (the contract's
+# bound, mqtt/telemetry.py): a reader at the pad does not wait for an answer longer than this
+ACK_TIMEOUT_MAX_S = 60.0
 RESEND_AFTER_S = 10.0  # an unacknowledged transaction goes out again after this long
 OFFLINE_LIST_FLOOR_S = 5.0  # a page of the offline list is large: never wait less for one
 # A screen that ends by itself asks "more time?" in its last seconds: long enough to read the

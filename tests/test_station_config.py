@@ -18,6 +18,7 @@ from selfcheck.drivers.printer.mail import MailConfig
 from selfcheck.kiosk.runtime.station import StationRuntime
 from selfcheck.kiosk.settings import StationSettings
 from selfcheck.kiosk.timeouts import (
+    ACK_TIMEOUT_MAX_S,
     ACK_TIMEOUT_S,
     MORE_TIME_WARN_S,
     SUMMARY_S,
@@ -39,6 +40,17 @@ def test_derived_timeouts_follow_ack_timeout() -> None:
     assert (t.ack_way_back_s, t.loan_deadline_s, t.request_s) == (0.5, 1.5, 2.0)
     assert t.offline_list_request_s == 5.0  # a page of the list never gets less
     assert _timeouts(8.0).offline_list_request_s == 8.0
+
+
+def test_ack_timeout_has_one_bound_in_the_file_and_when_steered(tmp_path: Path) -> None:
+    """A file may not set what an operator may not steer: a reader waits a minute at most."""
+    ok = StationSettings(journal=tmp_path / "j.db", ack_timeout_s=ACK_TIMEOUT_MAX_S)
+    assert ok.ack_timeout_s == ConfigSettings(ack_timeout_s=ACK_TIMEOUT_MAX_S).ack_timeout_s
+    for too_long in (ACK_TIMEOUT_MAX_S + 1, 600.0):
+        with pytest.raises(ValidationError, match="ack_timeout_s"):
+            StationSettings(journal=tmp_path / "j.db", ack_timeout_s=too_long)
+        with pytest.raises(ValidationError, match="ack_timeout_s"):
+            ConfigSettings(ack_timeout_s=too_long)
 
 
 def test_settings_parsed_once_into_frozen_configs(tmp_path: Path) -> None:
