@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import os
 import re
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -387,7 +388,7 @@ class StationSettings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = getattr(cls, "_toml_path", None)
+        toml = _TOML_FILE.get()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
@@ -408,6 +409,12 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+# The file `load_settings` reads, for the settings source above: pydantic-settings takes no
+# file per call, and a context variable (unlike a class attribute) is this call's alone, in
+# whatever thread or task loads settings at the same time.
+_TOML_FILE: ContextVar[Path | None] = ContextVar("station_toml_file", default=None)
+
+
 def load_settings(toml: Path | None = None, **overrides: object) -> StationSettings:
     """Settings from `toml` (if given), the environment, then `overrides`."""
     if toml is not None and not toml.exists():
@@ -421,10 +428,10 @@ def load_settings(toml: Path | None = None, **overrides: object) -> StationSetti
             raise ValueError(f"config file {toml}: not UTF-8 (byte {exc.start})") from None
         if problem := toml_nesting_problem(text):
             raise ValueError(f"config file {toml}: {problem}")
-    StationSettings._toml_path = toml  # type: ignore[attr-defined]
+    token = _TOML_FILE.set(toml)
     try:
         return StationSettings(**overrides)  # type: ignore[arg-type]
     except RecursionError:  # tomllib parses nested arrays and tables recursively
         raise ValueError(f"config file {toml}: arrays or tables nested too deep") from None
     finally:
-        StationSettings._toml_path = None  # type: ignore[attr-defined]
+        _TOML_FILE.reset(token)

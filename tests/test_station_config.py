@@ -125,3 +125,19 @@ def test_the_agent_does_not_import_the_runtime() -> None:
     code = ("import sys, selfcheck.kiosk.runtime.agent; "
             "assert 'selfcheck.kiosk.runtime.station' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_settings_loaded_at_once_in_threads_each_read_their_own_file(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from selfcheck.kiosk.settings import load_settings
+
+    files = {}
+    for lang in ("vi", "en"):
+        files[lang] = tmp_path / f"{lang}.toml"
+        files[lang].write_text(f'lang = "{lang}"\njournal = "{tmp_path / lang}.db"\n')
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda lang: (lang, load_settings(files[lang]).lang),
+                            ["vi", "en"] * 40))
+    assert all(want == lang for want, lang in got)
+    assert StationSettings(journal=tmp_path / "j.db").lang == "vi"  # no file left behind
