@@ -289,7 +289,7 @@ CALL_NUMBERS = {"39000001": "895.9221 NGU", "39000002": "895.9223 VU",
 CALLS_RANGE = ("895.9223", "895.9223 N")
 CALLS_IN_RANGE = 4
 CALLS_STACK = "39000004"
-CALLS_IDLE_S = 10.0  # the staff screen's time-out in this scenario (inactivity_s)
+CALLS_IDLE_S = 16.0  # the staff screen's time-out in this scenario (inactivity_s)
 
 
 def _seed_calls(store: Any) -> None:
