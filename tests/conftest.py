@@ -22,7 +22,11 @@ from selfcheck.central.bridge import Bridge  # noqa: E402
 from selfcheck.central.ledger import Ledger  # noqa: E402
 from selfcheck.central.sample import load_sample  # noqa: E402
 from selfcheck.central.store import CirculationStore  # noqa: E402
+from selfcheck.kiosk.core import SelfCheck  # noqa: E402
 from selfcheck.lab.broker import Broker  # noqa: E402
+
+# Every core a test drives raises on a step its table row does not declare.
+SelfCheck.strict = True
 
 
 @pytest.fixture

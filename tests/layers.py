@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, int, str]] = [
     ("selfcheck.mqtt", 1, "mqtt"),
     ("selfcheck.kiosk.core", 2, "kiosk.core"),
     ("selfcheck.kiosk.core_model", 2, "kiosk.core"),
+    ("selfcheck.kiosk.core_table", 2, "kiosk.core"),
     ("selfcheck.kiosk.timeouts", 2, "kiosk.core"),  # pure values the core and runtime share
     ("selfcheck.kiosk.runtime", 4, "kiosk.runtime"),
     ("selfcheck.kiosk.ui", 5, "kiosk.ui"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from selfcheck.kiosk import core
+from selfcheck.kiosk import core, core_table
 from selfcheck.kiosk.runtime.edge import ack_received
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import AckTx, LoanConfirm
@@ -209,10 +209,13 @@ def test_needs_staff_is_a_plain_refusal() -> None:
 
 
 def test_the_question_is_a_mode_of_the_table() -> None:
-    pairs = core.transitions()
+    pairs = core_table.transitions()
     assert (core.Mode.CONFIRM_LOAN, "Touch loan_yes", "_press_loan_yes") in pairs
     assert (core.Mode.CONFIRM_LOAN, "Touch loan_no", "_press_loan_no") in pairs
     assert (core.Mode.CONFIRM_LOAN, "Touch cancel", "_press_loan_no") in pairs
     assert not any(e == "Touch loan_yes" for m, e, _ in pairs if m is not core.Mode.CONFIRM_LOAN)
     assert not any(e == "Touch done" for m, e, _ in pairs if m is core.Mode.CONFIRM_LOAN)
-    assert "confirm_loan -- \"Touch loan_yes / _press_loan_yes\"" in core.diagram()
+    steps = core_table.edges()
+    assert "AckReceived" in steps[(core.Mode.BORROW, core.Mode.CONFIRM_LOAN)]
+    assert "Touch loan_yes" in steps[(core.Mode.CONFIRM_LOAN, core.Mode.BORROW)]
+    assert 'borrow -- "AckReceived' in core_table.diagram()

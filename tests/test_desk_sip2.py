@@ -1,4 +1,4 @@
-"""Issue 4 over SIP2 against the pysip2 server (tests/sip2_server.py): PIN in AD decided by
+"""Issue 4 over SIP2 against the pysip2 server (lab/standins/sip2_server.py): PIN in AD decided by
 CQ with a local lockout, the account from 63 item lists and 17, holds at loan, late offline
 loans and their reconciliation."""
 
@@ -14,9 +14,9 @@ import pytest
 from selfcheck.central.sip2 import messages as m
 from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.sip2.codec import Message
+from selfcheck.lab.standins.sip2_server import Item, Library, Patron, running
 from selfcheck.mqtt.ids import uuid7
 from tests.conftest import applied
-from tests.sip2_server import Item, Library, Patron, running
 from tests.test_sip2_backend import loan, make, ret
 
 TODAY = dt.date.today()

@@ -15,8 +15,8 @@ from selfcheck.drivers.pad.simulators import M810Simulator
 from selfcheck.drivers.printer.simulator import PrinterSimulator
 from selfcheck.drivers.printer.status import Paper
 from selfcheck.lab.broker import Broker, free_port
+from selfcheck.lab.standins.sip2_server import Library, running
 from tests.conftest import ROOT
-from tests.sip2_server import Library, running
 from tests.test_station_devices import LineSource
 
 MAKE_CREDENTIALS = ROOT / "deploy" / "mosquitto" / "make-credentials"

@@ -418,7 +418,7 @@ def _sip2(tmp_path: Path, port: int, password: str, timeout: float = 5) -> list[
 
 def test_doctor_and_central_name_timeout_for_a_slow_library_system(
         tmp_path: Path, broker: Broker, runs: list[Run]) -> None:
-    from tests.sip2_server import Library, running
+    from selfcheck.lab.standins.sip2_server import Library, running
 
     lib = Library(delay_s=2.0)  # slower than the URL's timeout=1 below allows
     with running(lib) as (server, _proxy):
@@ -440,7 +440,7 @@ def test_doctor_and_central_name_timeout_for_a_slow_library_system(
 
 def test_a_wrong_sip2_password_points_at_the_file_and_a_fixed_file_is_used_at_once(
         tmp_path: Path, broker: Broker, runs: list[Run]) -> None:
-    from tests.sip2_server import Library, running
+    from selfcheck.lab.standins.sip2_server import Library, running
 
     lib = Library()
     with running(lib) as (server, _proxy):

@@ -19,10 +19,10 @@ from selfcheck.central.fleet.service import FleetService
 from selfcheck.central.fleet.state import FleetState
 from selfcheck.lab.bench.browser import Browser
 from selfcheck.lab.broker import Broker
+from selfcheck.lab.standins.sip2_server import Library, running
 from selfcheck.mqtt import topics
 from selfcheck.mqtt.telemetry import BridgeIls
 from tests.conftest import ROOT, wait_until
-from tests.sip2_server import Library, running
 from tests.test_fleet_console import (
     PASSWORDS,
     SHOTS,

@@ -10,9 +10,9 @@ from pathlib import Path
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess, HeadlessStation
+from selfcheck.lab.standins.koha_standin import KohaExtra, koha_running
+from selfcheck.lab.standins.sip2_server import running
 from tests.conftest import ROOT
-from tests.koha_standin import KohaExtra, koha_running
-from tests.sip2_server import running
 from tests.test_koha_backend import library
 
 

@@ -1,5 +1,5 @@
 """The central checks the library system at start and keeps checking: against the real SIP2
-server (tests/sip2_server.py), the embedded store, and through `selfcheck central` itself."""
+server (lab/standins/sip2_server.py), the embedded store, and through `selfcheck central` itself."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from selfcheck.central.ils_health import IlsHealth, sip2_probe, store_probe
 from selfcheck.central.sip2.client import Sip2Config
 from selfcheck.central.store import CirculationStore
 from selfcheck.lab.broker import Broker, free_port
+from selfcheck.lab.standins.sip2_server import Library, running
 from tests.conftest import ROOT, wait_until
-from tests.sip2_server import Library, running
 
 
 def _url(port: int, password: str = "secret") -> str:

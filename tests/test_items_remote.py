@@ -1,6 +1,6 @@
 """Item look-ups through the library system (tagging's req/item, stock-takes' on loan) when
-the central runs on SIP2 or Koha: against the pysip2 server (tests/sip2_server.py, answering
-17 as Koha's SIP server does) and the Koha stand-in (tests/koha_standin.py, matching loosely
+the central runs on SIP2 or Koha: against the pysip2 server (lab/standins/sip2_server.py, answering
+17 as Koha's SIP server does) and the Koha stand-in (lab/standins/koha_standin.py, matching loosely
 as Koha does), over one library; the central's catalogue is an older import of it."""
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.sip2.client import Sip2Config
 from selfcheck.central.stocktake import Stocktakes
 from selfcheck.lab.broker import Broker
+from selfcheck.lab.standins.koha_standin import Fault, KohaExtra, KohaStandIn, koha_running
+from selfcheck.lab.standins.sip2_server import FaultProxy, Item, Library, Patron, running
 from selfcheck.mqtt import messages
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.station_link import StationLink
-from tests.koha_standin import Fault, KohaExtra, KohaStandIn, koha_running
-from tests.sip2_server import FaultProxy, Item, Library, Patron, running
 from tests.test_koha_backend import make as make_koha
 from tests.test_sip2_backend import make as make_sip2
 

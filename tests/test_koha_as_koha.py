@@ -1,4 +1,5 @@
-"""The Koha backend against a stand-in that behaves as Koha's code does (tests/koha_standin.py):
+"""The Koha backend against a stand-in that behaves as Koha's code does
+(lab/standins/koha_standin.py):
 loose matching and paging of lists, 201 from password validation, the branch taken from
 x-koha-library, 409 for what does not exist, each renewal error, confirmations the reader or
 a librarian must give, a heavy reader's account, and loans and renewals Koha made while
@@ -18,11 +19,11 @@ import requests
 from selfcheck.central.backend import BackendUnavailable
 from selfcheck.central.koha import backend as kb
 from selfcheck.central.koha.backend import KohaBackend
+from selfcheck.lab.standins.koha_standin import Fault, Hold, KohaExtra, KohaStandIn, koha_running
+from selfcheck.lab.standins.sip2_server import FaultProxy, Item, Library, Patron, running
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxRenew
 from tests.conftest import applied
-from tests.koha_standin import Fault, Hold, KohaExtra, KohaStandIn, koha_running
-from tests.sip2_server import FaultProxy, Item, Library, Patron, running
 from tests.test_koha_backend import extra, library, make, ref_of
 
 TODAY = dt.date.today()

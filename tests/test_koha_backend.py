@@ -23,11 +23,11 @@ from selfcheck.central.koha.client import KohaClient, KohaConfig
 from selfcheck.central.ledger import open_db
 from selfcheck.central.schema import processed, sip2_claims
 from selfcheck.central.sip2.client import Sip2Config
+from selfcheck.lab.standins.koha_standin import Fault, Hold, KohaExtra, KohaStandIn, koha_running
+from selfcheck.lab.standins.sip2_server import FaultProxy, Item, Library, Patron, running
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
 from tests.conftest import applied
-from tests.koha_standin import Fault, Hold, KohaExtra, KohaStandIn, koha_running
-from tests.sip2_server import FaultProxy, Item, Library, Patron, running
 
 TODAY = dt.date.today()
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess
+from selfcheck.lab.standins.koha_standin import koha_running
+from selfcheck.lab.standins.sip2_server import running
 from selfcheck.mqtt import messages, topics
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.station_link import StationLink
 from tests.conftest import wait_until
-from tests.koha_standin import koha_running
-from tests.sip2_server import running
 from tests.test_koha_backend import extra, library
 
 SITE, STATION = "tv-tinh", "st-k"

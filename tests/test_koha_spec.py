@@ -13,9 +13,9 @@ import requests
 
 from selfcheck.central.koha import mapping as km
 from selfcheck.central.koha.client import KohaConfig, KohaProtocolError
-from tests.koha_spec import Spec, Violation
-from tests.koha_standin import koha_running
-from tests.sip2_server import Item, Library, Patron
+from selfcheck.lab.standins.koha_spec import SPEC, Spec, Violation
+from selfcheck.lab.standins.koha_standin import koha_running
+from selfcheck.lab.standins.sip2_server import Item, Library, Patron
 
 BASIC = {"authorization": "Basic eDp5"}
 JSON = {**BASIC, "content-type": "application/json"}
@@ -30,7 +30,7 @@ def test_the_copy_in_the_repo_is_the_shared_one() -> None:
     shared = Path(__file__).resolve().parents[1].parent / "shared" / "koha-openapi"
     if not shared.is_dir():
         pytest.skip("no shared/ beside the checkout")
-    mine = Path(__file__).with_name("koha_openapi")
+    mine = SPEC.parent
     for name in ("koha-swagger-subset.yaml", "checkins-bywater-devel.yaml"):
         assert (mine / name).read_bytes() == (shared / name).read_bytes()
 

@@ -71,3 +71,21 @@ def test_kv_files_import_under_the_one_root() -> None:
             if line.startswith("#:import"):
                 module = line.split()[2]
                 assert module.split(".")[0] in {"selfcheck", "kivy"}, f"{kv.name}: {line}"
+
+
+def test_production_never_loads_the_lab_and_nothing_loads_the_tests() -> None:
+    """The lab (demo, stand-ins, benchmarks) is imported only by itself and by the commands
+    that run it; no module of the package imports from tests/."""
+    from selfcheck.cli import TABLE
+
+    lab_commands = {module for module, _help in TABLE.values()
+                    if module.startswith("selfcheck.lab")}
+    g = layers.graph()
+    outside = sorted(f"{module} imports {target}" for module, targets in g.items()
+                     for target in targets if target.startswith("selfcheck.lab")
+                     and not module.startswith("selfcheck.lab"))
+    assert outside == []
+    assert lab_commands >= {"selfcheck.lab.demo", "selfcheck.lab.bench.cmd"}
+    for path in layers.modules().values():
+        text = path.read_text(encoding="utf-8")
+        assert "from tests" not in text and "import tests" not in text, path

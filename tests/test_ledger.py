@@ -21,9 +21,9 @@ from selfcheck.central.ledger import Ledger, open_db, open_engine, refused_offli
 from selfcheck.central.schema import processed, sip2_claims
 from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.sip2.client import Sip2Config
+from selfcheck.lab.standins.sip2_server import Item, Library, Patron, running
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import AckTx, TxLoan, TxReturn
-from tests.sip2_server import Item, Library, Patron, running
 
 NOW = dt.datetime.now(dt.UTC)
 seq = iter(range(1, 10**6))

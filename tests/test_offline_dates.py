@@ -1,7 +1,7 @@
 """Dates are the day it happened: a loan or return taken offline on Saturday and applied on
 Monday reaches the library system dated Saturday, through a real Mosquitto and the central
-bridge, over SIP2 (no block = Y, against tests/sip2_server.py, which reads the dates as Koha's
-SIP server does) and on the embedded store."""
+bridge, over SIP2 (no block = Y, against lab/standins/sip2_server.py, which reads the dates as
+Koha's SIP server does) and on the embedded store."""
 
 from __future__ import annotations
 
@@ -21,11 +21,18 @@ from selfcheck.central.sip2 import messages as m
 from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.store import CirculationStore
 from selfcheck.lab.broker import Broker
+from selfcheck.lab.standins.sip2_server import (
+    FINE_PER_DAY,
+    LOAN_DAYS,
+    Item,
+    Library,
+    Patron,
+    running,
+)
 from selfcheck.mqtt import messages, topics
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.station_link import StationLink
 from tests.conftest import wait_until
-from tests.sip2_server import FINE_PER_DAY, LOAN_DAYS, Item, Library, Patron, running
 from tests.test_sip2_backend import make
 
 SITE, STATION = "tv-tinh", "st-off"

@@ -20,10 +20,10 @@ from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess
+from selfcheck.lab.standins.sip2_server import Library, Patron, running
 from selfcheck.mqtt import messages
 from selfcheck.mqtt.station_link import StationLink
 from tests.conftest import wait_until
-from tests.sip2_server import Library, Patron, running
 from tests.test_sip2_backend import make
 
 SITE = "thu-vien-hn"

@@ -28,13 +28,13 @@ from selfcheck.central.sessions import CLOCK_SLACK, Sessions, judge
 from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.sip2.client import Sip2Config
 from selfcheck.central.store import CirculationStore
+from selfcheck.lab.standins.koha_standin import koha_running
+from selfcheck.lab.standins.sip2_server import Library, Patron, running
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import PatronCheckRes, TxLoan, TxRenew, TxReturn
 from tests import test_koha_backend as koha_env
 from tests import test_sip2_backend as sip2_env
 from tests.dbs import KINDS, fresh_db
-from tests.koha_standin import koha_running
-from tests.sip2_server import Library, Patron, running
 
 NOW = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)

@@ -18,12 +18,12 @@ from selfcheck.drivers.printer.config import PrinterConfigError
 from selfcheck.drivers.printer.mail import load_mail_config
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess
+from selfcheck.lab.standins.sip2_server import Item, Library, running
 from selfcheck.mqtt import messages, topics
 from selfcheck.mqtt.connection import make_client
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.system.secrets import read_password
 from tests.conftest import ROOT
-from tests.sip2_server import Item, Library, running
 
 ILS_PASSWORD = "Kz7-ils-Qp3w9"  # distinctive, so that finding it anywhere means a leak
 

@@ -1,4 +1,4 @@
-"""The SIP2 backend against a real SIP2 server (pysip2's ACS, tests/sip2_server.py), with the
+"""The SIP2 backend against a real SIP2 server (pysip2's ACS, lab/standins/sip2_server.py), with the
 transport broken on purpose: dropped connections, slow answers, garbled bytes, CR LF."""
 
 from __future__ import annotations
@@ -15,10 +15,17 @@ from selfcheck.central.ledger import Ledger, open_db
 from selfcheck.central.schema import processed, sip2_claims
 from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
+from selfcheck.lab.standins.sip2_server import (
+    FaultProxy,
+    Item,
+    Library,
+    Patron,
+    Sip2Library,
+    running,
+)
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
 from tests.conftest import applied, wait_until
-from tests.sip2_server import FaultProxy, Item, Library, Patron, Sip2Library, running
 
 
 def library() -> Library:

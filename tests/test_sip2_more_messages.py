@@ -1,6 +1,7 @@
 """SIP2 renew all (65/66), end session (35/36) and fee paid (37/38) against the real pysip2
-ACS server (tests/sip2_server.py): pysip2 parses and validates our requests with its own codec
-(fixed-field widths, digit and currency patterns, AY/AZ), and we read its replies with ours."""
+ACS server (lab/standins/sip2_server.py): pysip2 parses and validates our requests with its own
+codec (fixed-field widths, digit and currency patterns, AY/AZ), and we read its replies with
+ours."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from selfcheck.central.sip2 import messages as m
 from selfcheck.central.sip2.client import Sip2Config, Sip2Pool
 from selfcheck.central.sip2.codec import Message, Profile, Sip2ProtocolError, encode
-from tests.sip2_server import Item, Library, Patron, running
+from selfcheck.lab.standins.sip2_server import Item, Library, Patron, running
 
 INST = "tv-test"
 

@@ -1,6 +1,6 @@
-"""SIP2 URL options against the real SIP2 server (tests/sip2_server.py): single-byte code pages,
-passwords sent exactly as typed, the patron language code, login and check-in locations apart,
-and '+' / '#' in the URL."""
+"""SIP2 URL options against the real SIP2 server (lab/standins/sip2_server.py): single-byte code
+pages, passwords sent exactly as typed, the patron language code, login and check-in locations
+apart, and '+' / '#' in the URL."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from selfcheck.central.ledger import open_db
 from selfcheck.central.sip2.backend import Sip2Backend
 from selfcheck.central.sip2.client import Connection, Sip2Config, Sip2LoginRefused
 from selfcheck.central.sip2.codec import Profile
+from selfcheck.lab.standins.sip2_server import Item, Library, Patron, running
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxReturn
 from tests.conftest import applied
-from tests.sip2_server import Item, Library, Patron, running
 
 
 def url(port: int, user: str = "sc", password: str = "secret", **query: str) -> str:

@@ -192,13 +192,9 @@ async def run_station(settings: StationSettings, *, headless: bool = False,
 
     configure(headless=headless, fullscreen=settings.fullscreen, size=settings.screen_size,
               rotation=settings.rotation)
-    from selfcheck.drivers.card.base import SimulatedCardReader
-    from selfcheck.drivers.pad.simulated import SimulatedPad
     from selfcheck.kiosk.runtime.devices import open_devices
     from selfcheck.kiosk.runtime.station import StationRuntime
     from selfcheck.kiosk.ui.app import StationApp, run_app
-    from selfcheck.kiosk.ui.demo_panel import DemoPanel
-    from selfcheck.lab.demo_library import demo_books, demo_cards
 
     try:
         pad, card = devices or open_devices(settings)
@@ -206,17 +202,11 @@ async def run_station(settings: StationSettings, *, headless: bool = False,
         raise UserError("station.device_invalid", msg=exc) from None
     runtime = StationRuntime(settings, pad, card)
     runtime.reload = reload  # the `reload_config` command re-reads the same sources
-    demo = None
-    if isinstance(pad, SimulatedPad) and isinstance(card, SimulatedCardReader):
-        sim_pad, sim_card = pad, card
-
-        def demo() -> DemoPanel:
-            return DemoPanel(sim_pad, sim_card, demo_books(), demo_cards(),
-                             lambda: runtime.core.lang)
-
+    # No demo panel here: the station command never loads the lab (`selfcheck demo` is the
+    # station with its simulator beside it).
     # Kivy, pydantic's models and the settings live as long as the process: out of the
     # collector's sight, a full collection (the UI and the acks wait behind it) walks only
     # what came after.
     gc.freeze()
-    code = await run_app(StationApp(runtime, demo))
+    code = await run_app(StationApp(runtime))
     return runtime.exit_code or code  # 75 after a `restart` command: systemd restarts us

@@ -2,7 +2,7 @@
 behind a real Mosquitto, with 1, 2 and 4 bridges in one shared-subscription group, on:
 - the embedded store on SQLite (WAL, synchronous=FULL: every batch is an fsync);
 - the embedded store on the local PostgreSQL (skipped when there is none);
-- SIP2 against a real SIP2 server (pysip2, tests/sip2_server.py) answering each request after
+- SIP2 against a real SIP2 server (pysip2, lab/standins/sip2_server.py) answering each request after
   a fixed delay, each bridge with a pool of 4 connections.
 
 Stations publish returns (QoS 1) as fast as the broker takes them; the time runs from the first
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import secrets
-import sys
 import tempfile
 import threading
 import time
@@ -141,11 +140,8 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
 
 
 def _sip2(root: Path, count: int, counts: tuple[int, ...]) -> Iterator[Figure]:
-    checkout = str(Path(__file__).resolve().parents[4])
-    if checkout not in sys.path:
-        sys.path.append(checkout)
-    try:  # the test server: pysip2 (a dev dependency) and tests/ from a checkout
-        from tests.sip2_server import Item, Library, running
+    try:  # the stand-ins need the development dependencies (pysip2, jsonschema)
+        from selfcheck.lab.standins.sip2_server import Item, Library, running
     except ImportError as exc:
         yield figure("central_tx_per_s_sip2", 0, "tx/s", skipped=f"no SIP2 test server: {exc}")
         return

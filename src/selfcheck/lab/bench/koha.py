@@ -10,8 +10,8 @@ on the LAN) and 50 ms (a distant or busy one).
   SIP2's five 63s and a 17 per item and hold; REST's four rounds of requests at once, titles
   over SIP2 17 kept by biblio (the first account, with none known yet, is its own figure).
 
-The SIP2 server is the real one (pysip2, tests/sip2_server.py); Koha is our stand-in
-(tests/koha_standin.py, every request and answer checked against Koha's specification) in its
+The SIP2 server is the real one (pysip2, lab/standins/sip2_server.py); Koha is our stand-in
+(lab/standins/koha_standin.py, every request and answer checked against Koha's specification) in its
 own process, as a real Koha is. Requests are counted by the clients.
 """
 
@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -98,20 +97,17 @@ def _p(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> Iterator[Figure]:
-    checkout = str(Path(__file__).resolve().parents[4])
-    if checkout not in sys.path:
-        sys.path.append(checkout)
-    try:  # the test servers: dev dependencies and tests/ from a checkout
-        from tests.koha_standin import HEAVY, bench_library
-        from tests.sip2_server import running
+    try:  # the stand-ins need the development dependencies (pysip2, jsonschema)
+        from selfcheck.lab.standins.koha_standin import HEAVY, bench_library
+        from selfcheck.lab.standins.sip2_server import running
     except ImportError as exc:
         yield figure("koha_loans_per_s", 0, "loans/s", skipped=f"no test servers: {exc}")
         return
     for delay in DELAYS_S:
-        yield from _at(args, checkout, delay, HEAVY, bench_library, running)
+        yield from _at(args, delay, HEAVY, bench_library, running)
 
 
-def _at(args: argparse.Namespace, checkout: str, delay: float, heavy: str,
+def _at(args: argparse.Namespace, delay: float, heavy: str,
         bench_library: Any, running: Any) -> Iterator[Figure]:
     from selfcheck.central.koha.backend import KohaBackend
     from selfcheck.central.koha.client import KohaConfig
@@ -141,8 +137,8 @@ def _at(args: argparse.Namespace, checkout: str, delay: float, heavy: str,
             sip2_backend.close()
         # Koha in its own process, as a real one is: its work does not take our GIL.
         koha = subprocess.Popen(
-            [sys.executable, "-m", "tests.koha_standin", "--items", str(2 * count),
-             "--patrons", str(STATIONS), "--delay", str(delay)], cwd=checkout,
+            [sys.executable, "-m", "selfcheck.lab.standins.koha_standin", "--items", str(2 * count),
+             "--patrons", str(STATIONS), "--delay", str(delay)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert koha.stdin is not None and koha.stdout is not None
         try:

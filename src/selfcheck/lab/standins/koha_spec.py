@@ -1,4 +1,4 @@
-"""Koha's published REST specification (the Swagger 2.0 subset in tests/koha_openapi/) as a
+"""Koha's published REST specification (the Swagger 2.0 subset in lab/standins/koha_openapi/) as a
 checker: a request or a response that does not match it is a Violation.
 
 The document itself is checked with openapi-spec-validator when loaded; bodies are checked

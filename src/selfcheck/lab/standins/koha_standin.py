@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.koha_spec import Request, Spec, Violation
-from tests.sip2_server import LOAN_DAYS, Library
+from selfcheck.lab.standins.koha_spec import Request, Spec, Violation
+from selfcheck.lab.standins.sip2_server import LOAN_DAYS, Library
 
 LIBRARY_ID = "TVTINH"  # the API user's own branch
 _KEY = secrets.token_bytes(16)
@@ -699,7 +699,7 @@ def bench_library(items: int, patrons: int, delay_s: float = 0.0) -> tuple[Libra
     server: `patrons` readers with no limit, `items` books on the shelf, and HEAVY with 25
     loans, 2 holds on the shelf, 28 in queues (biblio level) and 3 fines, told both ways
     (the stand-in's holds, SIP2's AS and CD)."""
-    from tests.sip2_server import Item, Patron
+    from selfcheck.lab.standins.sip2_server import Item, Patron
 
     lib = Library(patrons={f"DG{n:04d}": Patron(f"Bạn đọc số {n}", limit=9999)
                            for n in range(patrons)},
@@ -723,8 +723,9 @@ def bench_library(items: int, patrons: int, delay_s: float = 0.0) -> tuple[Libra
 
 
 def main() -> None:
-    """`python -m tests.koha_standin --items N --patrons N --delay S`: a stand-in in its own
-    process (the benchmark: Koha's work does not share our interpreter), over bench_library.
+    """`python -m selfcheck.lab.standins.koha_standin --items N --patrons N --delay S`: a
+    stand-in in its own process (the benchmark: Koha's work does not share our interpreter),
+    over bench_library.
     Prints `{"port": P}`, serves until stdin closes, then prints `{"requests": N,
     "violations": [...]}`."""
     import argparse
