@@ -166,6 +166,7 @@ class SelfCheck:
         self.ignored: Counter[tuple[Mode, str]] = Counter()
         self.ignored_recent: deque[tuple[Mode, str]] = deque(maxlen=50)
         self.undeclared: Counter[tuple[Mode, str, Mode]] = Counter()
+        self.undeclared_last = (Mode.IDLE, "", Mode.IDLE)  # the latest of them
         self.mode = self._home()
 
     # -- reading
@@ -284,7 +285,8 @@ class SelfCheck:
     def _check_step(self, start: Mode, key: str, to: frozenset[Mode]) -> None:
         if self.mode is start or self.mode in to:
             return
-        self.undeclared[(start, key, self.mode)] += 1
+        self.undeclared_last = (start, key, self.mode)
+        self.undeclared[self.undeclared_last] += 1
         if self.strict:
             raise UndeclaredStep(f"{key} led from {start} to {self.mode}: not in its row")
 

@@ -227,6 +227,7 @@ def test_a_step_the_table_does_not_declare_is_caught() -> None:
         core.SelfCheck.strict = False  # a station counts it and goes on
         sc.handle(core.Touch("account"), 3)
         assert sc.undeclared == {(core.Mode.BORROW, "Touch account", core.Mode.TAGGING): 2}
+        assert sc.undeclared_last == (core.Mode.BORROW, "Touch account", core.Mode.TAGGING)
     finally:
         core.SelfCheck._press_account = original  # type: ignore[method-assign]
         core.SelfCheck.strict = True

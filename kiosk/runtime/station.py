@@ -159,7 +159,7 @@ class StationRuntime:
 
     def feed(self, event: core.Event) -> None:
         """Give the core an event (UI loop only) and carry out what it asks for."""
-        ignored = self.core.ignored.total()
+        ignored, undeclared = self.core.ignored.total(), self.core.undeclared.total()
         for action in self.core.handle(event, time.monotonic()):
             if isinstance(action, core.ToldNotLent):
                 # In the journal before the screen says it: after a power cut the answer
@@ -168,8 +168,12 @@ class StationRuntime:
                 continue
             self.spawn(self._perform(action))
         if self.core.ignored.total() != ignored:
-            log.debug("core ignored %s in mode %s", type(event).__name__,
+            log.debug("core ignored %s in mode %s", self.core.ignored_recent[-1][1],
                       self.core.ignored_recent[-1][0].value)
+        if self.core.undeclared.total() != undeclared:  # a fault in the core: say it once each
+            start, key, end = self.core.undeclared_last
+            log.warning("core step not in its table: %s led from %s to %s", key, start.value,
+                        end.value)
         view = self.view()
         for listener in self._listeners:
             listener(view)
