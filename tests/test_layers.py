@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests import layers
 
 
@@ -89,3 +91,18 @@ def test_production_never_loads_the_lab_and_nothing_loads_the_tests() -> None:
     for path in layers.modules().values():
         text = path.read_text(encoding="utf-8")
         assert "from tests" not in text and "import tests" not in text, path
+
+
+def test_each_module_has_one_name() -> None:
+    """The wings are folders at the checkout's root, which the tests put on the path (to
+    import `tests.*`): imported as `kiosk`, a module would load twice, with classes that are
+    not the same classes. The wing refuses every name but its own."""
+    import importlib
+
+    from selfcheck.kiosk import core_model
+
+    for wing in ("kiosk", "central", "drivers", "mqtt"):
+        with pytest.raises(ImportError, match=f"import selfcheck.{wing}, not {wing}"):
+            importlib.import_module(wing)
+        assert wing not in sys.modules
+    assert sys.modules["selfcheck.kiosk.core_model"] is core_model
