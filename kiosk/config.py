@@ -6,15 +6,17 @@ edit of one in use."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from selfcheck.drivers.pad.base import AfiPolicy
 from selfcheck.kiosk.timeouts import StationTimeouts
 from selfcheck.mqtt.security import BrokerConfig
 
-__all__ = ["BrokerConfig", "DeskConfig", "OfflinePolicy", "StationConfig"]
+__all__ = ["BrokerConfig", "DeskConfig", "DevicesConfig", "OfflinePolicy", "ScreenConfig",
+           "StationConfig"]
 
 if TYPE_CHECKING:
     from selfcheck.drivers.printer.config import PrinterConfig
@@ -49,6 +51,38 @@ class DeskConfig:
 
 
 @dataclass(frozen=True)
+class DevicesConfig:
+    """The book pad and the card reader: which driver, where, and the driver's options
+    (read-only mappings; checked against the driver when the settings were parsed)."""
+
+    pad: str
+    pad_url: str
+    pad_options: Mapping[str, Any]
+    card_reader: str
+    card_url: str
+    card_options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """What the screen is and what it says beyond the core's view: the panel (for sizes in
+    mm), its turn, the spoken prompts, and the site's words (the staff desk, library names,
+    the offline loan period)."""
+
+    size: tuple[int, int] | None  # None: the window's own
+    dpi: float | None
+    inches: float | None
+    area_mm: tuple[float, float] | None
+    rotation: Literal[0, 90, 180, 270]
+    fullscreen: bool
+    audio: bool
+    audio_cache: Path
+    desk_where: Mapping[str, str]  # by language, each falling back on the other
+    places: Mapping[str, str]
+    offline_loan_days: int | None
+
+
+@dataclass(frozen=True)
 class StationConfig:
     site: str
     station: str
@@ -60,6 +94,8 @@ class StationConfig:
     afi: AfiPolicy
     printer: PrinterConfig | None  # None: no receipt printer
     mail: MailConfig | None  # None: no e-mail receipts
+    devices: DevicesConfig
+    screen: ScreenConfig
 
     def steered(self, remote: ConfigSettings) -> StationConfig:
         """This config with what an operator steers remotely (None: keep this one's)."""

@@ -8,6 +8,7 @@ import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import (
@@ -27,7 +28,14 @@ from pydantic_settings import (
 
 from selfcheck.drivers.card.config import CardConfigError
 from selfcheck.drivers.pad.base import AfiPolicy, afi_problem
-from selfcheck.kiosk.config import BrokerConfig, DeskConfig, OfflinePolicy, StationConfig
+from selfcheck.kiosk.config import (
+    BrokerConfig,
+    DeskConfig,
+    DevicesConfig,
+    OfflinePolicy,
+    ScreenConfig,
+    StationConfig,
+)
 from selfcheck.kiosk.panels import PANELS, parse_mm
 from selfcheck.kiosk.timeouts import (
     ACK_TIMEOUT_MAX_S,
@@ -373,7 +381,19 @@ class StationSettings(BaseSettings):
                             library_name=self.library_name or self.site,
                             return_clear_s=self.return_clear_s),
             afi=AfiPolicy(self.afi_in_library, self.afi_on_loan),
-            printer=printer, mail=mail)
+            printer=printer, mail=mail,
+            devices=DevicesConfig(pad=self.pad, pad_url=self.pad_url,
+                                  pad_options=MappingProxyType(dict(self.pad_options)),
+                                  card_reader=self.card_reader, card_url=self.card_url,
+                                  card_options=MappingProxyType(dict(self.card_options))),
+            screen=ScreenConfig(
+                size=self.screen_size, dpi=self.screen_dpi, inches=self.screen_inches,
+                area_mm=self.screen_area_mm, rotation=self.rotation,
+                fullscreen=self.fullscreen, audio=self.audio, audio_cache=self.audio_cache,
+                desk_where=MappingProxyType({"vi": self.desk_where_vi or self.desk_where_en,
+                                             "en": self.desk_where_en or self.desk_where_vi}),
+                places=MappingProxyType(dict(self.places)),
+                offline_loan_days=self.offline_loan_days))
         return self
 
     @property

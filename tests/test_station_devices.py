@@ -108,7 +108,7 @@ def _books() -> list[tuple[bytes, bytes]]:
 def _borrow(settings_path: Path, sim: PadSimulator, present: Callable[[], object],
             store: CirculationStore, on_loan_afi: int) -> None:
     settings = load_settings(settings_path)
-    pad, card = open_devices(settings)
+    pad, card = open_devices(settings.config.devices)
     books = _books()
 
     async def scenario() -> None:

@@ -93,7 +93,7 @@ async def stack(sim: PadSimulator, st: StationStocktake, items: list[str]) -> No
 
 def run_station(cfg: Path, scenario: Callable[[StationRuntime], object]) -> None:
     settings = load_settings(cfg)
-    pad, card = open_devices(settings)
+    pad, card = open_devices(settings.config.devices)
 
     async def main() -> None:
         rt = StationRuntime(settings, pad, card)

@@ -49,20 +49,18 @@ class StationApp(App):
             and self.runtime.threads_ok())
 
     def build(self) -> Widget:
-        s = self.runtime.settings
+        s = self.runtime.config.screen
         # touch targets are sized in mm of the real panel
-        panel = s.screen_size or (Window.width - (DemoPanel.WIDTH if self._make_demo
-                                                  and self._panel == "beside" else 0),
-                                  Window.height)
-        across, down = panel_px_mm(panel, s.screen_dpi, s.screen_inches, s.screen_area_mm)
+        panel = s.size or (Window.width - (DemoPanel.WIDTH if self._make_demo
+                                           and self._panel == "beside" else 0),
+                           Window.height)
+        across, down = panel_px_mm(panel, s.dpi, s.inches, s.area_mm)
         if s.rotation in (90, 270):  # the picture's across is the panel's down
             across, down = down, across
-        theme.set_panel(panel_ppi(panel, s.screen_dpi, s.screen_inches), (across, down))
+        theme.set_panel(panel_ppi(panel, s.dpi, s.inches), (across, down))
         self.prompter = Prompter(s.audio, s.audio_cache)
         self.station = StationRoot(on_button=self._button, on_event=self.runtime.feed,
-                                   say=self.prompter.say,
-                                   desk_where={"vi": s.desk_where_vi or s.desk_where_en,
-                                               "en": s.desk_where_en or s.desk_where_vi},
+                                   say=self.prompter.say, desk_where=s.desk_where,
                                    places=s.places, offline_loan_days=s.offline_loan_days)
         # The station's screens, with the staff's stock-take screen over them when open.
         # (the tagging screen is over the station's own while staff tag books: ui/tagging.py)

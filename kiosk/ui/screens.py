@@ -267,7 +267,7 @@ class StationRoot(BoxLayout):
 
     def __init__(self, on_button: Callable[[str], None],
                  on_event: Callable[[core.Event], None] | None = None,
-                 say: Say | None = None, desk_where: dict[str, str] | None = None,
+                 say: Say | None = None, desk_where: Mapping[str, str] | None = None,
                  places: Mapping[str, str] | None = None,
                  offline_loan_days: int | None = None, **kw: Any) -> None:
         """`places`: library codes to the names readers know; `offline_loan_days`: the loan

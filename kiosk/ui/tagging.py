@@ -170,7 +170,7 @@ class WithTagging(FloatLayout):
         row.parent.add_widget(mine, index=row.parent.children.index(row) + 1)
         self._lang = runtime.view().lang
         self.entry.text = st.text("tagging.button", self._lang)
-        self._folder = Path(getattr(runtime.settings, "audio_cache", "/tmp")) / "tagging"
+        self._folder = runtime.config.screen.audio_cache / "tagging"
         runtime.add_listener(self._on_view)
         runtime.tagging.listeners.append(lambda v: self.panel.render(v, self._lang))
         runtime.tagging.sound = self._sound

@@ -89,16 +89,17 @@ def preflight(settings: StationSettings, lang: str) -> None:
     except OSError as exc:
         print(t("station.broker_unreachable", lang, broker=settings.broker, reason=exc),
               file=sys.stderr, flush=True)
-    if settings.pad != "sim":
+    devices = settings.config.devices
+    if devices.pad != "sim":
         import serial
 
         try:
-            serial.serial_for_url(settings.pad_url, timeout=1).close()
+            serial.serial_for_url(devices.pad_url, timeout=1).close()
         except (OSError, ValueError, serial.SerialException) as exc:
             # Not allowed is not unplugged: the cure is the dialout group, not the cable.
             key = ("station.pad_permission" if getattr(exc, "errno", None) in
                    (errno.EACCES, errno.EPERM) else "station.pad_unreachable")
-            print(t(key, lang, url=settings.pad_url, reason=exc), file=sys.stderr, flush=True)
+            print(t(key, lang, url=devices.pad_url, reason=exc), file=sys.stderr, flush=True)
 
 
 def journal_writable(settings: StationSettings) -> None:
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 supported=VERSION), flush=True)
         return 0
     try:  # before the UI starts: a wrong device setting is a config error, exit 2
-        devices = open_devices(settings)
+        devices = open_devices(settings.config.devices)
     except ValueError as exc:
         raise UserError("station.device_invalid", msg=exc) from None
     faults.set_lang(lang)  # the lines about outside faults (broker, pad) in the same words
@@ -190,14 +191,15 @@ async def run_station(settings: StationSettings, *, headless: bool = False,
                       reload: Callable[[], StationSettings] | None = None) -> int:
     from selfcheck.kiosk.ui.boot import configure
 
-    configure(headless=headless, fullscreen=settings.fullscreen, size=settings.screen_size,
-              rotation=settings.rotation)
+    screen = settings.config.screen
+    configure(headless=headless, fullscreen=screen.fullscreen, size=screen.size,
+              rotation=screen.rotation)
     from selfcheck.kiosk.runtime.devices import open_devices
     from selfcheck.kiosk.runtime.station import StationRuntime
     from selfcheck.kiosk.ui.app import StationApp, run_app
 
     try:
-        pad, card = devices or open_devices(settings)
+        pad, card = devices or open_devices(settings.config.devices)
     except ValueError as exc:
         raise UserError("station.device_invalid", msg=exc) from None
     runtime = StationRuntime(settings, pad, card)

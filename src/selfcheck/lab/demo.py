@@ -146,14 +146,15 @@ async def play(settings: StationSettings, headless: bool, shots: Path | None,
                lang: str, scenario: str = "walk", central: CentralProcess | None = None) -> int:
     from selfcheck.kiosk.ui.boot import DEMO_PANEL_WIDTH, configure
 
-    size = settings.screen_size
-    beside = headless or not settings.fullscreen
+    screen = settings.config.screen
+    size = screen.size
+    beside = headless or not screen.fullscreen
     if beside:
         # the panel beside the station: the station keeps the whole of its size
         window = (size[0] + DEMO_PANEL_WIDTH, size[1]) if size else None
-        configure(headless=headless, size=window, rotation=settings.rotation)
+        configure(headless=headless, size=window, rotation=screen.rotation)
     else:
-        configure(fullscreen=True, size=size, rotation=settings.rotation)
+        configure(fullscreen=True, size=size, rotation=screen.rotation)
     from selfcheck.drivers.card.base import SimulatedCardReader
     from selfcheck.drivers.pad.simulated import SimulatedPad
     from selfcheck.kiosk.runtime.station import StationRuntime

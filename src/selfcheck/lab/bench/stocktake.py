@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
                     f'journal = "{work / "station.db"}"\npad = "3m810"\npad_url = "{sim.url}"\n'
                     'pad_options = { timeout = 1.0 }\ncard_reader = "sim"\n', encoding="utf-8")
                 settings = load_settings(cfg)
-                pad, card = open_devices(settings)
+                pad, card = open_devices(settings.config.devices)
 
                 async def main() -> tuple[list[float], list[float]]:
                     rt = StationRuntime(settings, pad, card)
