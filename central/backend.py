@@ -1,7 +1,7 @@
 """What the bridge needs from a library system: apply transactions, answer station requests
 (patron check, account, offline list).
 
-Exactly-once and per-station order are the ledger's (central/ledger.py), in front of every
+Exactly-once and per-station order are the ledger's (central/ledger/), in front of every
 backend: a backend is given each msg_id's first copy only, and never sees a repeat. There are
 two kinds:
 

@@ -12,7 +12,7 @@ A restore refuses a store that already holds tables unless `force` is given (tha
 live data), brings the restored store to the newest schema revision (a backup may come from an
 older release) and checks it then matches the code, and records the restore in
 `store_restores`: from then on each station's numbering is taken from where its transactions
-say it is (central/order.py), instead of waiting for the numbers the backup never saw.
+say it is (central/ledger/order.py), instead of waiting for the numbers the backup never saw.
 
 Failures are `BackupError`s: a key of the command line's catalog (selfcheck/cli/locale) and its
 arguments, so that the person at the terminal reads them in their language.

@@ -2,7 +2,7 @@
 
 Everything the batch touches (items, patrons with their rules, loans and loan counts, holds)
 is read up front, the rules run in memory in order, and the results are written back with bulk
-statements, all inside the caller's database transaction (the ledger's: central/ledger.py,
+statements, all inside the caller's database transaction (the ledger's: central/ledger/,
 which keeps the dedupe and reconciliation rows and hands over first copies only).
 """
 

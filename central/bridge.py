@@ -1,5 +1,5 @@
 """The central bridge: takes station transactions and requests from a shared subscription,
-applies them through the ledger (exactly once, in each station's order: central/ledger.py)
+applies them through the ledger (exactly once, in each station's order: central/ledger/)
 to the backend in batches, and answers after the commit.
 
 Messages are acknowledged to the broker (manual PUBACK) only after their batch committed, so a

@@ -40,7 +40,7 @@ Probe = Callable[[], Verdict]
 
 
 def sip2_probe(cfg: object) -> Probe:
-    from selfcheck.central.sip2.client import (
+    from selfcheck.central.backends.sip2.client import (
         Connection,
         Sip2Config,
         Sip2LoginRefused,

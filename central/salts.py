@@ -1,5 +1,6 @@
 """The offline list's per-site keys: the card hashes a station matches offline are made with
-them, and they are replaced now and then (central/store.py, central/sip2/backend.py)."""
+them, and they are replaced now and then (central/backends/store.py and
+central/backends/sip2/backend.py)."""
 
 from __future__ import annotations
 

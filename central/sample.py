@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the station's demo reads the data here without loading the store
-    from selfcheck.central.store import CirculationStore
+    from selfcheck.central.backends.store import CirculationStore
 
 RULES: list[dict[str, Any]] = [
     {"category": "adult", "loan_days": 14, "max_loans": 5},

@@ -150,7 +150,7 @@ processed = Table(
     Index("ix_processed_order", "site", "station", "journal", "seq"),
 )
 
-# -- per-station order (central/order.py)
+# -- per-station order (central/ledger/order.py)
 
 # How far each station journal's transactions have been applied: every seq up to `applied`
 # is applied (its processed row) or given up as a gap (order_gaps).
@@ -192,12 +192,12 @@ order_gaps = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
-# -- used by the SIP2 backend (central/sip2/backend.py), in the same database
+# -- used by the SIP2 backend (central/backends/sip2/backend.py), in the same database
 
 # A transaction being sent to the library system: taken before the request goes out, removed
 # with the commit of its `processed` row. A claim that outlives its lease (a bridge died, or
 # the answer never came) means the outcome is unknown: whoever takes it over asks the library
-# system first (see central/sip2/backend.py).
+# system first (see central/backends/sip2/backend.py).
 sip2_claims = Table(
     "sip2_claims", metadata,
     Column("msg_id", String(36), primary_key=True),
@@ -269,7 +269,7 @@ pin_events = Table(
 # One row per restore of the store from a backup. Stations kept numbering while the backup
 # aged, so after a restore each station journal's numbering is taken from where its
 # transactions say the station is (`acked_below`) instead of waiting for numbers the restored
-# store never saw (central/order.py).
+# store never saw (central/ledger/order.py).
 store_restores = Table(
     "store_restores", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

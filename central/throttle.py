@@ -12,7 +12,7 @@ size, rather than letting one message through now and then: a station's outbox s
 first, so a station that resumes mostly resumes in order. Where it does not (a flood long
 enough to resume in its middle, or several bridges, each with its own buckets, taking turns
 at one station's messages), the central's per-station order holds the later transactions
-until the earlier ones come again (central/order.py). Transactions and requests have a bucket
+until the earlier ones come again (central/ledger/order.py). Transactions and requests have a bucket
 each, so a station catching up on a backlog still gets its patron checks answered.
 
 A message takes what it costs the bridge (central/costly.py), not one: a PIN check takes a

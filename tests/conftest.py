@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
 
+from selfcheck.central.backends.store import CirculationStore  # noqa: E402
 from selfcheck.central.bridge import Bridge  # noqa: E402
 from selfcheck.central.ledger import Ledger  # noqa: E402
 from selfcheck.central.sample import load_sample  # noqa: E402
-from selfcheck.central.store import CirculationStore  # noqa: E402
 from selfcheck.kiosk.core import SelfCheck  # noqa: E402
 from selfcheck.lab.broker import Broker  # noqa: E402
 

@@ -20,12 +20,12 @@ from sqlalchemy import func, insert, select
 
 from selfcheck.central import backup as backup_mod
 from selfcheck.central import migrations
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.backup import BackupError, restores
 from selfcheck.central.engine import open_engine
 from selfcheck.central.ledger import Ledger, open_db
 from selfcheck.central.sample import load_sample
 from selfcheck.central.schema import order_gaps, processed, store_restores
-from selfcheck.central.store import CirculationStore
 from selfcheck.mqtt.messages import TxLoan, TxReturn
 from tests.conftest import ROOT
 from tests.dbs import KINDS, fresh_db

@@ -20,8 +20,8 @@ import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
-from selfcheck.central.store import CirculationStore
 from selfcheck.drivers.card.base import SimulatedCardReader
 from selfcheck.drivers.pad.simulated import SimulatedPad
 from selfcheck.drivers.tags import iso28560_3

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.schema import circulation, processed
 from selfcheck.central.sessions import Sessions
-from selfcheck.central.store import CirculationStore
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess
 from selfcheck.mqtt import messages, topics

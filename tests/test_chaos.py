@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, update
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.sample import load_sample
 from selfcheck.central.schema import circulation, processed
-from selfcheck.central.store import CirculationStore
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.lab.chaos import SITE, Report, chaos, check_store
 from selfcheck.mqtt import topics

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from selfcheck.central.backends.sip2.backend import Sip2Backend
+from selfcheck.central.backends.sip2.client import Sip2Config
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.costly import (
     ACCOUNT_COST,
@@ -28,9 +31,6 @@ from selfcheck.central.costly import (
 from selfcheck.central.ledger import open_db
 from selfcheck.central.metrics import BridgeCollector
 from selfcheck.central.sample import load_sample
-from selfcheck.central.sip2.backend import Sip2Backend
-from selfcheck.central.sip2.client import Sip2Config
-from selfcheck.central.store import CirculationStore
 from selfcheck.central.throttle import STATION_BURST, STATION_RATE_PER_S, StationThrottle, Verdict
 from selfcheck.lab.bench.shares import SITE, Station, Trickle, guessable_store, percentile
 from selfcheck.lab.broker import Broker

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcheck.central.store import CirculationStore
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess, HeadlessStation
 from tests.conftest import ROOT

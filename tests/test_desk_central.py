@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from selfcheck.central import pin as pins
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.ledger import refused_offline
 from selfcheck.central.pin_rules import PinRule, PinRules
 from selfcheck.central.sample import load_sample
-from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.lab.broker import Broker

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from selfcheck.central.sip2 import messages as m
-from selfcheck.central.sip2.backend import Sip2Backend
-from selfcheck.central.sip2.codec import Message
+from selfcheck.central.backends.sip2 import messages as m
+from selfcheck.central.backends.sip2.backend import Sip2Backend
+from selfcheck.central.backends.sip2.codec import Message
 from selfcheck.lab.standins.sip2_server import Item, Library, Patron, running
 from selfcheck.mqtt.ids import uuid7
 from tests.conftest import applied

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.fleet.auth import Auth, LoginRefused
 from selfcheck.central.fleet.db import FleetStore
 from selfcheck.central.fleet.service import FleetService
 from selfcheck.central.fleet.state import FleetState
 from selfcheck.central.fleet.stats import Stats
 from selfcheck.central.schema import circulation, order_gaps, processed, reconciliation
-from selfcheck.central.store import CirculationStore
 from selfcheck.lab.bench.browser import CHROMIUM, Browser
 from selfcheck.lab.broker import Broker
 from selfcheck.mqtt import messages

@@ -502,8 +502,8 @@ def test_a_central_store_apart_from_the_fleet_tables_feeds_the_guard_and_stock_t
     wrong-clock alerts, the order gaps and the stock-take pages read it, not the fleet's."""
     import requests
 
+    from selfcheck.central.backends.store import CirculationStore
     from selfcheck.central.schema import order_gaps, pin_stations, reconciliation, stocktakes
-    from selfcheck.central.store import CirculationStore
     from selfcheck.mqtt.ids import uuid7
 
     central = CirculationStore(f"sqlite:///{tmp_path / 'central.db'}")

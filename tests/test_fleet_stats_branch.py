@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.fleet.service import FleetService
 from selfcheck.central.schema import circulation, processed
-from selfcheck.central.store import CirculationStore
 from selfcheck.lab.bench.browser import CHROMIUM, Browser
 from selfcheck.lab.broker import Broker
 from selfcheck.mqtt import messages

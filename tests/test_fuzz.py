@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from selfcheck.central.backends.sip2 import codec
 from selfcheck.central.importer import (
     CatalogueError,
     parse_items_csv,
@@ -17,7 +18,6 @@ from selfcheck.central.importer import (
     parse_patrons,
     parse_rules,
 )
-from selfcheck.central.sip2 import codec
 from selfcheck.cli import main
 from selfcheck.cli.errors import UserError
 from selfcheck.drivers.pad import m810_codec
@@ -68,7 +68,7 @@ def test_corpus_input_gets_the_documented_error(name: str, path: Path) -> None:
 
 
 def test_sip2_unicode_digits_are_not_numbers() -> None:
-    from selfcheck.central.sip2 import messages as sm
+    from selfcheck.central.backends.sip2 import messages as sm
 
     def reply(name: str) -> codec.Message:
         return codec.decode((CORPUS / "sip2-reply" / f"{name}.bin").read_bytes(),

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from selfcheck.central.backends.sip2.client import Sip2Config
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.ils_health import IlsHealth, sip2_probe, store_probe
-from selfcheck.central.sip2.client import Sip2Config
-from selfcheck.central.store import CirculationStore
 from selfcheck.lab.broker import Broker, free_port
 from selfcheck.lab.standins.sip2_server import Library, running
 from tests.conftest import ROOT, wait_until

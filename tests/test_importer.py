@@ -14,9 +14,9 @@ import pytest
 from pymarc import Field, Record, Subfield
 from sqlalchemy import func, select
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.importer import CatalogueError, import_files, marc_title, parse_marc
 from selfcheck.central.schema import items, patrons
-from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
-from selfcheck.central.store import CirculationStore
 from selfcheck.drivers.card.base import SimulatedCardReader
 from selfcheck.drivers.pad.simulated import SimulatedPad
 from selfcheck.drivers.tags import iso28560_3

@@ -18,14 +18,14 @@ from sqlalchemy import Engine, insert
 
 from selfcheck.central import stocktake, tagging
 from selfcheck.central.backend import BackendUnavailable
+from selfcheck.central.backends.koha.backend import KohaBackend
+from selfcheck.central.backends.sip2 import messages as m
+from selfcheck.central.backends.sip2.backend import Sip2Backend
+from selfcheck.central.backends.sip2.client import Sip2Config
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.fleet.service import FleetService
-from selfcheck.central.koha.backend import KohaBackend
 from selfcheck.central.ledger import open_db
 from selfcheck.central.schema import items
-from selfcheck.central.sip2 import messages as m
-from selfcheck.central.sip2.backend import Sip2Backend
-from selfcheck.central.sip2.client import Sip2Config
 from selfcheck.central.stocktake import Stocktakes
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.standins.koha_standin import Fault, KohaExtra, KohaStandIn, koha_running

@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from selfcheck.central.backend import BackendUnavailable
-from selfcheck.central.koha import backend as kb
-from selfcheck.central.koha.backend import KohaBackend
+from selfcheck.central.backends.koha import backend as kb
+from selfcheck.central.backends.koha.backend import KohaBackend
 from selfcheck.lab.standins.koha_standin import Fault, Hold, KohaExtra, KohaStandIn, koha_running
 from selfcheck.lab.standins.sip2_server import FaultProxy, Item, Library, Patron, running
 from selfcheck.mqtt.ids import uuid7

@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import func, select
 
 from selfcheck.central.backend import BackendUnavailable
-from selfcheck.central.koha.backend import KohaBackend
-from selfcheck.central.koha.client import KohaClient, KohaConfig
+from selfcheck.central.backends.koha.backend import KohaBackend
+from selfcheck.central.backends.koha.client import KohaClient, KohaConfig
+from selfcheck.central.backends.sip2.client import Sip2Config
 from selfcheck.central.ledger import open_db
 from selfcheck.central.schema import processed, sip2_claims
-from selfcheck.central.sip2.client import Sip2Config
 from selfcheck.lab.standins.koha_standin import Fault, Hold, KohaExtra, KohaStandIn, koha_running
 from selfcheck.lab.standins.sip2_server import FaultProxy, Item, Library, Patron, running
 from selfcheck.mqtt.ids import uuid7
@@ -469,7 +469,7 @@ def test_https_with_the_sites_ca(tmp_path: Path) -> None:
 # -- health: both doors
 
 def test_health_probe_sees_rest_and_sip2(tmp_path: Path) -> None:
-    from selfcheck.central.koha.health import koha_probe
+    from selfcheck.central.backends.koha.health import koha_probe
 
     lib = library()
     with running(lib) as (_s, proxy):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from selfcheck.central.koha import mapping as km
-from selfcheck.central.koha.client import KohaConfig, KohaProtocolError
+from selfcheck.central.backends.koha import mapping as km
+from selfcheck.central.backends.koha.client import KohaConfig, KohaProtocolError
 from selfcheck.lab.standins.koha_spec import SPEC, Spec, Violation
 from selfcheck.lab.standins.koha_standin import koha_running
 from selfcheck.lab.standins.sip2_server import Item, Library, Patron

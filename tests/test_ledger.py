@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import Engine, func, inspect, select
 
 from selfcheck.central.backend import Claim, Outcome, Tx
+from selfcheck.central.backends.sip2.backend import Sip2Backend
+from selfcheck.central.backends.sip2.client import Sip2Config
 from selfcheck.central.ledger import Ledger, open_db, open_engine, refused_offline
 from selfcheck.central.schema import processed, sip2_claims
-from selfcheck.central.sip2.backend import Sip2Backend
-from selfcheck.central.sip2.client import Sip2Config
 from selfcheck.lab.standins.sip2_server import Item, Library, Patron, running
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import AckTx, TxLoan, TxReturn
@@ -181,8 +181,9 @@ def test_backends_keep_no_ledger_and_migrate_nothing(tmp_path: Path) -> None:
     backend = Sip2Backend(Sip2Config.parse("sip2://sc:secret@127.0.0.1:1?institution=x"), engine)
     backend.close()
     assert inspect(engine).get_table_names() == []  # whoever starts the bridge migrates
-    code = ("import sys, selfcheck.central.sip2.backend, selfcheck.central.koha.backend;"
-            "print(sorted(m for m in sys.modules if m in ('selfcheck.central.store',"
+    code = ("import sys, selfcheck.central.backends.sip2.backend, "
+            "selfcheck.central.backends.koha.backend;"
+            "print(sorted(m for m in sys.modules if m in ('selfcheck.central.backends.store',"
             " 'selfcheck.central.batch', 'alembic')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

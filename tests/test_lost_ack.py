@@ -9,8 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.ledger import refused_offline
-from selfcheck.central.store import CirculationStore
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess, HeadlessStation

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import inspect, text
 
 from selfcheck.central import migrations
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.engine import open_engine
 from selfcheck.central.sample import ITEMS, PATRONS, RULES
 from selfcheck.central.schema import metadata
-from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from selfcheck.central.backends.sip2 import messages as m
+from selfcheck.central.backends.sip2.backend import Sip2Backend
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.schema import loans
-from selfcheck.central.sip2 import messages as m
-from selfcheck.central.sip2.backend import Sip2Backend
-from selfcheck.central.store import CirculationStore
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.standins.sip2_server import (
     FINE_PER_DAY,

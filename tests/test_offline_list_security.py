@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.sample import load_sample
-from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
 from selfcheck.kiosk.runtime.journal import Journal
 from selfcheck.mqtt.ids import uuid7

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.ledger import Ledger, gaps
-from selfcheck.central.order import HELD_MAX
+from selfcheck.central.ledger.order import HELD_MAX
 from selfcheck.central.sample import load_sample
 from selfcheck.central.schema import processed
-from selfcheck.central.store import CirculationStore
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess, HeadlessStation
 from selfcheck.mqtt.ids import uuid7

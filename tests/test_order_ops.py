@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.fleet.service import FleetService
 from selfcheck.central.fleet.state import ORDER_RECENT_S, FleetState
 from selfcheck.central.ledger import Ledger, gaps
 from selfcheck.central.metrics import BridgeCollector
 from selfcheck.central.sample import load_sample
-from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
 from selfcheck.lab.broker import Broker
 from selfcheck.mqtt import topics

@@ -88,7 +88,7 @@ def test_a_journal_from_before_ids_keeps_none(tmp_path: Path) -> None:
 def test_each_transaction_says_below_which_seq_the_central_has_acked_them_all(
         tmp_path: Path) -> None:
     """`acked_below`: the lowest seq still waiting in the outbox when it was journalled, for
-    the central after a restore of its store (central/order.py); in the payload as stored."""
+    the central after a restore of its store (central/ledger/order.py); in the payload as stored."""
     journal = Journal(tmp_path / "j.db")
     one = add(journal)
     assert one.acked_below == 1  # nothing before it

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.engine import open_engine
 from selfcheck.central.fleet import guard
 from selfcheck.central.fleet.state import FleetState
-from selfcheck.central.store import CirculationStore
 from selfcheck.cli import main
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from selfcheck.central import pin as pins
+from selfcheck.central.backends.sip2.backend import Sip2Backend
+from selfcheck.central.backends.sip2.client import Sip2Config
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.ledger import Ledger, open_db
 from selfcheck.central.names import given_name
 from selfcheck.central.pin_rules import (
@@ -25,9 +28,6 @@ from selfcheck.central.pin_rules import (
 )
 from selfcheck.central.sample import load_sample
 from selfcheck.central.sessions import CLOCK_SLACK, Sessions, judge
-from selfcheck.central.sip2.backend import Sip2Backend
-from selfcheck.central.sip2.client import Sip2Config
-from selfcheck.central.store import CirculationStore
 from selfcheck.lab.standins.koha_standin import koha_running
 from selfcheck.lab.standins.sip2_server import Library, Patron, running
 from selfcheck.mqtt.ids import uuid7

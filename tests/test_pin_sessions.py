@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcheck.central.store import CirculationStore
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess
 from selfcheck.mqtt import messages, topics

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy.engine import Connection
 
 from selfcheck.central.backend import Tx
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.fleet.service import FleetService
-from selfcheck.central.store import CirculationStore
 from selfcheck.drivers.pad.simulated import SimulatedPad
 from selfcheck.kiosk.runtime.watchdog import UiWatchdog
 from selfcheck.lab.broker import Broker

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from selfcheck.central.backends.sip2.backend import Sip2Backend
+from selfcheck.central.backends.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
 from selfcheck.central.ledger import Ledger, open_db
 from selfcheck.central.schema import processed, sip2_claims
-from selfcheck.central.sip2.backend import Sip2Backend
-from selfcheck.central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
 from selfcheck.lab.standins.sip2_server import (
     FaultProxy,
     Item,
@@ -335,7 +335,7 @@ def test_keepalive_and_wrong_password(tmp_path: Path) -> None:
         cfg = Sip2Config.parse(f"sip2://sc:secret@127.0.0.1:{proxy.port}?institution=x"
                                "&keepalive=0.2")
         pool = Sip2Pool(cfg)
-        from selfcheck.central.sip2 import messages as m
+        from selfcheck.central.backends.sip2 import messages as m
         pool.call(m.sc_status(), idempotent=True)
         threading.Event().wait(0.6)  # the keepalive sends 99 on the idle connection
         assert proxy.connections == 1

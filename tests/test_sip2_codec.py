@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from selfcheck.central.sip2 import messages as m
-from selfcheck.central.sip2.client import Sip2Config
-from selfcheck.central.sip2.codec import (
+from selfcheck.central.backends.sip2 import messages as m
+from selfcheck.central.backends.sip2.client import Sip2Config
+from selfcheck.central.backends.sip2.codec import (
     Framer,
     Message,
     Profile,
@@ -19,7 +19,7 @@ from selfcheck.central.sip2.codec import (
     encode,
     fold,
 )
-from selfcheck.central.sip2.session import Reply, Session, Write
+from selfcheck.central.backends.sip2.session import Reply, Session, Write
 
 UTF8, ASCII = Profile("utf-8"), Profile("ascii")
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)

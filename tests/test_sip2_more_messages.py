@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from selfcheck.central.sip2 import messages as m
-from selfcheck.central.sip2.client import Sip2Config, Sip2Pool
-from selfcheck.central.sip2.codec import Message, Profile, Sip2ProtocolError, encode
+from selfcheck.central.backends.sip2 import messages as m
+from selfcheck.central.backends.sip2.client import Sip2Config, Sip2Pool
+from selfcheck.central.backends.sip2.codec import Message, Profile, Sip2ProtocolError, encode
 from selfcheck.lab.standins.sip2_server import Item, Library, Patron, running
 
 INST = "tv-test"

@@ -10,10 +10,10 @@ from urllib.parse import quote
 
 import pytest
 
+from selfcheck.central.backends.sip2.backend import Sip2Backend
+from selfcheck.central.backends.sip2.client import Connection, Sip2Config, Sip2LoginRefused
+from selfcheck.central.backends.sip2.codec import Profile
 from selfcheck.central.ledger import open_db
-from selfcheck.central.sip2.backend import Sip2Backend
-from selfcheck.central.sip2.client import Connection, Sip2Config, Sip2LoginRefused
-from selfcheck.central.sip2.codec import Profile
 from selfcheck.lab.standins.sip2_server import Item, Library, Patron, running
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxReturn

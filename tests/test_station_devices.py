@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
-from selfcheck.central.store import CirculationStore
 from selfcheck.drivers.pad.simulators import SIMULATORS, PadSimulator
 from selfcheck.drivers.tags import iso28560_2, iso28560_3
 from selfcheck.kiosk import core

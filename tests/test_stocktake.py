@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.fleet.service import FleetService
 from selfcheck.central.stocktake import Stocktakes
-from selfcheck.central.store import CirculationStore
 from selfcheck.drivers.pad.simulators import SIMULATORS, PadSimulator
 from selfcheck.drivers.tags import iso28560_3
 from selfcheck.kiosk.runtime.devices import open_devices

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.sample import load_sample
-from selfcheck.central.store import CirculationStore
 from selfcheck.mqtt.ids import uuid7
 from selfcheck.mqtt.messages import TxLoan, TxRenew, TxReturn
 from tests.conftest import applied

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from selfcheck.central import tagging
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.schema import tagged_items
-from selfcheck.central.store import CirculationStore
 from selfcheck.drivers.card.base import SimulatedCardReader
 from selfcheck.drivers.pad.m810 import M810Pad
 from selfcheck.drivers.pad.simulators import M810Simulator

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.bridge import Bridge
 from selfcheck.central.metrics import BridgeCollector
-from selfcheck.central.store import CirculationStore
 from selfcheck.central.throttle import MAX_STATIONS, StationThrottle, Verdict
 from selfcheck.lab.broker import Broker
 from selfcheck.mqtt import topics

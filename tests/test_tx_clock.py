@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from selfcheck.central.backends.store import CirculationStore
 from selfcheck.central.engine import open_engine
 from selfcheck.central.fleet import guard
 from selfcheck.central.fleet.state import FleetState
 from selfcheck.central.ledger import refused_offline
 from selfcheck.central.schema import loans
-from selfcheck.central.store import CirculationStore
 from selfcheck.central.tx_clock import ClockBounds, judge
 from selfcheck.cli import main
 from selfcheck.lab.broker import Broker

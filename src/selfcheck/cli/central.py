@@ -6,7 +6,6 @@ the dedupe rows)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import gc
 import logging
@@ -27,16 +26,13 @@ from selfcheck.cli.errors import UserError, lang_of
 from selfcheck.mqtt.connection import BrokerAddress
 from selfcheck.system import faults
 from selfcheck.system.sdnotify import notify
-from selfcheck.system.secrets import read_password, read_secret
 
 STATUS_EVERY_S = 10.0
 
 if TYPE_CHECKING:
-    from selfcheck.central.backend import Backend
     from selfcheck.central.bridge import Bridge
     from selfcheck.central.ils_health import IlsHealth
     from selfcheck.central.ils_report import IlsReporter
-    from selfcheck.central.sip2.client import Sip2Config
 
 SIP2_HELP = (
     "sip2://USER@HOST:PORT?institution=ID with optional &KEY=VALUE: "
@@ -200,31 +196,12 @@ def pin_rules(args: argparse.Namespace) -> PinRules:
                     categories=dict(args.pin_category))
 
 
-def ils_config(url: str, password_file: Path | None) -> Sip2Config:
-    """The SIP2 settings, with the password from its file: a password in the URL would show
-    in `ps` and in the unit file, so it is refused."""
-    from selfcheck.central.sip2.client import Sip2Config
-
-    cfg = Sip2Config.parse(url)
-    if cfg.password or cfg.terminal_password:
-        raise ValueError("--ils: a password in the URL shows in `ps`; put it in a file (mode "
-                         "0600) and give --ils-password-file")
-    if password_file is None:
-        if cfg.user:
-            raise ValueError(f"--ils: user {cfg.user!r} needs --ils-password-file")
-        return cfg
-    lines = read_secret(password_file, "--ils-password-file")
-    # An optional second line: the terminal password (AC) some library systems ask for.
-    return dataclasses.replace(cfg, password=lines[0], password_file=password_file,
-                               terminal_password=lines[1] if len(lines) > 1 else "")
-
-
 def run(args: argparse.Namespace) -> int:
     # Imported here so that other subcommands (the station above all) never load SQLAlchemy.
+    from selfcheck.central.backends.store import CirculationStore
     from selfcheck.central.bridge import Bridge
     from selfcheck.central.ils_health import IlsHealth, sip2_probe, store_probe
     from selfcheck.central.sample import load_sample
-    from selfcheck.central.store import CirculationStore
     from selfcheck.central.tx_clock import ClockBounds
 
     try:  # before anything else: refuse clear text off this machine, bad paths, no password
@@ -252,45 +229,43 @@ def run(args: argparse.Namespace) -> int:
 
         if _until_store(make_folder, args.db, stop) is None:
             return 0
-    backend: Backend
-    if args.ils and args.ils.startswith("koha+"):
-        koha = _until_store(lambda: _koha(args), args.db, stop)
-        if koha is None:
-            return 0
-        backend, where = koha
-        from selfcheck.central.koha.backend import KohaBackend
-        from selfcheck.central.koha.health import koha_probe
+    from selfcheck.central.backends import choose_backend, open_backend
+
+    try:  # which library system, its settings and passwords read: nothing opened yet
+        choice = choose_backend(args.db, args.ils, circulation=args.ils_circulation,
+                                password_file=args.ils_password_file,
+                                secret_file=args.ils_secret_file)
+    except ValueError as exc:
+        raise UserError("ils.invalid", msg=exc) from None
+    if choice.sip2 is not None and choice.kind == "sip2":
+        # the verdict comes as soon as it can: before the central's database is reached
+        health: IlsHealth | None = IlsHealth(sip2_probe(choice.sip2), choice.where,
+                                             args.ils_check).start()
+    else:
+        health = None
+
+    def days(n: float) -> dt.timedelta | None:
+        return dt.timedelta(days=n) if n else None
+
+    opened = _until_store(lambda: open_backend(
+        choice, pin_rules=pin_rules(args), pin_budget=pin_budget(args),
+        offline_salt_age=days(args.offline_salt_days),
+        offline_recent=days(args.offline_recent_days)), args.db, stop)
+    if opened is None:
+        return 0
+    backend = opened
+    where = choice.where
+    if choice.kind == "koha":
+        from selfcheck.central.backends.koha.backend import KohaBackend
+        from selfcheck.central.backends.koha.health import koha_probe
 
         assert isinstance(backend, KohaBackend)
         # Both doors: REST for loans and accounts, SIP2 for returns.
         health = IlsHealth(koha_probe(backend.client, backend.cfg), where,
                            args.ils_check).start()
-    elif args.ils_circulation:
-        raise UserError("ils.invalid", msg="--ils-circulation goes with --ils koha+https://...")
-    elif args.ils:
-        from selfcheck.central.sip2.backend import Sip2Backend
-
-        try:
-            cfg = ils_config(args.ils, args.ils_password_file)
-        except ValueError as exc:
-            raise UserError("ils.invalid", msg=exc) from None
-        probe = sip2_probe(cfg)  # before the backend: the verdict comes as soon as it can
-        health = IlsHealth(probe, str(cfg), args.ils_check).start()
-        from selfcheck.central.ledger import open_db
-
-        engine = _until_store(lambda: open_db(args.db), args.db, stop)
-        if engine is None:
-            return 0
-        backend = Sip2Backend(cfg, engine, pin_rules=pin_rules(args),
-                              pin_budget=pin_budget(args))
-        where = str(cfg)
-    else:
-        def days(n: float) -> dt.timedelta | None:
-            return dt.timedelta(days=n) if n else None
-
-        store = CirculationStore(args.db, offline_salt_age=days(args.offline_salt_days),
-                                 offline_recent=days(args.offline_recent_days),
-                                 pin_rules=pin_rules(args), pin_budget=pin_budget(args))
+    elif choice.kind == "store":
+        assert isinstance(backend, CirculationStore)
+        store = backend
 
         def fill() -> bool:
             if args.load_sample:
@@ -301,9 +276,9 @@ def run(args: argparse.Namespace) -> int:
 
         if not _until_store(fill, args.db, stop):
             return 0
-        backend = store
         where = store.engine.url.render_as_string(hide_password=True)
         health = IlsHealth(store_probe(store.engine), "store", args.ils_check).start()
+    assert health is not None
     made = _until_store(lambda: Bridge(
         backend, broker.address, client_id=args.id, security=broker.security,
         order_wait_s=args.order_wait, order=not args.no_order,
@@ -372,36 +347,6 @@ def _ils_reporter(bridge: Bridge, bridge_id: str, health: IlsHealth) -> IlsRepor
         logging.getLogger("selfcheck.central").warning(
             "the library system's state is not published for the console: %s", exc)
         return None
-
-
-def _koha(args: argparse.Namespace) -> tuple[Backend, str]:
-    """Koha over REST with SIP2 for returns."""
-    from selfcheck.central.koha.backend import KohaBackend
-    from selfcheck.central.koha.client import KohaConfig
-
-    try:
-        koha = KohaConfig.parse(args.ils)
-        if koha.secret:
-            raise ValueError("--ils: a password in the URL shows in `ps`; put it in a file "
-                             "(mode 0600) and give --ils-secret-file")
-        secret = read_password(args.ils_secret_file, "--ils-secret-file")
-        if secret is None:
-            raise ValueError(f"--ils: Koha user {koha.user!r} needs --ils-secret-file")
-        koha = dataclasses.replace(koha, secret=secret)
-        if not args.ils_circulation:
-            raise ValueError("Koha's REST API has no check-in: give --ils-circulation "
-                             "sip2://USER@HOST:PORT?institution=ID for returns (its "
-                             "password in --ils-password-file)")
-        circulation = ils_config(args.ils_circulation, args.ils_password_file)
-    except ValueError as exc:
-        raise UserError("ils.invalid", msg=exc) from None
-    if koha.ca_file and not Path(koha.ca_file).is_file():
-        raise UserError("ils.invalid", msg=f"ca file {koha.ca_file} not found")
-    from selfcheck.central.ledger import open_db
-
-    return (KohaBackend(koha, circulation, open_db(args.db), pin_rules=pin_rules(args),
-                        pin_budget=pin_budget(args)),
-            f"{koha} + {circulation}")
 
 
 T = TypeVar("T")

@@ -103,7 +103,7 @@ def register(central: argparse.ArgumentParser) -> None:
 def rotate_salt(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from selfcheck.central.store import rotate_salts
+    from selfcheck.central.backends.store import rotate_salts
 
     sites = rotate_salts(_engine(args.db), dt.datetime.now(dt.UTC), args.site)
     if not sites:
@@ -205,7 +205,8 @@ def report(args: argparse.Namespace) -> int:
     print(f"{len(undone)} loan(s) made after the reader was told they were not, checked back "
           f"in ({failed} of those returns refused: check the book at the desk)")
     print()
-    # Numbering taken from a station after a restore: said apart, it is no gap (central/order.py).
+    # Numbering taken from a station after a restore: said apart, it is no gap
+    # (central/ledger/order.py).
     rebased = [g for g in gaps if g["kind"] == "rebase"]
     gaps = [g for g in gaps if g["kind"] != "rebase"]
     # A seq counts within one journal: a reinstalled station starts again at 1.

@@ -61,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--ils", default=None, metavar="URL", help="as for `selfcheck central`")
     c.add_argument("--ils-password-file", type=Path, default=None, metavar="FILE",
                    help="as for `selfcheck central`")
+    c.add_argument("--ils-circulation", default=None, metavar="URL",
+                   help="as for `selfcheck central` (Koha: the SIP2 server for returns)")
+    c.add_argument("--ils-secret-file", type=Path, default=None, metavar="FILE",
+                   help="as for `selfcheck central`")
     broker_options.add_arguments(p)
     p.set_defaults(func=run)
 
@@ -357,12 +361,15 @@ def central_checks(args: argparse.Namespace, lang: str) -> list[Check]:
               Check(t("doctor.store", lang, url=_store_name(args.db)),
                     lambda: store_check(args.db, lang))]
     if args.ils:
-        from selfcheck.cli.central import ils_config
+        from selfcheck.central.backends import choose_backend
 
         try:  # the central's own rules: no password in the URL, the file 0600
-            cfg = ils_config(args.ils, args.ils_password_file)
+            choice = choose_backend(args.db, args.ils, circulation=args.ils_circulation,
+                                    password_file=args.ils_password_file,
+                                    secret_file=args.ils_secret_file)
         except ValueError as exc:
             raise UserError("ils.invalid", msg=exc) from None
+        cfg = choice.sip2  # the SIP2 server: the library system's, or Koha's returns
         checks.append(Check(t("doctor.ils", lang, ils=cfg), lambda: ils_check(cfg, lang)))
     return checks
 

@@ -31,7 +31,7 @@ from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess, HeadlessStation
 
 if TYPE_CHECKING:
-    from selfcheck.central.store import CirculationStore
+    from selfcheck.central.backends.store import CirculationStore
 
 SITE = "chaos-lib"
 BOOKS = 6  # per station: its own, so its journal alone decides where they end up
@@ -305,7 +305,7 @@ class Run:
                 "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in history))
 
     def check(self) -> None:
-        from selfcheck.central.store import CirculationStore
+        from selfcheck.central.backends.store import CirculationStore
 
         store = CirculationStore(self.db)
         try:

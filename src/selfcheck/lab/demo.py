@@ -133,7 +133,7 @@ def run_all(args: argparse.Namespace) -> int:
 
 
 def _with_store(db_url: str, fn: Any) -> None:
-    from selfcheck.central.store import CirculationStore
+    from selfcheck.central.backends.store import CirculationStore
 
     store = CirculationStore(db_url)
     try:
@@ -192,7 +192,7 @@ def check(db_url: str, journal: Path, scenario: Scenario, out: Outcome | None = 
     should have left there, and every transaction was acknowledged."""
     from dataclasses import replace
 
-    from selfcheck.central.store import CirculationStore
+    from selfcheck.central.backends.store import CirculationStore
     from selfcheck.kiosk.runtime.journal import Journal
 
     store, station = CirculationStore(db_url), Journal(journal)
@@ -214,7 +214,7 @@ def check(db_url: str, journal: Path, scenario: Scenario, out: Outcome | None = 
 
 def check_store(db_url: str, scenario: str = "walk") -> int:
     """The store half of `check`, for callers that have no journal at hand."""
-    from selfcheck.central.store import CirculationStore
+    from selfcheck.central.backends.store import CirculationStore
 
     store = CirculationStore(db_url)
     try:

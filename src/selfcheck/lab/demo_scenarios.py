@@ -27,7 +27,7 @@ RS_HOLD_ITEM = "39000002"
 class Outcome:
     """What a check reads after the run."""
 
-    store: Any  # central.store.CirculationStore
+    store: Any  # central.backends.store.CirculationStore
     journal: Any  # kiosk.journal.Journal (the station's, reopened)
     printed: bytes = b""  # what the printer simulator printed (receipt scenario)
     lang: str = "vi"

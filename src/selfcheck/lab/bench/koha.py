@@ -109,11 +109,11 @@ def run(args: argparse.Namespace) -> Iterator[Figure]:
 
 def _at(args: argparse.Namespace, delay: float, heavy: str,
         bench_library: Any, running: Any) -> Iterator[Figure]:
-    from selfcheck.central.koha.backend import KohaBackend
-    from selfcheck.central.koha.client import KohaConfig
-    from selfcheck.central.ledger import open_db
-    from selfcheck.central.sip2.backend import Sip2Backend
-    from selfcheck.central.sip2.client import Sip2Config
+    from selfcheck.central.backends import BackendChoice, open_backend
+    from selfcheck.central.backends.koha.backend import KohaBackend
+    from selfcheck.central.backends.koha.client import KohaConfig
+    from selfcheck.central.backends.sip2.backend import Sip2Backend
+    from selfcheck.central.backends.sip2.client import Sip2Config
 
     ms = round(delay * 1000)
     count = (200 if args.quick else 1000) if delay < 0.01 else (40 if args.quick else 200)
@@ -126,7 +126,10 @@ def _at(args: argparse.Namespace, delay: float, heavy: str,
             running(lib) as (server, _proxy):
         sip2 = Sip2Config.parse(f"sip2://{lib.user}:{lib.password}@127.0.0.1:{server.port}"
                                 f"?institution=bench&location=bench&pool={POOL}")
-        sip2_backend = Sip2Backend(sip2, open_db(f"sqlite:///{tmp}/sip2.db"))
+        # as the central opens them (passwords in the URLs: the bench's own servers)
+        sip2_backend = open_backend(BackendChoice("sip2", f"sqlite:///{tmp}/sip2.db",
+                                                  sip2=sip2))
+        assert isinstance(sip2_backend, Sip2Backend)
         try:
             sent = _counted(sip2_backend)
             refs = [sip2_backend.check_patron(c).patron_ref for c in cards]
@@ -145,8 +148,9 @@ def _at(args: argparse.Namespace, delay: float, heavy: str,
             hello = json.loads(koha.stdout.readline())
             url = (f"koha+http://{hello['user']}:{quote(hello['password'])}@127.0.0.1:"
                    f"{hello['port']}?pool={POOL}&library=TVTINH")
-            rest = KohaBackend(KohaConfig.parse(url), sip2,
-                               open_db(f"sqlite:///{tmp}/koha.db"))
+            rest = open_backend(BackendChoice("koha", f"sqlite:///{tmp}/koha.db", sip2=sip2,
+                                              koha=KohaConfig.parse(url)))
+            assert isinstance(rest, KohaBackend)
             try:
                 sent = _counted(rest)
 

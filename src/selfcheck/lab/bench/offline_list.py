@@ -45,8 +45,8 @@ def _crack(salt: str, wanted: set[str], prefix: str, digits: int) -> tuple[int, 
 
 
 def run(args: argparse.Namespace) -> Iterator[Figure]:
+    from selfcheck.central.backends.store import CirculationStore
     from selfcheck.central.sample import load_sample
-    from selfcheck.central.store import CirculationStore
 
     extra = 2_000 if args.quick else 20_000
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,7 +26,7 @@ from selfcheck.mqtt.connection import BrokerAddress, make_client, publish_proper
 from selfcheck.mqtt.ids import uuid7
 
 if TYPE_CHECKING:
-    from selfcheck.central.store import CirculationStore
+    from selfcheck.central.backends.store import CirculationStore
 
 SITE = "thu-vien-hn"
 HONEST_CARD = "DG0006"  # no PIN of its own: a plain patron check (central/sample.py)
@@ -52,8 +52,8 @@ def guessable_store(url: str) -> CirculationStore:
     """The embedded store with every wrong PIN checked (a key derivation each): no card
     lockout, and no station budget where the store keeps one. These measure the bridge's
     scheduling under the derivations' load, not the lockouts that limit it."""
+    from selfcheck.central.backends.store import CirculationStore
     from selfcheck.central.pin_guard import StationBudget
-    from selfcheck.central.store import CirculationStore
 
     return CirculationStore(url, pin_policy=no_lockout(), pin_budget=StationBudget(budget=0))
 

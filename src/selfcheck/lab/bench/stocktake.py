@@ -65,9 +65,9 @@ async def _take(rt: object, sim: object, books: int) -> tuple[list[float], list[
 
 
 def run(args: argparse.Namespace) -> Iterator[Figure]:
+    from selfcheck.central.backends.store import CirculationStore
     from selfcheck.central.bridge import Bridge
     from selfcheck.central.stocktake import Stocktakes
-    from selfcheck.central.store import CirculationStore
     from selfcheck.drivers.pad.simulators import M810Simulator
     from selfcheck.kiosk.runtime.devices import open_devices
     from selfcheck.kiosk.runtime.station import StationRuntime

@@ -117,8 +117,8 @@ def _pad_targets() -> list[Target]:
 
 # -- SIP2 replies: the frame codec, then the reply parser its command has
 def _sip2(data: bytes) -> None:
-    from selfcheck.central.sip2 import codec
-    from selfcheck.central.sip2 import messages as sm
+    from selfcheck.central.backends.sip2 import codec
+    from selfcheck.central.backends.sip2 import messages as sm
 
     parsers: dict[str, Callable[[codec.Message], object]] = {
         "12": sm.circulation, "10": sm.circulation, "30": sm.circulation, "24": sm.patron,
@@ -135,7 +135,7 @@ _SIP2_PROFILES: list[Any] = []  # codec.Profile, imported with the target
 
 
 def _sip2_target() -> Target:
-    from selfcheck.central.sip2 import codec
+    from selfcheck.central.backends.sip2 import codec
 
     _SIP2_PROFILES[:] = [codec.Profile("utf-8"), codec.Profile("ascii")]
     when = "20260101    120000"

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from selfcheck.central.koha.client import KohaProtocolError
+from selfcheck.central.backends.koha.client import KohaProtocolError
 from selfcheck.mqtt.messages import (
     AccountLoan,
     AccountRes,

@@ -1,7 +1,7 @@
 """The embedded circulation store: patrons, items, loans, holds, fines and rules.
 
 `apply_in()` applies a batch of station transactions inside the ledger's database transaction
-(central/ledger.py): the ledger hands over each msg_id's first copy only and commits its dedupe
+(central/ledger/): the ledger hands over each msg_id's first copy only and commits its dedupe
 row with the effect.
 """
 

@@ -3,9 +3,9 @@ the backend's own client) and the SIP2 server that carries the returns (a fresh 
 
 from __future__ import annotations
 
+from selfcheck.central.backends.koha.client import KohaAuthRefused, KohaClient, KohaUnavailable
+from selfcheck.central.backends.sip2.client import Sip2Config
 from selfcheck.central.ils_health import Probe, Verdict, sip2_probe
-from selfcheck.central.koha.client import KohaAuthRefused, KohaClient, KohaUnavailable
-from selfcheck.central.sip2.client import Sip2Config
 
 
 def koha_probe(client: KohaClient, circulation: Sip2Config) -> Probe:

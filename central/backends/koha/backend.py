@@ -10,7 +10,7 @@
 - Items for tagging and stock-takes (item_info, items_info): GET /items by barcode, matched
   exactly and checked again here (Koha's list matches `LIKE '%barcode%'` otherwise).
 
-Exactly once is the ledger's (central/ledger.py), as for SIP2; both go through the SIP2
+Exactly once is the ledger's (central/ledger/), as for SIP2; both go through the SIP2
 backend's chains, so one station's transactions go out in seq order, a chain stopping at the
 first without an answer. An unknown outcome is settled by asking Koha before anything else
 (`_settle`): a REST loan by whether the item is among the patron's checkouts, a renewal by
@@ -37,14 +37,14 @@ from sqlalchemy import Engine
 
 from selfcheck.central import pin as pins
 from selfcheck.central.backend import BackendUnavailable, ItemInfo, Tx
-from selfcheck.central.koha import mapping as km
-from selfcheck.central.koha.client import KohaClient, KohaConfig
+from selfcheck.central.backends.koha import mapping as km
+from selfcheck.central.backends.koha.client import KohaClient, KohaConfig
+from selfcheck.central.backends.sip2.backend import Sip2Backend
+from selfcheck.central.backends.sip2.client import Sip2Config, Sip2Pool
+from selfcheck.central.backends.sip2.codec import Sip2Error
 from selfcheck.central.names import given_name
 from selfcheck.central.pin_guard import StationBudget
 from selfcheck.central.pin_rules import PinRules, demand, refusal
-from selfcheck.central.sip2.backend import Sip2Backend
-from selfcheck.central.sip2.client import Sip2Config, Sip2Pool
-from selfcheck.central.sip2.codec import Sip2Error
 from selfcheck.mqtt.messages import (
     AccountRes,
     AckTx,

@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from selfcheck.central.sip2.codec import Message, Sip2ProtocolError
+from selfcheck.central.backends.sip2.codec import Message, Sip2ProtocolError
 
 REPLY_TO = {"93": "94", "99": "98", "23": "24", "63": "64", "11": "12", "09": "10",
             "29": "30", "65": "66", "17": "18", "35": "36", "37": "38"}

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from selfcheck.central.sip2 import codec
-from selfcheck.central.sip2.codec import (
+from selfcheck.central.backends.sip2 import codec
+from selfcheck.central.backends.sip2.codec import (
     Framer,
     Message,
     Profile,

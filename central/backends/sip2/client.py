@@ -16,9 +16,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from selfcheck.central.backend import BackendUnavailable, ils_number
-from selfcheck.central.sip2 import messages as m
-from selfcheck.central.sip2.codec import Message, Profile, Sip2Error, Sip2ProtocolError
-from selfcheck.central.sip2.session import Reply, Session, Write
+from selfcheck.central.backends.sip2 import messages as m
+from selfcheck.central.backends.sip2.codec import Message, Profile, Sip2Error, Sip2ProtocolError
+from selfcheck.central.backends.sip2.session import Reply, Session, Write
 from selfcheck.system.secrets import read_secret
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ backend (central/backend.py).
   row: the reader was told yes while offline, and staff must follow it up. So does a return a
   station sent by itself to undo a loan made after the reader was told it was not
   (`compensates`): what the reader was last shown is what the library system ends up holding.
-- Per-station order (central/order.py): a transaction that came before a predecessor is held
+- Per-station order (central/ledger/order.py): a transaction that came before a predecessor is held
   until the gap fills, or until the order wait gives the gap up (`order_gaps`).
 - A transaction's own time (`at`) is the station's word: far in the past or ahead of the
   central's clock (central/tx_clock.py) it is applied at the central's time instead, with a
@@ -46,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 
 from selfcheck.central.backend import KIND, Claim, LocalBackend, Outcome, RemoteBackend, Tx
 from selfcheck.central.engine import open_engine
-from selfcheck.central.order import Admitted, Key, StationOrder, key_of
+from selfcheck.central.ledger.order import Admitted, Key, StationOrder, key_of
 from selfcheck.central.schema import order_gaps, processed, reconciliation, sip2_claims
 from selfcheck.central.sessions import Sessions, needs_session
 from selfcheck.central.tx_clock import ClockBounds, Verdict, judge
@@ -116,7 +116,7 @@ class Ledger:
         # This batch's: (site, station, msg_id) -> why, and the station's time.
         self._clocks: dict[tuple[str, str, str], tuple[Verdict, dt.datetime]] = {}
 
-    # -- per-station order (central/order.py)
+    # -- per-station order (central/ledger/order.py)
     def admit(self, txs: Sequence[Tx], now: dt.datetime | None = None) -> Admitted:
         return self.order.admit(txs, now)
 

@@ -1,6 +1,6 @@
 """The SIP2 backend: station transactions applied to a library system (Koha, Evergreen, ...).
 
-Exactly once is the ledger's (central/ledger.py): it claims each msg_id before this backend
+Exactly once is the ledger's (central/ledger/): it claims each msg_id before this backend
 sends anything, commits the results after, and answers repeats itself. What is left here is
 what only the library system can settle: when a claim outlived its lease (a bridge died, or
 the answer never came), the outcome is unknown, and this backend *asks before acting*: a loan
@@ -35,6 +35,9 @@ from selfcheck.central.backend import (
     Outcome,
     Tx,
 )
+from selfcheck.central.backends.sip2 import messages as m
+from selfcheck.central.backends.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
+from selfcheck.central.backends.sip2.codec import Sip2Error, Sip2ProtocolError
 from selfcheck.central.ledger import aware
 from selfcheck.central.names import given_name
 from selfcheck.central.offline_policy import EVERY, OfflineStations
@@ -42,9 +45,6 @@ from selfcheck.central.pin_guard import PinGuard, StationBudget
 from selfcheck.central.pin_rules import PinRules, demand, refusal
 from selfcheck.central.salts import site_salt
 from selfcheck.central.schema import patron_refs, sip2_claims
-from selfcheck.central.sip2 import messages as m
-from selfcheck.central.sip2.client import Sip2Config, Sip2Pool, Sip2Unavailable
-from selfcheck.central.sip2.codec import Sip2Error, Sip2ProtocolError
 from selfcheck.mqtt.messages import (
     AccountLoan,
     AccountRes,

@@ -1,4 +1,4 @@
-"""The ledger's per-station order (central/ledger.py): each station's transactions reach the
+"""The ledger's per-station order (central/ledger/): each station's transactions reach the
 backend in `seq` order.
 
 A station numbers the transactions of its journal 1, 2, 3, ... and the central's effect must
