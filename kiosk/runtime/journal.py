@@ -265,7 +265,7 @@ class Journal:
             # Where the station is, for the central after a restore of its store: a row
             # leaves the outbox only at its ack, so every seq below the lowest one still here
             # has been acknowledged. Fixed in the payload now, so lower than the truth by the
-            # time of a resend, which the central takes as safe (central/order.py).
+            # time of a resend, which the central takes as safe (central/ledger/order.py).
             low = self._db.execute("SELECT min(seq) FROM outbox").fetchone()[0]
             msg = msg.model_copy(update={"acked_below": seq if low is None else int(low)})
         self._db.execute(
