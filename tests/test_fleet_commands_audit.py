@@ -113,7 +113,10 @@ def test_an_unanswered_command_expires_in_the_api_the_stream_and_the_store(
     assert status == 200 and [j["state"] for j in jobs] == ["sent"]
     # Its expiry is the default 300 s from now, and is what the station was told.
     assert before + 299 <= jobs[0]["expires_at"] <= time.time() + 301
-    req = next(p for t, p, _ in recorder.messages if t.endswith("/tang-2/cmd/req/reload_config"))
+    topic = "/tang-2/cmd/req/reload_config"
+    wait_until(lambda: any(t.endswith(topic) for t, _p, _r in list(recorder.messages)), 10,
+               "the command at the station")
+    req = next(p for t, p, _ in list(recorder.messages) if t.endswith(topic))
     told = json.loads(req)
     assert told["cmd_id"] == cmd_id
     assert abs(dt.datetime.fromisoformat(told["expires_at"]).timestamp()
