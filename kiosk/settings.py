@@ -167,7 +167,7 @@ class StationSettings(BaseSettings):
         "central", description="PIN pad: central (when the central answers pin_required: "
         "its rule decides); always (before every patron check); never (a reader whose card "
         "needs a PIN is refused here)")
-    # -- the self-service desk (issue 4): each a per-site choice
+    # -- the self-service desk: each a per-site choice
     mode: Literal["selfcheck", "return-station"] = Field(
         "selfcheck", description="return-station: no card, books keep coming, sort bins shown")
     return_clear_s: float = Field(25.0, gt=0, description="return-station: the returned "
@@ -225,7 +225,7 @@ class StationSettings(BaseSettings):
                                           "is shown on the screen; empty: no date shown")
     log_level: Literal["debug", "info", "warning", "error"] | None = Field(
         None, description="when neither --log-level nor SELFCHECK_LOG_LEVEL says (default info)")
-    telemetry_s: float = Field(60.0, ge=1, description="tele/health period (issue 6)")
+    telemetry_s: float = Field(60.0, ge=1, description="tele/health period")
     # Broker credentials: the MQTT username is the station id (DESIGN.md). Keep the password in
     # `password_file` (mode 0600) so the TOML itself holds no secret.
     password: SecretStr | None = None

@@ -1,4 +1,4 @@
-"""The self-service desk rules of the core (issue 4, station side): stacks and counts,
+"""The self-service desk rules of the core (station side): stacks and counts,
 multi-part items, the station's own refusals, tag security from the ack, pending writes,
 staff mode, return-station mode, help and receipts. Events in, actions out, no I/O."""
 

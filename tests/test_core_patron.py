@@ -1,4 +1,4 @@
-"""Issue 4, station side part B: the PIN pad, the account screen with renewals, and loans
+"""The reader's account at the station: the PIN pad, the account screen with renewals, and loans
 against the offline list. The core's rules (events in, actions out, no I/O), the journal's
 offline list, and the receipt's use of the library system's print lines."""
 

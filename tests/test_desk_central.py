@@ -1,4 +1,4 @@
-"""Issue 4, central side: PINs, account, holds and transit, the offline list and late offline
+"""The desk, central side: PINs, account, holds and transit, the offline list and late offline
 loans, on real SQLite and PostgreSQL stores; and the bridge answering the new requests over a
 real Mosquitto."""
 

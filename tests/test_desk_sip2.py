@@ -1,4 +1,4 @@
-"""Issue 4 over SIP2 against the pysip2 server (lab/standins/sip2_server.py): PIN in AD decided by
+"""The desk over SIP2 against the pysip2 server (lab/standins/sip2_server.py): PIN in AD decided by
 CQ with a local lockout, the account from 63 item lists and 17, holds at loan, late offline
 loans and their reconciliation."""
 

@@ -1,4 +1,4 @@
-"""Telemetry, commands and the fleet-state service through a real Mosquitto (issue 6)."""
+"""Telemetry, commands and the fleet-state service through a real Mosquitto."""
 
 from __future__ import annotations
 

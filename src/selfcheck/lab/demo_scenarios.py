@@ -114,7 +114,7 @@ def _seed_loans(store: Any) -> None:
         TxLoan(msg_id=uuid7(), seq=n, site="demo-lib", station="seed", at=now, item_id=item,
                patron_ref=ref, deadline=now + dt.timedelta(hours=1))
         for n, item in enumerate(RS_ITEMS, 1)])
-    try:  # holds come with part B of issue 4; without them the demo shows sort bins only
+    try:  # a store without holds: the demo shows sort bins only
         store.add_holds([{"item_id": RS_HOLD_ITEM, "patron_ref": store.ref_of("DG0002"),
                           "placed_at": now}])
     except Exception as exc:
