@@ -25,6 +25,18 @@ PATRONS: list[dict[str, Any]] = [
 # Demo PINs, kept in the store as salted hashes only. DG0003 and DG0006 have none.
 PINS: dict[str, str] = {"DG0001": "1234", "DG0002": "2468", "DG0004": "1111",
                         "DG0005": "5555"}
+# Their hashes (central/pin.py), made once: hashing is slow on purpose, and every test store,
+# demo and benchmark loads the sample afresh.
+PIN_HASHES: dict[str, str] = {
+    "DG0001": "scrypt$16384$8$1$ef8b8721857c6824ffcd3f85d516964c$"
+              "cabd76bbbec9b8abc61ab4e60d19fcf5996871320ecca801e26fbfef9ee8acca",
+    "DG0002": "scrypt$16384$8$1$2acb4e7bfacc3e859d948a77ab572c07$"
+              "89d094c277a5cfb6e75394a297a8464d02707633afbb81cfa249f1f034a0e6f6",
+    "DG0004": "scrypt$16384$8$1$6945f38423c16373f07a9c0e9f628793$"
+              "65f087c76e652549373adc611c588dc0a8e86f6c6d6debe88a40594473733dd8",
+    "DG0005": "scrypt$16384$8$1$a760219150930ebc34d262377cfff5d3$"
+              "bf68cfe2c068e1784499f661bf4cb32ae1f00f165a1da78cb00d11c653121a07",
+}
 
 ITEMS: list[dict[str, Any]] = [
     {"item_id": "39000001", "title": "Truyện Kiều", "author": "Nguyễn Du", "sort_bin": "A"},
@@ -97,8 +109,8 @@ def load_sample(store: CirculationStore, extra_items: int = 0, extra_patrons: in
     store.add_rules(RULES)
     store.add_patrons(PATRONS + synthetic_patrons(extra_patrons))
     store.add_items(ITEMS + synthetic_items(extra_items))
-    for card, pin in PINS.items():
-        store.set_pin(card, pin)
+    for card, digest in PIN_HASHES.items():
+        store.set_pin_hash(card, digest)
     if scenarios:
         load_scenarios(store)
 

@@ -107,3 +107,13 @@ def run_reader() -> Iterator[Callable[[Any], RunningReader]]:
     yield start
     for r in started:
         r.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first (kills and reconnects, then rendered screens): the suite's
+    workers take them while the short ones are still there to fill the gaps, rather than
+    one worker ending the run alone with a long one."""
+    def weight(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("ui") else 2
+
+    items.sort(key=weight)

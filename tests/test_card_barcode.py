@@ -141,7 +141,7 @@ def test_serial_scanner_on_a_pty_at_its_baud(run_reader):
         reader = open_card_reader("barcode-serial", path, baudrate=115200, prefix="%",
                                   max_len=20)
         r = run_reader(reader)
-        time.sleep(0.3)  # let the reader open the port (raw mode) before we write
+        wait_until(lambda: reader.stats.up is True)  # the port open (raw mode) before we write
         os.write(master, b"%30012345678\r\n")
         os.write(master, b"300\x1b99\r")  # garbled: dropped
         os.write(master, b"7" * 50 + b"\n")  # too long: dropped
@@ -175,13 +175,13 @@ def test_serial_scanner_reconnects_after_unplug_and_drops_the_cut_line(run_reade
         # pyserial's socket:// open() discards input that arrives while it connects
         # (reset_input_buffer), as a real port's open flushes; so wait before sending.
         conn, _ = server.accept()
-        time.sleep(0.3)
+        wait_until(lambda: health == [True])
         conn.sendall(b"FIRST1\r\n12345")
         assert r.take(1) == ["FIRST1"]
         time.sleep(0.3)
         conn.close()
         conn, _ = server.accept()  # the reader came back by itself
-        time.sleep(0.3)
+        wait_until(lambda: health == [True, False, True])
         conn.sendall(b"SECOND2\r")
         assert r.take(1) == ["SECOND2"]  # not "12345SECOND2"
         assert reader.stats.reconnects == 1
@@ -197,7 +197,8 @@ def test_serial_scanner_absent_at_start_is_retried(run_reader, tmp_path):
     health: list[bool] = []
     reader.stats.on_health = health.append
     r = run_reader(reader)
-    time.sleep(0.3)
+    wait_until(lambda: health == [False])
+    time.sleep(0.3)  # a few retries more (one each 0.05 s)
     assert r.thread.is_alive()
     assert health == [False]  # told once, not at every retry
     master, slave = pty.openpty()

@@ -207,7 +207,8 @@ def test_newer_session_is_not_overwritten_by_old_will(tmp_path: Path, broker: Br
         again.start()
         try:
             assert again.connected.wait(10)
-            time.sleep(0.5)
+            # the broker's retained status of st-w, replayed to the new subscriber
+            wait_until(lambda: again.state.counters.messages["status"] >= 1, 10, "replay")
             rec = again.state.stations[(SITE, "st-w")]
             assert (rec.online, rec.session) == (True, new.session)
         finally:

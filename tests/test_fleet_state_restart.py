@@ -97,7 +97,7 @@ def test_a_restart_does_not_make_a_dead_station_just_heard_nor_lose_acknowledgem
 
     again = _service(broker, db)
     try:
-        time.sleep(0.5)  # the broker replays the retained status and state
+        # the broker replays the retained status and state
         wait_until(lambda: again.state.counters.messages["state"] >= 1, what="state replay")
         row = _row(again)
         assert isinstance(row["last_seen"], float) and row["last_seen"] < heard + 5

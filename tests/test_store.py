@@ -149,3 +149,20 @@ def test_one_batch_applies_in_order(any_store: CirculationStore) -> None:
                                                 (True, None), (True, None)]
     assert s.on_loan() == {"49000001": ref(s, "DG0002")}
     assert s.check_patron("DG0001").loans == 0 and s.check_patron("DG0002").loans == 1
+
+
+def test_the_samples_pins_are_checked_against_their_stored_hashes(
+        store: CirculationStore) -> None:
+    """The sample library's hashes are made once, not at each load: each is the hash of its
+    patron's PIN (and of no other), each with a salt of its own."""
+    from selfcheck.central import pin as pins
+    from selfcheck.central.sample import PIN_HASHES, PINS
+
+    assert PIN_HASHES.keys() == PINS.keys()
+    for card, pin in PINS.items():
+        assert pins.verify_pin(pin, PIN_HASHES[card])
+        assert not pins.verify_pin("0000", PIN_HASHES[card])
+        # DG0004's card is blocked: refused for that once the PIN is right
+        assert store.check_patron(card, pin=pin).reason in (None, "patron_blocked")
+        assert store.check_patron(card, pin="0000").reason == "wrong_pin"
+    assert len({h.split("$")[4] for h in PIN_HASHES.values()}) == len(PIN_HASHES)

@@ -282,7 +282,10 @@ class CirculationStore:
 
     def set_pin(self, card_id: str, pin: str | None) -> None:
         """Keep a salted hash of the PIN (None: remove it); clears a lockout."""
-        digest = pins.hash_pin(pin) if pin is not None else None
+        self.set_pin_hash(card_id, pins.hash_pin(pin) if pin is not None else None)
+
+    def set_pin_hash(self, card_id: str, digest: str | None) -> None:
+        """Keep a hash made by central/pin.py (None: no PIN); clears a lockout."""
         with self.engine.begin() as conn:
             done = conn.execute(update(patrons).where(patrons.c.card_id == card_id).values(
                 pin_hash=digest, pin_failures=0, pin_locked_until=None)).rowcount

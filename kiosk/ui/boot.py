@@ -10,9 +10,11 @@ DEMO_PANEL_WIDTH = 300  # px: the demo's simulator beside the station
 
 
 def configure(*, headless: bool = False, fullscreen: bool = False,
-              size: tuple[int, int] | None = None, rotation: int = 0) -> None:
+              size: tuple[int, int] | None = None, rotation: int = 0,
+              max_fps: int | None = None) -> None:
     """Window set-up. `size` None: fullscreen takes the display's own size, a window opens
-    at 1280x800. `rotation` turns the picture for a panel mounted the other way."""
+    at 1280x800. `rotation` turns the picture for a panel mounted the other way. `max_fps`
+    caps the frames drawn a second (Kivy's default: 60)."""
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     os.environ.setdefault("KIVY_NO_FILELOG", "1")
     os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
@@ -27,6 +29,8 @@ def configure(*, headless: bool = False, fullscreen: bool = False,
     Config.set("graphics", "width", str(width))
     Config.set("graphics", "height", str(height))
     Config.set("graphics", "rotation", str(rotation))
+    if max_fps is not None:
+        Config.set("graphics", "maxfps", str(max_fps))
     # "auto": the display's resolution; "1": the window's size, fullscreen
     Config.set("graphics", "fullscreen", ("1" if size else "auto") if fullscreen else "0")
     Config.set("graphics", "resizable", "0" if fullscreen else "1")

@@ -50,6 +50,10 @@ CALL_ROWS = tuple(k for k in ("".join(c for c in row.upper() if c in CALL_CHARS)
                               for row in EMAIL_ROWS) if k)
 
 
+# One line of the list: its text, bold, and what a touch on it does (None: a plain line).
+Row = tuple[str, bool, Callable[[], None] | None]
+
+
 def _label(**kw: Any) -> Label:
     lb = Label(color=theme.text, halign="left", valign="middle", size_hint_y=None, **kw)
     lb.bind(width=lambda w, v: setattr(w, "text_size", (v, None)),
@@ -78,6 +82,7 @@ class StocktakePanel(BoxLayout):
         self.typing = "from"  # the field the keys type into
         self.warning = ""  # the idle time-out's last seconds
         self._pad_seen = 0  # runtime.stocktake.pad_changes as last counted as activity
+        self._rows_shown: object = None  # what the list was last built from
         with self.canvas.before:
             self._bg_color = Color(*theme.bg)
             self._bg = Rectangle(pos=self.pos, size=self.size)
@@ -373,7 +378,7 @@ class StocktakePanel(BoxLayout):
                 self.stir()
         for w in (self.title, self.status, self.counts):
             w.color = theme.text
-        self.rows.clear_widgets()
+        rows: list[Row] = []
         self._show_entry(self.stage == "calls")
         run = self.st.run
         if self.stage == "calls":
@@ -382,11 +387,7 @@ class StocktakePanel(BoxLayout):
             self.title.text = self.t("choose")
             self.status.text = self.message or ("" if not self.busy else self.t("asking"))
             self.counts.text = ""
-            for text, action in self.options:
-                b = Factory.TouchButton(text=text, font_size=_font(26))
-                b.size_hint_x = 1
-                b.bind(on_release=lambda _b, a=action: None if self.busy else a())
-                self.rows.add_widget(b)
+            rows = [(text, False, action) for text, action in self.options]
             self.b_left.text = self.t("back")
             self.b_right.text = self.t("calls.button") if self.ranges and not self.busy else ""
         elif self.stage in ("running", "confirm"):
@@ -404,11 +405,8 @@ class StocktakePanel(BoxLayout):
             for book in run.newest(SHOWN):
                 verdict = self.t(f"verdict.{book.verdict or 'none'}")
                 name = book.item_id or self.t("no_id")
-                line = _label(text=f"{name}  {book.title or ''}\n{verdict}",
-                              font_size=_font(24))
-                if book.verdict in ("misplaced", "on_loan", "unknown"):
-                    line.bold = True
-                self.rows.add_widget(line)
+                rows.append((f"{name}  {book.title or ''}\n{verdict}",
+                             book.verdict in ("misplaced", "on_loan", "unknown"), None))
             if self.stage == "confirm":
                 self.b_left.text, self.b_right.text = self.t("back"), self.t("confirm")
             else:
@@ -423,6 +421,25 @@ class StocktakePanel(BoxLayout):
                 + self.warning
         for b in (self.b_left, self.b_right):
             b.opacity, b.disabled = (1, False) if b.text else (0, True)
+        self._show_rows(rows)
+
+    def _show_rows(self, rows: list[Row]) -> None:
+        """The list, rebuilt only when what it shows changed: a rebuild moves the scroll
+        view, whose bar then fades over half a second of frames, and the panel is rendered
+        again every second of the time-out's warning."""
+        shown = (theme.level, theme.fs, rows)
+        if shown == self._rows_shown:
+            return
+        self._rows_shown = shown
+        self.rows.clear_widgets()
+        for text, bold, action in rows:
+            if action is not None:  # a place to choose: a button
+                b = Factory.TouchButton(text=text, font_size=_font(26))
+                b.size_hint_x = 1
+                b.bind(on_release=lambda _b, a=action: None if self.busy else a())
+                self.rows.add_widget(b)
+            else:
+                self.rows.add_widget(_label(text=text, font_size=_font(24), bold=bold))
 
     def _show_entry(self, on: bool) -> None:
         """The range entry in the place of the status, counts and list, with its own row of

@@ -32,6 +32,7 @@ from selfcheck.lab.demo_scenarios import (
 from selfcheck.lab.stack import CentralProcess
 
 SITE, STATION = "demo-lib", "demo-1"
+HEADLESS_FPS = 20
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -152,7 +153,13 @@ async def play(settings: StationSettings, headless: bool, shots: Path | None,
     if beside:
         # the panel beside the station: the station keeps the whole of its size
         window = (size[0] + DEMO_PANEL_WIDTH, size[1]) if size else None
-        configure(headless=headless, size=window, rotation=screen.rotation)
+        if headless:
+            # Nobody watches a scripted run's frames, and every one is drawn by Mesa's
+            # software renderer on the CPU: a third of them is plenty for its touches and
+            # pictures, and one renderer thread leaves the other cores to the rest.
+            os.environ.setdefault("LP_NUM_THREADS", "1")
+        configure(headless=headless, size=window, rotation=screen.rotation,
+                  max_fps=HEADLESS_FPS if headless else None)
     else:
         configure(fullscreen=True, size=size, rotation=screen.rotation)
     from selfcheck.drivers.card.base import SimulatedCardReader

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from kivy.core.window import Window
-from kivy.tests.common import UnitTestTouch
 from kivy.uix.widget import Widget
 
 from selfcheck.kiosk import core
@@ -38,6 +37,7 @@ from selfcheck.lab.demo_scenarios import (
     STOCKTAKE_STACKS,
     WALK_ITEMS,
 )
+from selfcheck.lab.finger import Finger
 
 WALK_CARD = "DG0001"
 CENTRAL: Any = None  # the demo's CentralProcess, set by selfcheck.demo.play
@@ -47,9 +47,7 @@ async def press(widget: Widget) -> None:
     """A finger on the widget's centre, after a frame so that the layout is current."""
     await asyncio.sleep(0.1)
     x, y = widget.to_window(*widget.center)
-    touch = UnitTestTouch(x, y)
-    touch.touch_down()
-    touch.touch_up()
+    Finger(x, y).tap()
 
 
 async def until(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
@@ -686,11 +684,16 @@ async def stocktake_calls(app: StationApp, shots: Path | None, lang: str = "vi")
     await until(lambda: CALLS_STACK in {b.item_id for b in st.run.books.values()}
                 and st.run.waiting == 0 and st.run.counts.found == 1, "the stack counted")
     await look("calls-stack")
+    listed = list(panel.rows.children)
     # Left alone: the countdown runs down to half; a touch starts it again, then nothing. The
     # station goes idle a whole time-out after the touch, not half of one: the touch counted
     # (however late a loaded machine lets it land within that half).
     await until(lambda: (view().countdown or 0) <= CALLS_IDLE_S / 2, "half the idle time",
                 timeout_s=CALLS_IDLE_S + 10)
+    # The warning's seconds went by on the panel, the list's books did not change: the same
+    # lines, not new ones each second (each rebuild redraws the screen for half a second).
+    if not listed or list(map(id, listed)) != list(map(id, panel.rows.children)):
+        problems.append("stocktake-calls: the list was rebuilt while what it shows stayed")
     await press(panel.title)
     touched = time.monotonic()
     await until(lambda: panel.parent is None and view().mode is core.Mode.IDLE,
