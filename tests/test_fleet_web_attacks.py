@@ -9,7 +9,6 @@ import http.client
 import json
 import re
 import socket
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -205,14 +204,18 @@ def test_unknown_names_answer_as_known_ones_do(fleet: FleetService) -> None:
 
     # Tried over and over from one address, a real name and a made-up one answer alike, the
     # lock included (it would otherwise tell which names exist) ...
-    known = [timed("an", "127.0.0.3") for _ in range(fleet.auth.max_failures + 1)]
-    unknown = [timed("nobody", "127.0.0.4") for _ in range(fleet.auth.max_failures + 1)]
+    known: list[tuple[float, list[Any]]] = []
+    unknown: list[tuple[float, list[Any]]] = []
+    for _ in range(fleet.auth.max_failures + 1):  # in turn: a busy machine slows both alike
+        known.append(timed("an", "127.0.0.3"))
+        unknown.append(timed("nobody", "127.0.0.4"))
     assert [a for _, a in known] == [a for _, a in unknown]
     assert known[0][1] == [401, "bad"]
-    # ... and in about the same time (the first tries: checked, not refused early).
+    # ... and in about the same time (the first tries: checked, not refused early). The
+    # quickest of each: what the check costs, without what other work on the machine adds.
     n = fleet.auth.max_failures - 1
-    k = statistics.median(t for t, _ in known[:n])
-    u = statistics.median(t for t, _ in unknown[:n])
+    k = min(t for t, _ in known[:n])
+    u = min(t for t, _ in unknown[:n])
     print(f"\nwrong password {k * 1000:.0f} ms, unknown name {u * 1000:.0f} ms")
     assert 0.5 < u / k < 2
 
