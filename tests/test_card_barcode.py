@@ -198,7 +198,7 @@ def test_serial_scanner_absent_at_start_is_retried(run_reader, tmp_path):
     reader.stats.on_health = health.append
     r = run_reader(reader)
     wait_until(lambda: health == [False])
-    time.sleep(0.3)  # a few retries more (one each 0.05 s)
+    time.sleep(0.3)  # a few retries more (after 0.05 s, then twice as long each time)
     assert r.thread.is_alive()
     assert health == [False]  # told once, not at every retry
     master, slave = pty.openpty()

@@ -30,7 +30,7 @@ from selfcheck.central.backends.store import CirculationStore
 from selfcheck.lab.broker import Broker
 from selfcheck.lab.stack import CentralProcess, HeadlessStation
 from tests.conftest import ROOT
-from tests.test_deploy_debootstrap import MIRROR, PATH, _wheels
+from tests.test_deploy_debootstrap import MIRROR, PATH, _wheels, cached
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
 
@@ -66,6 +66,7 @@ CACHE = ROOT / "var" / "debootstrap" / "bookworm-arm64.tar"
 WHEELS = ROOT / "var" / "debootstrap" / "wheels-arm64"
 
 
+@cached("bookworm-arm64")
 def _base() -> Path:
     if not CACHE.exists():
         work = CACHE.with_suffix(".d")
@@ -80,6 +81,7 @@ def _base() -> Path:
     return CACHE
 
 
+@cached("wheels-arm64")
 def _arm_wheels() -> Path:
     """This project's wheel and its dependencies' for CPython 3.11 on aarch64 (bookworm's
     Python): binary wheels from PyPI, and the pure-Python ones built for the x86 set (a few

@@ -23,6 +23,8 @@ project and its dependencies), so the script's apt and pip steps run, offline.
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
 import os
 import shlex
@@ -31,7 +33,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,21 @@ PIP_CA = "etc/selfcheck-test-pip-ca.pem"
 CMDLINE = "console=serial0,115200 console=tty1 root=PARTUUID=1 rootfstype=ext4 rootwait\n"
 
 
+def cached(name: str) -> Callable[[Callable[[], Path]], Callable[[], Path]]:
+    """Builds a cache under var/debootstrap/ under a lock of its own: the suite's workers may
+    start two of these tests at once, and one must not unpack what the other is writing."""
+    def wrap(build: Callable[[], Path]) -> Callable[[], Path]:
+        @functools.wraps(build)
+        def locked() -> Path:
+            CACHE.parent.mkdir(parents=True, exist_ok=True)
+            with open(CACHE.parent / f".{name}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                return build()
+        return locked
+    return wrap
+
+
+@cached("bookworm")
 def _base() -> Path:
     if not CACHE.exists():
         work = CACHE.with_suffix(".d")
@@ -80,6 +97,7 @@ def _chroot(root: Path, *cmd: str, check: bool = True, netns: str | None = None,
                           capture_output=True, check=check, timeout=1800)
 
 
+@cached("wheels")
 def _wheels() -> Path:
     """The project's wheel and its dependencies', for an install with no network."""
     if not (WHEELS / "complete").exists():

@@ -17,6 +17,30 @@ CONFIG = Path(__file__).resolve().parents[3] / "deploy" / "mosquitto" / "selfche
 SECURE_CONFIG = CONFIG.with_name("secure.conf")
 
 
+def _listening(pid: int, port: int) -> bool:
+    """Process `pid` holds a socket listening on `port`: ours, not another test's broker that
+    took the port between free_port() and our start (which a connection would not tell)."""
+    mine = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                mine.add(target[8:-1])
+    except OSError:  # gone, or not yet
+        return False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            # local address "HEX_IP:HEX_PORT", state 0A is LISTEN, inode in column 10
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port and f[9] in mine:
+                return True
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,11 +117,9 @@ class Broker(ChildProcess):
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited: see {self.datadir / 'mosquitto.log'}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            if _listening(self.proc.pid, self.port):
                 return self
-            except OSError:
-                time.sleep(0.05)
+            time.sleep(0.05)
         raise TimeoutError(f"mosquitto did not listen on {self.port}")
 
 
